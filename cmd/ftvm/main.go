@@ -1,0 +1,78 @@
+// Command ftvm runs WebAssembly guests as fault-tolerant virtual machines.
+//
+// Each subcommand lives in its own file and registers itself in commands.
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"sort"
+	"syscall"
+)
+
+// command is one subcommand of ftvm.
+type command struct {
+	summary string
+	// run executes the subcommand with its arguments (without the name) and
+	// returns the process exit status.
+	run func(ctx context.Context, env *cmdEnv, args []string) int
+}
+
+// cmdEnv carries what a subcommand may touch, so tests can run commands
+// in-process with their own streams.
+type cmdEnv struct {
+	stdin          io.Reader
+	stdout, stderr io.Writer
+}
+
+// commands returns the table of subcommands. It is a function rather than a
+// package variable so there is no global mutable state.
+func commands() map[string]command {
+	return map[string]command{
+		"spectest": {"run WebAssembly spec test suites (wast2json output)", runSpectest},
+	}
+}
+
+func usage(w io.Writer) {
+	fmt.Fprintln(w, "usage: ftvm COMMAND [ARGS...]")
+	fmt.Fprintln(w, "\ncommands:")
+	cmds := commands()
+	names := make([]string, 0, len(cmds))
+	for n := range cmds {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		fmt.Fprintf(w, "  %-10s %s\n", n, cmds[n].summary)
+	}
+	fmt.Fprintln(w, "\nRun 'ftvm COMMAND -h' for a command's flags.")
+}
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, &cmdEnv{stdin: os.Stdin, stdout: os.Stdout, stderr: os.Stderr}, os.Args[1:])
+	stop()
+	os.Exit(code)
+}
+
+func run(ctx context.Context, env *cmdEnv, args []string) int {
+	if len(args) == 0 {
+		usage(env.stderr)
+		return 2
+	}
+	switch args[0] {
+	case "-h", "-help", "--help", "help":
+		usage(env.stdout)
+		return 0
+	}
+	c, ok := commands()[args[0]]
+	if !ok {
+		fmt.Fprintf(env.stderr, "ftvm: unknown command %q\n\n", args[0])
+		usage(env.stderr)
+		return 2
+	}
+	return c.run(ctx, env, args[1:])
+}

@@ -1,0 +1,66 @@
+package wasm
+
+// The engine executes a flat internal code, produced from each function body
+// by the compiler: structured control flow is replaced by jumps to resolved
+// positions, each branch carries the stack adjustment it implies, and
+// immediates are decoded once. Numeric instructions keep their WebAssembly
+// opcode as their internal opcode; everything else lives at 0x100 and above.
+
+type opcode uint16
+
+// instr is one internal instruction. Its meaning of a and b depends on op.
+type instr struct {
+	op opcode
+	a  uint32
+	b  uint64
+}
+
+// brTarget is one entry of a br_table.
+type brTarget struct {
+	pc   uint32
+	drop uint32
+	keep uint32
+}
+
+// Internal opcodes that are not WebAssembly opcodes. Those below 0x100 are
+// WebAssembly's own single-byte opcodes with the same meaning.
+const (
+	opUnreachable opcode = 0x00
+	opSelect      opcode = 0x1b
+	opDrop        opcode = 0x1a
+	opLocalGet    opcode = 0x20
+	opLocalSet    opcode = 0x21
+	opLocalTee    opcode = 0x22
+	opGlobalGet   opcode = 0x23
+	opGlobalSet   opcode = 0x24
+	opTableGet    opcode = 0x25
+	opTableSet    opcode = 0x26
+	opMemorySize  opcode = 0x3f
+	opMemoryGrow  opcode = 0x40
+	opConst       opcode = 0x41 // all four const opcodes become this one: push b
+	opRefIsNull   opcode = 0xd1
+	opRefFunc     opcode = 0xd2
+)
+
+const (
+	opBr           opcode = 0x100 + iota // a: target pc
+	opBrDrop                             // a: target pc, b: keep<<32 | drop
+	opBrIf                               // a: target pc; pops the condition
+	opBrIfDrop                           // a: target pc, b: keep<<32 | drop
+	opBrUnless                           // a: target pc; pops the condition (if)
+	opBrTable                            // a: first entry in brTargets, b: count (last is default)
+	opReturn                             // copies the results to the frame base and returns
+	opCall                               // a: function index
+	opCallIndirect                       // a: type index, b: table index
+	opTruncSat                           // a: 0xfc sub-opcode 0..7
+	opMemoryInit                         // a: data index
+	opDataDrop                           // a: data index
+	opMemoryCopy                         //
+	opMemoryFill                         //
+	opTableInit                          // a: elem index, b: table index
+	opElemDrop                           // a: elem index
+	opTableCopy                          // a: destination table, b: source table
+	opTableGrow                          // a: table index
+	opTableSize                          // a: table index
+	opTableFill                          // a: table index
+)
