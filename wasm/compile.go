@@ -140,6 +140,9 @@ type compiler struct {
 	vals      []ValType
 	ctrls     []ctrl
 	maxHeight int
+	// barrier is the first code position that may be fused with the
+	// instruction before it: positions that branches jump to are not.
+	barrier int
 }
 
 type validationError struct {
@@ -332,15 +335,75 @@ func (c *compiler) emit(op opcode, a uint32, b uint64) int {
 	if !c.emitting() {
 		return -1
 	}
-	c.f.code = append(c.f.code, instr{op: op, a: a, b: b})
+	in := instr{op: op, a: a, b: b}
+	// Fusing may enable another fusion with the instruction before; the
+	// fused instruction keeps the offset of the last one, the only one of
+	// each pair that can trap.
+	for {
+		fused, ok := c.fuse(in)
+		if !ok {
+			break
+		}
+		c.f.code = c.f.code[:len(c.f.code)-1]
+		c.f.offsets = c.f.offsets[:len(c.f.offsets)-1]
+		in = fused
+	}
+	c.f.code = append(c.f.code, in)
 	c.f.offsets = append(c.f.offsets, c.base+uint32(c.instrPos))
 	return len(c.f.code) - 1
 }
 
 func (c *compiler) pc() int { return len(c.f.code) }
 
+// target marks the current position as a branch target, which the
+// peephole must not fuse across.
+func (c *compiler) target() { c.barrier = c.pc() }
+
+// fuse returns the superinstruction that the previous instruction and
+// next make together, if they make one and no branch lands between them.
+func (c *compiler) fuse(next instr) (instr, bool) {
+	last := len(c.f.code) - 1
+	if last < c.barrier || last < 0 {
+		return instr{}, false
+	}
+	p := c.f.code[last]
+	op, a, b := next.op, next.a, next.b
+	switch {
+	case p.op == 0xa7 && op >= 0x28 && op <= 0x35:
+		// i32.wrap_i64 before a load: the load uses only the low 32 bits
+		// of its address anyway.
+		return next, true
+	case p.op == opLocalGet && op == opLocalGet:
+		return instr{op: opLocalGet2, a: p.a, b: uint64(a)}, true
+	case p.op == opLocalGet && op == opConst:
+		return instr{op: opLocalGetConst, a: p.a, b: b}, true
+	case p.op == opLocalSet && op == opLocalGet:
+		return instr{op: opLocalSetGet, a: p.a, b: uint64(a)}, true
+	case p.op == opConst && op == 0x6a: // i32.add
+		return instr{op: opI32AddConst, b: p.b}, true
+	case p.op == opConst && op == 0x7c: // i64.add
+		return instr{op: opI64AddConst, b: p.b}, true
+	case p.op == opLocalGetConst && op == 0x6a:
+		return instr{op: opLocalI32AddConst, a: p.a, b: p.b}, true
+	case p.op == opLocalGetConst && op == 0x7c:
+		return instr{op: opLocalI64AddConst, a: p.a, b: p.b}, true
+	case p.op == opLocalGet && op == 0x28: // i32.load
+		return instr{op: opLocalI32Load, a: p.a, b: b}, true
+	case p.op == opLocalGet && op == 0x29: // i64.load
+		return instr{op: opLocalI64Load, a: p.a, b: b}, true
+	case p.op == 0x45 && op == opBrUnless: // i32.eqz; if
+		return instr{op: opBrIf, a: a}, true
+	case p.op == 0x45 && op == opBrIf: // i32.eqz; br_if
+		return instr{op: opBrUnless, a: a}, true
+	}
+	return instr{}, false
+}
+
 func (c *compiler) pushCtrl(kind ctrlKind, params, results []ValType) {
 	dead := !c.emitting()
+	if kind == ctrlLoop {
+		c.target()
+	}
 	c.ctrls = append(c.ctrls, ctrl{
 		kind: kind, params: params, results: results,
 		height: len(c.vals), dead: dead, startPC: c.pc(), elseFixup: -1,
@@ -474,6 +537,7 @@ func (c *compiler) instr(op byte) (done bool, err error) {
 			c.f.code[t.elseFixup].a = uint32(c.pc())
 			t.elseFixup = -1
 		}
+		c.target()
 		t.kind = ctrlElse
 		t.unreachable = false
 		c.vals = c.vals[:t.height]
@@ -493,6 +557,7 @@ func (c *compiler) instr(op byte) (done bool, err error) {
 			return true, nil
 		}
 		end := c.pc()
+		c.target()
 		if t.elseFixup >= 0 {
 			c.f.code[t.elseFixup].a = uint32(end)
 		}
@@ -812,7 +877,13 @@ func (c *compiler) instr(op byte) (done bool, err error) {
 				return false, err
 			}
 			c.push(r)
-			c.emit(opcode(op), 0, 0)
+			switch op {
+			case 0xad, 0xbc, 0xbd, 0xbe, 0xbf:
+				// i64.extend_i32_u and the reinterpretations change no
+				// bits: i32 and f32 values are kept zero-extended.
+			default:
+				c.emit(opcode(op), 0, 0)
+			}
 			return false, nil
 		}
 		return false, c.errf("illegal opcode 0x%02x", op)

@@ -153,7 +153,9 @@ func (in *Instance) Invoke(f *Function, args []uint64) error {
 	if len(e.stack) < need {
 		e.stack = make([]uint64, max(need, 1024))
 	}
-	copy(e.stack, args)
+	for i, a := range args {
+		e.stack[i] = normalize(f.typ.Params[i], a)
+	}
 	clear(e.stack[len(args):f.code.numLocals])
 	e.sp = f.code.numLocals
 	e.cur = frame{fn: f}
@@ -189,7 +191,9 @@ func (in *Instance) Resume(results []uint64) error {
 		e.args = append(e.args[:0], results...)
 		return nil
 	}
-	copy(e.stack[e.sp:], results)
+	for i, r := range results {
+		e.stack[e.sp+i] = normalize(f.typ.Results[i], r)
+	}
 	e.sp += len(results)
 	return nil
 }
@@ -558,6 +562,45 @@ func (in *Instance) run(budget uint64) (Stop, error) {
 			s[sp] = ins.b
 			sp++
 
+		// Superinstructions.
+		case opLocalGet2:
+			s[sp] = s[bp+int(ins.a)]
+			s[sp+1] = s[bp+int(ins.b)]
+			sp += 2
+		case opLocalGetConst:
+			s[sp] = s[bp+int(ins.a)]
+			s[sp+1] = ins.b
+			sp += 2
+		case opLocalSetGet:
+			s[bp+int(ins.a)] = s[sp-1]
+			s[sp-1] = s[bp+int(ins.b)]
+		case opI32AddConst:
+			s[sp-1] = uint64(uint32(s[sp-1]) + uint32(ins.b))
+		case opI64AddConst:
+			s[sp-1] += ins.b
+		case opLocalI32AddConst:
+			s[sp] = uint64(uint32(s[bp+int(ins.a)]) + uint32(ins.b))
+			sp++
+		case opLocalI64AddConst:
+			s[sp] = s[bp+int(ins.a)] + ins.b
+			sp++
+		case opLocalI32Load:
+			ea := uint64(uint32(s[bp+int(ins.a)])) + ins.b
+			if ea+4 > uint64(len(mem)) {
+				trap = TrapMemoryOutOfBounds
+				goto trapped
+			}
+			s[sp] = uint64(binary.LittleEndian.Uint32(mem[ea:]))
+			sp++
+		case opLocalI64Load:
+			ea := uint64(uint32(s[bp+int(ins.a)])) + ins.b
+			if ea+8 > uint64(len(mem)) {
+				trap = TrapMemoryOutOfBounds
+				goto trapped
+			}
+			s[sp] = binary.LittleEndian.Uint64(mem[ea:])
+			sp++
+
 		// i32 comparisons
 		case 0x45:
 			s[sp-1] = b2u(uint32(s[sp-1]) == 0)
@@ -913,8 +956,6 @@ func (in *Instance) run(budget uint64) (Stop, error) {
 			s[sp-1] = v
 		case 0xac:
 			s[sp-1] = uint64(int64(int32(s[sp-1])))
-		case 0xad:
-			s[sp-1] = uint64(uint32(s[sp-1]))
 		case 0xb2:
 			s[sp-1] = uint64(math.Float32bits(float32(int32(s[sp-1]))))
 		case 0xb3:
@@ -935,8 +976,6 @@ func (in *Instance) run(budget uint64) (Stop, error) {
 			s[sp-1] = math.Float64bits(float64(s[sp-1]))
 		case 0xbb:
 			s[sp-1] = canon64(float64(f32(s[sp-1])))
-		case 0xbc, 0xbd, 0xbe, 0xbf:
-			// Reinterpretations: values are already bits.
 		case 0xc0:
 			s[sp-1] = uint64(uint32(int32(int8(s[sp-1]))))
 		case 0xc1:

@@ -54,13 +54,22 @@ type Global struct {
 func (*Global) isExtern() {}
 
 // NewGlobal returns a global holding v.
-func NewGlobal(t GlobalType, v uint64) *Global { return &Global{typ: t, val: v} }
+func NewGlobal(t GlobalType, v uint64) *Global { return &Global{typ: t, val: normalize(t.Type, v)} }
 
 // Get returns the global's value.
 func (g *Global) Get() uint64 { return g.val }
 
 // Set sets the global's value.
-func (g *Global) Set(v uint64) { g.val = v }
+func (g *Global) Set(v uint64) { g.val = normalize(g.typ.Type, v) }
+
+// normalize keeps i32 and f32 values zero-extended, as the interpreter
+// assumes (it elides i64.extend_i32_u and reinterpretations).
+func normalize(t ValType, v uint64) uint64 {
+	if t == I32 || t == F32 {
+		return uint64(uint32(v))
+	}
+	return v
+}
 
 // Type returns the global's type.
 func (g *Global) Type() GlobalType { return g.typ }

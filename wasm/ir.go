@@ -63,4 +63,17 @@ const (
 	opTableGrow                          // a: table index
 	opTableSize                          // a: table index
 	opTableFill                          // a: table index
+
+	// Superinstructions: pairs (and one triple) of instructions that are
+	// common in compiled code, fused by the compiler's peephole (fuse in
+	// compile.go). Each counts as one instruction.
+	opLocalGet2        // local.get a; local.get b
+	opLocalGetConst    // local.get a; const b
+	opLocalSetGet      // local.set a; local.get b
+	opI32AddConst      // i32.const b; i32.add
+	opI64AddConst      // i64.const b; i64.add
+	opLocalI32AddConst // local.get a; i32.const b; i32.add
+	opLocalI64AddConst // local.get a; i64.const b; i64.add
+	opLocalI32Load     // local.get a; i32.load offset=b
+	opLocalI64Load     // local.get a; i64.load offset=b
 )

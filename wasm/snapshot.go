@@ -27,7 +27,7 @@ import (
 const (
 	snapMagic       = "FTVMSNAP"
 	snapVersion     = 1
-	codeVersion     = 1
+	codeVersion     = 2
 	snapHeaderBytes = 8 + 4 + 4 + 32
 )
 
