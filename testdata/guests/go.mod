@@ -1,0 +1,3 @@
+module ftvm/testdata/guests
+
+go 1.26

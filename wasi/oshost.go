@@ -1,0 +1,505 @@
+//go:build linux
+
+package wasi
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"slices"
+	"sync"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// OSHost is the real Host, on Linux: files and directories of the host confined to
+// the preopened directories, the process streams given in the Config, TCP
+// listeners and their connections, the host's clocks and crypto/rand.
+//
+// Confinement: every path is resolved inside an os.Root opened on the
+// preopened directory (or, for a directory the guest opened, on that
+// directory), which walks the path component by component with openat and
+// O_NOFOLLOW and follows symbolic links itself, failing any that lead out
+// of the root. Absolute link targets, ".." past the root and links in
+// intermediate components are all caught; the guest sees ENOTCAPABLE.
+//
+// Background goroutines read stdin and each connection and accept on each
+// listener into buffers, so that Poll can report readiness without
+// consuming anything and reads never block the host longer than the guest
+// asked. CloseAll stops them (a goroutine blocked reading a Stdin that cannot
+// be interrupted ends when the reader returns). Writes to a connection are
+// made on the caller's goroutine and may wait for the peer to read.
+type OSHost struct {
+	log       *slog.Logger
+	listeners []*osListener // of the Config, in order
+
+	mu      sync.Mutex
+	changed chan struct{} // closed and replaced whenever readiness changes
+	closed  bool
+	res     map[Handle]any
+	next    Handle
+}
+
+var _ Host = (*OSHost)(nil)
+
+// Limits of the buffering of the background readers.
+const (
+	streamBuffer  = 1 << 20 // bytes read ahead per stream
+	acceptBacklog = 128     // connections accepted ahead per listener
+)
+
+// stream is the reading side of stdin or a connection, filled by a pump
+// goroutine.
+type stream struct {
+	buf    []byte
+	err    error // io.EOF or the read error, after buf drains
+	closed bool
+}
+
+// outStream is stdout or stderr.
+type outStream struct {
+	name string
+	w    io.Writer
+}
+
+// osConn is an accepted connection.
+type osConn struct {
+	c  net.Conn
+	in *stream
+}
+
+// osListener is a listening socket with the connections accepted ahead.
+type osListener struct {
+	ln     net.Listener
+	queue  []net.Conn
+	err    error
+	closed bool
+}
+
+// NewOSHost opens the host side of cfg: it opens each preopened directory
+// as an os.Root and each listener's address (or takes its Listener), and
+// serves stdin, stdout and stderr from cfg.Stdin, cfg.Stdout and
+// cfg.Stderr. The handles are those Host documents for startup resources.
+// logger receives output failures the guest cannot see; nil discards them.
+func NewOSHost(cfg Config, logger *slog.Logger) (*OSHost, error) {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	h := &OSHost{
+		log:     logger,
+		changed: make(chan struct{}),
+		res:     make(map[Handle]any),
+	}
+	in := &stream{}
+	h.res[0] = in
+	if cfg.Stdin == nil {
+		in.err = io.EOF
+	} else {
+		go h.pump(in, cfg.Stdin)
+	}
+	stdout, stderr := cfg.Stdout, cfg.Stderr
+	if stdout == nil {
+		stdout = io.Discard
+	}
+	if stderr == nil {
+		stderr = io.Discard
+	}
+	h.res[1] = &outStream{name: "stdout", w: stdout}
+	h.res[2] = &outStream{name: "stderr", w: stderr}
+	next := Handle(3)
+	for i, p := range cfg.Preopens {
+		root, err := os.OpenRoot(p.HostDir)
+		if err != nil {
+			h.CloseAll()
+			return nil, fmt.Errorf("wasi: preopen %d (%s): %w", i, p.GuestPath, err)
+		}
+		dir, err := root.Open(".")
+		if err != nil {
+			root.Close()
+			h.CloseAll()
+			return nil, fmt.Errorf("wasi: preopen %d (%s): %w", i, p.GuestPath, err)
+		}
+		h.res[next] = &osDir{root: root, f: dir, top: root, rel: "."}
+		next++
+	}
+	for i, l := range cfg.Listeners {
+		ln := l.Listener
+		if ln == nil && l.Addr == "" {
+			h.CloseAll()
+			return nil, fmt.Errorf("wasi: listener %d: neither an address nor a listener", i)
+		}
+		if ln == nil {
+			var err error
+			ln, err = net.Listen("tcp", l.Addr)
+			if err != nil {
+				h.CloseAll()
+				return nil, fmt.Errorf("wasi: listener %d: %w", i, err)
+			}
+		}
+		ol := &osListener{ln: ln}
+		h.res[next] = ol
+		h.listeners = append(h.listeners, ol)
+		go h.acceptLoop(ol)
+		next++
+	}
+	// Handles the Host chooses start well above the startup ones, so that
+	// a descriptor number mistaken for a handle is caught.
+	h.next = 1 << 20
+	return h, nil
+}
+
+// ListenerAddr returns the address listener i of the Config listens on.
+func (h *OSHost) ListenerAddr(i int) (net.Addr, bool) {
+	if i < 0 || i >= len(h.listeners) {
+		return nil, false
+	}
+	return h.listeners[i].ln.Addr(), true
+}
+
+// CloseAll releases every resource of the Host and stops its goroutines.
+// (Close, of Host, releases one handle.)
+func (h *OSHost) CloseAll() error {
+	h.mu.Lock()
+	if h.closed {
+		h.mu.Unlock()
+		return nil
+	}
+	h.closed = true
+	res := h.res
+	h.res = map[Handle]any{}
+	h.broadcastLocked()
+	h.mu.Unlock()
+	var errs []error
+	handles := make([]Handle, 0, len(res))
+	for hd := range res {
+		handles = append(handles, hd)
+	}
+	slices.Sort(handles)
+	for _, hd := range handles {
+		if err := h.release(res[hd]); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// broadcastLocked wakes everyone waiting for a change. h.mu is held.
+func (h *OSHost) broadcastLocked() {
+	close(h.changed)
+	h.changed = make(chan struct{})
+}
+
+// wait releases h.mu until a change, a timer or ctx; h.mu is held on
+// entry and on return.
+func (h *OSHost) wait(ctx context.Context, timer <-chan time.Time) error {
+	ch := h.changed
+	h.mu.Unlock()
+	defer h.mu.Lock()
+	select {
+	case <-ch:
+		return nil
+	case <-timer:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// add registers a new resource and returns its handle. h.mu is held.
+func (h *OSHost) add(r any) Handle {
+	hd := h.next
+	h.next++
+	h.res[hd] = r
+	return hd
+}
+
+// pump reads r into st until it ends, staying at most streamBuffer ahead
+// of the guest.
+func (h *OSHost) pump(st *stream, r io.Reader) {
+	buf := make([]byte, 32<<10)
+	for {
+		h.mu.Lock()
+		for len(st.buf) >= streamBuffer && !st.closed {
+			ch := h.changed
+			h.mu.Unlock()
+			<-ch
+			h.mu.Lock()
+		}
+		done := st.closed
+		h.mu.Unlock()
+		if done {
+			return
+		}
+		n, err := r.Read(buf)
+		h.mu.Lock()
+		st.buf = append(st.buf, buf[:n]...)
+		if err != nil {
+			st.err = err
+		}
+		h.broadcastLocked()
+		h.mu.Unlock()
+		if err != nil {
+			return
+		}
+	}
+}
+
+// acceptLoop accepts connections on l ahead of the guest.
+func (h *OSHost) acceptLoop(l *osListener) {
+	for {
+		h.mu.Lock()
+		for len(l.queue) >= acceptBacklog && !l.closed {
+			ch := h.changed
+			h.mu.Unlock()
+			<-ch
+			h.mu.Lock()
+		}
+		done := l.closed
+		h.mu.Unlock()
+		if done {
+			return
+		}
+		c, err := l.ln.Accept()
+		h.mu.Lock()
+		if err == nil && l.closed {
+			c.Close()
+		} else if err == nil {
+			l.queue = append(l.queue, c)
+		} else {
+			l.err = err
+		}
+		h.broadcastLocked()
+		h.mu.Unlock()
+		if err != nil {
+			return
+		}
+	}
+}
+
+// release closes one resource; h.mu is not held.
+func (h *OSHost) release(r any) error {
+	switch r := r.(type) {
+	case *stream:
+		h.mu.Lock()
+		r.closed = true
+		h.broadcastLocked()
+		h.mu.Unlock()
+	case *outStream:
+	case *osConn:
+		h.mu.Lock()
+		r.in.closed = true
+		h.broadcastLocked()
+		h.mu.Unlock()
+		return r.c.Close()
+	case *osListener:
+		h.mu.Lock()
+		r.closed = true
+		queue := r.queue
+		r.queue = nil
+		h.broadcastLocked()
+		h.mu.Unlock()
+		for _, c := range queue {
+			c.Close()
+		}
+		return r.ln.Close()
+	case *osFile:
+		return r.f.Close()
+	case *osDir:
+		return errors.Join(r.f.Close(), r.root.Close())
+	}
+	return nil
+}
+
+// ClockResolution implements Host.
+func (h *OSHost) ClockResolution(id ClockID) (uint64, Errno) {
+	var ts unix.Timespec
+	if err := unix.ClockGetres(clockOf(id), &ts); err != nil {
+		return 0, errnoOf(err)
+	}
+	return uint64(ts.Nano()), ESUCCESS
+}
+
+func clockOf(id ClockID) int32 {
+	switch id {
+	case ClockRealtime:
+		return unix.CLOCK_REALTIME
+	case ClockMonotonic:
+		return unix.CLOCK_MONOTONIC
+	}
+	return unix.CLOCK_PROCESS_CPUTIME_ID
+}
+
+// ClockTime implements Host.
+func (h *OSHost) ClockTime(id ClockID, precision uint64) (uint64, Errno) {
+	if id == ClockRealtime {
+		return uint64(time.Now().UnixNano()), ESUCCESS
+	}
+	var ts unix.Timespec
+	if err := unix.ClockGettime(clockOf(id), &ts); err != nil {
+		return 0, errnoOf(err)
+	}
+	return uint64(ts.Nano()), ESUCCESS
+}
+
+// Random implements Host.
+func (h *OSHost) Random(n uint32) ([]byte, error) {
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		return nil, fmt.Errorf("random source: %w", err)
+	}
+	return b, nil
+}
+
+// Read implements Host.
+func (h *OSHost) Read(ctx context.Context, hd Handle, n uint32, flags ReadFlags) ([]byte, Errno, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for {
+		var st *stream
+		switch r := h.res[hd].(type) {
+		case *stream:
+			st = r
+		case *osConn:
+			st = r.in
+		case nil:
+			return nil, EBADF, nil
+		default:
+			return nil, EBADF, nil
+		}
+		enough := len(st.buf) > 0
+		if flags&ReadWaitAll != 0 && len(st.buf) < int(n) && st.err == nil {
+			enough = false
+		}
+		if enough {
+			k := min(int(n), len(st.buf))
+			data := append([]byte(nil), st.buf[:k]...)
+			if flags&ReadPeek == 0 {
+				st.buf = st.buf[k:]
+				if len(st.buf) == 0 {
+					st.buf = nil // let the array go
+				}
+				h.broadcastLocked() // room for the pump
+			}
+			return data, ESUCCESS, nil
+		}
+		if st.err != nil {
+			if errors.Is(st.err, io.EOF) {
+				return nil, ESUCCESS, nil
+			}
+			return nil, errnoOf(st.err), nil
+		}
+		if st.closed || h.closed {
+			return nil, EBADF, nil
+		}
+		if flags&ReadNonblock != 0 {
+			return nil, EAGAIN, nil
+		}
+		if err := h.wait(ctx, nil); err != nil {
+			return nil, 0, err
+		}
+	}
+}
+
+// Accept implements Host.
+func (h *OSHost) Accept(ctx context.Context, hd Handle, nonblock bool) (Handle, Errno, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for {
+		l, ok := h.res[hd].(*osListener)
+		if !ok {
+			return 0, EBADF, nil
+		}
+		if len(l.queue) > 0 {
+			c := l.queue[0]
+			l.queue = l.queue[1:]
+			oc := &osConn{c: c, in: &stream{}}
+			nh := h.add(oc)
+			h.broadcastLocked()
+			go h.pump(oc.in, c)
+			return nh, ESUCCESS, nil
+		}
+		if l.err != nil {
+			return 0, errnoOf(l.err), nil
+		}
+		if nonblock {
+			return 0, EAGAIN, nil
+		}
+		if err := h.wait(ctx, nil); err != nil {
+			return 0, 0, err
+		}
+	}
+}
+
+// Write implements Host. Delivery failures are logged, not returned: the
+// guest's result of a write does not depend on delivery.
+func (h *OSHost) Write(hd Handle, data []byte) error {
+	h.mu.Lock()
+	r := h.res[hd]
+	h.mu.Unlock()
+	switch r := r.(type) {
+	case *outStream:
+		if _, err := r.w.Write(data); err != nil {
+			h.log.Warn("wasi: write failed", "stream", r.name, "err", err)
+		}
+		return nil
+	case *osConn:
+		if _, err := r.c.Write(data); err != nil {
+			h.log.Debug("wasi: connection write failed", "handle", hd, "err", err)
+		}
+		return nil
+	}
+	return fmt.Errorf("write to handle %d: not a stream", hd)
+}
+
+// Shutdown implements Host.
+func (h *OSHost) Shutdown(hd Handle, how uint8) error {
+	h.mu.Lock()
+	c, ok := h.res[hd].(*osConn)
+	h.mu.Unlock()
+	if !ok {
+		return fmt.Errorf("shutdown of handle %d: not a connection", hd)
+	}
+	type halfCloser interface {
+		CloseRead() error
+		CloseWrite() error
+	}
+	hc, ok := c.c.(halfCloser)
+	if !ok {
+		if how == ShutRd|ShutWr {
+			c.c.Close()
+		}
+		return nil
+	}
+	if how&ShutRd != 0 {
+		if err := hc.CloseRead(); err != nil {
+			h.log.Debug("wasi: shutdown failed", "handle", hd, "err", err)
+		}
+	}
+	if how&ShutWr != 0 {
+		if err := hc.CloseWrite(); err != nil {
+			h.log.Debug("wasi: shutdown failed", "handle", hd, "err", err)
+		}
+	}
+	return nil
+}
+
+// Close implements Host.
+func (h *OSHost) Close(hd Handle) error {
+	h.mu.Lock()
+	r, ok := h.res[hd]
+	delete(h.res, hd)
+	h.mu.Unlock()
+	if !ok {
+		return fmt.Errorf("close of unknown handle %d", hd)
+	}
+	if err := h.release(r); err != nil {
+		h.log.Debug("wasi: close failed", "handle", hd, "err", err)
+	}
+	return nil
+}

@@ -1,0 +1,117 @@
+//go:build linux
+
+package wasi
+
+import (
+	"context"
+	"errors"
+	"math"
+	"time"
+)
+
+// Poll implements Host. Clock subscriptions become timers; a relative
+// timeout counts from the start of the call, an absolute one is compared
+// with the clock it names.
+func (h *OSHost) Poll(ctx context.Context, subs []Subscription) ([]Event, error) {
+	start := time.Now()
+	deadlines := make([]time.Time, len(subs))
+	var failed []Event
+	for i, s := range subs {
+		if s.Type != EventClock {
+			continue
+		}
+		timeout := s.Timeout
+		if s.Flags&SubclockAbstime != 0 {
+			now, errno := h.ClockTime(s.Clock, 0)
+			if errno != ESUCCESS {
+				failed = append(failed, Event{Userdata: s.Userdata, Type: EventClock, Errno: errno})
+				continue
+			}
+			timeout = 0
+			if s.Timeout > now {
+				timeout = s.Timeout - now
+			}
+		}
+		deadlines[i] = start.Add(time.Duration(min(timeout, math.MaxInt64/2)))
+	}
+	if len(failed) > 0 {
+		return failed, nil
+	}
+
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for {
+		now := time.Now()
+		var events []Event
+		var next time.Time
+		for i, s := range subs {
+			if s.Type == EventClock {
+				if !now.Before(deadlines[i]) {
+					events = append(events, Event{Userdata: s.Userdata, Type: EventClock})
+				} else if next.IsZero() || deadlines[i].Before(next) {
+					next = deadlines[i]
+				}
+				continue
+			}
+			if ev, ok := h.readyLocked(s); ok {
+				events = append(events, ev)
+			}
+		}
+		if len(events) > 0 {
+			return events, nil
+		}
+		if h.closed {
+			return nil, errors.New("poll: host closed")
+		}
+		var timer *time.Timer
+		var fire <-chan time.Time
+		if !next.IsZero() {
+			timer = time.NewTimer(next.Sub(now))
+			fire = timer.C
+		}
+		err := h.wait(ctx, fire)
+		if timer != nil {
+			timer.Stop()
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+}
+
+// readyLocked returns the event of an fd subscription if it is ready.
+// h.mu is held.
+func (h *OSHost) readyLocked(s Subscription) (Event, bool) {
+	ev := Event{Userdata: s.Userdata, Type: s.Type}
+	read := s.Type == EventFdRead
+	readable := func(st *stream) bool {
+		ev.NBytes = uint64(len(st.buf))
+		if st.err != nil || st.closed {
+			ev.Flags = EventFdHangup
+			return true
+		}
+		return len(st.buf) > 0
+	}
+	switch r := h.res[s.Handle].(type) {
+	case nil:
+		ev.Errno = EBADF
+		return ev, true
+	case *stream:
+		return ev, read && readable(r)
+	case *outStream:
+		return ev, !read
+	case *osConn:
+		if !read {
+			return ev, true
+		}
+		return ev, readable(r.in)
+	case *osListener:
+		if read && (len(r.queue) > 0 || r.err != nil || r.closed) {
+			ev.NBytes = uint64(len(r.queue))
+			return ev, true
+		}
+		return ev, false
+	}
+	// Files and directories never block.
+	return ev, true
+}
