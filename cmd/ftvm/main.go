@@ -32,6 +32,10 @@ type cmdEnv struct {
 // package variable so there is no global mutable state.
 func commands() map[string]command {
 	return map[string]command{
+		"exec":     {"run a WASI guest alone", runExec},
+		"record":   {"run a guest and write its event log", runRecord},
+		"replay":   {"re-execute a guest from its event log", runReplay},
+		"log":      {"show an event log (log show [--stats] FILE)", runLog},
 		"spectest": {"run WebAssembly spec test suites (wast2json output)", runSpectest},
 	}
 }

@@ -1,0 +1,188 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+
+	"ftvm/internal/guesttest"
+)
+
+// ftvm runs the command line in-process and returns its exit status and
+// output.
+func ftvm(t *testing.T, stdin string, args ...string) (int, string, string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code := run(context.Background(), &cmdEnv{stdin: strings.NewReader(stdin), stdout: &out, stderr: &errb}, args)
+	return code, out.String(), errb.String()
+}
+
+// guestFile builds a guest and writes it to a temporary file.
+func guestFile(t *testing.T, name string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), name+".wasm")
+	if err := os.WriteFile(p, guesttest.Build(t, name), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestExecArgsEnvAndExitStatus(t *testing.T) {
+	g := guestFile(t, "wasi-basics")
+	code, out, errs := ftvm(t, "", "exec", "--env", "A=1", "--env", "B=two", g, "env", "x y")
+	if code != 0 {
+		t.Fatalf("status %d, stderr %s", code, errs)
+	}
+	for _, want := range []string{`arg 1 "env"`, `arg 2 "x y"`, `env "A=1"`, `env "B=two"`} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %s:\n%s", want, out)
+		}
+	}
+	if code, _, _ := ftvm(t, "", "exec", g, "exit", "42"); code != 42 {
+		t.Fatalf("status %d, want 42", code)
+	}
+}
+
+func TestExecStdin(t *testing.T) {
+	g := guestFile(t, "wasi-basics")
+	code, out, errs := ftvm(t, "some input", "exec", g, "stdin")
+	if code != 0 || !strings.Contains(out, "SOME INPUT") {
+		t.Fatalf("status %d, stdout %q, stderr %s", code, out, errs)
+	}
+}
+
+func TestExecTrapNamesFunctionAndOffset(t *testing.T) {
+	// (module (func $_start unreachable) (export "_start" (func 0)))
+	bin := []byte{0, 'a', 's', 'm', 1, 0, 0, 0,
+		1, 4, 1, 0x60, 0, 0,
+		3, 2, 1, 0,
+		7, 10, 1, 6, '_', 's', 't', 'a', 'r', 't', 0, 0,
+		10, 5, 1, 3, 0, 0x00, 0x0b,
+	}
+	p := filepath.Join(t.TempDir(), "trap.wasm")
+	if err := os.WriteFile(p, bin, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, _, errs := ftvm(t, "", "exec", p)
+	if code != 134 || !regexp.MustCompile(`unreachable in .* at offset 0x[0-9a-f]+`).MatchString(errs) {
+		t.Fatalf("status %d, stderr %q", code, errs)
+	}
+}
+
+func TestExecBadModule(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "bad.wasm")
+	if err := os.WriteFile(p, []byte("\x00asm\x01\x00\x00\x00\x01\xff"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, _, errs := ftvm(t, "", "exec", p)
+	if code != 1 || !strings.Contains(errs, "bad.wasm") {
+		t.Fatalf("status %d, stderr %q", code, errs)
+	}
+	code, _, errs = ftvm(t, "", "exec", filepath.Join(t.TempDir(), "missing.wasm"))
+	if code != 1 || !strings.Contains(errs, "no such file") {
+		t.Fatalf("status %d, stderr %q", code, errs)
+	}
+}
+
+func TestRecordReplayShowCLI(t *testing.T) {
+	g := guestFile(t, "wasi-basics")
+	dir := t.TempDir()
+	log := filepath.Join(dir, "run.log")
+	code, out, errs := ftvm(t, "", "record", "--log", log, g, "random")
+	if code != 0 {
+		t.Fatalf("record: status %d, stderr %s", code, errs)
+	}
+	code, rout, rerrs := ftvm(t, "", "replay", "--log", log, g)
+	if code != 0 || rout != out {
+		t.Fatalf("replay: status %d, stdout %q (recorded %q), stderr %s", code, rout, out, rerrs)
+	}
+	code, show, _ := ftvm(t, "", "log", "show", log)
+	if code != 0 || !strings.Contains(show, "random_get") || !strings.Contains(show, "end") {
+		t.Fatalf("log show: status %d:\n%s", code, show)
+	}
+	code, stats, _ := ftvm(t, "", "log", "show", "--stats", log)
+	if code != 0 || !regexp.MustCompile(`(?m)^total\s+\d+\s+\d+$`).MatchString(stats) {
+		t.Fatalf("log show --stats: status %d:\n%s", code, stats)
+	}
+}
+
+func TestReplayRefusesOtherModule(t *testing.T) {
+	g := guestFile(t, "wasi-basics")
+	other := guestFile(t, "cpu-fib")
+	log := filepath.Join(t.TempDir(), "run.log")
+	if code, _, errs := ftvm(t, "", "record", "--log", log, g, "clock"); code != 0 {
+		t.Fatalf("record: %s", errs)
+	}
+	code, _, errs := ftvm(t, "", "replay", "--log", log, other)
+	if code == 0 || !strings.Contains(errs, "recorded from module sha256") {
+		t.Fatalf("status %d, stderr %q", code, errs)
+	}
+}
+
+func TestReplayDamagedLog(t *testing.T) {
+	g := guestFile(t, "wasi-basics")
+	dir := t.TempDir()
+	log := filepath.Join(dir, "run.log")
+	if code, _, errs := ftvm(t, "", "record", "--log", log, g, "clock"); code != 0 {
+		t.Fatalf("record: %s", errs)
+	}
+	b, err := os.ReadFile(log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		data []byte
+		want string
+	}{
+		{"truncated", b[:len(b)-3], "truncated"},
+		{"flipped", flip(b, len(b)-10), "corrupt"},
+		{"empty", nil, "not an ftvm log"},
+	} {
+		p := filepath.Join(dir, tc.name+".log")
+		if err := os.WriteFile(p, tc.data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		code, _, errs := ftvm(t, "", "replay", "--log", p, g)
+		if code == 0 || !strings.Contains(errs, tc.want) {
+			t.Errorf("%s: status %d, stderr %q, want %q", tc.name, code, errs, tc.want)
+		}
+	}
+}
+
+func flip(b []byte, i int) []byte {
+	c := bytes.Clone(b)
+	c[i] ^= 0x55
+	return c
+}
+
+func TestReplayUntilSaveFrom(t *testing.T) {
+	g := guestFile(t, "wasi-basics")
+	dir := t.TempDir()
+	log := filepath.Join(dir, "run.log")
+	code, out, errs := ftvm(t, "", "record", "--log", log, g, "clock")
+	if code != 0 {
+		t.Fatalf("record: %s", errs)
+	}
+	// Find the end position from the log, and stop halfway.
+	_, show, _ := ftvm(t, "", "log", "show", log)
+	m := regexp.MustCompile(`(?m)^\s*\d+\s+(\d+)\s+end\s`).FindStringSubmatch(show)
+	if m == nil {
+		t.Fatalf("no end entry:\n%s", show)
+	}
+	end, _ := strconv.ParseUint(m[1], 10, 64)
+	snap := filepath.Join(dir, "half.snap")
+	code, first, errs := ftvm(t, "", "replay", "--log", log, "--until", strconv.FormatUint(end/2, 10), "--save", snap, g)
+	if code != 0 || !strings.Contains(errs, "saved the VM at position") {
+		t.Fatalf("replay --until: status %d, stderr %s", code, errs)
+	}
+	code, second, errs := ftvm(t, "", "replay", "--log", log, "--from", snap, g)
+	if code != 0 || first+second != out {
+		t.Fatalf("replay --from: status %d, output %q + %q, want %q; stderr %s", code, first, second, out, errs)
+	}
+}

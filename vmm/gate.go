@@ -1,0 +1,171 @@
+package vmm
+
+import (
+	"sync"
+
+	"ftvm/wasi"
+)
+
+// Gate enforces the Output Rule in front of a Host: an output (bytes on
+// stdout, stderr or a connection, a shutdown, a close) produced after log
+// entry S leaves only once the backup has acknowledged entry S. The guest
+// does not wait: the output is queued and the call returns at once; only
+// the output waits. Outputs leave in the order they were produced, from the
+// Gate's own goroutine.
+//
+// Inputs and effects pass straight through to the inner Host.
+type Gate struct {
+	wasi.Host
+	tag func() uint64 // the last entry an output produced now depends on
+
+	mu     sync.Mutex
+	cond   *sync.Cond
+	queue  []heldOutput
+	acked  uint64
+	open   bool // release without waiting for acks
+	closed bool
+	held   GateStats
+	done   chan struct{}
+}
+
+type outputKind uint8
+
+const (
+	outWrite outputKind = iota
+	outShutdown
+	outClose
+)
+
+type heldOutput struct {
+	seq  uint64
+	kind outputKind
+	h    wasi.Handle
+	data []byte
+	how  uint8
+}
+
+// GateStats counts what a Gate holds now.
+type GateStats struct {
+	Outputs int
+	Bytes   int
+}
+
+// NewGate returns a Gate in front of inner. tag reports the sequence number
+// of the last log entry the guest's state depends on at the moment an
+// output is produced.
+func NewGate(inner wasi.Host, tag func() uint64) *Gate {
+	g := &Gate{Host: inner, tag: tag, done: make(chan struct{})}
+	g.cond = sync.NewCond(&g.mu)
+	go g.release()
+	return g
+}
+
+// Ack records that the backup has every entry through seq.
+func (g *Gate) Ack(seq uint64) {
+	g.mu.Lock()
+	if seq > g.acked {
+		g.acked = seq
+		g.cond.Broadcast()
+	}
+	g.mu.Unlock()
+}
+
+// Acked returns the highest acknowledged sequence number.
+func (g *Gate) Acked() uint64 {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.acked
+}
+
+// Open makes the Gate release everything, held or future, without waiting
+// for acknowledgements: the primary goes on alone after its backup failed
+// and it won the test-and-set.
+func (g *Gate) Open() {
+	g.mu.Lock()
+	g.open = true
+	g.cond.Broadcast()
+	g.mu.Unlock()
+}
+
+// Held reports the outputs waiting now.
+func (g *Gate) Held() GateStats {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.held
+}
+
+// Discard drops every held output and stops the Gate: a primary that lost
+// the test-and-set halts and emits nothing more.
+func (g *Gate) Discard() {
+	g.mu.Lock()
+	g.queue, g.held, g.closed = nil, GateStats{}, true
+	g.cond.Broadcast()
+	g.mu.Unlock()
+	<-g.done
+}
+
+// Stop releases what may be released and stops the Gate; it returns once
+// the release goroutine has finished.
+func (g *Gate) Stop() {
+	g.mu.Lock()
+	g.closed = true
+	g.cond.Broadcast()
+	g.mu.Unlock()
+	<-g.done
+}
+
+func (g *Gate) push(o heldOutput) error {
+	o.seq = g.tag()
+	g.mu.Lock()
+	if !g.closed {
+		g.queue = append(g.queue, o)
+		g.held.Outputs++
+		g.held.Bytes += len(o.data)
+		g.cond.Broadcast()
+	}
+	g.mu.Unlock()
+	return nil
+}
+
+// Write queues data for handle h.
+func (g *Gate) Write(h wasi.Handle, data []byte) error {
+	return g.push(heldOutput{kind: outWrite, h: h, data: append([]byte(nil), data...)})
+}
+
+// Shutdown queues a shutdown of connection h.
+func (g *Gate) Shutdown(h wasi.Handle, how uint8) error {
+	return g.push(heldOutput{kind: outShutdown, h: h, how: how})
+}
+
+// Close queues the release of h.
+func (g *Gate) Close(h wasi.Handle) error {
+	return g.push(heldOutput{kind: outClose, h: h})
+}
+
+func (g *Gate) release() {
+	defer close(g.done)
+	g.mu.Lock()
+	for {
+		for len(g.queue) > 0 && (g.open || g.queue[0].seq <= g.acked) {
+			o := g.queue[0]
+			g.queue = g.queue[1:]
+			g.held.Outputs--
+			g.held.Bytes -= len(o.data)
+			g.mu.Unlock()
+			switch o.kind {
+			case outWrite:
+				_ = g.Host.Write(o.h, o.data)
+			case outShutdown:
+				_ = g.Host.Shutdown(o.h, o.how)
+			case outClose:
+				_ = g.Host.Close(o.h)
+			}
+			g.mu.Lock()
+		}
+		if g.closed {
+			g.mu.Unlock()
+			return
+		}
+		g.cond.Wait()
+	}
+}

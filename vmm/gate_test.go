@@ -1,0 +1,99 @@
+package vmm
+
+import (
+	"sync"
+	"testing"
+	"time"
+
+	"ftvm/wasi"
+)
+
+// sinkHost records the outputs that reach it.
+type sinkHost struct {
+	wasi.Host
+	mu  sync.Mutex
+	out []string
+	got chan struct{}
+}
+
+func (s *sinkHost) Write(_ wasi.Handle, data []byte) error {
+	s.mu.Lock()
+	s.out = append(s.out, string(data))
+	s.mu.Unlock()
+	s.got <- struct{}{}
+	return nil
+}
+
+func (s *sinkHost) Close(wasi.Handle) error {
+	s.mu.Lock()
+	s.out = append(s.out, "<close>")
+	s.mu.Unlock()
+	s.got <- struct{}{}
+	return nil
+}
+
+func (s *sinkHost) outputs() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]string(nil), s.out...)
+}
+
+func TestGateHoldsOutputsUntilAcked(t *testing.T) {
+	sink := &sinkHost{got: make(chan struct{}, 10)}
+	var seq uint64
+	g := NewGate(sink, func() uint64 { return seq })
+	defer g.Stop()
+
+	seq = 3
+	g.Write(1, []byte("a")) // depends on entry 3
+	seq = 5
+	g.Write(1, []byte("b")) // depends on entry 5
+	g.Close(7)
+
+	if held := g.Held(); held.Outputs != 3 || held.Bytes != 2 {
+		t.Fatalf("held %+v, want 3 outputs, 2 bytes", held)
+	}
+	g.Ack(2)
+	select {
+	case <-sink.got:
+		t.Fatalf("output released before its entry was acked: %v", sink.outputs())
+	case <-time.After(20 * time.Millisecond):
+	}
+	g.Ack(4)
+	<-sink.got
+	if got := sink.outputs(); len(got) != 1 || got[0] != "a" {
+		t.Fatalf("after ack 4: %v, want [a]", got)
+	}
+	g.Ack(5)
+	<-sink.got
+	<-sink.got
+	if got := sink.outputs(); len(got) != 3 || got[1] != "b" || got[2] != "<close>" {
+		t.Fatalf("after ack 5: %v, want [a b <close>]", got)
+	}
+}
+
+func TestGateOpenReleasesEverything(t *testing.T) {
+	sink := &sinkHost{got: make(chan struct{}, 10)}
+	g := NewGate(sink, func() uint64 { return 100 })
+	defer g.Stop()
+	g.Write(1, []byte("x"))
+	g.Open()
+	<-sink.got
+	g.Write(1, []byte("y"))
+	<-sink.got
+	if got := sink.outputs(); len(got) != 2 {
+		t.Fatalf("%v", got)
+	}
+}
+
+func TestGateDiscardEmitsNothing(t *testing.T) {
+	sink := &sinkHost{got: make(chan struct{}, 10)}
+	g := NewGate(sink, func() uint64 { return 9 })
+	g.Write(1, []byte("never"))
+	g.Discard()
+	g.Ack(100)
+	g.Write(1, []byte("after"))
+	if got := sink.outputs(); len(got) != 0 {
+		t.Fatalf("a discarded gate emitted %v", got)
+	}
+}

@@ -1,0 +1,257 @@
+package vmm
+
+import (
+	"context"
+
+	"ftvm/replog"
+	"ftvm/wasi"
+)
+
+// recorder is a wasi.Host that passes every call to the real Host and
+// appends each Input and Effect result to the data of the current call's
+// log entry. Outputs pass straight through (the gate, when there is one,
+// sits in front of the real Host).
+type recorder struct {
+	inner wasi.Host
+	enc   replog.Encoder
+}
+
+var _ wasi.Host = (*recorder)(nil)
+
+// take returns the recorded results of the call just made and starts a
+// new, empty record. The slice is the recorder's: copy it to keep it.
+func (r *recorder) take() []byte {
+	b := r.enc.B
+	r.enc.B = r.enc.B[:0]
+	return b
+}
+
+func (r *recorder) op(m method, errno wasi.Errno) {
+	r.enc.B = append(r.enc.B, byte(m))
+	r.enc.Uint(uint64(errno))
+}
+
+func (r *recorder) ClockResolution(id wasi.ClockID) (uint64, wasi.Errno) {
+	v, e := r.inner.ClockResolution(id)
+	r.op(mClockResolution, e)
+	r.enc.Uint(v)
+	return v, e
+}
+
+func (r *recorder) ClockTime(id wasi.ClockID, precision uint64) (uint64, wasi.Errno) {
+	v, e := r.inner.ClockTime(id, precision)
+	r.op(mClockTime, e)
+	r.enc.Uint(v)
+	return v, e
+}
+
+func (r *recorder) Random(n uint32) ([]byte, error) {
+	b, err := r.inner.Random(n)
+	if err != nil {
+		return nil, err
+	}
+	r.op(mRandom, 0)
+	r.enc.Blob(b)
+	return b, nil
+}
+
+func (r *recorder) Poll(ctx context.Context, subs []wasi.Subscription) ([]wasi.Event, error) {
+	evs, err := r.inner.Poll(ctx, subs)
+	if err != nil {
+		return nil, err
+	}
+	r.op(mPoll, 0)
+	encodeEvents(&r.enc, evs)
+	return evs, nil
+}
+
+func (r *recorder) Read(ctx context.Context, h wasi.Handle, n uint32, flags wasi.ReadFlags) ([]byte, wasi.Errno, error) {
+	b, e, err := r.inner.Read(ctx, h, n, flags)
+	if err != nil {
+		return nil, 0, err
+	}
+	r.op(mRead, e)
+	r.enc.Blob(b)
+	return b, e, nil
+}
+
+func (r *recorder) Accept(ctx context.Context, h wasi.Handle, nonblock bool) (wasi.Handle, wasi.Errno, error) {
+	c, e, err := r.inner.Accept(ctx, h, nonblock)
+	if err != nil {
+		return 0, 0, err
+	}
+	r.op(mAccept, e)
+	r.enc.Uint(uint64(c))
+	return c, e, nil
+}
+
+func (r *recorder) Pread(h wasi.Handle, off uint64, n uint32) ([]byte, wasi.Errno) {
+	b, e := r.inner.Pread(h, off, n)
+	r.op(mPread, e)
+	r.enc.Blob(b)
+	return b, e
+}
+
+func (r *recorder) Filestat(h wasi.Handle) (wasi.Filestat, wasi.Errno) {
+	st, e := r.inner.Filestat(h)
+	r.op(mFilestat, e)
+	encodeFilestat(&r.enc, st)
+	return st, e
+}
+
+func (r *recorder) ReadDir(h wasi.Handle, cookie uint64, max uint32) ([]wasi.Dirent, wasi.Errno) {
+	ds, e := r.inner.ReadDir(h, cookie, max)
+	r.op(mReadDir, e)
+	r.enc.Uint(uint64(len(ds)))
+	for _, d := range ds {
+		r.enc.Uint(d.Next)
+		r.enc.Uint(d.Ino)
+		r.enc.Uint(uint64(d.Type))
+		r.enc.String(d.Name)
+	}
+	return ds, e
+}
+
+func (r *recorder) PathFilestat(dir wasi.Handle, path string, follow bool) (wasi.Filestat, wasi.Errno) {
+	st, e := r.inner.PathFilestat(dir, path, follow)
+	r.op(mPathFilestat, e)
+	encodeFilestat(&r.enc, st)
+	return st, e
+}
+
+func (r *recorder) Readlink(dir wasi.Handle, path string) (string, wasi.Errno) {
+	s, e := r.inner.Readlink(dir, path)
+	r.op(mReadlink, e)
+	r.enc.String(s)
+	return s, e
+}
+
+func (r *recorder) Open(dir wasi.Handle, path string, req wasi.OpenRequest) (wasi.OpenResult, wasi.Errno) {
+	res, e := r.inner.Open(dir, path, req)
+	r.op(mOpen, e)
+	r.enc.Uint(uint64(res.Handle))
+	r.enc.Uint(uint64(res.Filetype))
+	return res, e
+}
+
+func (r *recorder) Pwrite(h wasi.Handle, off uint64, data []byte) (uint32, wasi.Errno) {
+	n, e := r.inner.Pwrite(h, off, data)
+	r.op(mPwrite, e)
+	r.enc.Uint(uint64(n))
+	return n, e
+}
+
+func (r *recorder) SetSize(h wasi.Handle, size uint64) wasi.Errno {
+	e := r.inner.SetSize(h, size)
+	r.op(mSetSize, e)
+	return e
+}
+
+func (r *recorder) SetTimes(h wasi.Handle, atim, mtim uint64, flags uint16) wasi.Errno {
+	e := r.inner.SetTimes(h, atim, mtim, flags)
+	r.op(mSetTimes, e)
+	return e
+}
+
+func (r *recorder) Sync(h wasi.Handle, dataOnly bool) wasi.Errno {
+	e := r.inner.Sync(h, dataOnly)
+	r.op(mSync, e)
+	return e
+}
+
+func (r *recorder) Allocate(h wasi.Handle, off, n uint64) wasi.Errno {
+	e := r.inner.Allocate(h, off, n)
+	r.op(mAllocate, e)
+	return e
+}
+
+func (r *recorder) Mkdir(dir wasi.Handle, path string) wasi.Errno {
+	e := r.inner.Mkdir(dir, path)
+	r.op(mMkdir, e)
+	return e
+}
+
+func (r *recorder) Rmdir(dir wasi.Handle, path string) wasi.Errno {
+	e := r.inner.Rmdir(dir, path)
+	r.op(mRmdir, e)
+	return e
+}
+
+func (r *recorder) Unlink(dir wasi.Handle, path string) wasi.Errno {
+	e := r.inner.Unlink(dir, path)
+	r.op(mUnlink, e)
+	return e
+}
+
+func (r *recorder) Rename(oldDir wasi.Handle, oldPath string, newDir wasi.Handle, newPath string) wasi.Errno {
+	e := r.inner.Rename(oldDir, oldPath, newDir, newPath)
+	r.op(mRename, e)
+	return e
+}
+
+func (r *recorder) Link(oldDir wasi.Handle, oldPath string, follow bool, newDir wasi.Handle, newPath string) wasi.Errno {
+	e := r.inner.Link(oldDir, oldPath, follow, newDir, newPath)
+	r.op(mLink, e)
+	return e
+}
+
+func (r *recorder) Symlink(target string, dir wasi.Handle, path string) wasi.Errno {
+	e := r.inner.Symlink(target, dir, path)
+	r.op(mSymlink, e)
+	return e
+}
+
+func (r *recorder) PathSetTimes(dir wasi.Handle, path string, follow bool, atim, mtim uint64, flags uint16) wasi.Errno {
+	e := r.inner.PathSetTimes(dir, path, follow, atim, mtim, flags)
+	r.op(mPathSetTimes, e)
+	return e
+}
+
+func (r *recorder) Write(h wasi.Handle, data []byte) error  { return r.inner.Write(h, data) }
+func (r *recorder) Shutdown(h wasi.Handle, how uint8) error { return r.inner.Shutdown(h, how) }
+func (r *recorder) Close(h wasi.Handle) error               { return r.inner.Close(h) }
+
+func encodeFilestat(e *replog.Encoder, st wasi.Filestat) {
+	e.Uint(st.Dev)
+	e.Uint(st.Ino)
+	e.Uint(uint64(st.Filetype))
+	e.Uint(st.Nlink)
+	e.Uint(st.Size)
+	e.Uint(st.Atim)
+	e.Uint(st.Mtim)
+	e.Uint(st.Ctim)
+}
+
+func decodeFilestat(d *replog.Decoder) wasi.Filestat {
+	return wasi.Filestat{
+		Dev: d.Uint(), Ino: d.Uint(), Filetype: wasi.Filetype(d.Uint()), Nlink: d.Uint(),
+		Size: d.Uint(), Atim: d.Uint(), Mtim: d.Uint(), Ctim: d.Uint(),
+	}
+}
+
+func encodeEvents(e *replog.Encoder, evs []wasi.Event) {
+	e.Uint(uint64(len(evs)))
+	for _, ev := range evs {
+		e.Uint(ev.Userdata)
+		e.Uint(uint64(ev.Errno))
+		e.Uint(uint64(ev.Type))
+		e.Uint(ev.NBytes)
+		e.Uint(uint64(ev.Flags))
+	}
+}
+
+func decodeEvents(d *replog.Decoder) []wasi.Event {
+	n := d.Uint()
+	if n > uint64(d.Len()) {
+		d.Bytes(d.Len() + 1) // poison: count exceeds what is left
+		return nil
+	}
+	evs := make([]wasi.Event, n)
+	for i := range evs {
+		evs[i] = wasi.Event{
+			Userdata: d.Uint(), Errno: wasi.Errno(d.Uint()), Type: wasi.EventType(d.Uint()),
+			NBytes: d.Uint(), Flags: uint16(d.Uint()),
+		}
+	}
+	return evs
+}

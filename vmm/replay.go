@@ -1,0 +1,351 @@
+package vmm
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+
+	"ftvm/replog"
+	"ftvm/wasi"
+)
+
+// Source supplies the entries a replaying VM consumes.
+type Source interface {
+	// Peek returns the next unconsumed entry if the log has one at a
+	// position no greater than pos; ok is false if it certainly has none.
+	// With ok false, a source that already holds its next entry returns it
+	// anyway (for error messages); otherwise the entry is zero.
+	// A source fed live (the backup's logging channel) blocks until it can
+	// tell, or returns ErrLogEnded once no entry will ever come again.
+	Peek(ctx context.Context, pos uint64) (e replog.Entry, ok bool, err error)
+	// Consume moves past the entry Peek returned.
+	Consume()
+}
+
+// ErrLogEnded is returned by a live Source when its log has ended for good
+// (the primary is gone) and every entry has been consumed: the replaying VM
+// stops at the call that found it, before performing the call, and can go
+// live from there.
+var ErrLogEnded = errors.New("vmm: the log has ended")
+
+// DivergenceError reports that the guest did not do what the log recorded:
+// the replay is not equivalent to the recording and stops.
+type DivergenceError struct {
+	// The log entry that disagrees (Seq 0 when the log had no entry).
+	Seq  uint64
+	Pos  uint64
+	Type string
+	// What the guest did instead.
+	ActualPos  uint64
+	ActualType string
+	Detail     string
+}
+
+func (e *DivergenceError) Error() string {
+	if e.Seq == 0 {
+		return fmt.Sprintf("replay diverged at position %d: the guest made %s, but the log has no entry there: %s",
+			e.ActualPos, e.ActualType, e.Detail)
+	}
+	return fmt.Sprintf("replay diverged at log entry %d: expected %s at position %d, the guest made %s at position %d: %s",
+		e.Seq, e.Type, e.Pos, e.ActualType, e.ActualPos, e.Detail)
+}
+
+// FileSource reads entries from a log file.
+type FileSource struct {
+	r    *replog.Reader
+	next *replog.Entry
+	eof  bool
+}
+
+// NewFileSource returns a Source over r.
+func NewFileSource(r *replog.Reader) *FileSource { return &FileSource{r: r} }
+
+// Peek implements Source.
+func (s *FileSource) Peek(_ context.Context, pos uint64) (replog.Entry, bool, error) {
+	if s.next == nil && !s.eof {
+		e, err := s.r.Next()
+		switch {
+		case err == io.EOF:
+			s.eof = true
+		case err != nil:
+			return replog.Entry{}, false, err
+		default:
+			e.Data = append([]byte(nil), e.Data...)
+			s.next = &e
+		}
+	}
+	if s.next == nil {
+		return replog.Entry{}, false, nil
+	}
+	return *s.next, s.next.Pos <= pos, nil
+}
+
+// Consume implements Source.
+func (s *FileSource) Consume() { s.next = nil }
+
+// replayer is a wasi.Host that answers every Input and Effect from the
+// entry of the current call and performs nothing. Outputs to stdout and
+// stderr go to the given writers (nil drops them); all other outputs are
+// dropped, as the backup's hypervisor drops its VM's outputs.
+type replayer struct {
+	src            Source
+	stdout, stderr io.Writer
+
+	// The call in progress.
+	name   string
+	pos    uint64
+	loaded bool
+	entry  replog.Entry
+	next   replog.Entry // the log's next entry when the call has none, if known
+	d      *replog.Decoder
+	err    error
+	seq    uint64 // sequence number of the last entry consumed
+}
+
+var _ wasi.Host = (*replayer)(nil)
+
+// begin prepares the replay of call name at pos: it loads the call's entry
+// if the log has one at pos, and reports a divergence if the log has an
+// entry the guest went past.
+func (p *replayer) begin(ctx context.Context, pos uint64, name string) error {
+	p.name, p.pos, p.loaded, p.err = name, pos, false, nil
+	e, ok, err := p.src.Peek(ctx, pos)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		p.next = e
+		return nil
+	}
+	if e.Type == TypeEnd && e.Pos == pos {
+		return nil // the guest ends at this call; end checks that entry
+	}
+	if e.Pos < pos || e.Type == TypeEnd {
+		return &DivergenceError{Seq: e.Seq, Pos: e.Pos, Type: TypeName(e.Type), ActualPos: pos, ActualType: name,
+			Detail: "the guest went past the logged event"}
+	}
+	t, _ := callType(name)
+	if e.Type != t {
+		return &DivergenceError{Seq: e.Seq, Pos: e.Pos, Type: TypeName(e.Type), ActualPos: pos, ActualType: name,
+			Detail: "different call at the logged position"}
+	}
+	p.src.Consume()
+	p.seq = e.Seq
+	p.entry, p.loaded, p.d = e, true, replog.NewDecoder(e.Data)
+	return nil
+}
+
+// end checks that the call used exactly the results its entry holds.
+func (p *replayer) end() error {
+	if p.err != nil {
+		return p.err
+	}
+	if p.loaded && p.d.Len() != 0 {
+		return p.diverge("the guest's call used fewer results than were recorded")
+	}
+	return nil
+}
+
+func (p *replayer) diverge(detail string) error {
+	if p.err == nil {
+		e := &DivergenceError{ActualPos: p.pos, ActualType: p.name, Detail: detail}
+		switch {
+		case p.loaded:
+			e.Seq, e.Pos, e.Type = p.entry.Seq, p.entry.Pos, TypeName(p.entry.Type)
+		case p.next.Seq != 0:
+			e.Seq, e.Pos, e.Type = p.next.Seq, p.next.Pos, TypeName(p.next.Type)
+			e.Detail += "; the log's next entry is later"
+		}
+		p.err = e
+	}
+	return p.err
+}
+
+// take starts reading the next recorded result, which must be of method m,
+// and returns its errno. After a divergence it returns zero values: the VM
+// stops at the end of the call without resuming the guest.
+func (p *replayer) take(m method) (*replog.Decoder, wasi.Errno) {
+	if p.err != nil {
+		return replog.NewDecoder(nil), 0
+	}
+	if !p.loaded {
+		p.diverge(fmt.Sprintf("the call asked the host for %v, which the log does not have", m))
+		return replog.NewDecoder(nil), 0
+	}
+	got := p.d.Bytes(1)
+	if got == nil || method(got[0]) != m {
+		detail := "the recorded results are exhausted"
+		if got != nil {
+			detail = fmt.Sprintf("recorded %v", method(got[0]))
+		}
+		p.diverge(fmt.Sprintf("the call asked the host for %v; %s", m, detail))
+		return replog.NewDecoder(nil), 0
+	}
+	errno := wasi.Errno(p.d.Uint())
+	return p.d, errno
+}
+
+// check turns a decoding failure of the current entry into an error.
+func (p *replayer) check() {
+	if p.err == nil && p.loaded && p.d.Err() != nil {
+		p.diverge(fmt.Sprintf("log entry data: %v", p.d.Err()))
+	}
+}
+
+func (p *replayer) ClockResolution(wasi.ClockID) (uint64, wasi.Errno) {
+	d, e := p.take(mClockResolution)
+	v := d.Uint()
+	p.check()
+	return v, e
+}
+
+func (p *replayer) ClockTime(wasi.ClockID, uint64) (uint64, wasi.Errno) {
+	d, e := p.take(mClockTime)
+	v := d.Uint()
+	p.check()
+	return v, e
+}
+
+func (p *replayer) Random(n uint32) ([]byte, error) {
+	d, _ := p.take(mRandom)
+	b := d.Blob()
+	p.check()
+	if p.err == nil && len(b) != int(n) {
+		p.diverge(fmt.Sprintf("random_get of %d bytes, %d recorded", n, len(b)))
+	}
+	return b, p.err
+}
+
+func (p *replayer) Poll(context.Context, []wasi.Subscription) ([]wasi.Event, error) {
+	d, _ := p.take(mPoll)
+	evs := decodeEvents(d)
+	p.check()
+	return evs, p.err
+}
+
+func (p *replayer) Read(_ context.Context, _ wasi.Handle, n uint32, _ wasi.ReadFlags) ([]byte, wasi.Errno, error) {
+	d, e := p.take(mRead)
+	b := d.Blob()
+	p.check()
+	if p.err == nil && len(b) > int(n) {
+		p.diverge(fmt.Sprintf("read of at most %d bytes, %d recorded", n, len(b)))
+	}
+	return b, e, p.err
+}
+
+func (p *replayer) Accept(context.Context, wasi.Handle, bool) (wasi.Handle, wasi.Errno, error) {
+	d, e := p.take(mAccept)
+	h := wasi.Handle(d.Uint())
+	p.check()
+	return h, e, p.err
+}
+
+func (p *replayer) Pread(_ wasi.Handle, _ uint64, n uint32) ([]byte, wasi.Errno) {
+	d, e := p.take(mPread)
+	b := d.Blob()
+	p.check()
+	if p.err == nil && len(b) > int(n) {
+		p.diverge(fmt.Sprintf("pread of at most %d bytes, %d recorded", n, len(b)))
+	}
+	return b, e
+}
+
+func (p *replayer) Filestat(wasi.Handle) (wasi.Filestat, wasi.Errno) {
+	d, e := p.take(mFilestat)
+	st := decodeFilestat(d)
+	p.check()
+	return st, e
+}
+
+func (p *replayer) ReadDir(_ wasi.Handle, _ uint64, max uint32) ([]wasi.Dirent, wasi.Errno) {
+	d, e := p.take(mReadDir)
+	n := d.Uint()
+	if n > uint64(max) || n > uint64(d.Len()) {
+		p.diverge(fmt.Sprintf("readdir of at most %d entries, %d recorded", max, n))
+		return nil, 0
+	}
+	ds := make([]wasi.Dirent, n)
+	for i := range ds {
+		ds[i] = wasi.Dirent{Next: d.Uint(), Ino: d.Uint(), Type: wasi.Filetype(d.Uint()), Name: d.String()}
+	}
+	p.check()
+	return ds, e
+}
+
+func (p *replayer) PathFilestat(wasi.Handle, string, bool) (wasi.Filestat, wasi.Errno) {
+	d, e := p.take(mPathFilestat)
+	st := decodeFilestat(d)
+	p.check()
+	return st, e
+}
+
+func (p *replayer) Readlink(wasi.Handle, string) (string, wasi.Errno) {
+	d, e := p.take(mReadlink)
+	s := d.String()
+	p.check()
+	return s, e
+}
+
+func (p *replayer) Open(wasi.Handle, string, wasi.OpenRequest) (wasi.OpenResult, wasi.Errno) {
+	d, e := p.take(mOpen)
+	res := wasi.OpenResult{Handle: wasi.Handle(d.Uint()), Filetype: wasi.Filetype(d.Uint())}
+	p.check()
+	return res, e
+}
+
+func (p *replayer) Pwrite(_ wasi.Handle, _ uint64, data []byte) (uint32, wasi.Errno) {
+	d, e := p.take(mPwrite)
+	n := d.Uint()
+	p.check()
+	if p.err == nil && n > uint64(len(data)) {
+		p.diverge(fmt.Sprintf("pwrite of %d bytes, %d recorded as written", len(data), n))
+	}
+	return uint32(n), e
+}
+
+func (p *replayer) errnoOnly(m method) wasi.Errno {
+	_, e := p.take(m)
+	p.check()
+	return e
+}
+
+func (p *replayer) SetSize(wasi.Handle, uint64) wasi.Errno { return p.errnoOnly(mSetSize) }
+func (p *replayer) SetTimes(wasi.Handle, uint64, uint64, uint16) wasi.Errno {
+	return p.errnoOnly(mSetTimes)
+}
+func (p *replayer) Sync(wasi.Handle, bool) wasi.Errno               { return p.errnoOnly(mSync) }
+func (p *replayer) Allocate(wasi.Handle, uint64, uint64) wasi.Errno { return p.errnoOnly(mAllocate) }
+func (p *replayer) Mkdir(wasi.Handle, string) wasi.Errno            { return p.errnoOnly(mMkdir) }
+func (p *replayer) Rmdir(wasi.Handle, string) wasi.Errno            { return p.errnoOnly(mRmdir) }
+func (p *replayer) Unlink(wasi.Handle, string) wasi.Errno           { return p.errnoOnly(mUnlink) }
+func (p *replayer) Rename(wasi.Handle, string, wasi.Handle, string) wasi.Errno {
+	return p.errnoOnly(mRename)
+}
+func (p *replayer) Link(wasi.Handle, string, bool, wasi.Handle, string) wasi.Errno {
+	return p.errnoOnly(mLink)
+}
+func (p *replayer) Symlink(string, wasi.Handle, string) wasi.Errno { return p.errnoOnly(mSymlink) }
+func (p *replayer) PathSetTimes(wasi.Handle, string, bool, uint64, uint64, uint16) wasi.Errno {
+	return p.errnoOnly(mPathSetTimes)
+}
+
+// Write reproduces stdout and stderr; every other output is dropped.
+func (p *replayer) Write(h wasi.Handle, data []byte) error {
+	var w io.Writer
+	switch h {
+	case 1:
+		w = p.stdout
+	case 2:
+		w = p.stderr
+	}
+	if w != nil {
+		if _, err := w.Write(data); err != nil {
+			return fmt.Errorf("replay output: %w", err)
+		}
+	}
+	return nil
+}
+
+func (p *replayer) Shutdown(wasi.Handle, uint8) error { return nil }
+func (p *replayer) Close(wasi.Handle) error           { return nil }
