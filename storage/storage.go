@@ -1,0 +1,393 @@
+// Package storage is ftvm's shared storage: the place both hosts of a pair
+// can reach, which decides who goes live. It holds the host registry, the
+// VM specs, each guest's virtual disk, the cluster key, and the owner
+// records of each VM's generations.
+//
+// The decisive operation is Claim, VMware FT's atomic test-and-set: the
+// owner record of a VM's generation is created atomically, so of any number
+// of hosts claiming the same generation exactly one wins; the others learn
+// who did. A host that wants to go live (the backup when the primary
+// failed, the primary when the backup failed) claims the next generation
+// first; the loser halts.
+//
+// Dir is the directory backend: on one machine a local directory, across
+// machines a shared file system (NFS, which makes link(2) atomic). Claim
+// writes the record to a temporary file and links it into place; link
+// fails if the name exists, on local file systems and NFS alike.
+//
+// Every method may fail with an error wrapping ErrUnreachable when the
+// storage cannot be reached; such a failure says nothing about whether the
+// operation happened, so callers retry (Claim is safe to retry: a retry by
+// the winner finds its own record and reports the win).
+package storage
+
+import (
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// ErrUnreachable marks a failure to reach the shared storage.
+var ErrUnreachable = errors.New("shared storage unreachable")
+
+// Owner is the record of who owns a VM in a generation.
+type Owner struct {
+	Generation uint64    `json:"generation"`
+	Host       string    `json:"host"`
+	Role       string    `json:"role"`   // "primary" when it went live
+	Reason     string    `json:"reason"` // why it claimed: "start", "primary failed", "backup failed"
+	Time       time.Time `json:"time"`
+}
+
+// HostInfo is a host daemon's entry in the registry.
+type HostInfo struct {
+	Name      string    `json:"name"`
+	Addr      string    `json:"addr"`      // control and logging-channel address
+	Heartbeat string    `json:"heartbeat"` // UDP heartbeat address
+	PID       int       `json:"pid"`
+	Started   time.Time `json:"started"`
+	Seen      time.Time `json:"seen"` // refreshed while the host runs
+}
+
+// Dir is shared storage in a directory.
+type Dir struct {
+	root string
+	// reachable, if set, is consulted before every operation; fault
+	// injection uses it to cut one host off the storage.
+	reachable func() bool
+}
+
+// Open returns the storage in root, creating its layout if needed.
+func Open(root string) (*Dir, error) {
+	for _, d := range []string{"hosts", "vms"} {
+		if err := os.MkdirAll(filepath.Join(root, d), 0o755); err != nil {
+			return nil, fmt.Errorf("storage: %w: %v", ErrUnreachable, err)
+		}
+	}
+	return &Dir{root: root}, nil
+}
+
+// SetReachable installs a check made before every operation; while it
+// returns false every operation fails with ErrUnreachable.
+func (d *Dir) SetReachable(f func() bool) { d.reachable = f }
+
+// Root returns the storage directory.
+func (d *Dir) Root() string { return d.root }
+
+func (d *Dir) check() error {
+	if d.reachable != nil && !d.reachable() {
+		return fmt.Errorf("storage %s: %w (fault injected)", d.root, ErrUnreachable)
+	}
+	return nil
+}
+
+// wrap classifies an I/O error: missing files are reported as such, any
+// other failure as unreachable storage.
+func (d *Dir) wrap(op string, err error) error {
+	if err == nil || errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	return fmt.Errorf("storage %s: %s: %w: %v", d.root, op, ErrUnreachable, err)
+}
+
+// validName keeps names usable as single path elements.
+func validName(kind, name string) error {
+	if name == "" || name == "." || name == ".." || strings.ContainsAny(name, `/\`+"\x00") || len(name) > 128 {
+		return fmt.Errorf("storage: invalid %s name %q", kind, name)
+	}
+	return nil
+}
+
+// ClusterKey returns the key that authenticates hosts to each other,
+// creating it (readable by its owner only) on first use.
+func (d *Dir) ClusterKey() ([]byte, error) {
+	if err := d.check(); err != nil {
+		return nil, err
+	}
+	p := filepath.Join(d.root, "cluster.key")
+	if key, err := os.ReadFile(p); err == nil {
+		if len(key) < 32 {
+			return nil, fmt.Errorf("storage: cluster key %s is too short", p)
+		}
+		return key, nil
+	}
+	key := make([]byte, 32)
+	if _, err := rand.Read(key); err != nil {
+		return nil, err
+	}
+	tmp := p + ".tmp." + strconv.Itoa(os.Getpid())
+	if err := os.WriteFile(tmp, key, 0o600); err != nil {
+		return nil, d.wrap("create cluster key", err)
+	}
+	defer os.Remove(tmp)
+	// Link, not rename: if another host created the key meanwhile, theirs
+	// stays and both use it.
+	if err := os.Link(tmp, p); err != nil && !errors.Is(err, fs.ErrExist) {
+		return nil, d.wrap("create cluster key", err)
+	}
+	key, err := os.ReadFile(p)
+	return key, d.wrap("read cluster key", err)
+}
+
+func (d *Dir) vmDir(vm string) string { return filepath.Join(d.root, "vms", vm) }
+
+func genName(gen uint64) string { return fmt.Sprintf("%020d", gen) }
+
+// Claim atomically creates the owner record of generation o.Generation of
+// vm. It reports whether this caller won; either way it returns the
+// record that is now in place. Claiming again a generation one already
+// owns reports a win, so a claim is safe to retry after ErrUnreachable.
+func (d *Dir) Claim(vm string, o Owner) (won bool, current Owner, err error) {
+	if err := validName("vm", vm); err != nil {
+		return false, Owner{}, err
+	}
+	if err := d.check(); err != nil {
+		return false, Owner{}, err
+	}
+	dir := filepath.Join(d.vmDir(vm), "owners")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return false, Owner{}, d.wrap("claim", err)
+	}
+	if o.Time.IsZero() {
+		o.Time = time.Now().UTC()
+	}
+	b, err := json.Marshal(o)
+	if err != nil {
+		return false, Owner{}, err
+	}
+	final := filepath.Join(dir, genName(o.Generation))
+	tmp := fmt.Sprintf("%s.%s.%d.tmp", final, o.Host, os.Getpid())
+	if err := writeSync(tmp, b); err != nil {
+		return false, Owner{}, d.wrap("claim", err)
+	}
+	defer os.Remove(tmp)
+	linkErr := os.Link(tmp, final)
+	if linkErr != nil && !errors.Is(linkErr, fs.ErrExist) {
+		return false, Owner{}, d.wrap("claim", linkErr)
+	}
+	cur, ok, err := d.Owner(vm, o.Generation)
+	if err != nil {
+		return false, Owner{}, err
+	}
+	if !ok {
+		return false, Owner{}, fmt.Errorf("storage %s: claim of %s generation %d vanished: %w", d.root, vm, o.Generation, ErrUnreachable)
+	}
+	return cur.Host == o.Host, cur, nil
+}
+
+func writeSync(path string, b []byte) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(b); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+// Owner returns the owner record of generation gen of vm, if there is one.
+func (d *Dir) Owner(vm string, gen uint64) (Owner, bool, error) {
+	if err := d.check(); err != nil {
+		return Owner{}, false, err
+	}
+	b, err := os.ReadFile(filepath.Join(d.vmDir(vm), "owners", genName(gen)))
+	if errors.Is(err, fs.ErrNotExist) {
+		return Owner{}, false, nil
+	}
+	if err != nil {
+		return Owner{}, false, d.wrap("read owner", err)
+	}
+	var o Owner
+	if err := json.Unmarshal(b, &o); err != nil {
+		return Owner{}, false, fmt.Errorf("storage: owner record %s/%d: %w", vm, gen, err)
+	}
+	return o, true, nil
+}
+
+// Latest returns the owner record of vm's newest generation (ok false if
+// none has been claimed).
+func (d *Dir) Latest(vm string) (Owner, bool, error) {
+	if err := d.check(); err != nil {
+		return Owner{}, false, err
+	}
+	ents, err := os.ReadDir(filepath.Join(d.vmDir(vm), "owners"))
+	if errors.Is(err, fs.ErrNotExist) {
+		return Owner{}, false, nil
+	}
+	if err != nil {
+		return Owner{}, false, d.wrap("list owners", err)
+	}
+	var best uint64
+	found := false
+	for _, e := range ents {
+		g, err := strconv.ParseUint(e.Name(), 10, 64)
+		if err != nil || len(e.Name()) != 20 {
+			continue // temporary files
+		}
+		if !found || g > best {
+			best, found = g, true
+		}
+	}
+	if !found {
+		return Owner{}, false, nil
+	}
+	return d.Owner(vm, best)
+}
+
+// PutHost registers or refreshes a host.
+func (d *Dir) PutHost(h HostInfo) error {
+	if err := validName("host", h.Name); err != nil {
+		return err
+	}
+	return d.putJSON(filepath.Join(d.root, "hosts", h.Name+".json"), h)
+}
+
+// Hosts returns the registered hosts, sorted by name.
+func (d *Dir) Hosts() ([]HostInfo, error) {
+	var hs []HostInfo
+	err := d.listJSON(filepath.Join(d.root, "hosts"), func(b []byte) error {
+		var h HostInfo
+		if err := json.Unmarshal(b, &h); err != nil {
+			return err
+		}
+		hs = append(hs, h)
+		return nil
+	})
+	sort.Slice(hs, func(i, j int) bool { return hs[i].Name < hs[j].Name })
+	return hs, err
+}
+
+// VMSpec describes a fault-tolerant VM.
+type VMSpec struct {
+	Name      string    `json:"name"`
+	Args      []string  `json:"args"` // Args[0] is the module's name
+	Env       []string  `json:"env"`
+	Listeners []string  `json:"listeners"`
+	Disk      bool      `json:"disk"` // preopen the VM's disk directory as /disk
+	Created   time.Time `json:"created"`
+	Stopped   bool      `json:"stopped"`
+}
+
+// PutVM stores a VM's spec and module.
+func (d *Dir) PutVM(spec VMSpec, module []byte) error {
+	if err := validName("vm", spec.Name); err != nil {
+		return err
+	}
+	if err := d.check(); err != nil {
+		return err
+	}
+	dir := d.vmDir(spec.Name)
+	if err := os.MkdirAll(filepath.Join(dir, "disk"), 0o755); err != nil {
+		return d.wrap("create vm", err)
+	}
+	if module != nil {
+		if err := atomicWrite(filepath.Join(dir, "module.wasm"), module); err != nil {
+			return d.wrap("write module", err)
+		}
+	}
+	return d.putJSON(filepath.Join(dir, "spec.json"), spec)
+}
+
+// VM returns a VM's spec and module.
+func (d *Dir) VM(name string) (VMSpec, []byte, error) {
+	if err := validName("vm", name); err != nil {
+		return VMSpec{}, nil, err
+	}
+	if err := d.check(); err != nil {
+		return VMSpec{}, nil, err
+	}
+	b, err := os.ReadFile(filepath.Join(d.vmDir(name), "spec.json"))
+	if err != nil {
+		return VMSpec{}, nil, d.wrap("read vm spec", err)
+	}
+	var spec VMSpec
+	if err := json.Unmarshal(b, &spec); err != nil {
+		return VMSpec{}, nil, fmt.Errorf("storage: vm %s spec: %w", name, err)
+	}
+	mod, err := os.ReadFile(filepath.Join(d.vmDir(name), "module.wasm"))
+	if err != nil {
+		return VMSpec{}, nil, d.wrap("read module", err)
+	}
+	return spec, mod, nil
+}
+
+// VMs returns the names of the stored VMs, sorted.
+func (d *Dir) VMs() ([]string, error) {
+	if err := d.check(); err != nil {
+		return nil, err
+	}
+	ents, err := os.ReadDir(filepath.Join(d.root, "vms"))
+	if err != nil {
+		return nil, d.wrap("list vms", err)
+	}
+	var names []string
+	for _, e := range ents {
+		if e.IsDir() {
+			names = append(names, e.Name())
+		}
+	}
+	return names, nil
+}
+
+// DiskDir returns the host path of a VM's virtual disk.
+func (d *Dir) DiskDir(vm string) string { return filepath.Join(d.vmDir(vm), "disk") }
+
+func (d *Dir) putJSON(path string, v any) error {
+	if err := d.check(); err != nil {
+		return err
+	}
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	return d.wrap("write "+filepath.Base(path), atomicWrite(path, b))
+}
+
+func atomicWrite(path string, b []byte) error {
+	tmp := fmt.Sprintf("%s.%d.tmp", path, os.Getpid())
+	if err := writeSync(tmp, b); err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	return os.Rename(tmp, path)
+}
+
+func (d *Dir) listJSON(dir string, each func([]byte) error) error {
+	if err := d.check(); err != nil {
+		return err
+	}
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return d.wrap("list", err)
+	}
+	for _, e := range ents {
+		if !strings.HasSuffix(e.Name(), ".json") {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(dir, e.Name()))
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				continue
+			}
+			return d.wrap("read", err)
+		}
+		if err := each(b); err != nil {
+			return fmt.Errorf("storage: %s: %w", e.Name(), err)
+		}
+	}
+	return nil
+}

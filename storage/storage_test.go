@@ -1,0 +1,164 @@
+package storage
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"testing"
+)
+
+func TestClaimHasExactlyOneWinner(t *testing.T) {
+	d, err := Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for gen := uint64(1); gen <= 20; gen++ {
+		var wg sync.WaitGroup
+		wins := make(chan string, 8)
+		for i := range 8 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				host := fmt.Sprintf("h%d", i)
+				won, cur, err := d.Claim("vm", Owner{Generation: gen, Host: host})
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				if won != (cur.Host == host) {
+					t.Errorf("won=%v but owner is %s", won, cur.Host)
+				}
+				if won {
+					wins <- host
+				}
+			}()
+		}
+		wg.Wait()
+		close(wins)
+		var winners []string
+		for w := range wins {
+			winners = append(winners, w)
+		}
+		if len(winners) != 1 {
+			t.Fatalf("generation %d: winners %v", gen, winners)
+		}
+		// A retry by the winner still reports the win.
+		won, _, err := d.Claim("vm", Owner{Generation: gen, Host: winners[0]})
+		if err != nil || !won {
+			t.Fatalf("retry by the winner: won=%v err=%v", won, err)
+		}
+	}
+	latest, ok, err := d.Latest("vm")
+	if err != nil || !ok || latest.Generation != 20 {
+		t.Fatalf("latest = %+v %v %v", latest, ok, err)
+	}
+}
+
+// TestClaimAcrossProcesses races real processes on the same directory.
+func TestClaimAcrossProcesses(t *testing.T) {
+	if os.Getenv("FTVM_STORAGE_CLAIMER") != "" {
+		d, err := Open(os.Getenv("FTVM_STORAGE_DIR"))
+		if err != nil {
+			os.Exit(3)
+		}
+		won, _, err := d.Claim("vm", Owner{Generation: 1, Host: os.Getenv("FTVM_STORAGE_CLAIMER")})
+		if err != nil {
+			os.Exit(3)
+		}
+		if won {
+			os.Exit(0)
+		}
+		os.Exit(1)
+	}
+	dir := t.TempDir()
+	var cmds []*exec.Cmd
+	for i := range 6 {
+		c := exec.Command(os.Args[0], "-test.run=^TestClaimAcrossProcesses$")
+		c.Env = append(os.Environ(), "FTVM_STORAGE_CLAIMER=p"+strconv.Itoa(i), "FTVM_STORAGE_DIR="+dir)
+		if err := c.Start(); err != nil {
+			t.Fatal(err)
+		}
+		cmds = append(cmds, c)
+	}
+	wins := 0
+	for _, c := range cmds {
+		err := c.Wait()
+		var ee *exec.ExitError
+		switch {
+		case err == nil:
+			wins++
+		case errors.As(err, &ee) && ee.ExitCode() == 1:
+		default:
+			t.Fatalf("claimer failed: %v", err)
+		}
+	}
+	if wins != 1 {
+		t.Fatalf("%d processes won generation 1", wins)
+	}
+}
+
+func TestUnreachableStorage(t *testing.T) {
+	d, err := Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	up := false
+	d.SetReachable(func() bool { return up })
+	if _, _, err := d.Claim("vm", Owner{Generation: 1, Host: "a"}); !errors.Is(err, ErrUnreachable) {
+		t.Fatalf("claim while unreachable: %v", err)
+	}
+	up = true
+	if won, _, err := d.Claim("vm", Owner{Generation: 1, Host: "a"}); err != nil || !won {
+		t.Fatalf("claim after reconnect: %v %v", won, err)
+	}
+}
+
+func TestClusterKeyIsPrivateAndStable(t *testing.T) {
+	root := t.TempDir()
+	d, err := Open(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k1, err := d.ClusterKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	k2, err := d.ClusterKey()
+	if err != nil || string(k1) != string(k2) || len(k1) != 32 {
+		t.Fatalf("keys differ or are short: %v", err)
+	}
+	st, err := os.Stat(filepath.Join(root, "cluster.key"))
+	if err != nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("cluster key mode %v, %v", st.Mode(), err)
+	}
+}
+
+func TestHostsAndVMs(t *testing.T) {
+	d, err := Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []string{"b", "a"} {
+		if err := d.PutHost(HostInfo{Name: n, Addr: "127.0.0.1:1", PID: 7}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	hs, err := d.Hosts()
+	if err != nil || len(hs) != 2 || hs[0].Name != "a" {
+		t.Fatalf("hosts %+v %v", hs, err)
+	}
+	if err := d.PutVM(VMSpec{Name: "counter", Args: []string{"counter.wasm"}}, []byte("\x00asm")); err != nil {
+		t.Fatal(err)
+	}
+	spec, mod, err := d.VM("counter")
+	if err != nil || spec.Args[0] != "counter.wasm" || string(mod) != "\x00asm" {
+		t.Fatalf("vm %+v %q %v", spec, mod, err)
+	}
+	if err := d.PutVM(VMSpec{Name: "../x"}, nil); err == nil {
+		t.Fatal("a path-like VM name was accepted")
+	}
+}
