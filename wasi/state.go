@@ -193,6 +193,12 @@ func (r *stateReader) uvarint() uint64 {
 		r.fail("bad uvarint")
 		return 0
 	}
+	// Only the minimal encoding is accepted, so that every state has
+	// exactly one encoding and a snapshot's bytes identify its state.
+	if n != len(binary.AppendUvarint(nil, v)) {
+		r.fail("non-minimal uvarint")
+		return 0
+	}
 	r.b = r.b[n:]
 	return v
 }
