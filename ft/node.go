@@ -1,0 +1,294 @@
+// Package ft holds the decisions of a fault-tolerant pair: who is primary
+// and who is backup, when the peer has failed, when to claim the next
+// generation on shared storage, and what to do with the answer. It follows
+// VMware FT (Scales et al., 2010), section 2.3 (detecting and responding to
+// failure) and 2.2 (the Output Rule).
+//
+// A Node is a state machine in the style of etcd's raft: it does no I/O and
+// reads no clock. The host that runs it feeds it events (Step) and the time
+// (Tick), and carries out the actions it returns (Ready): send a heartbeat,
+// claim a generation, go live, halt. The same Node runs under a simulated
+// clock, network and storage in the tests, where thousands of failure
+// schedules run in seconds, and under real sockets and timers in a host.
+//
+// The rules, as the paper states them:
+//
+//  1. A peer has failed when neither its heartbeats nor log traffic (log
+//     entries for the backup, acks for the primary) have arrived for the
+//     failure timeout.
+//  2. Whoever wants to go live (the backup when the primary failed, the
+//     primary when the backup failed) first claims the VM's next
+//     generation on shared storage, an atomic test-and-set. The winner goes
+//     live; the loser halts and emits nothing more. A node that cannot
+//     reach the storage does not go live: it keeps trying.
+//  3. A backup goes live only after replaying every entry it received; a
+//     primary that won goes on alone and releases the outputs it held.
+//  4. A claim that fails is retried at the retry interval; a halted node
+//     stays halted.
+package ft
+
+import (
+	"fmt"
+	"time"
+)
+
+// Role is what a node is doing for its VM.
+type Role int
+
+// Roles.
+const (
+	// Primary: runs the guest, sends the log, releases outputs on acks.
+	Primary Role = iota + 1
+	// Backup: replays the log, acks it, drops outputs.
+	Backup
+	// Alone: a primary without a backup (it won a generation after its
+	// peer failed): outputs leave at once.
+	Alone
+	// Halted: lost a claim; emits nothing more.
+	Halted
+)
+
+func (r Role) String() string {
+	switch r {
+	case Primary:
+		return "primary"
+	case Backup:
+		return "backup"
+	case Alone:
+		return "alone"
+	case Halted:
+		return "halted"
+	}
+	return fmt.Sprintf("role(%d)", int(r))
+}
+
+// Config tunes a Node.
+type Config struct {
+	// HeartbeatInterval is how often the node sends a heartbeat.
+	HeartbeatInterval time.Duration
+	// FailureTimeout is how long the peer may be silent (no heartbeat, no
+	// log traffic) before it is declared failed.
+	FailureTimeout time.Duration
+	// ClaimRetry is how long to wait before retrying a claim whose
+	// outcome could not be learned (storage unreachable).
+	ClaimRetry time.Duration
+}
+
+// Default timing suits one machine and a LAN: a heartbeat every 100 ms,
+// failure after 1 s of silence (ten missed heartbeats, so a busy machine
+// does not trigger a failover), claims retried every 200 ms.
+const (
+	DefaultHeartbeatInterval = 100 * time.Millisecond
+	DefaultFailureTimeout    = time.Second
+	DefaultClaimRetry        = 200 * time.Millisecond
+)
+
+func (c Config) withDefaults() Config {
+	if c.HeartbeatInterval <= 0 {
+		c.HeartbeatInterval = DefaultHeartbeatInterval
+	}
+	if c.FailureTimeout <= 0 {
+		c.FailureTimeout = DefaultFailureTimeout
+	}
+	if c.ClaimRetry <= 0 {
+		c.ClaimRetry = DefaultClaimRetry
+	}
+	return c
+}
+
+// EventKind says what happened.
+type EventKind int
+
+// Events a host feeds its node.
+const (
+	// EvHeartbeat: a heartbeat from the peer arrived.
+	EvHeartbeat EventKind = iota + 1
+	// EvLogTraffic: log traffic from the peer arrived (entries at the
+	// backup, an ack at the primary).
+	EvLogTraffic
+	// EvClaimed: the claim of generation Gen completed; Won says whether
+	// this node won it.
+	EvClaimed
+	// EvClaimFailed: the claim of generation Gen could not complete (the
+	// storage is unreachable); its outcome is unknown.
+	EvClaimFailed
+	// EvLive: the node finished going live (a backup replayed everything
+	// it had and now runs the guest for real).
+	EvLive
+)
+
+// Event is one input of a Node.
+type Event struct {
+	Kind EventKind
+	Gen  uint64
+	Won  bool
+}
+
+// ActionKind says what the host must do.
+type ActionKind int
+
+// Actions a Node asks of its host.
+const (
+	// ActSendHeartbeat: send a heartbeat to the peer.
+	ActSendHeartbeat ActionKind = iota + 1
+	// ActClaim: claim generation Gen on shared storage, then report
+	// EvClaimed or EvClaimFailed.
+	ActClaim
+	// ActGoLive: this node won generation Gen. A backup replays what it
+	// has and goes live (then reports EvLive); a primary releases its held
+	// outputs and goes on alone.
+	ActGoLive
+	// ActHalt: this node lost generation Gen to another host: stop the
+	// guest, drop held outputs, emit nothing more.
+	ActHalt
+)
+
+func (k ActionKind) String() string {
+	switch k {
+	case ActSendHeartbeat:
+		return "send-heartbeat"
+	case ActClaim:
+		return "claim"
+	case ActGoLive:
+		return "go-live"
+	case ActHalt:
+		return "halt"
+	}
+	return fmt.Sprintf("action(%d)", int(k))
+}
+
+// Action is one output of a Node.
+type Action struct {
+	Kind   ActionKind
+	Gen    uint64
+	Reason string
+}
+
+// Node is one host's half of a pair, for one VM.
+type Node struct {
+	cfg  Config
+	role Role
+	gen  uint64 // the generation this node serves in
+
+	now        time.Time
+	lastHeard  time.Time
+	lastBeat   time.Time
+	claiming   bool   // a claim is in flight or due
+	claimGen   uint64 // the generation being claimed
+	claimAt    time.Time
+	claimInFly bool
+	goingLive  bool // won; a backup is replaying the rest
+	reason     string
+
+	ready []Action
+}
+
+// NewNode returns a node in role (Primary or Backup) for generation gen,
+// starting at now. The peer counts as heard from at now.
+func NewNode(cfg Config, role Role, gen uint64, now time.Time) *Node {
+	return &Node{cfg: cfg.withDefaults(), role: role, gen: gen, now: now, lastHeard: now, lastBeat: now.Add(-time.Hour)}
+}
+
+// Role returns the node's role.
+func (n *Node) Role() Role { return n.role }
+
+// Generation returns the generation the node serves in (after a won
+// claim, the new one).
+func (n *Node) Generation() uint64 { return n.gen }
+
+// Claiming reports whether the node has declared its peer failed and is
+// claiming the next generation.
+func (n *Node) Claiming() bool { return n.claiming }
+
+// PeerSilence returns how long the peer has been silent.
+func (n *Node) PeerSilence() time.Duration { return n.now.Sub(n.lastHeard) }
+
+// Paired reports whether outputs must wait for the backup's acks: the node
+// is a primary with a backup (including while it claims: until it wins,
+// outputs stay held).
+func (n *Node) Paired() bool { return n.role == Primary }
+
+// Ready returns the actions accumulated since the last call.
+func (n *Node) Ready() []Action {
+	r := n.ready
+	n.ready = nil
+	return r
+}
+
+func (n *Node) act(a Action) { n.ready = append(n.ready, a) }
+
+// Tick advances the node's clock to now.
+func (n *Node) Tick(now time.Time) {
+	if now.Before(n.now) {
+		return
+	}
+	n.now = now
+	if n.role == Halted {
+		return
+	}
+	if (n.role == Primary || n.role == Backup) && !n.claiming && now.Sub(n.lastBeat) >= n.cfg.HeartbeatInterval {
+		n.lastBeat = now
+		n.act(Action{Kind: ActSendHeartbeat})
+	}
+	if (n.role == Primary || n.role == Backup) && !n.claiming && now.Sub(n.lastHeard) >= n.cfg.FailureTimeout {
+		n.claiming = true
+		n.claimGen = n.gen + 1
+		n.claimAt = now
+		if n.role == Primary {
+			n.reason = "backup failed"
+		} else {
+			n.reason = "primary failed"
+		}
+	}
+	if n.claiming && !n.claimInFly && !n.goingLive && !now.Before(n.claimAt) {
+		n.claimInFly = true
+		n.act(Action{Kind: ActClaim, Gen: n.claimGen, Reason: n.reason})
+	}
+}
+
+// Step feeds the node an event.
+func (n *Node) Step(ev Event) {
+	if n.role == Halted {
+		return
+	}
+	switch ev.Kind {
+	case EvHeartbeat, EvLogTraffic:
+		// Once a node has decided its peer failed, hearing from it again
+		// changes nothing: the claim decides. (A paused peer that resumes
+		// will find it lost.)
+		if !n.claiming {
+			n.lastHeard = n.now
+		}
+	case EvClaimed:
+		if !n.claimInFly || ev.Gen != n.claimGen {
+			return
+		}
+		n.claimInFly = false
+		if !ev.Won {
+			n.role = Halted
+			n.act(Action{Kind: ActHalt, Gen: ev.Gen, Reason: "lost generation to another host"})
+			return
+		}
+		n.gen = ev.Gen
+		if n.role == Primary {
+			n.role = Alone
+			n.claiming = false
+			n.act(Action{Kind: ActGoLive, Gen: ev.Gen, Reason: n.reason})
+			return
+		}
+		n.goingLive = true
+		n.act(Action{Kind: ActGoLive, Gen: ev.Gen, Reason: n.reason})
+	case EvClaimFailed:
+		if !n.claimInFly || ev.Gen != n.claimGen {
+			return
+		}
+		n.claimInFly = false
+		n.claimAt = n.now.Add(n.cfg.ClaimRetry)
+	case EvLive:
+		if n.goingLive {
+			n.goingLive = false
+			n.claiming = false
+			n.role = Alone
+		}
+	}
+}
