@@ -16,6 +16,9 @@ const fileMagic = "FTVMLOG1"
 type Header struct {
 	// Module is the SHA-256 of the guest's binary; replay refuses another.
 	Module [32]byte
+	// Engine is the engine's code version (wasm.CodeVersion): positions
+	// are instruction counts of that engine, so replay refuses another.
+	Engine uint32
 	// Args and Env are the guest's arguments and environment.
 	Args []string
 	Env  []string
@@ -26,6 +29,7 @@ type Header struct {
 
 func (h Header) marshal() []byte {
 	b := append([]byte(nil), h.Module[:]...)
+	b = binary.AppendUvarint(b, uint64(h.Engine))
 	b = appendStrings(b, h.Args)
 	b = appendStrings(b, h.Env)
 	b = binary.AppendUvarint(b, uint64(len(h.Extra)))
@@ -45,6 +49,7 @@ func parseHeader(p []byte) (Header, error) {
 	var h Header
 	d := Decoder{b: p}
 	copy(h.Module[:], d.Bytes(32))
+	h.Engine = uint32(d.Uint())
 	h.Args = d.Strings()
 	h.Env = d.Strings()
 	h.Extra = d.Blob()

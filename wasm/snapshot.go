@@ -24,10 +24,18 @@ import (
 // All integers are little-endian. The program counters are positions in the
 // engine's internal code, so a snapshot names the version of the compiler
 // that produced it (codeVersion) and is refused by any other.
+// CodeVersion names the compiler's output: positions (instruction counts)
+// and snapshot program counters are only meaningful between engines of the
+// same CodeVersion, so snapshots and event logs record it. Any change to
+// what the compiler emits (a new superinstruction, an elided instruction)
+// bumps it.
+const CodeVersion = 2
+
+const codeVersion = CodeVersion
+
 const (
 	snapMagic       = "FTVMSNAP"
 	snapVersion     = 1
-	codeVersion     = 2
 	snapHeaderBytes = 8 + 4 + 4 + 32
 )
 

@@ -207,7 +207,7 @@ func logHeader(cm *wasm.CompiledModule, cfg wasi.Config) replog.Header {
 	for _, l := range cfg.Listeners {
 		enc.String(l.Name)
 	}
-	return replog.Header{Module: cm.Hash, Args: cfg.Args, Env: cfg.Env, Extra: enc.B}
+	return replog.Header{Module: cm.Hash, Engine: wasm.CodeVersion, Args: cfg.Args, Env: cfg.Env, Extra: enc.B}
 }
 
 // configFromHeader is the inverse of logHeader, for replay.

@@ -10,6 +10,7 @@ import (
 
 	"ftvm/replog"
 	"ftvm/vmm"
+	"ftvm/wasm"
 )
 
 func runReplay(ctx context.Context, env *cmdEnv, args []string) int {
@@ -55,6 +56,10 @@ func runReplay(ctx context.Context, env *cmdEnv, args []string) int {
 	if h.Module != cm.Hash {
 		return fail(fmt.Errorf("%s was recorded from module sha256 %s; %s is %s",
 			*logPath, hex.EncodeToString(h.Module[:8]), fs.Arg(0), hex.EncodeToString(cm.Hash[:8])))
+	}
+	if h.Engine != wasm.CodeVersion {
+		return fail(fmt.Errorf("%s was recorded by engine code version %d; this ftvm runs version %d, whose instruction counts differ",
+			*logPath, h.Engine, wasm.CodeVersion))
 	}
 	wcfg, err := configFromHeader(h)
 	if err != nil {
