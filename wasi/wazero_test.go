@@ -197,7 +197,6 @@ func buildGo(t *testing.T, name string) []byte {
 	return guesttest.Build(t, name)
 }
 
-
 // buildC builds the C guest testdata/guests/name (see guesttest.BuildC).
 func buildC(t *testing.T, name string) []byte { return guesttest.BuildC(t, name) }
 
