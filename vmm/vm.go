@@ -282,6 +282,10 @@ func (vm *VM) service(ctx context.Context, f *wasm.Function, args []uint64) (end
 			}
 		}
 	}
+	if p, ok := vm.cfg.Record.(interface{ Progress(uint64) }); ok {
+		// The log is complete through this call: a backup may run to it.
+		p.Progress(pos)
+	}
 	if callErr != nil {
 		var exit *wasi.ExitError
 		if errors.As(callErr, &exit) {

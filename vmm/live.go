@@ -1,0 +1,210 @@
+package vmm
+
+import (
+	"context"
+	"fmt"
+	"sync"
+
+	"ftvm/replog"
+)
+
+// LiveSource is the Source of a backup: the entries the logging channel
+// delivers, in batches, while the primary runs. Each batch also says how
+// far the primary had run when it sent it (Batch.Pos): the log is complete
+// through that position, so a backup at a call at or before it knows
+// whether the call has an entry without waiting.
+//
+// Push and End are called by the channel's receiver; Peek and Consume by
+// the VM. A call waits only when the VM has caught up with the primary.
+type LiveSource struct {
+	mu      sync.Mutex
+	changed chan struct{} // closed and replaced on every change
+	queue   []replog.Entry
+	known   uint64 // the log is complete through this position
+	lastSeq uint64 // the last entry received
+	ended   bool
+}
+
+// NewLiveSource returns an empty LiveSource. after is the sequence number
+// of the last entry the backup already has (0 for a fresh backup).
+func NewLiveSource(after uint64) *LiveSource {
+	return &LiveSource{changed: make(chan struct{}), lastSeq: after}
+}
+
+func (s *LiveSource) notifyLocked() {
+	close(s.changed)
+	s.changed = make(chan struct{})
+}
+
+// Push adds a batch. Its entries must follow the last one received
+// without a gap; a batch that does not is refused (the channel is then
+// broken and the caller closes it).
+func (s *LiveSource) Push(b replog.Batch) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ended {
+		return fmt.Errorf("vmm: batch after the end of the log")
+	}
+	for _, e := range b.Entries {
+		if e.Seq != s.lastSeq+1 {
+			return fmt.Errorf("vmm: log entry %d received after %d", e.Seq, s.lastSeq)
+		}
+		e.Data = append([]byte(nil), e.Data...) // the batch's buffer is reused
+		s.queue = append(s.queue, e)
+		s.lastSeq = e.Seq
+	}
+	if b.Pos > s.known {
+		s.known = b.Pos
+	}
+	s.notifyLocked()
+	return nil
+}
+
+// End marks the log as ended for good: the primary is gone. A Peek that
+// would have to wait returns ErrLogEnded instead.
+func (s *LiveSource) End() {
+	s.mu.Lock()
+	s.ended = true
+	s.notifyLocked()
+	s.mu.Unlock()
+}
+
+// Received returns the sequence number of the last entry received and the
+// position through which the log is complete.
+func (s *LiveSource) Received() (seq, pos uint64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.lastSeq, s.known
+}
+
+// Peek implements Source.
+func (s *LiveSource) Peek(ctx context.Context, pos uint64) (replog.Entry, bool, error) {
+	for {
+		s.mu.Lock()
+		if len(s.queue) > 0 {
+			e := s.queue[0]
+			s.mu.Unlock()
+			return e, e.Pos <= pos, nil
+		}
+		if s.known >= pos {
+			s.mu.Unlock()
+			return replog.Entry{}, false, nil
+		}
+		if s.ended {
+			s.mu.Unlock()
+			return replog.Entry{}, false, ErrLogEnded
+		}
+		ch := s.changed
+		s.mu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return replog.Entry{}, false, ctx.Err()
+		}
+	}
+}
+
+// Consume implements Source.
+func (s *LiveSource) Consume() {
+	s.mu.Lock()
+	if len(s.queue) > 0 {
+		s.queue = s.queue[1:]
+	}
+	s.mu.Unlock()
+}
+
+// ChannelSink is the Sink of a primary: entries are queued by the VM and
+// sent in batches by the Sink's goroutine, so that while one batch is on
+// its way the next accumulates. Progress reports how far the guest has run
+// without producing entries, so the backup can run that far too.
+type ChannelSink struct {
+	send func(replog.Batch) error
+
+	mu      sync.Mutex
+	changed chan struct{}
+	queue   []replog.Entry
+	pos     uint64 // the guest's position at the last report
+	sentPos uint64
+	err     error
+	closed  bool
+	done    chan struct{}
+}
+
+// NewChannelSink starts a sink that sends batches with send (typically
+// replog.Conn.WriteBatch). A send error stops the sink; Append reports it.
+func NewChannelSink(send func(replog.Batch) error) *ChannelSink {
+	s := &ChannelSink{send: send, changed: make(chan struct{}), done: make(chan struct{})}
+	go s.loop()
+	return s
+}
+
+// Append implements Sink.
+func (s *ChannelSink) Append(e replog.Entry) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.err != nil {
+		return s.err
+	}
+	e.Data = append([]byte(nil), e.Data...)
+	s.queue = append(s.queue, e)
+	if e.Pos > s.pos {
+		s.pos = e.Pos
+	}
+	close(s.changed)
+	s.changed = make(chan struct{})
+	return nil
+}
+
+// Progress reports that the guest reached pos with every entry before it
+// appended.
+func (s *ChannelSink) Progress(pos uint64) {
+	s.mu.Lock()
+	if pos > s.pos {
+		s.pos = pos
+		close(s.changed)
+		s.changed = make(chan struct{})
+	}
+	s.mu.Unlock()
+}
+
+// Close stops the sink after sending what is queued.
+func (s *ChannelSink) Close() error {
+	s.mu.Lock()
+	s.closed = true
+	close(s.changed)
+	s.changed = make(chan struct{})
+	s.mu.Unlock()
+	<-s.done
+	return s.err
+}
+
+func (s *ChannelSink) loop() {
+	defer close(s.done)
+	for {
+		s.mu.Lock()
+		for len(s.queue) == 0 && s.pos == s.sentPos && !s.closed {
+			ch := s.changed
+			s.mu.Unlock()
+			<-ch
+			s.mu.Lock()
+		}
+		if len(s.queue) == 0 && s.pos == s.sentPos {
+			s.mu.Unlock()
+			return // closed with nothing left to send
+		}
+		b := replog.Batch{Entries: s.queue, Pos: s.pos}
+		s.queue = nil
+		s.mu.Unlock()
+		err := s.send(b)
+		s.mu.Lock()
+		s.sentPos = b.Pos
+		if err != nil && s.err == nil {
+			s.err = fmt.Errorf("vmm: logging channel: %w", err)
+		}
+		failed := s.err != nil
+		s.mu.Unlock()
+		if failed {
+			return
+		}
+	}
+}

@@ -1,0 +1,170 @@
+package vmm_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"errors"
+	"net"
+	"testing"
+
+	"ftvm/replog"
+	"ftvm/vmm"
+	"ftvm/wasi"
+)
+
+// TestLockstepOverLoggingChannel runs a primary and a backup VM at once,
+// connected by a real, authenticated logging channel over loopback: the
+// backup replays the primary's inputs as they arrive, acks them, and ends
+// with the same output, exit status and position.
+func TestLockstepOverLoggingChannel(t *testing.T) {
+	cm := compile(t, "wasi-basics")
+	key := make([]byte, 32)
+	rand.Read(key)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	ctx := context.Background()
+
+	// Backup side: accept the channel, feed the LiveSource, ack.
+	src := vmm.NewLiveSource(0)
+	recvDone := make(chan error, 1)
+	acks := make(chan uint64, 1<<16)
+	go func() {
+		nc, err := ln.Accept()
+		if err != nil {
+			recvDone <- err
+			return
+		}
+		c, _, err := replog.Handshake(ctx, nc, key, false, nil)
+		if err != nil {
+			recvDone <- err
+			return
+		}
+		defer c.Close()
+		for {
+			typ, p, err := c.ReadFrame()
+			if err != nil {
+				src.End() // the primary is gone
+				recvDone <- err
+				return
+			}
+			if typ != replog.FrameBatch {
+				continue
+			}
+			b, err := replog.ParseBatch(p)
+			if err != nil {
+				recvDone <- err
+				return
+			}
+			if err := src.Push(b); err != nil {
+				recvDone <- err
+				return
+			}
+			seq, pos := src.Received()
+			if err := c.WriteAck(replog.Ack{Seq: seq, Pos: pos}); err != nil {
+				recvDone <- err
+				return
+			}
+		}
+	}()
+
+	// Primary side: record into the channel.
+	conn, err := replog.Dial(ctx, ln.Addr().String(), key, []byte("log vm=test"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		for {
+			typ, p, err := conn.ReadFrame()
+			if err != nil {
+				return
+			}
+			if typ == replog.FrameAck {
+				if a, err := replog.ParseAck(p); err == nil {
+					acks <- a.Seq
+				}
+			}
+		}
+	}()
+	sink := vmm.NewChannelSink(conn.WriteBatch)
+
+	args := []string{"wasi-basics", "clock"}
+	var pout, bout bytes.Buffer
+	primary, err := vmm.New(cm, vmm.Config{WASI: wasi.Config{Args: args, Stdout: &pout}, Record: sink})
+	if err != nil {
+		t.Fatal(err)
+	}
+	backup, err := vmm.New(cm, vmm.Config{WASI: wasi.Config{Args: args, Stdout: &bout}, Replay: src})
+	if err != nil {
+		t.Fatal(err)
+	}
+	type result struct {
+		exit vmm.Exit
+		err  error
+	}
+	bdone := make(chan result, 1)
+	go func() {
+		x, err := backup.Run(ctx)
+		bdone <- result{x, err}
+	}()
+	px, err := primary.Run(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sink.Close(); err != nil {
+		t.Fatal(err)
+	}
+	br := <-bdone
+	if br.err != nil {
+		t.Fatalf("backup: %v", br.err)
+	}
+	conn.Close()
+	if err := <-recvDone; err == nil {
+		t.Fatal("receiver ended without an error")
+	}
+	if pout.String() != bout.String() || px.Code != br.exit.Code || primary.Position() != backup.Position() {
+		t.Fatalf("primary %q exit %d at %d; backup %q exit %d at %d",
+			pout.String(), px.Code, primary.Position(), bout.String(), br.exit.Code, backup.Position())
+	}
+	if primary.Seq() == 0 || backup.Seq() != primary.Seq() {
+		t.Fatalf("primary logged %d entries, backup replayed %d", primary.Seq(), backup.Seq())
+	}
+	var last uint64
+	for len(acks) > 0 {
+		last = <-acks
+	}
+	if last != primary.Seq() {
+		t.Logf("last ack seen %d of %d (acks still in flight are fine)", last, primary.Seq())
+	}
+}
+
+// TestLiveSourceEnds: once the primary is gone, a backup that has consumed
+// everything gets ErrLogEnded at its next call: the moment to go live.
+func TestLiveSourceEnds(t *testing.T) {
+	cm := compile(t, "wasi-basics")
+	args := []string{"wasi-basics", "clock"}
+	rec := record(t, cm, wasi.Config{Args: args})
+	src := vmm.NewLiveSource(0)
+	half := rec.log.entries[:len(rec.log.entries)/2]
+	if err := src.Push(replog.Batch{Entries: half, Pos: half[len(half)-1].Pos}); err != nil {
+		t.Fatal(err)
+	}
+	src.End()
+	backup, err := vmm.New(cm, vmm.Config{WASI: wasi.Config{Args: args}, Replay: src})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = backup.Run(context.Background())
+	if !errors.Is(err, vmm.ErrLogEnded) {
+		t.Fatalf("err = %v, want ErrLogEnded", err)
+	}
+	if backup.Seq() != half[len(half)-1].Seq || backup.Position() < half[len(half)-1].Pos {
+		t.Fatalf("stopped at entry %d position %d, want past entry %d", backup.Seq(), backup.Position(), half[len(half)-1].Seq)
+	}
+	if err := src.Push(replog.Batch{Entries: rec.log.entries[len(half):]}); err == nil {
+		t.Fatal("a batch after the end was accepted")
+	}
+}
