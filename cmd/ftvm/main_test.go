@@ -3,12 +3,15 @@ package main
 import (
 	"bytes"
 	"context"
+	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"ftvm/internal/guesttest"
 )
@@ -184,5 +187,48 @@ func TestReplayUntilSaveFrom(t *testing.T) {
 	code, second, errs := ftvm(t, "", "replay", "--log", log, "--from", snap, g)
 	if code != 0 || first+second != out {
 		t.Fatalf("replay --from: status %d, output %q + %q, want %q; stderr %s", code, first, second, out, errs)
+	}
+}
+
+func TestExecListen(t *testing.T) {
+	g := guestFile(t, "wasi-echo")
+	// Find a free port; the guest's listener takes it over.
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	type result struct {
+		code      int
+		out, errs string
+	}
+	done := make(chan result, 1)
+	go func() {
+		code, out, errs := ftvm(t, "", "exec", "--listen", addr, g, "1")
+		done <- result{code, out, errs}
+	}()
+	var c net.Conn
+	for i := 0; ; i++ {
+		if c, err = net.Dial("tcp", addr); err == nil {
+			break
+		}
+		if i == 600 {
+			t.Fatalf("the guest never listened on %s: %v", addr, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if _, err := c.Write([]byte("ping\n")); err != nil {
+		t.Fatal(err)
+	}
+	c.(*net.TCPConn).CloseWrite()
+	reply, err := io.ReadAll(c)
+	c.Close()
+	if err != nil || string(reply) != "ping\n" {
+		t.Fatalf("reply %q, %v", reply, err)
+	}
+	r := <-done
+	if r.code != 0 || !strings.Contains(r.out, "served 1 connections, 5 bytes") {
+		t.Fatalf("status %d, stdout %q, stderr %q", r.code, r.out, r.errs)
 	}
 }
