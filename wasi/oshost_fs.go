@@ -164,7 +164,7 @@ func (h *OSHost) Open(dir Handle, p string, req OpenRequest) (OpenResult, Errno)
 func (h *OSHost) openDir(d *osDir, p string) (OpenResult, Errno) {
 	root, err := d.root.OpenRoot(p)
 	if err != nil {
-		return OpenResult{}, errnoOf(err)
+		return OpenResult{}, openRootErrno(d.root, p, err)
 	}
 	f, err := root.Open(".")
 	if err != nil {
@@ -175,6 +175,25 @@ func (h *OSHost) openDir(d *osDir, p string) (OpenResult, Errno) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	return OpenResult{Handle: h.add(nd), Filetype: FiletypeDirectory}, ESUCCESS
+}
+
+// openRootErrno is the errno of a failed os.Root.OpenRoot of p in root.
+// OpenRoot opens p without O_DIRECTORY and then refuses a non-directory
+// with an error of its own that carries no errno, which errnoOf would turn
+// into EIO; open(2) with O_DIRECTORY gives ENOTDIR there, and guests rely
+// on it (Go's os.ReadDir of a file, and its os.Root walking a path through
+// a file both expect ENOTDIR). A stat tells that case apart without
+// depending on the error's text.
+func openRootErrno(root *os.Root, p string, err error) Errno {
+	errno := errnoOf(err)
+	var se syscall.Errno
+	if errno != EIO || errors.As(err, &se) {
+		return errno
+	}
+	if fi, serr := root.Stat(p); serr == nil && !fi.IsDir() {
+		return ENOTDIR
+	}
+	return errno
 }
 
 // Pread implements Host.

@@ -14,6 +14,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"ftvm/wasm"
 )
 
 // osFixture lays out a directory tree for OSHost tests:
@@ -436,5 +438,52 @@ func TestOSHostErrors(t *testing.T) {
 	}
 	if _, err := NewOSHost(Config{Listeners: []Listener{{Name: "x"}}}, nil); err == nil {
 		t.Error("NewOSHost with a listener without address succeeded")
+	}
+}
+
+// Opening a non-directory as a directory fails with ENOTDIR, as open(2)
+// with O_DIRECTORY does. Go's os.ReadDir of a file and its os.Root walking
+// a path through a file (each intermediate component is opened with
+// O_DIRECTORY) both depend on it.
+func TestOSHostOpenDirectoryNotDir(t *testing.T) {
+	fx := newOSFixture(t, Config{})
+	h := fx.host
+	dirReq := OpenRequest{Oflags: OflagDirectory, Read: true, Follow: true}
+	for _, c := range []struct {
+		p    string
+		req  OpenRequest
+		want Errno
+	}{
+		{"top", dirReq, ENOTDIR},
+		{"sub/f", dirReq, ENOTDIR},
+		{"inner", dirReq, ENOTDIR}, // a link to a file, followed
+		{"inner", OpenRequest{Oflags: OflagDirectory, Read: true}, ELOOP},
+		{"missing", dirReq, ENOENT},
+		{"top/x", dirReq, ENOTDIR},
+		{"sub", dirReq, ESUCCESS},
+	} {
+		res, got := h.Open(3, c.p, c.req)
+		if got == ESUCCESS {
+			h.Close(res.Handle)
+		}
+		if got != c.want {
+			t.Errorf("Open(%q, %+v) = %v, want %v", c.p, c.req, got, c.want)
+		}
+	}
+
+	// Through System, path_open with OFLAGS_DIRECTORY on a file.
+	s, err := New(Config{Preopens: []Preopen{{GuestPath: "/data"}, {GuestPath: "/other"}}}, h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mem := wasm.NewMemory(1, 1)
+	mem.Write(0x100, []byte("top"))
+	res, err := s.Call(context.Background(), mem, "path_open",
+		[]uint64{3, 1, 0x100, 3, uint64(OflagDirectory), RightFdReaddir, 0, 0, 0x200})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := Errno(res[0]); got != ENOTDIR {
+		t.Errorf("path_open(top, OFLAGS_DIRECTORY) = %v, want ENOTDIR", got)
 	}
 }
