@@ -170,6 +170,10 @@ func (p *replayer) take(m method) (*replog.Decoder, wasi.Errno) {
 		return replog.NewDecoder(nil), 0
 	}
 	if !p.loaded {
+		if p.next.Seq == 0 {
+			p.diverge(fmt.Sprintf("the call asked the host for %v, but the log has no more entries (was the recording cut short?)", m))
+			return replog.NewDecoder(nil), 0
+		}
 		p.diverge(fmt.Sprintf("the call asked the host for %v, which the log does not have", m))
 		return replog.NewDecoder(nil), 0
 	}
