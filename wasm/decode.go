@@ -597,6 +597,7 @@ func (d *decoder) importEntry(im *Import) error {
 			return d.failf(ipos, "unknown type %d", im.TypeIndex)
 		}
 		m.NumImportedFuncs++
+		m.importFuncTypes = append(m.importFuncTypes, im.TypeIndex)
 	case ExternTable:
 		if im.Table, err = d.tableType(); err != nil {
 			return err

@@ -245,6 +245,11 @@ type Module struct {
 	NumImportedMemories uint32
 	NumImportedGlobals  uint32
 
+	// importFuncTypes is the type index of each imported function, in
+	// order, so FuncType need not scan the imports (the compiler asks it
+	// for every call).
+	importFuncTypes []uint32
+
 	// DeclaredFuncRefs is the set of function indices that may be used by
 	// ref.func inside function bodies: those referenced by element
 	// segments, exports and global initialisers (C.refs in the spec).
@@ -255,17 +260,10 @@ type Module struct {
 func (m *Module) FuncType(idx uint32) (FuncType, bool) {
 	var ti uint32
 	if idx < m.NumImportedFuncs {
-		n := uint32(0)
-		for _, im := range m.Imports {
-			if im.Kind != ExternFunc {
-				continue
-			}
-			if n == idx {
-				ti = im.TypeIndex
-				break
-			}
-			n++
+		if idx >= uint32(len(m.importFuncTypes)) {
+			return FuncType{}, false
 		}
+		ti = m.importFuncTypes[idx]
 	} else {
 		j := idx - m.NumImportedFuncs
 		if j >= uint32(len(m.Funcs)) {
