@@ -74,13 +74,14 @@ type Config struct {
 	ClaimRetry time.Duration
 }
 
-// Default timing suits one machine and a LAN: a heartbeat every 100 ms,
-// failure after 1 s of silence (ten missed heartbeats, so a busy machine
-// does not trigger a failover), claims retried every 200 ms.
+// Default timing suits one machine and a LAN: a heartbeat every 50 ms,
+// failure after 500 ms of silence (ten missed heartbeats, so a busy
+// machine's scheduling hiccups do not trigger a failover, while a failover
+// stays well under a second), claims retried every 100 ms.
 const (
-	DefaultHeartbeatInterval = 100 * time.Millisecond
-	DefaultFailureTimeout    = time.Second
-	DefaultClaimRetry        = 200 * time.Millisecond
+	DefaultHeartbeatInterval = 50 * time.Millisecond
+	DefaultFailureTimeout    = 500 * time.Millisecond
+	DefaultClaimRetry        = 100 * time.Millisecond
 )
 
 func (c Config) withDefaults() Config {
