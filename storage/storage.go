@@ -273,13 +273,17 @@ func (d *Dir) Hosts() ([]HostInfo, error) {
 
 // VMSpec describes a fault-tolerant VM.
 type VMSpec struct {
-	Name      string    `json:"name"`
-	Args      []string  `json:"args"` // Args[0] is the module's name
-	Env       []string  `json:"env"`
-	Listeners []string  `json:"listeners"`
-	Disk      bool      `json:"disk"` // preopen the VM's disk directory as /disk
-	Created   time.Time `json:"created"`
-	Stopped   bool      `json:"stopped"`
+	Name      string   `json:"name"`
+	Args      []string `json:"args"` // Args[0] is the module's name
+	Env       []string `json:"env"`
+	Listeners []string `json:"listeners"`
+	Disk      bool     `json:"disk"` // preopen the VM's disk directory as /disk
+	// Primary and Backup are the hosts the VM was placed on at its last
+	// start; who runs it now is the latest owner record's business.
+	Primary string    `json:"primary"`
+	Backup  string    `json:"backup"`
+	Created time.Time `json:"created"`
+	Stopped bool      `json:"stopped"`
 }
 
 // PutVM stores a VM's spec and module.
@@ -390,4 +394,79 @@ func (d *Dir) listJSON(dir string, each func([]byte) error) error {
 		}
 	}
 	return nil
+}
+
+// VMStatus is what a host reports about its side of a VM, refreshed while
+// it runs the VM. It is advisory (ftvm status shows it); decisions are made
+// by owner records only.
+type VMStatus struct {
+	VM         string    `json:"vm"`
+	Host       string    `json:"host"`
+	Generation uint64    `json:"generation"`
+	Role       string    `json:"role"`  // primary, backup, alone, halted
+	State      string    `json:"state"` // starting, running, exited, halted, stopped, failed
+	Detail     string    `json:"detail,omitempty"`
+	Peer       string    `json:"peer,omitempty"`
+	Connected  bool      `json:"connected"` // the logging channel is up
+	Seq        uint64    `json:"seq"`       // entries logged (primary) or received (backup)
+	Pos        uint64    `json:"pos"`       // the guest's position
+	Acked      uint64    `json:"acked"`     // entries the backup acknowledged (primary)
+	LogBytes   uint64    `json:"log_bytes"` // bytes logged in all (primary)
+	LagEntries uint64    `json:"lag_entries"`
+	LagBytes   uint64    `json:"lag_bytes"`
+	LagMillis  float64   `json:"lag_ms"`
+	HeldOut    int       `json:"held_outputs"`
+	HeldBytes  int       `json:"held_bytes"`
+	Updated    time.Time `json:"updated"`
+}
+
+func (d *Dir) statusDir(vm string) string { return filepath.Join(d.vmDir(vm), "status") }
+
+// PutStatus records a host's status of a VM. It is not synced to stable
+// storage: a status lost in a crash is refreshed by the next.
+func (d *Dir) PutStatus(st VMStatus) error {
+	if err := validName("vm", st.VM); err != nil {
+		return err
+	}
+	if err := validName("host", st.Host); err != nil {
+		return err
+	}
+	if err := d.check(); err != nil {
+		return err
+	}
+	dir := d.statusDir(st.VM)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return d.wrap("write status", err)
+	}
+	b, err := json.MarshalIndent(st, "", "  ")
+	if err != nil {
+		return err
+	}
+	path := filepath.Join(dir, st.Host+".json")
+	tmp := fmt.Sprintf("%s.%d.tmp", path, os.Getpid())
+	if err := os.WriteFile(tmp, b, 0o644); err != nil {
+		return d.wrap("write status", err)
+	}
+	return d.wrap("write status", os.Rename(tmp, path))
+}
+
+// Statuses returns every host's status of vm, sorted by host.
+func (d *Dir) Statuses(vm string) ([]VMStatus, error) {
+	if err := validName("vm", vm); err != nil {
+		return nil, err
+	}
+	var out []VMStatus
+	err := d.listJSON(d.statusDir(vm), func(b []byte) error {
+		var st VMStatus
+		if err := json.Unmarshal(b, &st); err != nil {
+			return err
+		}
+		out = append(out, st)
+		return nil
+	})
+	if errors.Is(err, fs.ErrNotExist) {
+		err = nil
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Host < out[j].Host })
+	return out, err
 }
