@@ -13,19 +13,21 @@ import (
 // the output waits. Outputs leave in the order they were produced, from the
 // Gate's own goroutine.
 //
-// Inputs and effects pass straight through to the inner Host.
+// Inputs pass straight through to the inner Host; effects wait for the
+// acknowledgement of the entries before them (see barrier).
 type Gate struct {
 	wasi.Host
 	tag func() uint64 // the last entry an output produced now depends on
 
-	mu     sync.Mutex
-	cond   *sync.Cond
-	queue  []heldOutput
-	acked  uint64
-	open   bool // release without waiting for acks
-	closed bool
-	held   GateStats
-	done   chan struct{}
+	mu      sync.Mutex
+	cond    *sync.Cond
+	queue   []heldOutput
+	acked   uint64
+	open    bool // release without waiting for acks
+	closed  bool
+	waiting bool // an effect waits at the barrier
+	held    GateStats
+	done    chan struct{}
 }
 
 type outputKind uint8
@@ -48,6 +50,8 @@ type heldOutput struct {
 type GateStats struct {
 	Outputs int
 	Bytes   int
+	// Effect is set while the guest waits at the barrier of an effect.
+	Effect bool
 }
 
 // NewGate returns a Gate in front of inner. tag reports the sequence number
@@ -77,10 +81,10 @@ func (g *Gate) Acked() uint64 {
 	return g.acked
 }
 
-// Open makes the Gate release everything, held or future, without waiting
+// Release makes the Gate release everything, held or future, without waiting
 // for acknowledgements: the primary goes on alone after its backup failed
 // and it won the test-and-set.
-func (g *Gate) Open() {
+func (g *Gate) Release() {
 	g.mu.Lock()
 	g.open = true
 	g.cond.Broadcast()
@@ -91,7 +95,9 @@ func (g *Gate) Open() {
 func (g *Gate) Held() GateStats {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	return g.held
+	st := g.held
+	st.Effect = g.waiting
+	return st
 }
 
 // Discard drops every held output and stops the Gate: a primary that lost

@@ -77,7 +77,7 @@ func TestGateOpenReleasesEverything(t *testing.T) {
 	g := NewGate(sink, func() uint64 { return 100 })
 	defer g.Stop()
 	g.Write(1, []byte("x"))
-	g.Open()
+	g.Release()
 	<-sink.got
 	g.Write(1, []byte("y"))
 	<-sink.got
@@ -95,5 +95,67 @@ func TestGateDiscardEmitsNothing(t *testing.T) {
 	g.Write(1, []byte("after"))
 	if got := sink.outputs(); len(got) != 0 {
 		t.Fatalf("a discarded gate emitted %v", got)
+	}
+}
+
+// effectHost records the effects that reach it.
+type effectHost struct {
+	wasi.Host
+	writes chan uint64
+}
+
+func (e *effectHost) Pwrite(_ wasi.Handle, off uint64, data []byte) (uint32, wasi.Errno) {
+	e.writes <- off
+	return uint32(len(data)), wasi.ESUCCESS
+}
+
+func TestGateEffectWaitsForAck(t *testing.T) {
+	eh := &effectHost{writes: make(chan uint64, 4)}
+	g := NewGate(eh, func() uint64 { return 4 })
+	defer g.Stop()
+	res := make(chan wasi.Errno, 1)
+	go func() {
+		_, errno := g.Pwrite(9, 100, []byte("x"))
+		res <- errno
+	}()
+	g.Ack(3)
+	select {
+	case <-eh.writes:
+		t.Fatal("effect performed before the entries before it were acked")
+	case <-time.After(20 * time.Millisecond):
+	}
+	if !g.Held().Effect {
+		t.Error("Held does not report the waiting effect")
+	}
+	g.Ack(4)
+	if off := <-eh.writes; off != 100 {
+		t.Fatalf("write at %d, want 100", off)
+	}
+	if errno := <-res; errno != wasi.ESUCCESS {
+		t.Fatalf("errno %v", errno)
+	}
+}
+
+func TestGateEffectAfterReleaseAndDiscard(t *testing.T) {
+	eh := &effectHost{writes: make(chan uint64, 4)}
+	g := NewGate(eh, func() uint64 { return 10 })
+	g.Release()
+	if _, errno := g.Pwrite(9, 1, []byte("x")); errno != wasi.ESUCCESS || <-eh.writes != 1 {
+		t.Fatalf("released gate: errno %v", errno)
+	}
+	g.Discard()
+
+	g2 := NewGate(eh, func() uint64 { return 10 })
+	res := make(chan wasi.Errno, 1)
+	go func() { _, errno := g2.Pwrite(9, 2, []byte("x")); res <- errno }()
+	time.Sleep(10 * time.Millisecond)
+	g2.Discard()
+	if errno := <-res; errno != wasi.EIO {
+		t.Fatalf("effect of a discarded gate: errno %v, want EIO", errno)
+	}
+	select {
+	case off := <-eh.writes:
+		t.Fatalf("a discarded gate performed a write at %d", off)
+	default:
 	}
 }

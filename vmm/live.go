@@ -69,6 +69,13 @@ func (s *LiveSource) End() {
 	s.mu.Unlock()
 }
 
+// Ended reports whether End was called.
+func (s *LiveSource) Ended() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.ended
+}
+
 // Received returns the sequence number of the last entry received and the
 // position through which the log is complete.
 func (s *LiveSource) Received() (seq, pos uint64) {
