@@ -87,10 +87,12 @@ func (s *FileSource) Consume() { s.next = nil }
 // replayer is a wasi.Host that answers every Input and Effect from the
 // entry of the current call and performs nothing. Outputs to stdout and
 // stderr go to the given writers (nil drops them); all other outputs are
-// dropped, as the backup's hypervisor drops its VM's outputs.
+// dropped, as the backup's hypervisor drops its VM's outputs. It follows
+// the handles and clocks the results give the guest, for going live.
 type replayer struct {
 	src            Source
 	stdout, stderr io.Writer
+	track          *handleTracker
 
 	// The call in progress.
 	name   string
@@ -204,10 +206,13 @@ func (p *replayer) ClockResolution(wasi.ClockID) (uint64, wasi.Errno) {
 	return v, e
 }
 
-func (p *replayer) ClockTime(wasi.ClockID, uint64) (uint64, wasi.Errno) {
+func (p *replayer) ClockTime(id wasi.ClockID, _ uint64) (uint64, wasi.Errno) {
 	d, e := p.take(mClockTime)
 	v := d.Uint()
 	p.check()
+	if p.err == nil && e == wasi.ESUCCESS {
+		p.track.clock(id, v)
+	}
 	return v, e
 }
 
@@ -242,6 +247,9 @@ func (p *replayer) Accept(context.Context, wasi.Handle, bool) (wasi.Handle, wasi
 	d, e := p.take(mAccept)
 	h := wasi.Handle(d.Uint())
 	p.check()
+	if p.err == nil && e == wasi.ESUCCESS {
+		p.track.accepted(h)
+	}
 	return h, e, p.err
 }
 
@@ -291,10 +299,13 @@ func (p *replayer) Readlink(wasi.Handle, string) (string, wasi.Errno) {
 	return s, e
 }
 
-func (p *replayer) Open(wasi.Handle, string, wasi.OpenRequest) (wasi.OpenResult, wasi.Errno) {
+func (p *replayer) Open(dir wasi.Handle, path string, req wasi.OpenRequest) (wasi.OpenResult, wasi.Errno) {
 	d, e := p.take(mOpen)
 	res := wasi.OpenResult{Handle: wasi.Handle(d.Uint()), Filetype: wasi.Filetype(d.Uint())}
 	p.check()
+	if p.err == nil && e == wasi.ESUCCESS {
+		p.track.opened(dir, path, req, res)
+	}
 	return res, e
 }
 
@@ -321,11 +332,31 @@ func (p *replayer) SetTimes(wasi.Handle, uint64, uint64, uint16) wasi.Errno {
 func (p *replayer) Sync(wasi.Handle, bool) wasi.Errno               { return p.errnoOnly(mSync) }
 func (p *replayer) Allocate(wasi.Handle, uint64, uint64) wasi.Errno { return p.errnoOnly(mAllocate) }
 func (p *replayer) Mkdir(wasi.Handle, string) wasi.Errno            { return p.errnoOnly(mMkdir) }
-func (p *replayer) Rmdir(wasi.Handle, string) wasi.Errno            { return p.errnoOnly(mRmdir) }
-func (p *replayer) Unlink(wasi.Handle, string) wasi.Errno           { return p.errnoOnly(mUnlink) }
-func (p *replayer) Rename(wasi.Handle, string, wasi.Handle, string) wasi.Errno {
-	return p.errnoOnly(mRename)
+
+func (p *replayer) Rmdir(dir wasi.Handle, path string) wasi.Errno {
+	e := p.errnoOnly(mRmdir)
+	if p.err == nil && e == wasi.ESUCCESS {
+		p.track.removed(dir, path)
+	}
+	return e
 }
+
+func (p *replayer) Unlink(dir wasi.Handle, path string) wasi.Errno {
+	e := p.errnoOnly(mUnlink)
+	if p.err == nil && e == wasi.ESUCCESS {
+		p.track.removed(dir, path)
+	}
+	return e
+}
+
+func (p *replayer) Rename(oldDir wasi.Handle, oldPath string, newDir wasi.Handle, newPath string) wasi.Errno {
+	e := p.errnoOnly(mRename)
+	if p.err == nil && e == wasi.ESUCCESS {
+		p.track.renamed(oldDir, oldPath, newDir, newPath)
+	}
+	return e
+}
+
 func (p *replayer) Link(wasi.Handle, string, bool, wasi.Handle, string) wasi.Errno {
 	return p.errnoOnly(mLink)
 }
@@ -352,4 +383,8 @@ func (p *replayer) Write(h wasi.Handle, data []byte) error {
 }
 
 func (p *replayer) Shutdown(wasi.Handle, uint8) error { return nil }
-func (p *replayer) Close(wasi.Handle) error           { return nil }
+
+func (p *replayer) Close(h wasi.Handle) error {
+	p.track.released(h)
+	return nil
+}

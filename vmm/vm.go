@@ -88,6 +88,9 @@ func New(cm *wasm.CompiledModule, cfg Config) (*VM, error) {
 	if err != nil {
 		return nil, err
 	}
+	if vm.rep != nil {
+		vm.rep.track.complete = true // it sees the guest from its start
+	}
 	inst, err := wasm.NewStore().Instantiate(cm, resolveWASI)
 	if err != nil {
 		vm.Close()
@@ -131,7 +134,8 @@ func newVM(cm *wasm.CompiledModule, cfg Config) (*VM, error) {
 	var host wasi.Host
 	switch {
 	case cfg.Replay != nil:
-		vm.rep = &replayer{src: cfg.Replay, stdout: cfg.WASI.Stdout, stderr: cfg.WASI.Stderr}
+		vm.rep = &replayer{src: cfg.Replay, stdout: cfg.WASI.Stdout, stderr: cfg.WASI.Stderr,
+			track: newHandleTracker(cfg.WASI)}
 		host = vm.rep
 	case cfg.Host != nil:
 		host = cfg.Host
@@ -271,6 +275,16 @@ func (vm *VM) service(ctx context.Context, f *wasm.Function, args []uint64) (end
 			return false, err
 		}
 	}
+	var exit *wasi.ExitError
+	if callErr != nil && !errors.As(callErr, &exit) {
+		// The call did not complete (the host failed, or ctx ended while
+		// it waited): nothing of it is logged, and the log is not complete
+		// through it, so a backup going live performs it again.
+		if vm.rec != nil {
+			vm.rec.take()
+		}
+		return false, callErr
+	}
 	if vm.rec != nil {
 		if data := vm.rec.take(); len(data) > 0 {
 			t, ok := callType(f.Name)
@@ -286,12 +300,8 @@ func (vm *VM) service(ctx context.Context, f *wasm.Function, args []uint64) (end
 		// The log is complete through this call: a backup may run to it.
 		p.Progress(pos)
 	}
-	if callErr != nil {
-		var exit *wasi.ExitError
-		if errors.As(callErr, &exit) {
-			return true, vm.end(Exit{Code: exit.Code})
-		}
-		return false, callErr
+	if exit != nil {
+		return true, vm.end(Exit{Code: exit.Code})
 	}
 	return false, vm.inst.Resume(results)
 }

@@ -13,6 +13,7 @@ import (
 	"os"
 	"slices"
 	"sync"
+	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -39,11 +40,19 @@ type OSHost struct {
 	log       *slog.Logger
 	listeners []*osListener // of the Config, in order
 
+	// Offsets added to the monotonic and CPU-time clocks, so that a host
+	// adopting a guest continues the clocks it saw (see
+	// NewOSHostAdopting); zero otherwise. Set before the host is used.
+	monoOffset, cpuOffset uint64
+
 	mu      sync.Mutex
 	changed chan struct{} // closed and replaced whenever readiness changes
 	closed  bool
-	res     map[Handle]any
-	next    Handle
+	// res maps each handle to its resource. A nil entry is a handle whose
+	// resource was lost at adoption (a file deleted meanwhile): every
+	// operation on it fails with EBADF, and Close releases it.
+	res  map[Handle]any
+	next Handle
 }
 
 var _ Host = (*OSHost)(nil)
@@ -87,21 +96,38 @@ type osListener struct {
 // serves stdin, stdout and stderr from cfg.Stdin, cfg.Stdout and
 // cfg.Stderr. The handles are those Host documents for startup resources.
 // logger receives output failures the guest cannot see; nil discards them.
+//
+// A listener opened by address is bound with SO_REUSEADDR and
+// SO_REUSEPORT, so that the backup of a pair on the same machine can bind
+// the address its primary held, even while the old primary still has it
+// open.
 func NewOSHost(cfg Config, logger *slog.Logger) (*OSHost, error) {
+	return newOSHost(cfg, logger, nil)
+}
+
+// newOSHost is NewOSHost serving only the startup handles for which skip
+// is false; a skipped preopen is opened all the same (an adopting host
+// needs its root), and its handle removed by the caller.
+func newOSHost(cfg Config, logger *slog.Logger, skip func(Handle) bool) (*OSHost, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
+	}
+	if skip == nil {
+		skip = func(Handle) bool { return false }
 	}
 	h := &OSHost{
 		log:     logger,
 		changed: make(chan struct{}),
 		res:     make(map[Handle]any),
 	}
-	in := &stream{}
-	h.res[0] = in
-	if cfg.Stdin == nil {
-		in.err = io.EOF
-	} else {
-		go h.pump(in, cfg.Stdin)
+	if !skip(0) {
+		in := &stream{}
+		h.res[0] = in
+		if cfg.Stdin == nil {
+			in.err = io.EOF
+		} else {
+			go h.pump(in, cfg.Stdin)
+		}
 	}
 	stdout, stderr := cfg.Stdout, cfg.Stderr
 	if stdout == nil {
@@ -110,8 +136,12 @@ func NewOSHost(cfg Config, logger *slog.Logger) (*OSHost, error) {
 	if stderr == nil {
 		stderr = io.Discard
 	}
-	h.res[1] = &outStream{name: "stdout", w: stdout}
-	h.res[2] = &outStream{name: "stderr", w: stderr}
+	if !skip(1) {
+		h.res[1] = &outStream{name: "stdout", w: stdout}
+	}
+	if !skip(2) {
+		h.res[2] = &outStream{name: "stderr", w: stderr}
+	}
 	next := Handle(3)
 	for i, p := range cfg.Preopens {
 		root, err := os.OpenRoot(p.HostDir)
@@ -129,6 +159,12 @@ func NewOSHost(cfg Config, logger *slog.Logger) (*OSHost, error) {
 		next++
 	}
 	for i, l := range cfg.Listeners {
+		hd := next
+		next++
+		if skip(hd) {
+			h.listeners = append(h.listeners, nil)
+			continue
+		}
 		ln := l.Listener
 		if ln == nil && l.Addr == "" {
 			h.CloseAll()
@@ -136,17 +172,17 @@ func NewOSHost(cfg Config, logger *slog.Logger) (*OSHost, error) {
 		}
 		if ln == nil {
 			var err error
-			ln, err = net.Listen("tcp", l.Addr)
+			lc := net.ListenConfig{Control: reuseAddrPort}
+			ln, err = lc.Listen(context.Background(), "tcp", l.Addr)
 			if err != nil {
 				h.CloseAll()
 				return nil, fmt.Errorf("wasi: listener %d: %w", i, err)
 			}
 		}
 		ol := &osListener{ln: ln}
-		h.res[next] = ol
+		h.res[hd] = ol
 		h.listeners = append(h.listeners, ol)
 		go h.acceptLoop(ol)
-		next++
 	}
 	// Handles the Host chooses start well above the startup ones, so that
 	// a descriptor number mistaken for a handle is caught.
@@ -154,9 +190,30 @@ func NewOSHost(cfg Config, logger *slog.Logger) (*OSHost, error) {
 	return h, nil
 }
 
-// ListenerAddr returns the address listener i of the Config listens on.
+// reuseAddrPort sets SO_REUSEADDR and SO_REUSEPORT on a socket before it
+// is bound (a net.ListenConfig.Control function).
+func reuseAddrPort(_, _ string, c syscall.RawConn) error {
+	var serr error
+	err := c.Control(func(fd uintptr) {
+		serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEADDR, 1)
+		if serr == nil {
+			serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEPORT, 1)
+		}
+	})
+	if err != nil {
+		return err
+	}
+	if serr != nil {
+		return fmt.Errorf("setsockopt: %w", serr)
+	}
+	return nil
+}
+
+// ListenerAddr returns the address listener i of the Config listens on
+// (false for a listener an adopting host did not open, the guest having
+// closed it).
 func (h *OSHost) ListenerAddr(i int) (net.Addr, bool) {
-	if i < 0 || i >= len(h.listeners) {
+	if i < 0 || i >= len(h.listeners) || h.listeners[i] == nil {
 		return nil, false
 	}
 	return h.listeners[i].ln.Addr(), true
@@ -344,7 +401,10 @@ func (h *OSHost) ClockTime(id ClockID, precision uint64) (uint64, Errno) {
 	if err := unix.ClockGettime(clockOf(id), &ts); err != nil {
 		return 0, errnoOf(err)
 	}
-	return uint64(ts.Nano()), ESUCCESS
+	if id == ClockMonotonic {
+		return uint64(ts.Nano()) + h.monoOffset, ESUCCESS
+	}
+	return uint64(ts.Nano()) + h.cpuOffset, ESUCCESS
 }
 
 // Random implements Host.

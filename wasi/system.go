@@ -257,8 +257,20 @@ func (s *System) Call(ctx context.Context, mem Memory, name string, args []uint6
 // Exited reports whether the guest exited, and with which status.
 func (s *System) Exited() (code uint32, exited bool) { return s.exitCode, s.exited }
 
-// Host returns the Host the System was made with.
+// Host returns the System's Host.
 func (s *System) Host() Host { return s.host }
+
+// SetHost replaces the System's Host, between calls. The new Host must
+// serve every handle the descriptor table holds, as the old one did: a
+// backup going live hands its guest from the Host that replayed the log to
+// one that adopted the handles (see NewOSHostAdopting).
+func (s *System) SetHost(h Host) error {
+	if h == nil {
+		return errors.New("wasi: nil Host")
+	}
+	s.host = h
+	return nil
+}
 
 // get returns the descriptor fd.
 func (s *System) get(fd uint32) (*descriptor, Errno) {

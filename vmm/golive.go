@@ -1,0 +1,257 @@
+package vmm
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"math"
+	"path"
+	"slices"
+	"strings"
+
+	"ftvm/wasi"
+)
+
+// Going live: when the primary is gone, its backup's replay stops with
+// ErrLogEnded at the first call the log has no entry for, the call left
+// pending. From there the VM runs on as if it had been the primary all
+// along, on a real host of its own that adopts the handles the guest holds:
+// the startup resources are opened again (except those the guest closed),
+// files and directories are reopened by path, connections to the old
+// primary are reported reset, and the clocks continue from where the guest
+// last read them. The replayer has followed those handles and clocks as the
+// primary's host had them (handleTracker), so the backup needs nothing from
+// the primary to go live.
+
+var errNotReplaying = errors.New("vmm: the VM is not replaying")
+
+// Adoption returns what the host of a replaying VM must adopt for it to go
+// live (see wasi.NewOSHostAdopting): the handles the guest holds beyond the
+// startup ones, the startup handles it closed, and the latest clock values
+// it read. It fails for a VM that does not replay, and for one restored
+// from a snapshot, whose replay did not see the handles opened before it.
+func (vm *VM) Adoption() (wasi.Adoption, error) {
+	if vm.rep == nil {
+		return wasi.Adoption{}, errNotReplaying
+	}
+	return vm.rep.track.adoption()
+}
+
+// GoLive makes a replaying VM live once its log has ended: a new OS host,
+// opened from the VM's Config (which must then hold the host side: the
+// preopens' host directories, the listeners' addresses, stdout and
+// stderr) adopts the guest's handles, and from now on services every
+// call, starting with the one pending, without recording. The VM closes the
+// host in Close.
+func (vm *VM) GoLive() error {
+	a, err := vm.Adoption()
+	if err != nil {
+		return err
+	}
+	if err := vm.checkGoLive(); err != nil {
+		return err
+	}
+	oh, err := wasi.NewOSHostAdopting(vm.cfg.WASI, vm.cfg.Logger, a)
+	if err != nil {
+		return fmt.Errorf("vmm: go live: %w", err)
+	}
+	if err := vm.GoLiveWith(oh, oh); err != nil {
+		oh.CloseAll()
+		return err
+	}
+	return nil
+}
+
+// GoLiveWith is GoLive with a host the caller made: host services every
+// call from now on; it is typically an OS host made from Adoption, or a
+// Host in front of one (oh), which the VM then closes in Close (oh may be
+// nil if the caller closes the host itself).
+//
+// It is refused unless the VM replays, its last call did not diverge, and
+// its log has no entry left: the log ended (ErrLogEnded), or a log file was
+// replayed to its end.
+func (vm *VM) GoLiveWith(host wasi.Host, oh *wasi.OSHost) error {
+	if host == nil {
+		return errors.New("vmm: go live: nil Host")
+	}
+	if err := vm.checkGoLive(); err != nil {
+		return err
+	}
+	if err := vm.sys.SetHost(host); err != nil {
+		return err
+	}
+	vm.seq = vm.rep.seq
+	vm.rep = nil
+	vm.os = oh
+	return nil
+}
+
+// checkGoLive tells whether the VM may go live now.
+func (vm *VM) checkGoLive() error {
+	if vm.rep == nil {
+		return errNotReplaying
+	}
+	if vm.rep.err != nil {
+		return fmt.Errorf("vmm: go live after a divergence: %w", vm.rep.err)
+	}
+	// Ask the source whether an entry is left, without waiting for one.
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	e, _, err := vm.rep.src.Peek(ctx, math.MaxUint64)
+	switch {
+	case errors.Is(err, ErrLogEnded):
+		return nil
+	case err != nil:
+		return fmt.Errorf("vmm: go live before the log ended: %w", err)
+	case e.Seq != 0:
+		return fmt.Errorf("vmm: go live with log entry %d not replayed", e.Seq)
+	}
+	return nil
+}
+
+// handleTracker follows, during a replay, the host handles the guest holds
+// as the primary's host has them, and the latest clock values the guest
+// read: what a host must adopt for the VM to go live.
+type handleTracker struct {
+	startup wasi.Handle // handles below it are the startup ones
+	// Directories (the preopens, then those opened), files and
+	// connections, by handle.
+	handles map[wasi.Handle]*tracked
+	closed  map[wasi.Handle]bool // startup handles the guest closed
+	mono    uint64
+	cpu     uint64
+	// complete is set when the tracker has seen every call since the guest
+	// started (not so after a restore from a snapshot).
+	complete bool
+}
+
+type tracked struct {
+	kind    wasi.AdoptKind
+	preopen int
+	rel     string // in the preopen
+	req     wasi.OpenRequest
+	startup bool // a preopened directory
+}
+
+func newHandleTracker(cfg wasi.Config) *handleTracker {
+	t := &handleTracker{
+		startup: wasi.Handle(3 + len(cfg.Preopens) + len(cfg.Listeners)),
+		handles: make(map[wasi.Handle]*tracked),
+		closed:  make(map[wasi.Handle]bool),
+	}
+	for i := range cfg.Preopens {
+		t.handles[wasi.Handle(3+i)] = &tracked{kind: wasi.AdoptDir, preopen: i, rel: ".", startup: true}
+	}
+	return t
+}
+
+// locate returns the preopen and the path in it of p in directory dir.
+func (t *handleTracker) locate(dir wasi.Handle, p string) (preopen int, rel string, ok bool) {
+	d := t.handles[dir]
+	if d == nil || d.kind != wasi.AdoptDir {
+		return 0, "", false
+	}
+	rel = path.Join(d.rel, p)
+	if rel == ".." || strings.HasPrefix(rel, "../") {
+		return 0, "", false // System refuses such paths
+	}
+	return d.preopen, rel, true
+}
+
+// clock notes a successful ClockTime.
+func (t *handleTracker) clock(id wasi.ClockID, v uint64) {
+	switch id {
+	case wasi.ClockMonotonic:
+		t.mono = max(t.mono, v)
+	case wasi.ClockProcessCPUTime, wasi.ClockThreadCPUTime:
+		t.cpu = max(t.cpu, v)
+	}
+}
+
+// opened notes a successful Open.
+func (t *handleTracker) opened(dir wasi.Handle, p string, req wasi.OpenRequest, res wasi.OpenResult) {
+	preopen, rel, ok := t.locate(dir, p)
+	if !ok {
+		t.handles[res.Handle] = &tracked{kind: wasi.AdoptLost}
+		return
+	}
+	kind := wasi.AdoptFile
+	if res.Filetype == wasi.FiletypeDirectory {
+		kind = wasi.AdoptDir
+	}
+	req.Oflags &^= wasi.OflagCreat | wasi.OflagExcl | wasi.OflagTrunc
+	t.handles[res.Handle] = &tracked{kind: kind, preopen: preopen, rel: rel, req: req}
+}
+
+// accepted notes a successful Accept.
+func (t *handleTracker) accepted(h wasi.Handle) {
+	t.handles[h] = &tracked{kind: wasi.AdoptConn}
+}
+
+// released notes a Close.
+func (t *handleTracker) released(h wasi.Handle) {
+	if h < t.startup {
+		t.closed[h] = true
+	}
+	delete(t.handles, h)
+}
+
+// removed notes a successful Unlink or Rmdir: what was open there is gone
+// for good (reopening the path later could find another file).
+func (t *handleTracker) removed(dir wasi.Handle, p string) {
+	preopen, rel, ok := t.locate(dir, p)
+	if !ok {
+		return
+	}
+	for _, h := range t.handles {
+		if !h.startup && h.kind != wasi.AdoptLost && h.preopen == preopen && h.rel == rel {
+			h.kind = wasi.AdoptLost
+		}
+	}
+}
+
+// renamed notes a successful Rename: what was open at or under the old
+// path is now at the new one, and what was open at the new path was
+// replaced.
+func (t *handleTracker) renamed(oldDir wasi.Handle, oldPath string, newDir wasi.Handle, newPath string) {
+	op, orel, ok1 := t.locate(oldDir, oldPath)
+	np, nrel, ok2 := t.locate(newDir, newPath)
+	if !ok1 || !ok2 || op != np || orel == nrel || orel == "." || nrel == "." {
+		return
+	}
+	for _, h := range t.handles {
+		if h.startup || h.kind == wasi.AdoptLost || h.kind == wasi.AdoptConn || h.preopen != op {
+			continue
+		}
+		switch {
+		case h.rel == nrel:
+			h.kind = wasi.AdoptLost
+		case h.rel == orel:
+			h.rel = nrel
+		case strings.HasPrefix(h.rel, orel+"/"):
+			h.rel = nrel + h.rel[len(orel):]
+		}
+	}
+}
+
+// adoption returns what the tracker saw, in handle order.
+func (t *handleTracker) adoption() (wasi.Adoption, error) {
+	if !t.complete {
+		return wasi.Adoption{}, errors.New("vmm: the VM was restored from a snapshot: the handles its guest opened before are unknown")
+	}
+	a := wasi.Adoption{MonotonicFloor: t.mono, CPUTimeFloor: t.cpu}
+	for _, h := range slices.Sorted(maps.Keys(t.handles)) {
+		r := t.handles[h]
+		if r.startup {
+			continue
+		}
+		ad := wasi.Adopted{Handle: h, Kind: r.kind}
+		if r.kind == wasi.AdoptFile || r.kind == wasi.AdoptDir {
+			ad.Preopen, ad.Rel, ad.Req = r.preopen, r.rel, r.req
+		}
+		a.Handles = append(a.Handles, ad)
+	}
+	a.Closed = slices.Sorted(maps.Keys(t.closed))
+	return a, nil
+}

@@ -1,0 +1,478 @@
+package vmm_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"math/rand/v2"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"ftvm/replog"
+	"ftvm/vmm"
+	"ftvm/wasi"
+	"ftvm/wasm"
+)
+
+// skewedClock is an OS host whose monotonic clock reads far ahead of the
+// machine's, as a primary's may on another machine: a backup going live
+// must continue from the primary's clock, not its own.
+type skewedClock struct {
+	*wasi.OSHost
+	skew uint64
+}
+
+func (s skewedClock) ClockTime(id wasi.ClockID, precision uint64) (uint64, wasi.Errno) {
+	v, errno := s.OSHost.ClockTime(id, precision)
+	if id == wasi.ClockMonotonic {
+		v += s.skew
+	}
+	return v, errno
+}
+
+const skew = uint64(1000 * time.Hour)
+
+// cutSink records into memory and, when it appends entry cut, copies the
+// preopened directories: the disk as the primary left it if it died right
+// after that entry.
+type cutSink struct {
+	memLog
+	cut   int
+	dirs  []string
+	snaps []string
+	err   error
+}
+
+func (s *cutSink) Append(e replog.Entry) error {
+	if err := s.memLog.Append(e); err != nil {
+		return err
+	}
+	if len(s.entries) == s.cut {
+		for i, d := range s.dirs {
+			if err := copyTree(d, s.snaps[i]); err != nil {
+				s.err = err
+			}
+		}
+	}
+	return nil
+}
+
+func copyTree(src, dst string) error {
+	return filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(src, p)
+		to := filepath.Join(dst, rel)
+		switch {
+		case d.IsDir():
+			return os.MkdirAll(to, 0o755)
+		case d.Type()&fs.ModeSymlink != 0:
+			target, err := os.Readlink(p)
+			if err != nil {
+				return err
+			}
+			return os.Symlink(target, to)
+		}
+		data, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		return os.WriteFile(to, data, 0o644)
+	})
+}
+
+// tree describes a directory tree: each path with its contents, a
+// directory's as "dir", a symbolic link's as its target.
+func tree(t *testing.T, dir string) map[string]string {
+	t.Helper()
+	m := map[string]string{}
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(dir, p)
+		switch {
+		case d.IsDir():
+			m[rel] = "dir"
+		case d.Type()&fs.ModeSymlink != 0:
+			target, err := os.Readlink(p)
+			m[rel] = "link to " + target
+			return err
+		default:
+			data, err := os.ReadFile(p)
+			m[rel] = string(data)
+			return err
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+type cutRun struct {
+	stdout  string
+	exit    vmm.Exit
+	entries []replog.Entry
+	dirs    []string // the primary's directories, after its whole run
+	snaps   []string // copies taken at the cut (nil without a cut)
+}
+
+// recordCut runs the guest to its end, recording, on a host whose
+// monotonic clock is skewed ahead; with cut > 0 it copies the directories
+// of the guest paths when entry cut is logged.
+func recordCut(t *testing.T, cm *wasm.CompiledModule, args, guestPaths []string, cut int) cutRun {
+	t.Helper()
+	var out, errb bytes.Buffer
+	cfg := wasi.Config{Args: args, Stdout: &out, Stderr: &errb}
+	sink := &cutSink{cut: cut}
+	for _, g := range guestPaths {
+		d := t.TempDir()
+		cfg.Preopens = append(cfg.Preopens, wasi.Preopen{GuestPath: g, HostDir: d})
+		sink.dirs = append(sink.dirs, d)
+		if cut > 0 {
+			sink.snaps = append(sink.snaps, t.TempDir())
+		}
+	}
+	oh, err := wasi.NewOSHost(cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer oh.CloseAll()
+	vm, err := vmm.New(cm, vmm.Config{WASI: cfg, Record: sink, Host: skewedClock{oh, skew}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer vm.Close()
+	exit, err := vm.Run(context.Background())
+	if err != nil || sink.err != nil {
+		t.Fatalf("record: %v, %v (stderr %s)", err, sink.err, errb.String())
+	}
+	if exit.Code != 0 {
+		t.Fatalf("record: exit %d (stderr %s)", exit.Code, errb.String())
+	}
+	if cut > 0 && len(sink.entries) <= cut {
+		t.Fatalf("the run logged %d entries, not past %d", len(sink.entries), cut)
+	}
+	return cutRun{out.String(), exit, sink.entries, sink.dirs, sink.snaps}
+}
+
+// TestGoLiveAtRandomPoints: a backup that has the primary's log up to a
+// random entry, and the disk as the primary left it there, goes live where
+// the log ends and finishes the run: the output, the exit status and the
+// files are those of the primary's uninterrupted run. The guests keep
+// files and directories open across the cut, rename an open file, and check
+// that the monotonic clock (skewed far ahead on the primary) never goes
+// back.
+func TestGoLiveAtRandomPoints(t *testing.T) {
+	for _, c := range []struct {
+		guest string
+		args  []string
+		paths []string
+		cuts  int
+		check func(t *testing.T, cut int, a wasi.Adoption)
+	}{
+		{"wasi-journal", []string{"wasi-journal", "/data", "/other", "150"}, []string{"/data", "/other"}, 6, checkJournal},
+		// wasi-fs exercises every file-system call, but is slow to run.
+		{"wasi-fs", []string{"wasi-fs", "fs", "/data"}, []string{"/data"}, 3, nil},
+	} {
+		t.Run(c.guest, func(t *testing.T) {
+			cm := compile(t, c.guest)
+			probe := recordCut(t, cm, c.args, c.paths, 0)
+			rng := rand.New(rand.NewPCG(1, 5))
+			cuts := c.cuts
+			if testing.Short() {
+				cuts = 1
+			}
+			for range cuts {
+				cut := 1 + rng.IntN(len(probe.entries)*3/4)
+				t.Run(fmt.Sprintf("after-entry-%d", cut), func(t *testing.T) {
+					goLiveAfter(t, cm, c.args, c.paths, cut, rng, c.check)
+				})
+			}
+		})
+	}
+}
+
+// checkJournal: wasi-journal closes stdin first thing (after the few
+// entries of the runtime's start); its read-write handle on DIR/scratch,
+// held after the file was removed, must not be adopted as the file made at
+// its name since.
+func checkJournal(t *testing.T, cut int, a wasi.Adoption) {
+	if !slices.Equal(a.Closed, []wasi.Handle{0}) && (cut >= 20 || len(a.Closed) != 0) {
+		t.Errorf("closed startup handles %v, want [0]", a.Closed)
+	}
+	for _, ad := range a.Handles {
+		if ad.Kind == wasi.AdoptFile && ad.Rel == "scratch" && ad.Req.Read {
+			t.Errorf("the removed scratch file is adopted as %+v", ad)
+		}
+	}
+}
+
+func goLiveAfter(t *testing.T, cm *wasm.CompiledModule, args, paths []string, cut int, rng *rand.Rand,
+	check func(t *testing.T, cut int, a wasi.Adoption)) {
+	rec := recordCut(t, cm, args, paths, cut)
+	// The primary had run somewhere between entry cut and the next one.
+	lo, hi := rec.entries[cut-1].Pos, rec.entries[cut].Pos-1
+	known := lo + rng.Uint64N(max(hi, lo)-lo+1)
+	src := vmm.NewLiveSource(0)
+	if err := src.Push(replog.Batch{Entries: rec.entries[:cut], Pos: known}); err != nil {
+		t.Fatal(err)
+	}
+	src.End()
+
+	var out, errb bytes.Buffer
+	cfg := wasi.Config{Args: args, Stdout: &out, Stderr: &errb}
+	for i, g := range paths {
+		cfg.Preopens = append(cfg.Preopens, wasi.Preopen{GuestPath: g, HostDir: rec.snaps[i]})
+	}
+	backup, err := vmm.New(cm, vmm.Config{WASI: cfg, Replay: src})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer backup.Close()
+	ctx := context.Background()
+	if _, err := backup.Run(ctx); !errors.Is(err, vmm.ErrLogEnded) {
+		t.Fatalf("backup: %v, want ErrLogEnded", err)
+	}
+	if backup.Seq() != uint64(cut) || backup.Position() <= known {
+		t.Fatalf("backup stopped at entry %d, position %d; want entry %d, past %d", backup.Seq(), backup.Position(), cut, known)
+	}
+	a, err := backup.Adoption()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.MonotonicFloor < skew {
+		t.Errorf("monotonic floor %d is not the primary's clock", a.MonotonicFloor)
+	}
+	t.Logf("going live at position %d after entry %d: adopting %+v, closed %v", backup.Position(), cut, a.Handles, a.Closed)
+	if check != nil {
+		check(t, cut, a)
+	}
+	if err := backup.GoLive(); err != nil {
+		t.Fatal(err)
+	}
+	if backup.OSHost() == nil || backup.Seq() != uint64(cut) {
+		t.Fatalf("after going live: host %v, seq %d", backup.OSHost(), backup.Seq())
+	}
+	exit, err := backup.Run(ctx)
+	if err != nil {
+		t.Fatalf("live run: %v (stderr %s)", err, errb.String())
+	}
+	if exit != rec.exit || out.String() != rec.stdout {
+		t.Fatalf("backup exit %+v, stdout\n%s\nwant exit %+v, stdout\n%s\nstderr %s", exit, out.String(), rec.exit, rec.stdout, errb.String())
+	}
+	for i := range paths {
+		want, got := tree(t, rec.dirs[i]), tree(t, rec.snaps[i])
+		if fmt.Sprint(want) != fmt.Sprint(got) {
+			t.Errorf("%s after going live:\n%v\nwant\n%v", paths[i], got, want)
+		}
+	}
+}
+
+// liveSink hands each entry and each report of progress straight to a
+// LiveSource, as the logging channel would.
+type liveSink struct{ src *vmm.LiveSource }
+
+func (s liveSink) Append(e replog.Entry) error {
+	return s.src.Push(replog.Batch{Entries: []replog.Entry{e}, Pos: e.Pos})
+}
+
+func (s liveSink) Progress(pos uint64) { s.src.Push(replog.Batch{Pos: pos}) }
+
+// TestGoLiveEchoServer: the primary of an echo server dies with a client
+// connected. Its backup goes live: it binds the listener's address while
+// the dying primary still holds it, the guest finds its connection reset
+// and drops it, and a new client connecting to the same address is served.
+func TestGoLiveEchoServer(t *testing.T) {
+	cm := compile(t, "wasi-echo")
+	args := []string{"wasi-echo", "2"}
+	src := vmm.NewLiveSource(0)
+	var pout bytes.Buffer
+	primary, err := vmm.New(cm, vmm.Config{
+		WASI:   wasi.Config{Args: args, Listeners: []wasi.Listener{{Addr: "127.0.0.1:0"}}, Stdout: &pout},
+		Record: liveSink{src},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer primary.Close()
+	addr, _ := primary.OSHost().ListenerAddr(0)
+
+	var bout, berr bytes.Buffer
+	backup, err := vmm.New(cm, vmm.Config{
+		WASI:   wasi.Config{Args: args, Listeners: []wasi.Listener{{Addr: addr.String()}}, Stdout: &bout, Stderr: &berr},
+		Replay: src,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer backup.Close()
+	ctx := context.Background()
+	type result struct {
+		exit vmm.Exit
+		err  error
+	}
+	run := func(vm *vmm.VM, ctx context.Context) chan result {
+		ch := make(chan result, 1)
+		go func() {
+			x, err := vm.Run(ctx)
+			ch <- result{x, err}
+		}()
+		return ch
+	}
+	bdone := run(backup, ctx)
+	pctx, kill := context.WithCancel(ctx)
+	pdone := run(primary, pctx)
+
+	// A client talks to the primary.
+	c1, err := net.Dial("tcp", addr.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c1.Close()
+	if _, err := io.WriteString(c1, "hello"); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 5)
+	if _, err := io.ReadFull(c1, buf); err != nil || string(buf) != "hello" {
+		t.Fatalf("echo from the primary: %q, %v", buf, err)
+	}
+
+	// The primary dies (its host stays open for now, listener and all);
+	// the backup replays to the end of the log.
+	kill()
+	if r := <-pdone; !errors.Is(r.err, context.Canceled) {
+		t.Fatalf("primary: %+v", r)
+	}
+	src.End()
+	if r := <-bdone; !errors.Is(r.err, vmm.ErrLogEnded) {
+		t.Fatalf("backup: %v, want ErrLogEnded", r.err)
+	}
+	a, err := backup.Adoption()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(a.Handles) != 1 || a.Handles[0].Kind != wasi.AdoptConn || len(a.Closed) != 0 {
+		t.Fatalf("adoption %+v, want one connection", a)
+	}
+	if err := backup.GoLive(); err != nil {
+		t.Fatalf("go live while the old primary holds %v: %v", addr, err)
+	}
+	if baddr, ok := backup.OSHost().ListenerAddr(0); !ok || baddr.String() != addr.String() {
+		t.Fatalf("backup listens on %v, want %v", baddr, addr)
+	}
+	primary.Close()
+	bdone = run(backup, ctx)
+
+	// A new client is served by the backup.
+	c2, err := net.Dial("tcp", addr.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c2.Close()
+	if _, err := io.WriteString(c2, "world!"); err != nil {
+		t.Fatal(err)
+	}
+	c2.(*net.TCPConn).CloseWrite()
+	got, err := io.ReadAll(c2)
+	if err != nil || string(got) != "world!" {
+		t.Fatalf("echo from the backup: %q, %v", got, err)
+	}
+	r := <-bdone
+	if r.err != nil || r.exit.Code != 0 {
+		t.Fatalf("backup: %+v (stderr %s)", r, berr.String())
+	}
+	if want := "listening\nserved 2 connections, 11 bytes\n"; bout.String() != want {
+		t.Errorf("backup stdout %q, want %q", bout.String(), want)
+	}
+	if !strings.Contains(strings.ToLower(berr.String()), "connection reset") {
+		t.Errorf("backup stderr %q does not show the reset connection", berr.String())
+	}
+	if err := backup.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if c, err := net.Dial("tcp", addr.String()); err == nil {
+		c.Close()
+		t.Error("the listener still accepts after Close")
+	}
+}
+
+// TestGoLiveRefused: only a replaying VM whose log is over goes live.
+func TestGoLiveRefused(t *testing.T) {
+	cm := compile(t, "wasi-basics")
+	args := []string{"wasi-basics", "clock"}
+	rec := record(t, cm, wasi.Config{Args: args})
+
+	live, err := vmm.New(cm, vmm.Config{WASI: wasi.Config{Args: args}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer live.Close()
+	if _, err := live.Adoption(); err == nil {
+		t.Error("Adoption of a live VM succeeded")
+	}
+	if err := live.GoLive(); err == nil {
+		t.Error("GoLive of a live VM succeeded")
+	}
+
+	// Entries left in the log.
+	vm, err := vmm.New(cm, vmm.Config{WASI: wasi.Config{Args: args}, Replay: rec.log.reader()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer vm.Close()
+	if err := vm.GoLive(); err == nil || !strings.Contains(err.Error(), "entry 1") {
+		t.Errorf("GoLive with the whole log ahead: %v", err)
+	}
+
+	// A live log that has not ended: refused at once, without waiting.
+	src := vmm.NewLiveSource(0)
+	vm2, err := vmm.New(cm, vmm.Config{WASI: wasi.Config{Args: args}, Replay: src})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer vm2.Close()
+	if err := vm2.GoLive(); err == nil {
+		t.Error("GoLive before the log ended succeeded")
+	}
+	src.End()
+	if err := vm2.GoLive(); err != nil {
+		t.Errorf("GoLive once the log ended: %v", err)
+	}
+	if err := vm2.GoLive(); err == nil {
+		t.Error("a second GoLive succeeded")
+	}
+
+	// A VM restored from a snapshot has not seen the handles opened before.
+	rvm, err := vmm.New(cm, vmm.Config{WASI: wasi.Config{Args: args}, Replay: rec.log.reader()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rvm.Close()
+	if _, _, err := rvm.RunUntil(context.Background(), rec.count/2); err != nil {
+		t.Fatal(err)
+	}
+	snap, err := rvm.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	restored, err := vmm.Restore(context.Background(), cm, vmm.Config{WASI: wasi.Config{Args: args}, Replay: rec.log.reader()}, snap)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer restored.Close()
+	if _, err := restored.Adoption(); err == nil {
+		t.Error("Adoption of a restored VM succeeded")
+	}
+}
