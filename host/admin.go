@@ -1,0 +1,198 @@
+package host
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"sort"
+	"time"
+
+	"ftvm/storage"
+)
+
+// This file holds what the ftvm start, stop and status commands do: they
+// work on shared storage alone, and the hosts act on what they find there.
+
+// HostState is a registered host and whether it is alive.
+type HostState struct {
+	storage.HostInfo
+	Alive bool `json:"alive"`
+}
+
+// Hosts returns the registered hosts; a host is alive if it refreshed its
+// entry within AliveWindow.
+func Hosts(dir *storage.Dir, now time.Time) ([]HostState, error) {
+	hs, err := dir.Hosts()
+	if err != nil {
+		return nil, err
+	}
+	out := make([]HostState, len(hs))
+	for i, h := range hs {
+		out[i] = HostState{HostInfo: h, Alive: now.Sub(h.Seen) <= AliveWindow}
+	}
+	return out, nil
+}
+
+// VMState is a VM as ftvm status shows it.
+type VMState struct {
+	Name       string             `json:"name"`
+	Generation uint64             `json:"generation"`
+	Primary    string             `json:"primary"`
+	Backup     string             `json:"backup"`
+	State      string             `json:"state"`
+	Listeners  []string           `json:"listeners"`
+	LagEntries uint64             `json:"lag_entries"`
+	LagBytes   uint64             `json:"lag_bytes"`
+	LagMillis  float64            `json:"lag_ms"`
+	HeldOut    int                `json:"held_outputs"`
+	HeldBytes  int                `json:"held_bytes"`
+	Hosts      []storage.VMStatus `json:"hosts"`
+}
+
+// VMs returns the state of every VM.
+func VMs(dir *storage.Dir, now time.Time) ([]VMState, error) {
+	names, err := dir.VMs()
+	if err != nil {
+		return nil, err
+	}
+	var out []VMState
+	for _, name := range names {
+		spec, _, err := dir.VM(name)
+		if err != nil {
+			continue // being created
+		}
+		vs := VMState{Name: name, Listeners: spec.Listeners, State: "starting"}
+		owner, ok, err := dir.Latest(name)
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			vs.Generation, vs.Primary = owner.Generation, owner.Host
+			if owner.Reason == reasonStart {
+				vs.Backup = spec.Backup
+			}
+		}
+		if vs.Hosts, err = dir.Statuses(name); err != nil {
+			return nil, err
+		}
+		for _, st := range vs.Hosts {
+			if st.Host != vs.Primary || st.Generation != vs.Generation {
+				continue
+			}
+			vs.State = st.State
+			if st.Role == "alone" {
+				vs.State = "running alone"
+			}
+			if now.Sub(st.Updated) > AliveWindow && st.State == "running" {
+				vs.State = "unknown (primary silent)"
+			}
+			vs.LagEntries, vs.LagBytes, vs.LagMillis = st.LagEntries, st.LagBytes, st.LagMillis
+			vs.HeldOut, vs.HeldBytes = st.HeldOut, st.HeldBytes
+		}
+		if spec.Stopped {
+			vs.State = "stopped"
+		}
+		out = append(out, vs)
+	}
+	return out, nil
+}
+
+// ErrRunning is returned by StartVM for a VM that is not stopped.
+var ErrRunning = errors.New("vm is running (stop it first)")
+
+// StartVM places a VM on two live hosts (spec.Primary and spec.Backup if
+// set, else the two least loaded), stores its spec and module, and claims
+// its next generation for the primary with reason "start": the hosts see
+// the record and start it. A VM that exists and is not stopped is refused.
+func StartVM(dir *storage.Dir, spec storage.VMSpec, module []byte, now time.Time) (storage.VMSpec, storage.Owner, error) {
+	if old, _, err := dir.VM(spec.Name); err == nil && !old.Stopped {
+		return spec, storage.Owner{}, fmt.Errorf("%s: %w", spec.Name, ErrRunning)
+	}
+	for _, a := range spec.Listeners {
+		_, port, err := net.SplitHostPort(a)
+		if err != nil {
+			return spec, storage.Owner{}, fmt.Errorf("listener %q: %w", a, err)
+		}
+		if port == "0" {
+			return spec, storage.Owner{}, fmt.Errorf("listener %q: a fault-tolerant VM needs a fixed port, which its backup takes over", a)
+		}
+	}
+	hosts, err := Hosts(dir, now)
+	if err != nil {
+		return spec, storage.Owner{}, err
+	}
+	load := map[string]int{}
+	alive := map[string]bool{}
+	for _, h := range hosts {
+		alive[h.Name] = h.Alive
+	}
+	vms, err := VMs(dir, now)
+	if err != nil {
+		return spec, storage.Owner{}, err
+	}
+	for _, v := range vms {
+		if v.State != "stopped" && v.Name != spec.Name {
+			load[v.Primary]++
+			load[v.Backup]++
+		}
+	}
+	var cands []string
+	for _, h := range hosts {
+		if h.Alive {
+			cands = append(cands, h.Name)
+		}
+	}
+	sort.SliceStable(cands, func(i, j int) bool { return load[cands[i]] < load[cands[j]] })
+	pick := func(want, other string) (string, error) {
+		if want != "" {
+			if !alive[want] {
+				return "", fmt.Errorf("host %s is not alive", want)
+			}
+			return want, nil
+		}
+		for _, c := range cands {
+			if c != other {
+				return c, nil
+			}
+		}
+		return "", fmt.Errorf("need two live hosts, have %d (run ftvm host on another)", len(cands))
+	}
+	if spec.Primary, err = pick(spec.Primary, spec.Backup); err != nil {
+		return spec, storage.Owner{}, err
+	}
+	if spec.Backup, err = pick(spec.Backup, spec.Primary); err != nil {
+		return spec, storage.Owner{}, err
+	}
+	if spec.Primary == spec.Backup {
+		return spec, storage.Owner{}, fmt.Errorf("primary and backup must be different hosts")
+	}
+	spec.Created, spec.Stopped = now.UTC(), false
+	if err := dir.PutVM(spec, module); err != nil {
+		return spec, storage.Owner{}, err
+	}
+	gen := uint64(1)
+	if o, ok, err := dir.Latest(spec.Name); err != nil {
+		return spec, storage.Owner{}, err
+	} else if ok {
+		gen = o.Generation + 1
+	}
+	owner := storage.Owner{Generation: gen, Host: spec.Primary, Role: "primary", Reason: reasonStart, Time: now.UTC()}
+	won, cur, err := dir.Claim(spec.Name, owner)
+	if err != nil {
+		return spec, storage.Owner{}, err
+	}
+	if !won {
+		return spec, storage.Owner{}, fmt.Errorf("%s: generation %d was claimed meanwhile by %s", spec.Name, gen, cur.Host)
+	}
+	return spec, owner, nil
+}
+
+// StopVM marks a VM stopped; its hosts stop it within a scan.
+func StopVM(dir *storage.Dir, name string) error {
+	spec, _, err := dir.VM(name)
+	if err != nil {
+		return err
+	}
+	spec.Stopped = true
+	return dir.PutVM(spec, nil)
+}

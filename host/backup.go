@@ -1,0 +1,279 @@
+package host
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"ftvm/replog"
+	"ftvm/storage"
+	"ftvm/vmm"
+	"ftvm/wasm"
+)
+
+// backupSide is a runner's backup half: the VM replaying what the logging
+// channel delivers, and the channel itself, which it dials.
+type backupSide struct {
+	r   *runner
+	src *vmm.LiveSource
+	at  atomic.Uint64 // the replay's position
+	vm  *vmm.VM
+
+	vmCtx    context.Context
+	vmCancel context.CancelFunc
+	vmDone   chan struct{}
+	live     atomic.Bool
+	halted   atomic.Bool
+
+	mu        sync.Mutex
+	conn      *replog.Conn
+	connected bool
+}
+
+// trackedSource is the backup's Source; it notes where the replay is
+// waiting, so acks can say how far it got.
+type trackedSource struct {
+	*vmm.LiveSource
+	at *atomic.Uint64
+}
+
+func (s trackedSource) Peek(ctx context.Context, pos uint64) (replog.Entry, bool, error) {
+	if pos > s.at.Load() {
+		s.at.Store(pos)
+	}
+	return s.LiveSource.Peek(ctx, pos)
+}
+
+func (r *runner) startBackup(cm *wasm.CompiledModule) error {
+	b := &backupSide{r: r, src: vmm.NewLiveSource(0), vmDone: make(chan struct{})}
+	wcfg := r.wasiConfig()
+	// A backup performs nothing: its outputs are computed and dropped.
+	wcfg.Stdout, wcfg.Stderr = nil, nil
+	vm, err := vmm.New(cm, vmm.Config{WASI: wcfg, Replay: trackedSource{b.src, &b.at}, Slice: chunk, Logger: r.log})
+	if err != nil {
+		return err
+	}
+	b.vm = vm
+	r.backup = b
+	b.vmCtx, b.vmCancel = context.WithCancel(r.ctx)
+	go b.run()
+	go b.dialLoop()
+	r.setState("running", "")
+	return nil
+}
+
+// run replays the log; when the log ends for good (this backup won the
+// generation after its primary failed) it goes live where the replay
+// stopped and runs on as the only copy.
+func (b *backupSide) run() {
+	defer close(b.vmDone)
+	lowerVMThread()
+	r := b.r
+	var liveStart time.Time
+	for {
+		paused, exit, err := b.vm.RunUntil(b.vmCtx, b.vm.Position()+chunk)
+		if pos := b.vm.Position(); pos > b.at.Load() {
+			b.at.Store(pos)
+		}
+		switch {
+		case errors.Is(err, vmm.ErrLogEnded):
+			if liveStart.IsZero() {
+				liveStart = time.Now()
+			}
+			seq, _ := b.src.Received()
+			if err := goLive(b.vm, r.wasiConfig(), r.log); err != nil {
+				r.log.Error("go-live failed", "err", err)
+				r.end("failed", "go-live: "+err.Error())
+				return
+			}
+			b.live.Store(true)
+			r.log.Info("live", "replayed_entries", seq, "position", b.vm.Position(), "took", time.Since(liveStart).Round(time.Microsecond).String())
+			r.setRole(roleAlone)
+			select {
+			case r.events <- eventLive:
+			case <-b.vmCtx.Done():
+			}
+			continue
+		case err != nil:
+			if b.vmCtx.Err() == nil && !b.halted.Load() {
+				var div *vmm.DivergenceError
+				if errors.As(err, &div) {
+					r.log.Error("replay diverged", "err", err)
+				} else {
+					r.log.Error("vm failed", "err", err)
+				}
+				r.end("failed", err.Error())
+			}
+			return
+		case !paused:
+			detail := fmt.Sprintf("exit status %d", exit.Code)
+			if exit.Trap != nil {
+				detail = "trap: " + exit.Trap.Error()
+			}
+			r.log.Info("guest ended", "detail", detail)
+			b.closeConn("guest ended")
+			r.end("exited", detail)
+			b.vm.Close()
+			return
+		}
+	}
+}
+
+// dialLoop keeps the logging channel to the primary up while this host is
+// its backup.
+func (b *backupSide) dialLoop() {
+	r := b.r
+	for b.vmCtx.Err() == nil && !b.live.Load() && !b.src.Ended() {
+		if !r.h.fp.LogCut(r.peer) {
+			if p, ok := r.h.peer(r.peer); ok {
+				b.session(p.Addr)
+			}
+		}
+		select {
+		case <-b.vmCtx.Done():
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// session runs one logging-channel connection: batches in, acks out.
+func (b *backupSide) session(addr string) {
+	r := b.r
+	have, _ := b.src.Received()
+	ctx, cancel := context.WithTimeout(b.vmCtx, time.Second)
+	c, err := replog.Dial(ctx, addr, r.h.key, logHello{VM: r.vm, Gen: r.gen, Backup: r.h.cfg.Name, HaveSeq: have}.marshal())
+	cancel()
+	if err != nil {
+		r.log.Debug("dial primary failed", "primary", r.peer, "err", err)
+		return
+	}
+	b.mu.Lock()
+	b.conn, b.connected = c, true
+	b.mu.Unlock()
+	r.h.track(c, r.peer)
+	ctx, cancel = context.WithCancel(b.vmCtx)
+	defer func() {
+		cancel()
+		c.Close()
+		r.h.untrack(c)
+		b.mu.Lock()
+		b.conn, b.connected = nil, false
+		b.mu.Unlock()
+	}()
+	go b.ackLoop(ctx, c)
+	first := true
+	for {
+		typ, payload, err := c.ReadFrame()
+		if err != nil {
+			if ctx.Err() == nil && !errors.Is(err, io.EOF) {
+				r.log.Warn("logging channel closed", "primary", r.peer, "reason", err)
+			}
+			return
+		}
+		if r.h.fp.LogCut(r.peer) {
+			return
+		}
+		switch typ {
+		case replog.FrameBatch:
+			batch, err := replog.ParseBatch(payload)
+			if err == nil {
+				err = b.src.Push(batch)
+			}
+			if err != nil {
+				r.log.Warn("logging channel closed", "primary", r.peer, "reason", err)
+				return
+			}
+			if first {
+				r.log.Info("logging channel up", "primary", r.peer)
+				first = false
+			}
+			r.event(eventTraffic)
+			if len(batch.Entries) > 0 {
+				// Outputs wait for this ack; progress alone is reported
+				// by ackLoop.
+				b.sendAck(c)
+			}
+		case replog.FrameBye:
+			reason := string(payload)
+			if reason == byeStopped {
+				r.log.Info("primary stopped the vm")
+				go r.shutdown("stopped by the primary", true)
+			} else {
+				r.log.Info("primary closed the logging channel", "reason", reason)
+			}
+			return
+		default:
+			r.log.Warn("logging channel closed", "primary", r.peer, "reason", fmt.Sprintf("unexpected frame type %d", typ))
+			return
+		}
+	}
+}
+
+func (b *backupSide) sendAck(c *replog.Conn) {
+	seq, _ := b.src.Received()
+	_ = c.WriteAck(replog.Ack{Seq: seq, Pos: b.at.Load()})
+}
+
+// ackLoop reports the replay's progress between batches, so the primary's
+// flow control sees the backup catch up.
+func (b *backupSide) ackLoop(ctx context.Context, c *replog.Conn) {
+	t := time.NewTicker(5 * time.Millisecond)
+	defer t.Stop()
+	var last uint64
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if at := b.at.Load(); at != last {
+				last = at
+				b.sendAck(c)
+			}
+		}
+	}
+}
+
+func (b *backupSide) closeConn(reason string) {
+	b.mu.Lock()
+	c := b.conn
+	b.mu.Unlock()
+	if c != nil {
+		_ = c.WriteFrame(replog.FrameBye, []byte(reason))
+		c.Close()
+	}
+}
+
+func (b *backupSide) halt() {
+	b.halted.Store(true)
+	b.vmCancel()
+	b.closeConn("halted")
+	<-b.vmDone
+	b.vm.Close()
+}
+
+func (b *backupSide) shutdown() {
+	b.halted.Store(true)
+	b.vmCancel()
+	b.closeConn("host shutting down")
+	<-b.vmDone
+	b.vm.Close()
+}
+
+func (b *backupSide) wait() { <-b.vmDone }
+
+func (b *backupSide) fill(st *storage.VMStatus) {
+	seq, known := b.src.Received()
+	b.mu.Lock()
+	st.Connected = b.connected
+	b.mu.Unlock()
+	st.Seq, st.Pos = seq, b.at.Load()
+	if !b.live.Load() && known > st.Pos {
+		// How far the primary's log reaches beyond the replay, in
+		// instructions; the primary reports the lag in time.
+		st.Detail = fmt.Sprintf("replay %d instructions behind the log", known-st.Pos)
+	}
+}

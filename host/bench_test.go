@@ -1,0 +1,167 @@
+package host_test
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"os/exec"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"ftvm/storage"
+)
+
+// BenchmarkCounter measures a request/response guest (ft-counter: one line
+// in, one number out) driven by 16 concurrent clients over loopback TCP,
+// run by `ftvm exec` (no replication) and under FT (primary and backup
+// host processes on this machine). It reports requests per second, the
+// latency percentiles, and for FT the log bytes per request.
+//
+//	go test ./host -run '^$' -bench BenchmarkCounter -benchtime 20000x
+func BenchmarkCounter(b *testing.B) {
+	const clients = 16
+	guest := counterGuest(b)
+	b.Run("exec", func(b *testing.B) {
+		addr := freeAddr(b)
+		dir := b.TempDir()
+		path := dir + "/ft-counter.wasm"
+		writeFile(b, path, guest)
+		cmd := exec.Command(ftvmBinary(b), "exec", "--listen", addr, path)
+		if err := cmd.Start(); err != nil {
+			b.Fatal(err)
+		}
+		defer func() { cmd.Process.Kill(); cmd.Wait() }()
+		get(b, addr, 20*time.Second)
+		cpu0 := procCPU(b, cmd.Process.Pid)
+		n := drive(b, addr, clients)
+		b.ReportMetric(float64((procCPU(b, cmd.Process.Pid)-cpu0).Microseconds())/float64(n), "cpu-µs/req")
+	})
+	b.Run("ft", func(b *testing.B) {
+		c := newCluster(b)
+		c.startHost("h1")
+		c.startHost("h2")
+		addr := freeAddr(b)
+		c.startVM("counter", guest, storage.VMSpec{Listeners: []string{addr}, Primary: "h1", Backup: "h2"})
+		get(b, addr, 20*time.Second)
+		time.Sleep(300 * time.Millisecond)
+		before := c.status("counter", "h1").LogBytes
+		p1, p2 := c.hosts["h1"].cmd.Process.Pid, c.hosts["h2"].cmd.Process.Pid
+		cpu1, cpu2 := procCPU(b, p1), procCPU(b, p2)
+		n := drive(b, addr, clients)
+		b.ReportMetric(float64((procCPU(b, p1)-cpu1).Microseconds())/float64(n), "primary-cpu-µs/req")
+		b.ReportMetric(float64((procCPU(b, p2)-cpu2).Microseconds())/float64(n), "backup-cpu-µs/req")
+		time.Sleep(400 * time.Millisecond) // a status refresh
+		after := c.status("counter", "h1")
+		if after.Generation != 1 || after.Role != "primary" {
+			b.Fatalf("the pair did not hold through the run: %+v", after)
+		}
+		b.ReportMetric(float64(after.LogBytes-before)/float64(n), "logB/req")
+	})
+}
+
+// drive runs b.N requests from clients connections and reports the
+// throughput and latency; it returns the number of requests.
+func drive(b *testing.B, addr string, clients int) int {
+	var next atomic.Int64
+	lat := make([][]time.Duration, clients)
+	var wg sync.WaitGroup
+	b.ResetTimer()
+	start := time.Now()
+	for i := range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			cc := &counterClient{addr: addr}
+			defer cc.close()
+			for next.Add(1) <= int64(b.N) {
+				t0 := time.Now()
+				if _, err := cc.do("inc", 10*time.Second); err != nil {
+					b.Error(err)
+					return
+				}
+				lat[i] = append(lat[i], time.Since(t0))
+			}
+		}()
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	b.StopTimer()
+	all := slices.Concat(lat...)
+	slices.Sort(all)
+	if len(all) == 0 {
+		return 0
+	}
+	b.ReportMetric(float64(len(all))/elapsed.Seconds(), "req/s")
+	b.ReportMetric(float64(all[len(all)/2].Microseconds()), "p50-µs")
+	b.ReportMetric(float64(all[len(all)*99/100].Microseconds()), "p99-µs")
+	return len(all)
+}
+
+// BenchmarkFailover measures, per iteration, the time from SIGKILL of the
+// primary's host to the first reply from the survivor, split into
+// detection (until the survivor's claim of the next generation is on
+// storage) and go-live (from the claim to the reply: replaying the rest of
+// the log, adopting the guest's handles, binding the listener, and the
+// client's reconnect, which retries every 5 ms). Default settings.
+//
+//	go test ./host -run '^$' -bench BenchmarkFailover -benchtime 10x
+func BenchmarkFailover(b *testing.B) {
+	guest := counterGuest(b)
+	var total, detect, live []time.Duration
+	for range b.N {
+		b.StopTimer()
+		c := newCluster(b)
+		c.startHost("h1")
+		c.startHost("h2")
+		addr := freeAddr(b)
+		c.startVM("counter", guest, storage.VMSpec{Listeners: []string{addr}, Primary: "h1", Backup: "h2"})
+		l := startLoad(addr, 2)
+		l.waitReplies(b, 50, 20*time.Second)
+		l.finish()
+		b.StartTimer()
+		killed := time.Now()
+		c.signal("h1", syscall.SIGKILL)
+		cc := &counterClient{addr: addr}
+		for {
+			if _, err := cc.do("inc", time.Second); err == nil {
+				break
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		replied := time.Now()
+		cc.close()
+		b.StopTimer()
+		claimed := c.owner("counter").Time
+		total = append(total, replied.Sub(killed))
+		detect = append(detect, claimed.Sub(killed))
+		live = append(live, replied.Sub(claimed))
+	}
+	ms := func(d []time.Duration) float64 {
+		slices.Sort(d)
+		return float64(d[len(d)/2].Microseconds()) / 1000
+	}
+	b.ReportMetric(ms(total), "failover-ms")
+	b.ReportMetric(ms(detect), "detect-ms")
+	b.ReportMetric(ms(live), "golive-ms")
+	b.ReportMetric(float64(slices.Max(total).Microseconds())/1000, "max-failover-ms")
+}
+
+// procCPU returns the CPU time (user and system) process pid has used.
+func procCPU(b *testing.B, pid int) time.Duration {
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		b.Fatal(err)
+	}
+	// Fields after the command name (in parentheses): utime and stime are
+	// the 12th and 13th, in clock ticks (100 per second on Linux).
+	f := strings.Fields(string(raw[bytes.LastIndexByte(raw, ')')+2:]))
+	ut, _ := strconv.ParseUint(f[11], 10, 64)
+	st, _ := strconv.ParseUint(f[12], 10, 64)
+	return time.Duration(ut+st) * 10 * time.Millisecond
+}

@@ -1,0 +1,418 @@
+package host_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"ftvm/host"
+	"ftvm/internal/guesttest"
+	"ftvm/storage"
+)
+
+// The tests in this package's failover_test.go run real host processes
+// (the ftvm binary, built once) on loopback, with shared storage in a
+// temporary directory, and real TCP clients.
+
+var (
+	buildOnce sync.Once
+	ftvmBin   string
+	buildErr  error
+)
+
+// ftvmBinary builds cmd/ftvm once per test process.
+func ftvmBinary(t testing.TB) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "ftvm-bin-")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		ftvmBin = filepath.Join(dir, "ftvm")
+		out, err := exec.Command("go", "build", "-o", ftvmBin, "ftvm/cmd/ftvm").CombinedOutput()
+		if err != nil {
+			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return ftvmBin
+}
+
+// cluster is a set of host processes sharing one storage directory.
+type cluster struct {
+	t     testing.TB
+	bin   string
+	dir   string
+	store *storage.Dir
+	key   []byte
+	hosts map[string]*hostProc
+	args  []string // extra flags for every host
+}
+
+type hostProc struct {
+	name string
+	cmd  *exec.Cmd
+	logs *syncBuffer
+	done chan struct{}
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func newCluster(t testing.TB, hostArgs ...string) *cluster {
+	t.Helper()
+	c := &cluster{t: t, bin: ftvmBinary(t), dir: t.TempDir(), hosts: map[string]*hostProc{}, args: hostArgs}
+	var err error
+	if c.store, err = storage.Open(c.dir); err != nil {
+		t.Fatal(err)
+	}
+	if c.key, err = c.store.ClusterKey(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		for _, h := range c.hosts {
+			_ = h.cmd.Process.Signal(syscall.SIGCONT)
+			_ = h.cmd.Process.Kill()
+			<-h.done
+		}
+		if t.Failed() {
+			for name, h := range c.hosts {
+				t.Logf("---- host %s log:\n%s", name, h.logs.String())
+			}
+		}
+	})
+	return c
+}
+
+// startHost starts a host process and waits until it has registered.
+func (c *cluster) startHost(name string, env ...string) *hostProc {
+	c.t.Helper()
+	args := append([]string{"host", "--shared", c.dir, "--name", name, "--log-level", "debug"}, c.args...)
+	cmd := exec.Command(c.bin, args...)
+	logs := &syncBuffer{}
+	cmd.Stdout, cmd.Stderr = logs, logs
+	cmd.Env = append(os.Environ(), env...)
+	if err := cmd.Start(); err != nil {
+		c.t.Fatal(err)
+	}
+	h := &hostProc{name: name, cmd: cmd, logs: logs, done: make(chan struct{})}
+	go func() { _ = cmd.Wait(); close(h.done) }()
+	c.hosts[name] = h
+	c.waitFor(10*time.Second, "host "+name+" registered", func() bool {
+		hs, err := c.store.Hosts()
+		if err != nil {
+			return false
+		}
+		for _, x := range hs {
+			if x.Name == name && x.PID == cmd.Process.Pid {
+				return true
+			}
+		}
+		return false
+	})
+	return h
+}
+
+func (c *cluster) signal(name string, sig syscall.Signal) {
+	c.t.Helper()
+	if err := c.hosts[name].cmd.Process.Signal(sig); err != nil {
+		c.t.Fatalf("signal %v to %s: %v", sig, name, err)
+	}
+	switch sig {
+	case syscall.SIGKILL:
+		<-c.hosts[name].done
+	case syscall.SIGSTOP:
+		// A stop is asynchronous: wait until every thread has stopped.
+		pid := c.hosts[name].cmd.Process.Pid
+		c.waitFor(5*time.Second, name+" stopped", func() bool { return allStopped(pid) })
+	}
+}
+
+// allStopped reports whether every thread of process pid is stopped.
+func allStopped(pid int) bool {
+	tasks, err := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/stat", pid))
+	if err != nil || len(tasks) == 0 {
+		return false
+	}
+	for _, t := range tasks {
+		b, err := os.ReadFile(t)
+		if err != nil {
+			return false
+		}
+		// The state follows the command name in parentheses.
+		i := bytes.LastIndexByte(b, ')')
+		if i < 0 || i+2 >= len(b) || (b[i+2] != 'T' && b[i+2] != 't') {
+			return false
+		}
+	}
+	return true
+}
+
+// startVM starts a VM of the guest on primary and backup and waits until
+// the logging channel is up.
+func (c *cluster) startVM(name string, guest []byte, spec storage.VMSpec) {
+	c.t.Helper()
+	spec.Name = name
+	if len(spec.Args) == 0 {
+		spec.Args = []string{name}
+	}
+	got, owner, err := host.StartVM(c.store, spec, guest, time.Now())
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	c.waitFor(20*time.Second, "vm "+name+" paired", func() bool {
+		sts, _ := c.store.Statuses(name)
+		for _, st := range sts {
+			if st.Host == got.Primary && st.Generation == owner.Generation && st.Connected {
+				return true
+			}
+		}
+		return false
+	})
+}
+
+func (c *cluster) failpoint(hostName, spec string) {
+	c.t.Helper()
+	var addr string
+	hs, _ := c.store.Hosts()
+	for _, h := range hs {
+		if h.Name == hostName {
+			addr = h.Addr
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := host.Control(ctx, addr, c.key, "failpoints", spec); err != nil {
+		c.t.Fatalf("failpoint %s on %s: %v", spec, hostName, err)
+	}
+}
+
+// owner returns the latest owner record of vm.
+func (c *cluster) owner(vm string) storage.Owner {
+	c.t.Helper()
+	o, ok, err := c.store.Latest(vm)
+	if err != nil || !ok {
+		c.t.Fatalf("owner of %s: %v %v", vm, ok, err)
+	}
+	return o
+}
+
+func (c *cluster) status(vm, hostName string) storage.VMStatus {
+	sts, _ := c.store.Statuses(vm)
+	for _, st := range sts {
+		if st.Host == hostName {
+			return st
+		}
+	}
+	return storage.VMStatus{}
+}
+
+func (c *cluster) waitFor(max time.Duration, what string, cond func() bool) {
+	c.t.Helper()
+	deadline := time.Now().Add(max)
+	for !cond() {
+		if time.Now().After(deadline) {
+			c.t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// freeAddr returns a loopback address with a port free now.
+func freeAddr(t testing.TB) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// counterClient talks to the ft-counter guest: one line per request, one
+// number per reply.
+type counterClient struct {
+	addr string
+	c    net.Conn
+	r    *bufio.Reader
+}
+
+func (cc *counterClient) do(req string, timeout time.Duration) (uint64, error) {
+	if cc.c == nil {
+		c, err := net.DialTimeout("tcp", cc.addr, timeout)
+		if err != nil {
+			return 0, err
+		}
+		cc.c, cc.r = c, bufio.NewReader(c)
+	}
+	cc.c.SetDeadline(time.Now().Add(timeout))
+	if _, err := fmt.Fprintf(cc.c, "%s\n", req); err != nil {
+		cc.close()
+		return 0, err
+	}
+	line, err := cc.r.ReadString('\n')
+	if err != nil {
+		cc.close()
+		return 0, err
+	}
+	v, err := strconv.ParseUint(strings.TrimSpace(line), 10, 64)
+	if err != nil {
+		cc.close()
+		return 0, fmt.Errorf("bad reply %q", line)
+	}
+	return v, nil
+}
+
+func (cc *counterClient) close() {
+	if cc.c != nil {
+		cc.c.Close()
+		cc.c = nil
+	}
+}
+
+// get asks for the counter's value, retrying until it answers.
+func get(t testing.TB, addr string, max time.Duration) uint64 {
+	t.Helper()
+	deadline := time.Now().Add(max)
+	cc := &counterClient{addr: addr}
+	defer cc.close()
+	for {
+		v, err := cc.do("get", 2*time.Second)
+		if err == nil {
+			return v
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("get from %s: %v", addr, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// load is a set of clients incrementing the counter until stopped.
+type load struct {
+	mu   sync.Mutex
+	seen []uint64 // every reply any client saw
+	errs int      // requests that got no reply
+	stop chan struct{}
+	wg   sync.WaitGroup
+}
+
+func startLoad(addr string, clients int) *load {
+	l := &load{stop: make(chan struct{})}
+	for range clients {
+		l.wg.Add(1)
+		go func() {
+			defer l.wg.Done()
+			cc := &counterClient{addr: addr}
+			defer cc.close()
+			for {
+				select {
+				case <-l.stop:
+					return
+				default:
+				}
+				v, err := cc.do("inc", 3*time.Second)
+				l.mu.Lock()
+				if err != nil {
+					l.errs++
+				} else {
+					l.seen = append(l.seen, v)
+				}
+				l.mu.Unlock()
+				if err != nil {
+					time.Sleep(20 * time.Millisecond)
+				}
+			}
+		}()
+	}
+	return l
+}
+
+// waitReplies waits until n more replies than now have been seen.
+func (l *load) waitReplies(t testing.TB, n int, max time.Duration) {
+	t.Helper()
+	target := l.count() + n
+	deadline := time.Now().Add(max)
+	for l.count() < target {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d replies, want %d within %v", l.count(), target, max)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func (l *load) finish() ([]uint64, int) {
+	close(l.stop)
+	l.wg.Wait()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]uint64(nil), l.seen...), l.errs
+}
+
+func (l *load) count() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.seen)
+}
+
+// checkCounter checks the invariants of a counter run: no value returned
+// twice, and the final value accounts for every reply seen.
+func checkCounter(t testing.TB, seen []uint64, final uint64) {
+	t.Helper()
+	dup := map[uint64]bool{}
+	for _, v := range seen {
+		if dup[v] {
+			t.Errorf("value %d returned twice", v)
+		}
+		dup[v] = true
+		if v > final {
+			t.Errorf("a client saw %d, but the final value is %d: an acknowledged increment was lost", v, final)
+		}
+	}
+	if uint64(len(seen)) > final {
+		t.Errorf("%d replies seen, final value %d", len(seen), final)
+	}
+}
+
+var counterOnce sync.Once
+var counterWasm []byte
+
+func counterGuest(t testing.TB) []byte {
+	counterOnce.Do(func() { counterWasm = guesttest.Build(t, "ft-counter") })
+	return counterWasm
+}
+
+func writeFile(t testing.TB, path string, b []byte) {
+	t.Helper()
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}

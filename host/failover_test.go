@@ -1,0 +1,316 @@
+package host_test
+
+import (
+	"crypto/rand"
+	"fmt"
+	"math/big"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"ftvm/internal/guesttest"
+	"ftvm/replog"
+	"ftvm/storage"
+)
+
+func randDuration(t *testing.T, lo, hi time.Duration) time.Duration {
+	n, err := rand.Int(rand.Reader, big.NewInt(int64(hi-lo)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return lo + time.Duration(n.Int64())
+}
+
+// counterPair starts hosts h1 and h2 and a counter VM with its primary on
+// h1 and its backup on h2; it returns the counter's address.
+func counterPair(t *testing.T, c *cluster, disk bool) string {
+	t.Helper()
+	c.startHost("h1")
+	c.startHost("h2")
+	addr := freeAddr(t)
+	spec := storage.VMSpec{Listeners: []string{addr}, Primary: "h1", Backup: "h2", Disk: disk, Args: []string{"ft-counter"}}
+	if disk {
+		spec.Args = append(spec.Args, "-file", "/disk/counter")
+	}
+	c.startVM("counter", counterGuest(t), spec)
+	return addr
+}
+
+// TestFailoverPrimaryKilled is the seed's scenario: clients increment a
+// counter; the primary's host is killed with SIGKILL at a random moment;
+// the clients reconnect to the survivor and go on. No value may be
+// returned twice, and the final value must account for every increment
+// whose reply a client saw.
+func TestFailoverPrimaryKilled(t *testing.T) {
+	runs := 20
+	if testing.Short() {
+		runs = 3
+	}
+	for i := range runs {
+		t.Run(strconv.Itoa(i), func(t *testing.T) {
+			c := newCluster(t)
+			addr := counterPair(t, c, false)
+			l := startLoad(addr, 4)
+			l.waitReplies(t, 20, 20*time.Second)
+			time.Sleep(randDuration(t, 0, 400*time.Millisecond))
+			before := l.count()
+			c.signal("h1", syscall.SIGKILL)
+			// The survivor must serve every client again.
+			l.waitReplies(t, 40, 30*time.Second)
+			seen, lost := l.finish()
+			final := get(t, addr, 10*time.Second)
+			checkCounter(t, seen, final)
+			if o := c.owner("counter"); o.Host != "h2" || o.Generation != 2 {
+				t.Fatalf("owner after failover: %+v, want h2 in generation 2", o)
+			}
+			t.Logf("replies %d (%d before the kill), unanswered %d, final %d", len(seen), before, lost, final)
+		})
+	}
+}
+
+// TestFailoverBackupKilled: the primary goes on alone and loses no reply.
+func TestFailoverBackupKilled(t *testing.T) {
+	c := newCluster(t)
+	addr := counterPair(t, c, false)
+	l := startLoad(addr, 4)
+	l.waitReplies(t, 20, 20*time.Second)
+	c.signal("h2", syscall.SIGKILL)
+	l.waitReplies(t, 40, 30*time.Second)
+	seen, lost := l.finish()
+	if lost != 0 {
+		t.Errorf("%d requests lost their reply when the backup died", lost)
+	}
+	final := get(t, addr, 10*time.Second)
+	checkCounter(t, seen, final)
+	if final != uint64(len(seen)) {
+		t.Errorf("final value %d, but %d increments were answered", final, len(seen))
+	}
+	if o := c.owner("counter"); o.Host != "h1" || o.Generation != 2 {
+		t.Fatalf("owner: %+v, want h1 in generation 2", o)
+	}
+}
+
+// TestFailoverBackupFrozen: with the backup stopped (SIGSTOP), the
+// primary's outputs are held by the Output Rule until it declares the
+// backup failed and wins the next generation; only then does a reply leave.
+// The thawed backup finds it lost and halts.
+func TestFailoverBackupFrozen(t *testing.T) {
+	c := newCluster(t)
+	addr := counterPair(t, c, false)
+	cc := &counterClient{addr: addr}
+	defer cc.close()
+	if _, err := cc.do("inc", 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	c.signal("h2", syscall.SIGSTOP)
+	v, err := cc.do("inc", 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The reply left only after the primary won generation 2: the record
+	// must exist by the time the reply arrived.
+	if o := c.owner("counter"); o.Generation != 2 || o.Host != "h1" {
+		t.Fatalf("reply %d arrived while the owner is %+v: an output left before the backup acked or the primary won", v, o)
+	}
+	c.signal("h2", syscall.SIGCONT)
+	c.waitFor(10*time.Second, "the thawed backup halts", func() bool {
+		return c.status("counter", "h2").State == "halted"
+	})
+	for range 5 {
+		if _, err := cc.do("inc", 5*time.Second); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := get(t, addr, 5*time.Second); got != 7 {
+		t.Fatalf("final %d, want 7", got)
+	}
+}
+
+// TestLinkCut: the pair's link is cut while both reach storage: exactly one
+// goes live, the other halts, and the clients are served throughout.
+func TestLinkCut(t *testing.T) {
+	for _, side := range []string{"h1", "h2"} {
+		t.Run("cut-at-"+side, func(t *testing.T) {
+			c := newCluster(t)
+			addr := counterPair(t, c, false)
+			l := startLoad(addr, 2)
+			l.waitReplies(t, 10, 20*time.Second)
+			other := map[string]string{"h1": "h2", "h2": "h1"}[side]
+			c.failpoint(side, "cut="+other)
+			c.waitFor(10*time.Second, "one side halts", func() bool {
+				return c.status("counter", "h1").State == "halted" || c.status("counter", "h2").State == "halted"
+			})
+			o := c.owner("counter")
+			loser := map[string]string{"h1": "h2", "h2": "h1"}[o.Host]
+			if o.Generation != 2 {
+				t.Fatalf("owner %+v, want generation 2", o)
+			}
+			if st := c.status("counter", loser); st.State != "halted" {
+				t.Fatalf("loser %s is %q", loser, st.State)
+			}
+			if st := c.status("counter", o.Host); st.State != "running" || st.Role != "alone" {
+				t.Fatalf("winner %s: %+v", o.Host, st)
+			}
+			l.waitReplies(t, 20, 30*time.Second)
+			seen, _ := l.finish()
+			checkCounter(t, seen, get(t, addr, 10*time.Second))
+		})
+	}
+}
+
+// TestStorageUnreachableSurvivor: the backup cannot reach shared storage
+// when its primary dies: it must not go live until storage returns.
+func TestStorageUnreachableSurvivor(t *testing.T) {
+	c := newCluster(t)
+	addr := counterPair(t, c, false)
+	for range 3 {
+		get(t, addr, 5*time.Second)
+	}
+	cc := &counterClient{addr: addr}
+	if _, err := cc.do("inc", 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	cc.close()
+	c.failpoint("h2", "storage=unreachable")
+	c.signal("h1", syscall.SIGKILL)
+	// Several failure timeouts pass: no claim, no service.
+	deadline := time.Now().Add(2 * time.Second)
+	for time.Now().Before(deadline) {
+		if o := c.owner("counter"); o.Generation != 1 {
+			t.Fatalf("generation %d claimed while the survivor could not reach storage", o.Generation)
+		}
+		if conn, err := net.DialTimeout("tcp", addr, 100*time.Millisecond); err == nil {
+			conn.Close()
+			t.Fatal("the survivor serves clients without having won a generation")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	c.failpoint("h2", "")
+	if v := get(t, addr, 10*time.Second); v != 1 {
+		t.Fatalf("value %d after failover, want 1", v)
+	}
+	if o := c.owner("counter"); o.Host != "h2" || o.Generation != 2 {
+		t.Fatalf("owner %+v, want h2 in generation 2", o)
+	}
+}
+
+// TestFailoverDiskAgrees: a guest that persists its counter to a file on
+// its virtual disk: after a failover, the file and the memory agree.
+func TestFailoverDiskAgrees(t *testing.T) {
+	c := newCluster(t)
+	addr := counterPair(t, c, true)
+	l := startLoad(addr, 4)
+	l.waitReplies(t, 30, 20*time.Second)
+	time.Sleep(randDuration(t, 0, 200*time.Millisecond))
+	c.signal("h1", syscall.SIGKILL)
+	l.waitReplies(t, 20, 30*time.Second)
+	seen, _ := l.finish()
+	final := get(t, addr, 10*time.Second)
+	checkCounter(t, seen, final)
+	b, err := os.ReadFile(filepath.Join(c.store.DiskDir("counter"), "counter"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	onDisk, err := strconv.ParseUint(strings.TrimSpace(string(b)), 10, 64)
+	if err != nil {
+		t.Fatalf("disk file %q: %v", b, err)
+	}
+	if onDisk != final {
+		t.Fatalf("disk says %d, memory says %d", onDisk, final)
+	}
+}
+
+// TestStrangerOnLoggingPort: random bytes, and well-formed frames from a
+// peer without the cluster key, are refused; the VM runs on unaffected.
+func TestStrangerOnLoggingPort(t *testing.T) {
+	c := newCluster(t)
+	addr := counterPair(t, c, false)
+	hs, _ := c.store.Hosts()
+	var port string
+	for _, h := range hs {
+		if h.Name == "h1" {
+			port = h.Addr
+		}
+	}
+	get(t, addr, 5*time.Second)
+	// Random bytes.
+	junk := make([]byte, 4096)
+	rand.Read(junk)
+	if conn, err := net.Dial("tcp", port); err == nil {
+		conn.Write(junk)
+		conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if n, _ := conn.Read(make([]byte, 64)); n != 0 {
+			t.Errorf("the host answered %d bytes to garbage", n)
+		}
+		conn.Close()
+	}
+	// A well-formed handshake and batch, with the wrong key.
+	wrong := make([]byte, 32)
+	rand.Read(wrong)
+	hello := []byte("\x03log\x07counter\x01\x02h2\x00")
+	if rc, err := replog.Dial(t.Context(), port, wrong, hello); err == nil {
+		rc.WriteBatch(replog.Batch{Pos: 1 << 40, Entries: []replog.Entry{{Seq: 1, Pos: 1, Type: 1, Data: []byte("evil")}}})
+		if _, _, err := rc.ReadFrame(); err == nil {
+			t.Error("a peer without the key was served")
+		}
+		rc.Close()
+	}
+	// Heartbeat garbage on the UDP port.
+	if u, err := net.Dial("udp", port); err == nil {
+		u.Write(append([]byte("FTHB"), junk[:100]...))
+		u.Close()
+	}
+	l := startLoad(addr, 2)
+	l.waitReplies(t, 20, 20*time.Second)
+	seen, lost := l.finish()
+	final := get(t, addr, 5*time.Second)
+	checkCounter(t, seen, final)
+	if lost != 0 {
+		t.Errorf("%d requests unanswered", lost)
+	}
+	if o := c.owner("counter"); o.Generation != 1 {
+		t.Fatalf("a stranger caused a failover: %+v", o)
+	}
+	if logs := c.hosts["h1"].logs.String(); !strings.Contains(logs, "connection refused") {
+		t.Errorf("h1 logged no reason for refusing the stranger:\n%s", logs)
+	}
+	_ = fmt.Sprint()
+}
+
+// TestFlowControlPausesPrimary: a primary never runs more than the lag
+// bound ahead of its backup. With the backup frozen (and a failure timeout
+// long enough not to end the pair), the primary's guest must stop
+// advancing, and go on once the backup is thawed.
+func TestFlowControlPausesPrimary(t *testing.T) {
+	c := newCluster(t, "--timeout", "60s")
+	c.startHost("h1")
+	c.startHost("h2")
+	spin := guesttest.Build(t, "ft-spin")
+	c.startVM("spin", spin, storage.VMSpec{Primary: "h1", Backup: "h2"})
+	pos := func() uint64 { return c.status("spin", "h1").Pos }
+	c.waitFor(10*time.Second, "the guest runs", func() bool { return pos() > 0 })
+	c.signal("h2", syscall.SIGSTOP)
+	// Statuses are written every 250 ms: wait until two in a row agree,
+	// then check that the guest stays put for a while.
+	var stuck uint64
+	c.waitFor(20*time.Second, "the primary pauses", func() bool {
+		a := pos()
+		time.Sleep(600 * time.Millisecond)
+		stuck = pos()
+		return a == stuck
+	})
+	time.Sleep(time.Second)
+	if p := pos(); p != stuck {
+		t.Fatalf("the primary ran on from %d to %d with its backup frozen", stuck, p)
+	}
+	if st := c.status("spin", "h1"); st.Role != "primary" {
+		t.Fatalf("primary %+v", st)
+	}
+	c.signal("h2", syscall.SIGCONT)
+	c.waitFor(20*time.Second, "the primary resumes", func() bool { return pos() > stuck })
+}

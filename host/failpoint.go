@@ -1,0 +1,119 @@
+package host
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+)
+
+// Failpoints are the faults a test can inject into a running host, set by
+// the FTVM_FAILPOINTS environment variable at start or by `ftvm failpoint`
+// at any time (a new set replaces the old). The spec is a comma-separated
+// list of:
+//
+//	cut=PEER            cut both the logging channel and heartbeats with PEER
+//	cut-log=PEER        cut only the logging channel with PEER
+//	cut-heartbeat=PEER  cut only the heartbeats with PEER
+//	storage=unreachable every shared-storage operation fails
+//
+// A cut works in both directions at this host: its heartbeats to PEER are
+// not sent and PEER's are dropped on arrival; its logging channels with PEER
+// are closed and new ones refused. Setting it on one host of a pair cuts
+// the link. An empty spec clears every failpoint. Pausing a host needs no
+// failpoint: SIGSTOP and SIGCONT do it.
+type Failpoints struct {
+	mu      sync.Mutex
+	cutLog  []string
+	cutBeat []string
+	noStore bool
+	onCut   func(peer string) // closes channels with peer when it is cut
+}
+
+// EnvFailpoints is the environment variable read at host start.
+const EnvFailpoints = "FTVM_FAILPOINTS"
+
+// Set replaces the failpoints with those of spec.
+func (f *Failpoints) Set(spec string) error {
+	var cutLog, cutBeat []string
+	noStore := false
+	for _, item := range strings.Split(spec, ",") {
+		item = strings.TrimSpace(item)
+		if item == "" {
+			continue
+		}
+		k, v, ok := strings.Cut(item, "=")
+		if !ok || v == "" {
+			return fmt.Errorf("failpoint %q: want NAME=VALUE", item)
+		}
+		switch k {
+		case "cut":
+			cutLog, cutBeat = append(cutLog, v), append(cutBeat, v)
+		case "cut-log":
+			cutLog = append(cutLog, v)
+		case "cut-heartbeat":
+			cutBeat = append(cutBeat, v)
+		case "storage":
+			if v != "unreachable" && v != "reachable" {
+				return fmt.Errorf("failpoint %q: storage is reachable or unreachable", item)
+			}
+			noStore = v == "unreachable"
+		default:
+			return fmt.Errorf("failpoint %q: unknown (want cut, cut-log, cut-heartbeat or storage)", item)
+		}
+	}
+	f.mu.Lock()
+	f.cutLog, f.cutBeat, f.noStore = cutLog, cutBeat, noStore
+	onCut := f.onCut
+	f.mu.Unlock()
+	if onCut != nil {
+		for _, p := range cutLog {
+			onCut(p)
+		}
+	}
+	return nil
+}
+
+// String returns the failpoints in the syntax of Set.
+func (f *Failpoints) String() string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var items []string
+	for _, p := range f.cutLog {
+		if slices.Contains(f.cutBeat, p) {
+			items = append(items, "cut="+p)
+		} else {
+			items = append(items, "cut-log="+p)
+		}
+	}
+	for _, p := range f.cutBeat {
+		if !slices.Contains(f.cutLog, p) {
+			items = append(items, "cut-heartbeat="+p)
+		}
+	}
+	if f.noStore {
+		items = append(items, "storage=unreachable")
+	}
+	return strings.Join(items, ",")
+}
+
+// LogCut reports whether the logging channel with peer is cut.
+func (f *Failpoints) LogCut(peer string) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Contains(f.cutLog, peer)
+}
+
+// BeatCut reports whether heartbeats with peer are cut.
+func (f *Failpoints) BeatCut(peer string) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Contains(f.cutBeat, peer)
+}
+
+// StorageReachable reports whether shared storage may be used.
+func (f *Failpoints) StorageReachable() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return !f.noStore
+}

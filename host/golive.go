@@ -1,0 +1,27 @@
+package host
+
+import (
+	"log/slog"
+
+	"ftvm/vmm"
+	"ftvm/wasi"
+)
+
+// goLive switches a backup VM whose log ended to a real host made from cfg
+// (this host's side of the guest: its disk, its listeners' addresses, its
+// output streams), which adopts the handles the guest holds.
+func goLive(vm *vmm.VM, cfg wasi.Config, log *slog.Logger) error {
+	a, err := vm.Adoption()
+	if err != nil {
+		return err
+	}
+	oh, err := wasi.NewOSHostAdopting(cfg, log, a)
+	if err != nil {
+		return err
+	}
+	if err := vm.GoLiveWith(oh, oh); err != nil {
+		oh.CloseAll()
+		return err
+	}
+	return nil
+}

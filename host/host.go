@@ -1,0 +1,470 @@
+package host
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"ftvm/ft"
+	"ftvm/replog"
+	"ftvm/storage"
+)
+
+// Config describes a host daemon.
+type Config struct {
+	// Shared is the shared storage's directory.
+	Shared string
+	// Name is the host's name in the registry, unique in the cluster.
+	Name string
+	// Addr is the TCP address of the logging channel and control port;
+	// heartbeats use UDP on the same address. Port 0 picks a free one.
+	Addr string
+	// Node tunes failure detection (heartbeat interval, failure timeout,
+	// claim retry); zero fields take ft's defaults.
+	Node ft.Config
+	// LagBound is how far, in time, a primary's guest may run ahead of its
+	// backup's replay before the primary slows it; 0 means DefaultLagBound.
+	LagBound time.Duration
+	// Failpoints is the initial failpoint spec (see Failpoints).
+	Failpoints string
+	// Stdout and Stderr receive the output of the guests this host runs
+	// live; nil discards it.
+	Stdout, Stderr io.Writer
+	Logger         *slog.Logger
+}
+
+// Defaults.
+const (
+	DefaultLagBound = 100 * time.Millisecond
+	// scanInterval is how often a host refreshes its registry entry and
+	// looks for VMs placed on it.
+	scanInterval = 200 * time.Millisecond
+	// AliveWindow is how recently a host must have refreshed its registry
+	// entry to count as alive.
+	AliveWindow = 3 * time.Second
+)
+
+// Host is a running host daemon.
+type Host struct {
+	cfg     Config
+	log     *slog.Logger
+	dir     *storage.Dir
+	key     []byte
+	ln      net.Listener
+	udp     *net.UDPConn
+	fp      *Failpoints
+	started time.Time
+	epoch   uint64
+	beats   atomic.Uint64
+
+	mu      sync.Mutex
+	runners map[string]*runner // by VM name
+	peers   map[string]storage.HostInfo
+	conns   map[*replog.Conn]string // open logging channels, by peer host
+	info    storage.HostInfo
+}
+
+// New opens the shared storage, creates the cluster key if it is the first
+// to need it, and binds the host's ports.
+func New(cfg Config) (*Host, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.LagBound <= 0 {
+		cfg.LagBound = DefaultLagBound
+	}
+	if cfg.Addr == "" {
+		cfg.Addr = "127.0.0.1:0"
+	}
+	if cfg.Stdout == nil {
+		cfg.Stdout = io.Discard
+	}
+	if cfg.Stderr == nil {
+		cfg.Stderr = io.Discard
+	}
+	h := &Host{
+		cfg:     cfg,
+		log:     cfg.Logger,
+		fp:      &Failpoints{},
+		started: time.Now(),
+		runners: make(map[string]*runner),
+		peers:   make(map[string]storage.HostInfo),
+		conns:   make(map[*replog.Conn]string),
+	}
+	h.epoch = uint64(h.started.UnixNano())
+	if err := h.fp.Set(cfg.Failpoints); err != nil {
+		return nil, err
+	}
+	h.fp.onCut = h.closeChannels
+	dir, err := storage.Open(cfg.Shared)
+	if err != nil {
+		return nil, err
+	}
+	dir.SetReachable(h.fp.StorageReachable)
+	h.dir = dir
+	if h.key, err = dir.ClusterKey(); err != nil {
+		return nil, fmt.Errorf("host %s: cluster key: %w", cfg.Name, err)
+	}
+	if h.ln, err = net.Listen("tcp", cfg.Addr); err != nil {
+		return nil, fmt.Errorf("host %s: %w", cfg.Name, err)
+	}
+	tcp := h.ln.Addr().(*net.TCPAddr)
+	if h.udp, err = net.ListenUDP("udp", &net.UDPAddr{IP: tcp.IP, Port: tcp.Port}); err != nil {
+		h.ln.Close()
+		return nil, fmt.Errorf("host %s: heartbeat port: %w", cfg.Name, err)
+	}
+	h.info = storage.HostInfo{
+		Name:      cfg.Name,
+		Addr:      h.ln.Addr().String(),
+		Heartbeat: h.udp.LocalAddr().String(),
+		PID:       os.Getpid(),
+		Started:   h.started.UTC(),
+	}
+	return h, nil
+}
+
+// Addr returns the host's TCP address.
+func (h *Host) Addr() string { return h.info.Addr }
+
+// Failpoints returns the host's failpoints, for in-process tests.
+func (h *Host) Failpoints() *Failpoints { return h.fp }
+
+// Run serves until ctx is done, then stops the VMs this host runs (without
+// stopping them for good: their peers take over) and returns.
+func (h *Host) Run(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); h.acceptLoop(ctx) }()
+	go func() { defer wg.Done(); h.beatLoop(ctx) }()
+	h.log.Info("host up", "host", h.cfg.Name, "addr", h.info.Addr, "shared", h.cfg.Shared, "failpoints", h.fp.String())
+	h.scan(ctx)
+	t := time.NewTicker(scanInterval)
+	defer t.Stop()
+	for ctx.Err() == nil {
+		select {
+		case <-ctx.Done():
+		case <-t.C:
+			h.scan(ctx)
+		}
+	}
+	h.ln.Close()
+	h.udp.Close()
+	h.mu.Lock()
+	rs := make([]*runner, 0, len(h.runners))
+	for _, r := range h.runners {
+		rs = append(rs, r)
+	}
+	h.mu.Unlock()
+	for _, r := range rs {
+		r.shutdown("host shutting down", false)
+	}
+	wg.Wait()
+	h.log.Info("host down", "host", h.cfg.Name)
+	return nil
+}
+
+// scan refreshes the registry and starts or stops runners as the VMs'
+// specs and owner records say.
+func (h *Host) scan(ctx context.Context) {
+	info := h.info
+	info.Seen = time.Now().UTC()
+	if err := h.dir.PutHost(info); err != nil {
+		h.log.Debug("registry refresh failed", "err", err)
+		return
+	}
+	if hs, err := h.dir.Hosts(); err == nil {
+		h.mu.Lock()
+		for _, p := range hs {
+			h.peers[p.Name] = p
+		}
+		h.mu.Unlock()
+	}
+	names, err := h.dir.VMs()
+	if err != nil {
+		return
+	}
+	for _, name := range names {
+		spec, _, err := h.dir.VM(name)
+		if err != nil {
+			continue
+		}
+		h.mu.Lock()
+		r := h.runners[name]
+		h.mu.Unlock()
+		if spec.Stopped {
+			if r != nil && !r.finished() {
+				r.shutdown("stopped", true)
+			}
+			continue
+		}
+		owner, ok, err := h.dir.Latest(name)
+		if err != nil || !ok || owner.Reason != reasonStart {
+			continue
+		}
+		if r != nil && (r.gen == owner.Generation || !r.finished()) {
+			continue
+		}
+		// Only a start made after this host came up is ours to run: a
+		// restarted host must not restart a guest whose state it lost.
+		if owner.Time.Before(h.started) {
+			continue
+		}
+		var role ft.Role
+		var peer string
+		switch {
+		case owner.Host == h.cfg.Name:
+			role, peer = ft.Primary, spec.Backup
+		case spec.Backup == h.cfg.Name:
+			role, peer = ft.Backup, owner.Host
+		default:
+			continue
+		}
+		r, err = h.startRunner(ctx, spec, owner.Generation, role, peer)
+		if err != nil {
+			h.log.Error("cannot run vm", "vm", name, "err", err)
+			st := storage.VMStatus{VM: name, Host: h.cfg.Name, Generation: owner.Generation, Role: role.String(), State: "failed", Detail: err.Error(), Updated: time.Now().UTC()}
+			_ = h.dir.PutStatus(st)
+			// Remember the failure so the next scan does not retry it.
+			r = &runner{h: h, vm: name, gen: owner.Generation, done: make(chan struct{})}
+			close(r.done)
+		}
+		h.mu.Lock()
+		h.runners[name] = r
+		h.mu.Unlock()
+	}
+}
+
+// reasonStart marks the owner record `ftvm start` writes.
+const reasonStart = "start"
+
+func (h *Host) peer(name string) (storage.HostInfo, bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	p, ok := h.peers[name]
+	return p, ok
+}
+
+func (h *Host) runner(vm string) *runner {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.runners[vm]
+}
+
+// track registers an open logging channel with peer, so a cut closes it.
+func (h *Host) track(c *replog.Conn, peer string) {
+	h.mu.Lock()
+	h.conns[c] = peer
+	h.mu.Unlock()
+}
+
+func (h *Host) untrack(c *replog.Conn) {
+	h.mu.Lock()
+	delete(h.conns, c)
+	h.mu.Unlock()
+}
+
+// closeChannels closes every logging channel with peer.
+func (h *Host) closeChannels(peer string) {
+	h.mu.Lock()
+	var cs []*replog.Conn
+	for c, p := range h.conns {
+		if p == peer {
+			cs = append(cs, c)
+		}
+	}
+	h.mu.Unlock()
+	for _, c := range cs {
+		c.Close()
+	}
+}
+
+func (h *Host) acceptLoop(ctx context.Context) {
+	for {
+		nc, err := h.ln.Accept()
+		if err != nil {
+			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
+				return
+			}
+			h.log.Warn("accept failed", "err", err)
+			time.Sleep(10 * time.Millisecond)
+			continue
+		}
+		go h.serveConn(ctx, nc)
+	}
+}
+
+// serveConn authenticates a connection and hands it to its user. A
+// stranger (no key, garbage, a bad frame) is closed with a logged reason;
+// nothing else is affected.
+func (h *Host) serveConn(ctx context.Context, nc net.Conn) {
+	c, hello, err := replog.Handshake(ctx, nc, h.key, false, nil)
+	if err != nil {
+		h.log.Warn("connection refused", "remote", nc.RemoteAddr().String(), "reason", err)
+		return
+	}
+	kind, lh, err := parseHello(hello)
+	if err != nil {
+		h.log.Warn("connection refused", "remote", c.RemoteAddr().String(), "reason", err)
+		c.Close()
+		return
+	}
+	switch kind {
+	case helloControl:
+		h.serveControl(c)
+	case helloLog:
+		r := h.runner(lh.VM)
+		reason := ""
+		switch {
+		case h.fp.LogCut(lh.Backup):
+			reason = "link cut by failpoint"
+		case r == nil || r.primary == nil:
+			reason = "not primary of " + lh.VM
+		case r.gen != lh.Gen || r.peer != lh.Backup:
+			reason = fmt.Sprintf("serving %s generation %d with backup %s", lh.VM, r.gen, r.peer)
+		}
+		if reason == "" {
+			reason = r.primary.attach(c, lh.HaveSeq)
+		}
+		if reason != "" {
+			h.log.Debug("logging channel refused", "vm", lh.VM, "from", lh.Backup, "reason", reason)
+			_ = c.WriteFrame(replog.FrameBye, []byte(reason))
+			c.Close()
+		}
+	}
+}
+
+// controlRequest is a control command (FrameControl, JSON).
+type controlRequest struct {
+	Op         string `json:"op"` // "failpoints"
+	Failpoints string `json:"failpoints"`
+}
+
+type controlReply struct {
+	OK         bool   `json:"ok"`
+	Error      string `json:"error,omitempty"`
+	Failpoints string `json:"failpoints"`
+}
+
+func (h *Host) serveControl(c *replog.Conn) {
+	defer c.Close()
+	for {
+		typ, p, err := c.ReadFrame()
+		if err != nil {
+			if !errors.Is(err, io.EOF) {
+				h.log.Warn("control connection closed", "remote", c.RemoteAddr().String(), "reason", err)
+			}
+			return
+		}
+		if typ != replog.FrameControl {
+			h.log.Warn("control connection closed", "remote", c.RemoteAddr().String(), "reason", fmt.Sprintf("unexpected frame type %d", typ))
+			return
+		}
+		var req controlRequest
+		reply := controlReply{OK: true}
+		if err := json.Unmarshal(p, &req); err != nil {
+			reply = controlReply{Error: "bad request: " + err.Error()}
+		} else {
+			switch req.Op {
+			case "failpoints":
+				if err := h.fp.Set(req.Failpoints); err != nil {
+					reply = controlReply{Error: err.Error()}
+				} else {
+					h.log.Info("failpoints set", "host", h.cfg.Name, "failpoints", h.fp.String())
+				}
+			case "get":
+			default:
+				reply = controlReply{Error: fmt.Sprintf("unknown op %q", req.Op)}
+			}
+		}
+		reply.Failpoints = h.fp.String()
+		b, _ := json.Marshal(reply)
+		if err := c.WriteFrame(replog.FrameControl, b); err != nil {
+			return
+		}
+	}
+}
+
+// Control sends one control request to the host at addr and returns the
+// host's failpoints after it.
+func Control(ctx context.Context, addr string, key []byte, op, failpoints string) (string, error) {
+	c, err := replog.Dial(ctx, addr, key, controlHello())
+	if err != nil {
+		return "", err
+	}
+	defer c.Close()
+	b, _ := json.Marshal(controlRequest{Op: op, Failpoints: failpoints})
+	if err := c.WriteFrame(replog.FrameControl, b); err != nil {
+		return "", err
+	}
+	if dl, ok := ctx.Deadline(); ok {
+		c.SetReadDeadline(dl)
+	}
+	typ, p, err := c.ReadFrame()
+	if err != nil {
+		return "", fmt.Errorf("control %s: %w", addr, err)
+	}
+	if typ != replog.FrameControl {
+		return "", fmt.Errorf("control %s: unexpected frame type %d", addr, typ)
+	}
+	var reply controlReply
+	if err := json.Unmarshal(p, &reply); err != nil {
+		return "", fmt.Errorf("control %s: %w", addr, err)
+	}
+	if !reply.OK {
+		return reply.Failpoints, fmt.Errorf("host %s: %s", addr, reply.Error)
+	}
+	return reply.Failpoints, nil
+}
+
+// beatLoop receives heartbeats and hands each to its VM's runner.
+func (h *Host) beatLoop(ctx context.Context) {
+	clock := beatClock{}
+	buf := make([]byte, maxDatagram)
+	for {
+		n, from, err := h.udp.ReadFromUDP(buf)
+		if err != nil {
+			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
+				return
+			}
+			continue
+		}
+		hb, err := parseHeartbeat(h.key, buf[:n])
+		if err != nil {
+			h.log.Debug("heartbeat dropped", "from", from.String(), "reason", err)
+			continue
+		}
+		if h.fp.BeatCut(hb.From) || !clock.fresh(hb) {
+			continue
+		}
+		if r := h.runner(hb.VM); r != nil && r.peer == hb.From && r.gen == hb.Gen {
+			r.event(eventHeartbeat)
+		}
+	}
+}
+
+// sendBeat sends one heartbeat for vm to peer.
+func (h *Host) sendBeat(vm string, gen uint64, peer string) {
+	if h.fp.BeatCut(peer) {
+		return
+	}
+	p, ok := h.peer(peer)
+	if !ok || p.Heartbeat == "" {
+		return
+	}
+	addr, err := net.ResolveUDPAddr("udp", p.Heartbeat)
+	if err != nil {
+		return
+	}
+	hb := heartbeat{Epoch: h.epoch, Counter: h.beats.Add(1), VM: vm, Gen: gen, From: h.cfg.Name}
+	_, _ = h.udp.WriteToUDP(hb.marshal(h.key), addr)
+}

@@ -1,0 +1,258 @@
+package host
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"ftvm/replog"
+)
+
+// logBuffer is the primary's side of the logging channel: the entries the
+// VM records (it is the VM's Sink), kept in memory until the backup
+// acknowledges them, so that a backup whose connection broke can dial again
+// and receive the rest. It never touches the disk. It also keeps enough of
+// the primary's history (when it reached which position) to tell how far,
+// in time, the backup's replay trails the primary: that lag drives flow
+// control and ftvm status.
+type logBuffer struct {
+	mu      sync.Mutex
+	changed chan struct{} // closed and replaced when a waiter needs news
+	// Who waits on changed: for anything (acks, progress, entries), or
+	// for entries only (a sender holding back a progress report).
+	waitAny, waitEntries bool
+
+	entries []replog.Entry // appended and not yet acknowledged, in order
+	bytes   uint64         // the encoded size of entries
+	total   uint64         // the encoded size of every entry appended
+	last    uint64         // sequence number of the last entry appended
+	pos     uint64         // the log is complete through this position
+	acked   uint64         // the backup has every entry through acked
+	ackPos  uint64         // the backup's replay position
+	samples []sample       // (position, time) of the primary, increasing
+	closed  bool
+	alone   bool // no backup any more: entries are counted, not kept
+}
+
+type sample struct {
+	pos uint64
+	at  time.Time
+}
+
+func newLogBuffer() *logBuffer { return &logBuffer{changed: make(chan struct{})} }
+
+// notifyLocked wakes the waiters; entry says the change is a new entry.
+func (b *logBuffer) notifyLocked(entry bool) {
+	if b.waitAny || (entry && b.waitEntries) {
+		close(b.changed)
+		b.changed = make(chan struct{})
+		b.waitAny, b.waitEntries = false, false
+	}
+}
+
+// progressDelay is how long a sender holds back a report of progress
+// alone (no new entry), so that a guest making many calls without inputs
+// does not cost a frame each: the backup needs it only to run past calls
+// that have no entry, and an entry reports the progress before it anyway.
+const progressDelay = time.Millisecond
+
+// Append implements vmm.Sink.
+func (b *logBuffer) Append(e replog.Entry) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return fmt.Errorf("logging channel closed")
+	}
+	b.last = e.Seq
+	b.total += uint64(replog.EntrySize(e))
+	if e.Pos > b.pos {
+		// The call at e.Pos has its entry: the log is complete through it.
+		b.pos = e.Pos
+	}
+	if b.alone {
+		return nil
+	}
+	e.Data = append([]byte(nil), e.Data...)
+	b.entries = append(b.entries, e)
+	b.bytes += uint64(replog.EntrySize(e))
+	b.notifyLocked(true)
+	return nil
+}
+
+// Progress records that the log is complete through pos (the VM calls it
+// after every host call).
+func (b *logBuffer) Progress(pos uint64) {
+	now := time.Now()
+	b.mu.Lock()
+	if pos > b.pos {
+		b.pos = pos
+		if b.alone {
+			b.mu.Unlock()
+			return
+		}
+		b.notifyLocked(false)
+		if n := len(b.samples); n == 0 || now.Sub(b.samples[n-1].at) >= time.Millisecond {
+			b.samples = append(b.samples, sample{pos, now})
+		} else {
+			b.samples[n-1].pos = pos
+		}
+	}
+	b.mu.Unlock()
+}
+
+// ack records an acknowledgement and drops what it covers.
+func (b *logBuffer) ack(a replog.Ack) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if a.Seq > b.last {
+		return fmt.Errorf("ack of entry %d, but only %d were sent", a.Seq, b.last)
+	}
+	if a.Seq > b.acked {
+		b.acked = a.Seq
+		i := 0
+		for i < len(b.entries) && b.entries[i].Seq <= a.Seq {
+			b.bytes -= uint64(replog.EntrySize(b.entries[i]))
+			i++
+		}
+		b.entries = b.entries[i:]
+	}
+	if a.Pos > b.ackPos {
+		b.ackPos = a.Pos
+		i := 0
+		for i+1 < len(b.samples) && b.samples[i+1].pos <= a.Pos {
+			i++
+		}
+		b.samples = b.samples[i:]
+	}
+	b.notifyLocked(false)
+	return nil
+}
+
+// lagStats is how far the backup trails.
+type lagStats struct {
+	Last, Acked   uint64
+	Entries       uint64 // sent or queued, not yet acknowledged
+	Bytes         uint64
+	Time          time.Duration // how long ago the primary was where the backup is
+	Total         uint64        // bytes logged in all
+	Pos, ReplayAt uint64
+}
+
+func (b *logBuffer) lag(now time.Time) lagStats {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	st := lagStats{Total: b.total, Last: b.last, Acked: b.acked, Entries: uint64(len(b.entries)), Bytes: b.bytes, Pos: b.pos, ReplayAt: b.ackPos}
+	if b.ackPos < b.pos {
+		for _, s := range b.samples {
+			if s.pos > b.ackPos {
+				st.Time = now.Sub(s.at)
+				break
+			}
+		}
+	}
+	return st
+}
+
+// wait returns a channel closed at the next change.
+func (b *logBuffer) wait() <-chan struct{} {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.waitAny = true
+	return b.changed
+}
+
+// detach drops what the buffer holds and keeps nothing more: the primary
+// runs alone. Senders stop.
+func (b *logBuffer) detach() {
+	b.mu.Lock()
+	b.alone = true
+	b.entries, b.bytes, b.samples = nil, 0, nil
+	b.acked = b.last
+	b.waitAny = true
+	b.notifyLocked(false)
+	b.mu.Unlock()
+}
+
+// close ends the buffer: Append fails and senders stop.
+func (b *logBuffer) close() {
+	b.mu.Lock()
+	b.closed = true
+	b.waitAny = true
+	b.notifyLocked(false)
+	b.mu.Unlock()
+}
+
+// maxBatchBytes keeps batches well below replog.MaxFrameSize.
+const maxBatchBytes = 1 << 20
+
+// next waits for entries after seq or progress past pos and returns the
+// batch to send; ok is false once the buffer is closed or ctx is done. An
+// error means the backup asked for entries the buffer no longer has.
+func (b *logBuffer) next(ctx context.Context, seq, pos uint64) (replog.Batch, bool, error) {
+	var due time.Time // when progress alone is reported
+	for {
+		b.mu.Lock()
+		if b.closed || b.alone {
+			b.mu.Unlock()
+			return replog.Batch{}, false, nil
+		}
+		now := time.Now()
+		if b.pos > pos && due.IsZero() {
+			due = now.Add(progressDelay)
+		}
+		if b.last > seq || (!due.IsZero() && !now.Before(due)) {
+			batch, err := b.batchLocked(seq)
+			b.mu.Unlock()
+			return batch, err == nil, err
+		}
+		b.waitEntries = true
+		if due.IsZero() {
+			b.waitAny = true
+		}
+		ch := b.changed
+		b.mu.Unlock()
+		var timer *time.Timer
+		var fire <-chan time.Time
+		if !due.IsZero() {
+			timer = time.NewTimer(due.Sub(now))
+			fire = timer.C
+		}
+		select {
+		case <-ch:
+		case <-fire:
+		case <-ctx.Done():
+		}
+		if timer != nil {
+			timer.Stop()
+		}
+		if ctx.Err() != nil {
+			return replog.Batch{}, false, nil
+		}
+	}
+}
+
+// batchLocked builds the batch after entry seq.
+func (b *logBuffer) batchLocked(seq uint64) (replog.Batch, error) {
+	var batch replog.Batch
+	if seq < b.acked && (len(b.entries) == 0 || b.entries[0].Seq > seq+1) {
+		return batch, fmt.Errorf("the backup has entries through %d, but entries after it were acknowledged and dropped", seq)
+	}
+	size := 0
+	for _, e := range b.entries {
+		if e.Seq <= seq {
+			continue
+		}
+		if size > 0 && size+replog.EntrySize(e) > maxBatchBytes {
+			break
+		}
+		size += replog.EntrySize(e)
+		batch.Entries = append(batch.Entries, e)
+	}
+	batch.Pos = b.pos
+	if n := len(batch.Entries); n > 0 && batch.Entries[n-1].Seq < b.last {
+		// Cut short: complete only through the last entry sent.
+		batch.Pos = batch.Entries[n-1].Pos
+	}
+	return batch, nil
+}

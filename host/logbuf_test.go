@@ -1,0 +1,113 @@
+package host
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"ftvm/replog"
+)
+
+func entry(seq, pos uint64, n int) replog.Entry {
+	return replog.Entry{Seq: seq, Pos: pos, Type: 1, Data: make([]byte, n)}
+}
+
+func TestLogBufferSendsResendsAndTrims(t *testing.T) {
+	b := newLogBuffer()
+	ctx := context.Background()
+	for i := uint64(1); i <= 5; i++ {
+		b.Append(entry(i, i*10, 8))
+	}
+	b.Progress(55)
+	batch, ok, err := b.next(ctx, 0, 0)
+	if err != nil || !ok || len(batch.Entries) != 5 || batch.Pos != 55 {
+		t.Fatalf("first batch: %d entries, pos %d, %v %v", len(batch.Entries), batch.Pos, ok, err)
+	}
+	// A backup that reconnects having entries through 3 gets 4 and 5.
+	batch, _, _ = b.next(ctx, 3, 0)
+	if len(batch.Entries) != 2 || batch.Entries[0].Seq != 4 {
+		t.Fatalf("resend: %+v", batch.Entries)
+	}
+	if err := b.ack(replog.Ack{Seq: 4, Pos: 40}); err != nil {
+		t.Fatal(err)
+	}
+	if st := b.lag(time.Now()); st.Entries != 1 || st.Acked != 4 {
+		t.Fatalf("after ack: %+v", st)
+	}
+	// Entries acknowledged are gone: a backup claiming to have fewer is
+	// refused.
+	if _, _, err := b.next(ctx, 2, 0); err == nil {
+		t.Fatal("resend of dropped entries not refused")
+	}
+	if err := b.ack(replog.Ack{Seq: 9}); err == nil {
+		t.Fatal("ack beyond the log accepted")
+	}
+}
+
+func TestLogBufferBatchesAreBounded(t *testing.T) {
+	b := newLogBuffer()
+	for i := uint64(1); i <= 5; i++ {
+		b.Append(entry(i, i, maxBatchBytes/3))
+	}
+	b.Progress(100)
+	batch, _, _ := b.next(context.Background(), 0, 0)
+	if n := len(batch.Entries); n == 0 || n == 5 {
+		t.Fatalf("batch of %d entries", n)
+	}
+	last := batch.Entries[len(batch.Entries)-1]
+	if batch.Pos != last.Pos {
+		t.Fatalf("a cut batch claims completeness through %d, beyond its last entry at %d", batch.Pos, last.Pos)
+	}
+}
+
+func TestLogBufferAppendCompletesItsPosition(t *testing.T) {
+	b := newLogBuffer()
+	b.Progress(10)
+	b.Append(entry(1, 20, 1)) // the call at 20, before the VM reports progress
+	batch, _, _ := b.next(context.Background(), 0, 0)
+	if batch.Pos < 20 {
+		t.Fatalf("batch pos %d is before its entry's 20", batch.Pos)
+	}
+	if _, err := replog.ParseBatch(replog.AppendBatch(nil, batch)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestLogBufferLagInTime(t *testing.T) {
+	b := newLogBuffer()
+	b.Progress(100)
+	time.Sleep(2 * time.Millisecond)
+	b.Progress(200)
+	now := time.Now()
+	if st := b.lag(now); st.Time <= 0 {
+		t.Fatalf("backup at 0, primary at 200: lag %v", st.Time)
+	}
+	b.ack(replog.Ack{Pos: 200})
+	if st := b.lag(now); st.Time != 0 {
+		t.Fatalf("backup caught up: lag %v", st.Time)
+	}
+}
+
+func TestLogBufferDetachAndClose(t *testing.T) {
+	b := newLogBuffer()
+	b.Append(entry(1, 1, 1))
+	done := make(chan bool)
+	go func() {
+		_, ok, _ := b.next(context.Background(), 1, 1)
+		done <- ok
+	}()
+	b.detach()
+	if <-done {
+		t.Fatal("a sender kept going after detach")
+	}
+	if err := b.Append(entry(2, 2, 1)); err != nil {
+		t.Fatal(err)
+	}
+	if st := b.lag(time.Now()); st.Entries != 0 || st.Last != 2 {
+		t.Fatalf("detached: %+v", st)
+	}
+	b.close()
+	if err := b.Append(entry(3, 3, 1)); err == nil {
+		t.Fatal("append after close")
+	}
+}

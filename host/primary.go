@@ -1,0 +1,305 @@
+package host
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"ftvm/replog"
+	"ftvm/storage"
+	"ftvm/vmm"
+	"ftvm/wasi"
+	"ftvm/wasm"
+)
+
+// primarySide is a runner's primary half: the VM recording into the log
+// buffer, the Gate holding its outputs until the backup acks, and the
+// logging channel the backup dialed.
+type primarySide struct {
+	r    *runner
+	buf  *logBuffer
+	gate *vmm.Gate
+	os   *wasi.OSHost
+	vm   *vmm.VM
+
+	vmCtx    context.Context
+	vmCancel context.CancelFunc
+	vmDone   chan struct{}
+
+	alone  atomic.Bool
+	halted atomic.Bool
+
+	mu        sync.Mutex
+	conn      *replog.Conn
+	connGen   int // counts attachments, so an old connection's end is told apart
+	connected bool
+}
+
+func (r *runner) startPrimary(cm *wasm.CompiledModule) error {
+	p := &primarySide{r: r, buf: newLogBuffer(), vmDone: make(chan struct{})}
+	oh, err := wasi.NewOSHost(r.wasiConfig(), r.log)
+	if err != nil {
+		return err
+	}
+	p.os = oh
+	// The Gate's tag is the last entry the guest's state depends on: the
+	// VM's sequence number, read on the VM's goroutine during the call.
+	var vm *vmm.VM
+	p.gate = vmm.NewGate(oh, func() uint64 { return vm.Seq() })
+	cfg := vmm.Config{WASI: r.wasiConfig(), Host: p.gate, Record: p.buf, Slice: chunk, Logger: r.log}
+	vm, err = vmm.New(cm, cfg)
+	if err != nil {
+		p.gate.Discard()
+		oh.CloseAll()
+		return err
+	}
+	p.vm = vm
+	r.primary = p
+	p.vmCtx, p.vmCancel = context.WithCancel(r.ctx)
+	go p.run()
+	r.setState("running", "")
+	return nil
+}
+
+// run runs the guest, slowing it when the backup trails by more than the
+// lag bound.
+func (p *primarySide) run() {
+	defer close(p.vmDone)
+	lowerVMThread()
+	r := p.r
+	bound := r.h.cfg.LagBound
+	for {
+		paused, exit, err := p.vm.RunUntil(p.vmCtx, p.vm.Position()+chunk)
+		if err != nil {
+			if p.vmCtx.Err() == nil && !p.halted.Load() {
+				r.log.Error("vm failed", "err", err)
+				p.buf.close()
+				p.gate.Discard()
+				r.end("failed", err.Error())
+			}
+			return
+		}
+		if !paused {
+			p.finish(exit)
+			return
+		}
+		if pos := p.vm.Position(); pos > 0 {
+			// A call due at pos is still pending: the log is complete
+			// through the instruction before it.
+			p.buf.Progress(pos - 1)
+		}
+		for !p.alone.Load() && p.vmCtx.Err() == nil {
+			if p.buf.lag(time.Now()).Time <= bound {
+				break
+			}
+			select {
+			case <-p.buf.wait():
+			case <-time.After(2 * time.Millisecond):
+			case <-p.vmCtx.Done():
+			}
+		}
+	}
+}
+
+// finish waits until the backup has the end of the log (or the primary
+// runs alone), lets the last outputs out and records the exit.
+func (p *primarySide) finish(exit vmm.Exit) {
+	r := p.r
+	for !p.alone.Load() && p.vmCtx.Err() == nil {
+		if st := p.buf.lag(time.Now()); st.Acked >= st.Last {
+			break
+		}
+		select {
+		case <-p.buf.wait():
+		case <-time.After(10 * time.Millisecond):
+		case <-p.vmCtx.Done():
+		}
+	}
+	if p.vmCtx.Err() != nil {
+		return
+	}
+	p.gate.Stop()
+	detail := fmt.Sprintf("exit status %d", exit.Code)
+	if exit.Trap != nil {
+		detail = "trap: " + exit.Trap.Error()
+	}
+	r.log.Info("guest ended", "detail", detail)
+	p.closeConn("guest ended")
+	r.end("exited", detail)
+	p.os.CloseAll()
+}
+
+// attach makes c the logging channel, sending from the entry after have.
+// It returns a reason to refuse c, or "".
+func (p *primarySide) attach(c *replog.Conn, have uint64) string {
+	if p.alone.Load() || p.halted.Load() {
+		return "no longer paired"
+	}
+	p.mu.Lock()
+	if p.conn != nil {
+		p.conn.Close()
+	}
+	p.conn = c
+	p.connGen++
+	id := p.connGen
+	p.connected = true
+	p.mu.Unlock()
+	p.r.h.track(c, p.r.peer)
+	p.r.log.Info("backup connected", "backup", p.r.peer, "from_entry", have+1)
+	ctx, cancel := context.WithCancel(p.vmCtx)
+	go p.send(ctx, cancel, c, have)
+	go p.readAcks(ctx, cancel, c, id)
+	return ""
+}
+
+// send streams the log to the backup: every entry after have, then each new
+// one as it comes. An output flushes at once because nothing waits: a batch
+// leaves as soon as the previous one is written.
+func (p *primarySide) send(ctx context.Context, cancel context.CancelFunc, c *replog.Conn, have uint64) {
+	defer cancel()
+	seq, pos := have, uint64(0)
+	for {
+		b, ok, err := p.buf.next(ctx, seq, pos)
+		if err != nil {
+			p.r.log.Warn("logging channel refused", "reason", err)
+			_ = c.WriteFrame(replog.FrameBye, []byte(err.Error()))
+			c.Close()
+			return
+		}
+		if !ok {
+			return
+		}
+		if p.r.h.fp.LogCut(p.r.peer) {
+			c.Close()
+			return
+		}
+		if err := c.WriteBatch(b); err != nil {
+			if ctx.Err() == nil {
+				p.r.log.Warn("logging channel closed", "backup", p.r.peer, "reason", err)
+			}
+			c.Close()
+			return
+		}
+		if n := len(b.Entries); n > 0 {
+			seq = b.Entries[n-1].Seq
+		}
+		pos = b.Pos
+	}
+}
+
+// readAcks reads the backup's acknowledgements. Anything else, or a frame
+// that does not parse, closes the channel with a logged reason; the guest
+// runs on (its outputs wait), and the backup may dial again.
+func (p *primarySide) readAcks(ctx context.Context, cancel context.CancelFunc, c *replog.Conn, id int) {
+	defer func() {
+		cancel()
+		c.Close()
+		p.r.h.untrack(c)
+		p.mu.Lock()
+		if p.connGen == id {
+			p.conn, p.connected = nil, false
+		}
+		p.mu.Unlock()
+	}()
+	for {
+		typ, payload, err := c.ReadFrame()
+		if err != nil {
+			if ctx.Err() == nil && !errors.Is(err, io.EOF) {
+				p.r.log.Warn("logging channel closed", "backup", p.r.peer, "reason", err)
+			}
+			return
+		}
+		if p.r.h.fp.LogCut(p.r.peer) {
+			return
+		}
+		switch typ {
+		case replog.FrameAck:
+			a, err := replog.ParseAck(payload)
+			if err == nil {
+				err = p.buf.ack(a)
+			}
+			if err != nil {
+				p.r.log.Warn("logging channel closed", "backup", p.r.peer, "reason", err)
+				return
+			}
+			p.gate.Ack(a.Seq)
+			p.r.event(eventTraffic)
+		case replog.FrameBye:
+			p.r.log.Info("backup closed the logging channel", "reason", string(payload))
+			return
+		default:
+			p.r.log.Warn("logging channel closed", "backup", p.r.peer, "reason", fmt.Sprintf("unexpected frame type %d", typ))
+			return
+		}
+	}
+}
+
+func (p *primarySide) closeConn(reason string) {
+	p.mu.Lock()
+	c := p.conn
+	p.conn, p.connected = nil, false
+	p.mu.Unlock()
+	if c != nil {
+		_ = c.WriteFrame(replog.FrameBye, []byte(reason))
+		c.Close()
+	}
+}
+
+// goAlone: the backup failed and this primary won the next generation. Held
+// outputs leave, new ones leave at once, and the log is no longer kept.
+func (p *primarySide) goAlone() {
+	p.alone.Store(true)
+	p.buf.detach()
+	p.gate.Release()
+	p.closeConn("primary goes on alone")
+}
+
+// halt: this primary lost. Nothing more leaves it.
+func (p *primarySide) halt() {
+	p.halted.Store(true)
+	p.vmCancel()
+	p.buf.close()
+	p.gate.Discard()
+	p.closeConn("halted")
+	<-p.vmDone
+	p.os.CloseAll()
+}
+
+func (p *primarySide) shutdown(reason string, stopped bool) {
+	p.halted.Store(true)
+	p.vmCancel()
+	p.buf.close()
+	if stopped {
+		p.gate.Stop()
+		p.closeConn(byeStopped)
+	} else {
+		p.gate.Discard()
+		p.closeConn(reason)
+	}
+	<-p.vmDone
+	p.os.CloseAll()
+}
+
+// byeStopped is the Bye reason that tells a backup its VM was stopped for
+// good, so it must not take over.
+const byeStopped = "stopped"
+
+func (p *primarySide) wait() { <-p.vmDone }
+
+func (p *primarySide) fill(st *storage.VMStatus) {
+	lag := p.buf.lag(time.Now())
+	held := p.gate.Held()
+	p.mu.Lock()
+	st.Connected = p.connected
+	p.mu.Unlock()
+	st.Seq, st.Pos, st.Acked, st.LogBytes = lag.Last, lag.Pos, lag.Acked, lag.Total
+	if !p.alone.Load() {
+		st.LagEntries, st.LagBytes = lag.Entries, lag.Bytes
+		st.LagMillis = float64(lag.Time.Microseconds()) / 1000
+	}
+	st.HeldOut, st.HeldBytes = held.Outputs, held.Bytes
+}

@@ -1,0 +1,279 @@
+package host
+
+import (
+	"context"
+	"log/slog"
+	"sync"
+	"time"
+
+	"ftvm/ft"
+	"ftvm/storage"
+	"ftvm/wasi"
+	"ftvm/wasm"
+)
+
+// chunk is how many instructions a runner lets its VM run between looks at
+// the world (flow control, position reports): a few milliseconds.
+const chunk = 1 << 20
+
+// runner runs one VM on this host, as primary or backup, with its ft.Node.
+type runner struct {
+	h    *Host
+	vm   string
+	spec storage.VMSpec
+	gen  uint64 // the generation it started in
+	peer string
+	log  *slog.Logger
+
+	events chan ft.Event
+	ctx    context.Context // the runner's life
+	cancel context.CancelFunc
+	done   chan struct{} // closed when the runner has ended
+
+	primary *primarySide
+	backup  *backupSide
+
+	mu      sync.Mutex
+	role    ft.Role
+	curGen  uint64
+	state   string
+	detail  string
+	ended   bool // the VM has ended (exited, halted, stopped, failed)
+	lastLag time.Time
+}
+
+// Event shorthands for the paths that cannot block.
+var (
+	eventHeartbeat = ft.Event{Kind: ft.EvHeartbeat}
+	eventTraffic   = ft.Event{Kind: ft.EvLogTraffic}
+)
+
+// event hands ev to the node without blocking: heartbeats and traffic come
+// often, and dropping one when the queue is full loses nothing.
+func (r *runner) event(ev ft.Event) {
+	select {
+	case r.events <- ev:
+	default:
+	}
+}
+
+func (h *Host) startRunner(ctx context.Context, spec storage.VMSpec, gen uint64, role ft.Role, peer string) (*runner, error) {
+	_, mod, err := h.dir.VM(spec.Name)
+	if err != nil {
+		return nil, err
+	}
+	cm, err := wasm.Compile(mod, wasm.Config{})
+	if err != nil {
+		return nil, err
+	}
+	r := &runner{
+		h: h, vm: spec.Name, spec: spec, gen: gen, peer: peer,
+		log:    h.log.With("vm", spec.Name),
+		events: make(chan ft.Event, 256),
+		done:   make(chan struct{}),
+		role:   role,
+		curGen: gen,
+		state:  "starting",
+	}
+	r.ctx, r.cancel = context.WithCancel(ctx)
+	node := ft.NewNode(h.cfg.Node, role, gen, time.Now())
+	if role == ft.Primary {
+		err = r.startPrimary(cm)
+	} else {
+		err = r.startBackup(cm)
+	}
+	if err != nil {
+		r.cancel()
+		return nil, err
+	}
+	r.log.Info("vm started", "role", role.String(), "generation", gen, "peer", peer)
+	go r.drive(node)
+	return r, nil
+}
+
+// wasiConfig is the guest's system configuration on this host.
+func (r *runner) wasiConfig() wasi.Config {
+	cfg := wasi.Config{Args: r.spec.Args, Env: r.spec.Env, Stdout: r.h.cfg.Stdout, Stderr: r.h.cfg.Stderr}
+	if r.spec.Disk {
+		cfg.Preopens = []wasi.Preopen{{GuestPath: "/disk", HostDir: r.h.dir.DiskDir(r.vm)}}
+	}
+	for _, a := range r.spec.Listeners {
+		cfg.Listeners = append(cfg.Listeners, wasi.Listener{Addr: a})
+	}
+	return cfg
+}
+
+func (r *runner) setState(state, detail string) {
+	r.mu.Lock()
+	r.state, r.detail = state, detail
+	r.mu.Unlock()
+}
+
+// end records that the VM has ended; the node stops with it.
+func (r *runner) end(state, detail string) {
+	r.mu.Lock()
+	if !r.ended {
+		r.ended = true
+		r.state, r.detail = state, detail
+	}
+	r.mu.Unlock()
+	r.cancel()
+}
+
+func (r *runner) finished() bool {
+	select {
+	case <-r.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// drive runs the node: ticks, events, and the actions they produce, until
+// the runner ends. It alone touches the node.
+func (r *runner) drive(node *ft.Node) {
+	defer close(r.done)
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	status := time.NewTicker(250 * time.Millisecond)
+	defer status.Stop()
+	defer r.writeStatus()
+	for {
+		select {
+		case <-r.ctx.Done():
+			r.waitVM()
+			return
+		case ev := <-r.events:
+			node.Step(ev)
+		case now := <-tick.C:
+			node.Tick(now)
+		case <-status.C:
+			r.writeStatus()
+			continue
+		}
+		for _, a := range node.Ready() {
+			r.act(node, a)
+		}
+	}
+}
+
+func (r *runner) act(node *ft.Node, a ft.Action) {
+	switch a.Kind {
+	case ft.ActSendHeartbeat:
+		r.h.sendBeat(r.vm, r.gen, r.peer)
+	case ft.ActClaim:
+		r.log.Info("peer silent, claiming", "generation", a.Gen, "reason", a.Reason, "silence", node.PeerSilence().Round(time.Millisecond).String())
+		go r.claim(a.Gen, a.Reason)
+	case ft.ActGoLive:
+		r.mu.Lock()
+		r.curGen = a.Gen
+		r.mu.Unlock()
+		r.log.Info("won generation", "generation", a.Gen, "reason", a.Reason)
+		if r.primary != nil {
+			r.primary.goAlone()
+			r.setRole(ft.Alone)
+		} else {
+			r.backup.src.End()
+		}
+	case ft.ActHalt:
+		r.log.Warn("lost generation, halting", "generation", a.Gen)
+		r.setRole(ft.Halted)
+		r.halt()
+	}
+	if a.Kind == ft.ActGoLive || a.Kind == ft.ActHalt {
+		r.writeStatus()
+	}
+}
+
+func (r *runner) setRole(role ft.Role) {
+	r.mu.Lock()
+	r.role = role
+	r.mu.Unlock()
+}
+
+// claim performs the test-and-set for gen and reports the outcome.
+func (r *runner) claim(gen uint64, reason string) {
+	won, cur, err := r.h.dir.Claim(r.vm, storage.Owner{Generation: gen, Host: r.h.cfg.Name, Role: "primary", Reason: reason})
+	ev := ft.Event{Kind: ft.EvClaimed, Gen: gen, Won: won}
+	if err != nil {
+		r.log.Warn("claim failed, will retry", "generation", gen, "err", err)
+		ev = ft.Event{Kind: ft.EvClaimFailed, Gen: gen}
+	} else if !won {
+		r.log.Info("generation already claimed", "generation", gen, "by", cur.Host)
+	}
+	select {
+	case r.events <- ev:
+	case <-r.ctx.Done():
+	}
+}
+
+// halt stops the VM for good: it lost its generation, and emits nothing
+// more.
+func (r *runner) halt() {
+	if r.primary != nil {
+		r.primary.halt()
+	} else {
+		r.backup.halt()
+	}
+	r.end("halted", "lost the test-and-set")
+}
+
+// shutdown ends the runner: for good if stopped (ftvm stop), or because the
+// host goes down (then the peer takes over).
+func (r *runner) shutdown(reason string, stopped bool) {
+	r.mu.Lock()
+	ended := r.ended
+	r.mu.Unlock()
+	if (r.primary == nil && r.backup == nil) || ended {
+		<-r.done
+		return
+	}
+	r.log.Info("vm shutting down", "reason", reason)
+	if r.primary != nil {
+		r.primary.shutdown(reason, stopped)
+	} else {
+		r.backup.shutdown()
+	}
+	state := "stopped"
+	if !stopped {
+		state = "host down"
+	}
+	r.end(state, reason)
+	<-r.done
+}
+
+func (r *runner) waitVM() {
+	if r.primary != nil {
+		r.primary.wait()
+	} else if r.backup != nil {
+		r.backup.wait()
+	}
+}
+
+// writeStatus publishes the runner's status to shared storage.
+func (r *runner) writeStatus() {
+	r.mu.Lock()
+	st := storage.VMStatus{
+		VM: r.vm, Host: r.h.cfg.Name, Generation: r.curGen, Role: r.role.String(),
+		State: r.state, Detail: r.detail, Peer: r.peer, Updated: time.Now().UTC(),
+	}
+	r.mu.Unlock()
+	if r.primary != nil {
+		r.primary.fill(&st)
+	} else if r.backup != nil {
+		r.backup.fill(&st)
+	}
+	if st.Role == ft.Alone.String() || st.Role == ft.Halted.String() {
+		st.Peer = ""
+	}
+	_ = r.h.dir.PutStatus(st)
+	if r.primary != nil && st.Role == ft.Primary.String() && time.Since(r.lastLag) >= 5*time.Second {
+		r.lastLag = time.Now()
+		r.log.Info("lag", "entries", st.LagEntries, "bytes", st.LagBytes, "ms", st.LagMillis, "held_outputs", st.HeldOut, "backup_connected", st.Connected)
+	}
+}
+
+var (
+	roleAlone = ft.Alone
+	eventLive = ft.Event{Kind: ft.EvLive}
+)

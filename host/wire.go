@@ -1,0 +1,136 @@
+package host
+
+import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+
+	"ftvm/replog"
+)
+
+// Hello kinds: the first field of a connection's hello.
+const (
+	helloLog     = "log" // a backup dials its primary
+	helloControl = "ctl" // ftvm failpoint and friends
+)
+
+// logHello is what a backup says when it dials its primary's host.
+type logHello struct {
+	VM      string
+	Gen     uint64
+	Backup  string // the dialing host
+	HaveSeq uint64 // the last entry the backup already has
+}
+
+func (h logHello) marshal() []byte {
+	var e replog.Encoder
+	e.String(helloLog)
+	e.String(h.VM)
+	e.Uint(h.Gen)
+	e.String(h.Backup)
+	e.Uint(h.HaveSeq)
+	return e.B
+}
+
+// parseHello returns the hello's kind and, for a logging channel, its
+// fields.
+func parseHello(b []byte) (string, logHello, error) {
+	d := replog.NewDecoder(b)
+	kind := d.String()
+	if err := d.Err(); err != nil {
+		return "", logHello{}, fmt.Errorf("hello: %w", err)
+	}
+	switch kind {
+	case helloControl:
+		return kind, logHello{}, d.Finish()
+	case helloLog:
+		h := logHello{VM: d.String(), Gen: d.Uint(), Backup: d.String(), HaveSeq: d.Uint()}
+		if err := d.Finish(); err != nil {
+			return "", logHello{}, fmt.Errorf("hello: %w", err)
+		}
+		return kind, h, nil
+	}
+	return "", logHello{}, fmt.Errorf("hello: unknown kind %q", kind)
+}
+
+func controlHello() []byte {
+	var e replog.Encoder
+	e.String(helloControl)
+	return e.B
+}
+
+// A heartbeat is one UDP datagram:
+//
+//	"FTHB"   4 bytes
+//	epoch    uvarint   the sender's start time (Unix ns): a restart is newer
+//	counter  uvarint   increases with every heartbeat of this epoch
+//	vm       string    (uvarint length, bytes)
+//	gen      uvarint   the generation the sender serves in
+//	from     string    the sending host
+//	tag      16 bytes  HMAC-SHA256(key, "ftvm heartbeat\x00" ‖ all of the above)
+//
+// The tag makes heartbeats unforgeable; the (epoch, counter) pair, which a
+// receiver accepts only increasing per sender, makes a recorded one useless.
+type heartbeat struct {
+	Epoch, Counter uint64
+	VM             string
+	Gen            uint64
+	From           string
+}
+
+const (
+	hbMagic     = "FTHB"
+	hbLabel     = "ftvm heartbeat\x00"
+	hbTagSize   = 16
+	maxDatagram = 1024
+)
+
+var errHeartbeat = errors.New("bad heartbeat")
+
+func hbTag(key, body []byte) []byte {
+	m := hmac.New(sha256.New, key)
+	m.Write([]byte(hbLabel))
+	m.Write(body)
+	return m.Sum(nil)[:hbTagSize]
+}
+
+func (h heartbeat) marshal(key []byte) []byte {
+	var e replog.Encoder
+	e.B = append(e.B, hbMagic...)
+	e.Uint(h.Epoch)
+	e.Uint(h.Counter)
+	e.String(h.VM)
+	e.Uint(h.Gen)
+	e.String(h.From)
+	return append(e.B, hbTag(key, e.B)...)
+}
+
+func parseHeartbeat(key, b []byte) (heartbeat, error) {
+	if len(b) < len(hbMagic)+hbTagSize || string(b[:len(hbMagic)]) != hbMagic {
+		return heartbeat{}, fmt.Errorf("%w: not a heartbeat", errHeartbeat)
+	}
+	body, tag := b[:len(b)-hbTagSize], b[len(b)-hbTagSize:]
+	if !hmac.Equal(tag, hbTag(key, body)) {
+		return heartbeat{}, fmt.Errorf("%w: tag does not verify", errHeartbeat)
+	}
+	d := replog.NewDecoder(body[len(hbMagic):])
+	h := heartbeat{Epoch: d.Uint(), Counter: d.Uint(), VM: d.String(), Gen: d.Uint(), From: d.String()}
+	if err := d.Finish(); err != nil {
+		return heartbeat{}, fmt.Errorf("%w: %v", errHeartbeat, err)
+	}
+	return h, nil
+}
+
+// beatClock keeps, per sender, the newest (epoch, counter) seen, so a
+// heartbeat replayed by someone on the network is ignored.
+type beatClock map[string][2]uint64
+
+func (c beatClock) fresh(h heartbeat) bool {
+	last, ok := c[h.From]
+	if ok && (h.Epoch < last[0] || (h.Epoch == last[0] && h.Counter <= last[1])) {
+		return false
+	}
+	c[h.From] = [2]uint64{h.Epoch, h.Counter}
+	return true
+}

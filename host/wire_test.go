@@ -1,0 +1,124 @@
+package host
+
+import (
+	"bytes"
+	"errors"
+	"testing"
+)
+
+var testKey = bytes.Repeat([]byte{7}, 32)
+
+func TestHeartbeatRoundTripAndTamper(t *testing.T) {
+	hb := heartbeat{Epoch: 99, Counter: 3, VM: "counter", Gen: 2, From: "h1"}
+	b := hb.marshal(testKey)
+	got, err := parseHeartbeat(testKey, b)
+	if err != nil || got != hb {
+		t.Fatalf("round trip: %+v, %v", got, err)
+	}
+	for i := range b {
+		bad := bytes.Clone(b)
+		bad[i] ^= 0x20
+		if _, err := parseHeartbeat(testKey, bad); !errors.Is(err, errHeartbeat) {
+			t.Fatalf("byte %d flipped: accepted (%v)", i, err)
+		}
+	}
+	other := bytes.Repeat([]byte{8}, 32)
+	if _, err := parseHeartbeat(other, b); err == nil {
+		t.Fatal("heartbeat accepted under another key")
+	}
+	if _, err := parseHeartbeat(testKey, b[:len(b)-1]); err == nil {
+		t.Fatal("truncated heartbeat accepted")
+	}
+}
+
+func TestBeatClockRejectsReplays(t *testing.T) {
+	c := beatClock{}
+	hb := heartbeat{Epoch: 10, Counter: 5, From: "h1"}
+	if !c.fresh(hb) {
+		t.Fatal("first heartbeat refused")
+	}
+	if c.fresh(hb) {
+		t.Fatal("replayed heartbeat accepted")
+	}
+	hb.Counter = 4
+	if c.fresh(hb) {
+		t.Fatal("older heartbeat accepted")
+	}
+	hb.Epoch, hb.Counter = 11, 1 // the sender restarted
+	if !c.fresh(hb) {
+		t.Fatal("heartbeat of a restarted sender refused")
+	}
+	if !c.fresh(heartbeat{Epoch: 1, Counter: 1, From: "h2"}) {
+		t.Fatal("senders are not independent")
+	}
+}
+
+func TestHello(t *testing.T) {
+	h := logHello{VM: "vm", Gen: 3, Backup: "h2", HaveSeq: 17}
+	kind, got, err := parseHello(h.marshal())
+	if err != nil || kind != helloLog || got != h {
+		t.Fatalf("log hello: %q %+v %v", kind, got, err)
+	}
+	if kind, _, err := parseHello(controlHello()); err != nil || kind != helloControl {
+		t.Fatalf("control hello: %q %v", kind, err)
+	}
+	for _, bad := range [][]byte{nil, []byte("\x03xyz"), append(h.marshal(), 0), h.marshal()[:5]} {
+		if _, _, err := parseHello(bad); err == nil {
+			t.Errorf("hello %q accepted", bad)
+		}
+	}
+}
+
+func TestFailpoints(t *testing.T) {
+	var f Failpoints
+	var cut []string
+	f.onCut = func(p string) { cut = append(cut, p) }
+	if err := f.Set("cut=h2, cut-heartbeat=h3,storage=unreachable"); err != nil {
+		t.Fatal(err)
+	}
+	if !f.LogCut("h2") || !f.BeatCut("h2") || f.LogCut("h3") || !f.BeatCut("h3") || f.StorageReachable() {
+		t.Fatalf("failpoints %s", f.String())
+	}
+	if f.String() != "cut=h2,cut-heartbeat=h3,storage=unreachable" {
+		t.Fatalf("String() = %q", f.String())
+	}
+	if len(cut) != 1 || cut[0] != "h2" {
+		t.Fatalf("channels closed for %v", cut)
+	}
+	if err := f.Set(""); err != nil || f.LogCut("h2") || !f.StorageReachable() || f.String() != "" {
+		t.Fatalf("clear: %v %q", err, f.String())
+	}
+	for _, bad := range []string{"cut", "cut=", "explode=h1", "storage=maybe"} {
+		if err := f.Set(bad); err == nil {
+			t.Errorf("%q accepted", bad)
+		}
+	}
+}
+
+func FuzzParseHeartbeat(f *testing.F) {
+	f.Add(heartbeat{Epoch: 1, Counter: 2, VM: "v", Gen: 1, From: "h"}.marshal(testKey))
+	f.Add([]byte("FTHB"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		hb, err := parseHeartbeat(testKey, b)
+		if err != nil {
+			return
+		}
+		if !bytes.Equal(hb.marshal(testKey), b) {
+			t.Fatalf("accepted a heartbeat that does not re-encode to itself: %x", b)
+		}
+	})
+}
+
+func FuzzParseHello(f *testing.F) {
+	f.Add(logHello{VM: "vm", Gen: 1, Backup: "h2", HaveSeq: 3}.marshal())
+	f.Add(controlHello())
+	f.Fuzz(func(t *testing.T, b []byte) {
+		kind, h, err := parseHello(b)
+		if err != nil {
+			return
+		}
+		if kind == helloLog && !bytes.Equal(h.marshal(), b) {
+			t.Fatalf("log hello does not re-encode to itself: %x", b)
+		}
+	})
+}
