@@ -32,11 +32,17 @@ type cmdEnv struct {
 // package variable so there is no global mutable state.
 func commands() map[string]command {
 	return map[string]command{
-		"exec":     {"run a WASI guest alone", runExec},
-		"record":   {"run a guest and write its event log", runRecord},
-		"replay":   {"re-execute a guest from its event log", runReplay},
-		"log":      {"show an event log (log show [--stats] FILE)", runLog},
-		"spectest": {"run WebAssembly spec test suites (wast2json output)", runSpectest},
+		"exec":      {"run a WASI guest alone", runExec},
+		"run":       {"run a guest under FT on two local host processes (the embedded default)", runRun},
+		"host":      {"run a host daemon", runHost},
+		"start":     {"start a fault-tolerant VM on two hosts", runStart},
+		"stop":      {"stop a fault-tolerant VM", runStop},
+		"status":    {"show hosts and VMs", runStatus},
+		"failpoint": {"show or set a running host's failpoints (tests)", runFailpoint},
+		"record":    {"run a guest and write its event log", runRecord},
+		"replay":    {"re-execute a guest from its event log", runReplay},
+		"log":       {"show an event log (log show [--stats] FILE)", runLog},
+		"spectest":  {"run WebAssembly spec test suites (wast2json output)", runSpectest},
 	}
 }
 

@@ -1,0 +1,361 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"runtime/pprof"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"ftvm/ft"
+	"ftvm/host"
+	"ftvm/storage"
+	"ftvm/wasm"
+)
+
+// hostFlags are the tuning flags of ftvm host and ftvm run.
+type hostFlags struct {
+	heartbeat, timeout, claimRetry, lagBound time.Duration
+	logLevel                                 string
+}
+
+func (f *hostFlags) register(fs *flag.FlagSet) {
+	fs.DurationVar(&f.heartbeat, "heartbeat", ft.DefaultHeartbeatInterval, "interval between UDP heartbeats")
+	fs.DurationVar(&f.timeout, "timeout", ft.DefaultFailureTimeout, "silence (no heartbeat, no log traffic) after which the peer has failed")
+	fs.DurationVar(&f.claimRetry, "claim-retry", ft.DefaultClaimRetry, "retry interval of a claim whose outcome is unknown")
+	fs.DurationVar(&f.lagBound, "lag-bound", host.DefaultLagBound, "how far a primary's guest may run ahead of its backup's replay")
+	fs.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+}
+
+func (f *hostFlags) args() []string {
+	return []string{
+		"--heartbeat", f.heartbeat.String(), "--timeout", f.timeout.String(),
+		"--claim-retry", f.claimRetry.String(), "--lag-bound", f.lagBound.String(),
+		"--log-level", f.logLevel,
+	}
+}
+
+func runHost(ctx context.Context, env *cmdEnv, args []string) int {
+	fs := flag.NewFlagSet("host", flag.ContinueOnError)
+	fs.SetOutput(env.stderr)
+	shared := fs.String("shared", "", "shared storage `DIR` (required)")
+	name := fs.String("name", "", "this host's `NAME` in the cluster (required)")
+	addr := fs.String("addr", "127.0.0.1:0", "TCP `HOST:PORT` of the logging channel and control port (UDP heartbeats use the same)")
+	var hf hostFlags
+	hf.register(fs)
+	fs.Usage = usageFunc(fs, env.stderr, "host --shared DIR --name NAME [flags]",
+		"Runs a host daemon: it registers in shared storage, runs the VMs placed on it as primary or\n"+
+			"backup, and takes over when a peer fails. Guest output goes to stdout; events to stderr.\n"+
+			"Failpoints for tests: "+host.EnvFailpoints+"=SPEC or 'ftvm failpoint'.")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if *shared == "" || *name == "" || fs.NArg() != 0 {
+		fs.Usage()
+		return 2
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(hf.logLevel)); err != nil {
+		fmt.Fprintf(env.stderr, "ftvm host: --log-level: %v\n", err)
+		return 2
+	}
+	logger := slog.New(slog.NewTextHandler(env.stderr, &slog.HandlerOptions{Level: level}))
+	h, err := host.New(host.Config{
+		Shared: *shared, Name: *name, Addr: *addr,
+		Node:       ft.Config{HeartbeatInterval: hf.heartbeat, FailureTimeout: hf.timeout, ClaimRetry: hf.claimRetry},
+		LagBound:   hf.lagBound,
+		Failpoints: os.Getenv(host.EnvFailpoints),
+		Stdout:     env.stdout, Stderr: env.stderr, Logger: logger,
+	})
+	if err != nil {
+		fmt.Fprintf(env.stderr, "ftvm host: %v\n", err)
+		return 1
+	}
+	if path := os.Getenv("FTVM_CPUPROFILE"); path != "" {
+		// For performance work: a CPU profile of the whole host, written
+		// when it shuts down.
+		f, err := os.Create(path)
+		if err != nil {
+			fmt.Fprintf(env.stderr, "ftvm host: FTVM_CPUPROFILE: %v\n", err)
+			return 1
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			fmt.Fprintf(env.stderr, "ftvm host: FTVM_CPUPROFILE: %v\n", err)
+			return 1
+		}
+		defer func() { pprof.StopCPUProfile(); f.Close() }()
+	}
+	if err := h.Run(ctx); err != nil {
+		fmt.Fprintf(env.stderr, "ftvm host: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+// vmFlags are the flags of ftvm start and ftvm run that describe a VM.
+type vmFlags struct {
+	listen, env listFlag
+	disk        bool
+}
+
+func (f *vmFlags) register(fs *flag.FlagSet) {
+	fs.Var(&f.listen, "listen", "serve a TCP listener on `ADDR` (repeatable; a fixed port, which the backup takes over)")
+	fs.Var(&f.env, "env", "set guest environment variable `K=V` (repeatable)")
+	fs.BoolVar(&f.disk, "disk", false, "give the guest its virtual disk (in shared storage) as /disk")
+}
+
+func (f *vmFlags) spec(name, guest string, args []string) (storage.VMSpec, []byte, error) {
+	mod, err := os.ReadFile(guest)
+	if err != nil {
+		return storage.VMSpec{}, nil, err
+	}
+	if _, err := wasm.Compile(mod, wasm.Config{}); err != nil {
+		return storage.VMSpec{}, nil, fmt.Errorf("%s: %w", guest, err)
+	}
+	for _, kv := range f.env {
+		if !strings.Contains(kv, "=") {
+			return storage.VMSpec{}, nil, fmt.Errorf("--env %q: want K=V", kv)
+		}
+	}
+	return storage.VMSpec{
+		Name: name, Args: append([]string{filepath.Base(guest)}, args...),
+		Env: f.env, Listeners: f.listen, Disk: f.disk,
+	}, mod, nil
+}
+
+func runStart(ctx context.Context, env *cmdEnv, args []string) int {
+	fs := flag.NewFlagSet("start", flag.ContinueOnError)
+	fs.SetOutput(env.stderr)
+	shared := fs.String("shared", "", "shared storage `DIR` (required)")
+	name := fs.String("name", "", "the VM's `NAME` (required)")
+	primary := fs.String("primary", "", "place the primary on `HOST` (default: least loaded)")
+	backup := fs.String("backup", "", "place the backup on `HOST` (default: least loaded)")
+	wait := fs.Duration("wait", 10*time.Second, "how long to wait for the pair to come up (0: do not wait)")
+	var vf vmFlags
+	vf.register(fs)
+	fs.Usage = usageFunc(fs, env.stderr, "start --shared DIR --name VM [flags] GUEST.wasm [ARGS...]",
+		"Starts a fault-tolerant VM: its primary and backup on two different live hosts.")
+	guest, gargs, err := parseGuestCommand(fs, args)
+	if err != nil {
+		return 2
+	}
+	if *shared == "" || *name == "" {
+		fs.Usage()
+		return 2
+	}
+	dir, err := storage.Open(*shared)
+	if err != nil {
+		fmt.Fprintf(env.stderr, "ftvm start: %v\n", err)
+		return 1
+	}
+	spec, mod, err := vf.spec(*name, guest, gargs)
+	if err != nil {
+		fmt.Fprintf(env.stderr, "ftvm start: %v\n", err)
+		return 1
+	}
+	spec.Primary, spec.Backup = *primary, *backup
+	if err := startAndWait(ctx, env.stdout, dir, spec, mod, *wait); err != nil {
+		fmt.Fprintf(env.stderr, "ftvm start: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+// startAndWait starts a VM and waits until its backup is connected.
+func startAndWait(ctx context.Context, w io.Writer, dir *storage.Dir, spec storage.VMSpec, mod []byte, wait time.Duration) error {
+	spec, owner, err := host.StartVM(dir, spec, mod, time.Now())
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(w, "vm %s: generation %d, primary %s, backup %s\n", spec.Name, owner.Generation, spec.Primary, spec.Backup)
+	if wait <= 0 {
+		return nil
+	}
+	deadline := time.Now().Add(wait)
+	for time.Now().Before(deadline) {
+		sts, err := dir.Statuses(spec.Name)
+		if err == nil {
+			for _, st := range sts {
+				if st.Host == spec.Primary && st.Generation == owner.Generation && st.Updated.After(owner.Time) {
+					if st.State == "failed" {
+						return fmt.Errorf("vm %s failed on %s: %s", spec.Name, st.Host, st.Detail)
+					}
+					if st.Connected {
+						fmt.Fprintf(w, "vm %s: running, backup connected\n", spec.Name)
+						return nil
+					}
+				}
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	return fmt.Errorf("vm %s: the pair did not come up within %v (see ftvm status)", spec.Name, wait)
+}
+
+func runStop(ctx context.Context, env *cmdEnv, args []string) int {
+	fs := flag.NewFlagSet("stop", flag.ContinueOnError)
+	fs.SetOutput(env.stderr)
+	shared := fs.String("shared", "", "shared storage `DIR` (required)")
+	name := fs.String("name", "", "the VM's `NAME` (required)")
+	fs.Usage = usageFunc(fs, env.stderr, "stop --shared DIR --name VM", "Stops a VM on both its hosts.")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if *shared == "" || *name == "" {
+		fs.Usage()
+		return 2
+	}
+	dir, err := storage.Open(*shared)
+	if err == nil {
+		err = host.StopVM(dir, *name)
+	}
+	if err != nil {
+		fmt.Fprintf(env.stderr, "ftvm stop: %v\n", err)
+		return 1
+	}
+	fmt.Fprintf(env.stdout, "vm %s: stopping\n", *name)
+	return 0
+}
+
+// clusterStatus is ftvm status --json.
+type clusterStatus struct {
+	Hosts []host.HostState `json:"hosts"`
+	VMs   []host.VMState   `json:"vms"`
+}
+
+func runStatus(ctx context.Context, env *cmdEnv, args []string) int {
+	fs := flag.NewFlagSet("status", flag.ContinueOnError)
+	fs.SetOutput(env.stderr)
+	shared := fs.String("shared", "", "shared storage `DIR` (required)")
+	asJSON := fs.Bool("json", false, "print JSON")
+	fs.Usage = usageFunc(fs, env.stderr, "status --shared DIR [--json]", "Shows the hosts and the VMs.")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if *shared == "" {
+		fs.Usage()
+		return 2
+	}
+	st, err := readStatus(*shared)
+	if err != nil {
+		fmt.Fprintf(env.stderr, "ftvm status: %v\n", err)
+		return 1
+	}
+	if *asJSON {
+		enc := json.NewEncoder(env.stdout)
+		enc.SetIndent("", "  ")
+		_ = enc.Encode(st)
+		return 0
+	}
+	printStatus(env.stdout, st, time.Now())
+	return 0
+}
+
+func readStatus(shared string) (clusterStatus, error) {
+	if _, err := os.Stat(shared); err != nil {
+		return clusterStatus{}, err
+	}
+	dir, err := storage.Open(shared)
+	if err != nil {
+		return clusterStatus{}, err
+	}
+	now := time.Now()
+	var st clusterStatus
+	if st.Hosts, err = host.Hosts(dir, now); err != nil {
+		return st, err
+	}
+	st.VMs, err = host.VMs(dir, now)
+	return st, err
+}
+
+func printStatus(w io.Writer, st clusterStatus, now time.Time) {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "HOST\tADDRESS\tPID\tALIVE\tSEEN")
+	for _, h := range st.Hosts {
+		alive := "no"
+		if h.Alive {
+			alive = "yes"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s ago\n", h.Name, h.Addr, h.PID, alive, now.Sub(h.Seen).Round(100*time.Millisecond))
+	}
+	fmt.Fprintln(tw)
+	fmt.Fprintln(tw, "VM\tGEN\tPRIMARY\tBACKUP\tSTATE\tLAG\tHELD")
+	for _, v := range st.VMs {
+		backup := v.Backup
+		if backup == "" {
+			backup = "-"
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%d entries, %d B, %.1f ms\t%d outputs, %d B\n",
+			v.Name, v.Generation, v.Primary, backup, v.State, v.LagEntries, v.LagBytes, v.LagMillis, v.HeldOut, v.HeldBytes)
+	}
+	tw.Flush()
+}
+
+func runFailpoint(ctx context.Context, env *cmdEnv, args []string) int {
+	fs := flag.NewFlagSet("failpoint", flag.ContinueOnError)
+	fs.SetOutput(env.stderr)
+	shared := fs.String("shared", "", "shared storage `DIR` (required)")
+	hostName := fs.String("host", "", "the host `NAME` (required)")
+	fs.Usage = usageFunc(fs, env.stderr, "failpoint --shared DIR --host NAME [SPEC]",
+		"Shows, or with SPEC replaces, a running host's failpoints (fault injection for tests).\n"+
+			"SPEC is a comma-separated list of cut=PEER, cut-log=PEER, cut-heartbeat=PEER,\n"+
+			"storage=unreachable; an empty SPEC (\"\") clears them.")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if *shared == "" || *hostName == "" || fs.NArg() > 1 {
+		fs.Usage()
+		return 2
+	}
+	fail := func(err error) int {
+		fmt.Fprintf(env.stderr, "ftvm failpoint: %v\n", err)
+		return 1
+	}
+	dir, err := storage.Open(*shared)
+	if err != nil {
+		return fail(err)
+	}
+	key, err := dir.ClusterKey()
+	if err != nil {
+		return fail(err)
+	}
+	hs, err := dir.Hosts()
+	if err != nil {
+		return fail(err)
+	}
+	addr := ""
+	for _, h := range hs {
+		if h.Name == *hostName {
+			addr = h.Addr
+		}
+	}
+	if addr == "" {
+		return fail(fmt.Errorf("no host %q in the registry", *hostName))
+	}
+	op, spec := "get", ""
+	if fs.NArg() == 1 {
+		op, spec = "failpoints", fs.Arg(0)
+	}
+	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	got, err := host.Control(cctx, addr, key, op, spec)
+	if err != nil {
+		return fail(err)
+	}
+	if got == "" {
+		got = "(none)"
+	}
+	fmt.Fprintf(env.stdout, "%s: %s\n", *hostName, got)
+	return 0
+}

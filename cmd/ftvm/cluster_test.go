@@ -1,0 +1,220 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// lockedBuffer is a bytes.Buffer safe for a command's goroutines.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// hostInProcess runs `ftvm host` in this process until the test ends.
+func hostInProcess(t *testing.T, shared, name string) *lockedBuffer {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	logs := &lockedBuffer{}
+	done := make(chan int)
+	go func() {
+		done <- run(ctx, &cmdEnv{stdin: strings.NewReader(""), stdout: logs, stderr: logs}, []string{"host", "--shared", shared, "--name", name})
+	}()
+	t.Cleanup(func() {
+		cancel()
+		if code := <-done; code != 0 {
+			t.Errorf("host %s exited %d:\n%s", name, code, logs.String())
+		}
+	})
+	return logs
+}
+
+func freePort(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+func counterRequest(t *testing.T, addr, req string) string {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		c, err := net.DialTimeout("tcp", addr, time.Second)
+		if err == nil {
+			c.SetDeadline(time.Now().Add(5 * time.Second))
+			fmt.Fprintf(c, "%s\n", req)
+			line, err := bufio.NewReader(c).ReadString('\n')
+			c.Close()
+			if err == nil {
+				return strings.TrimSpace(line)
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: %v", addr, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestStartStatusStopFailpointCLI(t *testing.T) {
+	shared := t.TempDir()
+	hostInProcess(t, shared, "a")
+	hostInProcess(t, shared, "b")
+	g := guestFile(t, "ft-counter")
+	addr := freePort(t)
+	// Wait for both hosts to register.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		_, out, _ := ftvm(t, "", "status", "--shared", shared)
+		if strings.Contains(out, "\na ") && strings.Contains(out, "\nb ") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("hosts did not register:\n%s", out)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if code, _, errs := ftvm(t, "", "start", "--shared", shared, "--name", "c", "--listen", "127.0.0.1:0", g); code != 1 || !strings.Contains(errs, "fixed port") {
+		t.Fatalf("start with port 0: status %d, %s", code, errs)
+	}
+	code, out, errs := ftvm(t, "", "start", "--shared", shared, "--name", "c", "--listen", addr, g)
+	if code != 0 || !strings.Contains(out, "backup connected") {
+		t.Fatalf("start: status %d\n%s%s", code, out, errs)
+	}
+	if code, _, errs := ftvm(t, "", "start", "--shared", shared, "--name", "c", "--listen", addr, g); code != 1 || !strings.Contains(errs, "running") {
+		t.Fatalf("second start: status %d, %s", code, errs)
+	}
+	if got := counterRequest(t, addr, "inc"); got != "1" {
+		t.Fatalf("inc: %q", got)
+	}
+	_, out, _ = ftvm(t, "", "status", "--shared", shared, "--json")
+	var st clusterStatus
+	if err := json.Unmarshal([]byte(out), &st); err != nil {
+		t.Fatalf("status --json: %v\n%s", err, out)
+	}
+	if len(st.Hosts) != 2 || len(st.VMs) != 1 || st.VMs[0].Generation != 1 || st.VMs[0].Primary == st.VMs[0].Backup || st.VMs[0].Backup == "" {
+		t.Fatalf("status: %+v", st)
+	}
+	primary := st.VMs[0].Primary
+	code, out, _ = ftvm(t, "", "failpoint", "--shared", shared, "--host", primary, "cut-heartbeat=nobody")
+	if code != 0 || !strings.Contains(out, "cut-heartbeat=nobody") {
+		t.Fatalf("failpoint: %d %s", code, out)
+	}
+	if code, _, errs := ftvm(t, "", "failpoint", "--shared", shared, "--host", primary, "bogus=1"); code != 1 || !strings.Contains(errs, "unknown") {
+		t.Fatalf("bad failpoint: %d %s", code, errs)
+	}
+	if code, out, _ := ftvm(t, "", "failpoint", "--shared", shared, "--host", primary, ""); code != 0 || !strings.Contains(out, "(none)") {
+		t.Fatalf("clear failpoints: %d %s", code, out)
+	}
+	if code, _, errs := ftvm(t, "", "stop", "--shared", shared, "--name", "c"); code != 0 {
+		t.Fatalf("stop: %d %s", code, errs)
+	}
+	deadline = time.Now().Add(10 * time.Second)
+	for {
+		_, out, _ = ftvm(t, "", "status", "--shared", shared)
+		c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
+		if err == nil {
+			c.Close()
+		}
+		if strings.Contains(out, "stopped") && err != nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("vm did not stop (listener up: %v):\n%s", err == nil, out)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	// Stopped, it may start again (a new generation, a fresh guest).
+	code, out, errs = ftvm(t, "", "start", "--shared", shared, "--name", "c", "--listen", addr, g)
+	if code != 0 || !strings.Contains(out, "generation 2") {
+		t.Fatalf("restart: status %d\n%s%s", code, out, errs)
+	}
+	if got := counterRequest(t, addr, "get"); got != "0" {
+		t.Fatalf("get after restart: %q", got)
+	}
+	ftvm(t, "", "stop", "--shared", shared, "--name", "c")
+}
+
+// TestRunEmbeddedDefault runs the README's main command as a real process:
+// two host processes, the guest under FT, events printed, and Ctrl-C
+// (SIGINT) stopping everything.
+func TestRunEmbeddedDefault(t *testing.T) {
+	bin := filepath.Join(t.TempDir(), "ftvm")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	g := guestFile(t, "ft-counter")
+	work := t.TempDir()
+	addr := freePort(t)
+	cmd := exec.Command(bin, "run", "--listen", addr, g)
+	cmd.Dir = work
+	var out lockedBuffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	if got := counterRequest(t, addr, "inc"); got != "1" {
+		t.Fatalf("inc: %q\n%s", got, out.String())
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(out.String(), "Ctrl-C stops everything") {
+		if time.Now().After(deadline) {
+			t.Fatalf("no pairing event:\n%s", out.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if _, err := os.Stat(filepath.Join(work, "ftvm-data", "vms", "ft-counter", "module.wasm")); err != nil {
+		t.Fatalf("shared storage not in ./ftvm-data: %v", err)
+	}
+	cmd.Process.Signal(syscall.SIGINT)
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("ftvm run: %v\n%s", err, out.String())
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatalf("ftvm run did not stop on SIGINT:\n%s", out.String())
+	}
+	for _, want := range []string{"vm started", "role=primary", "role=backup", "stopping vm", "host down"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("output lacks %q:\n%s", want, out.String())
+		}
+	}
+	if c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond); err == nil {
+		c.Close()
+		t.Error("the guest still listens after ftvm run stopped")
+	}
+	_ = io.Discard
+}
