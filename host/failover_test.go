@@ -153,9 +153,10 @@ func TestLinkCut(t *testing.T) {
 			if st := c.status("counter", loser); st.State != "halted" {
 				t.Fatalf("loser %s is %q", loser, st.State)
 			}
-			if st := c.status("counter", o.Host); st.State != "running" || st.Role != "alone" {
-				t.Fatalf("winner %s: %+v", o.Host, st)
-			}
+			c.waitFor(10*time.Second, "the winner runs alone", func() bool {
+				st := c.status("counter", o.Host)
+				return st.State == "running" && st.Role == "alone"
+			})
 			l.waitReplies(t, 20, 30*time.Second)
 			seen, _ := l.finish()
 			checkCounter(t, seen, get(t, addr, 10*time.Second))
