@@ -184,7 +184,7 @@ func TestGoLiveAtRandomPoints(t *testing.T) {
 	}{
 		{"wasi-journal", []string{"wasi-journal", "/data", "/other", "150"}, []string{"/data", "/other"}, 6, checkJournal},
 		// wasi-fs exercises every file-system call, but is slow to run.
-		{"wasi-fs", []string{"wasi-fs", "fs", "/data"}, []string{"/data"}, 3, nil},
+		{"wasi-fs", []string{"wasi-fs", "fs", "/data"}, []string{"/data"}, 1, nil},
 	} {
 		t.Run(c.guest, func(t *testing.T) {
 			cm := compile(t, c.guest)
