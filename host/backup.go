@@ -202,6 +202,10 @@ func (b *backupSide) session(addr string) {
 			if reason == byeStopped {
 				r.log.Info("primary stopped the vm")
 				go r.shutdown("stopped by the primary", true)
+			} else if first {
+				// Refused before it came up: typically the primary's host
+				// has not started the VM yet.
+				r.log.Debug("primary refused the logging channel", "reason", reason)
 			} else {
 				r.log.Info("primary closed the logging channel", "reason", reason)
 			}

@@ -2,6 +2,7 @@ package host
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"sync"
 	"time"
@@ -33,13 +34,15 @@ type runner struct {
 	primary *primarySide
 	backup  *backupSide
 
-	mu      sync.Mutex
-	role    ft.Role
-	curGen  uint64
-	state   string
-	detail  string
-	ended   bool // the VM has ended (exited, halted, stopped, failed)
-	lastLag time.Time
+	mu       sync.Mutex
+	role     ft.Role
+	curGen   uint64
+	state    string
+	detail   string
+	ended    bool // the VM has ended (exited, halted, stopped, failed)
+	stopping bool // shutdown has begun
+	lastLag  time.Time
+	lagLine  string // the last lag event logged
 }
 
 // Event shorthands for the paths that cannot block.
@@ -222,9 +225,13 @@ func (r *runner) halt() {
 // host goes down (then the peer takes over).
 func (r *runner) shutdown(reason string, stopped bool) {
 	r.mu.Lock()
-	ended := r.ended
+	busy := r.ended || r.stopping
+	r.stopping = true
 	r.mu.Unlock()
-	if (r.primary == nil && r.backup == nil) || ended {
+	if r.primary == nil && r.backup == nil {
+		return
+	}
+	if busy {
 		<-r.done
 		return
 	}
@@ -267,9 +274,13 @@ func (r *runner) writeStatus() {
 		st.Peer = ""
 	}
 	_ = r.h.dir.PutStatus(st)
+	// A lag event every 5 s while it changes (so an idle pair is quiet).
 	if r.primary != nil && st.Role == ft.Primary.String() && time.Since(r.lastLag) >= 5*time.Second {
-		r.lastLag = time.Now()
-		r.log.Info("lag", "entries", st.LagEntries, "bytes", st.LagBytes, "ms", st.LagMillis, "held_outputs", st.HeldOut, "backup_connected", st.Connected)
+		line := fmt.Sprintf("%d/%d/%.0f/%d/%v", st.LagEntries, st.LagBytes, st.LagMillis, st.HeldOut, st.Connected)
+		if line != r.lagLine {
+			r.lastLag, r.lagLine = time.Now(), line
+			r.log.Info("lag", "entries", st.LagEntries, "bytes", st.LagBytes, "ms", st.LagMillis, "held_outputs", st.HeldOut, "backup_connected", st.Connected, "log_bytes", st.LogBytes)
+		}
 	}
 }
 

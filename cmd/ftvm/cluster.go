@@ -116,8 +116,13 @@ func (f *vmFlags) spec(name, guest string, args []string) (storage.VMSpec, []byt
 	if err != nil {
 		return storage.VMSpec{}, nil, err
 	}
+	return f.specOf(name, filepath.Base(guest), mod, args)
+}
+
+// specOf checks a module and describes the VM running it.
+func (f *vmFlags) specOf(name, argv0 string, mod []byte, args []string) (storage.VMSpec, []byte, error) {
 	if _, err := wasm.Compile(mod, wasm.Config{}); err != nil {
-		return storage.VMSpec{}, nil, fmt.Errorf("%s: %w", guest, err)
+		return storage.VMSpec{}, nil, fmt.Errorf("%s: %w", argv0, err)
 	}
 	for _, kv := range f.env {
 		if !strings.Contains(kv, "=") {
@@ -125,7 +130,7 @@ func (f *vmFlags) spec(name, guest string, args []string) (storage.VMSpec, []byt
 		}
 	}
 	return storage.VMSpec{
-		Name: name, Args: append([]string{filepath.Base(guest)}, args...),
+		Name: name, Args: append([]string{argv0}, args...),
 		Env: f.env, Listeners: f.listen, Disk: f.disk,
 	}, mod, nil
 }

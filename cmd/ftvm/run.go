@@ -14,9 +14,13 @@ import (
 	"syscall"
 	"time"
 
+	"ftvm/cmd/ftvm/defaultguest"
 	"ftvm/host"
 	"ftvm/storage"
 )
+
+// defaultListen is the embedded default guest's address.
+const defaultListen = "127.0.0.1:7000"
 
 // runHosts are the names of the two host processes ftvm run starts.
 var runHosts = [2]string{"h1", "h2"}
@@ -30,23 +34,40 @@ func runRun(ctx context.Context, env *cmdEnv, args []string) int {
 	vf.register(fs)
 	var hf hostFlags
 	hf.register(fs)
-	fs.Usage = usageFunc(fs, env.stderr, "run [flags] GUEST.wasm [ARGS...]",
+	var err error
+	fs.Usage = usageFunc(fs, env.stderr, "run [flags] [GUEST.wasm [ARGS...]]",
 		"Runs a guest under fault tolerance on this machine: starts two host processes (h1 and h2)\n"+
 			"sharing storage in a local directory, places the primary on h1 and the backup on h2, and\n"+
 			"prints every event until Ctrl-C, which stops the VM and the hosts. Kill a host (kill -9 PID)\n"+
-			"to watch the other take over.")
-	guest, gargs, err := parseGuestCommand(fs, args)
-	if err != nil {
+			"to watch the other take over.\n\n"+
+			"Without a guest it runs the embedded default: a TCP counter server (one line in, the new\n"+
+			"count out; \"get\" reads it) on "+defaultListen+" (or --listen), persisting its count to\n"+
+			"its virtual disk.")
+	if err := fs.Parse(args); err != nil {
 		return 2
 	}
 	fail := func(err error) int {
 		fmt.Fprintf(env.stderr, "ftvm run: %v\n", err)
 		return 1
 	}
-	if *name == "" {
-		*name = strings.TrimSuffix(filepath.Base(guest), ".wasm")
+	var spec storage.VMSpec
+	var mod []byte
+	if fs.NArg() == 0 {
+		if *name == "" {
+			*name = defaultguest.Name
+		}
+		if len(vf.listen) == 0 {
+			vf.listen = listFlag{defaultListen}
+		}
+		vf.disk = true
+		spec, mod, err = vf.specOf(*name, defaultguest.Name, defaultguest.Counter(), []string{"-file", "/disk/counter"})
+	} else {
+		guest := fs.Arg(0)
+		if *name == "" {
+			*name = strings.TrimSuffix(filepath.Base(guest), ".wasm")
+		}
+		spec, mod, err = vf.spec(*name, guest, fs.Args()[1:])
 	}
-	spec, mod, err := vf.spec(*name, guest, gargs)
 	if err != nil {
 		return fail(err)
 	}
