@@ -19,9 +19,9 @@ import (
 type logBuffer struct {
 	mu      sync.Mutex
 	changed chan struct{} // closed and replaced when a waiter needs news
-	// Who waits on changed: for anything (acks, progress, entries), or
-	// for entries only (a sender holding back a progress report).
-	waitAny, waitEntries bool
+	// Who waits on changed: for anything, or for anything but progress (a
+	// sender already holding back a progress report).
+	waitAny, waitNoProgress bool
 
 	entries []replog.Entry // appended and not yet acknowledged, in order
 	bytes   uint64         // the encoded size of entries
@@ -42,12 +42,13 @@ type sample struct {
 
 func newLogBuffer() *logBuffer { return &logBuffer{changed: make(chan struct{})} }
 
-// notifyLocked wakes the waiters; entry says the change is a new entry.
-func (b *logBuffer) notifyLocked(entry bool) {
-	if b.waitAny || (entry && b.waitEntries) {
+// notifyLocked wakes the waiters; progress says the change is progress
+// alone.
+func (b *logBuffer) notifyLocked(progress bool) {
+	if b.waitAny || (!progress && b.waitNoProgress) {
 		close(b.changed)
 		b.changed = make(chan struct{})
-		b.waitAny, b.waitEntries = false, false
+		b.waitAny, b.waitNoProgress = false, false
 	}
 }
 
@@ -56,6 +57,10 @@ func (b *logBuffer) notifyLocked(entry bool) {
 // does not cost a frame each: the backup needs it only to run past calls
 // that have no entry, and an entry reports the progress before it anyway.
 const progressDelay = time.Millisecond
+
+// maxHold bounds how long new entries wait behind a batch the backup has
+// not acknowledged yet.
+const maxHold = 500 * time.Microsecond
 
 // Append implements vmm.Sink.
 func (b *logBuffer) Append(e replog.Entry) error {
@@ -76,7 +81,7 @@ func (b *logBuffer) Append(e replog.Entry) error {
 	e.Data = append([]byte(nil), e.Data...)
 	b.entries = append(b.entries, e)
 	b.bytes += uint64(replog.EntrySize(e))
-	b.notifyLocked(true)
+	b.notifyLocked(false)
 	return nil
 }
 
@@ -91,7 +96,7 @@ func (b *logBuffer) Progress(pos uint64) {
 			b.mu.Unlock()
 			return
 		}
-		b.notifyLocked(false)
+		b.notifyLocked(true)
 		if n := len(b.samples); n == 0 || now.Sub(b.samples[n-1].at) >= time.Millisecond {
 			b.samples = append(b.samples, sample{pos, now})
 		} else {
@@ -190,7 +195,8 @@ const maxBatchBytes = 1 << 20
 // batch to send; ok is false once the buffer is closed or ctx is done. An
 // error means the backup asked for entries the buffer no longer has.
 func (b *logBuffer) next(ctx context.Context, seq, pos uint64) (replog.Batch, bool, error) {
-	var due time.Time // when progress alone is reported
+	var due time.Time  // when progress alone is reported
+	var hold time.Time // when entries held behind an unacknowledged batch go
 	for {
 		b.mu.Lock()
 		if b.closed || b.alone {
@@ -201,21 +207,33 @@ func (b *logBuffer) next(ctx context.Context, seq, pos uint64) (replog.Batch, bo
 		if b.pos > pos && due.IsZero() {
 			due = now.Add(progressDelay)
 		}
-		if b.last > seq || (!due.IsZero() && !now.Before(due)) {
+		if b.last > seq && hold.IsZero() {
+			hold = now.Add(maxHold)
+		}
+		// New entries go at once when the backup has acknowledged all
+		// that was sent; otherwise they wait for that ack (or maxHold),
+		// so that under load one batch and one ack carry many entries.
+		send := b.last > seq && (b.acked >= seq || !now.Before(hold))
+		if send || (!due.IsZero() && !now.Before(due)) {
 			batch, err := b.batchLocked(seq)
 			b.mu.Unlock()
 			return batch, err == nil, err
 		}
-		b.waitEntries = true
 		if due.IsZero() {
 			b.waitAny = true
+		} else {
+			b.waitNoProgress = true
 		}
 		ch := b.changed
 		b.mu.Unlock()
+		wake := due
+		if !hold.IsZero() && (wake.IsZero() || hold.Before(wake)) {
+			wake = hold
+		}
 		var timer *time.Timer
 		var fire <-chan time.Time
-		if !due.IsZero() {
-			timer = time.NewTimer(due.Sub(now))
+		if !wake.IsZero() {
+			timer = time.NewTimer(wake.Sub(now))
 			fire = timer.C
 		}
 		select {

@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"runtime/pprof"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -77,20 +76,6 @@ func runHost(ctx context.Context, env *cmdEnv, args []string) int {
 	if err != nil {
 		fmt.Fprintf(env.stderr, "ftvm host: %v\n", err)
 		return 1
-	}
-	if path := os.Getenv("FTVM_CPUPROFILE"); path != "" {
-		// For performance work: a CPU profile of the whole host, written
-		// when it shuts down.
-		f, err := os.Create(path)
-		if err != nil {
-			fmt.Fprintf(env.stderr, "ftvm host: FTVM_CPUPROFILE: %v\n", err)
-			return 1
-		}
-		if err := pprof.StartCPUProfile(f); err != nil {
-			fmt.Fprintf(env.stderr, "ftvm host: FTVM_CPUPROFILE: %v\n", err)
-			return 1
-		}
-		defer func() { pprof.StopCPUProfile(); f.Close() }()
 	}
 	if err := h.Run(ctx); err != nil {
 		fmt.Fprintf(env.stderr, "ftvm host: %v\n", err)

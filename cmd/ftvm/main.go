@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"sort"
 	"syscall"
 )
@@ -83,6 +84,18 @@ func run(ctx context.Context, env *cmdEnv, args []string) int {
 		fmt.Fprintf(env.stderr, "ftvm: unknown command %q\n\n", args[0])
 		usage(env.stderr)
 		return 2
+	}
+	if path := os.Getenv("FTVM_CPUPROFILE"); path != "" {
+		// For performance work: a CPU profile of the whole command.
+		f, err := os.Create(path)
+		if err == nil {
+			err = pprof.StartCPUProfile(f)
+		}
+		if err != nil {
+			fmt.Fprintf(env.stderr, "ftvm: FTVM_CPUPROFILE: %v\n", err)
+			return 1
+		}
+		defer func() { pprof.StopCPUProfile(); f.Close() }()
 	}
 	return c.run(ctx, env, args[1:])
 }
