@@ -71,7 +71,6 @@ func (r *runner) startBackup(cm *wasm.CompiledModule) error {
 // stopped and runs on as the only copy.
 func (b *backupSide) run() {
 	defer close(b.vmDone)
-	lowerVMThread()
 	r := b.r
 	var liveStart time.Time
 	for {

@@ -112,11 +112,17 @@ func drive(b *testing.B, addr string, clients int) int {
 //
 //	go test ./host -run '^$' -bench BenchmarkFailover -benchtime 10x
 func BenchmarkFailover(b *testing.B) {
+	b.Run("default", func(b *testing.B) { benchFailover(b) })
+	// A failure timeout for a quiet LAN: 20 ms heartbeats, 200 ms.
+	b.Run("timeout-200ms", func(b *testing.B) { benchFailover(b, "--heartbeat", "20ms", "--timeout", "200ms") })
+}
+
+func benchFailover(b *testing.B, hostArgs ...string) {
 	guest := counterGuest(b)
 	var total, detect, live []time.Duration
 	for range b.N {
 		b.StopTimer()
-		c := newCluster(b)
+		c := newCluster(b, hostArgs...)
 		c.startHost("h1")
 		c.startHost("h2")
 		addr := freeAddr(b)

@@ -69,7 +69,6 @@ func (r *runner) startPrimary(cm *wasm.CompiledModule) error {
 // lag bound.
 func (p *primarySide) run() {
 	defer close(p.vmDone)
-	lowerVMThread()
 	r := p.r
 	bound := r.h.cfg.LagBound
 	for {
