@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -28,10 +27,7 @@ type backupSide struct {
 	vmDone   chan struct{}
 	live     atomic.Bool
 	halted   atomic.Bool
-
-	mu        sync.Mutex
-	conn      *replog.Conn
-	connected bool
+	ch       channel
 }
 
 // trackedSource is the backup's Source; it notes where the replay is
@@ -109,12 +105,9 @@ func (b *backupSide) run() {
 			}
 			return
 		case !paused:
-			detail := fmt.Sprintf("exit status %d", exit.Code)
-			if exit.Trap != nil {
-				detail = "trap: " + exit.Trap.Error()
-			}
+			detail := exitDetail(exit)
 			r.log.Info("guest ended", "detail", detail)
-			b.closeConn("guest ended")
+			b.ch.bye("guest ended")
 			r.end("exited", detail)
 			b.vm.Close()
 			return
@@ -150,18 +143,14 @@ func (b *backupSide) session(addr string) {
 		r.log.Debug("dial primary failed", "primary", r.peer, "err", err)
 		return
 	}
-	b.mu.Lock()
-	b.conn, b.connected = c, true
-	b.mu.Unlock()
+	id := b.ch.set(c)
 	r.h.track(c, r.peer)
 	ctx, cancel = context.WithCancel(b.vmCtx)
 	defer func() {
 		cancel()
 		c.Close()
 		r.h.untrack(c)
-		b.mu.Lock()
-		b.conn, b.connected = nil, false
-		b.mu.Unlock()
+		b.ch.clear(id)
 	}()
 	go b.ackLoop(ctx, c)
 	first := true
@@ -240,28 +229,12 @@ func (b *backupSide) ackLoop(ctx context.Context, c *replog.Conn) {
 	}
 }
 
-func (b *backupSide) closeConn(reason string) {
-	b.mu.Lock()
-	c := b.conn
-	b.mu.Unlock()
-	if c != nil {
-		_ = c.WriteFrame(replog.FrameBye, []byte(reason))
-		c.Close()
-	}
-}
-
-func (b *backupSide) halt() {
+// stop ends the backup (it lost, or its host goes down), telling the
+// primary why.
+func (b *backupSide) stop(reason string) {
 	b.halted.Store(true)
 	b.vmCancel()
-	b.closeConn("halted")
-	<-b.vmDone
-	b.vm.Close()
-}
-
-func (b *backupSide) shutdown() {
-	b.halted.Store(true)
-	b.vmCancel()
-	b.closeConn("host shutting down")
+	b.ch.bye(reason)
 	<-b.vmDone
 	b.vm.Close()
 }
@@ -270,9 +243,7 @@ func (b *backupSide) wait() { <-b.vmDone }
 
 func (b *backupSide) fill(st *storage.VMStatus) {
 	seq, known := b.src.Received()
-	b.mu.Lock()
-	st.Connected = b.connected
-	b.mu.Unlock()
+	st.Connected = b.ch.up()
 	st.Seq, st.Pos = seq, b.at.Load()
 	if !b.live.Load() && known > st.Pos {
 		// How far the primary's log reaches beyond the replay, in

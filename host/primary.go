@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -32,11 +31,7 @@ type primarySide struct {
 
 	alone  atomic.Bool
 	halted atomic.Bool
-
-	mu        sync.Mutex
-	conn      *replog.Conn
-	connGen   int // counts attachments, so an old connection's end is told apart
-	connected bool
+	ch     channel
 }
 
 func (r *runner) startPrimary(cm *wasm.CompiledModule) error {
@@ -122,12 +117,9 @@ func (p *primarySide) finish(exit vmm.Exit) {
 		return
 	}
 	p.gate.Stop()
-	detail := fmt.Sprintf("exit status %d", exit.Code)
-	if exit.Trap != nil {
-		detail = "trap: " + exit.Trap.Error()
-	}
+	detail := exitDetail(exit)
 	r.log.Info("guest ended", "detail", detail)
-	p.closeConn("guest ended")
+	p.ch.bye("guest ended")
 	r.end("exited", detail)
 	p.os.CloseAll()
 }
@@ -138,15 +130,7 @@ func (p *primarySide) attach(c *replog.Conn, have uint64) string {
 	if p.alone.Load() || p.halted.Load() {
 		return "no longer paired"
 	}
-	p.mu.Lock()
-	if p.conn != nil {
-		p.conn.Close()
-	}
-	p.conn = c
-	p.connGen++
-	id := p.connGen
-	p.connected = true
-	p.mu.Unlock()
+	id := p.ch.set(c)
 	p.r.h.track(c, p.r.peer)
 	p.r.log.Info("backup connected", "backup", p.r.peer, "from_entry", have+1)
 	ctx, cancel := context.WithCancel(p.vmCtx)
@@ -198,11 +182,7 @@ func (p *primarySide) readAcks(ctx context.Context, cancel context.CancelFunc, c
 		cancel()
 		c.Close()
 		p.r.h.untrack(c)
-		p.mu.Lock()
-		if p.connGen == id {
-			p.conn, p.connected = nil, false
-		}
-		p.mu.Unlock()
+		p.ch.clear(id)
 	}()
 	for {
 		typ, payload, err := c.ReadFrame()
@@ -237,24 +217,13 @@ func (p *primarySide) readAcks(ctx context.Context, cancel context.CancelFunc, c
 	}
 }
 
-func (p *primarySide) closeConn(reason string) {
-	p.mu.Lock()
-	c := p.conn
-	p.conn, p.connected = nil, false
-	p.mu.Unlock()
-	if c != nil {
-		_ = c.WriteFrame(replog.FrameBye, []byte(reason))
-		c.Close()
-	}
-}
-
 // goAlone: the backup failed and this primary won the next generation. Held
 // outputs leave, new ones leave at once, and the log is no longer kept.
 func (p *primarySide) goAlone() {
 	p.alone.Store(true)
 	p.buf.detach()
 	p.gate.Release()
-	p.closeConn("primary goes on alone")
+	p.ch.bye("primary goes on alone")
 }
 
 // halt: this primary lost. Nothing more leaves it.
@@ -263,7 +232,7 @@ func (p *primarySide) halt() {
 	p.vmCancel()
 	p.buf.close()
 	p.gate.Discard()
-	p.closeConn("halted")
+	p.ch.bye("halted")
 	<-p.vmDone
 	p.os.CloseAll()
 }
@@ -274,10 +243,10 @@ func (p *primarySide) shutdown(reason string, stopped bool) {
 	p.buf.close()
 	if stopped {
 		p.gate.Stop()
-		p.closeConn(byeStopped)
+		p.ch.bye(byeStopped)
 	} else {
 		p.gate.Discard()
-		p.closeConn(reason)
+		p.ch.bye(reason)
 	}
 	<-p.vmDone
 	p.os.CloseAll()
@@ -292,9 +261,7 @@ func (p *primarySide) wait() { <-p.vmDone }
 func (p *primarySide) fill(st *storage.VMStatus) {
 	lag := p.buf.lag(time.Now())
 	held := p.gate.Held()
-	p.mu.Lock()
-	st.Connected = p.connected
-	p.mu.Unlock()
+	st.Connected = p.ch.up()
 	st.Seq, st.Pos, st.Acked, st.LogBytes = lag.Last, lag.Pos, lag.Acked, lag.Total
 	if !p.alone.Load() {
 		st.LagEntries, st.LagBytes = lag.Entries, lag.Bytes

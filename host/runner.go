@@ -216,7 +216,7 @@ func (r *runner) halt() {
 	if r.primary != nil {
 		r.primary.halt()
 	} else {
-		r.backup.halt()
+		r.backup.stop("halted")
 	}
 	r.end("halted", "lost the test-and-set")
 }
@@ -239,7 +239,7 @@ func (r *runner) shutdown(reason string, stopped bool) {
 	if r.primary != nil {
 		r.primary.shutdown(reason, stopped)
 	} else {
-		r.backup.shutdown()
+		r.backup.stop("host shutting down")
 	}
 	state := "stopped"
 	if !stopped {

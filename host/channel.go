@@ -1,0 +1,65 @@
+package host
+
+import (
+	"fmt"
+	"sync"
+
+	"ftvm/replog"
+	"ftvm/vmm"
+)
+
+// channel holds a runner's current logging-channel connection (the
+// primary's side and the backup's alike): at most one at a time.
+type channel struct {
+	mu sync.Mutex
+	c  *replog.Conn
+	id int // counts connections, so an old one's end is told apart
+}
+
+// set makes c the connection, closing the one before, and returns its id.
+func (ch *channel) set(c *replog.Conn) int {
+	ch.mu.Lock()
+	defer ch.mu.Unlock()
+	if ch.c != nil {
+		ch.c.Close()
+	}
+	ch.c = c
+	ch.id++
+	return ch.id
+}
+
+// clear forgets connection id if it is still the current one.
+func (ch *channel) clear(id int) {
+	ch.mu.Lock()
+	if ch.id == id {
+		ch.c = nil
+	}
+	ch.mu.Unlock()
+}
+
+// up reports whether a connection is current.
+func (ch *channel) up() bool {
+	ch.mu.Lock()
+	defer ch.mu.Unlock()
+	return ch.c != nil
+}
+
+// bye tells the peer why, and closes the current connection.
+func (ch *channel) bye(reason string) {
+	ch.mu.Lock()
+	c := ch.c
+	ch.c = nil
+	ch.mu.Unlock()
+	if c != nil {
+		_ = c.WriteFrame(replog.FrameBye, []byte(reason))
+		c.Close()
+	}
+}
+
+// exitDetail says how a guest ended.
+func exitDetail(exit vmm.Exit) string {
+	if exit.Trap != nil {
+		return "trap: " + exit.Trap.Error()
+	}
+	return fmt.Sprintf("exit status %d", exit.Code)
+}
