@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"ftvm/host"
 	"ftvm/internal/guesttest"
 	"ftvm/replog"
 	"ftvm/storage"
@@ -368,5 +369,37 @@ func TestOneChannelCut(t *testing.T) {
 	})
 	if st := c.status("counter", "h1"); st.Generation != 1 || st.Role != "primary" {
 		t.Fatalf("primary after the cuts: %+v", st)
+	}
+}
+
+// TestGuestExitUnderFT: a guest that ends: its output leaves the primary
+// once (the backup computes it and drops it), and both sides record the
+// exit without either taking over.
+func TestGuestExitUnderFT(t *testing.T) {
+	c := newCluster(t)
+	c.startHost("h1")
+	c.startHost("h2")
+	basics := guesttest.Build(t, "wasi-basics")
+	spec := storage.VMSpec{Name: "basics", Args: []string{"wasi-basics", "clock"}, Primary: "h1", Backup: "h2"}
+	if _, _, err := host.StartVM(c.store, spec, basics, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	c.waitFor(20*time.Second, "both sides record the exit", func() bool {
+		return c.status("basics", "h1").State == "exited" && c.status("basics", "h2").State == "exited"
+	})
+	for _, h := range []string{"h1", "h2"} {
+		if st := c.status("basics", h); st.Detail != "exit status 0" {
+			t.Errorf("%s: %+v", h, st)
+		}
+	}
+	c.waitFor(5*time.Second, "the guest's output", func() bool {
+		return strings.Contains(c.hosts["h1"].logs.String(), "clock ok")
+	})
+	if strings.Contains(c.hosts["h2"].logs.String(), "clock ok") {
+		t.Error("the backup let its guest's output out")
+	}
+	time.Sleep(time.Second) // two failure timeouts
+	if o := c.owner("basics"); o.Generation != 1 {
+		t.Fatalf("a claim after the guest ended: %+v", o)
 	}
 }
