@@ -4,7 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"sort"
+	"syscall"
 	"time"
 
 	"ftvm/storage"
@@ -28,9 +30,20 @@ func Hosts(dir *storage.Dir, now time.Time) ([]HostState, error) {
 	}
 	out := make([]HostState, len(hs))
 	for i, h := range hs {
-		out[i] = HostState{HostInfo: h, Alive: now.Sub(h.Seen) <= AliveWindow}
+		out[i] = HostState{HostInfo: h, Alive: now.Sub(h.Seen) <= AliveWindow && !gone(h)}
 	}
 	return out, nil
+}
+
+// gone reports whether a host on this machine (a loopback address) has no
+// process any more, which tells a killed host at once rather than after
+// AliveWindow. Elsewhere its pid means nothing here.
+func gone(h storage.HostInfo) bool {
+	ap, err := netip.ParseAddrPort(h.Addr)
+	if err != nil || !ap.Addr().IsLoopback() || h.PID <= 0 {
+		return false
+	}
+	return errors.Is(syscall.Kill(h.PID, 0), syscall.ESRCH)
 }
 
 // VMState is a VM as ftvm status shows it.
@@ -54,6 +67,14 @@ func VMs(dir *storage.Dir, now time.Time) ([]VMState, error) {
 	names, err := dir.VMs()
 	if err != nil {
 		return nil, err
+	}
+	hosts, err := Hosts(dir, now)
+	if err != nil {
+		return nil, err
+	}
+	alive := map[string]bool{}
+	for _, h := range hosts {
+		alive[h.Name] = h.Alive
 	}
 	var out []VMState
 	for _, name := range names {
@@ -88,6 +109,9 @@ func VMs(dir *storage.Dir, now time.Time) ([]VMState, error) {
 			}
 			vs.LagEntries, vs.LagBytes, vs.LagMillis = st.LagEntries, st.LagBytes, st.LagMillis
 			vs.HeldOut, vs.HeldBytes = st.HeldOut, st.HeldBytes
+		}
+		if vs.State == "running" && vs.Primary != "" && !alive[vs.Primary] {
+			vs.State = "primary's host down"
 		}
 		if spec.Stopped {
 			vs.State = "stopped"
