@@ -101,7 +101,8 @@ func (r *runner) wasiConfig() wasi.Config {
 		cfg.Preopens = []wasi.Preopen{{GuestPath: "/disk", HostDir: r.h.dir.DiskDir(r.vm)}}
 	}
 	for _, a := range r.spec.Listeners {
-		cfg.Listeners = append(cfg.Listeners, wasi.Listener{Addr: a})
+		// Shared: the backup binds it while a halting primary may still.
+		cfg.Listeners = append(cfg.Listeners, wasi.Listener{Addr: a, Shared: true})
 	}
 	return cfg
 }

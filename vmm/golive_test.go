@@ -300,7 +300,7 @@ func TestGoLiveEchoServer(t *testing.T) {
 	src := vmm.NewLiveSource(0)
 	var pout bytes.Buffer
 	primary, err := vmm.New(cm, vmm.Config{
-		WASI:   wasi.Config{Args: args, Listeners: []wasi.Listener{{Addr: "127.0.0.1:0"}}, Stdout: &pout},
+		WASI:   wasi.Config{Args: args, Listeners: []wasi.Listener{{Addr: "127.0.0.1:0", Shared: true}}, Stdout: &pout},
 		Record: liveSink{src},
 	})
 	if err != nil {
@@ -311,7 +311,7 @@ func TestGoLiveEchoServer(t *testing.T) {
 
 	var bout, berr bytes.Buffer
 	backup, err := vmm.New(cm, vmm.Config{
-		WASI:   wasi.Config{Args: args, Listeners: []wasi.Listener{{Addr: addr.String()}}, Stdout: &bout, Stderr: &berr},
+		WASI:   wasi.Config{Args: args, Listeners: []wasi.Listener{{Addr: addr.String(), Shared: true}}, Stdout: &bout, Stderr: &berr},
 		Replay: src,
 	})
 	if err != nil {

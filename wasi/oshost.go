@@ -97,10 +97,8 @@ type osListener struct {
 // cfg.Stderr. The handles are those Host documents for startup resources.
 // logger receives output failures the guest cannot see; nil discards them.
 //
-// A listener opened by address is bound with SO_REUSEADDR and
-// SO_REUSEPORT, so that the backup of a pair on the same machine can bind
-// the address its primary held, even while the old primary still has it
-// open.
+// A listener opened by address is bound with SO_REUSEADDR, and with
+// SO_REUSEPORT too if it is Shared.
 func NewOSHost(cfg Config, logger *slog.Logger) (*OSHost, error) {
 	return newOSHost(cfg, logger, nil)
 }
@@ -172,7 +170,10 @@ func newOSHost(cfg Config, logger *slog.Logger, skip func(Handle) bool) (*OSHost
 		}
 		if ln == nil {
 			var err error
-			lc := net.ListenConfig{Control: reuseAddrPort}
+			var lc net.ListenConfig
+			if l.Shared {
+				lc.Control = reuseAddrPort
+			}
 			ln, err = lc.Listen(context.Background(), "tcp", l.Addr)
 			if err != nil {
 				h.CloseAll()

@@ -311,17 +311,28 @@ func TestOSHostAdoptRefusesMismatches(t *testing.T) {
 	}
 }
 
-// TestOSHostListenerReuse: a listener bound by address can be bound again
-// by a second host while the first still holds it (a backup going live on
-// the machine of a halting primary); once the first closes, the second
-// gets every connection.
+// TestOSHostListenerReuse: a Shared listener bound by address can be bound
+// again by a second host while the first still holds it (a backup going
+// live on the machine of a halting primary); once the first closes, the
+// second gets every connection. A listener that is not Shared cannot be.
 func TestOSHostListenerReuse(t *testing.T) {
-	first, err := NewOSHost(Config{Listeners: []Listener{{Addr: "127.0.0.1:0"}}}, nil)
+	lone, err := NewOSHost(Config{Listeners: []Listener{{Addr: "127.0.0.1:0"}}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	laddr, _ := lone.ListenerAddr(0)
+	if h, err := NewOSHost(Config{Listeners: []Listener{{Addr: laddr.String()}}}, nil); err == nil {
+		h.CloseAll()
+		t.Error("a second host bound a listener that is not shared")
+	}
+	lone.CloseAll()
+
+	first, err := NewOSHost(Config{Listeners: []Listener{{Addr: "127.0.0.1:0", Shared: true}}}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	addr, _ := first.ListenerAddr(0)
-	second, err := NewOSHost(Config{Listeners: []Listener{{Addr: addr.String()}}}, nil)
+	second, err := NewOSHost(Config{Listeners: []Listener{{Addr: addr.String(), Shared: true}}}, nil)
 	if err != nil {
 		first.CloseAll()
 		t.Fatalf("second listener on %v: %v", addr, err)

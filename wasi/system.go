@@ -58,6 +58,12 @@ type Listener struct {
 	// Listener, if set, is an open listener NewOSHost serves (and closes
 	// when it is closed).
 	Listener net.Listener
+	// Shared makes NewOSHost bind Addr with SO_REUSEPORT, so that another
+	// process may bind the same address while this one holds it: the
+	// backup of a pair on the same machine takes over its primary's
+	// address even while a halting old primary still has it. Without it a
+	// second bind fails with EADDRINUSE, as it should for lone guests.
+	Shared bool
 }
 
 // The listener convention: the environment variables System sets.
