@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"slices"
 	"sort"
 	"syscall"
 	"time"
@@ -155,9 +156,18 @@ func StartVM(dir *storage.Dir, spec storage.VMSpec, module []byte, now time.Time
 		return spec, storage.Owner{}, err
 	}
 	for _, v := range vms {
-		if v.State != "stopped" && v.Name != spec.Name {
-			load[v.Primary]++
-			load[v.Backup]++
+		if v.State == "stopped" || v.Name == spec.Name {
+			continue
+		}
+		load[v.Primary]++
+		load[v.Backup]++
+		// A pair's listeners share their port with the next copy of
+		// the same VM, so a clash with another VM would not fail to
+		// bind: it is refused here.
+		for _, a := range spec.Listeners {
+			if slices.Contains(v.Listeners, a) {
+				return spec, storage.Owner{}, fmt.Errorf("listener %s is vm %s's", a, v.Name)
+			}
 		}
 	}
 	var cands []string

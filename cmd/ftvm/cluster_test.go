@@ -113,6 +113,9 @@ func TestStartStatusStopFailpointCLI(t *testing.T) {
 	if code, _, errs := ftvm(t, "", "start", "--shared", shared, "--name", "c", "--listen", addr, g); code != 1 || !strings.Contains(errs, "running") {
 		t.Fatalf("second start: status %d, %s", code, errs)
 	}
+	if code, _, errs := ftvm(t, "", "start", "--shared", shared, "--name", "d", "--listen", addr, g); code != 1 || !strings.Contains(errs, "vm c's") {
+		t.Fatalf("start on a running vm's address: status %d, %s", code, errs)
+	}
 	if got := counterRequest(t, addr, "inc"); got != "1" {
 		t.Fatalf("inc: %q", got)
 	}
