@@ -86,6 +86,9 @@ func (b *backupSide) run() {
 				return
 			}
 			b.live.Store(true)
+			// A primary that was only frozen must hear nothing more
+			// from its old backup, and may send nothing it would take.
+			b.ch.bye("the backup went live")
 			r.log.Info("live", "replayed_entries", seq, "position", b.vm.Position(), "took", time.Since(liveStart).Round(time.Microsecond).String())
 			r.setRole(roleAlone)
 			select {

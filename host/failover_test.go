@@ -403,3 +403,28 @@ func TestGuestExitUnderFT(t *testing.T) {
 		t.Fatalf("a claim after the guest ended: %+v", o)
 	}
 }
+
+// TestFailoverPrimaryFrozen: the primary's host is frozen (SIGSTOP): the
+// backup takes over; when the old primary thaws it finds it lost, halts and
+// releases nothing it held.
+func TestFailoverPrimaryFrozen(t *testing.T) {
+	c := newCluster(t)
+	addr := counterPair(t, c, false)
+	l := startLoad(addr, 4)
+	l.waitReplies(t, 20, 20*time.Second)
+	c.signal("h1", syscall.SIGSTOP)
+	c.waitFor(10*time.Second, "the backup goes live", func() bool {
+		o := c.owner("counter")
+		return o.Generation == 2 && o.Host == "h2"
+	})
+	// While the frozen primary still holds the address, the kernel may
+	// queue some new connections at it; clients time out and reconnect.
+	l.waitReplies(t, 20, 30*time.Second)
+	c.signal("h1", syscall.SIGCONT)
+	c.waitFor(10*time.Second, "the thawed primary halts", func() bool {
+		return c.status("counter", "h1").State == "halted"
+	})
+	l.waitReplies(t, 20, 30*time.Second)
+	seen, _ := l.finish()
+	checkCounter(t, seen, get(t, addr, 10*time.Second))
+}
