@@ -50,7 +50,8 @@ func (d *Decoder) fail(what string) {
 	}
 }
 
-// Uint reads a uvarint.
+// Uint reads a uvarint in its minimal encoding (a longer one, ending in a
+// zero byte, is refused), so that every value has exactly one encoding.
 func (d *Decoder) Uint() uint64 {
 	if d.err != nil {
 		return 0
@@ -58,6 +59,10 @@ func (d *Decoder) Uint() uint64 {
 	v, k := binary.Uvarint(d.b)
 	if k <= 0 {
 		d.fail("integer")
+		return 0
+	}
+	if k > 1 && d.b[k-1] == 0 {
+		d.fail("integer (not minimal)")
 		return 0
 	}
 	d.b = d.b[k:]
