@@ -126,8 +126,9 @@ func runRun(ctx context.Context, env *cmdEnv, args []string) int {
 		return 0
 	}
 	if err := startAndWait(ctx, out, dir, spec, mod, 15*time.Second); err != nil {
+		code := stop()
 		if ctx.Err() != nil {
-			return stop()
+			return code
 		}
 		return fail(err)
 	}
