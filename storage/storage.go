@@ -123,17 +123,27 @@ func (d *Dir) ClusterKey() ([]byte, error) {
 	if _, err := rand.Read(key); err != nil {
 		return nil, err
 	}
-	tmp := p + ".tmp." + strconv.Itoa(os.Getpid())
-	if err := os.WriteFile(tmp, key, 0o600); err != nil {
+	// A temporary name of its own: other hosts, in this process or not,
+	// may be creating the key at the same moment.
+	f, err := os.CreateTemp(d.root, "cluster.key.tmp.*")
+	if err != nil {
 		return nil, d.wrap("create cluster key", err)
 	}
+	tmp := f.Name()
 	defer os.Remove(tmp)
+	if _, err := f.Write(key); err != nil {
+		f.Close()
+		return nil, d.wrap("create cluster key", err)
+	}
+	if err := f.Close(); err != nil {
+		return nil, d.wrap("create cluster key", err)
+	}
 	// Link, not rename: if another host created the key meanwhile, theirs
 	// stays and both use it.
 	if err := os.Link(tmp, p); err != nil && !errors.Is(err, fs.ErrExist) {
 		return nil, d.wrap("create cluster key", err)
 	}
-	key, err := os.ReadFile(p)
+	key, err = os.ReadFile(p)
 	return key, d.wrap("read cluster key", err)
 }
 
@@ -362,7 +372,16 @@ func (d *Dir) putJSON(path string, v any) error {
 }
 
 func atomicWrite(path string, b []byte) error {
-	tmp := fmt.Sprintf("%s.%d.tmp", path, os.Getpid())
+	f, err := os.CreateTemp(filepath.Dir(path), filepath.Base(path)+".*.tmp")
+	if err != nil {
+		return err
+	}
+	tmp := f.Name()
+	f.Close()
+	if err := os.Chmod(tmp, 0o644); err != nil {
+		os.Remove(tmp)
+		return err
+	}
 	if err := writeSync(tmp, b); err != nil {
 		os.Remove(tmp)
 		return err

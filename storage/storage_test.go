@@ -162,3 +162,39 @@ func TestHostsAndVMs(t *testing.T) {
 		t.Fatal("a path-like VM name was accepted")
 	}
 }
+
+// TestClusterKeyCreatedConcurrently: hosts starting together, in one
+// process or several, all end up with the one key.
+func TestClusterKeyCreatedConcurrently(t *testing.T) {
+	for range 20 {
+		root := t.TempDir()
+		keys := make(chan string, 8)
+		errs := make(chan error, 8)
+		for range 8 {
+			go func() {
+				d, err := Open(root)
+				if err == nil {
+					var k []byte
+					k, err = d.ClusterKey()
+					keys <- string(k)
+				}
+				errs <- err
+			}()
+		}
+		var first string
+		for i := range 8 {
+			if err := <-errs; err != nil {
+				t.Fatal(err)
+			}
+			k := <-keys
+			if i == 0 {
+				first = k
+			} else if k != first {
+				t.Fatal("two hosts got different cluster keys")
+			}
+		}
+		if ents, _ := os.ReadDir(root); len(ents) != 3 { // hosts, vms, cluster.key
+			t.Fatalf("left behind: %v", ents)
+		}
+	}
+}
