@@ -65,11 +65,16 @@ type VMState struct {
 
 // VMs returns the state of every VM.
 func VMs(dir *storage.Dir, now time.Time) ([]VMState, error) {
-	names, err := dir.VMs()
+	hosts, err := Hosts(dir, now)
 	if err != nil {
 		return nil, err
 	}
-	hosts, err := Hosts(dir, now)
+	return vmStates(dir, now, hosts)
+}
+
+// vmStates is VMs with the hosts already read.
+func vmStates(dir *storage.Dir, now time.Time, hosts []HostState) ([]VMState, error) {
+	names, err := dir.VMs()
 	if err != nil {
 		return nil, err
 	}
@@ -151,7 +156,7 @@ func StartVM(dir *storage.Dir, spec storage.VMSpec, module []byte, now time.Time
 	for _, h := range hosts {
 		alive[h.Name] = h.Alive
 	}
-	vms, err := VMs(dir, now)
+	vms, err := vmStates(dir, now, hosts)
 	if err != nil {
 		return spec, storage.Owner{}, err
 	}

@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"ftvm/ft"
 	"ftvm/replog"
 	"ftvm/storage"
 	"ftvm/vmm"
@@ -54,7 +55,7 @@ func (r *runner) startBackup(cm *wasm.CompiledModule) error {
 		return err
 	}
 	b.vm = vm
-	r.backup = b
+	r.side = b
 	b.vmCtx, b.vmCancel = context.WithCancel(r.ctx)
 	go b.run()
 	go b.dialLoop()
@@ -90,9 +91,9 @@ func (b *backupSide) run() {
 			// from its old backup, and may send nothing it would take.
 			b.ch.bye("the backup went live")
 			r.log.Info("live", "replayed_entries", seq, "position", b.vm.Position(), "took", time.Since(liveStart).Round(time.Microsecond).String())
-			r.setRole(roleAlone)
+			r.setRole(ft.Alone)
 			select {
-			case r.events <- eventLive:
+			case r.events <- ft.Event{Kind: ft.EvLive}:
 			case <-b.vmCtx.Done():
 			}
 			continue
@@ -232,9 +233,12 @@ func (b *backupSide) ackLoop(ctx context.Context, c *replog.Conn) {
 	}
 }
 
-// stop ends the backup (it lost, or its host goes down), telling the
-// primary why.
-func (b *backupSide) stop(reason string) {
+// won: the primary failed and this backup won the next generation. The
+// log has ended: the replay runs to its end and goes live (see run).
+func (b *backupSide) won() { b.src.End() }
+
+// stop ends the backup, telling the primary why.
+func (b *backupSide) stop(reason string, _ bool) {
 	b.halted.Store(true)
 	b.vmCancel()
 	b.ch.bye(reason)

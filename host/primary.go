@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"ftvm/ft"
 	"ftvm/replog"
 	"ftvm/storage"
 	"ftvm/vmm"
@@ -36,7 +37,8 @@ type primarySide struct {
 
 func (r *runner) startPrimary(cm *wasm.CompiledModule) error {
 	p := &primarySide{r: r, buf: newLogBuffer(), vmDone: make(chan struct{})}
-	oh, err := wasi.NewOSHost(r.wasiConfig(), r.log)
+	wcfg := r.wasiConfig()
+	oh, err := wasi.NewOSHost(wcfg, r.log)
 	if err != nil {
 		return err
 	}
@@ -45,7 +47,7 @@ func (r *runner) startPrimary(cm *wasm.CompiledModule) error {
 	// VM's sequence number, read on the VM's goroutine during the call.
 	var vm *vmm.VM
 	p.gate = vmm.NewGate(oh, func() uint64 { return vm.Seq() })
-	cfg := vmm.Config{WASI: r.wasiConfig(), Host: p.gate, Record: p.buf, Slice: chunk, Logger: r.log}
+	cfg := vmm.Config{WASI: wcfg, Host: p.gate, Record: p.buf, Slice: chunk, Logger: r.log}
 	vm, err = vmm.New(cm, cfg)
 	if err != nil {
 		p.gate.Discard()
@@ -53,7 +55,7 @@ func (r *runner) startPrimary(cm *wasm.CompiledModule) error {
 		return err
 	}
 	p.vm = vm
-	r.primary = p
+	r.primary, r.side = p, p
 	p.vmCtx, p.vmCancel = context.WithCancel(r.ctx)
 	go p.run()
 	r.setState("running", "")
@@ -217,27 +219,20 @@ func (p *primarySide) readAcks(ctx context.Context, cancel context.CancelFunc, c
 	}
 }
 
-// goAlone: the backup failed and this primary won the next generation. Held
+// won: the backup failed and this primary won the next generation. Held
 // outputs leave, new ones leave at once, and the log is no longer kept.
-func (p *primarySide) goAlone() {
+func (p *primarySide) won() {
 	p.alone.Store(true)
 	p.buf.detach()
 	p.gate.Release()
 	p.ch.bye("primary goes on alone")
+	p.r.setRole(ft.Alone)
 }
 
-// halt: this primary lost. Nothing more leaves it.
-func (p *primarySide) halt() {
-	p.halted.Store(true)
-	p.vmCancel()
-	p.buf.close()
-	p.gate.Discard()
-	p.ch.bye("halted")
-	<-p.vmDone
-	p.os.CloseAll()
-}
-
-func (p *primarySide) shutdown(reason string, stopped bool) {
+// stop ends the primary. Stopped for good, it lets out what the backup
+// has acknowledged and tells the backup not to take over; otherwise (it
+// lost, or its host goes down) nothing more leaves it.
+func (p *primarySide) stop(reason string, stopped bool) {
 	p.halted.Store(true)
 	p.vmCancel()
 	p.buf.close()

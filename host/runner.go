@@ -31,8 +31,8 @@ type runner struct {
 	cancel context.CancelFunc
 	done   chan struct{} // closed when the runner has ended
 
-	primary *primarySide
-	backup  *backupSide
+	side    side         // the role-specific half
+	primary *primarySide // side, when this host started as primary
 
 	mu       sync.Mutex
 	role     ft.Role
@@ -43,6 +43,19 @@ type runner struct {
 	stopping bool // shutdown has begun
 	lastLag  time.Time
 	lagLine  string // the last lag event logged
+}
+
+// side is the role-specific half of a runner: its primary or its backup.
+type side interface {
+	// won: this host won the next generation after its peer failed.
+	won()
+	// stop ends the VM: it lost (halt), it was stopped for good (ftvm
+	// stop), or its host goes down; reason is told to the peer.
+	stop(reason string, stopped bool)
+	// wait waits until the guest's goroutine has returned.
+	wait()
+	// fill adds the side's figures to a status.
+	fill(st *storage.VMStatus)
 }
 
 // Event shorthands for the paths that cannot block.
@@ -173,12 +186,7 @@ func (r *runner) act(node *ft.Node, a ft.Action) {
 		r.curGen = a.Gen
 		r.mu.Unlock()
 		r.log.Info("won generation", "generation", a.Gen, "reason", a.Reason)
-		if r.primary != nil {
-			r.primary.goAlone()
-			r.setRole(ft.Alone)
-		} else {
-			r.backup.src.End()
-		}
+		r.side.won()
 	case ft.ActHalt:
 		r.log.Warn("lost generation, halting", "generation", a.Gen)
 		r.setRole(ft.Halted)
@@ -214,11 +222,7 @@ func (r *runner) claim(gen uint64, reason string) {
 // halt stops the VM for good: it lost its generation, and emits nothing
 // more.
 func (r *runner) halt() {
-	if r.primary != nil {
-		r.primary.halt()
-	} else {
-		r.backup.stop("halted")
-	}
+	r.side.stop("halted", false)
 	r.end("halted", "lost the test-and-set")
 }
 
@@ -229,7 +233,7 @@ func (r *runner) shutdown(reason string, stopped bool) {
 	busy := r.ended || r.stopping
 	r.stopping = true
 	r.mu.Unlock()
-	if r.primary == nil && r.backup == nil {
+	if r.side == nil {
 		return
 	}
 	if busy {
@@ -237,11 +241,7 @@ func (r *runner) shutdown(reason string, stopped bool) {
 		return
 	}
 	r.log.Info("vm shutting down", "reason", reason)
-	if r.primary != nil {
-		r.primary.shutdown(reason, stopped)
-	} else {
-		r.backup.stop("host shutting down")
-	}
+	r.side.stop(reason, stopped)
 	state := "stopped"
 	if !stopped {
 		state = "host down"
@@ -251,10 +251,8 @@ func (r *runner) shutdown(reason string, stopped bool) {
 }
 
 func (r *runner) waitVM() {
-	if r.primary != nil {
-		r.primary.wait()
-	} else if r.backup != nil {
-		r.backup.wait()
+	if r.side != nil {
+		r.side.wait()
 	}
 }
 
@@ -266,10 +264,8 @@ func (r *runner) writeStatus() {
 		State: r.state, Detail: r.detail, Peer: r.peer, Updated: time.Now().UTC(),
 	}
 	r.mu.Unlock()
-	if r.primary != nil {
-		r.primary.fill(&st)
-	} else if r.backup != nil {
-		r.backup.fill(&st)
+	if r.side != nil {
+		r.side.fill(&st)
 	}
 	if st.Role == ft.Alone.String() || st.Role == ft.Halted.String() {
 		st.Peer = ""
@@ -284,8 +280,3 @@ func (r *runner) writeStatus() {
 		}
 	}
 }
-
-var (
-	roleAlone = ft.Alone
-	eventLive = ft.Event{Kind: ft.EvLive}
-)
