@@ -6,7 +6,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -219,5 +218,4 @@ func TestRunEmbeddedDefault(t *testing.T) {
 		c.Close()
 		t.Error("the guest still listens after ftvm run stopped")
 	}
-	_ = io.Discard
 }
