@@ -131,12 +131,6 @@ func New(cfg Config) (*Host, error) {
 	return h, nil
 }
 
-// Addr returns the host's TCP address.
-func (h *Host) Addr() string { return h.info.Addr }
-
-// Failpoints returns the host's failpoints, for in-process tests.
-func (h *Host) Failpoints() *Failpoints { return h.fp }
-
 // Run serves until ctx is done, then stops the VMs this host runs (without
 // stopping them for good: their peers take over) and returns.
 func (h *Host) Run(ctx context.Context) error {
