@@ -14,55 +14,73 @@ import (
 	"testing"
 	"time"
 
+	"ftvm/cmd/ftvm/defaultguest"
 	"ftvm/storage"
 )
 
-// BenchmarkCounter measures a request/response guest (ft-counter: one line
-// in, one number out) driven by 16 concurrent clients over loopback TCP,
-// run by `ftvm exec` (no replication) and under FT (primary and backup
-// host processes on this machine). It reports requests per second, the
-// latency percentiles, and for FT the log bytes per request.
+// BenchmarkCounter measures a request/response guest (the counter: one
+// line in, one number out) driven by 16 concurrent clients over loopback
+// TCP, run by `ftvm exec` (no replication) and under FT (primary and backup
+// host processes on this machine). Two builds of the counter are measured:
+// "go" (testdata/guests/ft-counter, a Go program with its runtime's
+// scheduler and netpoller) and "c" (the default guest of ftvm run, a
+// single-threaded poll loop). It reports requests per second, the latency
+// percentiles, the CPU time per request of each process, and for FT the
+// log bytes per request.
 //
 //	go test ./host -run '^$' -bench BenchmarkCounter -benchtime 20000x
 func BenchmarkCounter(b *testing.B) {
-	const clients = 16
-	guest := counterGuest(b)
-	b.Run("exec", func(b *testing.B) {
-		addr := freeAddr(b)
-		dir := b.TempDir()
-		path := dir + "/ft-counter.wasm"
-		writeFile(b, path, guest)
-		cmd := exec.Command(ftvmBinary(b), "exec", "--listen", addr, path)
-		if err := cmd.Start(); err != nil {
-			b.Fatal(err)
-		}
-		defer func() { cmd.Process.Kill(); cmd.Wait() }()
-		get(b, addr, 20*time.Second)
-		cpu0 := procCPU(b, cmd.Process.Pid)
-		n := drive(b, addr, clients)
-		b.ReportMetric(float64((procCPU(b, cmd.Process.Pid)-cpu0).Microseconds())/float64(n), "cpu-µs/req")
-	})
-	b.Run("ft", func(b *testing.B) {
-		c := newCluster(b)
-		c.startHost("h1")
-		c.startHost("h2")
-		addr := freeAddr(b)
-		c.startVM("counter", guest, storage.VMSpec{Listeners: []string{addr}, Primary: "h1", Backup: "h2"})
-		get(b, addr, 20*time.Second)
-		time.Sleep(300 * time.Millisecond)
-		before := c.status("counter", "h1").LogBytes
-		p1, p2 := c.hosts["h1"].cmd.Process.Pid, c.hosts["h2"].cmd.Process.Pid
-		cpu1, cpu2 := procCPU(b, p1), procCPU(b, p2)
-		n := drive(b, addr, clients)
-		b.ReportMetric(float64((procCPU(b, p1)-cpu1).Microseconds())/float64(n), "primary-cpu-µs/req")
-		b.ReportMetric(float64((procCPU(b, p2)-cpu2).Microseconds())/float64(n), "backup-cpu-µs/req")
-		time.Sleep(400 * time.Millisecond) // a status refresh
-		after := c.status("counter", "h1")
-		if after.Generation != 1 || after.Role != "primary" {
-			b.Fatalf("the pair did not hold through the run: %+v", after)
-		}
-		b.ReportMetric(float64(after.LogBytes-before)/float64(n), "logB/req")
-	})
+	guests := []struct {
+		name string
+		wasm func(testing.TB) []byte
+	}{
+		{"go", counterGuest},
+		{"c", func(testing.TB) []byte { return defaultguest.Counter() }},
+	}
+	for _, g := range guests {
+		b.Run(g.name+"/exec", func(b *testing.B) { benchExec(b, g.wasm(b)) })
+		b.Run(g.name+"/ft", func(b *testing.B) { benchFT(b, g.wasm(b)) })
+	}
+}
+
+// benchClients is how many clients drive a benchmark at once.
+const benchClients = 16
+
+func benchExec(b *testing.B, guest []byte) {
+	addr := freeAddr(b)
+	path := b.TempDir() + "/counter.wasm"
+	writeFile(b, path, guest)
+	cmd := exec.Command(ftvmBinary(b), "exec", "--listen", addr, path)
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	defer func() { cmd.Process.Kill(); cmd.Wait() }()
+	get(b, addr, 20*time.Second)
+	cpu0 := procCPU(b, cmd.Process.Pid)
+	n := drive(b, addr, benchClients)
+	b.ReportMetric(float64((procCPU(b, cmd.Process.Pid)-cpu0).Microseconds())/float64(n), "cpu-µs/req")
+}
+
+func benchFT(b *testing.B, guest []byte) {
+	c := newCluster(b)
+	c.startHost("h1")
+	c.startHost("h2")
+	addr := freeAddr(b)
+	c.startVM("counter", guest, storage.VMSpec{Listeners: []string{addr}, Primary: "h1", Backup: "h2"})
+	get(b, addr, 20*time.Second)
+	time.Sleep(300 * time.Millisecond)
+	before := c.status("counter", "h1").LogBytes
+	p1, p2 := c.hosts["h1"].cmd.Process.Pid, c.hosts["h2"].cmd.Process.Pid
+	cpu1, cpu2 := procCPU(b, p1), procCPU(b, p2)
+	n := drive(b, addr, benchClients)
+	b.ReportMetric(float64((procCPU(b, p1)-cpu1).Microseconds())/float64(n), "primary-cpu-µs/req")
+	b.ReportMetric(float64((procCPU(b, p2)-cpu2).Microseconds())/float64(n), "backup-cpu-µs/req")
+	time.Sleep(400 * time.Millisecond) // a status refresh
+	after := c.status("counter", "h1")
+	if after.Generation != 1 || after.Role != "primary" {
+		b.Fatalf("the pair did not hold through the run: %+v", after)
+	}
+	b.ReportMetric(float64(after.LogBytes-before)/float64(n), "logB/req")
 }
 
 // drive runs b.N requests from clients connections and reports the

@@ -69,7 +69,11 @@ func (g *Gate) Ack(seq uint64) {
 	g.mu.Lock()
 	if seq > g.acked {
 		g.acked = seq
-		g.cond.Broadcast()
+		// Wake only who can go on: the head of the queue, or an effect
+		// at the barrier.
+		if g.waiting || len(g.queue) > 0 && g.queue[0].seq <= seq {
+			g.cond.Broadcast()
+		}
 	}
 	g.mu.Unlock()
 }
@@ -127,7 +131,12 @@ func (g *Gate) push(o heldOutput) error {
 		g.queue = append(g.queue, o)
 		g.held.Outputs++
 		g.held.Bytes += len(o.data)
-		g.cond.Broadcast()
+		// Wake the release goroutine only if o can leave now and is first
+		// in line: behind another output, it goes when that one does; and
+		// an output that waits for an ack is woken by the Ack.
+		if len(g.queue) == 1 && (g.open || o.seq <= g.acked) {
+			g.cond.Broadcast()
+		}
 	}
 	g.mu.Unlock()
 	return nil
