@@ -30,8 +30,10 @@
 //     the result; on the backup it returns the logged result.
 //   - Output: bytes or signals leave the VM. Write (stdout, stderr,
 //     connections), Shutdown, Close. The guest's result never depends on
-//     them: fd_write and sock_send report the whole length written at once,
-//     and these methods return an error only for misuse (an unknown
+//     them: fd_write and sock_send report the length written at once (all
+//     of it, but to a connection no more than the send credit System keeps
+//     from logged inputs; see SendWindow and Host.Write), and these
+//     methods return an error only for misuse (an unknown
 //     handle). Delivery problems surface later as inputs, such as a reset
 //     connection seen by Read. That is what lets the hypervisor hold an
 //     output until the backup has acknowledged the log through the position

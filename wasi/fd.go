@@ -592,8 +592,11 @@ func (s *System) fdWrite(c *call) (Errno, error) {
 }
 
 // writeStream sends the iovecs to stdout, stderr or a connection. The
-// guest sees the whole length (up to maxWrite) written at once: the Host may deliver the
-// bytes later (the Output Rule), and delivery failures surface as inputs.
+// guest sees the length written at once: the Host may deliver the bytes
+// later (the Output Rule), and delivery failures surface as inputs. The
+// length is all of it up to maxWrite, and for a connection up to its
+// credit: with none left, a non-blocking descriptor gets EAGAIN and a
+// blocking one waits, through Poll, for the peer to take some.
 func (s *System) writeStream(c *call, d *descriptor, iovs []iovec, total uint64) (uint32, Errno, error) {
 	if d.shut&ShutWr != 0 {
 		return 0, EPIPE, nil
@@ -601,9 +604,60 @@ func (s *System) writeStream(c *call, d *descriptor, iovs []iovec, total uint64)
 	if total == 0 {
 		return 0, ESUCCESS, nil
 	}
-	data := gather(c.mem, iovs, total, maxWrite)
+	limit := uint64(maxWrite)
+	if d.kind == kindConn {
+		if d.credit == 0 {
+			if d.flags&FdflagNonblock != 0 {
+				return 0, EAGAIN, nil
+			}
+			if errno, err := s.awaitCredit(c, d); err != nil || errno != ESUCCESS {
+				return 0, errno, err
+			}
+		}
+		limit = min(limit, d.credit)
+	}
+	data := gather(c.mem, iovs, total, uint32(limit))
+	if d.kind == kindConn {
+		d.credit -= uint64(len(data))
+	}
 	if err := s.host.Write(d.handle, data); err != nil {
 		return 0, 0, fmt.Errorf("writing to handle %d: %w", d.handle, err)
 	}
 	return uint32(len(data)), ESUCCESS, nil
+}
+
+// awaitCredit waits, for a blocking write, until the Host has room on
+// connection d.
+func (s *System) awaitCredit(c *call, d *descriptor) (Errno, error) {
+	sub := Subscription{Type: EventFdWrite, Handle: d.handle}
+	for d.credit == 0 {
+		events, err := s.host.Poll(c.ctx, []Subscription{sub})
+		if err != nil {
+			return 0, err
+		}
+		if len(events) == 0 {
+			return 0, fmt.Errorf("host returned no event for a write subscription of handle %d", d.handle)
+		}
+		for _, e := range events {
+			if e.Type != EventFdWrite {
+				continue
+			}
+			if e.Errno != ESUCCESS {
+				return e.Errno, nil
+			}
+			d.credit = writeCredit(e)
+		}
+	}
+	return ESUCCESS, nil
+}
+
+// writeCredit is the credit an fd_write event of a connection grants (see
+// Host.Write).
+func writeCredit(e Event) uint64 {
+	if e.NBytes == 0 || e.Flags&EventFdHangup != 0 {
+		// No bound, or nothing more will be delivered: writes go on, and
+		// the guest learns of the hangup from its reads.
+		return SendWindow
+	}
+	return min(e.NBytes, SendWindow)
 }

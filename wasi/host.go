@@ -112,6 +112,15 @@ type Host interface {
 	PathSetTimes(dir Handle, path string, follow bool, atim, mtim uint64, flags uint16) Errno
 
 	// Write sends data to stdout, stderr or a connection. Output.
+	//
+	// A connection's Write never waits for its peer: the Host queues what
+	// the peer has not taken. System bounds that queue: it writes to a
+	// connection no more than SendWindow bytes after accepting it, and
+	// after that no more than the NBytes of the last fd_write event Poll
+	// returned for it (an event with NBytes 0 and no error grants
+	// SendWindow: the Host does not bound its queue). So Poll reports a
+	// connection writable only while its queue is below SendWindow, with
+	// NBytes the room left.
 	Write(h Handle, data []byte) error
 	// Shutdown shuts down the reading (ShutRd) and/or writing (ShutWr)
 	// side of connection h. Output.

@@ -21,6 +21,7 @@ type memHost struct {
 	links   map[string]string // path → target
 	handles map[Handle]string // handle → path of a file or directory
 	pending map[Handle]int    // listener → connections waiting
+	room    map[Handle]uint64 // connection → what fd_write events report (ready if > 0); absent: ready, NBytes 0
 	next    Handle
 	now     uint64
 	rnd     byte
@@ -35,6 +36,7 @@ func newMemHost(preopens int) *memHost {
 		links:   map[string]string{},
 		handles: map[Handle]string{},
 		pending: map[Handle]int{},
+		room:    map[Handle]uint64{},
 		next:    1000,
 	}
 	for i := range preopens {
@@ -89,7 +91,10 @@ func (h *memHost) Poll(ctx context.Context, subs []Subscription) ([]Event, error
 				events = append(events, Event{Userdata: s.Userdata, Type: s.Type, NBytes: uint64(len(h.in[s.Handle]))})
 			}
 		case EventFdWrite:
-			events = append(events, Event{Userdata: s.Userdata, Type: s.Type})
+			room, bounded := h.room[s.Handle]
+			if !bounded || room > 0 {
+				events = append(events, Event{Userdata: s.Userdata, Type: s.Type, NBytes: room})
+			}
 		}
 	}
 	h.log("Poll %s", strings.Join(parts, " "))

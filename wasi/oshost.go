@@ -33,9 +33,10 @@ import (
 // Background goroutines read stdin and each connection and accept on each
 // listener into buffers, so that Poll can report readiness without
 // consuming anything and reads never block the host longer than the guest
-// asked. CloseAll stops them (a goroutine blocked reading a Stdin that cannot
-// be interrupted ends when the reader returns). Writes to a connection are
-// made on the caller's goroutine and may wait for the peer to read.
+// asked. Writes to a connection are queued and sent by the connection's
+// own goroutine, so that a peer that does not read never blocks the guest
+// (see connOut). CloseAll stops them (a goroutine blocked reading a Stdin
+// that cannot be interrupted ends when the reader returns).
 type OSHost struct {
 	log       *slog.Logger
 	listeners []*osListener // of the Config, in order
@@ -53,6 +54,8 @@ type OSHost struct {
 	// operation on it fails with EBADF, and Close releases it.
 	res  map[Handle]any
 	next Handle
+
+	senders sync.WaitGroup // the connections' send goroutines
 }
 
 var _ Host = (*OSHost)(nil)
@@ -75,12 +78,6 @@ type stream struct {
 type outStream struct {
 	name string
 	w    io.Writer
-}
-
-// osConn is an accepted connection.
-type osConn struct {
-	c  net.Conn
-	in *stream
 }
 
 // osListener is a listening socket with the connections accepted ahead.
@@ -244,6 +241,9 @@ func (h *OSHost) CloseAll() error {
 			errs = append(errs, err)
 		}
 	}
+	// What the guest wrote leaves before CloseAll returns (the process may
+	// exit next), each connection within closeLinger of its release.
+	h.senders.Wait()
 	return errors.Join(errs...)
 }
 
@@ -350,11 +350,7 @@ func (h *OSHost) release(r any) error {
 		h.mu.Unlock()
 	case *outStream:
 	case *osConn:
-		h.mu.Lock()
-		r.in.closed = true
-		h.broadcastLocked()
-		h.mu.Unlock()
-		return r.c.Close()
+		h.releaseConn(r)
 	case *osListener:
 		h.mu.Lock()
 		r.closed = true
@@ -479,10 +475,8 @@ func (h *OSHost) Accept(ctx context.Context, hd Handle, nonblock bool) (Handle, 
 		if len(l.queue) > 0 {
 			c := l.queue[0]
 			l.queue = l.queue[1:]
-			oc := &osConn{c: c, in: &stream{}}
-			nh := h.add(oc)
+			nh := h.add(h.newConn(c))
 			h.broadcastLocked()
-			go h.pump(oc.in, c)
 			return nh, ESUCCESS, nil
 		}
 		if l.err != nil {
@@ -510,9 +504,9 @@ func (h *OSHost) Write(hd Handle, data []byte) error {
 		}
 		return nil
 	case *osConn:
-		if _, err := r.c.Write(data); err != nil {
-			h.log.Debug("wasi: connection write failed", "handle", hd, "err", err)
-		}
+		h.mu.Lock()
+		r.write(data)
+		h.mu.Unlock()
 		return nil
 	}
 	return fmt.Errorf("write to handle %d: not a stream", hd)
@@ -526,27 +520,7 @@ func (h *OSHost) Shutdown(hd Handle, how uint8) error {
 	if !ok {
 		return fmt.Errorf("shutdown of handle %d: not a connection", hd)
 	}
-	type halfCloser interface {
-		CloseRead() error
-		CloseWrite() error
-	}
-	hc, ok := c.c.(halfCloser)
-	if !ok {
-		if how == ShutRd|ShutWr {
-			c.c.Close()
-		}
-		return nil
-	}
-	if how&ShutRd != 0 {
-		if err := hc.CloseRead(); err != nil {
-			h.log.Debug("wasi: shutdown failed", "handle", hd, "err", err)
-		}
-	}
-	if how&ShutWr != 0 {
-		if err := hc.CloseWrite(); err != nil {
-			h.log.Debug("wasi: shutdown failed", "handle", hd, "err", err)
-		}
-	}
+	h.shutdown(c, how)
 	return nil
 }
 

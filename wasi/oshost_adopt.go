@@ -176,7 +176,7 @@ func clockOffset(h *OSHost, id ClockID, floor uint64) uint64 {
 func (h *OSHost) adopt(ad Adopted) any {
 	switch ad.Kind {
 	case AdoptConn:
-		return &osConn{c: deadConn{}, in: &stream{err: syscall.ECONNRESET}}
+		return newDeadConn()
 	case AdoptFile, AdoptDir:
 		r, err := h.reopen(ad)
 		if err != nil {

@@ -102,7 +102,7 @@ func (h *OSHost) readyLocked(s Subscription) (Event, bool) {
 		return ev, !read
 	case *osConn:
 		if !read {
-			return ev, true
+			return ev, r.writable(&ev)
 		}
 		return ev, readable(r.in)
 	case *osListener:

@@ -27,6 +27,9 @@ func (s *System) pollOneoff(c *call) (Errno, error) {
 	raw, _ := c.mem.Read(in, nsubs*subscriptionSize)
 	var subs []Subscription
 	var ready []Event // subscriptions that fail without asking the Host
+	// The connections whose fd_write events grant credit, by userdata; nil
+	// where one userdata names several descriptors (no credit then).
+	var writers map[uint64]*descriptor
 	for i := range nsubs {
 		b := raw[i*subscriptionSize : (i+1)*subscriptionSize]
 		sub := Subscription{Userdata: binary.LittleEndian.Uint64(b[0:]), Type: EventType(b[8])}
@@ -50,6 +53,15 @@ func (s *System) pollOneoff(c *call) (Errno, error) {
 				continue
 			}
 			sub.Handle = d.handle
+			if sub.Type == EventFdWrite && d.kind == kindConn {
+				if writers == nil {
+					writers = make(map[uint64]*descriptor)
+				}
+				if w, seen := writers[sub.Userdata]; seen && w != d {
+					d = nil
+				}
+				writers[sub.Userdata] = d
+			}
 		default:
 			return EINVAL, nil
 		}
@@ -64,6 +76,11 @@ func (s *System) pollOneoff(c *call) (Errno, error) {
 		}
 		if len(events) > len(subs) {
 			return 0, fmt.Errorf("host returned %d events for %d subscriptions", len(events), len(subs))
+		}
+		for _, e := range events {
+			if d := writers[e.Userdata]; d != nil && e.Type == EventFdWrite && e.Errno == ESUCCESS {
+				d.credit = writeCredit(e)
+			}
 		}
 	}
 	b := make([]byte, len(events)*eventSize)

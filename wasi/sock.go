@@ -46,7 +46,7 @@ func (s *System) sockAccept(c *call) (Errno, error) {
 		return errno, nil
 	}
 	s.fds[nfd] = &descriptor{kind: kindConn, filetype: FiletypeSocketStream, handle: h,
-		flags: uint16(flags), rights: rightsConn & d.inheriting}
+		flags: uint16(flags), rights: rightsConn & d.inheriting, credit: SendWindow}
 	c.mem.PutUint32(out, nfd)
 	return ESUCCESS, nil
 }

@@ -13,7 +13,7 @@ import (
 // resources themselves (open files, connections) are not part of it; the
 // Host on the other side must serve the same handles.
 //
-// Encoding, version 1: the magic "ftvmWASI", the version as a uvarint,
+// Encoding, version 2: the magic "ftvmWASI", the version as a uvarint,
 // then uvarints and length-prefixed strings:
 //
 //	args:   count, then each string
@@ -22,12 +22,14 @@ import (
 //	fds:    count, then for each descriptor in increasing fd order:
 //	        fd, kind (1 byte), filetype (1 byte), handle, flags, rights,
 //	        inheriting, offset, preopen flag (1 byte), preopen path,
-//	        shutdown bits (1 byte)
+//	        shutdown bits (1 byte), send credit (connections; 0 otherwise)
+//
+// Version 1 had no send credit; it is no longer read.
 
 const stateMagic = "ftvmWASI"
 
 // StateVersion is the version of the encoding MarshalState writes.
-const StateVersion = 1
+const StateVersion = 2
 
 // MarshalState encodes the System's state. The encoding is deterministic:
 // equal states give equal bytes.
@@ -56,6 +58,7 @@ func (s *System) MarshalState() ([]byte, error) {
 		b = appendBool(b, d.isPreopen)
 		b = appendString(b, d.preopen)
 		b = append(b, d.shut)
+		b = binary.AppendUvarint(b, d.credit)
 	}
 	return b, nil
 }
@@ -97,6 +100,7 @@ func (s *System) UnmarshalState(data []byte) error {
 		d.isPreopen = r.bool()
 		d.preopen = r.string()
 		d.shut = r.byte()
+		d.credit = r.uvarint()
 		switch {
 		case kind == 0 || kind >= kindMax:
 			r.fail("bad descriptor kind")
@@ -108,6 +112,8 @@ func (s *System) UnmarshalState(data []byte) error {
 			r.fail("bad rights")
 		case d.shut&^(ShutRd|ShutWr) != 0:
 			r.fail("bad shutdown bits")
+		case d.credit > SendWindow || d.credit != 0 && kind != kindConn:
+			r.fail("bad send credit")
 		case d.isPreopen != (d.preopen != "") || d.isPreopen && kind != kindDir:
 			r.fail("bad preopen")
 		}

@@ -95,6 +95,14 @@ const maxIO = 1 << 20
 // write is short, which POSIX allows and every libc handles.
 const maxWrite = 16 << 20
 
+// SendWindow is how many bytes a connection may have queued on the Host,
+// written by the guest and not yet taken by the peer. A guest that writes
+// more to a connection whose peer does not read waits (a blocking
+// descriptor) or gets EAGAIN (a non-blocking one) until Poll reports room,
+// as with a socket's send buffer; see Host.Write. It is part of the
+// guest's deterministic semantics: a replay must use the same value.
+const SendWindow = 256 << 10
+
 // descKind says what a descriptor refers to.
 type descKind uint8
 
@@ -120,6 +128,9 @@ type descriptor struct {
 	preopen    string // guest path of a preopened directory, else ""
 	isPreopen  bool
 	shut       uint8 // ShutRd|ShutWr done on a connection
+	// credit is how many more bytes the Host accepts on a connection
+	// without its queue passing SendWindow (see Host.Write).
+	credit uint64
 }
 
 // System is the WASI state of one guest: arguments, environment, the

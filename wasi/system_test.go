@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"reflect"
 	"slices"
 	"strings"
@@ -653,6 +654,82 @@ func TestSockets(t *testing.T) {
 	x.want(ESUCCESS, "fd_close", conn)
 	if last := x.h.calls[len(x.h.calls)-1]; last != "Close 1001" {
 		t.Errorf("host call %q", last)
+	}
+}
+
+// A connection takes SendWindow bytes after accept, then what the fd_write
+// events of poll_oneoff grant: a non-blocking write beyond gets EAGAIN, a
+// blocking one polls the Host itself.
+func TestSendCredit(t *testing.T) {
+	x := newHarness(t, Config{Listeners: []Listener{{}}})
+	x.h.pending[3] = 2
+	x.want(ESUCCESS, "sock_accept", 3, uint64(FdflagNonblock), 0x100)
+	nb := uint64(x.u32(0x100))
+	x.want(ESUCCESS, "sock_accept", 3, 0, 0x100)
+	blocking := uint64(x.u32(0x100))
+	// Eight overlapping iovecs of 48 KiB: 384 KiB, more than SendWindow.
+	const iovs, piece = 0x400, 48 << 10
+	for i := range uint32(8) {
+		x.mem.PutUint32(iovs+i*8, 0x1000)
+		x.mem.PutUint32(iovs+i*8+4, piece)
+	}
+	send := func(fd uint64) (Errno, uint32) {
+		e := x.call("sock_send", fd, iovs, 8, 0, 0x100)
+		return e, x.u32(0x100)
+	}
+	if e, n := send(nb); e != ESUCCESS || n != SendWindow {
+		t.Fatalf("first send = %v, %d; want all of SendWindow", e, n)
+	}
+	x.mem.PutUint32(0x100, 0)
+	if e, _ := send(nb); e != EAGAIN {
+		t.Fatalf("send without credit = %v, want EAGAIN", e)
+	}
+	// poll_oneoff reports 1000 bytes of room.
+	x.h.room[1001] = 1000
+	sub := make([]byte, subscriptionSize)
+	binary.LittleEndian.PutUint64(sub[0:], 42)
+	sub[8] = byte(EventFdWrite)
+	binary.LittleEndian.PutUint32(sub[16:], uint32(nb))
+	x.put(0x3000, sub)
+	x.want(ESUCCESS, "poll_oneoff", 0x3000, 0x3100, 1, 0x3200)
+	if e, n := send(nb); e != ESUCCESS || n != 1000 {
+		t.Fatalf("send after poll = %v, %d; want 1000", e, n)
+	}
+	if e, _ := send(nb); e != EAGAIN {
+		t.Fatalf("send with the credit spent = %v, want EAGAIN", e)
+	}
+
+	// The blocking descriptor spends its window, then asks the Host.
+	if e, n := send(blocking); e != ESUCCESS || n != SendWindow {
+		t.Fatalf("blocking send = %v, %d", e, n)
+	}
+	x.h.room[1002] = 5
+	calls := len(x.h.calls)
+	if e, n := send(blocking); e != ESUCCESS || n != 5 {
+		t.Fatalf("blocking send without credit = %v, %d; want 5 after a poll", e, n)
+	}
+	if got := x.h.calls[calls]; got != fmt.Sprintf("Poll 0:%d:1002", EventFdWrite) {
+		t.Errorf("host call %q, want the write poll", got)
+	}
+	// A Host that reports no room figure (NBytes 0) does not bound its
+	// queue: the window renews.
+	delete(x.h.room, 1002)
+	if e, n := send(blocking); e != ESUCCESS || n != SendWindow {
+		t.Fatalf("send after an unbounded poll = %v, %d", e, n)
+	}
+	// The credit travels with the state.
+	x.h.room[1001] = 777
+	x.want(ESUCCESS, "poll_oneoff", 0x3000, 0x3100, 1, 0x3200)
+	st, err := x.s.MarshalState()
+	if err != nil {
+		t.Fatal(err)
+	}
+	y := newHarness(t, Config{Listeners: []Listener{{}}})
+	if err := y.s.UnmarshalState(st); err != nil {
+		t.Fatal(err)
+	}
+	if got := y.s.fds[uint32(nb)].credit; got != 777 {
+		t.Errorf("credit after a state round trip %d, want 777", got)
 	}
 }
 

@@ -190,15 +190,49 @@ func TestReplayUntilSaveFrom(t *testing.T) {
 	}
 }
 
+// TestExecSlowPeer: under exec, a client that does not read its replies
+// holds up neither the guest nor its other clients.
+func TestExecSlowPeer(t *testing.T) {
+	g := guestFile(t, "wasi-echo")
+	addr := freePort(t)
+	done := make(chan int, 1)
+	go func() {
+		// Three connections: the probe of dialGuest and the two of
+		// CheckSlowPeer.
+		code, _, _ := ftvm(t, "", "exec", "--listen", addr, g, "3")
+		done <- code
+	}()
+	dialGuest(t, addr).Close()
+	// Each client is closed when its subtest ends, and the guest then exits.
+	t.Run("peers", func(t *testing.T) { guesttest.CheckSlowPeer(t, addr) })
+	select {
+	case code := <-done:
+		if code != 0 {
+			t.Fatalf("exec exited with status %d", code)
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("the guest did not exit after its three connections closed")
+	}
+}
+
+// dialGuest connects to addr once a guest listens there.
+func dialGuest(t *testing.T, addr string) net.Conn {
+	t.Helper()
+	for i := 0; ; i++ {
+		c, err := net.Dial("tcp", addr)
+		if err == nil {
+			return c
+		}
+		if i == 600 {
+			t.Fatalf("the guest never listened on %s: %v", addr, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
 func TestExecListen(t *testing.T) {
 	g := guestFile(t, "wasi-echo")
-	// Find a free port; the guest's listener takes it over.
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
+	addr := freePort(t)
 	type result struct {
 		code      int
 		out, errs string
@@ -208,16 +242,7 @@ func TestExecListen(t *testing.T) {
 		code, out, errs := ftvm(t, "", "exec", "--listen", addr, g, "1")
 		done <- result{code, out, errs}
 	}()
-	var c net.Conn
-	for i := 0; ; i++ {
-		if c, err = net.Dial("tcp", addr); err == nil {
-			break
-		}
-		if i == 600 {
-			t.Fatalf("the guest never listened on %s: %v", addr, err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	c := dialGuest(t, addr)
 	if _, err := c.Write([]byte("ping\n")); err != nil {
 		t.Fatal(err)
 	}

@@ -1,0 +1,207 @@
+//go:build linux
+
+package wasi
+
+import (
+	"net"
+	"syscall"
+	"time"
+)
+
+// osConn is an accepted connection: its reading side is a stream filled by
+// a pump goroutine, its writing side a queue emptied by a sender goroutine.
+type osConn struct {
+	c   net.Conn
+	in  *stream
+	out *connOut
+}
+
+// connOut is the sending side of a connection: what the guest wrote that
+// the kernel has not taken yet. Its own goroutine (send) hands it to the
+// kernel, so a peer that does not read holds up its own connection only:
+// never the guest, nor a Gate releasing outputs to other connections. The
+// queue is bounded by the guest, not here: System writes no more than the
+// credit its Poll events granted (SendWindow at accept), and Poll reports a
+// connection writable only below SendWindow. Fields are guarded by the
+// OSHost's mu.
+type connOut struct {
+	bufs    [][]byte // queued, in order
+	queued  int      // bytes in bufs and in the batch being sent
+	err     error    // the first send error; writes after it are dropped
+	shutWr  bool     // shut the writing side once bufs are sent
+	closing bool     // the handle was released: send bufs, then close
+	wake    chan struct{}
+	done    chan struct{} // closed when send has finished
+}
+
+// closeLinger bounds how long a released connection may take to hand its
+// queued bytes to a peer that does not read, before it is closed anyway.
+const closeLinger = 2 * time.Second
+
+// newConn wraps an accepted connection and starts its goroutines. h.mu is
+// held.
+func (h *OSHost) newConn(c net.Conn) *osConn {
+	oc := &osConn{c: c, in: &stream{}, out: &connOut{wake: make(chan struct{}, 1), done: make(chan struct{})}}
+	h.senders.Add(1)
+	go h.pump(oc.in, c)
+	go h.send(oc)
+	return oc
+}
+
+// deadConn returns a connection whose peer is gone (one a go-live adopted):
+// reads fail with ECONNRESET, writes are dropped.
+func newDeadConn() *osConn {
+	out := &connOut{err: syscall.ECONNRESET, done: make(chan struct{})}
+	close(out.done)
+	return &osConn{c: deadConn{}, in: &stream{err: syscall.ECONNRESET}, out: out}
+}
+
+// write queues data (which the connection keeps) for sending. h.mu is held.
+func (oc *osConn) write(data []byte) {
+	o := oc.out
+	if o.err != nil || o.closing || len(data) == 0 {
+		return
+	}
+	o.bufs = append(o.bufs, data)
+	o.queued += len(data)
+	o.notify()
+}
+
+// notify wakes the sender.
+func (o *connOut) notify() {
+	select {
+	case o.wake <- struct{}{}:
+	default:
+	}
+}
+
+// writable reports the event of an fd_write subscription: ready while the
+// queue is below SendWindow, with the room left; a hangup once sending
+// failed. h.mu is held.
+func (oc *osConn) writable(ev *Event) bool {
+	o := oc.out
+	if o.err != nil {
+		ev.Flags = EventFdHangup
+		return true
+	}
+	if o.queued >= SendWindow {
+		return false
+	}
+	ev.NBytes = uint64(SendWindow - o.queued)
+	return true
+}
+
+// halfCloser is a connection whose directions close separately.
+type halfCloser interface {
+	CloseRead() error
+	CloseWrite() error
+}
+
+// send hands the queue of oc to the kernel until the connection is
+// released and drained (or sending fails).
+func (h *OSHost) send(oc *osConn) {
+	o := oc.out
+	defer h.senders.Done()
+	defer close(o.done)
+	for {
+		h.mu.Lock()
+		for len(o.bufs) == 0 && !o.shutWr && !o.closing {
+			h.mu.Unlock()
+			<-o.wake
+			h.mu.Lock()
+		}
+		bufs, failed := o.bufs, o.err != nil
+		o.bufs = nil
+		h.mu.Unlock()
+
+		var err error
+		sent := 0
+		for _, b := range bufs {
+			sent += len(b)
+		}
+		if len(bufs) > 0 && !failed {
+			nb := net.Buffers(bufs)
+			_, err = nb.WriteTo(oc.c)
+		}
+
+		h.mu.Lock()
+		before := o.queued
+		o.queued -= sent
+		if err != nil && o.err == nil {
+			o.err = err
+			h.log.Debug("wasi: connection write failed", "err", err)
+		}
+		if o.err != nil {
+			for _, b := range o.bufs {
+				o.queued -= len(b)
+			}
+			o.bufs = nil
+		}
+		// Wake pollers only when writability changed.
+		if err != nil || before >= SendWindow && o.queued < SendWindow {
+			h.broadcastLocked()
+		}
+		drained := len(o.bufs) == 0
+		shut := drained && o.shutWr
+		if shut {
+			o.shutWr = false
+		}
+		closing := drained && o.closing
+		h.mu.Unlock()
+
+		if shut && o.err == nil {
+			if hc, ok := oc.c.(halfCloser); ok {
+				if err := hc.CloseWrite(); err != nil {
+					h.log.Debug("wasi: shutdown failed", "err", err)
+				}
+			}
+		}
+		if closing {
+			oc.c.Close()
+			return
+		}
+	}
+}
+
+// shutdown shuts the reading side at once and the writing side after what
+// is queued. h.mu is not held.
+func (h *OSHost) shutdown(oc *osConn, how uint8) {
+	hc, ok := oc.c.(halfCloser)
+	if !ok {
+		if how == ShutRd|ShutWr {
+			h.release(oc)
+		}
+		return
+	}
+	if how&ShutRd != 0 {
+		if err := hc.CloseRead(); err != nil {
+			h.log.Debug("wasi: shutdown failed", "err", err)
+		}
+	}
+	if how&ShutWr != 0 {
+		h.mu.Lock()
+		oc.out.shutWr = true
+		oc.out.notify()
+		h.mu.Unlock()
+	}
+}
+
+// releaseConn stops reading oc and lets its sender close it once the queue
+// is sent, within closeLinger. h.mu is not held.
+func (h *OSHost) releaseConn(oc *osConn) {
+	h.mu.Lock()
+	oc.in.closed = true
+	o := oc.out
+	first := !o.closing
+	o.closing = true
+	o.notify()
+	h.broadcastLocked()
+	h.mu.Unlock()
+	if !first {
+		return
+	}
+	if hc, ok := oc.c.(halfCloser); ok {
+		_ = hc.CloseRead() // ends the pump's read at once
+	}
+	_ = oc.c.SetWriteDeadline(time.Now().Add(closeLinger))
+}

@@ -1,0 +1,148 @@
+//go:build linux
+
+package wasi
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"net"
+	"testing"
+	"time"
+)
+
+// acceptOne returns an OSHost with one listener, a client connected to it
+// and the host's handle of the connection.
+func acceptOne(t *testing.T) (*OSHost, net.Conn, Handle) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := NewOSHost(Config{Listeners: []Listener{{Listener: ln}}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { h.CloseAll() })
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	conn, errno, err := h.Accept(context.Background(), 3, false)
+	if errno != ESUCCESS || err != nil {
+		t.Fatalf("accept = %v, %v", errno, err)
+	}
+	return h, c, conn
+}
+
+// pattern returns n bytes that show where a byte went missing or moved.
+func pattern(n int) []byte {
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = byte(i * 7 / 5)
+	}
+	return b
+}
+
+// A peer that does not read never blocks Write: the host queues, Poll stops
+// reporting the connection writable once SendWindow is queued, and when
+// the peer reads, every byte arrives in order and writability returns.
+func TestOSHostSendQueue(t *testing.T) {
+	h, c, conn := acceptOne(t)
+	ctx := context.Background()
+	want := pattern(16 << 20) // far beyond what the kernel buffers
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for off := 0; off < len(want); off += 64 << 10 {
+			h.Write(conn, want[off:min(off+64<<10, len(want))])
+		}
+	}()
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("Write blocked on a peer that does not read")
+	}
+	sub := []Subscription{{Userdata: 7, Type: EventFdWrite, Handle: conn}}
+	short, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+	defer cancel()
+	if events, err := h.Poll(short, sub); err == nil {
+		t.Fatalf("the connection polls writable with 16 MiB queued: %+v", events)
+	}
+
+	got := make([]byte, len(want))
+	c.SetDeadline(time.Now().Add(60 * time.Second))
+	if _, err := io.ReadFull(c, got); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Fatal("the peer received other bytes than were written")
+	}
+	events, err := h.Poll(ctx, sub)
+	if err != nil || len(events) != 1 || events[0].Errno != ESUCCESS || events[0].NBytes == 0 || events[0].NBytes > SendWindow {
+		t.Fatalf("poll once drained = %+v, %v", events, err)
+	}
+}
+
+// Close and CloseAll send what is queued before closing; a shutdown of the
+// writing side waits behind the queue too.
+func TestOSHostCloseSendsQueue(t *testing.T) {
+	for _, how := range []string{"close", "shutdown", "closeall"} {
+		t.Run(how, func(t *testing.T) {
+			h, c, conn := acceptOne(t)
+			want := pattern(4 << 20)
+			h.Write(conn, want)
+			switch how {
+			case "close":
+				h.Close(conn)
+			case "shutdown":
+				h.Shutdown(conn, ShutWr)
+			case "closeall":
+				go h.CloseAll()
+			}
+			c.SetDeadline(time.Now().Add(60 * time.Second))
+			got, err := io.ReadAll(c)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(got, want) {
+				t.Fatalf("received %d bytes, want the %d written", len(got), len(want))
+			}
+		})
+	}
+}
+
+// A peer that resets the connection turns writability into a hangup and
+// later writes are dropped, not queued.
+func TestOSHostSendToResetPeer(t *testing.T) {
+	h, c, conn := acceptOne(t)
+	c.(*net.TCPConn).SetLinger(0)
+	c.Close() // a reset
+	sub := []Subscription{{Type: EventFdWrite, Handle: conn}}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		h.Write(conn, pattern(64<<10))
+		events, err := h.Poll(context.Background(), sub)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if events[0].Flags&EventFdHangup != 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no hangup after the peer reset")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	h.mu.Lock()
+	queued := h.res[conn].(*osConn).out.queued
+	h.mu.Unlock()
+	h.Write(conn, pattern(1<<20))
+	h.mu.Lock()
+	after := h.res[conn].(*osConn).out.queued
+	h.mu.Unlock()
+	if queued != 0 || after != 0 {
+		t.Errorf("queued after the reset: %d, then %d after another write", queued, after)
+	}
+}
