@@ -109,7 +109,7 @@ func (h *Host) startRunner(ctx context.Context, spec storage.VMSpec, gen uint64,
 
 // wasiConfig is the guest's system configuration on this host.
 func (r *runner) wasiConfig() wasi.Config {
-	cfg := wasi.Config{Args: r.spec.Args, Env: r.spec.Env, Stdout: r.h.cfg.Stdout, Stderr: r.h.cfg.Stderr}
+	cfg := wasi.Config{Args: r.spec.Args, Env: r.spec.Env, Stdout: r.h.cfg.Stdout, Stderr: r.h.cfg.Stderr, Coalesce: r.h.cfg.Coalesce}
 	if r.spec.Disk {
 		cfg.Preopens = []wasi.Preopen{{GuestPath: "/disk", HostDir: r.h.dir.DiskDir(r.vm)}}
 	}

@@ -45,6 +45,7 @@ type OSHost struct {
 	// adopting a guest continues the clocks it saw (see
 	// NewOSHostAdopting); zero otherwise. Set before the host is used.
 	monoOffset, cpuOffset uint64
+	coalesce              time.Duration // Config.Coalesce
 
 	mu      sync.Mutex
 	changed chan struct{} // closed and replaced whenever readiness changes
@@ -111,9 +112,10 @@ func newOSHost(cfg Config, logger *slog.Logger, skip func(Handle) bool) (*OSHost
 		skip = func(Handle) bool { return false }
 	}
 	h := &OSHost{
-		log:     logger,
-		changed: make(chan struct{}),
-		res:     make(map[Handle]any),
+		log:      logger,
+		coalesce: cfg.Coalesce,
+		changed:  make(chan struct{}),
+		res:      make(map[Handle]any),
 	}
 	if !skip(0) {
 		in := &stream{}

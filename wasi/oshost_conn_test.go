@@ -146,3 +146,60 @@ func TestOSHostSendToResetPeer(t *testing.T) {
 		t.Errorf("queued after the reset: %d, then %d after another write", queued, after)
 	}
 }
+
+// With Coalesce, a Poll that waited reports what else became ready within
+// the coalescing time; it never waits past a clock subscription's deadline,
+// and it does not coalesce when something was ready at once.
+func TestOSHostPollCoalesce(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := NewOSHost(Config{Listeners: []Listener{{Listener: ln}}, Coalesce: time.Hour}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.CloseAll()
+	ctx := context.Background()
+	var clients []net.Conn
+	var conns []Handle
+	for range 2 {
+		c, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		conn, errno, err := h.Accept(ctx, 3, false)
+		if errno != ESUCCESS || err != nil {
+			t.Fatalf("accept = %v, %v", errno, err)
+		}
+		clients, conns = append(clients, c), append(conns, conn)
+	}
+	subs := []Subscription{
+		{Userdata: 1, Type: EventFdRead, Handle: conns[0]},
+		{Userdata: 2, Type: EventFdRead, Handle: conns[1]},
+		// The deadline ends the coalescing (an hour) long before its end.
+		{Userdata: 3, Type: EventClock, Clock: ClockMonotonic, Timeout: uint64(300 * time.Millisecond)},
+	}
+	go func() {
+		time.Sleep(20 * time.Millisecond)
+		clients[0].Write([]byte("a"))
+		time.Sleep(20 * time.Millisecond)
+		clients[1].Write([]byte("b"))
+	}()
+	events, err := h.Poll(ctx, subs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[uint64]bool{}
+	for _, e := range events {
+		got[e.Userdata] = true
+	}
+	if !got[1] || !got[2] || !got[3] {
+		t.Fatalf("events %+v: want both connections, then the clock that ended the coalescing", events)
+	}
+	// Ready at once: no coalescing (an hour's wait would fail the test).
+	if events, err := h.Poll(ctx, subs[:2]); err != nil || len(events) != 2 {
+		t.Fatalf("poll with both ready = %+v, %v", events, err)
+	}
+}

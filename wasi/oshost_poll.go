@@ -11,7 +11,10 @@ import (
 
 // Poll implements Host. Clock subscriptions become timers; a relative
 // timeout counts from the start of the call, an absolute one is compared
-// with the clock it names.
+// with the clock it names. A Poll that had to wait coalesces (see
+// Config.Coalesce): when something becomes ready it waits up to the
+// coalescing time more, but never past a clock subscription's deadline,
+// then reports all that is ready.
 func (h *OSHost) Poll(ctx context.Context, subs []Subscription) ([]Event, error) {
 	start := time.Now()
 	deadlines := make([]time.Time, len(subs))
@@ -40,10 +43,12 @@ func (h *OSHost) Poll(ctx context.Context, subs []Subscription) ([]Event, error)
 
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	waited, coalesced := false, false
 	for {
 		now := time.Now()
 		var events []Event
 		var next time.Time
+		fdReady := false // coalescing is for I/O, not timers
 		for i, s := range subs {
 			if s.Type == EventClock {
 				if !now.Before(deadlines[i]) {
@@ -55,6 +60,20 @@ func (h *OSHost) Poll(ctx context.Context, subs []Subscription) ([]Event, error)
 			}
 			if ev, ok := h.readyLocked(s); ok {
 				events = append(events, ev)
+				fdReady = true
+			}
+		}
+		if fdReady && waited && !coalesced && h.coalesce > 0 {
+			coalesced = true
+			d := h.coalesce
+			if !next.IsZero() {
+				d = min(d, next.Sub(now))
+			}
+			if d > 0 {
+				h.mu.Unlock()
+				time.Sleep(d)
+				h.mu.Lock()
+				continue
 			}
 		}
 		if len(events) > 0 {
@@ -70,6 +89,7 @@ func (h *OSHost) Poll(ctx context.Context, subs []Subscription) ([]Event, error)
 			fire = timer.C
 		}
 		err := h.wait(ctx, fire)
+		waited = true
 		if timer != nil {
 			timer.Stop()
 		}

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // Config describes the devices and the command line of a guest.
@@ -38,6 +39,14 @@ type Config struct {
 	// nil means empty input and discarded output.
 	Stdin          io.Reader
 	Stdout, Stderr io.Writer
+
+	// Coalesce is how long OSHost.Poll, once it has waited and something
+	// became ready, waits further so that what else arrives meanwhile is
+	// reported in the same call: a loaded guest wakes fewer times and
+	// handles more per wake-up, for up to Coalesce more latency. Zero
+	// turns it off. It changes no result a guest could not have seen
+	// anyway (readiness is an input).
+	Coalesce time.Duration
 }
 
 // Preopen is a directory handed to the guest.

@@ -21,8 +21,8 @@ import (
 
 // hostFlags are the tuning flags of ftvm host and ftvm run.
 type hostFlags struct {
-	heartbeat, timeout, claimRetry, lagBound time.Duration
-	logLevel                                 string
+	heartbeat, timeout, claimRetry, lagBound, coalesce time.Duration
+	logLevel                                           string
 }
 
 func (f *hostFlags) register(fs *flag.FlagSet) {
@@ -30,6 +30,7 @@ func (f *hostFlags) register(fs *flag.FlagSet) {
 	fs.DurationVar(&f.timeout, "timeout", ft.DefaultFailureTimeout, "silence (no heartbeat, no log traffic) after which the peer has failed")
 	fs.DurationVar(&f.claimRetry, "claim-retry", ft.DefaultClaimRetry, "retry interval of a claim whose outcome is unknown")
 	fs.DurationVar(&f.lagBound, "lag-bound", host.DefaultLagBound, "how far a primary's guest may run ahead of its backup's replay")
+	fs.DurationVar(&f.coalesce, "coalesce", host.DefaultCoalesce, "after a live guest waited in poll_oneoff, wait this much more for other inputs to report at once (0: off)")
 	fs.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 }
 
@@ -37,6 +38,7 @@ func (f *hostFlags) args() []string {
 	return []string{
 		"--heartbeat", f.heartbeat.String(), "--timeout", f.timeout.String(),
 		"--claim-retry", f.claimRetry.String(), "--lag-bound", f.lagBound.String(),
+		"--coalesce", f.coalesce.String(),
 		"--log-level", f.logLevel,
 	}
 }
@@ -70,6 +72,7 @@ func runHost(ctx context.Context, env *cmdEnv, args []string) int {
 		Shared: *shared, Name: *name, Addr: *addr,
 		Node:       ft.Config{HeartbeatInterval: hf.heartbeat, FailureTimeout: hf.timeout, ClaimRetry: hf.claimRetry},
 		LagBound:   hf.lagBound,
+		Coalesce:   hf.coalesce,
 		Failpoints: os.Getenv(host.EnvFailpoints),
 		Stdout:     env.stdout, Stderr: env.stderr, Logger: logger,
 	})

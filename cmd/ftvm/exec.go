@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"strings"
+	"time"
 
 	"ftvm/replog"
 	"ftvm/vmm"
@@ -24,22 +25,28 @@ func (l *listFlag) Set(v string) error { *l = append(*l, v); return nil }
 // guestFlags are the flags exec and record share.
 type guestFlags struct {
 	dirs, env, listen listFlag
+	coalesce          time.Duration
 }
 
 func (g *guestFlags) register(fs *flag.FlagSet) {
 	fs.Var(&g.dirs, "dir", "preopen host directory `HOST[:GUEST]` (repeatable; fds 3, 4, ... in order)")
 	fs.Var(&g.env, "env", "set guest environment variable `K=V` (repeatable)")
 	fs.Var(&g.listen, "listen", "preopen a TCP listener on `ADDR` (repeatable; fds follow the directories)")
+	fs.DurationVar(&g.coalesce, "coalesce", 0, "after waiting in poll_oneoff, wait this much more for other inputs to report at once (0: off)")
 }
 
 // wasiConfig builds the guest's configuration from the flags and the
 // positional arguments (GUEST.wasm [ARGS...]).
 func (g *guestFlags) wasiConfig(env *cmdEnv, guest string, args []string) (wasi.Config, error) {
+	if g.coalesce < 0 {
+		return wasi.Config{}, fmt.Errorf("--coalesce %v: negative", g.coalesce)
+	}
 	cfg := wasi.Config{
-		Args:   append([]string{guest}, args...),
-		Stdin:  env.stdin,
-		Stdout: env.stdout,
-		Stderr: env.stderr,
+		Coalesce: g.coalesce,
+		Args:     append([]string{guest}, args...),
+		Stdin:    env.stdin,
+		Stdout:   env.stdout,
+		Stderr:   env.stderr,
 	}
 	for _, kv := range g.env {
 		if !strings.Contains(kv, "=") {
