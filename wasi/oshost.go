@@ -506,9 +506,7 @@ func (h *OSHost) Write(hd Handle, data []byte) error {
 		}
 		return nil
 	case *osConn:
-		h.mu.Lock()
-		r.write(data)
-		h.mu.Unlock()
+		h.writeConn(r, data)
 		return nil
 	}
 	return fmt.Errorf("write to handle %d: not a stream", hd)

@@ -6,20 +6,26 @@ import (
 	"net"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // osConn is an accepted connection: its reading side is a stream filled by
 // a pump goroutine, its writing side a queue emptied by a sender goroutine.
 type osConn struct {
 	c   net.Conn
+	raw syscall.RawConn // c's socket, for writes that must not wait; nil if none
 	in  *stream
 	out *connOut
 }
 
 // connOut is the sending side of a connection: what the guest wrote that
-// the kernel has not taken yet. Its own goroutine (send) hands it to the
-// kernel, so a peer that does not read holds up its own connection only:
-// never the guest, nor a Gate releasing outputs to other connections. The
+// the kernel has not taken yet. A write goes straight to the kernel when
+// nothing waits ahead of it, as far as the socket buffer takes it without
+// waiting; the rest waits here, and the connection's own goroutine (send)
+// hands it to the kernel. So a peer that does not read holds up its own
+// connection only: never the guest, nor a Gate releasing outputs to other
+// connections. The
 // queue is bounded by the guest, not here: System writes no more than the
 // credit its Poll events granted (SendWindow at accept), and Poll reports a
 // connection writable only below SendWindow. Fields are guarded by the
@@ -30,6 +36,7 @@ type connOut struct {
 	err     error    // the first send error; writes after it are dropped
 	shutWr  bool     // shut the writing side once bufs are sent
 	closing bool     // the handle was released: send bufs, then close
+	direct  bool     // a write is going straight to the kernel; send waits
 	wake    chan struct{}
 	done    chan struct{} // closed when send has finished
 }
@@ -42,6 +49,9 @@ const closeLinger = 2 * time.Second
 // held.
 func (h *OSHost) newConn(c net.Conn) *osConn {
 	oc := &osConn{c: c, in: &stream{}, out: &connOut{wake: make(chan struct{}, 1), done: make(chan struct{})}}
+	if sc, ok := c.(syscall.Conn); ok {
+		oc.raw, _ = sc.SyscallConn()
+	}
 	h.senders.Add(1)
 	go h.pump(oc.in, c)
 	go h.send(oc)
@@ -56,15 +66,65 @@ func newDeadConn() *osConn {
 	return &osConn{c: deadConn{}, in: &stream{err: syscall.ECONNRESET}, out: out}
 }
 
-// write queues data (which the connection keeps) for sending. h.mu is held.
-func (oc *osConn) write(data []byte) {
+// writeConn sends data (which the connection may keep) on oc: straight to
+// the kernel when nothing is queued ahead of it, which is the common case
+// and costs no hand-off, and the rest through the queue. h.mu is not held.
+func (h *OSHost) writeConn(oc *osConn, data []byte) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
 	o := oc.out
 	if o.err != nil || o.closing || len(data) == 0 {
 		return
 	}
-	o.bufs = append(o.bufs, data)
-	o.queued += len(data)
-	o.notify()
+	if o.queued == 0 && oc.raw != nil {
+		o.direct = true
+		h.mu.Unlock()
+		n, err := writeNow(oc.raw, data)
+		h.mu.Lock()
+		o.direct = false
+		data = data[n:]
+		if err != nil && o.err == nil {
+			o.err = err
+			h.log.Debug("wasi: connection write failed", "err", err)
+			h.broadcastLocked() // writability is now a hangup
+		}
+	}
+	if o.err == nil && len(data) > 0 {
+		o.bufs = append(o.bufs, data)
+		o.queued += len(data)
+	}
+	// Wake the sender only if it has work: bytes, or a shutdown or close
+	// that waited for the direct write. A wake-up per write would cost
+	// the guest's thread as much as the write.
+	if len(o.bufs) > 0 || o.shutWr || o.closing {
+		o.notify()
+	}
+}
+
+// writeNow writes what the socket takes without waiting.
+func writeNow(raw syscall.RawConn, p []byte) (int, error) {
+	n := 0
+	var werr error
+	err := raw.Write(func(fd uintptr) bool {
+		for n < len(p) {
+			k, err := unix.Write(int(fd), p[n:])
+			if err == unix.EINTR {
+				continue
+			}
+			if err != nil {
+				if err != unix.EAGAIN {
+					werr = err
+				}
+				break
+			}
+			n += k
+		}
+		return true // never wait for the poller: what is left is queued
+	})
+	if err != nil {
+		return n, err
+	}
+	return n, werr
 }
 
 // notify wakes the sender.
@@ -105,7 +165,7 @@ func (h *OSHost) send(oc *osConn) {
 	defer close(o.done)
 	for {
 		h.mu.Lock()
-		for len(o.bufs) == 0 && !o.shutWr && !o.closing {
+		for len(o.bufs) == 0 && !o.shutWr && !o.closing || o.direct {
 			h.mu.Unlock()
 			<-o.wake
 			h.mu.Lock()
