@@ -11,7 +11,8 @@ import (
 )
 
 // osConn is an accepted connection: its reading side is a stream filled by
-// a pump goroutine, its writing side a queue emptied by a sender goroutine.
+// a pump goroutine, its writing side the socket itself or, for what the
+// socket does not take at once, a queue emptied by a sender goroutine.
 type osConn struct {
 	c   net.Conn
 	raw syscall.RawConn // c's socket, for writes that must not wait; nil if none
@@ -25,11 +26,10 @@ type osConn struct {
 // waiting; the rest waits here, and the connection's own goroutine (send)
 // hands it to the kernel. So a peer that does not read holds up its own
 // connection only: never the guest, nor a Gate releasing outputs to other
-// connections. The
-// queue is bounded by the guest, not here: System writes no more than the
-// credit its Poll events granted (SendWindow at accept), and Poll reports a
-// connection writable only below SendWindow. Fields are guarded by the
-// OSHost's mu.
+// connections. The queue is bounded by the guest, not here: System writes
+// no more than the credit its Poll events granted (SendWindow at accept),
+// and Poll reports a connection writable only below SendWindow. Fields are
+// guarded by the OSHost's mu.
 type connOut struct {
 	bufs    [][]byte // queued, in order
 	queued  int      // bytes in bufs and in the batch being sent
@@ -58,7 +58,7 @@ func (h *OSHost) newConn(c net.Conn) *osConn {
 	return oc
 }
 
-// deadConn returns a connection whose peer is gone (one a go-live adopted):
+// newDeadConn returns a connection whose peer is gone (one a go-live adopted):
 // reads fail with ECONNRESET, writes are dropped.
 func newDeadConn() *osConn {
 	out := &connOut{err: syscall.ECONNRESET, done: make(chan struct{})}
