@@ -1,6 +1,7 @@
 package host_test
 
 import (
+	"net"
 	"syscall"
 	"testing"
 	"time"
@@ -25,9 +26,16 @@ func TestSlowPeer(t *testing.T) {
 		t.Fatalf("the pair did not hold: %+v", st)
 	}
 	c.signal("h1", syscall.SIGKILL)
-	c.waitFor(30*time.Second, "h2 to own generation 2", func() bool {
-		o := c.owner("echo")
-		return o.Host == "h2" && o.Generation == 2
+	c.waitFor(30*time.Second, "h2 to own generation 2 and listen", func() bool {
+		if o := c.owner("echo"); o.Host != "h2" || o.Generation != 2 {
+			return false
+		}
+		probe, err := net.Dial("tcp", addr) // one of the guest's 100 connections
+		if err != nil {
+			return false
+		}
+		probe.Close()
+		return true
 	})
 	t.Run("survivor", func(t *testing.T) { guesttest.CheckSlowPeer(t, addr) })
 }
