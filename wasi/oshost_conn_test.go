@@ -11,20 +11,29 @@ import (
 	"time"
 )
 
-// acceptOne returns an OSHost with one listener, a client connected to it
-// and the host's handle of the connection.
-func acceptOne(t *testing.T) (*OSHost, net.Conn, Handle) {
+// listeningHost returns an OSHost made from cfg with one loopback listener
+// (handle 3), and the listener's address.
+func listeningHost(t *testing.T, cfg Config) (*OSHost, string) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	h, err := NewOSHost(Config{Listeners: []Listener{{Listener: ln}}}, nil)
+	cfg.Listeners = []Listener{{Listener: ln}}
+	h, err := NewOSHost(cfg, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { h.CloseAll() })
-	c, err := net.Dial("tcp", ln.Addr().String())
+	return h, ln.Addr().String()
+}
+
+// acceptOne returns an OSHost with one listener, a client connected to it
+// and the host's handle of the connection.
+func acceptOne(t *testing.T) (*OSHost, net.Conn, Handle) {
+	t.Helper()
+	h, addr := listeningHost(t, Config{})
+	c, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -151,20 +160,12 @@ func TestOSHostSendToResetPeer(t *testing.T) {
 // the coalescing time; it never waits past a clock subscription's deadline,
 // and it does not coalesce when something was ready at once.
 func TestOSHostPollCoalesce(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	h, err := NewOSHost(Config{Listeners: []Listener{{Listener: ln}}, Coalesce: time.Hour}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer h.CloseAll()
+	h, addr := listeningHost(t, Config{Coalesce: time.Hour})
 	ctx := context.Background()
 	var clients []net.Conn
 	var conns []Handle
 	for range 2 {
-		c, err := net.Dial("tcp", ln.Addr().String())
+		c, err := net.Dial("tcp", addr)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -361,23 +361,15 @@ func TestOSHostStreams(t *testing.T) {
 }
 
 func TestOSHostSockets(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	h, err := NewOSHost(Config{Listeners: []Listener{{Listener: ln}}}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer h.CloseAll()
+	h, lnAddr := listeningHost(t, Config{})
 	ctx := context.Background()
-	if addr, ok := h.ListenerAddr(0); !ok || addr.String() != ln.Addr().String() {
+	if addr, ok := h.ListenerAddr(0); !ok || addr.String() != lnAddr {
 		t.Errorf("ListenerAddr = %v, %v", addr, ok)
 	}
 	if _, errno, _ := h.Accept(ctx, 3, true); errno != EAGAIN {
 		t.Errorf("accept with nothing pending = %v", errno)
 	}
-	c, err := net.Dial("tcp", ln.Addr().String())
+	c, err := net.Dial("tcp", lnAddr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -423,7 +415,7 @@ func TestOSHostSockets(t *testing.T) {
 	if _, errno, _ := h.Accept(ctx, 3, false); errno != EBADF {
 		t.Errorf("accept after CloseAll = %v", errno)
 	}
-	if _, err := net.Dial("tcp", ln.Addr().String()); err == nil {
+	if _, err := net.Dial("tcp", lnAddr); err == nil {
 		t.Error("the listener still accepts after CloseAll")
 	}
 }
