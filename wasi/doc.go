@@ -71,8 +71,9 @@
 // proc_exit, proc_raise, sched_yield: computed from System's state alone),
 // Input (clock_*, random_get, poll_oneoff, fd_read, fd_pread, fd_readdir,
 // fd_filestat_get, fd_seek, path_filestat_get, path_readlink, sock_accept,
-// sock_recv), Output (fd_close, fd_renumber, sock_send, sock_shutdown) or
-// Effect (fd_write and the other file-system mutations). The hypervisor
+// sock_recv), Output (fd_close, fd_renumber, sock_shutdown) or Effect
+// (fd_write and the other file-system mutations, and sock_send, which on a
+// blocking socket without send credit polls the Host). The hypervisor
 // does not need the classification to record and replay, since it wraps
 // the Host; it documents the calls and lets tests check them.
 //

@@ -28,7 +28,8 @@ func (s *System) pollOneoff(c *call) (Errno, error) {
 	var subs []Subscription
 	var ready []Event // subscriptions that fail without asking the Host
 	// The connections whose fd_write events grant credit, by userdata; nil
-	// where one userdata names several descriptors (no credit then).
+	// where the userdata names no connection, or several descriptors (no
+	// credit then).
 	var writers map[uint64]*descriptor
 	for i := range nsubs {
 		b := raw[i*subscriptionSize : (i+1)*subscriptionSize]
@@ -53,14 +54,18 @@ func (s *System) pollOneoff(c *call) (Errno, error) {
 				continue
 			}
 			sub.Handle = d.handle
-			if sub.Type == EventFdWrite && d.kind == kindConn {
+			if sub.Type == EventFdWrite {
 				if writers == nil {
 					writers = make(map[uint64]*descriptor)
 				}
-				if w, seen := writers[sub.Userdata]; seen && w != d {
-					d = nil
+				w := d
+				if d.kind != kindConn {
+					w = nil
 				}
-				writers[sub.Userdata] = d
+				if prev, seen := writers[sub.Userdata]; seen && prev != w {
+					w = nil
+				}
+				writers[sub.Userdata] = w
 			}
 		default:
 			return EINVAL, nil

@@ -72,7 +72,7 @@ var functions = map[string]function{
 
 	"sock_accept":   {"iii", false, Input, (*System).sockAccept},
 	"sock_recv":     {"iiiiii", false, Input, (*System).sockRecv},
-	"sock_send":     {"iiiii", false, Output, (*System).sockSend},
+	"sock_send":     {"iiiii", false, Effect, (*System).sockSend},
 	"sock_shutdown": {"ii", false, Output, (*System).sockShutdown},
 }
 
