@@ -24,9 +24,10 @@ import (
 // host processes on this machine). Two builds of the counter are measured:
 // "go" (testdata/guests/ft-counter, a Go program with its runtime's
 // scheduler and netpoller) and "c" (the default guest of ftvm run, a
-// single-threaded poll loop). It reports requests per second, the latency
-// percentiles, the CPU time per request of each process, and for FT the
-// log bytes per request.
+// single-threaded poll loop). FT runs with the hosts' defaults, and again
+// with coalescing off. It reports requests per second, the latency
+// percentiles, the CPU time per request of each process and of the
+// clients, the machine's idle share, and for FT the log bytes per request.
 //
 //	go test ./host -run '^$' -bench BenchmarkCounter -benchtime 20000x
 func BenchmarkCounter(b *testing.B) {
@@ -40,6 +41,8 @@ func BenchmarkCounter(b *testing.B) {
 	for _, g := range guests {
 		b.Run(g.name+"/exec", func(b *testing.B) { benchExec(b, g.wasm(b)) })
 		b.Run(g.name+"/ft", func(b *testing.B) { benchFT(b, g.wasm(b)) })
+		// What coalescing (on by default on hosts) brings.
+		b.Run(g.name+"/ft-coalesce-off", func(b *testing.B) { benchFT(b, g.wasm(b), "--coalesce", "0s") })
 	}
 }
 
@@ -61,8 +64,8 @@ func benchExec(b *testing.B, guest []byte) {
 	b.ReportMetric(float64((procCPU(b, cmd.Process.Pid)-cpu0).Microseconds())/float64(n), "cpu-µs/req")
 }
 
-func benchFT(b *testing.B, guest []byte) {
-	c := newCluster(b)
+func benchFT(b *testing.B, guest []byte, hostArgs ...string) {
+	c := newCluster(b, hostArgs...)
 	c.startHost("h1")
 	c.startHost("h2")
 	addr := freeAddr(b)
@@ -84,12 +87,16 @@ func benchFT(b *testing.B, guest []byte) {
 }
 
 // drive runs b.N requests from clients connections and reports the
-// throughput and latency; it returns the number of requests.
+// throughput and latency, the CPU the clients (this process) used per
+// request and the share of the machine's CPU left idle; it returns the
+// number of requests.
 func drive(b *testing.B, addr string, clients int) int {
 	var next atomic.Int64
 	lat := make([][]time.Duration, clients)
 	var wg sync.WaitGroup
 	b.ResetTimer()
+	self0 := procCPU(b, os.Getpid())
+	idle0, total0 := machineIdle(b)
 	start := time.Now()
 	for i := range clients {
 		wg.Add(1)
@@ -109,6 +116,8 @@ func drive(b *testing.B, addr string, clients int) int {
 	}
 	wg.Wait()
 	elapsed := time.Since(start)
+	self1 := procCPU(b, os.Getpid())
+	idle1, total1 := machineIdle(b)
 	b.StopTimer()
 	all := slices.Concat(lat...)
 	slices.Sort(all)
@@ -116,6 +125,8 @@ func drive(b *testing.B, addr string, clients int) int {
 		return 0
 	}
 	b.ReportMetric(float64(len(all))/elapsed.Seconds(), "req/s")
+	b.ReportMetric(float64((self1-self0).Microseconds())/float64(len(all)), "clients-cpu-µs/req")
+	b.ReportMetric(100*float64(idle1-idle0)/float64(max(total1-total0, 1)), "idle-%")
 	b.ReportMetric(float64(all[len(all)/2].Microseconds()), "p50-µs")
 	b.ReportMetric(float64(all[len(all)*99/100].Microseconds()), "p99-µs")
 	return len(all)
@@ -174,6 +185,27 @@ func benchFailover(b *testing.B, hostArgs ...string) {
 	b.ReportMetric(ms(detect), "detect-ms")
 	b.ReportMetric(ms(live), "golive-ms")
 	b.ReportMetric(float64(slices.Max(total).Microseconds())/1000, "max-failover-ms")
+}
+
+// machineIdle returns the machine's idle and total CPU time so far, in
+// clock ticks (the first line of /proc/stat).
+func machineIdle(b *testing.B) (idle, total uint64) {
+	raw, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		b.Fatal(err)
+	}
+	line, _, _ := strings.Cut(string(raw), "\n")
+	f := strings.Fields(line) // cpu user nice system idle iowait irq softirq steal ...
+	for i, v := range f[1:] {
+		n, _ := strconv.ParseUint(v, 10, 64)
+		if i < 8 {
+			total += n
+		}
+		if i == 3 {
+			idle = n
+		}
+	}
+	return idle, total
 }
 
 // procCPU returns the CPU time (user and system) process pid has used.
