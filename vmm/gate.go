@@ -17,7 +17,8 @@ import (
 // acknowledgement of the entries before them (see barrier).
 type Gate struct {
 	wasi.Host
-	tag func() uint64 // the last entry an output produced now depends on
+	tag      func() uint64 // the last entry an output produced now depends on
+	reserver reserver      // the inner Host's, or nil
 
 	mu      sync.Mutex
 	cond    *sync.Cond
@@ -28,6 +29,13 @@ type Gate struct {
 	waiting bool // an effect waits at the barrier
 	held    GateStats
 	done    chan struct{}
+}
+
+// reserver is a Host that counts the bytes a Gate holds for a connection
+// against the connection's send window (wasi.OSHost.Reserve), so that the
+// guest's send credit covers them too.
+type reserver interface {
+	Reserve(h wasi.Handle, n int)
 }
 
 type outputKind uint8
@@ -59,6 +67,7 @@ type GateStats struct {
 // output is produced.
 func NewGate(inner wasi.Host, tag func() uint64) *Gate {
 	g := &Gate{Host: inner, tag: tag, done: make(chan struct{})}
+	g.reserver, _ = inner.(reserver)
 	g.cond = sync.NewCond(&g.mu)
 	go g.release()
 	return g
@@ -108,10 +117,22 @@ func (g *Gate) Held() GateStats {
 // the test-and-set halts and emits nothing more.
 func (g *Gate) Discard() {
 	g.mu.Lock()
+	dropped := g.queue
 	g.queue, g.held, g.closed = nil, GateStats{}, true
 	g.cond.Broadcast()
 	g.mu.Unlock()
 	<-g.done
+	for _, o := range dropped {
+		g.reserve(o, -1)
+	}
+}
+
+// reserve counts output o's bytes against its connection's send window
+// (sign 1) or releases them (sign -1).
+func (g *Gate) reserve(o heldOutput, sign int) {
+	if g.reserver != nil && o.kind == outWrite {
+		g.reserver.Reserve(o.h, sign*len(o.data))
+	}
 }
 
 // Stop releases what may be released and stops the Gate; it returns once
@@ -126,17 +147,23 @@ func (g *Gate) Stop() {
 
 func (g *Gate) push(o heldOutput) error {
 	o.seq = g.tag()
+	// Reserved before it is queued, so that the release goroutine never
+	// releases a reservation not yet made.
+	g.reserve(o, 1)
 	g.mu.Lock()
-	if !g.closed {
-		g.queue = append(g.queue, o)
-		g.held.Outputs++
-		g.held.Bytes += len(o.data)
-		// Wake the release goroutine only if o can leave now and is first
-		// in line: behind another output, it goes when that one does; and
-		// an output that waits for an ack is woken by the Ack.
-		if len(g.queue) == 1 && (g.open || o.seq <= g.acked) {
-			g.cond.Broadcast()
-		}
+	if g.closed {
+		g.mu.Unlock()
+		g.reserve(o, -1)
+		return nil
+	}
+	g.queue = append(g.queue, o)
+	g.held.Outputs++
+	g.held.Bytes += len(o.data)
+	// Wake the release goroutine only if o can leave now and is first in
+	// line: behind another output, it goes when that one does; and an
+	// output that waits for an ack is woken by the Ack.
+	if len(g.queue) == 1 && (g.open || o.seq <= g.acked) {
+		g.cond.Broadcast()
 	}
 	g.mu.Unlock()
 	return nil
@@ -169,6 +196,7 @@ func (g *Gate) release() {
 			g.mu.Unlock()
 			switch o.kind {
 			case outWrite:
+				g.reserve(o, -1)
 				_ = g.Host.Write(o.h, o.data)
 			case outShutdown:
 				_ = g.Host.Shutdown(o.h, o.how)
@@ -178,7 +206,12 @@ func (g *Gate) release() {
 			g.mu.Lock()
 		}
 		if g.closed {
+			left := g.queue // not released: dropped
+			g.queue, g.held = nil, GateStats{}
 			g.mu.Unlock()
+			for _, o := range left {
+				g.reserve(o, -1)
+			}
 			return
 		}
 		g.cond.Wait()

@@ -159,3 +159,56 @@ func TestGateEffectAfterReleaseAndDiscard(t *testing.T) {
 	default:
 	}
 }
+
+// reservingHost is a sinkHost that keeps the Gate's reservations.
+type reservingHost struct {
+	sinkHost
+	rmu      sync.Mutex
+	reserved map[wasi.Handle]int
+}
+
+func (r *reservingHost) Reserve(h wasi.Handle, n int) {
+	r.rmu.Lock()
+	r.reserved[h] += n
+	r.rmu.Unlock()
+}
+
+func (r *reservingHost) total(h wasi.Handle) int {
+	r.rmu.Lock()
+	defer r.rmu.Unlock()
+	return r.reserved[h]
+}
+
+// What a Gate holds for a connection is reserved against its send window
+// until the Gate writes it, or drops it.
+func TestGateReservesHeldBytes(t *testing.T) {
+	host := &reservingHost{sinkHost: sinkHost{got: make(chan struct{}, 10)}, reserved: map[wasi.Handle]int{}}
+	var seq uint64 = 1
+	g := NewGate(host, func() uint64 { return seq })
+	g.Write(9, []byte("hello"))
+	g.Write(9, []byte("!"))
+	g.Close(9)
+	if got := host.total(9); got != 6 {
+		t.Fatalf("reserved %d bytes, want the 6 held", got)
+	}
+	g.Ack(1)
+	for range 3 {
+		<-host.got
+	}
+	if got := host.total(9); got != 0 {
+		t.Fatalf("reserved %d bytes after the release, want 0", got)
+	}
+	seq = 2
+	g.Write(9, []byte("unacked"))
+	if got := host.total(9); got != 7 {
+		t.Fatalf("reserved %d, want 7", got)
+	}
+	g.Discard()
+	if got := host.total(9); got != 0 {
+		t.Fatalf("reserved %d bytes after Discard, want 0", got)
+	}
+	g.Write(9, []byte("after")) // a discarded Gate takes nothing
+	if got := host.total(9); got != 0 {
+		t.Fatalf("reserved %d bytes after a write to a discarded Gate", got)
+	}
+}

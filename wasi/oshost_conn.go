@@ -31,14 +31,15 @@ type osConn struct {
 // and Poll reports a connection writable only below SendWindow. Fields are
 // guarded by the OSHost's mu.
 type connOut struct {
-	bufs    [][]byte // queued, in order
-	queued  int      // bytes in bufs and in the batch being sent
-	err     error    // the first send error; writes after it are dropped
-	shutWr  bool     // shut the writing side once bufs are sent
-	closing bool     // the handle was released: send bufs, then close
-	direct  bool     // a write is going straight to the kernel; send waits
-	wake    chan struct{}
-	done    chan struct{} // closed when send has finished
+	bufs     [][]byte // queued, in order
+	queued   int      // bytes in bufs and in the batch being sent
+	reserved int      // bytes on their way here, held by a Gate (see Reserve)
+	err      error    // the first send error; writes after it are dropped
+	shutWr   bool     // shut the writing side once bufs are sent
+	closing  bool     // the handle was released: send bufs, then close
+	direct   bool     // a write is going straight to the kernel; send waits
+	wake     chan struct{}
+	done     chan struct{} // closed when send has finished
 }
 
 // closeLinger bounds how long a released connection may take to hand its
@@ -136,19 +137,40 @@ func (o *connOut) notify() {
 }
 
 // writable reports the event of an fd_write subscription: ready while the
-// queue is below SendWindow, with the room left; a hangup once sending
-// failed. h.mu is held.
+// queue and the reserved bytes are below SendWindow, with the room left; a
+// hangup once sending failed. h.mu is held.
 func (oc *osConn) writable(ev *Event) bool {
 	o := oc.out
 	if o.err != nil {
 		ev.Flags = EventFdHangup
 		return true
 	}
-	if o.queued >= SendWindow {
+	used := o.queued + o.reserved
+	if used >= SendWindow {
 		return false
 	}
-	ev.NBytes = uint64(SendWindow - o.queued)
+	ev.NBytes = uint64(SendWindow - used)
 	return true
+}
+
+// Reserve counts n bytes (n < 0 releases them) that a Gate holds for
+// connection hd against its SendWindow, so that Poll reports only the room
+// left after them and the guest's credit covers what the Gate holds too;
+// the Gate releases the reservation as it hands the bytes to Write (or
+// drops them). Other handles are ignored.
+func (h *OSHost) Reserve(hd Handle, n int) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	oc, ok := h.res[hd].(*osConn)
+	if !ok {
+		return
+	}
+	o := oc.out
+	before := o.queued + o.reserved
+	o.reserved = max(o.reserved+n, 0)
+	if before >= SendWindow && o.queued+o.reserved < SendWindow {
+		h.broadcastLocked() // writable again
+	}
 }
 
 // halfCloser is a connection whose directions close separately.
@@ -185,7 +207,7 @@ func (h *OSHost) send(oc *osConn) {
 		}
 
 		h.mu.Lock()
-		before := o.queued
+		before := o.queued + o.reserved
 		o.queued -= sent
 		if err != nil && o.err == nil {
 			o.err = err
@@ -198,7 +220,7 @@ func (h *OSHost) send(oc *osConn) {
 			o.bufs = nil
 		}
 		// Wake pollers only when writability changed.
-		if err != nil || before >= SendWindow && o.queued < SendWindow {
+		if err != nil || before >= SendWindow && o.queued+o.reserved < SendWindow {
 			h.broadcastLocked()
 		}
 		drained := len(o.bufs) == 0

@@ -204,3 +204,30 @@ func TestOSHostPollCoalesce(t *testing.T) {
 		t.Fatalf("poll with both ready = %+v, %v", events, err)
 	}
 }
+
+// Bytes a Gate reserves count against the window: Poll reports no room
+// while they fill it, and wakes when they are released.
+func TestOSHostReserve(t *testing.T) {
+	h, _, conn := acceptOne(t)
+	sub := []Subscription{{Type: EventFdWrite, Handle: conn}}
+	h.Reserve(conn, 1000)
+	events, err := h.Poll(context.Background(), sub)
+	if err != nil || len(events) != 1 || events[0].NBytes != SendWindow-1000 {
+		t.Fatalf("poll with 1000 bytes reserved = %+v, %v; want room %d", events, err, SendWindow-1000)
+	}
+	h.Reserve(conn, SendWindow-1000)
+	short, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if events, err := h.Poll(short, sub); err == nil {
+		t.Fatalf("writable with the window reserved: %+v", events)
+	}
+	go func() {
+		time.Sleep(20 * time.Millisecond)
+		h.Reserve(conn, -SendWindow)
+	}()
+	events, err = h.Poll(context.Background(), sub)
+	if err != nil || len(events) != 1 || events[0].NBytes != SendWindow {
+		t.Fatalf("poll after the release = %+v, %v", events, err)
+	}
+	h.Reserve(3, 5) // a listener: ignored
+}
