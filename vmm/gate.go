@@ -20,15 +20,16 @@ type Gate struct {
 	tag      func() uint64 // the last entry an output produced now depends on
 	reserver reserver      // the inner Host's, or nil
 
-	mu      sync.Mutex
-	cond    *sync.Cond
-	queue   []heldOutput
-	acked   uint64
-	open    bool // release without waiting for acks
-	closed  bool
-	waiting bool // an effect waits at the barrier
-	held    GateStats
-	done    chan struct{}
+	mu        sync.Mutex
+	cond      *sync.Cond
+	queue     []heldOutput
+	acked     uint64
+	open      bool // release without waiting for acks
+	closed    bool
+	waiting   bool // an effect waits at the barrier
+	releasing bool // the release goroutine is performing an output
+	held      GateStats
+	done      chan struct{}
 }
 
 // reserver is a Host that counts the bytes a Gate holds for a connection
@@ -193,6 +194,7 @@ func (g *Gate) release() {
 			g.queue = g.queue[1:]
 			g.held.Outputs--
 			g.held.Bytes -= len(o.data)
+			g.releasing = true
 			g.mu.Unlock()
 			switch o.kind {
 			case outWrite:
@@ -204,6 +206,10 @@ func (g *Gate) release() {
 				_ = g.Host.Close(o.h)
 			}
 			g.mu.Lock()
+			g.releasing = false
+			if g.waiting {
+				g.cond.Broadcast() // an effect may wait for this output
+			}
 		}
 		if g.closed {
 			left := g.queue // not released: dropped

@@ -13,13 +13,16 @@ import "ftvm/wasi"
 // never sees the answer leave.
 
 // barrier waits until the effect about to run may run, and reports whether
-// it may.
+// it may: once the backup has acknowledged the entries before it, and the
+// outputs produced before it have been performed (a file the guest closed
+// is closed on the host before the guest's next unlink, as the backup's
+// tracking of the guest's handles assumes).
 func (g *Gate) barrier() bool {
 	tag := g.tag()
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	g.waiting = true
-	for !g.open && !g.closed && g.acked < tag {
+	for !g.closed && (!g.open && g.acked < tag || g.releasing || len(g.queue) > 0 && g.queue[0].seq <= tag) {
 		g.cond.Wait()
 	}
 	g.waiting = false

@@ -212,3 +212,54 @@ func TestGateReservesHeldBytes(t *testing.T) {
 		t.Fatalf("reserved %d bytes after a write to a discarded Gate", got)
 	}
 }
+
+// slowCloser is an effectHost whose Close waits until allowed.
+type slowCloser struct {
+	effectHost
+	closing, allow chan struct{}
+}
+
+func (s *slowCloser) Close(wasi.Handle) error {
+	s.closing <- struct{}{}
+	<-s.allow
+	return nil
+}
+
+// An effect waits for the outputs produced before it to be performed, not
+// only acknowledged: a file the guest closed is closed on the host before
+// its next unlink.
+func TestGateEffectWaitsForEarlierOutputs(t *testing.T) {
+	sc := &slowCloser{effectHost: effectHost{writes: make(chan uint64, 4)}, closing: make(chan struct{}), allow: make(chan struct{})}
+	var seq uint64 = 1
+	g := NewGate(sc, func() uint64 { return seq })
+	defer g.Stop()
+	allowed := false
+	defer func() {
+		if !allowed {
+			close(sc.allow) // let the release goroutine end
+		}
+	}()
+	g.Close(5) // depends on entry 1
+	g.Ack(1)
+	<-sc.closing // the release goroutine is performing the close
+	seq = 2
+	g.Ack(2)
+	res := make(chan wasi.Errno, 1)
+	go func() {
+		_, errno := g.Pwrite(9, 7, []byte("x"))
+		res <- errno
+	}()
+	select {
+	case <-sc.writes:
+		t.Fatal("effect performed while an output before it was still being performed")
+	case <-time.After(20 * time.Millisecond):
+	}
+	close(sc.allow)
+	allowed = true
+	if off := <-sc.writes; off != 7 {
+		t.Fatalf("write at %d", off)
+	}
+	if errno := <-res; errno != wasi.ESUCCESS {
+		t.Fatal(errno)
+	}
+}

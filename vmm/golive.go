@@ -197,16 +197,30 @@ func (t *handleTracker) released(h wasi.Handle) {
 	delete(t.handles, h)
 }
 
-// removed notes a successful Unlink or Rmdir: what was open there is gone
-// for good (reopening the path later could find another file).
-func (t *handleTracker) removed(dir wasi.Handle, p string) {
+// removed notes a successful Unlink or Rmdir: what was open there is no
+// longer at that path (reopening it later could find another file). A
+// file unlinked while open went to wasi.OrphanDir, named after the lowest
+// handle holding it, as the OS host does; anything else is lost.
+func (t *handleTracker) removed(dir wasi.Handle, p string, unlink bool) {
 	preopen, rel, ok := t.locate(dir, p)
 	if !ok {
 		return
 	}
-	for _, h := range t.handles {
-		if !h.startup && h.kind != wasi.AdoptLost && h.preopen == preopen && h.rel == rel {
+	var holders []wasi.Handle
+	for hd, h := range t.handles {
+		if h.startup || h.kind == wasi.AdoptLost || h.kind == wasi.AdoptConn || h.preopen != preopen || h.rel != rel {
+			continue
+		}
+		if unlink && h.kind == wasi.AdoptFile {
+			holders = append(holders, hd)
+		} else {
 			h.kind = wasi.AdoptLost
+		}
+	}
+	if len(holders) > 0 {
+		orphan := wasi.OrphanPath(slices.Min(holders))
+		for _, hd := range holders {
+			t.handles[hd].rel = orphan
 		}
 	}
 }

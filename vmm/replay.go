@@ -336,7 +336,7 @@ func (p *replayer) Mkdir(wasi.Handle, string) wasi.Errno            { return p.e
 func (p *replayer) Rmdir(dir wasi.Handle, path string) wasi.Errno {
 	e := p.errnoOnly(mRmdir)
 	if p.err == nil && e == wasi.ESUCCESS {
-		p.track.removed(dir, path)
+		p.track.removed(dir, path, false)
 	}
 	return e
 }
@@ -344,7 +344,7 @@ func (p *replayer) Rmdir(dir wasi.Handle, path string) wasi.Errno {
 func (p *replayer) Unlink(dir wasi.Handle, path string) wasi.Errno {
 	e := p.errnoOnly(mUnlink)
 	if p.err == nil && e == wasi.ESUCCESS {
-		p.track.removed(dir, path)
+		p.track.removed(dir, path, true)
 	}
 	return e
 }

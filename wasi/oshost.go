@@ -108,6 +108,7 @@ func newOSHost(cfg Config, logger *slog.Logger, skip func(Handle) bool) (*OSHost
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
+	fresh := skip == nil // not adopting a guest: its orphans are stale
 	if skip == nil {
 		skip = func(Handle) bool { return false }
 	}
@@ -151,6 +152,11 @@ func newOSHost(cfg Config, logger *slog.Logger, skip func(Handle) bool) (*OSHost
 			root.Close()
 			h.CloseAll()
 			return nil, fmt.Errorf("wasi: preopen %d (%s): %w", i, p.GuestPath, err)
+		}
+		if fresh {
+			if err := root.RemoveAll(OrphanDir); err != nil {
+				logger.Warn("wasi: clearing the files of a previous run unlinked while open", "preopen", p.GuestPath, "err", err)
+			}
 		}
 		h.res[next] = &osDir{root: root, f: dir, top: root, rel: "."}
 		next++
@@ -365,7 +371,7 @@ func (h *OSHost) release(r any) error {
 		}
 		return r.ln.Close()
 	case *osFile:
-		return r.f.Close()
+		return h.releaseFile(r)
 	case *osDir:
 		return errors.Join(r.f.Close(), r.root.Close())
 	}

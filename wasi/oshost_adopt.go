@@ -10,6 +10,7 @@ import (
 	"math"
 	"net"
 	"slices"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -196,13 +197,20 @@ func (h *OSHost) reopen(ad Adopted) (any, error) {
 	if checkPath(ad.Rel) != ESUCCESS {
 		return nil, fmt.Errorf("bad path %q", ad.Rel)
 	}
-	res, errno := h.Open(Handle(3+ad.Preopen), ad.Rel, req)
+	d, errno := h.dir(Handle(3 + ad.Preopen))
+	if errno != ESUCCESS {
+		return nil, errno
+	}
+	res, errno := h.open(d, ad.Rel, req) // files in OrphanDir too
 	if errno != ESUCCESS {
 		return nil, errno
 	}
 	h.mu.Lock()
 	r := h.res[res.Handle]
 	delete(h.res, res.Handle)
+	if f, ok := r.(*osFile); ok && strings.HasPrefix(ad.Rel, OrphanDir+"/") {
+		f.orphan = ad.Rel // removed at its last close here too
+	}
 	h.mu.Unlock()
 	if isDir := res.Filetype == FiletypeDirectory; isDir != (ad.Kind == AdoptDir) {
 		h.release(r)

@@ -18,7 +18,10 @@ import (
 
 // osFile is an open file.
 type osFile struct {
-	f *os.File
+	f      *os.File
+	id     fileID   // the file on the host, to find who holds it
+	top    *os.Root // the preopen it was opened in
+	orphan string   // its path in top's OrphanDir once unlinked while open
 }
 
 // osDir is an open directory: an os.Root confining paths to it, an
@@ -30,6 +33,16 @@ type osDir struct {
 	top     *os.Root
 	rel     string
 	entries []Dirent // the listing being read, taken at cookie 0
+}
+
+// dirFor returns directory hd for an operation on its path p, which must
+// not lead into OrphanDir.
+func (h *OSHost) dirFor(hd Handle, p string) (*osDir, Errno) {
+	d, errno := h.dir(hd)
+	if errno == ESUCCESS && hidden(d, p) {
+		return nil, ENOENT
+	}
+	return d, errno
 }
 
 func (h *OSHost) dir(hd Handle) (*osDir, Errno) {
@@ -103,10 +116,16 @@ func noFollow(root *os.Root, p string, req OpenRequest) Errno {
 
 // Open implements Host.
 func (h *OSHost) Open(dir Handle, p string, req OpenRequest) (OpenResult, Errno) {
-	d, errno := h.dir(dir)
+	d, errno := h.dirFor(dir, p)
 	if errno != ESUCCESS {
 		return OpenResult{}, errno
 	}
+	return h.open(d, p, req)
+}
+
+// open is Open without hiding OrphanDir (an adopting host reopens files
+// there).
+func (h *OSHost) open(d *osDir, p string, req OpenRequest) (OpenResult, Errno) {
 	if !req.Follow {
 		if errno := noFollow(d.root, p, req); errno != ESUCCESS {
 			return OpenResult{}, errno
@@ -156,9 +175,11 @@ func (h *OSHost) Open(dir Handle, p string, req OpenRequest) (OpenResult, Errno)
 		f.Close()
 		return h.openDir(d, p)
 	}
+	of := &osFile{f: f, top: d.top}
+	of.id, _ = idOf(fi)
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	return OpenResult{Handle: h.add(&osFile{f: f}), Filetype: filetypeOf(fi.Mode())}, ESUCCESS
+	return OpenResult{Handle: h.add(of), Filetype: filetypeOf(fi.Mode())}, ESUCCESS
 }
 
 func (h *OSHost) openDir(d *osDir, p string) (OpenResult, Errno) {
@@ -330,6 +351,9 @@ func listDir(d *osDir) ([]Dirent, Errno) {
 	if err != nil {
 		return nil, errnoOf(err)
 	}
+	if d.rel == "." {
+		list = slices.DeleteFunc(list, func(e fs.DirEntry) bool { return e.Name() == OrphanDir })
+	}
 	slices.SortFunc(list, func(a, b fs.DirEntry) int { return strings.Compare(a.Name(), b.Name()) })
 	entries := make([]Dirent, 0, len(list)+2)
 	var self, parent unix.Stat_t
@@ -356,7 +380,7 @@ func listDir(d *osDir) ([]Dirent, Errno) {
 
 // PathFilestat implements Host.
 func (h *OSHost) PathFilestat(dir Handle, p string, follow bool) (Filestat, Errno) {
-	d, errno := h.dir(dir)
+	d, errno := h.dirFor(dir, p)
 	if errno != ESUCCESS {
 		return Filestat{}, errno
 	}
@@ -375,7 +399,7 @@ func (h *OSHost) PathFilestat(dir Handle, p string, follow bool) (Filestat, Errn
 
 // Readlink implements Host.
 func (h *OSHost) Readlink(dir Handle, p string) (string, Errno) {
-	d, errno := h.dir(dir)
+	d, errno := h.dirFor(dir, p)
 	if errno != ESUCCESS {
 		return "", errno
 	}
@@ -388,7 +412,7 @@ func (h *OSHost) Readlink(dir Handle, p string) (string, Errno) {
 
 // Mkdir implements Host.
 func (h *OSHost) Mkdir(dir Handle, p string) Errno {
-	d, errno := h.dir(dir)
+	d, errno := h.dirFor(dir, p)
 	if errno != ESUCCESS {
 		return errno
 	}
@@ -397,7 +421,7 @@ func (h *OSHost) Mkdir(dir Handle, p string) Errno {
 
 // Rmdir implements Host.
 func (h *OSHost) Rmdir(dir Handle, p string) Errno {
-	d, errno := h.dir(dir)
+	d, errno := h.dirFor(dir, p)
 	if errno != ESUCCESS {
 		return errno
 	}
@@ -416,7 +440,7 @@ func (h *OSHost) Rmdir(dir Handle, p string) Errno {
 
 // Unlink implements Host.
 func (h *OSHost) Unlink(dir Handle, p string) Errno {
-	d, errno := h.dir(dir)
+	d, errno := h.dirFor(dir, p)
 	if errno != ESUCCESS {
 		return errno
 	}
@@ -430,6 +454,9 @@ func (h *OSHost) Unlink(dir Handle, p string) Errno {
 	if strings.HasSuffix(p, "/") {
 		return ENOTDIR
 	}
+	if moved, errno := h.orphan(d, p, fi); errno != ESUCCESS || moved {
+		return errno
+	}
 	return errnoOf(d.root.Remove(p))
 }
 
@@ -438,11 +465,11 @@ func (h *OSHost) Unlink(dir Handle, p string) Errno {
 // else the preopened root both lie in. Directories in different preopens
 // are different devices as far as the guest knows: EXDEV.
 func (h *OSHost) twoDirs(oldDir Handle, oldPath string, newDir Handle, newPath string) (*os.Root, string, string, Errno) {
-	od, errno := h.dir(oldDir)
+	od, errno := h.dirFor(oldDir, oldPath)
 	if errno != ESUCCESS {
 		return nil, "", "", errno
 	}
-	nd, errno := h.dir(newDir)
+	nd, errno := h.dirFor(newDir, newPath)
 	if errno != ESUCCESS {
 		return nil, "", "", errno
 	}
@@ -509,7 +536,7 @@ func (h *OSHost) Link(oldDir Handle, oldPath string, follow bool, newDir Handle,
 
 // Symlink implements Host.
 func (h *OSHost) Symlink(target string, dir Handle, p string) Errno {
-	d, errno := h.dir(dir)
+	d, errno := h.dirFor(dir, p)
 	if errno != ESUCCESS {
 		return errno
 	}
@@ -518,7 +545,7 @@ func (h *OSHost) Symlink(target string, dir Handle, p string) Errno {
 
 // PathSetTimes implements Host.
 func (h *OSHost) PathSetTimes(dir Handle, p string, follow bool, atim, mtim uint64, flags uint16) Errno {
-	d, errno := h.dir(dir)
+	d, errno := h.dirFor(dir, p)
 	if errno != ESUCCESS {
 		return errno
 	}

@@ -1,0 +1,122 @@
+//go:build linux
+
+package wasi
+
+import (
+	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+)
+
+// A file unlinked while open moves to OrphanDir under the lowest handle
+// holding it, hidden from the guest, readable through its handles, and
+// removed at the last close; a file unlinked while closed is removed.
+func TestOSHostUnlinkWhileOpen(t *testing.T) {
+	fx := newAdoptFixture(t)
+	h, err := NewOSHost(fx.cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.CloseAll()
+	rw := OpenRequest{Oflags: OflagCreat, Read: true, Write: true, Follow: true}
+	a, errno := h.Open(3, "tmp", rw)
+	if errno != ESUCCESS {
+		t.Fatal(errno)
+	}
+	b, errno := h.Open(3, "tmp", rw)
+	if errno != ESUCCESS {
+		t.Fatal(errno)
+	}
+	if _, errno := h.Pwrite(b.Handle, 0, []byte("scratch")); errno != ESUCCESS {
+		t.Fatal(errno)
+	}
+	if errno := h.Unlink(3, "tmp"); errno != ESUCCESS {
+		t.Fatalf("unlink = %v", errno)
+	}
+	if _, errno := h.PathFilestat(3, "tmp", false); errno != ENOENT {
+		t.Errorf("the unlinked name still exists: %v", errno)
+	}
+	orphan := filepath.Join(fx.data, OrphanPath(min(a.Handle, b.Handle)))
+	if _, err := os.Stat(orphan); err != nil {
+		t.Fatalf("no orphan on the host: %v", err)
+	}
+	if data, errno := h.Pread(a.Handle, 0, 100); errno != ESUCCESS || string(data) != "scratch" {
+		t.Errorf("read through the open handle = %q, %v", data, errno)
+	}
+	// Hidden: not listed, not reachable by path.
+	entries, errno := h.ReadDir(3, 0, 100)
+	if errno != ESUCCESS || slices.ContainsFunc(entries, func(e Dirent) bool { return e.Name == OrphanDir }) {
+		t.Errorf("listing %v, %v shows %s", entries, errno, OrphanDir)
+	}
+	for _, p := range []string{OrphanDir, OrphanPath(a.Handle), "sub/../" + OrphanDir} {
+		if _, errno := h.Open(3, p, OpenRequest{Read: true, Follow: true}); errno != ENOENT {
+			t.Errorf("open %s = %v, want ENOENT", p, errno)
+		}
+		if errno := h.Unlink(3, p); errno != ENOENT {
+			t.Errorf("unlink %s = %v, want ENOENT", p, errno)
+		}
+	}
+	if errno := h.Rename(3, "sub/f", 3, OrphanDir+"/x"); errno != ENOENT {
+		t.Errorf("rename into %s = %v, want ENOENT", OrphanDir, errno)
+	}
+	h.Close(a.Handle)
+	if _, err := os.Stat(orphan); err != nil {
+		t.Fatalf("the orphan went at the first of two closes: %v", err)
+	}
+	h.Close(b.Handle)
+	if _, err := os.Stat(orphan); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("the orphan outlived its last handle: %v", err)
+	}
+	// Unlinked while closed: gone for good, no orphan.
+	if errno := h.Unlink(3, "sub/f"); errno != ESUCCESS {
+		t.Fatal(errno)
+	}
+	if left, _ := os.ReadDir(filepath.Join(fx.data, OrphanDir)); len(left) != 0 {
+		t.Errorf("orphans left: %v", left)
+	}
+}
+
+// A backup going live reopens an orphan under its handle and removes it at
+// the last close; a host that starts a guest afresh clears stale ones, an
+// adopting one keeps them, and CloseAll leaves them.
+func TestOSHostAdoptOrphan(t *testing.T) {
+	fx := newAdoptFixture(t)
+	stale := filepath.Join(fx.data, OrphanDir)
+	if err := os.MkdirAll(stale, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(stale, "7"), []byte("held"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	const hd = Handle(1 << 20)
+	a := Adoption{Handles: []Adopted{{Handle: hd, Kind: AdoptFile, Preopen: 0, Rel: OrphanPath(7), Req: OpenRequest{Read: true, Write: true}}}}
+	h := adopting(t, fx.cfg, a)
+	if data, errno := h.Pread(hd, 0, 10); errno != ESUCCESS || string(data) != "held" {
+		t.Fatalf("read of the adopted orphan = %q, %v", data, errno)
+	}
+	h.Close(hd)
+	if _, err := os.Stat(filepath.Join(stale, "7")); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("the adopted orphan outlived its last handle: %v", err)
+	}
+
+	if err := os.WriteFile(filepath.Join(stale, "8"), []byte("held"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	a.Handles[0].Rel = OrphanPath(8)
+	h2 := adopting(t, fx.cfg, a)
+	h2.CloseAll()
+	if _, err := os.Stat(filepath.Join(stale, "8")); err != nil {
+		t.Fatalf("CloseAll removed an orphan: %v", err)
+	}
+	fresh, err := NewOSHost(fx.cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fresh.CloseAll()
+	if _, err := os.Stat(stale); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("a fresh host kept the stale orphans: %v", err)
+	}
+}
