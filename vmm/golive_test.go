@@ -206,8 +206,9 @@ func TestGoLiveAtRandomPoints(t *testing.T) {
 
 // checkJournal: wasi-journal closes stdin first thing (after the few
 // entries of the runtime's start); its read-write handle on DIR/scratch,
-// held after the file was removed, must not be adopted as the file made at
-// its name since.
+// held after the file was removed (the guest goes on writing and reading
+// it, so a cut there fails if it is lost), must not be adopted as the file
+// made at its name since.
 func checkJournal(t *testing.T, cut int, a wasi.Adoption) {
 	if !slices.Equal(a.Closed, []wasi.Handle{0}) && (cut >= 20 || len(a.Closed) != 0) {
 		t.Errorf("closed startup handles %v, want [0]", a.Closed)

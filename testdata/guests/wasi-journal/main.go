@@ -10,7 +10,8 @@
 // parts through a directory opened as an os.Root (DIR/parts); writes to a
 // file it renames while it holds it open; keeps a directory listing open
 // and reads it one entry at a time; holds a file it removed (DIR/scratch,
-// then made again); counts records in OTHER/counts; and reads the
+// then made again) and goes on writing and reading it through its handle
+// until it closes it; counts records in OTHER/counts; and reads the
 // monotonic clock all along, checking that it never goes back.
 // At the end it prints digests of what it wrote.
 package main
@@ -125,8 +126,22 @@ func main() {
 			must("remove scratch", os.Remove(filepath.Join(dir, "scratch")))
 			must("new scratch", os.WriteFile(filepath.Join(dir, "scratch"), []byte("new"), 0o644))
 		}
+		if scratch != nil {
+			// The removed file keeps what was written to it.
+			held := fmt.Sprintf("old+%d", i)
+			_, err = scratch.WriteAt([]byte(held[3:]), 3)
+			must("write held scratch", err)
+			got := make([]byte, len(held))
+			_, err = scratch.ReadAt(got, 0)
+			must("read held scratch", err)
+			if string(got) != held {
+				fmt.Fprintf(os.Stderr, "wasi-journal: held scratch reads %q, want %q\n", got, held)
+				os.Exit(1)
+			}
+		}
 		if i == 3*n/4 {
 			must("close scratch", scratch.Close())
+			scratch = nil
 		}
 		if es, err := list.ReadDir(1); err == nil {
 			listed = append(listed, es[0].Name())
