@@ -81,6 +81,7 @@ func (b *backupSide) run() {
 				liveStart = time.Now()
 			}
 			seq, _ := b.src.Received()
+			b.fencePrimary()
 			if err := goLive(b.vm, r.wasiConfig(), r.log); err != nil {
 				r.log.Error("go-live failed", "err", err)
 				r.end("failed", "go-live: "+err.Error())
@@ -116,6 +117,25 @@ func (b *backupSide) run() {
 			b.vm.Close()
 			return
 		}
+	}
+}
+
+// fencePrimary shuts the sockets the old primary's process still holds on
+// the VM's addresses, if it runs on this machine (see fenceSockets): a
+// frozen primary must not keep taking new connections or holding its
+// clients. Failing that, the backup goes live regardless.
+func (b *backupSide) fencePrimary() {
+	r := b.r
+	p, ok := r.h.peer(r.peer)
+	if !ok || len(r.spec.Listeners) == 0 {
+		return
+	}
+	n, err := fenceSockets(p, r.h.info, r.spec.Listeners)
+	switch {
+	case err != nil:
+		r.log.Warn("could not shut the old primary's sockets; clients it holds wait until it halts", "primary", r.peer, "err", err)
+	case n > 0:
+		r.log.Info("shut the old primary's sockets", "primary", r.peer, "pid", p.PID, "sockets", n)
 	}
 }
 

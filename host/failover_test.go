@@ -405,8 +405,9 @@ func TestGuestExitUnderFT(t *testing.T) {
 }
 
 // TestFailoverPrimaryFrozen: the primary's host is frozen (SIGSTOP): the
-// backup takes over; when the old primary thaws it finds it lost, halts and
-// releases nothing it held.
+// backup takes over and every new connection reaches it while the old
+// primary is still frozen; when the old primary thaws it finds it lost,
+// halts and releases nothing it held.
 func TestFailoverPrimaryFrozen(t *testing.T) {
 	c := newCluster(t)
 	addr := counterPair(t, c, false)
@@ -417,8 +418,19 @@ func TestFailoverPrimaryFrozen(t *testing.T) {
 		o := c.owner("counter")
 		return o.Generation == 2 && o.Host == "h2"
 	})
-	// While the frozen primary still holds the address, the kernel may
-	// queue some new connections at it; clients time out and reconnect.
+	// The survivor shut the frozen primary's sockets (fenceSockets): its
+	// clients got the end of their streams and reconnected, and no new
+	// connection is queued at its listener, though it still holds the
+	// address. (Without that, the kernel would send about half of them
+	// there, to wait for a process that never answers.)
+	get(t, addr, 10*time.Second)
+	for i := range 32 {
+		cc := &counterClient{addr: addr}
+		if _, err := cc.do("get", 3*time.Second); err != nil {
+			t.Fatalf("connection %d while the old primary is frozen: %v", i, err)
+		}
+		cc.close()
+	}
 	l.waitReplies(t, 20, 30*time.Second)
 	c.signal("h1", syscall.SIGCONT)
 	c.waitFor(10*time.Second, "the thawed primary halts", func() bool {

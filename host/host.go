@@ -138,6 +138,7 @@ func New(cfg Config) (*Host, error) {
 		Addr:      h.ln.Addr().String(),
 		Heartbeat: h.udp.LocalAddr().String(),
 		PID:       os.Getpid(),
+		Boot:      bootID(),
 		Started:   h.started.UTC(),
 	}
 	return h, nil

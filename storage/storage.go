@@ -55,6 +55,10 @@ type HostInfo struct {
 	PID       int       `json:"pid"`
 	Started   time.Time `json:"started"`
 	Seen      time.Time `json:"seen"` // refreshed while the host runs
+	// Boot is the machine's boot ID (on Linux,
+	// /proc/sys/kernel/random/boot_id): hosts with the same one run on the
+	// same machine, where PID names a process.
+	Boot string `json:"boot,omitempty"`
 }
 
 // Dir is shared storage in a directory.

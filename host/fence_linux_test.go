@@ -1,0 +1,217 @@
+package host
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"ftvm/storage"
+)
+
+// envFenceHelper makes this test binary a stand-in for an old primary's
+// host process: it listens on the address the variable names, with
+// SO_REUSEPORT, and greets every connection it accepts with "old".
+const envFenceHelper = "FTVM_FENCE_HELPER_ADDR"
+
+func TestFenceHelperProcess(t *testing.T) {
+	addr := os.Getenv(envFenceHelper)
+	if addr == "" {
+		t.Skip("helper process for TestFenceSockets")
+	}
+	ln, err := reusePortListen(addr)
+	if err != nil {
+		fmt.Println("error:", err)
+		os.Exit(1)
+	}
+	fmt.Println("ready")
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			os.Exit(0)
+		}
+		fmt.Fprintln(c, "old")
+	}
+}
+
+func reusePortListen(addr string) (net.Listener, error) {
+	lc := net.ListenConfig{Control: func(_, _ string, rc syscall.RawConn) error {
+		var serr error
+		err := rc.Control(func(fd uintptr) {
+			serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEPORT, 1)
+		})
+		return errors.Join(err, serr)
+	}}
+	return lc.Listen(context.Background(), "tcp", addr)
+}
+
+// greeting dials addr and returns the first line it is sent, or an error
+// if none comes within d.
+func greeting(addr string, d time.Duration) (string, net.Conn, error) {
+	c, err := net.DialTimeout("tcp", addr, d)
+	if err != nil {
+		return "", nil, err
+	}
+	c.SetReadDeadline(time.Now().Add(d))
+	line, err := bufio.NewReader(c).ReadString('\n')
+	if err != nil {
+		c.Close()
+		return "", nil, err
+	}
+	c.SetReadDeadline(time.Time{})
+	return strings.TrimSpace(line), c, nil
+}
+
+// TestFenceSockets: a process that holds a shared listen address and a
+// client connection on it is frozen (SIGSTOP) while this process listens
+// on the same address. Before fencing, some new connections are queued at
+// the frozen listener and get nothing; after fenceSockets, its client sees
+// the end of its stream and every new connection reaches this process.
+func TestFenceSockets(t *testing.T) {
+	ln, err := reusePortListen("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+
+	started := time.Now()
+	helper := exec.Command(os.Args[0], "-test.run=^TestFenceHelperProcess$")
+	helper.Env = append(os.Environ(), envFenceHelper+"="+addr)
+	out, err := helper.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := helper.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { helper.Process.Kill(); helper.Wait() })
+	if line, err := bufio.NewReader(out).ReadString('\n'); err != nil || line != "ready\n" {
+		t.Fatalf("helper: %q, %v", line, err)
+	}
+	who, oldClient, err := greeting(addr, 5*time.Second)
+	if err != nil || who != "old" {
+		t.Fatalf("first connection: %q, %v", who, err)
+	}
+	defer oldClient.Close()
+
+	// This process takes over the address, as a backup going live does.
+	ln, err = reusePortListen(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			fmt.Fprintln(c, "new")
+			c.Close()
+		}
+	}()
+	if err := helper.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	waitStopped(t, helper.Process.Pid)
+
+	// The problem fencing solves: the kernel spreads new connections over
+	// both listeners, and those at the frozen one get no answer.
+	lost := 0
+	for range 16 {
+		if _, c, err := greeting(addr, 200*time.Millisecond); err != nil {
+			lost++
+		} else {
+			c.Close()
+		}
+	}
+	if lost == 0 {
+		t.Fatal("no connection went to the frozen listener: the test no longer shows the problem")
+	}
+
+	self := storage.HostInfo{PID: os.Getpid(), Boot: bootID()}
+	peer := storage.HostInfo{PID: helper.Process.Pid, Boot: bootID(), Started: started}
+	if self.Boot == "" {
+		t.Fatal("no boot ID")
+	}
+	// Another machine's process, or one that started at another time (its
+	// ID reused), is left alone.
+	for _, p := range []storage.HostInfo{
+		{PID: peer.PID, Boot: "another-machine", Started: started},
+		{PID: peer.PID, Boot: peer.Boot, Started: started.Add(-time.Hour)},
+		{PID: peer.PID, Boot: peer.Boot, Started: started.Add(time.Hour)},
+	} {
+		if n, err := fenceSockets(p, self, []string{addr}); n != 0 || err != nil {
+			t.Fatalf("fenceSockets(%+v) = %d, %v; want nothing done", p, n, err)
+		}
+	}
+	// A peer's sockets on other addresses are left alone.
+	if n, err := fenceSockets(peer, self, []string{"127.0.0.1:1"}); n != 0 || err != nil {
+		t.Fatalf("fenceSockets on another address = %d, %v", n, err)
+	}
+
+	n, err := fenceSockets(peer, self, []string{addr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The listener and the connection it accepted (at least; the test's
+	// lost connections may have been accepted by the kernel too).
+	if n < 2 {
+		t.Fatalf("fenced %d sockets, want the listener and its connection", n)
+	}
+	oldClient.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := oldClient.Read(make([]byte, 1)); err != io.EOF {
+		t.Fatalf("the frozen process's client read %v, want the end of the stream", err)
+	}
+	for i := range 64 {
+		who, c, err := greeting(addr, 5*time.Second)
+		if err != nil || who != "new" {
+			t.Fatalf("connection %d after fencing: %q, %v", i, who, err)
+		}
+		c.Close()
+	}
+}
+
+// waitStopped waits until every thread of pid is stopped.
+func waitStopped(t *testing.T, pid int) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err == nil {
+			if f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:])); len(f) > 0 && f[0] == "T" {
+				return
+			}
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	t.Fatalf("process %d did not stop", pid)
+}
+
+// TestProcessStart: this process started before now and after the boot.
+func TestProcessStart(t *testing.T) {
+	at, err := processStart(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if now := time.Now(); at.After(now.Add(2*time.Second)) || at.Before(now.Add(-24*time.Hour)) {
+		t.Fatalf("process start %v, now %v", at, now)
+	}
+	if !startedAround(os.Getpid(), time.Now()) {
+		t.Fatal("startedAround(self, now) = false")
+	}
+	if _, err := processStart(-1); err == nil {
+		t.Fatal("processStart(-1) succeeded")
+	}
+}
