@@ -25,6 +25,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"math"
 
@@ -55,8 +56,11 @@ type Config struct {
 	Host wasi.Host
 	// Slice is how many instructions the VM runs between checks of its
 	// context; 0 means a default of about 10 ms of guest execution.
-	Slice  uint64
-	Logger *slog.Logger
+	Slice uint64
+	// ProfilePeriod, if not 0, makes the VM sample the guest's call stack
+	// every ProfilePeriod instructions, for WriteProfile.
+	ProfilePeriod uint64
+	Logger        *slog.Logger
 }
 
 const defaultSlice = 1 << 22
@@ -80,6 +84,7 @@ type VM struct {
 	exit *Exit  // set once the guest ended
 	// startAfter is _start while the module's own start function runs.
 	startAfter *wasm.Function
+	prof       *profiler // nil unless Config.ProfilePeriod is set
 }
 
 // New creates a VM for the compiled guest, ready to run its _start.
@@ -201,6 +206,19 @@ func (vm *VM) Close() error {
 	return nil
 }
 
+// WriteProfile writes the guest profile sampled so far (see
+// Config.ProfilePeriod) to w in pprof's format, for `go tool pprof`.
+func (vm *VM) WriteProfile(w io.Writer) error {
+	if vm.cfg.ProfilePeriod == 0 {
+		return errors.New("guest profile: the VM does not sample (Config.ProfilePeriod is 0)")
+	}
+	p := vm.prof
+	if p == nil {
+		p = newProfiler(vm.cfg.ProfilePeriod, vm.inst.Count())
+	}
+	return p.write(w, vm.inst.FuncName)
+}
+
 // Run runs the guest until it ends or ctx is done.
 func (vm *VM) Run(ctx context.Context) (Exit, error) {
 	_, exit, err := vm.RunUntil(ctx, math.MaxUint64)
@@ -228,7 +246,17 @@ func (vm *VM) RunUntil(ctx context.Context, pos uint64) (paused bool, exit Exit,
 			}
 			continue
 		}
-		st, err := vm.inst.Run(min(vm.cfg.Slice, pos-vm.inst.Count()))
+		budget := min(vm.cfg.Slice, pos-vm.inst.Count())
+		if vm.cfg.ProfilePeriod != 0 {
+			if vm.prof == nil {
+				vm.prof = newProfiler(vm.cfg.ProfilePeriod, vm.inst.Count())
+			}
+			budget = vm.prof.budget(vm.inst.Count(), budget)
+		}
+		st, err := vm.inst.Run(budget)
+		if vm.prof != nil {
+			vm.prof.sample(vm.inst.Count(), vm.inst.Stack)
+		}
 		if err != nil {
 			var trap *wasm.Trap
 			if !errors.As(err, &trap) {

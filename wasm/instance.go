@@ -480,3 +480,21 @@ func (in *Instance) FuncName(idx uint32) string {
 	}
 	return fmt.Sprintf("func[%d]", idx)
 }
+
+// Stack appends to dst the function indices of the invocation's call
+// stack, innermost first (the function executing, or calling the pending
+// host function, then its callers), and returns the extended slice. It is
+// empty when no invocation is in progress.
+func (in *Instance) Stack(dst []uint32) []uint32 {
+	e := &in.exec
+	if !e.active || e.cur.fn == nil || e.cur.fn.code == nil {
+		return dst
+	}
+	dst = append(dst, e.cur.fn.code.idx)
+	for i := len(e.frames) - 1; i >= 0; i-- {
+		if f := e.frames[i].fn; f != nil && f.code != nil {
+			dst = append(dst, f.code.idx)
+		}
+	}
+	return dst
+}

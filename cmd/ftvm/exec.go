@@ -26,6 +26,7 @@ func (l *listFlag) Set(v string) error { *l = append(*l, v); return nil }
 type guestFlags struct {
 	dirs, env, listen listFlag
 	coalesce          time.Duration
+	prof              profileFlags
 }
 
 func (g *guestFlags) register(fs *flag.FlagSet) {
@@ -33,6 +34,7 @@ func (g *guestFlags) register(fs *flag.FlagSet) {
 	fs.Var(&g.env, "env", "set guest environment variable `K=V` (repeatable)")
 	fs.Var(&g.listen, "listen", "preopen a TCP listener on `ADDR` (repeatable; fds follow the directories)")
 	fs.DurationVar(&g.coalesce, "coalesce", 0, "after waiting in poll_oneoff, wait this much more for other inputs to report at once (0: off)")
+	g.prof.register(fs)
 }
 
 // wasiConfig builds the guest's configuration from the flags and the
@@ -161,6 +163,9 @@ func runGuest(ctx context.Context, env *cmdEnv, g *guestFlags, guest string, arg
 		return fail(err)
 	}
 	cfg := vmm.Config{WASI: wcfg}
+	if err := g.prof.apply(&cfg); err != nil {
+		return fail(err)
+	}
 	var lw *replog.Writer
 	if logPath != nil {
 		f, err := os.Create(*logPath)
@@ -184,6 +189,9 @@ func runGuest(ctx context.Context, env *cmdEnv, g *guestFlags, guest string, arg
 		if err := lw.Flush(); err != nil && runErr == nil {
 			runErr = err
 		}
+	}
+	if err := g.prof.write(vm); err != nil && runErr == nil {
+		runErr = err
 	}
 	if runErr != nil {
 		return fail(runErr)

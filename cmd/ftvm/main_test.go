@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -255,5 +256,37 @@ func TestExecListen(t *testing.T) {
 	r := <-done
 	if r.code != 0 || !strings.Contains(r.out, "served 1 connections, 5 bytes") {
 		t.Fatalf("status %d, stdout %q, stderr %q", r.code, r.out, r.errs)
+	}
+}
+
+// record --profile and replay --profile write the same guest profile, which
+// go tool pprof reads; a period of 0 is refused.
+func TestProfileCLI(t *testing.T) {
+	g := guestFile(t, "wasi-basics")
+	dir := t.TempDir()
+	log, recProf, repProf := filepath.Join(dir, "run.log"), filepath.Join(dir, "rec.pprof"), filepath.Join(dir, "rep.pprof")
+	if code, _, errs := ftvm(t, "", "record", "--log", log, "--profile", recProf, g, "random"); code != 0 {
+		t.Fatalf("record: status %d, stderr %s", code, errs)
+	}
+	if code, _, errs := ftvm(t, "", "replay", "--log", log, "--profile", repProf, g); code != 0 {
+		t.Fatalf("replay: status %d, stderr %s", code, errs)
+	}
+	rec, err := os.ReadFile(recProf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := os.ReadFile(repProf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rec) == 0 || !bytes.Equal(rec, rep) {
+		t.Fatalf("profiles of %d and %d bytes, want the same", len(rec), len(rep))
+	}
+	out, err := exec.Command("go", "tool", "pprof", "-top", recProf).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "main.main") || !strings.Contains(string(out), "Type: instructions") {
+		t.Fatalf("go tool pprof: %v\n%s", err, out)
+	}
+	if code, _, errs := ftvm(t, "", "exec", "--profile", recProf, "--profile-period", "0", g, "env"); code == 0 || !strings.Contains(errs, "--profile-period 0") {
+		t.Fatalf("period 0: status %d, stderr %s", code, errs)
 	}
 }

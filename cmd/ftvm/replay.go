@@ -20,6 +20,8 @@ func runReplay(ctx context.Context, env *cmdEnv, args []string) int {
 	until := fs.Uint64("until", 0, "stop when the guest reaches instruction count `POS`")
 	save := fs.String("save", "", "with --until: save the VM to `SNAPSHOT`")
 	from := fs.String("from", "", "resume from `SNAPSHOT` instead of starting the guest")
+	var prof profileFlags
+	prof.register(fs)
 	fs.Usage = usageFunc(fs, env.stderr, "replay --log FILE [--until POS --save SNAPSHOT] [--from SNAPSHOT] GUEST.wasm",
 		"Re-executes a recorded guest from its log alone: no real clock, randomness, network or\n"+
 			"file reads. It writes the recorded run's stdout and stderr and exits with its status;\n"+
@@ -67,6 +69,9 @@ func runReplay(ctx context.Context, env *cmdEnv, args []string) int {
 	}
 	wcfg.Stdout, wcfg.Stderr = env.stdout, env.stderr
 	cfg := vmm.Config{WASI: wcfg, Replay: vmm.NewFileSource(lr)}
+	if err := prof.apply(&cfg); err != nil {
+		return fail(err)
+	}
 	var vm *vmm.VM
 	if *from != "" {
 		snap, err := os.ReadFile(*from)
@@ -100,6 +105,9 @@ func runReplay(ctx context.Context, env *cmdEnv, args []string) int {
 		return 0
 	}
 	exit, err := vm.Run(ctx)
+	if perr := prof.write(vm); perr != nil && err == nil {
+		err = perr
+	}
 	if err != nil {
 		var div *vmm.DivergenceError
 		if errors.As(err, &div) {
