@@ -50,7 +50,7 @@ func (r *runner) startBackup(cm *wasm.CompiledModule) error {
 	wcfg := r.wasiConfig()
 	// A backup performs nothing: its outputs are computed and dropped.
 	wcfg.Stdout, wcfg.Stderr = nil, nil
-	vm, err := vmm.New(cm, vmm.Config{WASI: wcfg, Replay: trackedSource{b.src, &b.at}, Slice: chunk, Logger: r.log})
+	vm, err := vmm.New(cm, r.vmConfig(vmm.Config{WASI: wcfg, Replay: trackedSource{b.src, &b.at}}))
 	if err != nil {
 		return err
 	}
@@ -69,6 +69,7 @@ func (r *runner) startBackup(cm *wasm.CompiledModule) error {
 func (b *backupSide) run() {
 	defer close(b.vmDone)
 	r := b.r
+	defer r.saveProfile(b.vm)
 	var liveStart time.Time
 	for {
 		paused, exit, err := b.vm.RunUntil(b.vmCtx, b.vm.Position()+chunk)

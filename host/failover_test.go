@@ -1,6 +1,7 @@
 package host_test
 
 import (
+	"bytes"
 	"crypto/rand"
 	"math/big"
 	"net"
@@ -376,7 +377,8 @@ func TestOneChannelCut(t *testing.T) {
 // once (the backup computes it and drops it), and both sides record the
 // exit without either taking over.
 func TestGuestExitUnderFT(t *testing.T) {
-	c := newCluster(t)
+	profiles := t.TempDir()
+	c := newCluster(t, "--guest-profiles", profiles)
 	c.startHost("h1")
 	c.startHost("h2")
 	basics := guesttest.Build(t, "wasi-basics")
@@ -401,6 +403,20 @@ func TestGuestExitUnderFT(t *testing.T) {
 	time.Sleep(time.Second) // two failure timeouts
 	if o := c.owner("basics"); o.Generation != 1 {
 		t.Fatalf("a claim after the guest ended: %+v", o)
+	}
+	// Each side wrote its guest profile, and the backup, having replayed
+	// the whole run, sampled exactly what the primary ran.
+	var prof [2][]byte
+	for i, h := range []string{"h1", "h2"} {
+		path := filepath.Join(profiles, "basics-gen1-"+h+".pprof")
+		c.waitFor(5*time.Second, path, func() bool {
+			b, err := os.ReadFile(path)
+			prof[i] = b
+			return err == nil && len(b) > 0
+		})
+	}
+	if !bytes.Equal(prof[0], prof[1]) {
+		t.Fatal("the backup's guest profile differs from the primary's")
 	}
 }
 

@@ -37,6 +37,10 @@ type Config struct {
 	// live (a primary, or a backup gone live); 0 turns it off. ftvm host
 	// uses DefaultCoalesce.
 	Coalesce time.Duration
+	// Profiles, if set, is a directory where each VM this host runs
+	// writes a profile of its guest (vmm.VM.WriteProfile) when its run
+	// here ends, named VM-genN-HOST.pprof.
+	Profiles string
 	// Failpoints is the initial failpoint spec (see Failpoints).
 	Failpoints string
 	// Stdout and Stderr receive the output of the guests this host runs

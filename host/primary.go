@@ -47,7 +47,7 @@ func (r *runner) startPrimary(cm *wasm.CompiledModule) error {
 	// VM's sequence number, read on the VM's goroutine during the call.
 	var vm *vmm.VM
 	p.gate = vmm.NewGate(oh, func() uint64 { return vm.Seq() })
-	cfg := vmm.Config{WASI: wcfg, Host: p.gate, Record: p.buf, Slice: chunk, Logger: r.log}
+	cfg := r.vmConfig(vmm.Config{WASI: wcfg, Host: p.gate, Record: p.buf})
 	vm, err = vmm.New(cm, cfg)
 	if err != nil {
 		p.gate.Discard()
@@ -67,6 +67,7 @@ func (r *runner) startPrimary(cm *wasm.CompiledModule) error {
 func (p *primarySide) run() {
 	defer close(p.vmDone)
 	r := p.r
+	defer r.saveProfile(p.vm)
 	bound := r.h.cfg.LagBound
 	for {
 		paused, exit, err := p.vm.RunUntil(p.vmCtx, p.vm.Position()+chunk)

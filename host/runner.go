@@ -2,13 +2,17 @@ package host
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"sync"
 	"time"
 
 	"ftvm/ft"
 	"ftvm/storage"
+	"ftvm/vmm"
 	"ftvm/wasi"
 	"ftvm/wasm"
 )
@@ -279,4 +283,41 @@ func (r *runner) writeStatus() {
 			r.log.Info("lag", "entries", st.LagEntries, "bytes", st.LagBytes, "ms", st.LagMillis, "held_outputs", st.HeldOut, "backup_connected", st.Connected, "log_bytes", st.LogBytes)
 		}
 	}
+}
+
+// vmConfig completes a side's VM configuration with what the host adds.
+func (r *runner) vmConfig(cfg vmm.Config) vmm.Config {
+	cfg.Slice, cfg.Logger = chunk, r.log
+	if r.h.cfg.Profiles != "" {
+		cfg.ProfilePeriod = vmm.DefaultProfilePeriod
+	}
+	return cfg
+}
+
+// saveProfile writes vm's guest profile if the host keeps them.
+func (r *runner) saveProfile(vm *vmm.VM) {
+	if r.h.cfg.Profiles == "" || vm == nil {
+		return
+	}
+	path := filepath.Join(r.h.cfg.Profiles, fmt.Sprintf("%s-gen%d-%s.pprof", r.vm, r.gen, r.h.cfg.Name))
+	// Written aside and renamed, so that a file at path is complete.
+	err := os.MkdirAll(r.h.cfg.Profiles, 0o755)
+	var f *os.File
+	if err == nil {
+		f, err = os.CreateTemp(r.h.cfg.Profiles, ".profile-*")
+	}
+	if err == nil {
+		err = errors.Join(vm.WriteProfile(f), f.Close())
+		if err == nil {
+			err = os.Rename(f.Name(), path)
+		}
+		if err != nil {
+			os.Remove(f.Name())
+		}
+	}
+	if err != nil {
+		r.log.Warn("guest profile not written", "path", path, "err", err)
+		return
+	}
+	r.log.Info("guest profile written", "path", path)
 }

@@ -22,7 +22,7 @@ import (
 // hostFlags are the tuning flags of ftvm host and ftvm run.
 type hostFlags struct {
 	heartbeat, timeout, claimRetry, lagBound, coalesce time.Duration
-	logLevel                                           string
+	logLevel, guestProfiles                            string
 }
 
 func (f *hostFlags) register(fs *flag.FlagSet) {
@@ -32,6 +32,7 @@ func (f *hostFlags) register(fs *flag.FlagSet) {
 	fs.DurationVar(&f.lagBound, "lag-bound", host.DefaultLagBound, "how far a primary's guest may run ahead of its backup's replay")
 	fs.DurationVar(&f.coalesce, "coalesce", host.DefaultCoalesce, "after a live guest waited in poll_oneoff, wait this much more for other inputs to report at once (0: off)")
 	fs.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	fs.StringVar(&f.guestProfiles, "guest-profiles", "", "write a profile of each guest this host runs to `DIR`/VM-genN-HOST.pprof when it stops (see exec --profile)")
 }
 
 func (f *hostFlags) args() []string {
@@ -40,6 +41,7 @@ func (f *hostFlags) args() []string {
 		"--claim-retry", f.claimRetry.String(), "--lag-bound", f.lagBound.String(),
 		"--coalesce", f.coalesce.String(),
 		"--log-level", f.logLevel,
+		"--guest-profiles", f.guestProfiles,
 	}
 }
 
@@ -73,6 +75,7 @@ func runHost(ctx context.Context, env *cmdEnv, args []string) int {
 		Node:       ft.Config{HeartbeatInterval: hf.heartbeat, FailureTimeout: hf.timeout, ClaimRetry: hf.claimRetry},
 		LagBound:   hf.lagBound,
 		Coalesce:   hf.coalesce,
+		Profiles:   hf.guestProfiles,
 		Failpoints: os.Getenv(host.EnvFailpoints),
 		Stdout:     env.stdout, Stderr: env.stderr, Logger: logger,
 	})
