@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -30,6 +31,8 @@ import (
 // clients, the machine's idle share, and for FT the log bytes per request.
 //
 //	go test ./host -run '^$' -bench BenchmarkCounter -benchtime 20000x
+//
+// With FTVM_BENCH_PROFILES=DIR, the runs also write guest profiles there.
 func BenchmarkCounter(b *testing.B) {
 	guests := []struct {
 		name string
@@ -49,11 +52,43 @@ func BenchmarkCounter(b *testing.B) {
 // benchClients is how many clients drive a benchmark at once.
 const benchClients = 16
 
+// envBenchProfiles names a directory where BenchmarkCounter's runs write
+// their guest profiles (exec --profile, host --guest-profiles), one
+// subdirectory per sub-benchmark: where the guest's instructions go.
+const envBenchProfiles = "FTVM_BENCH_PROFILES"
+
+// benchProfileDir returns the sub-benchmark's profile directory, or "".
+func benchProfileDir(b *testing.B) string {
+	dir := os.Getenv(envBenchProfiles)
+	if dir == "" {
+		return ""
+	}
+	dir = filepath.Join(dir, strings.ReplaceAll(b.Name(), "/", "-"))
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		b.Fatal(err)
+	}
+	return dir
+}
+
+// stopGently stops a process with SIGTERM, so that it writes its
+// profiles, and waits for done.
+func stopGently(b *testing.B, p *os.Process, done func()) {
+	if err := p.Signal(syscall.SIGTERM); err != nil {
+		b.Fatal(err)
+	}
+	done()
+}
+
 func benchExec(b *testing.B, guest []byte) {
 	addr := freeAddr(b)
 	path := b.TempDir() + "/counter.wasm"
 	writeFile(b, path, guest)
-	cmd := exec.Command(ftvmBinary(b), "exec", "--listen", addr, path)
+	args := []string{"exec", "--listen", addr}
+	prof := benchProfileDir(b)
+	if prof != "" {
+		args = append(args, "--profile", filepath.Join(prof, "exec.pprof"))
+	}
+	cmd := exec.Command(ftvmBinary(b), append(args, path)...)
 	if err := cmd.Start(); err != nil {
 		b.Fatal(err)
 	}
@@ -62,9 +97,16 @@ func benchExec(b *testing.B, guest []byte) {
 	cpu0 := procCPU(b, cmd.Process.Pid)
 	n := drive(b, addr, benchClients)
 	b.ReportMetric(float64((procCPU(b, cmd.Process.Pid)-cpu0).Microseconds())/float64(n), "cpu-µs/req")
+	if prof != "" {
+		stopGently(b, cmd.Process, func() { cmd.Wait() })
+	}
 }
 
 func benchFT(b *testing.B, guest []byte, hostArgs ...string) {
+	prof := benchProfileDir(b)
+	if prof != "" {
+		hostArgs = append(hostArgs, "--guest-profiles", prof)
+	}
 	c := newCluster(b, hostArgs...)
 	c.startHost("h1")
 	c.startHost("h2")
@@ -84,6 +126,11 @@ func benchFT(b *testing.B, guest []byte, hostArgs ...string) {
 		b.Fatalf("the pair did not hold through the run: %+v", after)
 	}
 	b.ReportMetric(float64(after.LogBytes-before)/float64(n), "logB/req")
+	if prof != "" {
+		for _, h := range c.hosts {
+			stopGently(b, h.cmd.Process, func() { <-h.done })
+		}
+	}
 }
 
 // drive runs b.N requests from clients connections and reports the
