@@ -21,8 +21,9 @@ import (
 
 // BenchmarkCounter measures a request/response guest (the counter: one
 // line in, one number out) driven by 16 concurrent clients over loopback
-// TCP, run by `ftvm exec` (no replication) and under FT (primary and backup
-// host processes on this machine). Two builds of the counter are measured:
+// TCP, and by one (the latency FT adds, without queueing), run by `ftvm
+// exec` (no replication) and under FT (primary and backup host processes
+// on this machine). Two builds of the counter are measured:
 // "go" (testdata/guests/ft-counter, a Go program with its runtime's
 // scheduler and netpoller) and "c" (the default guest of ftvm run, a
 // single-threaded poll loop). FT runs with the hosts' defaults, and again
@@ -42,14 +43,18 @@ func BenchmarkCounter(b *testing.B) {
 		{"c", func(testing.TB) []byte { return defaultguest.Counter() }},
 	}
 	for _, g := range guests {
-		b.Run(g.name+"/exec", func(b *testing.B) { benchExec(b, g.wasm(b)) })
-		b.Run(g.name+"/ft", func(b *testing.B) { benchFT(b, g.wasm(b)) })
+		b.Run(g.name+"/exec", func(b *testing.B) { benchExec(b, g.wasm(b), benchClients) })
+		b.Run(g.name+"/ft", func(b *testing.B) { benchFT(b, g.wasm(b), benchClients) })
 		// What coalescing (on by default on hosts) brings.
-		b.Run(g.name+"/ft-coalesce-off", func(b *testing.B) { benchFT(b, g.wasm(b), "--coalesce", "0s") })
+		b.Run(g.name+"/ft-coalesce-off", func(b *testing.B) { benchFT(b, g.wasm(b), benchClients, "--coalesce", "0s") })
+		// One client: the latency FT adds to a request, without queueing.
+		b.Run(g.name+"/exec-1client", func(b *testing.B) { benchExec(b, g.wasm(b), 1) })
+		b.Run(g.name+"/ft-1client", func(b *testing.B) { benchFT(b, g.wasm(b), 1) })
 	}
 }
 
-// benchClients is how many clients drive a benchmark at once.
+// benchClients is how many clients drive a benchmark at once, but for the
+// one-client runs.
 const benchClients = 16
 
 // envBenchProfiles names a directory where BenchmarkCounter's runs write
@@ -79,7 +84,7 @@ func stopGently(b *testing.B, p *os.Process, done func()) {
 	done()
 }
 
-func benchExec(b *testing.B, guest []byte) {
+func benchExec(b *testing.B, guest []byte, clients int) {
 	addr := freeAddr(b)
 	path := b.TempDir() + "/counter.wasm"
 	writeFile(b, path, guest)
@@ -95,14 +100,14 @@ func benchExec(b *testing.B, guest []byte) {
 	defer func() { cmd.Process.Kill(); cmd.Wait() }()
 	get(b, addr, 20*time.Second)
 	cpu0 := procCPU(b, cmd.Process.Pid)
-	n := drive(b, addr, benchClients)
+	n := drive(b, addr, clients)
 	b.ReportMetric(float64((procCPU(b, cmd.Process.Pid)-cpu0).Microseconds())/float64(n), "cpu-µs/req")
 	if prof != "" {
 		stopGently(b, cmd.Process, func() { cmd.Wait() })
 	}
 }
 
-func benchFT(b *testing.B, guest []byte, hostArgs ...string) {
+func benchFT(b *testing.B, guest []byte, clients int, hostArgs ...string) {
 	prof := benchProfileDir(b)
 	if prof != "" {
 		hostArgs = append(hostArgs, "--guest-profiles", prof)
@@ -117,7 +122,7 @@ func benchFT(b *testing.B, guest []byte, hostArgs ...string) {
 	before := c.status("counter", "h1").LogBytes
 	p1, p2 := c.hosts["h1"].cmd.Process.Pid, c.hosts["h2"].cmd.Process.Pid
 	cpu1, cpu2 := procCPU(b, p1), procCPU(b, p2)
-	n := drive(b, addr, benchClients)
+	n := drive(b, addr, clients)
 	b.ReportMetric(float64((procCPU(b, p1)-cpu1).Microseconds())/float64(n), "primary-cpu-µs/req")
 	b.ReportMetric(float64((procCPU(b, p2)-cpu2).Microseconds())/float64(n), "backup-cpu-µs/req")
 	time.Sleep(400 * time.Millisecond) // a status refresh

@@ -50,6 +50,12 @@ type OSHost struct {
 	mu      sync.Mutex
 	changed chan struct{} // closed and replaced whenever readiness changes
 	closed  bool
+	// together is set when the last Poll that reported descriptors found
+	// more than one ready: inputs arrive together, so coalescing gathers
+	// more of them. Otherwise Poll does not coalesce, since a lone
+	// client's request has nothing to be gathered with and would only be
+	// delayed.
+	together bool
 	// res maps each handle to its resource. A nil entry is a handle whose
 	// resource was lost at adoption (a file deleted meanwhile): every
 	// operation on it fails with EBADF, and Close releases it.

@@ -182,26 +182,67 @@ func TestOSHostPollCoalesce(t *testing.T) {
 		// The deadline ends the coalescing (an hour) long before its end.
 		{Userdata: 3, Type: EventClock, Clock: ClockMonotonic, Timeout: uint64(300 * time.Millisecond)},
 	}
-	go func() {
-		time.Sleep(20 * time.Millisecond)
-		clients[0].Write([]byte("a"))
-		time.Sleep(20 * time.Millisecond)
-		clients[1].Write([]byte("b"))
-	}()
-	events, err := h.Poll(ctx, subs)
-	if err != nil {
-		t.Fatal(err)
+	poll := func(subs []Subscription, writes ...int) map[uint64]bool {
+		t.Helper()
+		go func() {
+			for _, i := range writes {
+				time.Sleep(20 * time.Millisecond)
+				clients[i].Write([]byte("x"))
+			}
+		}()
+		events, err := h.Poll(ctx, subs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := map[uint64]bool{}
+		for _, e := range events {
+			got[e.Userdata] = true
+		}
+		return got
 	}
-	got := map[uint64]bool{}
-	for _, e := range events {
-		got[e.Userdata] = true
+	drain := func(i int) {
+		t.Helper()
+		if b, errno, err := h.Read(ctx, conns[i], 16, 0); errno != ESUCCESS || err != nil || len(b) == 0 {
+			t.Fatalf("read = %q, %v, %v", b, errno, err)
+		}
 	}
-	if !got[1] || !got[2] || !got[3] {
-		t.Fatalf("events %+v: want both connections, then the clock that ended the coalescing", events)
+
+	// A lone input, with nothing seen arriving together yet: reported at
+	// once, not held for the coalescing time (the poll would last until
+	// the clock's deadline).
+	if got := poll(subs, 0); !got[1] || got[3] {
+		t.Fatalf("lone input: events %v, want connection 1 alone", got)
+	}
+	drain(0)
+
+	// Two inputs found together make the next poll that waits coalesce:
+	// it reports both, and the clock that ended the coalescing.
+	clients[0].Write([]byte("a"))
+	clients[1].Write([]byte("b"))
+	time.Sleep(20 * time.Millisecond)
+	if got := poll(subs[:2]); !got[1] || !got[2] {
+		t.Fatalf("both ready: events %v", got)
+	}
+	drain(0)
+	drain(1)
+	if got := poll(subs, 0, 1); !got[1] || !got[2] || !got[3] {
+		t.Fatalf("events %v: want both connections, then the clock that ended the coalescing", got)
 	}
 	// Ready at once: no coalescing (an hour's wait would fail the test).
-	if events, err := h.Poll(ctx, subs[:2]); err != nil || len(events) != 2 {
-		t.Fatalf("poll with both ready = %+v, %v", events, err)
+	if got := poll(subs[:2]); !got[1] || !got[2] {
+		t.Fatalf("poll with both ready = %v", got)
+	}
+	drain(0)
+	drain(1)
+	// The first lone input after that is still coalesced (nothing else
+	// comes: the clock ends it); having come alone, it stops the
+	// coalescing for the next one.
+	if got := poll(subs, 0); !got[1] || got[2] || !got[3] {
+		t.Fatalf("first lone input after inputs together: events %v", got)
+	}
+	drain(0)
+	if got := poll(subs, 0); !got[1] || got[3] {
+		t.Fatalf("second lone input: events %v, want connection 1 alone", got)
 	}
 }
 

@@ -2,6 +2,7 @@ package wasi
 
 import (
 	"os"
+	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -18,3 +19,19 @@ func futimens(f *os.File, ts *[2]unix.Timespec) error {
 }
 
 func fdatasync(f *os.File) error { return unix.Fdatasync(int(f.Fd())) }
+
+// sleepPrecise blocks the calling goroutine's thread for d. Unlike
+// time.Sleep, whose timers an idle Go runtime services only to the
+// millisecond (its netpoller waits in epoll with a timeout in
+// milliseconds), nanosleep(2) wakes within the thread's timer slack
+// (50 µs by default), which matters for waits of tens of microseconds.
+func sleepPrecise(d time.Duration) {
+	ts := unix.NsecToTimespec(d.Nanoseconds())
+	for {
+		var rem unix.Timespec
+		if err := unix.Nanosleep(&ts, &rem); err != unix.EINTR {
+			return
+		}
+		ts = rem
+	}
+}

@@ -12,9 +12,9 @@ import (
 // Poll implements Host. Clock subscriptions become timers; a relative
 // timeout counts from the start of the call, an absolute one is compared
 // with the clock it names. A Poll that had to wait coalesces (see
-// Config.Coalesce): when something becomes ready it waits up to the
-// coalescing time more, but never past a clock subscription's deadline,
-// then reports all that is ready.
+// Config.Coalesce) while inputs arrive together: when something becomes
+// ready it waits up to the coalescing time more, but never past a clock
+// subscription's deadline, then reports all that is ready.
 func (h *OSHost) Poll(ctx context.Context, subs []Subscription) ([]Event, error) {
 	start := time.Now()
 	deadlines := make([]time.Time, len(subs))
@@ -48,7 +48,7 @@ func (h *OSHost) Poll(ctx context.Context, subs []Subscription) ([]Event, error)
 		now := time.Now()
 		var events []Event
 		var next time.Time
-		fdReady := false // coalescing is for I/O, not timers
+		fdReady := 0 // coalescing is for I/O, not timers
 		for i, s := range subs {
 			if s.Type == EventClock {
 				if !now.Before(deadlines[i]) {
@@ -60,10 +60,10 @@ func (h *OSHost) Poll(ctx context.Context, subs []Subscription) ([]Event, error)
 			}
 			if ev, ok := h.readyLocked(s); ok {
 				events = append(events, ev)
-				fdReady = true
+				fdReady++
 			}
 		}
-		if fdReady && waited && !coalesced && h.coalesce > 0 {
+		if fdReady > 0 && waited && !coalesced && h.coalesce > 0 && h.together {
 			coalesced = true
 			d := h.coalesce
 			if !next.IsZero() {
@@ -71,12 +71,17 @@ func (h *OSHost) Poll(ctx context.Context, subs []Subscription) ([]Event, error)
 			}
 			if d > 0 {
 				h.mu.Unlock()
-				time.Sleep(d)
+				// Not time.Sleep: at low load it would wait a whole
+				// millisecond, adding that to every reply.
+				sleepPrecise(d)
 				h.mu.Lock()
 				continue
 			}
 		}
 		if len(events) > 0 {
+			if fdReady > 0 {
+				h.together = fdReady > 1
+			}
 			return events, nil
 		}
 		if h.closed {
