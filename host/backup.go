@@ -121,22 +121,22 @@ func (b *backupSide) run() {
 	}
 }
 
-// fencePrimary shuts the sockets the old primary's process still holds on
-// the VM's addresses, if it runs on this machine (see fenceSockets): a
-// frozen primary must not keep taking new connections or holding its
-// clients. Failing that, the backup goes live regardless.
+// fencePrimary fences the old primary's process if it runs on this machine
+// (see fencePeer): a frozen primary must not keep taking new connections,
+// holding its clients, or resume with a disk write in flight. Failing
+// that, the backup goes live regardless.
 func (b *backupSide) fencePrimary() {
 	r := b.r
 	p, ok := r.h.peer(r.peer)
-	if !ok || len(r.spec.Listeners) == 0 {
+	if !ok || !r.h.fp.Fence() {
 		return
 	}
-	n, err := fenceSockets(p, r.h.info, r.spec.Listeners)
+	done, err := fencePeer(p, r.h.info, r.spec.Listeners)
 	switch {
 	case err != nil:
-		r.log.Warn("could not shut the old primary's sockets; clients it holds wait until it halts", "primary", r.peer, "err", err)
-	case n > 0:
-		r.log.Info("shut the old primary's sockets", "primary", r.peer, "pid", p.PID, "sockets", n)
+		r.log.Warn("could not fence the old primary; clients it holds wait until it halts", "primary", r.peer, "err", err)
+	case done.sockets > 0 || done.killed:
+		r.log.Info("fenced the old primary", "primary", r.peer, "pid", p.PID, "sockets_shut", done.sockets, "killed_stopped_process", done.killed)
 	}
 }
 

@@ -421,9 +421,10 @@ func TestGuestExitUnderFT(t *testing.T) {
 }
 
 // TestFailoverPrimaryFrozen: the primary's host is frozen (SIGSTOP): the
-// backup takes over and every new connection reaches it while the old
-// primary is still frozen; when the old primary thaws it finds it lost,
-// halts and releases nothing it held.
+// backup takes over and fences it, being on the same machine: it shuts its
+// sockets and kills the stopped process (fencePeer), so every new
+// connection reaches the survivor and no write the old primary had in
+// flight can land after the survivor's.
 func TestFailoverPrimaryFrozen(t *testing.T) {
 	c := newCluster(t)
 	addr := counterPair(t, c, false)
@@ -434,19 +435,52 @@ func TestFailoverPrimaryFrozen(t *testing.T) {
 		o := c.owner("counter")
 		return o.Generation == 2 && o.Host == "h2"
 	})
-	// The survivor shut the frozen primary's sockets (fenceSockets): its
-	// clients got the end of their streams and reconnected, and no new
-	// connection is queued at its listener, though it still holds the
-	// address. (Without that, the kernel would send about half of them
-	// there, to wait for a process that never answers.)
+	select {
+	case <-c.hosts["h1"].done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the frozen primary's host was not fenced")
+	}
+	if st := c.hosts["h1"].cmd.ProcessState; st == nil || !strings.Contains(st.String(), "killed") {
+		t.Fatalf("the frozen primary's host ended with %v, want killed", st)
+	}
+	if logs := c.hosts["h2"].logs.String(); !strings.Contains(logs, "fenced the old primary") {
+		t.Fatalf("the survivor did not log the fencing:\n%s", logs)
+	}
+	// No new connection is queued at the old listener. (Without the
+	// fencing, the kernel would send about half of them there, to wait
+	// for a process that never answers.)
 	get(t, addr, 10*time.Second)
 	for i := range 32 {
 		cc := &counterClient{addr: addr}
 		if _, err := cc.do("get", 3*time.Second); err != nil {
-			t.Fatalf("connection %d while the old primary is frozen: %v", i, err)
+			t.Fatalf("connection %d after the failover: %v", i, err)
 		}
 		cc.close()
 	}
+	l.waitReplies(t, 20, 30*time.Second)
+	seen, _ := l.finish()
+	checkCounter(t, seen, get(t, addr, 10*time.Second))
+}
+
+// TestFailoverPrimaryFrozenThaws: as if the frozen primary ran on another
+// machine (the survivor does not fence it: fence=off), the backup takes
+// over; when the old primary thaws it finds it lost, halts and releases
+// nothing it held.
+func TestFailoverPrimaryFrozenThaws(t *testing.T) {
+	c := newCluster(t)
+	c.startHost("h1")
+	c.startHost("h2", host.EnvFailpoints+"=fence=off")
+	addr := freeAddr(t)
+	c.startVM("counter", counterGuest(t), storage.VMSpec{Listeners: []string{addr}, Primary: "h1", Backup: "h2", Args: []string{"ft-counter"}})
+	l := startLoad(addr, 4)
+	l.waitReplies(t, 20, 20*time.Second)
+	c.signal("h1", syscall.SIGSTOP)
+	c.waitFor(10*time.Second, "the backup goes live", func() bool {
+		o := c.owner("counter")
+		return o.Generation == 2 && o.Host == "h2"
+	})
+	// While the frozen primary still holds the address, the kernel may
+	// queue some new connections at it; clients time out and reconnect.
 	l.waitReplies(t, 20, 30*time.Second)
 	c.signal("h1", syscall.SIGCONT)
 	c.waitFor(10*time.Second, "the thawed primary halts", func() bool {

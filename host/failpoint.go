@@ -16,6 +16,8 @@ import (
 //	cut-log=PEER        cut only the logging channel with PEER
 //	cut-heartbeat=PEER  cut only the heartbeats with PEER
 //	storage=unreachable every shared-storage operation fails
+//	fence=off           going live, do not fence the old primary's process
+//	                    (as when it runs on another machine; see fencePeer)
 //
 // A cut works in both directions at this host: its heartbeats to PEER are
 // not sent and PEER's are dropped on arrival; its logging channels with PEER
@@ -27,6 +29,7 @@ type Failpoints struct {
 	cutLog  []string
 	cutBeat []string
 	noStore bool
+	noFence bool
 	onCut   func(peer string) // closes channels with peer when it is cut
 }
 
@@ -36,7 +39,7 @@ const EnvFailpoints = "FTVM_FAILPOINTS"
 // Set replaces the failpoints with those of spec.
 func (f *Failpoints) Set(spec string) error {
 	var cutLog, cutBeat []string
-	noStore := false
+	noStore, noFence := false, false
 	for _, item := range strings.Split(spec, ",") {
 		item = strings.TrimSpace(item)
 		if item == "" {
@@ -58,12 +61,17 @@ func (f *Failpoints) Set(spec string) error {
 				return fmt.Errorf("failpoint %q: storage is reachable or unreachable", item)
 			}
 			noStore = v == "unreachable"
+		case "fence":
+			if v != "off" && v != "on" {
+				return fmt.Errorf("failpoint %q: fence is on or off", item)
+			}
+			noFence = v == "off"
 		default:
-			return fmt.Errorf("failpoint %q: unknown (want cut, cut-log, cut-heartbeat or storage)", item)
+			return fmt.Errorf("failpoint %q: unknown (want cut, cut-log, cut-heartbeat, storage or fence)", item)
 		}
 	}
 	f.mu.Lock()
-	f.cutLog, f.cutBeat, f.noStore = cutLog, cutBeat, noStore
+	f.cutLog, f.cutBeat, f.noStore, f.noFence = cutLog, cutBeat, noStore, noFence
 	onCut := f.onCut
 	f.mu.Unlock()
 	if onCut != nil {
@@ -94,6 +102,9 @@ func (f *Failpoints) String() string {
 	if f.noStore {
 		items = append(items, "storage=unreachable")
 	}
+	if f.noFence {
+		items = append(items, "fence=off")
+	}
 	return strings.Join(items, ",")
 }
 
@@ -116,4 +127,11 @@ func (f *Failpoints) StorageReachable() bool {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return !f.noStore
+}
+
+// Fence reports whether a backup going live fences its old primary.
+func (f *Failpoints) Fence() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return !f.noFence
 }

@@ -18,19 +18,31 @@ import (
 	"ftvm/storage"
 )
 
-// bootID names this machine's running kernel, so that hosts can tell
-// whether a peer's process ID means anything here.
-func bootID() string {
+// pidSpace names where this process's PIDs mean something: the running
+// kernel (its boot ID) and the PID namespace. Hosts in containers on one
+// machine share the boot ID but not the namespace.
+func pidSpace() string {
 	b, err := os.ReadFile("/proc/sys/kernel/random/boot_id")
 	if err != nil {
 		return ""
 	}
-	return strings.TrimSpace(string(b))
+	ns, err := os.Readlink("/proc/self/ns/pid")
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(b)) + " " + ns
 }
 
-// fenceSockets shuts down the TCP sockets that a failed peer's host process
-// still holds on the VM's listen addresses, when that process runs on this
-// machine (same boot ID), and returns how many it shut.
+// fenced is what fencePeer did.
+type fenced struct {
+	sockets int  // sockets shut down
+	killed  bool // the process was stopped, and was killed
+}
+
+// fencePeer fences a failed peer's host process, when it runs on this
+// machine and in this PID namespace (same PID space): it shuts down the TCP sockets the process still
+// holds on the VM's listen addresses and, if the process is stopped, kills
+// it.
 //
 // A backup that goes live on its primary's machine binds the same
 // addresses with SO_REUSEPORT. If the old primary is frozen rather than
@@ -38,37 +50,66 @@ func bootID() string {
 // queueing new connections at it, and its clients' connections would hang
 // instead of breaking. The old primary has lost the generation and will
 // serve nothing more, so the survivor takes duplicates of its sockets
-// (pidfd_getfd, which works on a stopped process) and shuts them down:
-// the listener leaves the group and its queued connections are reset, and
-// each client connection gets an end of stream, after any bytes already in
-// its send buffer (which the backup had acknowledged). Clients reconnect to
-// the survivor, as they would after a crash.
+// (pidfd_getfd, which works on a stopped process) and shuts them down: the
+// listener leaves the group and its queued connections are reset, and each
+// client connection gets an end of stream, after any bytes already in its
+// send buffer (which the backup had acknowledged). Clients reconnect to the
+// survivor, as they would after a crash.
 //
-// It needs the right to trace the peer (the same user, or root, and no
-// stricter ptrace policy); without it, the error says so and the survivor
-// goes live regardless.
-func fenceSockets(peer, self storage.HostInfo, addrs []string) (int, error) {
-	if peer.Boot == "" || peer.Boot != self.Boot || peer.PID <= 0 || peer.PID == self.PID {
-		return 0, nil
+// A stopped process is also killed (SIGKILL through its pidfd), because it
+// may have been stopped between an effect's barrier and its system call: a
+// disk write the backup has the log for, which the survivor re-issues and
+// may then overwrite, and which the old process would perform late, over
+// the survivor's newer data, once it resumed. Every VM of a stopped host
+// process is failing over anyway, since it is silent to all of its peers.
+// A process that runs (a cut link) halts by itself when it learns it lost.
+//
+// It needs the right to trace and signal the peer (the same user, or root,
+// and no stricter ptrace policy); without it, the error says so and the
+// survivor goes live regardless.
+func fencePeer(peer, self storage.HostInfo, addrs []string) (fenced, error) {
+	var done fenced
+	if peer.PIDSpace == "" || peer.PIDSpace != self.PIDSpace || peer.PID <= 0 || peer.PID == self.PID {
+		return done, nil
 	}
 	want, err := resolveListenAddrs(addrs)
-	if err != nil || len(want) == 0 {
-		return 0, err
+	if err != nil {
+		return done, err
 	}
 	pidfd, err := unix.PidfdOpen(peer.PID, 0)
 	if errors.Is(err, unix.ESRCH) {
-		return 0, nil // gone: the kernel closed its sockets
+		return done, nil // gone: the kernel closed its sockets
 	}
 	if err != nil {
-		return 0, fmt.Errorf("pidfd_open %d: %w", peer.PID, err)
+		return done, fmt.Errorf("pidfd_open %d: %w", peer.PID, err)
 	}
 	defer unix.Close(pidfd)
 	// Checked after pidfd_open, so that the descriptor refers to the
 	// process checked, not to a later one that reused the ID.
 	if !startedAround(peer.PID, peer.Started) {
-		return 0, nil
+		return done, nil
 	}
-	dir := fmt.Sprintf("/proc/%d/fd", peer.PID)
+	if len(want) > 0 {
+		if done.sockets, err = shutSockets(pidfd, peer.PID, want); err != nil {
+			return done, err
+		}
+	}
+	if processStopped(peer.PID) {
+		err := unix.PidfdSendSignal(pidfd, unix.SIGKILL, nil, 0)
+		switch {
+		case err == nil:
+			done.killed = true
+		case !errors.Is(err, unix.ESRCH):
+			return done, fmt.Errorf("kill stopped process %d: %w", peer.PID, err)
+		}
+	}
+	return done, nil
+}
+
+// shutSockets shuts down the TCP sockets of process pid (pidfd) whose local
+// address is one of want, and returns how many.
+func shutSockets(pidfd, pid int, want []netip.AddrPort) (int, error) {
+	dir := fmt.Sprintf("/proc/%d/fd", pid)
 	ents, err := os.ReadDir(dir)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
@@ -92,7 +133,7 @@ func fenceSockets(peer, self storage.HostInfo, addrs []string) (int, error) {
 		case errors.Is(err, unix.ESRCH):
 			return n, nil // exited meanwhile
 		case err != nil:
-			return n, fmt.Errorf("pidfd_getfd %d/%d: %w", peer.PID, target, err)
+			return n, fmt.Errorf("pidfd_getfd %d/%d: %w", pid, target, err)
 		}
 		if onAddrs(fd, want) {
 			if err := unix.Shutdown(fd, unix.SHUT_RDWR); err == nil || errors.Is(err, unix.ENOTCONN) {
@@ -159,22 +200,39 @@ func startedAround(pid int, started time.Time) bool {
 	return !at.Before(started.Add(-30*time.Second)) && !at.After(started.Add(5*time.Second))
 }
 
-// processStart reads when pid started from /proc.
-func processStart(pid int) (time.Time, error) {
+// processStopped reports whether pid is stopped (by SIGSTOP, or by a
+// tracer).
+func processStopped(pid int) bool {
+	f, err := statFields(pid)
+	return err == nil && (f[0] == "T" || f[0] == "t")
+}
+
+// statFields returns the fields of /proc/PID/stat after the command name:
+// the process state first. The command name, in parentheses, may hold
+// spaces, so fields are counted after its closing parenthesis.
+func statFields(pid int) ([]string, error) {
 	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
-		return time.Time{}, err
+		return nil, err
 	}
-	// The command name, in parentheses, may hold spaces: fields are
-	// counted after its closing parenthesis (field 2); starttime is 22.
 	i := bytes.LastIndexByte(stat, ')')
 	if i < 0 {
-		return time.Time{}, fmt.Errorf("/proc/%d/stat: no command name", pid)
+		return nil, fmt.Errorf("/proc/%d/stat: no command name", pid)
 	}
 	fields := strings.Fields(string(stat[i+1:]))
 	if len(fields) < 20 {
-		return time.Time{}, fmt.Errorf("/proc/%d/stat: %d fields", pid, len(fields))
+		return nil, fmt.Errorf("/proc/%d/stat: %d fields", pid, len(fields))
 	}
+	return fields, nil
+}
+
+// processStart reads when pid started from /proc.
+func processStart(pid int) (time.Time, error) {
+	fields, err := statFields(pid)
+	if err != nil {
+		return time.Time{}, err
+	}
+	// starttime is field 22 of the file, the 20th after the command name.
 	ticks, err := strconv.ParseUint(fields[19], 10, 64)
 	if err != nil {
 		return time.Time{}, fmt.Errorf("/proc/%d/stat: starttime: %w", pid, err)

@@ -35,12 +35,17 @@ func TestFenceHelperProcess(t *testing.T) {
 		os.Exit(1)
 	}
 	fmt.Println("ready")
+	held := make(chan net.Conn, 64) // kept, so that no finalizer closes them
 	for {
 		c, err := ln.Accept()
 		if err != nil {
-			os.Exit(0)
+			select {} // fenced: stay, as a halting host would for a while
 		}
 		fmt.Fprintln(c, "old")
+		select {
+		case held <- c:
+		default:
+		}
 	}
 }
 
@@ -72,19 +77,11 @@ func greeting(addr string, d time.Duration) (string, net.Conn, error) {
 	return strings.TrimSpace(line), c, nil
 }
 
-// TestFenceSockets: a process that holds a shared listen address and a
-// client connection on it is frozen (SIGSTOP) while this process listens
-// on the same address. Before fencing, some new connections are queued at
-// the frozen listener and get nothing; after fenceSockets, its client sees
-// the end of its stream and every new connection reaches this process.
-func TestFenceSockets(t *testing.T) {
-	ln, err := reusePortListen("127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-
+// startHelper starts the stand-in for an old primary on addr and returns
+// it, the HostInfo a registry would hold for it, and a client connection
+// it accepted.
+func startHelper(t *testing.T, addr string) (*exec.Cmd, storage.HostInfo, net.Conn) {
+	t.Helper()
 	started := time.Now()
 	helper := exec.Command(os.Args[0], "-test.run=^TestFenceHelperProcess$")
 	helper.Env = append(os.Environ(), envFenceHelper+"="+addr)
@@ -99,18 +96,23 @@ func TestFenceSockets(t *testing.T) {
 	if line, err := bufio.NewReader(out).ReadString('\n'); err != nil || line != "ready\n" {
 		t.Fatalf("helper: %q, %v", line, err)
 	}
-	who, oldClient, err := greeting(addr, 5*time.Second)
+	who, client, err := greeting(addr, 5*time.Second)
 	if err != nil || who != "old" {
 		t.Fatalf("first connection: %q, %v", who, err)
 	}
-	defer oldClient.Close()
+	t.Cleanup(func() { client.Close() })
+	return helper, storage.HostInfo{PID: helper.Process.Pid, PIDSpace: pidSpace(), Started: started}, client
+}
 
-	// This process takes over the address, as a backup going live does.
-	ln, err = reusePortListen(addr)
+// takeOver listens on addr as a backup going live does, greeting every
+// connection with "new".
+func takeOver(t *testing.T, addr string) {
+	t.Helper()
+	ln, err := reusePortListen(addr)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
+	t.Cleanup(func() { ln.Close() })
 	go func() {
 		for {
 			c, err := ln.Accept()
@@ -121,6 +123,40 @@ func TestFenceSockets(t *testing.T) {
 			c.Close()
 		}
 	}()
+}
+
+func freeLoopbackAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := reusePortListen("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// allReachTakeOver checks that n new connections all reach this process.
+func allReachTakeOver(t *testing.T, addr string, n int) {
+	t.Helper()
+	for i := range n {
+		who, c, err := greeting(addr, 5*time.Second)
+		if err != nil || who != "new" {
+			t.Fatalf("connection %d after fencing: %q, %v", i, who, err)
+		}
+		c.Close()
+	}
+}
+
+// TestFenceStoppedPeer: a process that holds a shared listen address and a
+// client connection on it is frozen (SIGSTOP) while this process listens
+// on the same address. Before fencing, some new connections are queued at
+// the frozen listener and get nothing; fencePeer shuts its sockets (its
+// client sees the end of its stream, and every new connection reaches this
+// process) and kills it.
+func TestFenceStoppedPeer(t *testing.T) {
+	addr := freeLoopbackAddr(t)
+	helper, peer, oldClient := startHelper(t, addr)
+	takeOver(t, addr)
 	if err := helper.Process.Signal(syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}
@@ -140,47 +176,67 @@ func TestFenceSockets(t *testing.T) {
 		t.Fatal("no connection went to the frozen listener: the test no longer shows the problem")
 	}
 
-	self := storage.HostInfo{PID: os.Getpid(), Boot: bootID()}
-	peer := storage.HostInfo{PID: helper.Process.Pid, Boot: bootID(), Started: started}
-	if self.Boot == "" {
-		t.Fatal("no boot ID")
+	self := storage.HostInfo{PID: os.Getpid(), PIDSpace: pidSpace()}
+	if self.PIDSpace == "" {
+		t.Fatal("no PID space")
 	}
-	// Another machine's process, or one that started at another time (its
-	// ID reused), is left alone.
+	// Another machine's (or PID namespace's) process, or one that started
+	// at another time (its ID reused), is left alone.
 	for _, p := range []storage.HostInfo{
-		{PID: peer.PID, Boot: "another-machine", Started: started},
-		{PID: peer.PID, Boot: peer.Boot, Started: started.Add(-time.Hour)},
-		{PID: peer.PID, Boot: peer.Boot, Started: started.Add(time.Hour)},
+		{PID: peer.PID, PIDSpace: "another-machine", Started: peer.Started},
+		{PID: peer.PID, PIDSpace: peer.PIDSpace, Started: peer.Started.Add(-time.Hour)},
+		{PID: peer.PID, PIDSpace: peer.PIDSpace, Started: peer.Started.Add(time.Hour)},
 	} {
-		if n, err := fenceSockets(p, self, []string{addr}); n != 0 || err != nil {
-			t.Fatalf("fenceSockets(%+v) = %d, %v; want nothing done", p, n, err)
+		if done, err := fencePeer(p, self, []string{addr}); done != (fenced{}) || err != nil {
+			t.Fatalf("fencePeer(%+v) = %+v, %v; want nothing done", p, done, err)
 		}
 	}
-	// A peer's sockets on other addresses are left alone.
-	if n, err := fenceSockets(peer, self, []string{"127.0.0.1:1"}); n != 0 || err != nil {
-		t.Fatalf("fenceSockets on another address = %d, %v", n, err)
+	if !processStopped(peer.PID) {
+		t.Fatal("the helper is no longer stopped")
 	}
 
-	n, err := fenceSockets(peer, self, []string{addr})
+	done, err := fencePeer(peer, self, []string{addr})
 	if err != nil {
 		t.Fatal(err)
 	}
 	// The listener and the connection it accepted (at least; the test's
 	// lost connections may have been accepted by the kernel too).
-	if n < 2 {
-		t.Fatalf("fenced %d sockets, want the listener and its connection", n)
+	if done.sockets < 2 || !done.killed {
+		t.Fatalf("fenced %+v, want the listener and its connection shut, and the process killed", done)
+	}
+	if err := helper.Wait(); err == nil || !strings.Contains(err.Error(), "killed") {
+		t.Fatalf("helper ended with %v, want killed", err)
 	}
 	oldClient.SetReadDeadline(time.Now().Add(5 * time.Second))
 	if _, err := oldClient.Read(make([]byte, 1)); err != io.EOF {
 		t.Fatalf("the frozen process's client read %v, want the end of the stream", err)
 	}
-	for i := range 64 {
-		who, c, err := greeting(addr, 5*time.Second)
-		if err != nil || who != "new" {
-			t.Fatalf("connection %d after fencing: %q, %v", i, who, err)
-		}
-		c.Close()
+	allReachTakeOver(t, addr, 64)
+}
+
+// TestFenceRunningPeer: a peer that runs (its link was cut, say) loses its
+// sockets on the VM's addresses but is not killed: it halts by itself when
+// it learns it lost. Its sockets on other addresses are left alone.
+func TestFenceRunningPeer(t *testing.T) {
+	addr := freeLoopbackAddr(t)
+	helper, peer, oldClient := startHelper(t, addr)
+	takeOver(t, addr)
+	self := storage.HostInfo{PID: os.Getpid(), PIDSpace: pidSpace()}
+	if done, err := fencePeer(peer, self, []string{"127.0.0.1:1"}); done != (fenced{}) || err != nil {
+		t.Fatalf("fencePeer on another address = %+v, %v; want nothing done", done, err)
 	}
+	done, err := fencePeer(peer, self, []string{addr})
+	if err != nil || done.sockets < 2 || done.killed {
+		t.Fatalf("fencePeer = %+v, %v; want the listener and its connection shut, and the process alive", done, err)
+	}
+	if err := helper.Process.Signal(syscall.Signal(0)); err != nil {
+		t.Fatalf("the running peer was killed: %v", err)
+	}
+	oldClient.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := oldClient.Read(make([]byte, 1)); err != io.EOF {
+		t.Fatalf("the running peer's client read %v, want the end of the stream", err)
+	}
+	allReachTakeOver(t, addr, 64)
 }
 
 // waitStopped waits until every thread of pid is stopped.

@@ -4,8 +4,13 @@ package host
 
 import "ftvm/storage"
 
-func bootID() string { return "" }
+func pidSpace() string { return "" }
 
-// fenceSockets needs Linux's pidfd_getfd; elsewhere a frozen old primary's
+type fenced struct {
+	sockets int
+	killed  bool
+}
+
+// fencePeer needs Linux's pidfd_getfd; elsewhere a frozen old primary's
 // sockets stay until it halts.
-func fenceSockets(peer, self storage.HostInfo, addrs []string) (int, error) { return 0, nil }
+func fencePeer(peer, self storage.HostInfo, addrs []string) (fenced, error) { return fenced{}, nil }

@@ -142,7 +142,7 @@ func New(cfg Config) (*Host, error) {
 		Addr:      h.ln.Addr().String(),
 		Heartbeat: h.udp.LocalAddr().String(),
 		PID:       os.Getpid(),
-		Boot:      bootID(),
+		PIDSpace:  pidSpace(),
 		Started:   h.started.UTC(),
 	}
 	return h, nil

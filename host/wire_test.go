@@ -73,22 +73,25 @@ func TestFailpoints(t *testing.T) {
 	var f Failpoints
 	var cut []string
 	f.onCut = func(p string) { cut = append(cut, p) }
-	if err := f.Set("cut=h2, cut-heartbeat=h3,storage=unreachable"); err != nil {
+	if !f.Fence() {
+		t.Fatal("fencing off by default")
+	}
+	if err := f.Set("cut=h2, cut-heartbeat=h3,storage=unreachable,fence=off"); err != nil {
 		t.Fatal(err)
 	}
-	if !f.LogCut("h2") || !f.BeatCut("h2") || f.LogCut("h3") || !f.BeatCut("h3") || f.StorageReachable() {
+	if !f.LogCut("h2") || !f.BeatCut("h2") || f.LogCut("h3") || !f.BeatCut("h3") || f.StorageReachable() || f.Fence() {
 		t.Fatalf("failpoints %s", f.String())
 	}
-	if f.String() != "cut=h2,cut-heartbeat=h3,storage=unreachable" {
+	if f.String() != "cut=h2,cut-heartbeat=h3,storage=unreachable,fence=off" {
 		t.Fatalf("String() = %q", f.String())
 	}
 	if len(cut) != 1 || cut[0] != "h2" {
 		t.Fatalf("channels closed for %v", cut)
 	}
-	if err := f.Set(""); err != nil || f.LogCut("h2") || !f.StorageReachable() || f.String() != "" {
+	if err := f.Set(""); err != nil || f.LogCut("h2") || !f.StorageReachable() || !f.Fence() || f.String() != "" {
 		t.Fatalf("clear: %v %q", err, f.String())
 	}
-	for _, bad := range []string{"cut", "cut=", "explode=h1", "storage=maybe"} {
+	for _, bad := range []string{"cut", "cut=", "explode=h1", "storage=maybe", "fence=maybe"} {
 		if err := f.Set(bad); err == nil {
 			t.Errorf("%q accepted", bad)
 		}

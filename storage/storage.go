@@ -55,10 +55,10 @@ type HostInfo struct {
 	PID       int       `json:"pid"`
 	Started   time.Time `json:"started"`
 	Seen      time.Time `json:"seen"` // refreshed while the host runs
-	// Boot is the machine's boot ID (on Linux,
-	// /proc/sys/kernel/random/boot_id): hosts with the same one run on the
-	// same machine, where PID names a process.
-	Boot string `json:"boot,omitempty"`
+	// PIDSpace names where PID means something: on Linux, the kernel's
+	// boot ID and the PID namespace. Hosts with the same one see each
+	// other's processes under these PIDs; "" for unknown.
+	PIDSpace string `json:"pid_space,omitempty"`
 }
 
 // Dir is shared storage in a directory.

@@ -306,7 +306,7 @@ func runFailpoint(ctx context.Context, env *cmdEnv, args []string) int {
 	fs.Usage = usageFunc(fs, env.stderr, "failpoint --shared DIR --host NAME [SPEC]",
 		"Shows, or with SPEC replaces, a running host's failpoints (fault injection for tests).\n"+
 			"SPEC is a comma-separated list of cut=PEER, cut-log=PEER, cut-heartbeat=PEER,\n"+
-			"storage=unreachable; an empty SPEC (\"\") clears them.")
+			"storage=unreachable, fence=off; an empty SPEC (\"\") clears them.")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
