@@ -40,9 +40,9 @@ type fenced struct {
 }
 
 // fencePeer fences a failed peer's host process, when it runs on this
-// machine and in this PID namespace (same PID space): it shuts down the TCP sockets the process still
-// holds on the VM's listen addresses and, if the process is stopped, kills
-// it.
+// machine and in this PID namespace (the same PID space): it shuts down the
+// TCP sockets the process still holds on the VM's listen addresses and, if
+// the process is stopped, kills it.
 //
 // A backup that goes live on its primary's machine binds the same
 // addresses with SO_REUSEPORT. If the old primary is frozen rather than
@@ -89,10 +89,12 @@ func fencePeer(peer, self storage.HostInfo, addrs []string) (fenced, error) {
 	if !startedAround(peer.PID, peer.Started) {
 		return done, nil
 	}
+	// Each step is tried even if the other failed (taking sockets needs
+	// the right to trace, a signal only the right to signal).
+	var errs []error
 	if len(want) > 0 {
-		if done.sockets, err = shutSockets(pidfd, peer.PID, want); err != nil {
-			return done, err
-		}
+		done.sockets, err = shutSockets(pidfd, peer.PID, want)
+		errs = append(errs, err)
 	}
 	if processStopped(peer.PID) {
 		err := unix.PidfdSendSignal(pidfd, unix.SIGKILL, nil, 0)
@@ -100,10 +102,10 @@ func fencePeer(peer, self storage.HostInfo, addrs []string) (fenced, error) {
 		case err == nil:
 			done.killed = true
 		case !errors.Is(err, unix.ESRCH):
-			return done, fmt.Errorf("kill stopped process %d: %w", peer.PID, err)
+			errs = append(errs, fmt.Errorf("kill stopped process %d: %w", peer.PID, err))
 		}
 	}
-	return done, nil
+	return done, errors.Join(errs...)
 }
 
 // shutSockets shuts down the TCP sockets of process pid (pidfd) whose local
