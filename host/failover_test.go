@@ -27,12 +27,13 @@ func randDuration(t *testing.T, lo, hi time.Duration) time.Duration {
 	return lo + time.Duration(n.Int64())
 }
 
-// counterPair starts hosts h1 and h2 and a counter VM with its primary on
-// h1 and its backup on h2; it returns the counter's address.
-func counterPair(t *testing.T, c *cluster, disk bool) string {
+// counterPair starts hosts h1 and h2 (with h2Env in h2's environment) and a
+// counter VM with its primary on h1 and its backup on h2; it returns the
+// counter's address.
+func counterPair(t *testing.T, c *cluster, disk bool, h2Env ...string) string {
 	t.Helper()
 	c.startHost("h1")
-	c.startHost("h2")
+	c.startHost("h2", h2Env...)
 	addr := freeAddr(t)
 	spec := storage.VMSpec{Listeners: []string{addr}, Primary: "h1", Backup: "h2", Disk: disk, Args: []string{"ft-counter"}}
 	if disk {
@@ -420,6 +421,21 @@ func TestGuestExitUnderFT(t *testing.T) {
 	}
 }
 
+// freezePrimaryUnderLoad starts four clients of the counter at addr and,
+// once they have replies, freezes the primary's host (SIGSTOP); it returns
+// when the backup owns the next generation.
+func freezePrimaryUnderLoad(t *testing.T, c *cluster, addr string) *load {
+	t.Helper()
+	l := startLoad(addr, 4)
+	l.waitReplies(t, 20, 20*time.Second)
+	c.signal("h1", syscall.SIGSTOP)
+	c.waitFor(10*time.Second, "the backup goes live", func() bool {
+		o := c.owner("counter")
+		return o.Generation == 2 && o.Host == "h2"
+	})
+	return l
+}
+
 // TestFailoverPrimaryFrozen: the primary's host is frozen (SIGSTOP): the
 // backup takes over and fences it, being on the same machine: it shuts its
 // sockets and kills the stopped process (fencePeer), so every new
@@ -428,13 +444,7 @@ func TestGuestExitUnderFT(t *testing.T) {
 func TestFailoverPrimaryFrozen(t *testing.T) {
 	c := newCluster(t)
 	addr := counterPair(t, c, false)
-	l := startLoad(addr, 4)
-	l.waitReplies(t, 20, 20*time.Second)
-	c.signal("h1", syscall.SIGSTOP)
-	c.waitFor(10*time.Second, "the backup goes live", func() bool {
-		o := c.owner("counter")
-		return o.Generation == 2 && o.Host == "h2"
-	})
+	l := freezePrimaryUnderLoad(t, c, addr)
 	select {
 	case <-c.hosts["h1"].done:
 	case <-time.After(10 * time.Second):
@@ -468,17 +478,8 @@ func TestFailoverPrimaryFrozen(t *testing.T) {
 // nothing it held.
 func TestFailoverPrimaryFrozenThaws(t *testing.T) {
 	c := newCluster(t)
-	c.startHost("h1")
-	c.startHost("h2", host.EnvFailpoints+"=fence=off")
-	addr := freeAddr(t)
-	c.startVM("counter", counterGuest(t), storage.VMSpec{Listeners: []string{addr}, Primary: "h1", Backup: "h2", Args: []string{"ft-counter"}})
-	l := startLoad(addr, 4)
-	l.waitReplies(t, 20, 20*time.Second)
-	c.signal("h1", syscall.SIGSTOP)
-	c.waitFor(10*time.Second, "the backup goes live", func() bool {
-		o := c.owner("counter")
-		return o.Generation == 2 && o.Host == "h2"
-	})
+	addr := counterPair(t, c, false, host.EnvFailpoints+"=fence=off")
+	l := freezePrimaryUnderLoad(t, c, addr)
 	// While the frozen primary still holds the address, the kernel may
 	// queue some new connections at it; clients time out and reconnect.
 	l.waitReplies(t, 20, 30*time.Second)
