@@ -45,7 +45,8 @@ type OSHost struct {
 	// adopting a guest continues the clocks it saw (see
 	// NewOSHostAdopting); zero otherwise. Set before the host is used.
 	monoOffset, cpuOffset uint64
-	coalesce              time.Duration // Config.Coalesce
+	coalesce              time.Duration  // Config.Coalesce
+	timer                 *deadlineTimer // Poll's clock deadlines
 
 	mu      sync.Mutex
 	changed chan struct{} // closed and replaced whenever readiness changes
@@ -118,9 +119,14 @@ func newOSHost(cfg Config, logger *slog.Logger, skip func(Handle) bool) (*OSHost
 	if skip == nil {
 		skip = func(Handle) bool { return false }
 	}
+	timer, err := newDeadlineTimer()
+	if err != nil {
+		return nil, err
+	}
 	h := &OSHost{
 		log:      logger,
 		coalesce: cfg.Coalesce,
+		timer:    timer,
 		changed:  make(chan struct{}),
 		res:      make(map[Handle]any),
 	}
@@ -244,6 +250,7 @@ func (h *OSHost) CloseAll() error {
 	h.res = map[Handle]any{}
 	h.broadcastLocked()
 	h.mu.Unlock()
+	h.timer.close()
 	var errs []error
 	handles := make([]Handle, 0, len(res))
 	for hd := range res {
@@ -269,7 +276,7 @@ func (h *OSHost) broadcastLocked() {
 
 // wait releases h.mu until a change, a timer or ctx; h.mu is held on
 // entry and on return.
-func (h *OSHost) wait(ctx context.Context, timer <-chan time.Time) error {
+func (h *OSHost) wait(ctx context.Context, timer <-chan struct{}) error {
 	ch := h.changed
 	h.mu.Unlock()
 	defer h.mu.Lock()

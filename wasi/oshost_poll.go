@@ -87,16 +87,16 @@ func (h *OSHost) Poll(ctx context.Context, subs []Subscription) ([]Event, error)
 		if h.closed {
 			return nil, errors.New("poll: host closed")
 		}
-		var timer *time.Timer
-		var fire <-chan time.Time
+		// Poll runs on the guest's goroutine, one call at a time, so it
+		// has the deadline timer to itself.
+		var fire <-chan struct{}
 		if !next.IsZero() {
-			timer = time.NewTimer(next.Sub(now))
-			fire = timer.C
+			fire = h.timer.arm(next.Sub(now))
 		}
 		err := h.wait(ctx, fire)
 		waited = true
-		if timer != nil {
-			timer.Stop()
+		if fire != nil {
+			h.timer.disarm()
 		}
 		if err != nil {
 			return nil, err
