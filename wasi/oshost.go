@@ -33,9 +33,10 @@ import (
 // Background goroutines read stdin and each connection and accept on each
 // listener into buffers, so that Poll can report readiness without
 // consuming anything and reads never block the host longer than the guest
-// asked. Writes to a connection are queued and sent by the connection's
-// own goroutine, so that a peer that does not read never blocks the guest
-// (see connOut). CloseAll stops them (a goroutine blocked reading a Stdin
+// asked. A write to a connection goes straight to its socket, without
+// waiting; what the socket does not take is queued and sent by the
+// connection's own goroutine, so that a peer that does not read never
+// blocks the guest (see connOut). CloseAll stops them (a goroutine blocked reading a Stdin
 // that cannot be interrupted ends when the reader returns).
 type OSHost struct {
 	log       *slog.Logger

@@ -21,24 +21,9 @@ func futimens(f *os.File, ts *[2]unix.Timespec) error {
 
 func fdatasync(f *os.File) error { return unix.Fdatasync(int(f.Fd())) }
 
-// sleepPrecise blocks the calling goroutine's thread for d. Unlike
-// time.Sleep, whose timers an idle Go runtime services only to the
-// millisecond (its netpoller waits in epoll with a timeout in
-// milliseconds), nanosleep(2) wakes within the thread's timer slack
-// (50 µs by default), which matters for waits of tens of microseconds.
-func sleepPrecise(d time.Duration) {
-	ts := unix.NsecToTimespec(d.Nanoseconds())
-	for {
-		var rem unix.Timespec
-		if err := unix.Nanosleep(&ts, &rem); err != unix.EINTR {
-			return
-		}
-		ts = rem
-	}
-}
-
-// deadlineTimer wakes a waiting Poll at its deadline to within
-// microseconds: a timerfd, read through Go's netpoller. A time.Timer fires
+// deadlineTimer wakes a waiting Poll at its deadline, or at the end of its
+// coalescing, to within microseconds: a timerfd, read through Go's
+// netpoller. A time.Timer fires
 // only to the millisecond in an idle Go runtime (the netpoller sleeps in
 // epoll with a timeout in milliseconds), so a guest asking for 500 µs would
 // wait 1.5 ms; a timerfd's expiry wakes the netpoller at once.

@@ -70,11 +70,21 @@ func (h *OSHost) Poll(ctx context.Context, subs []Subscription) ([]Event, error)
 				d = min(d, next.Sub(now))
 			}
 			if d > 0 {
+				// The deadline timer, not time.Sleep: at low load that
+				// would wait a whole millisecond, adding it to every
+				// reply.
 				h.mu.Unlock()
-				// Not time.Sleep: at low load it would wait a whole
-				// millisecond, adding that to every reply.
-				sleepPrecise(d)
+				var err error
+				select {
+				case <-h.timer.arm(d):
+				case <-ctx.Done():
+					h.timer.disarm()
+					err = ctx.Err()
+				}
 				h.mu.Lock()
+				if err != nil {
+					return nil, err
+				}
 				continue
 			}
 		}
