@@ -1,0 +1,227 @@
+package host_test
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"testing"
+	"time"
+
+	"ftvm/cmd/ftvm/defaultguest"
+	"ftvm/host"
+	"ftvm/storage"
+)
+
+// BenchmarkOverhead measures the throughput of the counter under FT
+// against `ftvm exec`, the ratio the pair is judged by, with the runs
+// interleaved: two exec processes and an FT pair run side by side, and
+// each round turns the 16 clients from one to the next (b.N requests each,
+// a different one going first each round), so that the machine's drift
+// (other tenants, clock frequency) falls on all alike. The exec processes
+// are one with exec's defaults and one coalescing inputs as hosts do by
+// default (--coalesce 50us), the same setting as FT's. It reports the
+// median of the rounds' ratios and their range, each side's median rate and
+// p50 latency, and each process's CPU time per request.
+//
+//	go test ./host -run '^$' -bench BenchmarkOverhead -benchtime 5000x
+//
+// Three placements of the processes:
+//
+//   - shared: every process may run on every CPU, so the backup competes
+//     with the primary, and with the clients, for the same cores.
+//
+//   - hosts: the CPUs are split into two halves standing for two hosts.
+//     The primary's host runs exec, the primary and the clients; the
+//     backup's host runs the backup alone. exec and the primary have the
+//     same CPUs, as a VM has its host's whether or not it is replicated to
+//     another server.
+//
+//   - hosts-clients-with-backup: the same, but the clients run on the
+//     backup's host, so that exec and the primary have their host to
+//     themselves (and the backup shares its host with the clients).
+func BenchmarkOverhead(b *testing.B) {
+	guests := []struct {
+		name string
+		wasm func(testing.TB) []byte
+	}{
+		{"go", counterGuest},
+		{"c", func(testing.TB) []byte { return defaultguest.Counter() }},
+	}
+	for _, g := range guests {
+		b.Run(g.name+"/shared", func(b *testing.B) { benchOverhead(b, g.wasm(b), shared) })
+		b.Run(g.name+"/hosts", func(b *testing.B) { benchOverhead(b, g.wasm(b), hosts) })
+		b.Run(g.name+"/hosts-clients-with-backup", func(b *testing.B) { benchOverhead(b, g.wasm(b), hostsClientsWithBackup) })
+	}
+}
+
+// overheadRounds is how many times BenchmarkOverhead measures each side.
+const overheadRounds = 7
+
+// placement says which CPUs BenchmarkOverhead's processes run on.
+type placement int
+
+const (
+	shared placement = iota
+	hosts
+	hostsClientsWithBackup
+)
+
+func benchOverhead(b *testing.B, guest []byte, place placement) {
+	var primaryCPUs, backupCPUs []int
+	if place != shared {
+		all, err := allowedCPUs()
+		if err != nil || len(all) < 2 {
+			b.Skipf("needs two CPUs to place two hosts on (have %v, %v)", all, err)
+		}
+		primaryCPUs, backupCPUs = all[:len(all)/2], all[len(all)/2:]
+		// This process (the clients) runs on the primary's host, and
+		// so does every process it starts from now on.
+		if err := pinProcess(os.Getpid(), primaryCPUs); err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() {
+			if err := pinProcess(os.Getpid(), all); err != nil {
+				b.Error(err)
+			}
+		})
+	}
+
+	// The exec processes: with exec's defaults, and coalescing as the
+	// hosts do by default.
+	prof := benchProfileDir(b)
+	ex := startExecSide(b, guest, prof, "exec")
+	exc := startExecSide(b, guest, prof, "exec-coalesce", "--coalesce", host.DefaultCoalesce.String())
+
+	// The FT pair.
+	var hostArgs []string
+	if prof != "" {
+		hostArgs = []string{"--guest-profiles", prof}
+	}
+	c := newCluster(b, hostArgs...)
+	for _, h := range []string{"h1", "h2"} {
+		c.startHost(h, cpuProfileEnv(prof, h)...)
+	}
+	if place != shared {
+		if err := pinProcess(c.hosts["h2"].cmd.Process.Pid, backupCPUs); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if place == hostsClientsWithBackup {
+		if err := pinProcess(os.Getpid(), backupCPUs); err != nil {
+			b.Fatal(err)
+		}
+	}
+	ft := &side{name: "ft", addr: freeAddr(b), pids: []int{c.hosts["h1"].cmd.Process.Pid, c.hosts["h2"].cmd.Process.Pid}}
+	c.startVM("counter", guest, storage.VMSpec{Listeners: []string{ft.addr}, Primary: "h1", Backup: "h2"})
+	get(b, ft.addr, 20*time.Second)
+
+	sides := []*side{ex, exc, ft}
+	for _, s := range sides {
+		s.cpu = make([]time.Duration, len(s.pids))
+		measure(b, s.addr, benchClients, 1000) // warm up
+	}
+	b.ResetTimer()
+	for i := range overheadRounds {
+		// Each side goes first in turn.
+		for j := range sides {
+			sides[(i+j)%len(sides)].run(b)
+		}
+	}
+	b.StopTimer()
+	if st := c.status("counter", "h1"); st.Generation != 1 || st.Role != "primary" {
+		b.Fatalf("the pair did not hold through the run: %+v", st)
+	}
+	if prof != "" {
+		for _, s := range []*side{ex, exc} {
+			stopGently(b, s.cmd.Process, func() { s.cmd.Wait() })
+		}
+		for _, h := range c.hosts {
+			stopGently(b, h.cmd.Process, func() { <-h.done })
+		}
+	}
+
+	for _, base := range []*side{ex, exc} {
+		var ratios []float64
+		for i := range ft.rates {
+			ratios = append(ratios, ft.rates[i]/base.rates[i])
+		}
+		b.ReportMetric(median(ratios), "ft/"+base.name)
+		b.ReportMetric(slices.Min(ratios), "ft/"+base.name+"-min")
+		b.ReportMetric(slices.Max(ratios), "ft/"+base.name+"-max")
+	}
+	for _, s := range sides {
+		b.ReportMetric(median(s.rates), s.name+"-req/s")
+		b.ReportMetric(float64(median(s.p50s).Microseconds()), s.name+"-p50-µs")
+	}
+	b.ReportMetric(ex.cpuPerReq(0), "exec-cpu-µs/req")
+	b.ReportMetric(exc.cpuPerReq(0), "exec-coalesce-cpu-µs/req")
+	b.ReportMetric(ft.cpuPerReq(0), "primary-cpu-µs/req")
+	b.ReportMetric(ft.cpuPerReq(1), "backup-cpu-µs/req")
+}
+
+// side is one of the servers BenchmarkOverhead compares: its processes and
+// what each round measured.
+type side struct {
+	name  string
+	addr  string
+	cmd   *exec.Cmd // of an exec side
+	pids  []int
+	rates []float64
+	p50s  []time.Duration
+	cpu   []time.Duration // per process, over every round
+	n     int
+}
+
+// startExecSide starts `ftvm exec` with args and waits until its guest
+// answers: listening before the hosts start, whose ports could be the
+// same. With prof set, it writes its profiles there.
+func startExecSide(b *testing.B, guest []byte, prof, name string, args ...string) *side {
+	s := &side{name: name, addr: freeAddr(b)}
+	path := filepath.Join(b.TempDir(), "counter.wasm")
+	writeFile(b, path, guest)
+	args = append([]string{"exec", "--listen", s.addr}, args...)
+	if prof != "" {
+		args = append(args, "--profile", filepath.Join(prof, name+".pprof"))
+	}
+	cmd := exec.Command(ftvmBinary(b), append(args, path)...)
+	cmd.Env = append(os.Environ(), cpuProfileEnv(prof, name)...)
+	s.cmd = cmd
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	s.pids = []int{cmd.Process.Pid}
+	get(b, s.addr, 20*time.Second)
+	return s
+}
+
+// run sends one round of b.N requests.
+func (s *side) run(b *testing.B) {
+	cpu0 := make([]time.Duration, len(s.pids))
+	for i, pid := range s.pids {
+		cpu0[i] = procCPU(b, pid)
+	}
+	r := measure(b, s.addr, benchClients, b.N)
+	for i, pid := range s.pids {
+		s.cpu[i] += procCPU(b, pid) - cpu0[i]
+	}
+	if len(r.lat) == 0 {
+		b.Fatalf("%s: no request was answered", s.name)
+	}
+	s.rates = append(s.rates, r.rate())
+	s.p50s = append(s.p50s, r.lat[len(r.lat)/2])
+	s.n += len(r.lat)
+}
+
+// cpuPerReq returns the CPU time process i used per request, in µs.
+func (s *side) cpuPerReq(i int) float64 {
+	return float64(s.cpu[i].Microseconds()) / float64(s.n)
+}
+
+// median returns the middle value of v (the upper one of an even count).
+func median[T float64 | time.Duration](v []T) T {
+	s := slices.Clone(v)
+	slices.Sort(s)
+	return s[len(s)/2]
+}
