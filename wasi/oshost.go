@@ -53,11 +53,13 @@ type OSHost struct {
 	changed chan struct{} // closed and replaced whenever readiness changes
 	closed  bool
 	// together is set when the last Poll that reported descriptors found
-	// more than one ready: inputs arrive together, so coalescing gathers
-	// more of them. Otherwise Poll does not coalesce, since a lone
-	// client's request has nothing to be gathered with and would only be
-	// delayed.
+	// more than one ready, and recent holds the last two distinct handles
+	// Poll found readable: inputs arrive together, or from more than one
+	// source within a few coalescing times, so coalescing gathers more of
+	// them. Otherwise Poll does not coalesce, since a lone client's
+	// request has nothing to be gathered with and would only be delayed.
 	together bool
+	recent   [2]readyAt
 	// res maps each handle to its resource. A nil entry is a handle whose
 	// resource was lost at adoption (a file deleted meanwhile): every
 	// operation on it fails with EBADF, and Close releases it.

@@ -158,7 +158,8 @@ func TestOSHostSendToResetPeer(t *testing.T) {
 
 // With Coalesce, a Poll that waited reports what else became ready within
 // the coalescing time; it never waits past a clock subscription's deadline,
-// and it does not coalesce when something was ready at once.
+// it does not coalesce when something was ready at once, and it does not
+// delay a lone client's input.
 func TestOSHostPollCoalesce(t *testing.T) {
 	h, addr := listeningHost(t, Config{Coalesce: time.Hour})
 	ctx := context.Background()
@@ -235,14 +236,84 @@ func TestOSHostPollCoalesce(t *testing.T) {
 	drain(0)
 	drain(1)
 	// The first lone input after that is still coalesced (nothing else
-	// comes: the clock ends it); having come alone, it stops the
-	// coalescing for the next one.
+	// comes: the clock ends it).
 	if got := poll(subs, 0); !got[1] || got[2] || !got[3] {
 		t.Fatalf("first lone input after inputs together: events %v", got)
 	}
 	drain(0)
-	if got := poll(subs, 0); !got[1] || got[3] {
-		t.Fatalf("second lone input: events %v, want connection 1 alone", got)
+	// So is the next, though it came alone after one that came alone:
+	// the other connection had input within busyWindow coalescing times
+	// (an hour's), as under load from many clients whose every reply
+	// waits, each poll finding one of them ready.
+	if got := poll(subs, 0); !got[1] || got[2] || !got[3] {
+		t.Fatalf("lone input with another connection's recent: events %v", got)
+	}
+	drain(0)
+
+	// A lone client, however long it goes on, is never delayed: on a new
+	// host with one connection, nothing else ever had input.
+	h2, addr2 := listeningHost(t, Config{Coalesce: time.Hour})
+	c, err := net.Dial("tcp", addr2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	conn, errno, err := h2.Accept(ctx, 3, false)
+	if errno != ESUCCESS || err != nil {
+		t.Fatalf("accept = %v, %v", errno, err)
+	}
+	for i := range 3 {
+		go func() {
+			time.Sleep(20 * time.Millisecond)
+			c.Write([]byte("x"))
+		}()
+		events, err := h2.Poll(ctx, []Subscription{
+			{Userdata: 1, Type: EventFdRead, Handle: conn},
+			{Userdata: 3, Type: EventClock, Clock: ClockMonotonic, Timeout: uint64(300 * time.Millisecond)},
+		})
+		if err != nil || len(events) != 1 || events[0].Userdata != 1 {
+			t.Fatalf("lone client's input %d: events %+v, %v; want the connection alone", i, events, err)
+		}
+		if b, errno, err := h2.Read(ctx, conn, 16, 0); errno != ESUCCESS || err != nil || len(b) == 0 {
+			t.Fatalf("read = %q, %v, %v", b, errno, err)
+		}
+	}
+}
+
+// busyLocked: another connection's input within busyWindow coalescing
+// times makes a Poll coalesce, an older one does not, and the connection
+// now ready does not count as another.
+func TestOSHostBusy(t *testing.T) {
+	h := &OSHost{coalesce: 50 * time.Microsecond}
+	t0 := time.Now()
+	window := busyWindow * h.coalesce
+	if h.busyLocked(t0, []Handle{4}) {
+		t.Fatal("busy with no input seen")
+	}
+	h.noteReadyLocked(t0, []Handle{4})
+	if h.busyLocked(t0.Add(window/2), []Handle{4}) {
+		t.Fatal("busy with only the ready connection's own input seen")
+	}
+	if !h.busyLocked(t0.Add(window/2), []Handle{5}) {
+		t.Fatal("not busy with another connection's input within the window")
+	}
+	if h.busyLocked(t0.Add(window+time.Microsecond), []Handle{5}) {
+		t.Fatal("busy with another connection's input older than the window")
+	}
+	// The last two distinct connections are kept: 4's input after 5's
+	// leaves 5 as the other one, and repeated input of 4 keeps it.
+	h.noteReadyLocked(t0.Add(time.Microsecond), []Handle{5})
+	h.noteReadyLocked(t0.Add(2*time.Microsecond), []Handle{4})
+	h.noteReadyLocked(t0.Add(3*time.Microsecond), []Handle{4})
+	if !h.busyLocked(t0.Add(window/2), []Handle{4}) {
+		t.Fatal("not busy: connection 5's input was forgotten")
+	}
+	if h.busyLocked(t0.Add(window/2), []Handle{4, 5}) {
+		t.Fatal("busy though every recent input is among those ready now, and the last poll found one ready")
+	}
+	h.together = true
+	if !h.busyLocked(t0.Add(10*window), []Handle{4}) {
+		t.Fatal("not busy after a poll found several ready")
 	}
 }
 

@@ -6,15 +6,17 @@ import (
 	"context"
 	"errors"
 	"math"
+	"slices"
 	"time"
 )
 
 // Poll implements Host. Clock subscriptions become timers; a relative
 // timeout counts from the start of the call, an absolute one is compared
 // with the clock it names. A Poll that had to wait coalesces (see
-// Config.Coalesce) while inputs arrive together: when something becomes
-// ready it waits up to the coalescing time more, but never past a clock
-// subscription's deadline, then reports all that is ready.
+// Config.Coalesce) while inputs come from more than one source (see
+// busyLocked): when something becomes ready it waits up to the coalescing
+// time more, but never past a clock subscription's deadline, then reports
+// all that is ready.
 func (h *OSHost) Poll(ctx context.Context, subs []Subscription) ([]Event, error) {
 	start := time.Now()
 	deadlines := make([]time.Time, len(subs))
@@ -44,11 +46,13 @@ func (h *OSHost) Poll(ctx context.Context, subs []Subscription) ([]Event, error)
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	waited, coalesced := false, false
+	var readable []Handle
 	for {
 		now := time.Now()
 		var events []Event
 		var next time.Time
-		fdReady := 0 // coalescing is for I/O, not timers
+		fdReady := 0            // coalescing is for I/O, not timers
+		readable = readable[:0] // the handles of read events among them
 		for i, s := range subs {
 			if s.Type == EventClock {
 				if !now.Before(deadlines[i]) {
@@ -61,9 +65,12 @@ func (h *OSHost) Poll(ctx context.Context, subs []Subscription) ([]Event, error)
 			if ev, ok := h.readyLocked(s); ok {
 				events = append(events, ev)
 				fdReady++
+				if s.Type == EventFdRead && ev.Errno == ESUCCESS {
+					readable = append(readable, s.Handle)
+				}
 			}
 		}
-		if fdReady > 0 && waited && !coalesced && h.coalesce > 0 && h.together {
+		if fdReady > 0 && waited && !coalesced && h.coalesce > 0 && h.busyLocked(now, readable) {
 			coalesced = true
 			d := h.coalesce
 			if !next.IsZero() {
@@ -91,6 +98,7 @@ func (h *OSHost) Poll(ctx context.Context, subs []Subscription) ([]Event, error)
 		if len(events) > 0 {
 			if fdReady > 0 {
 				h.together = fdReady > 1
+				h.noteReadyLocked(now, readable)
 			}
 			return events, nil
 		}
@@ -111,6 +119,49 @@ func (h *OSHost) Poll(ctx context.Context, subs []Subscription) ([]Event, error)
 		if err != nil {
 			return nil, err
 		}
+	}
+}
+
+// readyAt is a handle Poll found readable, and when.
+type readyAt struct {
+	h  Handle
+	at time.Time
+}
+
+// busyWindow, in coalescing times, is how recently an input from another
+// source than the one now ready makes Poll coalesce.
+const busyWindow = 4
+
+// busyLocked reports whether inputs arrive from more than one source: the
+// last Poll found several descriptors ready, or another handle than those
+// ready now was readable within busyWindow coalescing times. Under load
+// from many clients this holds even when each Poll finds one input ready,
+// as it does when every reply waits for something (the Output Rule's
+// acknowledgement), so that coalescing still gathers their inputs; a lone
+// client is never delayed. h.mu is held.
+func (h *OSHost) busyLocked(now time.Time, readable []Handle) bool {
+	if h.together {
+		return true
+	}
+	for _, r := range h.recent {
+		if r.at.IsZero() || now.Sub(r.at) > busyWindow*h.coalesce {
+			return false
+		}
+		if !slices.Contains(readable, r.h) {
+			return true
+		}
+	}
+	return false
+}
+
+// noteReadyLocked records in h.recent the handles found readable. h.mu is
+// held.
+func (h *OSHost) noteReadyLocked(now time.Time, readable []Handle) {
+	for _, x := range readable {
+		if h.recent[0].h != x || h.recent[0].at.IsZero() {
+			h.recent[1] = h.recent[0]
+		}
+		h.recent[0] = readyAt{x, now}
 	}
 }
 

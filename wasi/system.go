@@ -44,9 +44,10 @@ type Config struct {
 	// became ready, waits further so that what else arrives meanwhile is
 	// reported in the same call: a loaded guest wakes fewer times and
 	// handles more per wake-up, for up to Coalesce more latency. It does
-	// so only while inputs arrive together (the last poll that reported
-	// descriptors found more than one ready), so that a lone client is
-	// not delayed. Zero turns it off. It changes no result a guest could
+	// so only while inputs come from more than one source (the last poll
+	// that reported descriptors found more than one ready, or another
+	// descriptor had input within a few coalescing times), so that a lone
+	// client is not delayed. Zero turns it off. It changes no result a guest could
 	// not have seen anyway (readiness is an input).
 	Coalesce time.Duration
 }

@@ -33,7 +33,7 @@ func (g *guestFlags) register(fs *flag.FlagSet) {
 	fs.Var(&g.dirs, "dir", "preopen host directory `HOST[:GUEST]` (repeatable; fds 3, 4, ... in order)")
 	fs.Var(&g.env, "env", "set guest environment variable `K=V` (repeatable)")
 	fs.Var(&g.listen, "listen", "preopen a TCP listener on `ADDR` (repeatable; fds follow the directories)")
-	fs.DurationVar(&g.coalesce, "coalesce", 0, "after waiting in poll_oneoff, wait this much more for other inputs to report at once, while inputs arrive together (0: off)")
+	fs.DurationVar(&g.coalesce, "coalesce", 0, "after waiting in poll_oneoff, wait this much more for other inputs to report at once, while inputs come from more than one connection (0: off)")
 	g.prof.register(fs)
 }
 
