@@ -22,7 +22,9 @@ import (
 // are one with exec's defaults and one coalescing inputs as hosts do by
 // default (--coalesce 50us), the same setting as FT's. It reports the
 // median of the rounds' ratios and their range, each side's median rate and
-// p50 latency, and each process's CPU time per request.
+// p50 latency, and each process's CPU time per request. With
+// FTVM_BENCH_BASE=BINARY it runs a second FT pair with that binary, to
+// compare a change with (see envBenchBase).
 //
 //	go test ./host -run '^$' -bench BenchmarkOverhead -benchtime 5000x
 //
@@ -93,30 +95,48 @@ func benchOverhead(b *testing.B, guest []byte, place placement) {
 	ex := startExecSide(b, guest, prof, "exec")
 	exc := startExecSide(b, guest, prof, "exec-coalesce", "--coalesce", host.DefaultCoalesce.String())
 
-	// The FT pair.
-	var hostArgs []string
-	if prof != "" {
-		hostArgs = []string{"--guest-profiles", prof}
-	}
-	c := newCluster(b, hostArgs...)
-	for _, h := range []string{"h1", "h2"} {
-		c.startHost(h, cpuProfileEnv(prof, h)...)
-	}
-	if place != shared {
-		if err := pinProcess(c.hosts["h2"].cmd.Process.Pid, backupCPUs); err != nil {
-			b.Fatal(err)
+	// The FT pair, and with FTVM_BENCH_BASE another one running that
+	// binary.
+	var pairs []*cluster
+	startPair := func(name, bin string) (*side, *cluster) {
+		var hostArgs []string
+		if prof != "" {
+			dir := filepath.Join(prof, name)
+			if err := os.MkdirAll(dir, 0o755); err != nil {
+				b.Fatal(err)
+			}
+			hostArgs = []string{"--guest-profiles", dir}
 		}
+		c := newCluster(b, hostArgs...)
+		if bin != "" {
+			c.bin = bin
+		}
+		for _, h := range []string{"h1", "h2"} {
+			c.startHost(h, cpuProfileEnv(prof, name+"-"+h)...)
+		}
+		if place != shared {
+			if err := pinProcess(c.hosts["h2"].cmd.Process.Pid, backupCPUs); err != nil {
+				b.Fatal(err)
+			}
+		}
+		s := &side{name: name, addr: freeAddr(b), pids: []int{c.hosts["h1"].cmd.Process.Pid, c.hosts["h2"].cmd.Process.Pid}}
+		c.startVM("counter", guest, storage.VMSpec{Listeners: []string{s.addr}, Primary: "h1", Backup: "h2"})
+		get(b, s.addr, 20*time.Second)
+		pairs = append(pairs, c)
+		return s, c
+	}
+	ft, c := startPair("ft", "")
+	sides := []*side{ex, exc, ft}
+	var base *side
+	if bin := os.Getenv(envBenchBase); bin != "" {
+		base, _ = startPair("ft-base", bin)
+		sides = append(sides, base)
 	}
 	if place == hostsClientsWithBackup {
 		if err := pinProcess(os.Getpid(), backupCPUs); err != nil {
 			b.Fatal(err)
 		}
 	}
-	ft := &side{name: "ft", addr: freeAddr(b), pids: []int{c.hosts["h1"].cmd.Process.Pid, c.hosts["h2"].cmd.Process.Pid}}
-	c.startVM("counter", guest, storage.VMSpec{Listeners: []string{ft.addr}, Primary: "h1", Backup: "h2"})
-	get(b, ft.addr, 20*time.Second)
-
-	sides := []*side{ex, exc, ft}
 	for _, s := range sides {
 		s.cpu = make([]time.Duration, len(s.pids))
 		measure(b, s.addr, benchClients, 1000) // warm up
@@ -136,19 +156,24 @@ func benchOverhead(b *testing.B, guest []byte, place placement) {
 		for _, s := range []*side{ex, exc} {
 			stopGently(b, s.cmd.Process, func() { s.cmd.Wait() })
 		}
-		for _, h := range c.hosts {
-			stopGently(b, h.cmd.Process, func() { <-h.done })
+		for _, c := range pairs {
+			for _, h := range c.hosts {
+				stopGently(b, h.cmd.Process, func() { <-h.done })
+			}
 		}
 	}
 
-	for _, base := range []*side{ex, exc} {
+	for _, against := range []*side{ex, exc, base} {
+		if against == nil {
+			continue
+		}
 		var ratios []float64
 		for i := range ft.rates {
-			ratios = append(ratios, ft.rates[i]/base.rates[i])
+			ratios = append(ratios, ft.rates[i]/against.rates[i])
 		}
-		b.ReportMetric(median(ratios), "ft/"+base.name)
-		b.ReportMetric(slices.Min(ratios), "ft/"+base.name+"-min")
-		b.ReportMetric(slices.Max(ratios), "ft/"+base.name+"-max")
+		b.ReportMetric(median(ratios), "ft/"+against.name)
+		b.ReportMetric(slices.Min(ratios), "ft/"+against.name+"-min")
+		b.ReportMetric(slices.Max(ratios), "ft/"+against.name+"-max")
 	}
 	for _, s := range sides {
 		b.ReportMetric(median(s.rates), s.name+"-req/s")
@@ -158,7 +183,17 @@ func benchOverhead(b *testing.B, guest []byte, place placement) {
 	b.ReportMetric(exc.cpuPerReq(0), "exec-coalesce-cpu-µs/req")
 	b.ReportMetric(ft.cpuPerReq(0), "primary-cpu-µs/req")
 	b.ReportMetric(ft.cpuPerReq(1), "backup-cpu-µs/req")
+	if base != nil {
+		b.ReportMetric(base.cpuPerReq(0), "ft-base-primary-cpu-µs/req")
+		b.ReportMetric(base.cpuPerReq(1), "ft-base-backup-cpu-µs/req")
+	}
 }
+
+// envBenchBase names another ftvm binary (say, main's, built with go build
+// -o) whose FT pair BenchmarkOverhead runs as a fourth side, "ft-base":
+// the ratio ft/ft-base compares a change with it in interleaved rounds,
+// the only comparison this machine's drift leaves trustworthy.
+const envBenchBase = "FTVM_BENCH_BASE"
 
 // side is one of the servers BenchmarkOverhead compares: its processes and
 // what each round measured.
