@@ -35,14 +35,7 @@ import (
 // With FTVM_BENCH_PROFILES=DIR, the runs also write guest profiles and
 // CPU profiles of the ftvm processes there.
 func BenchmarkCounter(b *testing.B) {
-	guests := []struct {
-		name string
-		wasm func(testing.TB) []byte
-	}{
-		{"go", counterGuest},
-		{"c", func(testing.TB) []byte { return defaultguest.Counter() }},
-	}
-	for _, g := range guests {
+	for _, g := range benchGuests {
 		b.Run(g.name+"/exec", func(b *testing.B) { benchExec(b, g.wasm(b), benchClients) })
 		b.Run(g.name+"/ft", func(b *testing.B) { benchFT(b, g.wasm(b), benchClients) })
 		// What coalescing (on by default on hosts) brings.
@@ -51,6 +44,15 @@ func BenchmarkCounter(b *testing.B) {
 		b.Run(g.name+"/exec-1client", func(b *testing.B) { benchExec(b, g.wasm(b), 1) })
 		b.Run(g.name+"/ft-1client", func(b *testing.B) { benchFT(b, g.wasm(b), 1) })
 	}
+}
+
+// benchGuests are the two builds of the counter the FT benchmarks run.
+var benchGuests = []struct {
+	name string
+	wasm func(testing.TB) []byte
+}{
+	{"go", counterGuest},
+	{"c", func(testing.TB) []byte { return defaultguest.Counter() }},
 }
 
 // benchClients is how many clients drive a benchmark at once, but for the

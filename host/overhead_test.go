@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"ftvm/cmd/ftvm/defaultguest"
 	"ftvm/host"
 	"ftvm/storage"
 )
@@ -43,14 +42,7 @@ import (
 //     backup's host, so that exec and the primary have their host to
 //     themselves (and the backup shares its host with the clients).
 func BenchmarkOverhead(b *testing.B) {
-	guests := []struct {
-		name string
-		wasm func(testing.TB) []byte
-	}{
-		{"go", counterGuest},
-		{"c", func(testing.TB) []byte { return defaultguest.Counter() }},
-	}
-	for _, g := range guests {
+	for _, g := range benchGuests {
 		b.Run(g.name+"/shared", func(b *testing.B) { benchOverhead(b, g.wasm(b), shared) })
 		b.Run(g.name+"/hosts", func(b *testing.B) { benchOverhead(b, g.wasm(b), hosts) })
 		b.Run(g.name+"/hosts-clients-with-backup", func(b *testing.B) { benchOverhead(b, g.wasm(b), hostsClientsWithBackup) })
