@@ -33,6 +33,13 @@ func listeningHost(t *testing.T, cfg Config) (*OSHost, string) {
 func acceptOne(t *testing.T) (*OSHost, net.Conn, Handle) {
 	t.Helper()
 	h, addr := listeningHost(t, Config{})
+	c, conn := dialAccept(t, h, addr)
+	return h, c, conn
+}
+
+// dialAccept connects a client to h's listener at addr and accepts it.
+func dialAccept(t *testing.T, h *OSHost, addr string) (net.Conn, Handle) {
+	t.Helper()
 	c, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
@@ -42,7 +49,7 @@ func acceptOne(t *testing.T) (*OSHost, net.Conn, Handle) {
 	if errno != ESUCCESS || err != nil {
 		t.Fatalf("accept = %v, %v", errno, err)
 	}
-	return h, c, conn
+	return c, conn
 }
 
 // pattern returns n bytes that show where a byte went missing or moved.
@@ -166,15 +173,7 @@ func TestOSHostPollCoalesce(t *testing.T) {
 	var clients []net.Conn
 	var conns []Handle
 	for range 2 {
-		c, err := net.Dial("tcp", addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		conn, errno, err := h.Accept(ctx, 3, false)
-		if errno != ESUCCESS || err != nil {
-			t.Fatalf("accept = %v, %v", errno, err)
-		}
+		c, conn := dialAccept(t, h, addr)
 		clients, conns = append(clients, c), append(conns, conn)
 	}
 	subs := []Subscription{
@@ -253,15 +252,7 @@ func TestOSHostPollCoalesce(t *testing.T) {
 	// A lone client, however long it goes on, is never delayed: on a new
 	// host with one connection, nothing else ever had input.
 	h2, addr2 := listeningHost(t, Config{Coalesce: time.Hour})
-	c, err := net.Dial("tcp", addr2)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	conn, errno, err := h2.Accept(ctx, 3, false)
-	if errno != ESUCCESS || err != nil {
-		t.Fatalf("accept = %v, %v", errno, err)
-	}
+	c, conn := dialAccept(t, h2, addr2)
 	for i := range 3 {
 		go func() {
 			time.Sleep(20 * time.Millisecond)
