@@ -3,7 +3,6 @@ package host_test
 import (
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -97,26 +96,14 @@ func stopGently(b *testing.B, p *os.Process, done func()) {
 }
 
 func benchExec(b *testing.B, guest []byte, clients int) {
-	addr := freeAddr(b)
-	path := b.TempDir() + "/counter.wasm"
-	writeFile(b, path, guest)
-	args := []string{"exec", "--listen", addr}
 	prof := benchProfileDir(b)
+	s := startExecSide(b, guest, prof, "exec")
+	pid := s.pids[0]
+	cpu0 := procCPU(b, pid)
+	n := drive(b, s.addr, clients)
+	b.ReportMetric(float64((procCPU(b, pid)-cpu0).Microseconds())/float64(n), "cpu-µs/req")
 	if prof != "" {
-		args = append(args, "--profile", filepath.Join(prof, "exec.pprof"))
-	}
-	cmd := exec.Command(ftvmBinary(b), append(args, path)...)
-	cmd.Env = append(os.Environ(), cpuProfileEnv(prof, "exec")...)
-	if err := cmd.Start(); err != nil {
-		b.Fatal(err)
-	}
-	defer func() { cmd.Process.Kill(); cmd.Wait() }()
-	get(b, addr, 20*time.Second)
-	cpu0 := procCPU(b, cmd.Process.Pid)
-	n := drive(b, addr, clients)
-	b.ReportMetric(float64((procCPU(b, cmd.Process.Pid)-cpu0).Microseconds())/float64(n), "cpu-µs/req")
-	if prof != "" {
-		stopGently(b, cmd.Process, func() { cmd.Wait() })
+		stopGently(b, s.cmd.Process, func() { s.cmd.Wait() })
 	}
 }
 
