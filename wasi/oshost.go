@@ -55,8 +55,8 @@ type OSHost struct {
 	// together is set when the last Poll that reported descriptors found
 	// more than one ready, and recent holds the last two distinct handles
 	// Poll found readable: inputs arrive together, or from more than one
-	// source within a few coalescing times, so coalescing gathers more of
-	// them. Otherwise Poll does not coalesce, since a lone client's
+	// source within busyWindow coalescing times, so coalescing gathers
+	// more of them. Otherwise Poll does not coalesce, since a lone client's
 	// request has nothing to be gathered with and would only be delayed.
 	together bool
 	recent   [2]readyAt

@@ -23,10 +23,10 @@ func fdatasync(f *os.File) error { return unix.Fdatasync(int(f.Fd())) }
 
 // deadlineTimer wakes a waiting Poll at its deadline, or at the end of its
 // coalescing, to within microseconds: a timerfd, read through Go's
-// netpoller. A time.Timer fires
-// only to the millisecond in an idle Go runtime (the netpoller sleeps in
-// epoll with a timeout in milliseconds), so a guest asking for 500 µs would
-// wait 1.5 ms; a timerfd's expiry wakes the netpoller at once.
+// netpoller. A time.Timer fires only to the millisecond in an idle Go
+// runtime (the netpoller sleeps in epoll with a timeout in milliseconds),
+// so a guest asking for 500 µs would wait 1.5 ms; a timerfd's expiry wakes
+// the netpoller at once.
 type deadlineTimer struct {
 	f    *os.File
 	fire chan struct{} // a value at each expiry

@@ -46,9 +46,9 @@ type Config struct {
 	// handles more per wake-up, for up to Coalesce more latency. It does
 	// so only while inputs come from more than one source (the last poll
 	// that reported descriptors found more than one ready, or another
-	// descriptor had input within a few coalescing times), so that a lone
-	// client is not delayed. Zero turns it off. It changes no result a guest could
-	// not have seen anyway (readiness is an input).
+	// descriptor had input within 20 coalescing times), so that a lone
+	// client is not delayed. Zero turns it off. It changes no result a
+	// guest could not have seen anyway (readiness is an input).
 	Coalesce time.Duration
 }
 
