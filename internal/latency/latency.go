@@ -1,0 +1,134 @@
+// Package latency keeps histograms of durations: fixed-size, so that a hot
+// path records into one without allocating, and they can be copied, merged
+// and reset cheaply. The hosts use them for what the Output Rule costs: how
+// long outputs wait for the backup's acknowledgement, and the logging
+// channel's round trip.
+//
+// Buckets are logarithmic, four to each power of two from about a
+// microsecond, so a quantile is reported at most 25 % above the true value
+// (and never above the largest value recorded).
+package latency
+
+import (
+	"math/bits"
+	"time"
+)
+
+const (
+	subBits  = 2 // four buckets per power of two
+	subCount = 1 << subBits
+	// minShift: bucket 0 holds everything under 2^10 ns (about 1 µs).
+	minShift = 10
+	// Powers of two covered above that: up to 2^36 ns (about 69 s);
+	// longer durations fall in the last bucket.
+	powers   = 26
+	nBuckets = 1 + powers*subCount
+)
+
+// Histogram counts durations. Its zero value is empty and ready to use. It
+// is not safe for concurrent use: its owner locks.
+type Histogram struct {
+	counts [nBuckets]uint64
+	n      uint64
+	max    time.Duration
+}
+
+// bucket returns the bucket of d: 0 under 2^minShift ns; above, the
+// power of two of d in ns and the subBits bits below its leading one.
+func bucket(d time.Duration) int {
+	ns := uint64(max(d, 0))
+	if ns < 1<<minShift {
+		return 0
+	}
+	p := bits.Len64(ns) - 1 // 2^p <= ns < 2^(p+1), p >= minShift
+	if p >= minShift+powers {
+		return nBuckets - 1
+	}
+	sub := (ns >> (p - subBits)) & (subCount - 1)
+	return 1 + (p-minShift)*subCount + int(sub)
+}
+
+// upper returns the smallest duration above bucket i's.
+func upper(i int) time.Duration {
+	if i == 0 {
+		return 1 << minShift
+	}
+	p, sub := minShift+(i-1)/subCount, uint64((i-1)%subCount)
+	return time.Duration((subCount + sub + 1) << (p - subBits))
+}
+
+// Record counts d.
+func (h *Histogram) Record(d time.Duration) {
+	h.counts[bucket(d)]++
+	h.n++
+	if d > h.max {
+		h.max = d
+	}
+}
+
+// Merge adds o's counts to h's.
+func (h *Histogram) Merge(o *Histogram) {
+	for i, c := range o.counts {
+		h.counts[i] += c
+	}
+	h.n += o.n
+	h.max = max(h.max, o.max)
+}
+
+// Reset empties h.
+func (h *Histogram) Reset() { *h = Histogram{} }
+
+// Count returns how many durations h holds.
+func (h *Histogram) Count() uint64 { return h.n }
+
+// Max returns the largest duration recorded, or 0.
+func (h *Histogram) Max() time.Duration { return h.max }
+
+// Quantile returns a duration at least as large as the fraction q (0 to 1)
+// of those recorded: the top of the bucket where that fraction is reached,
+// or the largest recorded if smaller. It is 0 for an empty histogram.
+func (h *Histogram) Quantile(q float64) time.Duration {
+	if h.n == 0 {
+		return 0
+	}
+	q = min(max(q, 0), 1)
+	// The rank of the quantile, from 1: the first duration for q = 0.
+	rank := max(uint64(q*float64(h.n)+0.5), 1)
+	var seen uint64
+	for i, c := range h.counts {
+		seen += c
+		if seen >= rank {
+			return min(upper(i), h.max)
+		}
+	}
+	return h.max
+}
+
+// Window is the histogram of the last few intervals: durations are
+// recorded into the current one, and Rotate starts a new interval,
+// forgetting the oldest. The zero value is not usable: see NewWindow.
+type Window struct {
+	slots []Histogram
+	cur   int
+}
+
+// NewWindow returns a Window over n intervals (n >= 1).
+func NewWindow(n int) *Window { return &Window{slots: make([]Histogram, max(n, 1))} }
+
+// Add merges h into the current interval.
+func (w *Window) Add(h *Histogram) { w.slots[w.cur].Merge(h) }
+
+// Rotate starts a new interval, dropping the oldest.
+func (w *Window) Rotate() {
+	w.cur = (w.cur + 1) % len(w.slots)
+	w.slots[w.cur].Reset()
+}
+
+// Sum returns the histogram of every interval in the window.
+func (w *Window) Sum() Histogram {
+	var h Histogram
+	for i := range w.slots {
+		h.Merge(&w.slots[i])
+	}
+	return h
+}
