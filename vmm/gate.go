@@ -2,7 +2,9 @@ package vmm
 
 import (
 	"sync"
+	"time"
 
+	"ftvm/internal/latency"
 	"ftvm/wasi"
 )
 
@@ -29,6 +31,7 @@ type Gate struct {
 	waiting   bool // an effect waits at the barrier
 	releasing bool // the release goroutine is performing an output
 	held      GateStats
+	delays    latency.Histogram // of the outputs performed since TakeDelays
 	done      chan struct{}
 }
 
@@ -53,6 +56,7 @@ type heldOutput struct {
 	h    wasi.Handle
 	data []byte
 	how  uint8
+	at   time.Time // when the guest produced it
 }
 
 // GateStats counts what a Gate holds now.
@@ -114,6 +118,18 @@ func (g *Gate) Held() GateStats {
 	return st
 }
 
+// TakeDelays returns the histogram of how long the outputs performed since
+// the last call waited between the guest producing them and their
+// leaving (the Output Rule's cost as a client sees it), and starts a new
+// one.
+func (g *Gate) TakeDelays() latency.Histogram {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	h := g.delays
+	g.delays.Reset()
+	return h
+}
+
 // Discard drops every held output and stops the Gate: a primary that lost
 // the test-and-set halts and emits nothing more.
 func (g *Gate) Discard() {
@@ -148,6 +164,7 @@ func (g *Gate) Stop() {
 
 func (g *Gate) push(o heldOutput) error {
 	o.seq = g.tag()
+	o.at = time.Now()
 	// Reserved before it is queued, so that the release goroutine never
 	// releases a reservation not yet made.
 	g.reserve(o, 1)
@@ -206,6 +223,7 @@ func (g *Gate) release() {
 				_ = g.Host.Close(o.h)
 			}
 			g.mu.Lock()
+			g.delays.Record(time.Since(o.at))
 			g.releasing = false
 			if g.waiting {
 				g.cond.Broadcast() // an effect may wait for this output

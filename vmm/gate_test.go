@@ -72,6 +72,26 @@ func TestGateHoldsOutputsUntilAcked(t *testing.T) {
 	}
 }
 
+// TestGateMeasuresDelays: the delay recorded for an output is at least the
+// time it waited for its acknowledgement, and TakeDelays starts afresh.
+func TestGateMeasuresDelays(t *testing.T) {
+	sink := &sinkHost{got: make(chan struct{}, 10)}
+	g := NewGate(sink, func() uint64 { return 1 })
+	g.Write(1, []byte("a"))
+	const wait = 20 * time.Millisecond
+	time.Sleep(wait)
+	g.Ack(1)
+	<-sink.got
+	g.Stop() // the release goroutine has recorded the delay
+	h := g.TakeDelays()
+	if h.Count() != 1 || h.Max() < wait || h.Quantile(0.5) < wait {
+		t.Fatalf("%d delays, max %v, median %v; want 1, at least %v", h.Count(), h.Max(), h.Quantile(0.5), wait)
+	}
+	if h := g.TakeDelays(); h.Count() != 0 {
+		t.Fatalf("TakeDelays again: %d delays, want none", h.Count())
+	}
+}
+
 func TestGateOpenReleasesEverything(t *testing.T) {
 	sink := &sinkHost{got: make(chan struct{}, 10)}
 	g := NewGate(sink, func() uint64 { return 100 })
