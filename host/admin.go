@@ -49,18 +49,19 @@ func gone(h storage.HostInfo) bool {
 
 // VMState is a VM as ftvm status shows it.
 type VMState struct {
-	Name       string             `json:"name"`
-	Generation uint64             `json:"generation"`
-	Primary    string             `json:"primary"`
-	Backup     string             `json:"backup"`
-	State      string             `json:"state"`
-	Listeners  []string           `json:"listeners"`
-	LagEntries uint64             `json:"lag_entries"`
-	LagBytes   uint64             `json:"lag_bytes"`
-	LagMillis  float64            `json:"lag_ms"`
-	HeldOut    int                `json:"held_outputs"`
-	HeldBytes  int                `json:"held_bytes"`
-	Hosts      []storage.VMStatus `json:"hosts"`
+	Name       string   `json:"name"`
+	Generation uint64   `json:"generation"`
+	Primary    string   `json:"primary"`
+	Backup     string   `json:"backup"`
+	State      string   `json:"state"`
+	Listeners  []string `json:"listeners"`
+	LagEntries uint64   `json:"lag_entries"`
+	LagBytes   uint64   `json:"lag_bytes"`
+	LagMillis  float64  `json:"lag_ms"`
+	HeldOut    int      `json:"held_outputs"`
+	HeldBytes  int      `json:"held_bytes"`
+	storage.OutputDelays
+	Hosts []storage.VMStatus `json:"hosts"`
 }
 
 // VMs returns the state of every VM.
@@ -115,6 +116,7 @@ func vmStates(dir *storage.Dir, now time.Time, hosts []HostState) ([]VMState, er
 			}
 			vs.LagEntries, vs.LagBytes, vs.LagMillis = st.LagEntries, st.LagBytes, st.LagMillis
 			vs.HeldOut, vs.HeldBytes = st.HeldOut, st.HeldBytes
+			vs.OutputDelays = st.OutputDelays
 		}
 		if vs.State == "running" && vs.Primary != "" && !alive[vs.Primary] {
 			vs.State = "primary's host down"

@@ -6,6 +6,7 @@ import (
 	"sync"
 	"time"
 
+	"ftvm/internal/latency"
 	"ftvm/replog"
 )
 
@@ -31,12 +32,22 @@ type logBuffer struct {
 	acked   uint64         // the backup has every entry through acked
 	ackPos  uint64         // the backup's replay position
 	samples []sample       // (position, time) of the primary, increasing
-	closed  bool
-	alone   bool // no backup any more: entries are counted, not kept
+	// When the batches not yet acknowledged were written, by their last
+	// entry, and the round trips (written to acknowledged) since TakeRTT.
+	inFlight []sentAt
+	rtt      latency.Histogram
+	closed   bool
+	alone    bool // no backup any more: entries are counted, not kept
 }
 
 type sample struct {
 	pos uint64
+	at  time.Time
+}
+
+// sentAt is when the batch ending with entry seq was written.
+type sentAt struct {
+	seq uint64
 	at  time.Time
 }
 
@@ -106,13 +117,50 @@ func (b *logBuffer) Progress(pos uint64) {
 	b.mu.Unlock()
 }
 
+// maxInFlight bounds the batches whose round trip is being timed.
+const maxInFlight = 1024
+
+// sent records that a batch ending with entry seq was written at at, to
+// time its acknowledgement.
+func (b *logBuffer) sent(seq uint64, at time.Time) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	// A batch from a new connection starts again below what the old one
+	// had in flight: those acknowledgements will not come.
+	for n := len(b.inFlight); n > 0 && b.inFlight[n-1].seq >= seq; n-- {
+		b.inFlight = b.inFlight[:n-1]
+	}
+	if len(b.inFlight) >= maxInFlight {
+		b.inFlight = b.inFlight[1:]
+	}
+	b.inFlight = append(b.inFlight, sentAt{seq, at})
+}
+
+// TakeRTT returns the histogram of the logging channel's round trips
+// (batch written to its acknowledgement read) since the last call, and
+// starts a new one.
+func (b *logBuffer) TakeRTT() latency.Histogram {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	h := b.rtt
+	b.rtt.Reset()
+	return h
+}
+
 // ack records an acknowledgement and drops what it covers.
 func (b *logBuffer) ack(a replog.Ack) error {
+	now := time.Now()
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if a.Seq > b.last {
 		return fmt.Errorf("ack of entry %d, but only %d were sent", a.Seq, b.last)
 	}
+	i := 0
+	for i < len(b.inFlight) && b.inFlight[i].seq <= a.Seq {
+		b.rtt.Record(now.Sub(b.inFlight[i].at))
+		i++
+	}
+	b.inFlight = b.inFlight[i:]
 	if a.Seq > b.acked {
 		b.acked = a.Seq
 		i := 0

@@ -111,3 +111,38 @@ func TestLogBufferDetachAndClose(t *testing.T) {
 		t.Fatal("append after close")
 	}
 }
+
+// TestLogBufferTimesRoundTrips: a batch's round trip runs from its writing
+// to the acknowledgement that covers it; batches of an old connection,
+// sent again on a new one, are timed from the new writing.
+func TestLogBufferTimesRoundTrips(t *testing.T) {
+	b := newLogBuffer()
+	for i := uint64(1); i <= 4; i++ {
+		b.Append(entry(i, i*10, 8))
+	}
+	t0 := time.Now()
+	b.sent(2, t0)
+	b.sent(4, t0)
+	// The connection broke; the new one resends from entry 3.
+	const wait = 20 * time.Millisecond
+	time.Sleep(wait)
+	t1 := time.Now()
+	b.sent(4, t1)
+	if err := b.ack(replog.Ack{Seq: 2}); err != nil {
+		t.Fatal(err)
+	}
+	h := b.TakeRTT()
+	if h.Count() != 1 || h.Max() < wait {
+		t.Fatalf("ack of batch 2: %d round trips, max %v; want 1 of at least %v", h.Count(), h.Max(), wait)
+	}
+	if err := b.ack(replog.Ack{Seq: 4}); err != nil {
+		t.Fatal(err)
+	}
+	h = b.TakeRTT()
+	if h.Count() != 1 || h.Max() > time.Since(t1) {
+		t.Fatalf("ack of batch 4: %d round trips, max %v; want 1, timed from the resend %v ago", h.Count(), h.Max(), time.Since(t1))
+	}
+	if h := b.TakeRTT(); h.Count() != 0 {
+		t.Fatalf("TakeRTT again: %d round trips", h.Count())
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"ftvm/ft"
+	"ftvm/internal/latency"
 	"ftvm/replog"
 	"ftvm/storage"
 	"ftvm/vmm"
@@ -33,10 +34,21 @@ type primarySide struct {
 	alone  atomic.Bool
 	halted atomic.Bool
 	ch     channel
+
+	// Output delays and logging-channel round trips over the last few
+	// status intervals; only fill touches them.
+	delays, rtts *latency.Window
 }
 
+// delayWindow is how many status intervals the quantiles in the status
+// cover (about a second).
+const delayWindow = 4
+
 func (r *runner) startPrimary(cm *wasm.CompiledModule) error {
-	p := &primarySide{r: r, buf: newLogBuffer(), vmDone: make(chan struct{})}
+	p := &primarySide{
+		r: r, buf: newLogBuffer(), vmDone: make(chan struct{}),
+		delays: latency.NewWindow(delayWindow), rtts: latency.NewWindow(delayWindow),
+	}
 	wcfg := r.wasiConfig()
 	oh, err := wasi.NewOSHost(wcfg, r.log)
 	if err != nil {
@@ -172,6 +184,7 @@ func (p *primarySide) send(ctx context.Context, cancel context.CancelFunc, c *re
 		}
 		if n := len(b.Entries); n > 0 {
 			seq = b.Entries[n-1].Seq
+			p.buf.sent(seq, time.Now())
 		}
 		pos = b.Pos
 	}
@@ -261,7 +274,20 @@ func (p *primarySide) fill(st *storage.VMStatus) {
 	st.Seq, st.Pos, st.Acked, st.LogBytes = lag.Last, lag.Pos, lag.Acked, lag.Total
 	if !p.alone.Load() {
 		st.LagEntries, st.LagBytes = lag.Entries, lag.Bytes
-		st.LagMillis = float64(lag.Time.Microseconds()) / 1000
+		st.LagMillis = millis(lag.Time)
 	}
 	st.HeldOut, st.HeldBytes = held.Outputs, held.Bytes
+	d, rtt := p.gate.TakeDelays(), p.buf.TakeRTT()
+	p.delays.Rotate()
+	p.delays.Add(&d)
+	p.rtts.Rotate()
+	p.rtts.Add(&rtt)
+	if !p.alone.Load() {
+		d, rtt = p.delays.Sum(), p.rtts.Sum()
+		st.OutputDelayP50, st.OutputDelayP99 = millis(d.Quantile(0.5)), millis(d.Quantile(0.99))
+		st.AckRTTP50, st.AckRTTP99 = millis(rtt.Quantile(0.5)), millis(rtt.Quantile(0.99))
+	}
 }
+
+// millis is d in milliseconds, to the microsecond.
+func millis(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }

@@ -280,7 +280,8 @@ func (r *runner) writeStatus() {
 		line := fmt.Sprintf("%d/%d/%.0f/%d/%v", st.LagEntries, st.LagBytes, st.LagMillis, st.HeldOut, st.Connected)
 		if line != r.lagLine {
 			r.lastLag, r.lagLine = time.Now(), line
-			r.log.Info("lag", "entries", st.LagEntries, "bytes", st.LagBytes, "ms", st.LagMillis, "held_outputs", st.HeldOut, "backup_connected", st.Connected, "log_bytes", st.LogBytes)
+			r.log.Info("lag", "entries", st.LagEntries, "bytes", st.LagBytes, "ms", st.LagMillis, "held_outputs", st.HeldOut, "backup_connected", st.Connected, "log_bytes", st.LogBytes,
+				"output_delay_p50_ms", st.OutputDelayP50, "output_delay_p99_ms", st.OutputDelayP99, "log_rtt_p50_ms", st.AckRTTP50)
 		}
 	}
 }

@@ -419,28 +419,42 @@ func (d *Dir) listJSON(dir string, each func([]byte) error) error {
 	return nil
 }
 
+// OutputDelays is the Output Rule's cost over the last second (on the
+// primary, while paired): how long outputs waited between the guest
+// producing them and their leaving, and the logging channel's round trip
+// (a batch written to its acknowledgement read). Quantiles in
+// milliseconds, at most a quarter above the true value; 0 when nothing
+// was measured.
+type OutputDelays struct {
+	OutputDelayP50 float64 `json:"output_delay_p50_ms,omitempty"`
+	OutputDelayP99 float64 `json:"output_delay_p99_ms,omitempty"`
+	AckRTTP50      float64 `json:"ack_rtt_p50_ms,omitempty"`
+	AckRTTP99      float64 `json:"ack_rtt_p99_ms,omitempty"`
+}
+
 // VMStatus is what a host reports about its side of a VM, refreshed while
 // it runs the VM. It is advisory (ftvm status shows it); decisions are made
 // by owner records only.
 type VMStatus struct {
-	VM         string    `json:"vm"`
-	Host       string    `json:"host"`
-	Generation uint64    `json:"generation"`
-	Role       string    `json:"role"`  // primary, backup, alone, halted
-	State      string    `json:"state"` // starting, running, exited, halted, stopped, failed
-	Detail     string    `json:"detail,omitempty"`
-	Peer       string    `json:"peer,omitempty"`
-	Connected  bool      `json:"connected"` // the logging channel is up
-	Seq        uint64    `json:"seq"`       // entries logged (primary) or received (backup)
-	Pos        uint64    `json:"pos"`       // the guest's position
-	Acked      uint64    `json:"acked"`     // entries the backup acknowledged (primary)
-	LogBytes   uint64    `json:"log_bytes"` // bytes logged in all (primary)
-	LagEntries uint64    `json:"lag_entries"`
-	LagBytes   uint64    `json:"lag_bytes"`
-	LagMillis  float64   `json:"lag_ms"`
-	HeldOut    int       `json:"held_outputs"`
-	HeldBytes  int       `json:"held_bytes"`
-	Updated    time.Time `json:"updated"`
+	VM         string  `json:"vm"`
+	Host       string  `json:"host"`
+	Generation uint64  `json:"generation"`
+	Role       string  `json:"role"`  // primary, backup, alone, halted
+	State      string  `json:"state"` // starting, running, exited, halted, stopped, failed
+	Detail     string  `json:"detail,omitempty"`
+	Peer       string  `json:"peer,omitempty"`
+	Connected  bool    `json:"connected"` // the logging channel is up
+	Seq        uint64  `json:"seq"`       // entries logged (primary) or received (backup)
+	Pos        uint64  `json:"pos"`       // the guest's position
+	Acked      uint64  `json:"acked"`     // entries the backup acknowledged (primary)
+	LogBytes   uint64  `json:"log_bytes"` // bytes logged in all (primary)
+	LagEntries uint64  `json:"lag_entries"`
+	LagBytes   uint64  `json:"lag_bytes"`
+	LagMillis  float64 `json:"lag_ms"`
+	HeldOut    int     `json:"held_outputs"`
+	HeldBytes  int     `json:"held_bytes"`
+	OutputDelays
+	Updated time.Time `json:"updated"`
 }
 
 func (d *Dir) statusDir(vm string) string { return filepath.Join(d.vmDir(vm), "status") }

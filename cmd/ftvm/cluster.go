@@ -286,16 +286,26 @@ func printStatus(w io.Writer, st clusterStatus, now time.Time) {
 		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s ago\n", h.Name, h.Addr, h.PID, alive, now.Sub(h.Seen).Round(100*time.Millisecond))
 	}
 	fmt.Fprintln(tw)
-	fmt.Fprintln(tw, "VM\tGEN\tPRIMARY\tBACKUP\tSTATE\tLAG\tHELD")
+	fmt.Fprintln(tw, "VM\tGEN\tPRIMARY\tBACKUP\tSTATE\tLAG\tHELD\tOUTPUT DELAY\tLOG RTT")
 	for _, v := range st.VMs {
 		backup := v.Backup
 		if backup == "" {
 			backup = "-"
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%d entries, %d B, %.1f ms\t%d outputs, %d B\n",
-			v.Name, v.Generation, v.Primary, backup, v.State, v.LagEntries, v.LagBytes, v.LagMillis, v.HeldOut, v.HeldBytes)
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%d entries, %d B, %.1f ms\t%d outputs, %d B\t%s\t%s\n",
+			v.Name, v.Generation, v.Primary, backup, v.State, v.LagEntries, v.LagBytes, v.LagMillis, v.HeldOut, v.HeldBytes,
+			quantiles(v.OutputDelayP50, v.OutputDelayP99), quantiles(v.AckRTTP50, v.AckRTTP99))
 	}
 	tw.Flush()
+}
+
+// quantiles shows a p50 and a p99 in milliseconds, or "-" when nothing was
+// measured.
+func quantiles(p50, p99 float64) string {
+	if p50 == 0 && p99 == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("p50 %.2f ms, p99 %.2f ms", p50, p99)
 }
 
 func runFailpoint(ctx context.Context, env *cmdEnv, args []string) int {

@@ -126,6 +126,26 @@ func TestStartStatusStopFailpointCLI(t *testing.T) {
 	if len(st.Hosts) != 2 || len(st.VMs) != 1 || st.VMs[0].Generation != 1 || st.VMs[0].Primary == st.VMs[0].Backup || st.VMs[0].Backup == "" {
 		t.Fatalf("status: %+v", st)
 	}
+	// The Output Rule's cost shows while the guest answers: every reply
+	// waited for the backup's acknowledgement.
+	deadline = time.Now().Add(10 * time.Second)
+	for {
+		counterRequest(t, addr, "inc")
+		_, out, _ = ftvm(t, "", "status", "--shared", shared, "--json")
+		if err := json.Unmarshal([]byte(out), &st); err != nil {
+			t.Fatalf("status --json: %v\n%s", err, out)
+		}
+		if v := st.VMs[0]; v.OutputDelayP50 > 0 && v.OutputDelayP99 >= v.OutputDelayP50 && v.AckRTTP50 > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no output delay or log round trip in the status: %+v", st.VMs[0])
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if _, out, _ = ftvm(t, "", "status", "--shared", shared); !strings.Contains(out, "OUTPUT DELAY") {
+		t.Fatalf("status table without the output delay:\n%s", out)
+	}
 	primary := st.VMs[0].Primary
 	code, out, _ = ftvm(t, "", "failpoint", "--shared", shared, "--host", primary, "cut-heartbeat=nobody")
 	if code != 0 || !strings.Contains(out, "cut-heartbeat=nobody") {
