@@ -111,7 +111,7 @@ func benchOverhead(b *testing.B, guest []byte, place placement) {
 				b.Fatal(err)
 			}
 		}
-		s := &side{name: name, addr: freeAddr(b), pids: []int{c.hosts["h1"].cmd.Process.Pid, c.hosts["h2"].cmd.Process.Pid}}
+		s := &side{name: name, addr: freeAddr(b), pids: []int{c.hosts["h1"].cmd.Process.Pid, c.hosts["h2"].cmd.Process.Pid}, pair: c}
 		c.startVM("counter", guest, storage.VMSpec{Listeners: []string{s.addr}, Primary: "h1", Backup: "h2"})
 		get(b, s.addr, 20*time.Second)
 		pairs = append(pairs, c)
@@ -171,6 +171,7 @@ func benchOverhead(b *testing.B, guest []byte, place placement) {
 		b.ReportMetric(median(s.rates), s.name+"-req/s")
 		b.ReportMetric(float64(median(s.p50s).Microseconds()), s.name+"-p50-µs")
 	}
+	ft.reportDelays(b)
 	b.ReportMetric(ex.cpuPerReq(0), "exec-cpu-µs/req")
 	b.ReportMetric(exc.cpuPerReq(0), "exec-coalesce-cpu-µs/req")
 	b.ReportMetric(ft.cpuPerReq(0), "primary-cpu-µs/req")
@@ -198,6 +199,10 @@ type side struct {
 	p50s  []time.Duration
 	cpu   []time.Duration // per process, over every round
 	n     int
+	// An FT side's pair, and after each round the primary's output delay
+	// (p50, p99) and log round trip (p50), in ms, from its status.
+	pair   *cluster
+	delays [][3]float64
 }
 
 // startExecSide starts `ftvm exec` with args and waits until its guest
@@ -239,6 +244,25 @@ func (s *side) run(b *testing.B) {
 	s.rates = append(s.rates, r.rate())
 	s.p50s = append(s.p50s, r.lat[len(r.lat)/2])
 	s.n += len(r.lat)
+	if s.pair != nil {
+		// The status covers the last second: wait for its refresh
+		// (every 250 ms) after the round.
+		time.Sleep(300 * time.Millisecond)
+		st := s.pair.status("counter", "h1")
+		s.delays = append(s.delays, [3]float64{st.OutputDelayP50, st.OutputDelayP99, st.AckRTTP50})
+	}
+}
+
+// reportDelays reports the medians over the rounds of an FT side's output
+// delay and log round trip.
+func (s *side) reportDelays(b *testing.B) {
+	for i, name := range []string{"output-delay-p50-µs", "output-delay-p99-µs", "log-rtt-p50-µs"} {
+		var v []float64
+		for _, d := range s.delays {
+			v = append(v, d[i]*1000)
+		}
+		b.ReportMetric(median(v), s.name+"-"+name)
+	}
 }
 
 // cpuPerReq returns the CPU time process i used per request, in µs.
