@@ -805,3 +805,42 @@ func BenchmarkChannelBatch(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.N*n)/b.Elapsed().Seconds(), "entries/s")
 }
+
+// TestConnWaiting: Waiting tells bytes the kernel holds for the reader,
+// and nothing once they are read; a connection that is not a socket, or a
+// closed one, says false.
+func TestConnWaiting(t *testing.T) {
+	client, server := tcpPair(t, nil)
+	if server.Waiting() {
+		t.Fatal("waiting before anything was sent")
+	}
+	if err := client.WriteAck(Ack{Seq: 1, Pos: 2}); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for !server.Waiting() {
+		if time.Now().After(deadline) {
+			t.Fatal("an ack sent is not waiting at the reader")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if typ, _, err := server.ReadFrame(); err != nil || typ != FrameAck {
+		t.Fatalf("read: type %d, %v", typ, err)
+	}
+	if server.Waiting() {
+		t.Fatal("waiting after the only frame was read")
+	}
+	if err := client.WriteAck(Ack{Seq: 2, Pos: 3}); err != nil {
+		t.Fatal(err)
+	}
+	server.Close()
+	if server.Waiting() {
+		t.Fatal("a closed connection says bytes wait")
+	}
+	a, b := net.Pipe()
+	defer a.Close()
+	defer b.Close()
+	if (&Conn{nc: a}).Waiting() {
+		t.Fatal("a pipe says bytes wait")
+	}
+}
