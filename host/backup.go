@@ -29,28 +29,31 @@ type backupSide struct {
 	live     atomic.Bool
 	halted   atomic.Bool
 	ch       channel
+	aside    *stepAside
 }
 
 // trackedSource is the backup's Source; it notes where the replay is
-// waiting, so acks can say how far it got.
+// waiting, so acks can say how far it got, and lets the logging channel's
+// reader in (see stepAside).
 type trackedSource struct {
 	*vmm.LiveSource
-	at *atomic.Uint64
+	b *backupSide
 }
 
 func (s trackedSource) Peek(ctx context.Context, pos uint64) (replog.Entry, bool, error) {
-	if pos > s.at.Load() {
-		s.at.Store(pos)
+	if pos > s.b.at.Load() {
+		s.b.at.Store(pos)
 	}
+	s.b.aside.look(ctx, s.b.ch.current())
 	return s.LiveSource.Peek(ctx, pos)
 }
 
 func (r *runner) startBackup(cm *wasm.CompiledModule) error {
-	b := &backupSide{r: r, src: vmm.NewLiveSource(0), vmDone: make(chan struct{})}
+	b := &backupSide{r: r, src: vmm.NewLiveSource(0), vmDone: make(chan struct{}), aside: newStepAside()}
 	wcfg := r.wasiConfig()
 	// A backup performs nothing: its outputs are computed and dropped.
 	wcfg.Stdout, wcfg.Stderr = nil, nil
-	vm, err := vmm.New(cm, r.vmConfig(vmm.Config{WASI: wcfg, Replay: trackedSource{b.src, &b.at}}))
+	vm, err := vmm.New(cm, r.vmConfig(vmm.Config{WASI: wcfg, Replay: trackedSource{b.src, b}}))
 	if err != nil {
 		return err
 	}
@@ -176,6 +179,7 @@ func (b *backupSide) session(addr string) {
 		c.Close()
 		r.h.untrack(c)
 		b.ch.clear(id)
+		b.aside.took()
 	}()
 	go b.ackLoop(ctx, c)
 	first := true
@@ -210,6 +214,7 @@ func (b *backupSide) session(addr string) {
 				// by ackLoop.
 				b.sendAck(c)
 			}
+			b.aside.took()
 		case replog.FrameBye:
 			reason := string(payload)
 			if reason == byeStopped {

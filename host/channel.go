@@ -37,6 +37,13 @@ func (ch *channel) clear(id int) {
 	ch.mu.Unlock()
 }
 
+// current returns the current connection, or nil.
+func (ch *channel) current() *replog.Conn {
+	ch.mu.Lock()
+	defer ch.mu.Unlock()
+	return ch.c
+}
+
 // up reports whether a connection is current.
 func (ch *channel) up() bool {
 	ch.mu.Lock()
