@@ -423,7 +423,7 @@ func (d *Dir) listJSON(dir string, each func([]byte) error) error {
 // primary, while paired): how long outputs waited between the guest
 // producing them and their leaving, and the logging channel's round trip
 // (a batch written to its acknowledgement read). Quantiles in
-// milliseconds, at most a quarter above the true value; 0 when nothing
+// milliseconds, within a quarter of the true value; 0 when nothing
 // was measured.
 type OutputDelays struct {
 	OutputDelayP50 float64 `json:"output_delay_p50_ms,omitempty"`

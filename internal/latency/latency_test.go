@@ -35,8 +35,8 @@ func TestBucketsAreOrderedAndBounded(t *testing.T) {
 }
 
 // TestQuantileAgainstSorted compares quantiles with the exact ones of the
-// same random durations: never below, and above by at most a bucket's
-// width (a quarter of the power of two, so under 25 %).
+// same random durations: off by at most a bucket's width (a quarter of the
+// power of two, so under 25 %, or 1 µs in the first bucket).
 func TestQuantileAgainstSorted(t *testing.T) {
 	r := rand.New(rand.NewPCG(1, 2))
 	for run := range 50 {
@@ -54,7 +54,7 @@ func TestQuantileAgainstSorted(t *testing.T) {
 			rank := max(int(q*float64(n)+0.5), 1)
 			exact := ds[rank-1]
 			got := h.Quantile(q)
-			if got < exact || got > exact+exact/4+time.Microsecond {
+			if diff := got - exact; diff > exact/4+time.Microsecond || -diff > exact/4+time.Microsecond {
 				t.Fatalf("run %d, q %v of %d: got %v, exact %v", run, q, n, got, exact)
 			}
 		}
