@@ -245,8 +245,9 @@ func (s *side) run(b *testing.B) {
 	s.p50s = append(s.p50s, r.lat[len(r.lat)/2])
 	s.n += len(r.lat)
 	if s.pair != nil {
-		// The status covers the last second: wait for its refresh
-		// (every 250 ms) after the round.
+		// The status covers the last 10 s (this round, and the FT
+		// rounds before it in that time): wait for its refresh (every
+		// 250 ms) after the round.
 		time.Sleep(300 * time.Millisecond)
 		st := s.pair.status("counter", "h1")
 		s.delays = append(s.delays, [3]float64{st.OutputDelayP50, st.OutputDelayP99, st.AckRTTP50})

@@ -40,9 +40,10 @@ type primarySide struct {
 	delays, rtts *latency.Window
 }
 
-// delayWindow is how many status intervals the quantiles in the status
-// cover (about a second).
-const delayWindow = 4
+// delayWindow is how many status intervals (250 ms) the quantiles in the
+// status cover: 10 s, so that someone who looks at it after trying a few
+// requests by hand still sees them.
+const delayWindow = 40
 
 func (r *runner) startPrimary(cm *wasm.CompiledModule) error {
 	p := &primarySide{

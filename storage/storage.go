@@ -419,7 +419,7 @@ func (d *Dir) listJSON(dir string, each func([]byte) error) error {
 	return nil
 }
 
-// OutputDelays is the Output Rule's cost over the last second (on the
+// OutputDelays is the Output Rule's cost over the last 10 seconds (on the
 // primary, while paired): how long outputs waited between the guest
 // producing them and their leaving, and the logging channel's round trip
 // (a batch written to its acknowledgement read). Quantiles in
