@@ -57,9 +57,11 @@ const (
 	// handling more requests per wake-up saves CPU on both replicas, since
 	// the backup replays every instruction of the primary's wake-ups.
 	DefaultCoalesce = 50 * time.Microsecond
-	// scanInterval is how often a host refreshes its registry entry and
-	// looks for VMs placed on it.
+	// scanInterval is how often a host looks for VMs placed on it.
 	scanInterval = 200 * time.Millisecond
+	// registryInterval is how often it refreshes its registry entry: often
+	// enough for AliveWindow, rarely enough that an idle host stays idle.
+	registryInterval = time.Second
 	// AliveWindow is how recently a host must have refreshed its registry
 	// entry to count as alive.
 	AliveWindow = 3 * time.Second
@@ -158,14 +160,19 @@ func (h *Host) Run(ctx context.Context) error {
 	go func() { defer wg.Done(); h.acceptLoop(ctx) }()
 	go func() { defer wg.Done(); h.beatLoop(ctx) }()
 	h.log.Info("host up", "host", h.cfg.Name, "addr", h.info.Addr, "shared", h.cfg.Shared, "failpoints", h.fp.String())
-	h.scan(ctx)
+	h.scan(ctx, true)
 	t := time.NewTicker(scanInterval)
 	defer t.Stop()
+	refreshed := time.Now()
 	for ctx.Err() == nil {
 		select {
 		case <-ctx.Done():
-		case <-t.C:
-			h.scan(ctx)
+		case now := <-t.C:
+			refresh := now.Sub(refreshed) >= registryInterval
+			if refresh {
+				refreshed = now
+			}
+			h.scan(ctx, refresh)
 		}
 	}
 	h.ln.Close()
@@ -184,14 +191,16 @@ func (h *Host) Run(ctx context.Context) error {
 	return nil
 }
 
-// scan refreshes the registry and starts or stops runners as the VMs'
-// specs and owner records say.
-func (h *Host) scan(ctx context.Context) {
-	info := h.info
-	info.Seen = time.Now().UTC()
-	if err := h.dir.PutHost(info); err != nil {
-		h.log.Debug("registry refresh failed", "err", err)
-		return
+// scan refreshes the registry entry (with refresh) and starts or stops
+// runners as the VMs' specs and owner records say.
+func (h *Host) scan(ctx context.Context, refresh bool) {
+	if refresh {
+		info := h.info
+		info.Seen = time.Now().UTC()
+		if err := h.dir.PutHost(info); err != nil {
+			h.log.Debug("registry refresh failed", "err", err)
+			return
+		}
 	}
 	if hs, err := h.dir.Hosts(); err == nil {
 		h.mu.Lock()

@@ -179,7 +179,7 @@ func (d *Dir) Claim(vm string, o Owner) (won bool, current Owner, err error) {
 	}
 	final := filepath.Join(dir, genName(o.Generation))
 	tmp := fmt.Sprintf("%s.%s.%d.tmp", final, o.Host, os.Getpid())
-	if err := writeSync(tmp, b); err != nil {
+	if err := writeSync(tmp, b, 0o644); err != nil {
 		return false, Owner{}, d.wrap("claim", err)
 	}
 	defer os.Remove(tmp)
@@ -197,8 +197,8 @@ func (d *Dir) Claim(vm string, o Owner) (won bool, current Owner, err error) {
 	return cur.Host == o.Host, cur, nil
 }
 
-func writeSync(path string, b []byte) error {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+func writeSync(path string, b []byte, perm os.FileMode) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, perm)
 	if err != nil {
 		return err
 	}
@@ -267,7 +267,9 @@ func (d *Dir) PutHost(h HostInfo) error {
 	if err := validName("host", h.Name); err != nil {
 		return err
 	}
-	return d.putJSON(filepath.Join(d.root, "hosts", h.Name+".json"), h)
+	// Advisory, and refreshed while the host runs: not synced to stable
+	// storage (a refresh lost in a crash belongs to a host that is gone).
+	return d.putJSON(filepath.Join(d.root, "hosts", h.Name+".json"), h, false)
 }
 
 // Hosts returns the registered hosts, sorted by name.
@@ -313,11 +315,11 @@ func (d *Dir) PutVM(spec VMSpec, module []byte) error {
 		return d.wrap("create vm", err)
 	}
 	if module != nil {
-		if err := atomicWrite(filepath.Join(dir, "module.wasm"), module); err != nil {
+		if err := atomicWrite(filepath.Join(dir, "module.wasm"), module, true); err != nil {
 			return d.wrap("write module", err)
 		}
 	}
-	return d.putJSON(filepath.Join(dir, "spec.json"), spec)
+	return d.putJSON(filepath.Join(dir, "spec.json"), spec, true)
 }
 
 // VM returns a VM's spec and module.
@@ -364,7 +366,9 @@ func (d *Dir) VMs() ([]string, error) {
 // DiskDir returns the host path of a VM's virtual disk.
 func (d *Dir) DiskDir(vm string) string { return filepath.Join(d.vmDir(vm), "disk") }
 
-func (d *Dir) putJSON(path string, v any) error {
+// putJSON replaces path with v in JSON, atomically; durable syncs it to
+// stable storage first.
+func (d *Dir) putJSON(path string, v any, durable bool) error {
 	if err := d.check(); err != nil {
 		return err
 	}
@@ -372,10 +376,10 @@ func (d *Dir) putJSON(path string, v any) error {
 	if err != nil {
 		return err
 	}
-	return d.wrap("write "+filepath.Base(path), atomicWrite(path, b))
+	return d.wrap("write "+filepath.Base(path), atomicWrite(path, b, durable))
 }
 
-func atomicWrite(path string, b []byte) error {
+func atomicWrite(path string, b []byte, durable bool) error {
 	f, err := os.CreateTemp(filepath.Dir(path), filepath.Base(path)+".*.tmp")
 	if err != nil {
 		return err
@@ -386,7 +390,11 @@ func atomicWrite(path string, b []byte) error {
 		os.Remove(tmp)
 		return err
 	}
-	if err := writeSync(tmp, b); err != nil {
+	write := os.WriteFile
+	if durable {
+		write = writeSync
+	}
+	if err := write(tmp, b, 0o644); err != nil {
 		os.Remove(tmp)
 		return err
 	}
