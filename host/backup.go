@@ -30,6 +30,7 @@ type backupSide struct {
 	halted   atomic.Bool
 	ch       channel
 	aside    *stepAside
+	kick     chan struct{} // a batch came: ackLoop reports progress again
 }
 
 // trackedSource is the backup's Source; it notes where the replay is
@@ -49,7 +50,7 @@ func (s trackedSource) Peek(ctx context.Context, pos uint64) (replog.Entry, bool
 }
 
 func (r *runner) startBackup(cm *wasm.CompiledModule) error {
-	b := &backupSide{r: r, src: vmm.NewLiveSource(0), vmDone: make(chan struct{}), aside: newStepAside()}
+	b := &backupSide{r: r, src: vmm.NewLiveSource(0), vmDone: make(chan struct{}), aside: newStepAside(), kick: make(chan struct{}, 1)}
 	wcfg := r.wasiConfig()
 	// A backup performs nothing: its outputs are computed and dropped.
 	wcfg.Stdout, wcfg.Stderr = nil, nil
@@ -215,6 +216,10 @@ func (b *backupSide) session(addr string) {
 				b.sendAck(c)
 			}
 			b.aside.took()
+			select {
+			case b.kick <- struct{}{}:
+			default:
+			}
 		case replog.FrameBye:
 			reason := string(payload)
 			if reason == byeStopped {
@@ -241,21 +246,37 @@ func (b *backupSide) sendAck(c *replog.Conn) {
 }
 
 // ackLoop reports the replay's progress between batches, so the primary's
-// flow control sees the backup catch up.
+// flow control sees the backup catch up. Once the replay has stood still
+// for a few ticks it stops ticking until the next batch (kick): an idle
+// pair stays idle.
 func (b *backupSide) ackLoop(ctx context.Context, c *replog.Conn) {
-	t := time.NewTicker(5 * time.Millisecond)
+	const tick, idleAfter = 5 * time.Millisecond, 4
+	t := time.NewTicker(tick)
 	defer t.Stop()
 	var last uint64
+	still := 0
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			if at := b.at.Load(); at != last {
-				last = at
-				b.sendAck(c)
-			}
 		}
+		if at := b.at.Load(); at != last {
+			last, still = at, 0
+			b.sendAck(c)
+			continue
+		}
+		if still++; still < idleAfter {
+			continue
+		}
+		t.Stop()
+		select {
+		case <-ctx.Done():
+			return
+		case <-b.kick:
+		}
+		still = 0
+		t.Reset(tick)
 	}
 }
 
