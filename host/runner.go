@@ -47,6 +47,10 @@ type runner struct {
 	stopping bool // shutdown has begun
 	lastLag  time.Time
 	lagLine  string // the last lag event logged
+	// The status last written, with its time zeroed, and when: an
+	// unchanged status is rewritten only every statusRefresh.
+	lastStatus storage.VMStatus
+	statusAt   time.Time
 }
 
 // side is the role-specific half of a runner: its primary or its backup.
@@ -260,6 +264,10 @@ func (r *runner) waitVM() {
 	}
 }
 
+// statusRefresh is how often an unchanged status is written again, so
+// that ftvm status can tell a silent host (AliveWindow) from an idle one.
+const statusRefresh = time.Second
+
 // writeStatus publishes the runner's status to shared storage.
 func (r *runner) writeStatus() {
 	r.mu.Lock()
@@ -274,7 +282,14 @@ func (r *runner) writeStatus() {
 	if st.Role == ft.Alone.String() || st.Role == ft.Halted.String() {
 		st.Peer = ""
 	}
-	_ = r.h.dir.PutStatus(st)
+	now := st.Updated
+	same := st
+	same.Updated = time.Time{}
+	if same != r.lastStatus || now.Sub(r.statusAt) >= statusRefresh {
+		if r.h.dir.PutStatus(st) == nil {
+			r.lastStatus, r.statusAt = same, now
+		}
+	}
 	// A lag event every 5 s while it changes (so an idle pair is quiet).
 	if r.primary != nil && st.Role == ft.Primary.String() && time.Since(r.lastLag) >= 5*time.Second {
 		line := fmt.Sprintf("%d/%d/%.0f/%d/%v", st.LagEntries, st.LagBytes, st.LagMillis, st.HeldOut, st.Connected)
