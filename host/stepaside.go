@@ -30,11 +30,17 @@ const stepAsideEvery = 20 * time.Microsecond
 // millisecond when the scheduler is idle, so it is about that.
 const stepAsideMax = 2 * time.Millisecond
 
+// stepAsideBackoff bounds the interval between looks after steps aside
+// that timed out: a large frame arriving slowly must not hold the replay
+// back for most of the time.
+const stepAsideBackoff = 20 * time.Millisecond
+
 // stepAside lets a replay goroutine step aside for the logging channel's
 // reader. look is called by the replay goroutine only, took by the reader.
 type stepAside struct {
 	on     bool // one P: looks are needed
 	lastAt time.Time
+	every  time.Duration // between looks: stepAsideEvery, more after timeouts
 	timer  *time.Timer
 	// Steps aside so far, and how many of them the reader ended (the
 	// rest timed out): for tests and profiles.
@@ -46,7 +52,7 @@ type stepAside struct {
 }
 
 func newStepAside() *stepAside {
-	return &stepAside{on: runtime.GOMAXPROCS(0) == 1, resume: make(chan struct{}, 1)}
+	return &stepAside{on: runtime.GOMAXPROCS(0) == 1, every: stepAsideEvery, resume: make(chan struct{}, 1)}
 }
 
 // look steps aside if stepAsideEvery has passed since the last look and
@@ -58,7 +64,7 @@ func (s *stepAside) look(ctx context.Context, c *replog.Conn) {
 	}
 	now := time.Now()
 	// A reader that ran lately had the P: nothing waited for it then.
-	if now.Sub(s.lastAt) < stepAsideEvery || now.UnixNano()-s.tookAt.Load() < int64(stepAsideEvery) {
+	if now.Sub(s.lastAt) < s.every || now.UnixNano()-s.tookAt.Load() < int64(stepAsideEvery) {
 		return
 	}
 	s.lastAt = now
@@ -79,7 +85,9 @@ func (s *stepAside) look(ctx context.Context, c *replog.Conn) {
 	select {
 	case <-s.resume:
 		s.taken.Add(1)
+		s.every = stepAsideEvery
 	case <-s.timer.C:
+		s.every = min(2*s.every, stepAsideBackoff)
 	case <-ctx.Done():
 	}
 	s.timer.Stop()

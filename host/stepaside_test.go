@@ -105,3 +105,44 @@ func replogPair(t *testing.T) (client, server *replog.Conn) {
 	t.Cleanup(func() { client.Close(); r.c.Close() })
 	return client, r.c
 }
+
+// TestStepAsideBacksOff: bytes that wait but that no reader takes (a
+// frame still arriving) make the looks rarer after each step aside that
+// timed out, up to stepAsideBackoff; a step the reader ends resets them.
+func TestStepAsideBacksOff(t *testing.T) {
+	client, server := replogPair(t)
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+	s := newStepAside()
+	if err := client.WriteAck(replog.Ack{Seq: 1}); err != nil {
+		t.Fatal(err)
+	}
+	for !server.Waiting() {
+		time.Sleep(time.Millisecond)
+	}
+	ctx := context.Background()
+	for want := 2 * stepAsideEvery; want <= stepAsideBackoff; want = min(2*want, stepAsideBackoff) {
+		s.lastAt = time.Time{}
+		s.look(ctx, server)
+		if s.every != want {
+			t.Fatalf("after %d timed-out steps aside, looks every %v, want %v", s.steps.Load(), s.every, want)
+		}
+		if want == stepAsideBackoff {
+			break
+		}
+	}
+	go func() {
+		server.ReadFrame()
+		s.took()
+	}()
+	s.lastAt = time.Time{}
+	s.tookAt.Store(0)
+	for s.taken.Load() == 0 {
+		s.look(ctx, server)
+		if !server.Waiting() && s.taken.Load() == 0 {
+			t.Fatal("the frame was read outside a step aside")
+		}
+	}
+	if s.every != stepAsideEvery {
+		t.Fatalf("after a step aside the reader ended, looks every %v, want %v", s.every, stepAsideEvery)
+	}
+}
