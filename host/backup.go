@@ -30,7 +30,30 @@ type backupSide struct {
 	halted   atomic.Bool
 	ch       channel
 	aside    *stepAside
-	kick     chan struct{} // a batch came: ackLoop reports progress again
+	// ackLoop waits on kick while the replay stands still; a batch or the
+	// replay moving on wakes it.
+	kick    chan struct{}
+	ackIdle atomic.Bool
+}
+
+// advance records that the replay reached pos, waking an idle ackLoop:
+// a primary held back by flow control sends nothing more until it hears
+// that the backup caught up.
+func (b *backupSide) advance(pos uint64) {
+	if pos > b.at.Load() {
+		b.at.Store(pos)
+		if b.ackIdle.Load() {
+			b.kickAcks()
+		}
+	}
+}
+
+// kickAcks wakes ackLoop.
+func (b *backupSide) kickAcks() {
+	select {
+	case b.kick <- struct{}{}:
+	default:
+	}
 }
 
 // trackedSource is the backup's Source; it notes where the replay is
@@ -42,9 +65,7 @@ type trackedSource struct {
 }
 
 func (s trackedSource) Peek(ctx context.Context, pos uint64) (replog.Entry, bool, error) {
-	if pos > s.b.at.Load() {
-		s.b.at.Store(pos)
-	}
+	s.b.advance(pos)
 	s.b.aside.look(ctx, s.b.ch.current())
 	return s.LiveSource.Peek(ctx, pos)
 }
@@ -77,9 +98,7 @@ func (b *backupSide) run() {
 	var liveStart time.Time
 	for {
 		paused, exit, err := b.vm.RunUntil(b.vmCtx, b.vm.Position()+chunk)
-		if pos := b.vm.Position(); pos > b.at.Load() {
-			b.at.Store(pos)
-		}
+		b.advance(b.vm.Position())
 		switch {
 		case errors.Is(err, vmm.ErrLogEnded):
 			if liveStart.IsZero() {
@@ -216,10 +235,7 @@ func (b *backupSide) session(addr string) {
 				b.sendAck(c)
 			}
 			b.aside.took()
-			select {
-			case b.kick <- struct{}{}:
-			default:
-			}
+			b.kickAcks()
 		case replog.FrameBye:
 			reason := string(payload)
 			if reason == byeStopped {
@@ -247,8 +263,8 @@ func (b *backupSide) sendAck(c *replog.Conn) {
 
 // ackLoop reports the replay's progress between batches, so the primary's
 // flow control sees the backup catch up. Once the replay has stood still
-// for a few ticks it stops ticking until the next batch (kick): an idle
-// pair stays idle.
+// for a few ticks it stops ticking until the replay moves or a batch
+// comes: an idle pair stays idle.
 func (b *backupSide) ackLoop(ctx context.Context, c *replog.Conn) {
 	const tick, idleAfter = 5 * time.Millisecond, 4
 	t := time.NewTicker(tick)
@@ -270,11 +286,17 @@ func (b *backupSide) ackLoop(ctx context.Context, c *replog.Conn) {
 			continue
 		}
 		t.Stop()
-		select {
-		case <-ctx.Done():
-			return
-		case <-b.kick:
+		b.ackIdle.Store(true)
+		// A move between the look above and the flag is seen here;
+		// a later one kicks.
+		if b.at.Load() == last {
+			select {
+			case <-ctx.Done():
+				return
+			case <-b.kick:
+			}
 		}
+		b.ackIdle.Store(false)
 		still = 0
 		t.Reset(tick)
 	}
