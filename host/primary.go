@@ -176,6 +176,11 @@ func (p *primarySide) send(ctx context.Context, cancel context.CancelFunc, c *re
 			c.Close()
 			return
 		}
+		if n := len(b.Entries); n > 0 {
+			// Timed from before the write: the ack may be read before
+			// WriteBatch returns.
+			p.buf.sent(b.Entries[n-1].Seq, time.Now())
+		}
 		if err := c.WriteBatch(b); err != nil {
 			if ctx.Err() == nil {
 				p.r.log.Warn("logging channel closed", "backup", p.r.peer, "reason", err)
@@ -185,7 +190,6 @@ func (p *primarySide) send(ctx context.Context, cancel context.CancelFunc, c *re
 		}
 		if n := len(b.Entries); n > 0 {
 			seq = b.Entries[n-1].Seq
-			p.buf.sent(seq, time.Now())
 		}
 		pos = b.Pos
 	}
