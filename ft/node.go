@@ -247,6 +247,30 @@ func (n *Node) Tick(now time.Time) {
 	}
 }
 
+// Next returns when the node next needs a Tick: the earliest time at which
+// Tick would do anything, given no event before then. It is the zero time
+// when only an event can move the node on (a claim in flight, a backup
+// going live, a node running alone or halted). A host may tick only then,
+// and at every event (Tick before Step, so the node hears at the right
+// time), instead of ticking on a fixed period.
+func (n *Node) Next() time.Time {
+	if n.role != Primary && n.role != Backup {
+		return time.Time{}
+	}
+	if !n.claiming {
+		beat := n.lastBeat.Add(n.cfg.HeartbeatInterval)
+		timeout := n.lastHeard.Add(n.cfg.FailureTimeout)
+		if timeout.Before(beat) {
+			return timeout
+		}
+		return beat
+	}
+	if !n.claimInFly && !n.goingLive {
+		return n.claimAt
+	}
+	return time.Time{}
+}
+
 // Step feeds the node an event.
 func (n *Node) Step(ev Event) {
 	if n.role == Halted {

@@ -1,0 +1,117 @@
+package ft
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"testing"
+	"time"
+)
+
+// TestNextTicksAsDenseTicking: a node ticked only when Next says and
+// before each event does what one ticked every millisecond does: the same
+// actions at the same times, over random schedules of heartbeats, log
+// traffic, claim answers (won, lost, failed) and silences.
+func TestNextTicksAsDenseTicking(t *testing.T) {
+	for seed := range uint64(300) {
+		rng := rand.New(rand.NewPCG(seed, 7))
+		cfg := Config{
+			HeartbeatInterval: time.Duration(5+rng.IntN(60)) * time.Millisecond,
+			FailureTimeout:    time.Duration(20+rng.IntN(600)) * time.Millisecond,
+			ClaimRetry:        time.Duration(1+rng.IntN(100)) * time.Millisecond,
+		}
+		role := Primary
+		if rng.IntN(2) == 0 {
+			role = Backup
+		}
+		// Events at whole milliseconds, with silences long enough for
+		// timeouts, and claim answers that follow a claim.
+		start := time.Unix(1000, 0)
+		type event struct {
+			at time.Duration
+			ev Event
+		}
+		var evs []event
+		at := time.Duration(0)
+		for range 200 {
+			at += time.Duration(rng.IntN(80)) * time.Millisecond
+			if rng.IntN(20) == 0 {
+				at += cfg.FailureTimeout
+			}
+			var ev Event
+			switch r := rng.IntN(10); {
+			case r < 5:
+				ev = Event{Kind: EvHeartbeat}
+			case r < 7:
+				ev = Event{Kind: EvLogTraffic}
+			case r < 8:
+				ev = Event{Kind: EvClaimFailed, Gen: 2}
+			case r < 9:
+				ev = Event{Kind: EvClaimed, Gen: 2, Won: rng.IntN(3) > 0}
+			default:
+				ev = Event{Kind: EvLive}
+			}
+			evs = append(evs, event{at, ev})
+		}
+		end := at + time.Second
+
+		run := func(dense bool) []string {
+			n := NewNode(cfg, role, 1, start)
+			var out []string
+			record := func(now time.Time) {
+				for _, a := range n.Ready() {
+					out = append(out, fmt.Sprintf("%v %v %d %s", now.Sub(start), a.Kind, a.Gen, a.Reason))
+				}
+			}
+			i := 0
+			for ms := time.Duration(0); ms <= end; ms += time.Millisecond {
+				now := start.Add(ms)
+				due := !n.Next().IsZero() && !now.Before(n.Next())
+				if dense || due || (i < len(evs) && evs[i].at == ms) {
+					n.Tick(now)
+					record(now)
+				}
+				for i < len(evs) && evs[i].at == ms {
+					n.Step(evs[i].ev)
+					record(now)
+					i++
+				}
+			}
+			return out
+		}
+		if d, s := run(true), run(false); !slices.Equal(d, s) {
+			t.Fatalf("seed %d, %+v, %v: ticking every ms gave\n%v\nticking at Next gave\n%v", seed, cfg, role, d, s)
+		}
+	}
+}
+
+func TestNextDeadlines(t *testing.T) {
+	cfg := Config{HeartbeatInterval: 50 * time.Millisecond, FailureTimeout: 500 * time.Millisecond, ClaimRetry: 20 * time.Millisecond}
+	t0 := time.Unix(1000, 0)
+	n := NewNode(cfg, Backup, 1, t0)
+	if next := n.Next(); next.After(t0) {
+		t.Fatalf("a new node's first heartbeat is due at %v, after its start", next.Sub(t0))
+	}
+	n.Tick(t0)
+	if got := n.Next().Sub(t0); got != 50*time.Millisecond {
+		t.Fatalf("after a heartbeat, next tick in %v, want 50ms", got)
+	}
+	// Silent for the timeout: the claim is due then, and once in flight
+	// only its answer moves the node.
+	for at := 50 * time.Millisecond; at <= 500*time.Millisecond; at += 50 * time.Millisecond {
+		n.Tick(t0.Add(at))
+	}
+	if !n.Claiming() || !n.Next().IsZero() {
+		t.Fatalf("claiming %v, next %v; want a claim in flight and no deadline", n.Claiming(), n.Next())
+	}
+	n.Step(Event{Kind: EvClaimFailed, Gen: 2})
+	if got := n.Next().Sub(t0); got != 520*time.Millisecond {
+		t.Fatalf("after a failed claim, next tick at %v, want the retry at 520ms", got)
+	}
+	n.Tick(t0.Add(520 * time.Millisecond))
+	n.Step(Event{Kind: EvClaimed, Gen: 2, Won: true})
+	n.Step(Event{Kind: EvLive})
+	if n.Role() != Alone || !n.Next().IsZero() {
+		t.Fatalf("role %v, next %v; want alone, no deadline", n.Role(), n.Next())
+	}
+}
