@@ -155,10 +155,13 @@ func (r *runner) finished() bool {
 }
 
 // drive runs the node: ticks, events, and the actions they produce, until
-// the runner ends. It alone touches the node.
+// the runner ends. It alone touches the node. It ticks the node when the
+// node says (its next heartbeat, timeout or claim retry; at least every
+// maxTickWait) and before every event, not on a fixed period: an idle
+// pair wakes for its heartbeats only.
 func (r *runner) drive(node *ft.Node) {
 	defer close(r.done)
-	tick := time.NewTicker(10 * time.Millisecond)
+	tick := time.NewTimer(0)
 	defer tick.Stop()
 	status := time.NewTicker(250 * time.Millisecond)
 	defer status.Stop()
@@ -169,6 +172,7 @@ func (r *runner) drive(node *ft.Node) {
 			r.waitVM()
 			return
 		case ev := <-r.events:
+			node.Tick(time.Now())
 			node.Step(ev)
 		case now := <-tick.C:
 			node.Tick(now)
@@ -179,8 +183,17 @@ func (r *runner) drive(node *ft.Node) {
 		for _, a := range node.Ready() {
 			r.act(node, a)
 		}
+		wait := maxTickWait
+		if next := node.Next(); !next.IsZero() {
+			wait = min(max(time.Until(next), 0), maxTickWait)
+		}
+		tick.Reset(wait)
 	}
 }
+
+// maxTickWait bounds the wait between two ticks of a node that has no
+// deadline (a claim in flight, a VM running alone).
+const maxTickWait = 100 * time.Millisecond
 
 func (r *runner) act(node *ft.Node, a ft.Action) {
 	switch a.Kind {
