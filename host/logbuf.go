@@ -142,9 +142,7 @@ func (b *logBuffer) sent(seq uint64, at time.Time) {
 func (b *logBuffer) TakeRTT() latency.Histogram {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	h := b.rtt
-	b.rtt.Reset()
-	return h
+	return b.rtt.Take()
 }
 
 // ack records an acknowledgement and drops what it covers.

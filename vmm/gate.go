@@ -125,9 +125,7 @@ func (g *Gate) Held() GateStats {
 func (g *Gate) TakeDelays() latency.Histogram {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	h := g.delays
-	g.delays.Reset()
-	return h
+	return g.delays.Take()
 }
 
 // Discard drops every held output and stops the Gate: a primary that lost

@@ -78,6 +78,13 @@ func (h *Histogram) Merge(o *Histogram) {
 // Reset empties h.
 func (h *Histogram) Reset() { *h = Histogram{} }
 
+// Take returns what h holds and empties it.
+func (h *Histogram) Take() Histogram {
+	t := *h
+	h.Reset()
+	return t
+}
+
 // Count returns how many durations h holds.
 func (h *Histogram) Count() uint64 { return h.n }
 

@@ -74,6 +74,10 @@ func TestEmptyAndReset(t *testing.T) {
 	if h.Count() != 0 || h.Quantile(0.99) != 0 {
 		t.Fatal("Reset kept durations")
 	}
+	h.Record(time.Second)
+	if got := h.Take(); got.Count() != 1 || got.Max() != time.Second || h.Count() != 0 {
+		t.Fatalf("Take returned %d durations (max %v) and left %d", got.Count(), got.Max(), h.Count())
+	}
 }
 
 func TestWindowForgetsOldIntervals(t *testing.T) {
