@@ -16,7 +16,7 @@ import (
 // kernel, unacknowledged, and the primary's outputs behind them: the
 // acknowledgement of one batch would wait for the replay of the one
 // before. So the replay looks, every stepAsideEvery, whether bytes of the
-// logging channel wait; if they do, it parks until the session goroutine
+// logging channel wait (unless the reader ran that recently); if they do, it parks until the session goroutine
 // has taken a frame (acknowledging it), so that the scheduler, finding
 // nothing else to run, polls the network and runs it. With more Ps an idle
 // one polls the network and none of this is needed.
@@ -55,9 +55,9 @@ func newStepAside() *stepAside {
 	return &stepAside{on: runtime.GOMAXPROCS(0) == 1, every: stepAsideEvery, resume: make(chan struct{}, 1)}
 }
 
-// look steps aside if stepAsideEvery has passed since the last look and
-// bytes wait on c, until took is called, stepAsideMax passes, or ctx is
-// done.
+// look steps aside if the interval between looks (stepAsideEvery, longer
+// after timeouts) has passed and bytes wait on c, until took is called,
+// stepAsideMax passes, or ctx is done.
 func (s *stepAside) look(ctx context.Context, c *replog.Conn) {
 	if !s.on || c == nil {
 		return

@@ -64,7 +64,7 @@ func TestQuantileAgainstSorted(t *testing.T) {
 	}
 }
 
-func TestEmptyAndReset(t *testing.T) {
+func TestEmptyResetAndTake(t *testing.T) {
 	var h Histogram
 	if h.Quantile(0.5) != 0 || h.Count() != 0 || h.Max() != 0 {
 		t.Fatal("empty histogram reports durations")
