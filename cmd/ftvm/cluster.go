@@ -235,7 +235,9 @@ func runStatus(ctx context.Context, env *cmdEnv, args []string) int {
 	fs.SetOutput(env.stderr)
 	shared := fs.String("shared", "", "shared storage `DIR` (required)")
 	asJSON := fs.Bool("json", false, "print JSON")
-	fs.Usage = usageFunc(fs, env.stderr, "status --shared DIR [--json]", "Shows the hosts and the VMs.")
+	fs.Usage = usageFunc(fs, env.stderr, "status --shared DIR [--json]", "Shows the hosts (address, pid, alive) and the VMs: generation, primary, backup, state,\n"+
+		"how far the backup trails, the outputs the Output Rule holds, and over the last 10 s how\n"+
+		"long outputs waited for the backup (OUTPUT DELAY) and the logging channel's round trip.")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
