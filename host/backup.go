@@ -66,7 +66,7 @@ type trackedSource struct {
 
 func (s trackedSource) Peek(ctx context.Context, pos uint64) (replog.Entry, bool, error) {
 	s.b.advance(pos)
-	s.b.aside.look(ctx, s.b.ch.current())
+	s.b.aside.look(ctx, &s.b.ch)
 	return s.LiveSource.Peek(ctx, pos)
 }
 

@@ -5,8 +5,6 @@ import (
 	"runtime"
 	"sync/atomic"
 	"time"
-
-	"ftvm/replog"
 )
 
 // On a host with one P (GOMAXPROCS=1: a one-CPU machine), the backup's
@@ -56,10 +54,12 @@ func newStepAside() *stepAside {
 }
 
 // look steps aside if the interval between looks (stepAsideEvery, longer
-// after timeouts) has passed and bytes wait on c, until took is called,
-// stepAsideMax passes, or ctx is done.
-func (s *stepAside) look(ctx context.Context, c *replog.Conn) {
-	if !s.on || c == nil {
+// after timeouts) has passed and bytes wait on ch's connection, until took
+// is called, stepAsideMax passes, or ctx is done. It is called at every
+// host call of the replay, so it reads the clock only with one P, and the
+// connection only when a look is due.
+func (s *stepAside) look(ctx context.Context, ch *channel) {
+	if !s.on {
 		return
 	}
 	now := time.Now()
@@ -68,7 +68,7 @@ func (s *stepAside) look(ctx context.Context, c *replog.Conn) {
 		return
 	}
 	s.lastAt = now
-	if !c.Waiting() {
+	if c := ch.current(); c == nil || !c.Waiting() {
 		return
 	}
 	select {

@@ -19,6 +19,8 @@ import (
 // spinner (about 10 ms), and no step aside would be counted.
 func TestStepAsideLetsTheReaderIn(t *testing.T) {
 	client, server := replogPair(t)
+	var ch channel
+	ch.set(server)
 	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
 	s := newStepAside()
 	if !s.on {
@@ -42,7 +44,7 @@ func TestStepAsideLetsTheReaderIn(t *testing.T) {
 	deadline := time.Now().Add(10 * time.Second)
 	for frames.Load() == 0 && time.Now().Before(deadline) {
 		spin(2000)
-		s.look(ctx, server)
+		s.look(ctx, &ch)
 	}
 	if frames.Load() != 1 || s.steps.Load() == 0 || s.taken.Load() == 0 {
 		t.Fatalf("frames read %d, steps aside %d, ended by the reader %d; want 1 frame read in a step aside", frames.Load(), s.steps.Load(), s.taken.Load())
@@ -111,6 +113,8 @@ func replogPair(t *testing.T) (client, server *replog.Conn) {
 // timed out, up to stepAsideBackoff; a step the reader ends resets them.
 func TestStepAsideBacksOff(t *testing.T) {
 	client, server := replogPair(t)
+	var ch channel
+	ch.set(server)
 	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
 	s := newStepAside()
 	if err := client.WriteAck(replog.Ack{Seq: 1}); err != nil {
@@ -122,7 +126,7 @@ func TestStepAsideBacksOff(t *testing.T) {
 	ctx := context.Background()
 	for want := 2 * stepAsideEvery; want <= stepAsideBackoff; want = min(2*want, stepAsideBackoff) {
 		s.lastAt = time.Time{}
-		s.look(ctx, server)
+		s.look(ctx, &ch)
 		if s.every != want {
 			t.Fatalf("after %d timed-out steps aside, looks every %v, want %v", s.steps.Load(), s.every, want)
 		}
@@ -137,7 +141,7 @@ func TestStepAsideBacksOff(t *testing.T) {
 	s.lastAt = time.Time{}
 	s.tookAt.Store(0)
 	for s.taken.Load() == 0 {
-		s.look(ctx, server)
+		s.look(ctx, &ch)
 		if !server.Waiting() && s.taken.Load() == 0 {
 			t.Fatal("the frame was read outside a step aside")
 		}
