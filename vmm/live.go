@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"time"
 
 	"ftvm/replog"
 )
@@ -23,6 +24,14 @@ type LiveSource struct {
 	known   uint64 // the log is complete through this position
 	lastSeq uint64 // the last entry received
 	ended   bool
+	// arrivals holds, for each batch with entries still queued, when it
+	// arrived and its last entry: how far behind the replay is (Behind).
+	arrivals []arrival
+}
+
+type arrival struct {
+	lastSeq uint64
+	at      time.Time
 }
 
 // NewLiveSource returns an empty LiveSource. after is the sequence number
@@ -52,6 +61,9 @@ func (s *LiveSource) Push(b replog.Batch) error {
 		e.Data = append([]byte(nil), e.Data...) // the batch's buffer is reused
 		s.queue = append(s.queue, e)
 		s.lastSeq = e.Seq
+	}
+	if len(b.Entries) > 0 {
+		s.arrivals = append(s.arrivals, arrival{s.lastSeq, time.Now()})
 	}
 	if b.Pos > s.known {
 		s.known = b.Pos
@@ -115,7 +127,23 @@ func (s *LiveSource) Peek(ctx context.Context, pos uint64) (replog.Entry, bool, 
 func (s *LiveSource) Consume() {
 	s.mu.Lock()
 	if len(s.queue) > 0 {
+		seq := s.queue[0].Seq
 		s.queue = s.queue[1:]
+		for len(s.arrivals) > 0 && s.arrivals[0].lastSeq <= seq {
+			s.arrivals = s.arrivals[1:]
+		}
 	}
 	s.mu.Unlock()
+}
+
+// Behind returns how long the oldest entry not yet consumed has waited
+// since its batch arrived, 0 if none waits: how far the replay trails the
+// primary, in time, seen from the backup.
+func (s *LiveSource) Behind(now time.Time) time.Duration {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.arrivals) == 0 {
+		return 0
+	}
+	return max(now.Sub(s.arrivals[0].at), 0)
 }

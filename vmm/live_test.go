@@ -7,6 +7,7 @@ import (
 	"errors"
 	"net"
 	"testing"
+	"time"
 
 	"ftvm/replog"
 	"ftvm/vmm"
@@ -177,4 +178,49 @@ func (s channelSink) Append(e replog.Entry) error {
 
 func (s channelSink) Progress(pos uint64) {
 	_ = s.c.WriteBatch(replog.Batch{Pos: pos})
+}
+
+// TestLiveSourceBehind: Behind is the wait of the oldest entry not yet
+// consumed, counted from its batch's arrival, and 0 once all are consumed.
+func TestLiveSourceBehind(t *testing.T) {
+	src := vmm.NewLiveSource(0)
+	if d := src.Behind(time.Now()); d != 0 {
+		t.Fatalf("empty: Behind = %v, want 0", d)
+	}
+	entry := func(seq uint64) replog.Entry { return replog.Entry{Seq: seq, Pos: seq * 10, Type: 1} }
+	t0 := time.Now()
+	if err := src.Push(replog.Batch{Entries: []replog.Entry{entry(1), entry(2)}, Pos: 20}); err != nil {
+		t.Fatal(err)
+	}
+	t1 := time.Now()
+	if d := src.Behind(t0.Add(-time.Hour)); d != 0 {
+		t.Fatalf("a clock before the arrival: Behind = %v, want 0", d)
+	}
+	// A batch of progress alone (no entries) changes nothing.
+	if err := src.Push(replog.Batch{Pos: 25}); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(2 * time.Millisecond)
+	if err := src.Push(replog.Batch{Entries: []replog.Entry{entry(3)}, Pos: 30}); err != nil {
+		t.Fatal(err)
+	}
+	t2 := time.Now()
+	later := t2.Add(time.Second)
+	// The first batch's entries wait: its arrival counts.
+	if d := src.Behind(later); d < later.Sub(t1) || d > later.Sub(t0) {
+		t.Fatalf("Behind = %v, want between %v and %v", d, later.Sub(t1), later.Sub(t0))
+	}
+	src.Consume()
+	if d := src.Behind(later); d < later.Sub(t1) {
+		t.Fatalf("after one of the first batch's two entries: Behind = %v, want at least %v", d, later.Sub(t1))
+	}
+	src.Consume()
+	// Now the second batch's entry is the oldest.
+	if d := src.Behind(later); d > later.Sub(t1)-2*time.Millisecond || d < later.Sub(t2) {
+		t.Fatalf("after the first batch: Behind = %v, want about %v", d, later.Sub(t2))
+	}
+	src.Consume()
+	if d := src.Behind(later); d != 0 {
+		t.Fatalf("all consumed: Behind = %v, want 0", d)
+	}
 }
