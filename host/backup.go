@@ -30,6 +30,7 @@ type backupSide struct {
 	halted   atomic.Bool
 	ch       channel
 	aside    *stepAside
+	prio     *replayPriority // used by the replay goroutine only
 	// ackLoop waits on kick while the replay stands still; a batch or the
 	// replay moving on wakes it.
 	kick    chan struct{}
@@ -66,6 +67,7 @@ type trackedSource struct {
 
 func (s trackedSource) Peek(ctx context.Context, pos uint64) (replog.Entry, bool, error) {
 	s.b.advance(pos)
+	s.b.prio.check()
 	s.b.aside.look(ctx, &s.b.ch)
 	return s.LiveSource.Peek(ctx, pos)
 }
@@ -80,6 +82,7 @@ func (r *runner) startBackup(cm *wasm.CompiledModule) error {
 		return err
 	}
 	b.vm = vm
+	b.prio = newReplayPriority(r.h.cfg.ReplayNice, r.h.cfg.LagBound, b.src.Behind, r.log)
 	r.side = b
 	b.vmCtx, b.vmCancel = context.WithCancel(r.ctx)
 	go b.run()
@@ -95,15 +98,20 @@ func (b *backupSide) run() {
 	defer close(b.vmDone)
 	r := b.r
 	defer r.saveProfile(b.vm)
+	b.prio.start()
+	defer b.prio.stop()
 	var liveStart time.Time
 	for {
 		paused, exit, err := b.vm.RunUntil(b.vmCtx, b.vm.Position()+chunk)
 		b.advance(b.vm.Position())
+		b.prio.check()
 		switch {
 		case errors.Is(err, vmm.ErrLogEnded):
 			if liveStart.IsZero() {
 				liveStart = time.Now()
 			}
+			// The guest is about to be the VM's only copy.
+			b.prio.stop()
 			seq, _ := b.src.Received()
 			b.fencePrimary()
 			if err := goLive(b.vm, r.wasiConfig(), r.log); err != nil {

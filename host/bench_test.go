@@ -123,7 +123,12 @@ func benchFT(b *testing.B, guest []byte, clients int, hostArgs ...string) {
 	before := c.status("counter", "h1").LogBytes
 	p1, p2 := c.hosts["h1"].cmd.Process.Pid, c.hosts["h2"].cmd.Process.Pid
 	cpu1, cpu2 := procCPU(b, p1), procCPU(b, p2)
+	stopLag := sampleLag(c, "counter", "h1")
 	n := drive(b, addr, clients)
+	if mean, most, ok := stopLag(); ok {
+		b.ReportMetric(mean, "lag-mean-ms")
+		b.ReportMetric(most, "lag-max-ms")
+	}
 	b.ReportMetric(float64((procCPU(b, p1)-cpu1).Microseconds())/float64(n), "primary-cpu-µs/req")
 	b.ReportMetric(float64((procCPU(b, p2)-cpu2).Microseconds())/float64(n), "backup-cpu-µs/req")
 	time.Sleep(400 * time.Millisecond) // a status refresh
@@ -136,6 +141,40 @@ func benchFT(b *testing.B, guest []byte, clients int, hostArgs ...string) {
 		for _, h := range c.hosts {
 			stopGently(b, h.cmd.Process, func() { <-h.done })
 		}
+	}
+}
+
+// sampleLag reads the primary's status every 100 ms, until the function
+// it returns is called, which returns the mean and the largest of the
+// lags it read: how far the backup's replay trailed (the status
+// refreshes every 250 ms, so it sees some lags twice).
+func sampleLag(c *cluster, vm, primary string) func() (mean, largest float64, ok bool) {
+	stop, done := make(chan struct{}), make(chan struct{})
+	var sum, most float64
+	var n int
+	go func() {
+		defer close(done)
+		t := time.NewTicker(100 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-t.C:
+			}
+			l := c.status(vm, primary).LagMillis
+			sum += l
+			n++
+			most = max(most, l)
+		}
+	}()
+	return func() (float64, float64, bool) {
+		close(stop)
+		<-done
+		if n == 0 {
+			return 0, 0, false
+		}
+		return sum / float64(n), most, true
 	}
 }
 

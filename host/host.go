@@ -37,6 +37,11 @@ type Config struct {
 	// live (a primary, or a backup gone live); 0 turns it off. ftvm host
 	// uses DefaultCoalesce.
 	Coalesce time.Duration
+	// ReplayNice is how much a backup's replay raises its thread's nice
+	// value (lowers its priority) while it keeps up with its primary (see
+	// replayPriority); 0 turns it off, as does a process that may not
+	// lower a nice value back. ftvm host uses DefaultReplayNice.
+	ReplayNice int
 	// Profiles, if set, is a directory where each VM this host runs
 	// writes a profile of its guest (vmm.VM.WriteProfile) when its run
 	// here ends, named VM-genN-HOST.pprof.
@@ -57,6 +62,9 @@ const (
 	// handling more requests per wake-up saves CPU on both replicas, since
 	// the backup replays every instruction of the primary's wake-ups.
 	DefaultCoalesce = 50 * time.Microsecond
+	// DefaultReplayNice puts a replay that keeps up well below the host's
+	// other work, and still gives it a share of a busy CPU.
+	DefaultReplayNice = 10
 	// scanInterval is how often a host looks for VMs placed on it.
 	scanInterval = 200 * time.Millisecond
 	// registryInterval is how often it refreshes its registry entry: often
@@ -98,6 +106,13 @@ func New(cfg Config) (*Host, error) {
 	}
 	if cfg.Coalesce < 0 {
 		return nil, fmt.Errorf("host: negative coalescing time %v", cfg.Coalesce)
+	}
+	if cfg.ReplayNice < 0 || cfg.ReplayNice > 19 {
+		return nil, fmt.Errorf("host: replay nice %d is not in 0..19", cfg.ReplayNice)
+	}
+	if cfg.ReplayNice > 0 && !canRestoreNice() {
+		cfg.Logger.Info("backup replays run at the host's priority: lowering a thread's nice back needs CAP_SYS_NICE")
+		cfg.ReplayNice = 0
 	}
 	if cfg.Addr == "" {
 		cfg.Addr = "127.0.0.1:0"

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -22,6 +23,7 @@ import (
 // hostFlags are the tuning flags of ftvm host and ftvm run.
 type hostFlags struct {
 	heartbeat, timeout, claimRetry, lagBound, coalesce time.Duration
+	replayNice                                         int
 	logLevel, guestProfiles                            string
 }
 
@@ -31,6 +33,7 @@ func (f *hostFlags) register(fs *flag.FlagSet) {
 	fs.DurationVar(&f.claimRetry, "claim-retry", ft.DefaultClaimRetry, "retry interval of a claim whose outcome is unknown")
 	fs.DurationVar(&f.lagBound, "lag-bound", host.DefaultLagBound, "how far a primary's guest may run ahead of its backup's replay")
 	fs.DurationVar(&f.coalesce, "coalesce", host.DefaultCoalesce, "after a live guest waited in poll_oneoff, wait this much more for other inputs to report at once, while inputs come from more than one connection (0: off)")
+	fs.IntVar(&f.replayNice, "replay-nice", host.DefaultReplayNice, "a backup's replay runs this much nicer (lower in priority) than the host while it keeps up with its primary, to leave busy CPUs to latency-bound work (0: off; needs CAP_SYS_NICE)")
 	fs.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fs.StringVar(&f.guestProfiles, "guest-profiles", "", "write a profile of each guest this host runs to `DIR`/VM-genN-HOST.pprof when it stops (see exec --profile)")
 }
@@ -39,7 +42,7 @@ func (f *hostFlags) args() []string {
 	return []string{
 		"--heartbeat", f.heartbeat.String(), "--timeout", f.timeout.String(),
 		"--claim-retry", f.claimRetry.String(), "--lag-bound", f.lagBound.String(),
-		"--coalesce", f.coalesce.String(),
+		"--coalesce", f.coalesce.String(), "--replay-nice", strconv.Itoa(f.replayNice),
 		"--log-level", f.logLevel,
 		"--guest-profiles", f.guestProfiles,
 	}
@@ -75,6 +78,7 @@ func runHost(ctx context.Context, env *cmdEnv, args []string) int {
 		Node:       ft.Config{HeartbeatInterval: hf.heartbeat, FailureTimeout: hf.timeout, ClaimRetry: hf.claimRetry},
 		LagBound:   hf.lagBound,
 		Coalesce:   hf.coalesce,
+		ReplayNice: hf.replayNice,
 		Profiles:   hf.guestProfiles,
 		Failpoints: os.Getenv(host.EnvFailpoints),
 		Stdout:     env.stdout, Stderr: env.stderr, Logger: logger,
