@@ -98,24 +98,27 @@ func (p *replayPriority) check() {
 	}
 }
 
-// stop returns the thread to the host's priority and unlocks it; if the
-// priority cannot be restored the goroutine keeps the thread, which Go
-// then ends with the goroutine, rather than hand it to other goroutines.
+// stop returns the thread to the host's priority for good and unlocks
+// it (see set for a failure).
 func (p *replayPriority) stop() {
 	if p.raise <= 0 {
 		return
 	}
-	p.raise = 0
 	if p.background && !p.set(p.base) {
 		return
 	}
-	p.background = false
+	p.raise, p.background = 0, false
 	p.unlock()
 }
 
+// set sets the thread's nice value. If that fails (it may not, once
+// probed), the thread stays as it is and the replay's priority is no
+// longer changed; a thread left nicer stays locked to the goroutine, so
+// that Go ends it rather than hand it to others.
 func (p *replayPriority) set(nice int) bool {
 	if err := setThreadNice(p.tid, nice); err != nil {
-		p.log.Warn("setting the backup replay's priority", "nice", nice, "err", err)
+		p.log.Warn("backup replay: its priority stays as it is", "nice", nice, "err", err)
+		p.raise = 0
 		return false
 	}
 	return true

@@ -125,3 +125,28 @@ func TestReplayPriorityOff(t *testing.T) {
 		p.stop()
 	})
 }
+
+// TestReplayPriorityCannotRestore: when the priority cannot be set back
+// (here, a thread ID that names no thread), the replay stops changing it
+// and keeps its thread locked, so that Go ends the nicer thread with the
+// goroutine instead of handing it to other goroutines.
+func TestReplayPriorityCannotRestore(t *testing.T) {
+	if !canRestoreNice() {
+		t.Skip("this process may not lower a nice value back (needs CAP_SYS_NICE)")
+	}
+	p := newReplayPriority(7, 100*time.Millisecond, func(time.Time) time.Duration { return time.Second }, slog.New(slog.DiscardHandler))
+	th := startOnThread(t)
+	th.do(func() {
+		p.start()
+		p.tid = 1 << 30 // no such thread
+		p.checkedAt = time.Time{}
+		p.check()
+	})
+	if p.raise != 0 || !p.background || p.boosts != 0 {
+		t.Fatalf("after a failed boost: raise %d, background %v, boosts %d; want 0, true, 0", p.raise, p.background, p.boosts)
+	}
+	th.do(p.stop)
+	if !p.locked {
+		t.Fatal("stop unlocked a thread it could not return to the host's priority")
+	}
+}
