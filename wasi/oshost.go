@@ -50,7 +50,8 @@ type OSHost struct {
 	timer                 *deadlineTimer // Poll's clock deadlines
 
 	mu      sync.Mutex
-	changed chan struct{} // closed and replaced whenever readiness changes
+	changed chan struct{} // closed and replaced whenever readiness changes, if watched
+	watched bool          // someone took changed since it was last replaced
 	closed  bool
 	// together is set when the last Poll that reported descriptors found
 	// more than one ready, and recent holds the last two distinct handles
@@ -272,15 +273,27 @@ func (h *OSHost) CloseAll() error {
 }
 
 // broadcastLocked wakes everyone waiting for a change. h.mu is held.
+// With nobody waiting (a busy guest) it costs nothing: every read of a
+// connection broadcasts.
 func (h *OSHost) broadcastLocked() {
+	if !h.watched {
+		return
+	}
 	close(h.changed)
 	h.changed = make(chan struct{})
+	h.watched = false
+}
+
+// changesLocked returns the channel the next change closes. h.mu is held.
+func (h *OSHost) changesLocked() <-chan struct{} {
+	h.watched = true
+	return h.changed
 }
 
 // wait releases h.mu until a change, a timer or ctx; h.mu is held on
 // entry and on return.
 func (h *OSHost) wait(ctx context.Context, timer <-chan struct{}) error {
-	ch := h.changed
+	ch := h.changesLocked()
 	h.mu.Unlock()
 	defer h.mu.Lock()
 	select {
@@ -308,7 +321,7 @@ func (h *OSHost) pump(st *stream, r io.Reader) {
 	for {
 		h.mu.Lock()
 		for len(st.buf) >= streamBuffer && !st.closed {
-			ch := h.changed
+			ch := h.changesLocked()
 			h.mu.Unlock()
 			<-ch
 			h.mu.Lock()
@@ -337,7 +350,7 @@ func (h *OSHost) acceptLoop(l *osListener) {
 	for {
 		h.mu.Lock()
 		for len(l.queue) >= acceptBacklog && !l.closed {
-			ch := h.changed
+			ch := h.changesLocked()
 			h.mu.Unlock()
 			<-ch
 			h.mu.Lock()
