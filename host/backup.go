@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
+	"runtime"
 	"sync/atomic"
 	"time"
 
@@ -93,63 +95,148 @@ func (r *runner) startBackup(cm *wasm.CompiledModule) error {
 
 // run replays the log; when the log ends for good (this backup won the
 // generation after its primary failed) it goes live where the replay
-// stopped and runs on as the only copy.
+// stopped and runs on as the only copy. While it replays, it alternates
+// between segments in the background, each on a nicer thread of its own
+// that ends with the segment, and at the host's priority (see
+// replayPriority).
 func (b *backupSide) run() {
 	defer close(b.vmDone)
-	r := b.r
-	defer r.saveProfile(b.vm)
-	b.prio.start()
-	defer b.prio.stop()
-	var liveStart time.Time
+	defer b.r.saveProfile(b.vm)
 	for {
-		paused, exit, err := b.vm.RunUntil(b.vmCtx, b.vm.Position()+chunk)
-		b.advance(b.vm.Position())
-		b.prio.check()
-		switch {
-		case errors.Is(err, vmm.ErrLogEnded):
-			if liveStart.IsZero() {
-				liveStart = time.Now()
-			}
-			// The guest is about to be the VM's only copy.
-			b.prio.stop()
-			seq, _ := b.src.Received()
-			b.fencePrimary()
-			if err := goLive(b.vm, r.wasiConfig(), r.log); err != nil {
-				r.log.Error("go-live failed", "err", err)
-				r.end("failed", "go-live: "+err.Error())
+		res := stepOn
+		if b.prio.enabled() && !b.live.Load() {
+			res = b.backgroundSegment()
+		}
+		if res == stepOn {
+			res = b.segment(false)
+		}
+		switch res {
+		case stepDone:
+			return
+		case stepLogEnded:
+			// On this goroutine, at the host's priority: the guest is
+			// about to be the VM's only copy.
+			if !b.goLive() {
 				return
 			}
-			b.live.Store(true)
-			// A primary that was only frozen must hear nothing more
-			// from its old backup, and may send nothing it would take.
-			b.ch.bye("the backup went live")
-			r.log.Info("live", "replayed_entries", seq, "position", b.vm.Position(), "took", time.Since(liveStart).Round(time.Microsecond).String())
-			r.setRole(ft.Alone)
-			select {
-			case r.events <- ft.Event{Kind: ft.EvLive}:
-			case <-b.vmCtx.Done():
-			}
-			continue
-		case err != nil:
-			if b.vmCtx.Err() == nil && !b.halted.Load() {
-				var div *vmm.DivergenceError
-				if errors.As(err, &div) {
-					r.log.Error("replay diverged", "err", err)
-				} else {
-					r.log.Error("vm failed", "err", err)
-				}
-				r.end("failed", err.Error())
-			}
-			return
-		case !paused:
-			detail := exitDetail(exit)
-			r.log.Info("guest ended", "detail", detail)
-			b.ch.bye("guest ended")
-			r.end("exited", detail)
-			b.vm.Close()
-			return
 		}
 	}
+}
+
+// backgroundSegment runs a segment in the background on a thread of its
+// own, which ends with it.
+func (b *backupSide) backgroundSegment() stepResult {
+	done := make(chan stepResult)
+	// Holding this goroutine's thread while it waits keeps the segment
+	// off it: it may be the main thread, which Go cannot end.
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	go func() {
+		// Never unlocked: Go ends the nicer thread with this goroutine,
+		// rather than hand it to others.
+		runtime.LockOSThread()
+		if threadID() == os.Getpid() {
+			// The main thread: Go would park it for good rather than end
+			// it. Leave it as it is, and this segment to the host's
+			// priority.
+			runtime.UnlockOSThread()
+			done <- stepOn
+			return
+		}
+		done <- b.segment(true)
+	}()
+	return <-done
+}
+
+// stepResult is what a run of the VM came to.
+type stepResult int
+
+const (
+	stepOn       stepResult = iota // the VM runs on
+	stepLogEnded                   // the log ended for good: go live
+	stepDone                       // the VM's run here is over
+)
+
+// replayChunk bounds a replay's runs between looks at its priority.
+const replayChunk = chunk / 8
+
+// segment runs the VM until its run here is over, its log ends, or (while
+// it replays) the replay should change its priority. In the background
+// it first raises the nice value of its thread, which the caller locked.
+func (b *backupSide) segment(background bool) stepResult {
+	if background {
+		if !b.prio.lower() {
+			return stepOn
+		}
+	} else {
+		b.prio.atHostPriority()
+	}
+	for {
+		n := uint64(chunk)
+		if !b.live.Load() {
+			n = replayChunk
+		}
+		res := b.step(n)
+		if res != stepOn || (!b.live.Load() && b.prio.switchWanted) {
+			return res
+		}
+	}
+}
+
+// step runs the VM for up to n instructions.
+func (b *backupSide) step(n uint64) stepResult {
+	r := b.r
+	paused, exit, err := b.vm.RunUntil(b.vmCtx, b.vm.Position()+n)
+	b.advance(b.vm.Position())
+	b.prio.check()
+	switch {
+	case errors.Is(err, vmm.ErrLogEnded):
+		return stepLogEnded
+	case err != nil:
+		if b.vmCtx.Err() == nil && !b.halted.Load() {
+			var div *vmm.DivergenceError
+			if errors.As(err, &div) {
+				r.log.Error("replay diverged", "err", err)
+			} else {
+				r.log.Error("vm failed", "err", err)
+			}
+			r.end("failed", err.Error())
+		}
+		return stepDone
+	case !paused:
+		detail := exitDetail(exit)
+		r.log.Info("guest ended", "detail", detail)
+		b.ch.bye("guest ended")
+		r.end("exited", detail)
+		b.vm.Close()
+		return stepDone
+	}
+	return stepOn
+}
+
+// goLive makes the VM, whose replay stopped at the first call its ended
+// log has no entry for, the VM's only copy; it reports whether it did.
+func (b *backupSide) goLive() bool {
+	r := b.r
+	start := time.Now()
+	seq, _ := b.src.Received()
+	b.fencePrimary()
+	if err := goLive(b.vm, r.wasiConfig(), r.log); err != nil {
+		r.log.Error("go-live failed", "err", err)
+		r.end("failed", "go-live: "+err.Error())
+		return false
+	}
+	b.live.Store(true)
+	// A primary that was only frozen must hear nothing more from its old
+	// backup, and may send nothing it would take.
+	b.ch.bye("the backup went live")
+	r.log.Info("live", "replayed_entries", seq, "position", b.vm.Position(), "took", time.Since(start).Round(time.Microsecond).String())
+	r.setRole(ft.Alone)
+	select {
+	case r.events <- ft.Event{Kind: ft.EvLive}:
+	case <-b.vmCtx.Done():
+	}
+	return true
 }
 
 // fencePrimary fences the old primary's process if it runs on this machine

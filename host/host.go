@@ -39,8 +39,7 @@ type Config struct {
 	Coalesce time.Duration
 	// ReplayNice is how much a backup's replay raises its thread's nice
 	// value (lowers its priority) while it keeps up with its primary (see
-	// replayPriority); 0 turns it off, as does a process that may not
-	// lower a nice value back. ftvm host uses DefaultReplayNice.
+	// replayPriority); 0 turns it off. ftvm host uses DefaultReplayNice.
 	ReplayNice int
 	// Profiles, if set, is a directory where each VM this host runs
 	// writes a profile of its guest (vmm.VM.WriteProfile) when its run
@@ -109,10 +108,6 @@ func New(cfg Config) (*Host, error) {
 	}
 	if cfg.ReplayNice < 0 || cfg.ReplayNice > 19 {
 		return nil, fmt.Errorf("host: replay nice %d is not in 0..19", cfg.ReplayNice)
-	}
-	if cfg.ReplayNice > 0 && !canRestoreNice() {
-		cfg.Logger.Info("backup replays run at the host's priority: lowering a thread's nice back needs CAP_SYS_NICE")
-		cfg.ReplayNice = 0
 	}
 	if cfg.Addr == "" {
 		cfg.Addr = "127.0.0.1:0"

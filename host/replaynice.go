@@ -2,7 +2,6 @@ package host
 
 import (
 	"log/slog"
-	"runtime"
 	"time"
 )
 
@@ -12,35 +11,35 @@ import (
 // up to the lag bound. Yet at the host's priority, on a machine whose CPUs
 // are all busy, the replay takes its CPU time just when a primary's guest,
 // a logging channel or the guest's clients need it, and every output
-// waits on the scheduler. So the replay runs on a thread of its own, at a
-// lower priority (nice raised by Config.ReplayNice) while it keeps up: it
+// waits on the scheduler. So while it keeps up, the replay runs on a
+// thread of its own whose nice value it raises by Config.ReplayNice: it
 // uses the CPU time nothing else wants. Once it trails by a quarter of the
 // lag bound it returns to the host's priority, so that a busy backup host
 // slows the primary (through flow control) no more than it would without
 // this; it goes back to the background when it has caught up to within a
-// twentieth. A backup about to go live returns to the host's priority for
-// good: its guest is then the VM's only copy.
+// twentieth. A backup goes live at the host's priority.
 //
-// Raising a thread's nice needs no privilege, but lowering it back does
-// (CAP_SYS_NICE, or RLIMIT_NICE), so a host that cannot do both keeps its
-// replays at its own priority (Host.New probes it).
+// Any process may raise the nice value of its threads, but lowering it
+// back needs privilege (CAP_SYS_NICE), so the replay never does: each
+// stretch in the background runs on a goroutine locked to its thread,
+// which ends without unlocking, so that Go ends the nicer thread with it;
+// the replay returns to the host's priority by going on in a goroutine on
+// an ordinary thread (backupSide.run).
 
 // replayCheckEvery is how often the replay compares how far it trails.
 const replayCheckEvery = time.Millisecond
 
-// replayPriority sets the priority of the replay's thread. Its methods are
-// called by the replay goroutine only, which start locks to its thread.
+// replayPriority decides when a replay changes priority. Its methods are
+// called by the replay only, from one goroutine at a time.
 type replayPriority struct {
-	raise     int // the background's nice above base; 0: off
+	raise     int // the background's nice above the thread's; 0: off
 	high, low time.Duration
 	behind    func(time.Time) time.Duration
 	log       *slog.Logger
 
-	tid        int
-	base       int // the thread's nice at start
-	locked     bool
-	background bool
-	checkedAt  time.Time
+	background   bool // the replay runs in the background now
+	switchWanted bool // it should change priority at its next look
+	checkedAt    time.Time
 	// Switches to the host's priority while replaying, for tests.
 	boosts int
 }
@@ -49,35 +48,40 @@ func newReplayPriority(raise int, lagBound time.Duration, behind func(time.Time)
 	return &replayPriority{raise: raise, high: lagBound / 4, low: lagBound / 20, behind: behind, log: log}
 }
 
-// start locks the calling goroutine to its thread and lowers the thread's
-// priority. Off, it does nothing.
-func (p *replayPriority) start() {
-	if p.raise <= 0 {
-		return
-	}
-	runtime.LockOSThread()
-	p.locked = true
-	p.tid = threadID()
-	base, err := threadNice(p.tid)
+// enabled reports whether the replay runs in the background at times.
+func (p *replayPriority) enabled() bool { return p.raise > 0 }
+
+// lower raises the nice value of the calling goroutine's thread, which
+// the caller locked to it and never hands back, and reports whether it
+// did; if it cannot, the replay stays at the host's priority from then on.
+func (p *replayPriority) lower() bool {
+	tid := threadID()
+	nice, err := threadNice(tid)
 	if err == nil {
-		p.base = base
-		err = setThreadNice(p.tid, min(base+p.raise, 19))
+		err = setThreadNice(tid, min(nice+p.raise, 19))
 	}
 	if err != nil {
 		p.log.Warn("backup replay stays at the host's priority", "err", err)
 		p.raise = 0
-		p.unlock()
-		return
+		p.background, p.switchWanted = false, false
+		return false
 	}
-	p.background = true
+	p.background, p.switchWanted = true, false
+	p.checkedAt = time.Now()
+	return true
+}
+
+// atHostPriority notes that the replay goes on at the host's priority.
+func (p *replayPriority) atHostPriority() {
+	p.background, p.switchWanted = false, false
 	p.checkedAt = time.Now()
 }
 
-// check moves the thread between the background and the host's priority
-// as the replay falls behind or catches up; it reads the clock and looks
-// at most every replayCheckEvery.
+// check notes whether the replay should change priority, as it falls
+// behind or catches up; it reads the clock and looks at most every
+// replayCheckEvery.
 func (p *replayPriority) check() {
-	if p.raise <= 0 {
+	if p.raise <= 0 || p.switchWanted {
 		return
 	}
 	now := time.Now()
@@ -87,60 +91,9 @@ func (p *replayPriority) check() {
 	p.checkedAt = now
 	switch d := p.behind(now); {
 	case p.background && d >= p.high:
-		if p.set(p.base) {
-			p.background = false
-			p.boosts++
-		}
+		p.switchWanted = true
+		p.boosts++
 	case !p.background && d <= p.low:
-		if p.set(min(p.base+p.raise, 19)) {
-			p.background = true
-		}
+		p.switchWanted = true
 	}
-}
-
-// stop returns the thread to the host's priority for good and unlocks
-// it (see set for a failure).
-func (p *replayPriority) stop() {
-	if p.raise <= 0 {
-		return
-	}
-	if p.background && !p.set(p.base) {
-		return
-	}
-	p.raise, p.background = 0, false
-	p.unlock()
-}
-
-// set sets the thread's nice value. If that fails (it may not, once
-// probed), the thread stays as it is and the replay's priority is no
-// longer changed; a thread left nicer stays locked to the goroutine, so
-// that Go ends it rather than hand it to others.
-func (p *replayPriority) set(nice int) bool {
-	if err := setThreadNice(p.tid, nice); err != nil {
-		p.log.Warn("backup replay: its priority stays as it is", "nice", nice, "err", err)
-		p.raise = 0
-		return false
-	}
-	return true
-}
-
-func (p *replayPriority) unlock() {
-	if p.locked {
-		p.locked = false
-		runtime.UnlockOSThread()
-	}
-}
-
-// canRestoreNice reports whether this process may lower a thread's nice
-// back after raising it. It probes on a thread of its own, which Go ends
-// with the probing goroutine.
-func canRestoreNice() bool {
-	ok := make(chan bool)
-	go func() {
-		runtime.LockOSThread() // never unlocked: the thread ends here
-		tid := threadID()
-		base, err := threadNice(tid)
-		ok <- err == nil && base < 19 && setThreadNice(tid, base+1) == nil && setThreadNice(tid, base) == nil
-	}()
-	return <-ok
 }

@@ -44,38 +44,37 @@ func threadNices(t *testing.T, pid int) map[int]int {
 	return nices
 }
 
-// niced returns how many of a process's threads run at nice.
-func niced(t *testing.T, pid, nice int) int {
-	n := 0
-	for _, v := range threadNices(t, pid) {
-		if v == nice {
-			n++
+// niced returns how many of a process's threads run at its usual nice
+// value plus raise: the usual one is that of most of its threads.
+func niced(t *testing.T, pid, raise int) int {
+	nices := threadNices(t, pid)
+	count := make(map[int]int)
+	for _, v := range nices {
+		count[v]++
+	}
+	usual := 0
+	for v, n := range count {
+		if n > count[usual] {
+			usual = v
 		}
 	}
-	return n
+	return count[usual+raise]
 }
 
 // TestBackupReplayInBackground: a backup's replay runs on one thread of
 // its own at nice +ReplayNice, the primary's guest at the host's priority,
-// and a backup that goes live returns its guest's thread to the host's
-// priority.
+// and a backup that goes live runs its guest at the host's priority. No
+// privilege is needed: nice values are only ever raised.
 func TestBackupReplayInBackground(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root (CAP_SYS_NICE) to lower a thread's nice back")
-	}
-	self := threadNices(t, os.Getpid())[os.Getpid()]
-	if self+host.DefaultReplayNice > 19 {
-		t.Skipf("this process already runs at nice %d", self)
-	}
-	want := self + host.DefaultReplayNice
+	raise := host.DefaultReplayNice
 	c := newCluster(t)
 	addr := counterPair(t, c, false)
 	l := startLoad(addr, 4)
 	l.waitReplies(t, 50, 20*time.Second)
 	p1, p2 := c.hosts["h1"].cmd.Process.Pid, c.hosts["h2"].cmd.Process.Pid
-	c.waitFor(10*time.Second, "the backup's replay thread at nice "+strconv.Itoa(want), func() bool { return niced(t, p2, want) == 1 })
-	if n := niced(t, p1, want); n != 0 {
-		t.Fatalf("the primary's host has %d threads at nice %d: %v", n, want, threadNices(t, p1))
+	c.waitFor(10*time.Second, "the backup's replay thread in the background", func() bool { return niced(t, p2, raise) == 1 })
+	if n := niced(t, p1, raise); n != 0 {
+		t.Fatalf("the primary's host has %d threads in the background: %v", n, threadNices(t, p1))
 	}
 	c.signal("h1", syscall.SIGKILL)
 	l.waitReplies(t, 50, 30*time.Second)
@@ -83,7 +82,7 @@ func TestBackupReplayInBackground(t *testing.T) {
 	if o := c.owner("counter"); o.Host != "h2" {
 		t.Fatalf("owner after failover: %+v", o)
 	}
-	if n := niced(t, p2, want); n != 0 {
-		t.Fatalf("the backup went live with %d threads still at nice %d: %v", n, want, threadNices(t, p2))
+	if n := niced(t, p2, raise); n != 0 {
+		t.Fatalf("the backup went live with %d threads still in the background: %v", n, threadNices(t, p2))
 	}
 }

@@ -33,7 +33,7 @@ func (f *hostFlags) register(fs *flag.FlagSet) {
 	fs.DurationVar(&f.claimRetry, "claim-retry", ft.DefaultClaimRetry, "retry interval of a claim whose outcome is unknown")
 	fs.DurationVar(&f.lagBound, "lag-bound", host.DefaultLagBound, "how far a primary's guest may run ahead of its backup's replay")
 	fs.DurationVar(&f.coalesce, "coalesce", host.DefaultCoalesce, "after a live guest waited in poll_oneoff, wait this much more for other inputs to report at once, while inputs come from more than one connection (0: off)")
-	fs.IntVar(&f.replayNice, "replay-nice", host.DefaultReplayNice, "a backup's replay runs this much nicer (lower in priority) than the host while it keeps up with its primary, to leave busy CPUs to latency-bound work (0: off; needs CAP_SYS_NICE)")
+	fs.IntVar(&f.replayNice, "replay-nice", host.DefaultReplayNice, "a backup's replay runs this much nicer (lower in priority) than the host while it keeps up with its primary, leaving busy CPUs to latency-bound work first (0: off)")
 	fs.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fs.StringVar(&f.guestProfiles, "guest-profiles", "", "write a profile of each guest this host runs to `DIR`/VM-genN-HOST.pprof when it stops (see exec --profile)")
 }
