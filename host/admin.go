@@ -85,7 +85,7 @@ func vmStates(dir *storage.Dir, now time.Time, hosts []HostState) ([]VMState, er
 	}
 	var out []VMState
 	for _, name := range names {
-		spec, _, err := dir.VM(name)
+		spec, err := dir.VM(name)
 		if err != nil {
 			continue // being created
 		}
@@ -137,7 +137,7 @@ var ErrRunning = errors.New("vm is running (stop it first)")
 // its next generation for the primary with reason "start": the hosts see
 // the record and start it. A VM that exists and is not stopped is refused.
 func StartVM(dir *storage.Dir, spec storage.VMSpec, module []byte, now time.Time) (storage.VMSpec, storage.Owner, error) {
-	if old, _, err := dir.VM(spec.Name); err == nil && !old.Stopped {
+	if old, err := dir.VM(spec.Name); err == nil && !old.Stopped {
 		return spec, storage.Owner{}, fmt.Errorf("%s: %w", spec.Name, ErrRunning)
 	}
 	for _, a := range spec.Listeners {
@@ -230,7 +230,7 @@ func StartVM(dir *storage.Dir, spec storage.VMSpec, module []byte, now time.Time
 
 // StopVM marks a VM stopped; its hosts stop it within a scan.
 func StopVM(dir *storage.Dir, name string) error {
-	spec, _, err := dir.VM(name)
+	spec, err := dir.VM(name)
 	if err != nil {
 		return err
 	}

@@ -224,7 +224,7 @@ func (h *Host) scan(ctx context.Context, refresh bool) {
 		return
 	}
 	for _, name := range names {
-		spec, _, err := h.dir.VM(name)
+		spec, err := h.dir.VM(name)
 		if err != nil {
 			continue
 		}

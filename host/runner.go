@@ -82,7 +82,7 @@ func (r *runner) event(ev ft.Event) {
 }
 
 func (h *Host) startRunner(ctx context.Context, spec storage.VMSpec, gen uint64, role ft.Role, peer string) (*runner, error) {
-	_, mod, err := h.dir.VM(spec.Name)
+	mod, err := h.dir.Module(spec.Name)
 	if err != nil {
 		return nil, err
 	}

@@ -322,27 +322,39 @@ func (d *Dir) PutVM(spec VMSpec, module []byte) error {
 	return d.putJSON(filepath.Join(dir, "spec.json"), spec, true)
 }
 
-// VM returns a VM's spec and module.
-func (d *Dir) VM(name string) (VMSpec, []byte, error) {
+// VM returns a VM's spec. It does not read the module, which may be
+// megabytes: hosts read every spec at each scan of the registry.
+func (d *Dir) VM(name string) (VMSpec, error) {
 	if err := validName("vm", name); err != nil {
-		return VMSpec{}, nil, err
+		return VMSpec{}, err
 	}
 	if err := d.check(); err != nil {
-		return VMSpec{}, nil, err
+		return VMSpec{}, err
 	}
 	b, err := os.ReadFile(filepath.Join(d.vmDir(name), "spec.json"))
 	if err != nil {
-		return VMSpec{}, nil, d.wrap("read vm spec", err)
+		return VMSpec{}, d.wrap("read vm spec", err)
 	}
 	var spec VMSpec
 	if err := json.Unmarshal(b, &spec); err != nil {
-		return VMSpec{}, nil, fmt.Errorf("storage: vm %s spec: %w", name, err)
+		return VMSpec{}, fmt.Errorf("storage: vm %s spec: %w", name, err)
+	}
+	return spec, nil
+}
+
+// Module returns a VM's WebAssembly module.
+func (d *Dir) Module(name string) ([]byte, error) {
+	if err := validName("vm", name); err != nil {
+		return nil, err
+	}
+	if err := d.check(); err != nil {
+		return nil, err
 	}
 	mod, err := os.ReadFile(filepath.Join(d.vmDir(name), "module.wasm"))
 	if err != nil {
-		return VMSpec{}, nil, d.wrap("read module", err)
+		return nil, d.wrap("read module", err)
 	}
-	return spec, mod, nil
+	return mod, nil
 }
 
 // VMs returns the names of the stored VMs, sorted.

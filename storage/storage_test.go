@@ -154,9 +154,16 @@ func TestHostsAndVMs(t *testing.T) {
 	if err := d.PutVM(VMSpec{Name: "counter", Args: []string{"counter.wasm"}}, []byte("\x00asm")); err != nil {
 		t.Fatal(err)
 	}
-	spec, mod, err := d.VM("counter")
-	if err != nil || spec.Args[0] != "counter.wasm" || string(mod) != "\x00asm" {
-		t.Fatalf("vm %+v %q %v", spec, mod, err)
+	spec, err := d.VM("counter")
+	if err != nil || spec.Args[0] != "counter.wasm" {
+		t.Fatalf("vm %+v %v", spec, err)
+	}
+	mod, err := d.Module("counter")
+	if err != nil || string(mod) != "\x00asm" {
+		t.Fatalf("module %q %v", mod, err)
+	}
+	if _, err := d.Module("missing"); err == nil {
+		t.Fatal("a missing VM's module was read")
 	}
 	if err := d.PutVM(VMSpec{Name: "../x"}, nil); err == nil {
 		t.Fatal("a path-like VM name was accepted")

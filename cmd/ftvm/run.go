@@ -86,7 +86,7 @@ func runRun(ctx context.Context, env *cmdEnv, args []string) int {
 			}
 		}
 	}
-	if old, _, err := dir.VM(*name); err == nil && !old.Stopped {
+	if old, err := dir.VM(*name); err == nil && !old.Stopped {
 		// Left over from a run that did not stop it; its hosts are gone.
 		if err := host.StopVM(dir, *name); err != nil {
 			return fail(err)
