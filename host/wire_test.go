@@ -98,6 +98,37 @@ func TestFailpoints(t *testing.T) {
 	}
 }
 
+// FuzzFailpoints: a spec that Set accepts is shown by String in a form
+// that Set accepts again and that means the same faults (`ftvm failpoint`
+// shows a host's failpoints this way, to be edited and set again).
+func FuzzFailpoints(f *testing.F) {
+	for _, s := range []string{"cut=h2, cut-heartbeat=h3,storage=unreachable,fence=off", "cut-log=a,cut-heartbeat=a", "cut=a=b,,", "storage=reachable,fence=on", "cut"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, spec string) {
+		var a Failpoints
+		if err := a.Set(spec); err != nil {
+			return
+		}
+		shown := a.String()
+		var b Failpoints
+		if err := b.Set(shown); err != nil {
+			t.Fatalf("Set(%q) accepted, but not its String %q: %v", spec, shown, err)
+		}
+		if b.String() != shown {
+			t.Fatalf("Set(%q): String %q, then %q", spec, shown, b.String())
+		}
+		if a.StorageReachable() != b.StorageReachable() || a.Fence() != b.Fence() {
+			t.Fatalf("Set(%q) and Set(%q) differ on storage or fencing", spec, shown)
+		}
+		for _, p := range append(append([]string{}, a.cutLog...), a.cutBeat...) {
+			if a.LogCut(p) != b.LogCut(p) || a.BeatCut(p) != b.BeatCut(p) {
+				t.Fatalf("Set(%q) and Set(%q) differ on peer %q", spec, shown, p)
+			}
+		}
+	})
+}
+
 func FuzzParseHeartbeat(f *testing.F) {
 	f.Add(heartbeat{Epoch: 1, Counter: 2, VM: "v", Gen: 1, From: "h"}.marshal(testKey))
 	f.Add([]byte("FTHB"))

@@ -60,7 +60,7 @@ func compile(t testing.TB, name string) *wasm.CompiledModule {
 }
 
 // record runs the guest live, recording.
-func record(t *testing.T, cm *wasm.CompiledModule, cfg wasi.Config) run {
+func record(t testing.TB, cm *wasm.CompiledModule, cfg wasi.Config) run {
 	t.Helper()
 	var out, errb bytes.Buffer
 	cfg.Stdout, cfg.Stderr = &out, &errb
