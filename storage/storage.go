@@ -332,6 +332,9 @@ func (d *Dir) VM(name string) (VMSpec, error) {
 		return VMSpec{}, err
 	}
 	b, err := os.ReadFile(filepath.Join(d.vmDir(name), "spec.json"))
+	if errors.Is(err, fs.ErrNotExist) {
+		return VMSpec{}, fmt.Errorf("storage %s: no vm %q: %w", d.root, name, fs.ErrNotExist)
+	}
 	if err != nil {
 		return VMSpec{}, d.wrap("read vm spec", err)
 	}
@@ -351,6 +354,9 @@ func (d *Dir) Module(name string) ([]byte, error) {
 		return nil, err
 	}
 	mod, err := os.ReadFile(filepath.Join(d.vmDir(name), "module.wasm"))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("storage %s: vm %q has no module: %w", d.root, name, fs.ErrNotExist)
+	}
 	if err != nil {
 		return nil, d.wrap("read module", err)
 	}

@@ -3,10 +3,12 @@ package storage
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 )
@@ -162,8 +164,11 @@ func TestHostsAndVMs(t *testing.T) {
 	if err != nil || string(mod) != "\x00asm" {
 		t.Fatalf("module %q %v", mod, err)
 	}
-	if _, err := d.Module("missing"); err == nil {
-		t.Fatal("a missing VM's module was read")
+	if _, err := d.Module("missing"); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("a missing VM's module: %v", err)
+	}
+	if _, err := d.VM("missing"); !errors.Is(err, fs.ErrNotExist) || !strings.Contains(err.Error(), `no vm "missing"`) {
+		t.Fatalf("a missing VM's spec: %v", err)
 	}
 	if err := d.PutVM(VMSpec{Name: "../x"}, nil); err == nil {
 		t.Fatal("a path-like VM name was accepted")

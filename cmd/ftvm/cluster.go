@@ -3,9 +3,11 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -266,7 +268,13 @@ func runStatus(ctx context.Context, env *cmdEnv, args []string) int {
 
 func readStatus(shared string) (clusterStatus, error) {
 	if _, err := os.Stat(shared); err != nil {
-		return clusterStatus{}, err
+		// Status only reads: it must not create an empty storage where a
+		// mistyped path points.
+		var pe *fs.PathError
+		if errors.As(err, &pe) {
+			err = pe.Err
+		}
+		return clusterStatus{}, fmt.Errorf("shared storage %s: %w", shared, err)
 	}
 	dir, err := storage.Open(shared)
 	if err != nil {

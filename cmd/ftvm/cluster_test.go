@@ -239,3 +239,19 @@ func TestRunEmbeddedDefault(t *testing.T) {
 		t.Error("the guest still listens after ftvm run stopped")
 	}
 }
+
+// TestClusterCommandsOnMissingThings: a mistyped storage path or VM name
+// gets an error that names what is missing, and status creates nothing.
+func TestClusterCommandsOnMissingThings(t *testing.T) {
+	missing := filepath.Join(t.TempDir(), "nowhere")
+	if code, _, errs := ftvm(t, "", "status", "--shared", missing); code != 1 || !strings.Contains(errs, "shared storage "+missing+": no such file or directory") {
+		t.Fatalf("status on a missing storage: %d %q", code, errs)
+	}
+	if _, err := os.Stat(missing); err == nil {
+		t.Fatal("status created the storage it was pointed at")
+	}
+	shared := t.TempDir()
+	if code, _, errs := ftvm(t, "", "stop", "--shared", shared, "--name", "nope"); code != 1 || !strings.Contains(errs, `no vm "nope"`) {
+		t.Fatalf("stop of an unknown vm: %d %q", code, errs)
+	}
+}
