@@ -11,7 +11,8 @@ import (
 // TestNextTicksAsDenseTicking: a node ticked only when Next says and
 // before each event does what one ticked every millisecond does: the same
 // actions at the same times, over random schedules of heartbeats, log
-// traffic, claim answers (won, lost, failed) and silences.
+// traffic, channels closed under the node, claim answers (won, lost,
+// failed) and silences.
 func TestNextTicksAsDenseTicking(t *testing.T) {
 	for seed := range uint64(300) {
 		rng := rand.New(rand.NewPCG(seed, 7))
@@ -19,6 +20,7 @@ func TestNextTicksAsDenseTicking(t *testing.T) {
 			HeartbeatInterval: time.Duration(5+rng.IntN(60)) * time.Millisecond,
 			FailureTimeout:    time.Duration(20+rng.IntN(600)) * time.Millisecond,
 			ClaimRetry:        time.Duration(1+rng.IntN(100)) * time.Millisecond,
+			GoneTimeout:       time.Duration(rng.IntN(300)) * time.Millisecond,
 		}
 		role := Primary
 		if rng.IntN(2) == 0 {
@@ -39,11 +41,13 @@ func TestNextTicksAsDenseTicking(t *testing.T) {
 				at += cfg.FailureTimeout
 			}
 			var ev Event
-			switch r := rng.IntN(10); {
+			switch r := rng.IntN(11); {
 			case r < 5:
 				ev = Event{Kind: EvHeartbeat}
 			case r < 7:
 				ev = Event{Kind: EvLogTraffic}
+			case r == 10:
+				ev = Event{Kind: EvPeerGone}
 			case r < 8:
 				ev = Event{Kind: EvClaimFailed, Gen: 2}
 			case r < 9:
@@ -113,5 +117,24 @@ func TestNextDeadlines(t *testing.T) {
 	n.Step(Event{Kind: EvLive})
 	if n.Role() != Alone || !n.Next().IsZero() {
 		t.Fatalf("role %v, next %v; want alone, no deadline", n.Role(), n.Next())
+	}
+}
+
+// TestGoneTimeoutDefaults: the gone timeout defaults to four heartbeat
+// intervals and never exceeds the failure timeout.
+func TestGoneTimeoutDefaults(t *testing.T) {
+	for _, c := range []struct {
+		cfg  Config
+		want time.Duration
+	}{
+		{Config{}, DefaultGoneHeartbeats * DefaultHeartbeatInterval},
+		{Config{HeartbeatInterval: 20 * time.Millisecond, FailureTimeout: 200 * time.Millisecond}, 80 * time.Millisecond},
+		{Config{HeartbeatInterval: 200 * time.Millisecond, FailureTimeout: 500 * time.Millisecond}, 500 * time.Millisecond},
+		{Config{GoneTimeout: time.Second}, DefaultFailureTimeout},
+		{Config{GoneTimeout: 30 * time.Millisecond}, 30 * time.Millisecond},
+	} {
+		if got := c.cfg.withDefaults().GoneTimeout; got != c.want {
+			t.Errorf("%+v: gone timeout %v, want %v", c.cfg, got, c.want)
+		}
 	}
 }

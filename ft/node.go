@@ -15,7 +15,14 @@
 //
 //  1. A peer has failed when neither its heartbeats nor log traffic (log
 //     entries for the backup, acks for the primary) have arrived for the
-//     failure timeout.
+//     failure timeout. Sooner, when its logging channel was closed under
+//     this node (the end of the stream, a reset, a refused connection:
+//     what a peer whose process died leaves behind) and it has been silent
+//     for the shorter gone timeout since it was last heard: a live peer's
+//     heartbeats keep coming whatever happens to the channel, so a peer
+//     process that crashed is found in a few heartbeat intervals, while a
+//     silent peer (frozen, or cut off by the network, which closes
+//     nothing) still gets the whole failure timeout.
 //  2. Whoever wants to go live (the backup when the primary failed, the
 //     primary when the backup failed) first claims the VM's next
 //     generation on shared storage, an atomic test-and-set. The winner goes
@@ -69,6 +76,12 @@ type Config struct {
 	// FailureTimeout is how long the peer may be silent (no heartbeat, no
 	// log traffic) before it is declared failed.
 	FailureTimeout time.Duration
+	// GoneTimeout is how long the peer may be silent, counted from when
+	// it was last heard, once its logging channel was closed under this
+	// node (EvPeerGone) and before log traffic flows again. Zero means
+	// DefaultGoneHeartbeats heartbeat intervals; it is never more than
+	// FailureTimeout.
+	GoneTimeout time.Duration
 	// ClaimRetry is how long to wait before retrying a claim whose
 	// outcome could not be learned (storage unreachable).
 	ClaimRetry time.Duration
@@ -82,6 +95,10 @@ const (
 	DefaultHeartbeatInterval = 50 * time.Millisecond
 	DefaultFailureTimeout    = 500 * time.Millisecond
 	DefaultClaimRetry        = 100 * time.Millisecond
+	// DefaultGoneHeartbeats is the default gone timeout in heartbeat
+	// intervals: a live peer whose channel broke misses no heartbeat, and
+	// four missed ones leave a busy machine's scheduling delays room.
+	DefaultGoneHeartbeats = 4
 )
 
 func (c Config) withDefaults() Config {
@@ -94,6 +111,10 @@ func (c Config) withDefaults() Config {
 	if c.ClaimRetry <= 0 {
 		c.ClaimRetry = DefaultClaimRetry
 	}
+	if c.GoneTimeout <= 0 {
+		c.GoneTimeout = DefaultGoneHeartbeats * c.HeartbeatInterval
+	}
+	c.GoneTimeout = min(c.GoneTimeout, c.FailureTimeout)
 	return c
 }
 
@@ -116,6 +137,13 @@ const (
 	// EvLive: the node finished going live (a backup replayed everything
 	// it had and now runs the guest for real).
 	EvLive
+	// EvPeerGone: the logging channel with the peer was closed under this
+	// node without a word from the peer (the end of the stream or a reset,
+	// not a goodbye), or the peer's host refused a connection: what the
+	// kernel leaves when the peer's process dies. The peer is declared
+	// failed once silent for the gone timeout, unless log traffic flows
+	// again first.
+	EvPeerGone
 )
 
 // Event is one input of a Node.
@@ -179,6 +207,7 @@ type Node struct {
 	claimAt    time.Time
 	claimInFly bool
 	goingLive  bool // won; a backup is replaying the rest
+	gone       bool // the channel closed under this node since its last log traffic
 	reason     string
 
 	ready []Action
@@ -203,6 +232,18 @@ func (n *Node) Claiming() bool { return n.claiming }
 
 // PeerSilence returns how long the peer has been silent.
 func (n *Node) PeerSilence() time.Duration { return n.now.Sub(n.lastHeard) }
+
+// PeerGone reports whether the peer's logging channel closed under this
+// node since its last log traffic (see EvPeerGone).
+func (n *Node) PeerGone() bool { return n.gone }
+
+// timeout is how long the peer may be silent now.
+func (n *Node) timeout() time.Duration {
+	if n.gone {
+		return n.cfg.GoneTimeout
+	}
+	return n.cfg.FailureTimeout
+}
 
 // Paired reports whether outputs must wait for the backup's acks: the node
 // is a primary with a backup (including while it claims: until it wins,
@@ -231,7 +272,7 @@ func (n *Node) Tick(now time.Time) {
 		n.lastBeat = now
 		n.act(Action{Kind: ActSendHeartbeat})
 	}
-	if (n.role == Primary || n.role == Backup) && !n.claiming && now.Sub(n.lastHeard) >= n.cfg.FailureTimeout {
+	if (n.role == Primary || n.role == Backup) && !n.claiming && now.Sub(n.lastHeard) >= n.timeout() {
 		n.claiming = true
 		n.claimGen = n.gen + 1
 		n.claimAt = now
@@ -259,7 +300,7 @@ func (n *Node) Next() time.Time {
 	}
 	if !n.claiming {
 		beat := n.lastBeat.Add(n.cfg.HeartbeatInterval)
-		timeout := n.lastHeard.Add(n.cfg.FailureTimeout)
+		timeout := n.lastHeard.Add(n.timeout())
 		if timeout.Before(beat) {
 			return timeout
 		}
@@ -283,6 +324,17 @@ func (n *Node) Step(ev Event) {
 		// will find it lost.)
 		if !n.claiming {
 			n.lastHeard = n.now
+			if ev.Kind == EvLogTraffic {
+				// The channel is up again. A heartbeat does not say so:
+				// one sent just before the peer died may arrive after the
+				// channel's end. A live peer's heartbeats keep it heard
+				// from all the same.
+				n.gone = false
+			}
+		}
+	case EvPeerGone:
+		if !n.claiming {
+			n.gone = true
 		}
 	case EvClaimed:
 		if !n.claimInFly || ev.Gen != n.claimGen {

@@ -21,7 +21,11 @@ import (
 //     old primary releases nothing beyond them;
 //   - a halted node emits nothing;
 //   - liveness: after a single crash with storage reachable, the survivor
-//     is live within the failure timeout plus a bound.
+//     is live within the failure timeout plus a bound; within the gone
+//     timeout plus a bound when the crash closed the logging channel (a
+//     process crash: the kernel ends its connections), as in most crashes
+//     here; and a channel that breaks between two live nodes fails over
+//     nothing.
 //
 // A failure prints its seed and the event trace.
 
@@ -99,7 +103,16 @@ func (s *sim) send(from int, kind EventKind) {
 		return
 	}
 	delay := time.Duration(1+s.rng.IntN(3)) * simStep
-	s.nodes[to].inbox = append(s.nodes[to].inbox, msg{at: s.now.Add(delay), kind: kind})
+	at := s.now.Add(delay)
+	if kind == EvPeerGone {
+		// The end of a TCP stream comes after the stream's data.
+		for _, m := range s.nodes[to].inbox {
+			if m.kind == EvLogTraffic && m.at.After(at) {
+				at = m.at
+			}
+		}
+	}
+	s.nodes[to].inbox = append(s.nodes[to].inbox, msg{at: at, kind: kind})
 }
 
 // step advances the simulation by one tick.
@@ -284,6 +297,7 @@ const (
 	faultPartition
 	faultCutOneWay
 	faultStorageOutage
+	faultChannelBreaks
 	faultNone
 )
 
@@ -320,9 +334,9 @@ func runSchedule(t *testing.T, seed uint64) {
 		if a.n.Role() != Alone {
 			s.fail("backup crashed but the primary is %v", a.n.Role())
 		}
-	case faultNone:
+	case faultNone, faultChannelBreaks:
 		if a.n.Role() != Primary || b.n.Role() != Backup {
-			s.fail("no fault, yet roles are %v/%v", a.n.Role(), b.n.Role())
+			s.fail("fault %d, yet roles are %v/%v", f, a.n.Role(), b.n.Role())
 		}
 	default:
 		serving := 0
@@ -342,13 +356,11 @@ func (s *sim) inject(f fault, node int, on bool) {
 	switch f {
 	case faultCrashPrimary:
 		if on {
-			s.logf("crash A")
-			a.crashed = true
+			s.crash(0)
 		}
 	case faultCrashBackup:
 		if on {
-			s.logf("crash B")
-			b.crashed = true
+			s.crash(1)
 		}
 	case faultPausePrimary:
 		s.logf("pause A: %v", on)
@@ -365,7 +377,29 @@ func (s *sim) inject(f fault, node int, on bool) {
 	case faultStorageOutage:
 		s.logf("storage outage for %s: %v", s.nodes[node].name, on)
 		s.nodes[node].storageUp = !on
+	case faultChannelBreaks:
+		if on {
+			// Both ends see the connection end; both hosts live on, and
+			// the channel comes back with the next log traffic.
+			s.logf("logging channel breaks")
+			s.send(0, EvPeerGone)
+			s.send(1, EvPeerGone)
+		}
 	}
+}
+
+// crash kills node i's process. Its connections end: the peer sees its
+// logging channel close (EvPeerGone) unless the link is down, or, in one
+// case in four, the crash is of the whole machine, which ends nothing.
+func (s *sim) crash(i int) {
+	sn := s.nodes[i]
+	if s.rng.IntN(4) > 0 {
+		s.logf("crash %s (its connections end)", sn.name)
+		s.send(i, EvPeerGone)
+	} else {
+		s.logf("crash %s (silently)", sn.name)
+	}
+	sn.crashed = true
 }
 
 // TestSimulatedFailureSchedules runs thousands of seeded schedules.
@@ -396,6 +430,39 @@ func TestPrimaryCrashBackupGoesLive(t *testing.T) {
 	}
 	if s.owners[2] != "B" {
 		s.fail("generation 2 owned by %q", s.owners[2])
+	}
+	if took := s.now.Sub(start); took < s.cfg.FailureTimeout-2*s.cfg.HeartbeatInterval {
+		s.fail("a silent crash was taken for a failure after %v, before the failure timeout", took)
+	}
+}
+
+// TestPrimaryProcessCrashFoundSooner: a crash that ends the primary's
+// connections is found within the gone timeout (four heartbeats), not the
+// failure timeout.
+func TestPrimaryProcessCrashFoundSooner(t *testing.T) {
+	for seed := range uint64(50) {
+		s := newSim(t, seed)
+		for range 30 + s.rng.IntN(50) {
+			s.step()
+		}
+		s.send(0, EvPeerGone)
+		s.nodes[0].crashed = true
+		s.logf("crash A (its connections end)")
+		start := s.now
+		// The news takes up to three steps to arrive.
+		bound := DefaultGoneHeartbeats*s.cfg.HeartbeatInterval + 3*simStep
+		for !s.nodes[1].n.Claiming() {
+			s.step()
+			if s.now.Sub(start) > bound {
+				s.fail("backup did not claim within %v of its primary's crash", bound)
+			}
+		}
+		for s.nodes[1].n.Role() != Alone {
+			s.step()
+			if s.now.Sub(start) > 2*s.cfg.FailureTimeout {
+				s.fail("backup did not go live")
+			}
+		}
 	}
 }
 
