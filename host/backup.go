@@ -284,6 +284,9 @@ func (b *backupSide) session(addr string) {
 	cancel()
 	if err != nil {
 		r.log.Debug("dial primary failed", "primary", r.peer, "err", err)
+		if peerEnded(err) && b.vmCtx.Err() == nil {
+			r.event(eventPeerGone)
+		}
 		return
 	}
 	id := b.ch.set(c)
@@ -303,6 +306,9 @@ func (b *backupSide) session(addr string) {
 		if err != nil {
 			if ctx.Err() == nil && !errors.Is(err, io.EOF) {
 				r.log.Warn("logging channel closed", "primary", r.peer, "reason", err)
+			}
+			if ctx.Err() == nil && peerEnded(err) {
+				r.event(eventPeerGone)
 			}
 			return
 		}

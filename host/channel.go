@@ -1,8 +1,11 @@
 package host
 
 import (
+	"errors"
 	"fmt"
+	"io"
 	"sync"
+	"syscall"
 
 	"ftvm/replog"
 	"ftvm/vmm"
@@ -61,6 +64,17 @@ func (ch *channel) bye(reason string) {
 		_ = c.WriteFrame(replog.FrameBye, []byte(reason))
 		c.Close()
 	}
+}
+
+// peerEnded reports whether err is how a logging channel ends when the
+// process at its other end dies: the kernel closes its connections, so the
+// stream ends (perhaps inside a frame) or is reset, a write finds the pipe
+// broken, and a new connection is refused. A goodbye, a corrupt frame, a
+// timeout or this side's own close is something else.
+func peerEnded(err error) bool {
+	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) ||
+		errors.Is(err, syscall.ECONNREFUSED)
 }
 
 // exitDetail says how a guest ended.

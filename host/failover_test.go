@@ -491,3 +491,57 @@ func TestFailoverPrimaryFrozenThaws(t *testing.T) {
 	seen, _ := l.finish()
 	checkCounter(t, seen, get(t, addr, 10*time.Second))
 }
+
+// TestCrashFoundByChannelEnd: a host process that dies (SIGKILL) leaves its
+// connections to the kernel, which ends them, and its peer declares it
+// failed once silent for the gone timeout (four heartbeats), not the
+// failure timeout. Here the failure timeout is 30 s, so only the ended
+// channel can make the survivor serve within the 20 s the test waits. A
+// frozen host (SIGSTOP) ends nothing: its peer waits the whole timeout.
+func TestCrashFoundByChannelEnd(t *testing.T) {
+	for _, killed := range []string{"h1", "h2"} {
+		t.Run("kill-"+killed, func(t *testing.T) {
+			c := newCluster(t, "--timeout", "30s")
+			addr := counterPair(t, c, false)
+			cc := &counterClient{addr: addr}
+			defer cc.close()
+			for want := uint64(1); want <= 3; want++ {
+				if v, err := cc.do("inc", 10*time.Second); err != nil || v != want {
+					t.Fatalf("inc: %d, %v; want %d", v, err, want)
+				}
+			}
+			survivor := map[string]string{"h1": "h2", "h2": "h1"}[killed]
+			c.signal(killed, syscall.SIGKILL)
+			c.waitFor(20*time.Second, "the survivor runs alone", func() bool {
+				st := c.status("counter", survivor)
+				return st.Generation == 2 && st.Role == "alone" && st.State == "running"
+			})
+			c.waitFor(5*time.Second, "the survivor's claim logged", func() bool {
+				return strings.Contains(c.hosts[survivor].logs.String(), "channel_ended=true")
+			})
+			if killed == "h1" {
+				cc.close() // the old primary's connection is gone: reconnect
+			}
+			if v, err := cc.do("inc", 10*time.Second); err != nil || v != 4 {
+				t.Fatalf("inc on the survivor: %d, %v; want 4", v, err)
+			}
+		})
+	}
+	t.Run("freeze-h2", func(t *testing.T) {
+		c := newCluster(t, "--timeout", "30s")
+		addr := counterPair(t, c, false)
+		if got := get(t, addr, 10*time.Second); got != 0 {
+			t.Fatalf("get: %d", got)
+		}
+		c.signal("h2", syscall.SIGSTOP)
+		defer c.signal("h2", syscall.SIGCONT)
+		// Ten gone timeouts: long enough for the fast path to have fired.
+		time.Sleep(2 * time.Second)
+		if o := c.owner("counter"); o.Generation != 1 {
+			t.Fatalf("a frozen backup was declared failed before the failure timeout: owner %+v", o)
+		}
+		if st := c.status("counter", "h1"); st.Role != "primary" {
+			t.Fatalf("primary is %+v", st)
+		}
+	})
+}

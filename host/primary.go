@@ -184,6 +184,9 @@ func (p *primarySide) send(ctx context.Context, cancel context.CancelFunc, c *re
 		if err := c.WriteBatch(b); err != nil {
 			if ctx.Err() == nil {
 				p.r.log.Warn("logging channel closed", "backup", p.r.peer, "reason", err)
+				if peerEnded(err) {
+					p.r.event(eventPeerGone)
+				}
 			}
 			c.Close()
 			return
@@ -210,6 +213,9 @@ func (p *primarySide) readAcks(ctx context.Context, cancel context.CancelFunc, c
 		if err != nil {
 			if ctx.Err() == nil && !errors.Is(err, io.EOF) {
 				p.r.log.Warn("logging channel closed", "backup", p.r.peer, "reason", err)
+			}
+			if ctx.Err() == nil && peerEnded(err) {
+				p.r.event(eventPeerGone)
 			}
 			return
 		}

@@ -70,6 +70,7 @@ type side interface {
 var (
 	eventHeartbeat = ft.Event{Kind: ft.EvHeartbeat}
 	eventTraffic   = ft.Event{Kind: ft.EvLogTraffic}
+	eventPeerGone  = ft.Event{Kind: ft.EvPeerGone}
 )
 
 // event hands ev to the node without blocking: heartbeats and traffic come
@@ -200,7 +201,7 @@ func (r *runner) act(node *ft.Node, a ft.Action) {
 	case ft.ActSendHeartbeat:
 		r.h.sendBeat(r.vm, r.gen, r.peer)
 	case ft.ActClaim:
-		r.log.Info("peer silent, claiming", "generation", a.Gen, "reason", a.Reason, "silence", node.PeerSilence().Round(time.Millisecond).String())
+		r.log.Info("peer silent, claiming", "generation", a.Gen, "reason", a.Reason, "silence", node.PeerSilence().Round(time.Millisecond).String(), "channel_ended", node.PeerGone())
 		go r.claim(a.Gen, a.Reason)
 	case ft.ActGoLive:
 		r.mu.Lock()

@@ -24,14 +24,15 @@ import (
 
 // hostFlags are the tuning flags of ftvm host and ftvm run.
 type hostFlags struct {
-	heartbeat, timeout, claimRetry, lagBound, coalesce time.Duration
-	replayNice                                         int
-	logLevel, guestProfiles                            string
+	heartbeat, timeout, goneTimeout, claimRetry, lagBound, coalesce time.Duration
+	replayNice                                                      int
+	logLevel, guestProfiles                                         string
 }
 
 func (f *hostFlags) register(fs *flag.FlagSet) {
 	fs.DurationVar(&f.heartbeat, "heartbeat", ft.DefaultHeartbeatInterval, "interval between UDP heartbeats")
 	fs.DurationVar(&f.timeout, "timeout", ft.DefaultFailureTimeout, "silence (no heartbeat, no log traffic) after which the peer has failed")
+	fs.DurationVar(&f.goneTimeout, "gone-timeout", 0, fmt.Sprintf("silence after which the peer has failed once its logging channel ended under this host (closed, reset or refused: its process died); 0: %d heartbeat intervals; at most --timeout", ft.DefaultGoneHeartbeats))
 	fs.DurationVar(&f.claimRetry, "claim-retry", ft.DefaultClaimRetry, "retry interval of a claim whose outcome is unknown")
 	fs.DurationVar(&f.lagBound, "lag-bound", host.DefaultLagBound, "how far a primary's guest may run ahead of its backup's replay")
 	fs.DurationVar(&f.coalesce, "coalesce", host.DefaultCoalesce, "after a live guest waited in poll_oneoff, wait this much more for other inputs to report at once, while inputs come from more than one connection (0: off)")
@@ -42,7 +43,7 @@ func (f *hostFlags) register(fs *flag.FlagSet) {
 
 func (f *hostFlags) args() []string {
 	return []string{
-		"--heartbeat", f.heartbeat.String(), "--timeout", f.timeout.String(),
+		"--heartbeat", f.heartbeat.String(), "--timeout", f.timeout.String(), "--gone-timeout", f.goneTimeout.String(),
 		"--claim-retry", f.claimRetry.String(), "--lag-bound", f.lagBound.String(),
 		"--coalesce", f.coalesce.String(), "--replay-nice", strconv.Itoa(f.replayNice),
 		"--log-level", f.logLevel,
@@ -77,7 +78,7 @@ func runHost(ctx context.Context, env *cmdEnv, args []string) int {
 	logger := slog.New(slog.NewTextHandler(env.stderr, &slog.HandlerOptions{Level: level}))
 	h, err := host.New(host.Config{
 		Shared: *shared, Name: *name, Addr: *addr,
-		Node:       ft.Config{HeartbeatInterval: hf.heartbeat, FailureTimeout: hf.timeout, ClaimRetry: hf.claimRetry},
+		Node:       ft.Config{HeartbeatInterval: hf.heartbeat, FailureTimeout: hf.timeout, GoneTimeout: hf.goneTimeout, ClaimRetry: hf.claimRetry},
 		LagBound:   hf.lagBound,
 		Coalesce:   hf.coalesce,
 		ReplayNice: hf.replayNice,
