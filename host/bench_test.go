@@ -243,8 +243,8 @@ func measure(b *testing.B, addr string, clients, n int) measured {
 	return r
 }
 
-// BenchmarkFailover measures, per iteration, the time from SIGKILL of the
-// primary's host to the first reply from the survivor, split into
+// BenchmarkFailover measures, per iteration, the time from SIGKILL (or
+// SIGSTOP) of the primary's host to the first reply from the survivor, split into
 // detection (until the survivor's claim of the next generation is on
 // storage) and go-live (from the claim to the reply: replaying the rest of
 // the log, adopting the guest's handles, binding the listener, and the
@@ -252,12 +252,18 @@ func measure(b *testing.B, addr string, clients, n int) measured {
 //
 //	go test ./host -run '^$' -bench BenchmarkFailover -benchtime 10x
 func BenchmarkFailover(b *testing.B) {
-	b.Run("default", func(b *testing.B) { benchFailover(b) })
+	b.Run("default", func(b *testing.B) { benchFailover(b, syscall.SIGKILL) })
 	// A failure timeout for a quiet LAN: 20 ms heartbeats, 200 ms.
-	b.Run("timeout-200ms", func(b *testing.B) { benchFailover(b, "--heartbeat", "20ms", "--timeout", "200ms") })
+	b.Run("timeout-200ms", func(b *testing.B) { benchFailover(b, syscall.SIGKILL, "--heartbeat", "20ms", "--timeout", "200ms") })
+	// A silent failure: the frozen primary ends no connection, so its
+	// backup waits the whole failure timeout (then fences it).
+	b.Run("frozen", func(b *testing.B) { benchFailover(b, syscall.SIGSTOP) })
 }
 
-func benchFailover(b *testing.B, hostArgs ...string) {
+// benchFailover measures failovers of the primary's host hit by sig:
+// SIGKILL, a crash whose connections the kernel ends, or SIGSTOP, a
+// freeze that ends nothing.
+func benchFailover(b *testing.B, sig syscall.Signal, hostArgs ...string) {
 	guest := counterGuest(b)
 	var total, detect, live []time.Duration
 	for range b.N {
@@ -272,7 +278,7 @@ func benchFailover(b *testing.B, hostArgs ...string) {
 		l.finish()
 		b.StartTimer()
 		killed := time.Now()
-		c.signal("h1", syscall.SIGKILL)
+		c.signal("h1", sig)
 		cc := &counterClient{addr: addr}
 		for {
 			if _, err := cc.do("inc", time.Second); err == nil {
