@@ -138,11 +138,11 @@ const (
 	// it had and now runs the guest for real).
 	EvLive
 	// EvPeerGone: the logging channel with the peer was closed under this
-	// node without a word from the peer (the end of the stream or a reset,
-	// not a goodbye), or the peer's host refused a connection: what the
-	// kernel leaves when the peer's process dies. The peer is declared
-	// failed once silent for the gone timeout, unless log traffic flows
-	// again first.
+	// node without a word from the peer (the end of the stream or a
+	// reset), or the peer's host refused a connection: what the kernel
+	// leaves when the peer's process dies; or the peer's host said it is
+	// shutting down. The peer is declared failed once silent for the gone
+	// timeout, unless log traffic flows again first.
 	EvPeerGone
 )
 

@@ -348,6 +348,9 @@ func (b *backupSide) session(addr string) {
 				r.log.Debug("primary refused the logging channel", "reason", reason)
 			} else {
 				r.log.Info("primary closed the logging channel", "reason", reason)
+				if reason == byeHostDown {
+					r.event(eventPeerGone)
+				}
 			}
 			return
 		default:

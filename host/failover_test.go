@@ -495,12 +495,25 @@ func TestFailoverPrimaryFrozenThaws(t *testing.T) {
 // TestCrashFoundByChannelEnd: a host process that dies (SIGKILL) leaves its
 // connections to the kernel, which ends them, and its peer declares it
 // failed once silent for the gone timeout (four heartbeats), not the
-// failure timeout. Here the failure timeout is 30 s, so only the ended
+// failure timeout; so does a host shut down (SIGTERM), which says so on
+// its channels. Here the failure timeout is 30 s, so only the ended
 // channel can make the survivor serve within the 20 s the test waits. A
 // frozen host (SIGSTOP) ends nothing: its peer waits the whole timeout.
 func TestCrashFoundByChannelEnd(t *testing.T) {
-	for _, killed := range []string{"h1", "h2"} {
-		t.Run("kill-"+killed, func(t *testing.T) {
+	for _, tc := range []struct {
+		name, killed string
+		sig          syscall.Signal
+	}{
+		{"kill-h1", "h1", syscall.SIGKILL},
+		{"kill-h2", "h2", syscall.SIGKILL},
+		// A host shut down says goodbye on its channels: the same. (A
+		// backup would also find the primary's port refusing it; the
+		// primary has only the goodbye to go by.)
+		{"term-h1", "h1", syscall.SIGTERM},
+		{"term-h2", "h2", syscall.SIGTERM},
+	} {
+		killed := tc.killed
+		t.Run(tc.name, func(t *testing.T) {
 			c := newCluster(t, "--timeout", "30s")
 			addr := counterPair(t, c, false)
 			cc := &counterClient{addr: addr}
@@ -511,7 +524,7 @@ func TestCrashFoundByChannelEnd(t *testing.T) {
 				}
 			}
 			survivor := map[string]string{"h1": "h2", "h2": "h1"}[killed]
-			c.signal(killed, syscall.SIGKILL)
+			c.signal(killed, tc.sig)
 			c.waitFor(20*time.Second, "the survivor runs alone", func() bool {
 				st := c.status("counter", survivor)
 				return st.Generation == 2 && st.Role == "alone" && st.State == "running"

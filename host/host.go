@@ -194,7 +194,7 @@ func (h *Host) Run(ctx context.Context) error {
 	}
 	h.mu.Unlock()
 	for _, r := range rs {
-		r.shutdown("host shutting down", false)
+		r.shutdown(byeHostDown, false)
 	}
 	wg.Wait()
 	h.log.Info("host down", "host", h.cfg.Name)

@@ -236,6 +236,9 @@ func (p *primarySide) readAcks(ctx context.Context, cancel context.CancelFunc, c
 			p.r.event(eventTraffic)
 		case replog.FrameBye:
 			p.r.log.Info("backup closed the logging channel", "reason", string(payload))
+			if string(payload) == byeHostDown {
+				p.r.event(eventPeerGone)
+			}
 			return
 		default:
 			p.r.log.Warn("logging channel closed", "backup", p.r.peer, "reason", fmt.Sprintf("unexpected frame type %d", typ))
@@ -271,6 +274,12 @@ func (p *primarySide) stop(reason string, stopped bool) {
 	<-p.vmDone
 	p.os.CloseAll()
 }
+
+// byeHostDown is the Bye reason of a host that is going down (SIGTERM,
+// SIGINT): its side of every VM ends, and it sends no more heartbeats, so
+// its peer takes it for gone (ft.EvPeerGone) and takes over after the gone
+// timeout rather than the whole failure timeout.
+const byeHostDown = "host shutting down"
 
 // byeStopped is the Bye reason that tells a backup its VM was stopped for
 // good, so it must not take over.
