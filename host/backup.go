@@ -259,24 +259,38 @@ func (b *backupSide) fencePrimary() {
 }
 
 // dialLoop keeps the logging channel to the primary up while this host is
-// its backup.
+// its backup. It dials again at once after a channel that was up, and
+// after one that never came up (typically: the primary's host has not
+// started the VM yet, and its first output waits for this backup) after a
+// pause that doubles from redialFirst to redialMax.
 func (b *backupSide) dialLoop() {
 	r := b.r
+	pause := redialFirst
 	for b.vmCtx.Err() == nil && !b.live.Load() && !b.src.Ended() {
 		if !r.h.fp.LogCut(r.peer) {
-			if p, ok := r.h.peer(r.peer); ok {
-				b.session(p.Addr)
+			if p, ok := r.h.peer(r.peer); ok && b.session(p.Addr) {
+				pause = redialFirst
+				continue
 			}
 		}
 		select {
 		case <-b.vmCtx.Done():
-		case <-time.After(100 * time.Millisecond):
+		case <-time.After(pause):
 		}
+		pause = min(2*pause, redialMax)
 	}
 }
 
-// session runs one logging-channel connection: batches in, acks out.
-func (b *backupSide) session(addr string) {
+// The backup's pauses between dials of a logging channel that does not
+// come up.
+const (
+	redialFirst = 5 * time.Millisecond
+	redialMax   = 100 * time.Millisecond
+)
+
+// session runs one logging-channel connection: batches in, acks out. It
+// reports whether the channel came up (a batch arrived).
+func (b *backupSide) session(addr string) (up bool) {
 	r := b.r
 	have, _ := b.src.Received()
 	ctx, cancel := context.WithTimeout(b.vmCtx, time.Second)
@@ -287,7 +301,7 @@ func (b *backupSide) session(addr string) {
 		if peerEnded(err) && b.vmCtx.Err() == nil {
 			r.event(eventPeerGone)
 		}
-		return
+		return false
 	}
 	id := b.ch.set(c)
 	r.h.track(c, r.peer)
@@ -300,7 +314,6 @@ func (b *backupSide) session(addr string) {
 		b.aside.took()
 	}()
 	go b.ackLoop(ctx, c)
-	first := true
 	for {
 		typ, payload, err := c.ReadFrame()
 		if err != nil {
@@ -325,9 +338,9 @@ func (b *backupSide) session(addr string) {
 				r.log.Warn("logging channel closed", "primary", r.peer, "reason", err)
 				return
 			}
-			if first {
+			if !up {
 				r.log.Info("logging channel up", "primary", r.peer)
-				first = false
+				up = true
 			}
 			r.event(eventTraffic)
 			if len(batch.Entries) > 0 {
@@ -342,7 +355,7 @@ func (b *backupSide) session(addr string) {
 			if reason == byeStopped {
 				r.log.Info("primary stopped the vm")
 				go r.shutdown("stopped by the primary", true)
-			} else if first {
+			} else if !up {
 				// Refused before it came up: typically the primary's host
 				// has not started the VM yet.
 				r.log.Debug("primary refused the logging channel", "reason", reason)
