@@ -259,10 +259,10 @@ func (b *backupSide) fencePrimary() {
 }
 
 // dialLoop keeps the logging channel to the primary up while this host is
-// its backup. It dials again at once after a channel that was up, and
-// after one that never came up (typically: the primary's host has not
-// started the VM yet, and its first output waits for this backup) after a
-// pause that doubles from redialFirst to redialMax.
+// its backup. Between dials it pauses redialFirst, doubling up to
+// redialMax while the channel does not come up (typically: the primary's
+// host has not started the VM yet, and its first output waits for this
+// backup), and starting again from redialFirst after a channel that was up.
 func (b *backupSide) dialLoop() {
 	r := b.r
 	pause := redialFirst
@@ -270,7 +270,6 @@ func (b *backupSide) dialLoop() {
 		if !r.h.fp.LogCut(r.peer) {
 			if p, ok := r.h.peer(r.peer); ok && b.session(p.Addr) {
 				pause = redialFirst
-				continue
 			}
 		}
 		select {
