@@ -32,7 +32,7 @@ type hostFlags struct {
 func (f *hostFlags) register(fs *flag.FlagSet) {
 	fs.DurationVar(&f.heartbeat, "heartbeat", ft.DefaultHeartbeatInterval, "interval between UDP heartbeats")
 	fs.DurationVar(&f.timeout, "timeout", ft.DefaultFailureTimeout, "silence (no heartbeat, no log traffic) after which the peer has failed")
-	fs.DurationVar(&f.goneTimeout, "gone-timeout", 0, fmt.Sprintf("silence after which the peer has failed once its logging channel ended under this host (closed, reset or refused: its process died); 0: %d heartbeat intervals; at most --timeout", ft.DefaultGoneHeartbeats))
+	fs.DurationVar(&f.goneTimeout, "gone-timeout", 0, fmt.Sprintf("silence after which the peer has failed once its logging channel ended under this host (closed, reset or refused, as when its process dies, or its host said it is shutting down); 0: %d heartbeat intervals; at most --timeout", ft.DefaultGoneHeartbeats))
 	fs.DurationVar(&f.claimRetry, "claim-retry", ft.DefaultClaimRetry, "retry interval of a claim whose outcome is unknown")
 	fs.DurationVar(&f.lagBound, "lag-bound", host.DefaultLagBound, "how far a primary's guest may run ahead of its backup's replay")
 	fs.DurationVar(&f.coalesce, "coalesce", host.DefaultCoalesce, "after a live guest waited in poll_oneoff, wait this much more for other inputs to report at once, while inputs come from more than one connection (0: off)")
