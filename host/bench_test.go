@@ -222,7 +222,7 @@ func measure(b *testing.B, addr string, clients, n int) measured {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			cc := &counterClient{addr: addr}
+			cc := &counterClient{lineClient{addr: addr}}
 			defer cc.close()
 			for next.Add(1) <= int64(n) {
 				t0 := time.Now()
@@ -279,7 +279,7 @@ func benchFailover(b *testing.B, sig syscall.Signal, hostArgs ...string) {
 		b.StartTimer()
 		killed := time.Now()
 		c.signal("h1", sig)
-		cc := &counterClient{addr: addr}
+		cc := &counterClient{lineClient{addr: addr}}
 		for {
 			if _, err := cc.do("inc", time.Second); err == nil {
 				break

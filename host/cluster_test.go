@@ -257,33 +257,54 @@ func freeAddr(t testing.TB) string {
 	return ln.Addr().String()
 }
 
-// counterClient talks to the ft-counter guest: one line per request, one
-// number per reply.
-type counterClient struct {
+// lineClient talks to a guest that answers each request line with one
+// reply line.
+type lineClient struct {
 	addr string
 	c    net.Conn
 	r    *bufio.Reader
 }
 
-func (cc *counterClient) do(req string, timeout time.Duration) (uint64, error) {
-	if cc.c == nil {
-		c, err := net.DialTimeout("tcp", cc.addr, timeout)
+// do sends req and returns the reply without its line end. A failed
+// request closes the connection; the next one dials again.
+func (lc *lineClient) do(req string, timeout time.Duration) (string, error) {
+	if lc.c == nil {
+		c, err := net.DialTimeout("tcp", lc.addr, timeout)
 		if err != nil {
-			return 0, err
+			return "", err
 		}
-		cc.c, cc.r = c, bufio.NewReader(c)
+		lc.c, lc.r = c, bufio.NewReader(c)
 	}
-	cc.c.SetDeadline(time.Now().Add(timeout))
-	if _, err := fmt.Fprintf(cc.c, "%s\n", req); err != nil {
-		cc.close()
-		return 0, err
+	lc.c.SetDeadline(time.Now().Add(timeout))
+	if _, err := fmt.Fprintf(lc.c, "%s\n", req); err != nil {
+		lc.close()
+		return "", err
 	}
-	line, err := cc.r.ReadString('\n')
+	line, err := lc.r.ReadString('\n')
 	if err != nil {
-		cc.close()
+		lc.close()
+		return "", err
+	}
+	return strings.TrimSpace(line), nil
+}
+
+func (lc *lineClient) close() {
+	if lc.c != nil {
+		lc.c.Close()
+		lc.c = nil
+	}
+}
+
+// counterClient talks to the ft-counter guest: one line per request, one
+// number per reply.
+type counterClient struct{ lineClient }
+
+func (cc *counterClient) do(req string, timeout time.Duration) (uint64, error) {
+	line, err := cc.lineClient.do(req, timeout)
+	if err != nil {
 		return 0, err
 	}
-	v, err := strconv.ParseUint(strings.TrimSpace(line), 10, 64)
+	v, err := strconv.ParseUint(line, 10, 64)
 	if err != nil {
 		cc.close()
 		return 0, fmt.Errorf("bad reply %q", line)
@@ -291,18 +312,11 @@ func (cc *counterClient) do(req string, timeout time.Duration) (uint64, error) {
 	return v, nil
 }
 
-func (cc *counterClient) close() {
-	if cc.c != nil {
-		cc.c.Close()
-		cc.c = nil
-	}
-}
-
 // get asks for the counter's value, retrying until it answers.
 func get(t testing.TB, addr string, max time.Duration) uint64 {
 	t.Helper()
 	deadline := time.Now().Add(max)
-	cc := &counterClient{addr: addr}
+	cc := &counterClient{lineClient{addr: addr}}
 	defer cc.close()
 	for {
 		v, err := cc.do("get", 2*time.Second)
@@ -331,7 +345,7 @@ func startLoad(addr string, clients int) *load {
 		l.wg.Add(1)
 		go func() {
 			defer l.wg.Done()
-			cc := &counterClient{addr: addr}
+			cc := &counterClient{lineClient{addr: addr}}
 			defer cc.close()
 			for {
 				select {

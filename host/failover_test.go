@@ -104,7 +104,7 @@ func TestFailoverBackupKilled(t *testing.T) {
 func TestFailoverBackupFrozen(t *testing.T) {
 	c := newCluster(t)
 	addr := counterPair(t, c, false)
-	cc := &counterClient{addr: addr}
+	cc := &counterClient{lineClient{addr: addr}}
 	defer cc.close()
 	if _, err := cc.do("inc", 5*time.Second); err != nil {
 		t.Fatal(err)
@@ -174,7 +174,7 @@ func TestStorageUnreachableSurvivor(t *testing.T) {
 	for range 3 {
 		get(t, addr, 5*time.Second)
 	}
-	cc := &counterClient{addr: addr}
+	cc := &counterClient{lineClient{addr: addr}}
 	if _, err := cc.do("inc", 5*time.Second); err != nil {
 		t.Fatal(err)
 	}
@@ -325,7 +325,7 @@ func TestFlowControlPausesPrimary(t *testing.T) {
 func TestOneChannelCut(t *testing.T) {
 	c := newCluster(t)
 	addr := counterPair(t, c, false)
-	cc := &counterClient{addr: addr}
+	cc := &counterClient{lineClient{addr: addr}}
 	defer cc.close()
 	inc := func(want uint64) {
 		t.Helper()
@@ -461,7 +461,7 @@ func TestFailoverPrimaryFrozen(t *testing.T) {
 	// for a process that never answers.)
 	get(t, addr, 10*time.Second)
 	for i := range 32 {
-		cc := &counterClient{addr: addr}
+		cc := &counterClient{lineClient{addr: addr}}
 		if _, err := cc.do("get", 3*time.Second); err != nil {
 			t.Fatalf("connection %d after the failover: %v", i, err)
 		}
@@ -516,7 +516,7 @@ func TestCrashFoundByChannelEnd(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			c := newCluster(t, "--timeout", "30s")
 			addr := counterPair(t, c, false)
-			cc := &counterClient{addr: addr}
+			cc := &counterClient{lineClient{addr: addr}}
 			defer cc.close()
 			for want := uint64(1); want <= 3; want++ {
 				if v, err := cc.do("inc", 10*time.Second); err != nil || v != want {

@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 )
 
 // Failpoints are the faults a test can inject into a running host, set by
@@ -18,6 +19,17 @@ import (
 //	storage=unreachable every shared-storage operation fails
 //	fence=off           going live, do not fence the old primary's process
 //	                    (as when it runs on another machine; see fencePeer)
+//	crash-before-effect=M  kill this host (SIGKILL) when a primary VM on it
+//	                    is about to perform an effect of Host method M (Open,
+//	                    Pwrite, SetSize, SetTimes, Sync, Allocate, Mkdir,
+//	                    Rmdir, Unlink, Rename, Link, Symlink, PathSetTimes,
+//	                    or any): the backup has every entry the effect
+//	                    depends on, and the effect has not happened
+//	crash-after-effect=M   kill it just after such an effect, before the
+//	                    entry with its result is sent to the backup
+//	crash-after-send=M     kill it just after the entry with such an
+//	                    effect's result was written to the logging channel,
+//	                    before its acknowledgement is read
 //
 // A cut works in both directions at this host: its heartbeats to PEER are
 // not sent and PEER's are dropped on arrival; its logging channels with PEER
@@ -30,8 +42,25 @@ type Failpoints struct {
 	cutBeat []string
 	noStore bool
 	noFence bool
-	onCut   func(peer string) // closes channels with peer when it is cut
+	crash   [crashPoints]string // the effect method each crash point waits for, or ""
+	onCut   func(peer string)   // closes channels with peer when it is cut
+	// crashing is set while any crash point is: every effect looks at it.
+	crashing atomic.Bool
 }
+
+// The points in an effect's life where a crash failpoint kills the host.
+const (
+	crashBeforeEffect = iota
+	crashAfterEffect
+	crashAfterSend
+	crashPoints
+)
+
+var crashNames = [crashPoints]string{"crash-before-effect", "crash-after-effect", "crash-after-send"}
+
+// effectMethods are the Host methods a crash failpoint may name.
+var effectMethods = []string{"Open", "Pwrite", "SetSize", "SetTimes", "Sync", "Allocate", "Mkdir",
+	"Rmdir", "Unlink", "Rename", "Link", "Symlink", "PathSetTimes", "any"}
 
 // EnvFailpoints is the environment variable read at host start.
 const EnvFailpoints = "FTVM_FAILPOINTS"
@@ -39,6 +68,7 @@ const EnvFailpoints = "FTVM_FAILPOINTS"
 // Set replaces the failpoints with those of spec.
 func (f *Failpoints) Set(spec string) error {
 	var cutLog, cutBeat []string
+	var crash [crashPoints]string
 	noStore, noFence := false, false
 	for _, item := range strings.Split(spec, ",") {
 		item = strings.TrimSpace(item)
@@ -67,11 +97,19 @@ func (f *Failpoints) Set(spec string) error {
 			}
 			noFence = v == "off"
 		default:
-			return fmt.Errorf("failpoint %q: unknown (want cut, cut-log, cut-heartbeat, storage or fence)", item)
+			i := slices.Index(crashNames[:], k)
+			if i < 0 {
+				return fmt.Errorf("failpoint %q: unknown (want cut, cut-log, cut-heartbeat, storage, fence, %s)", item, strings.Join(crashNames[:], ", "))
+			}
+			if !slices.Contains(effectMethods, v) {
+				return fmt.Errorf("failpoint %q: %s names an effect: %s", item, k, strings.Join(effectMethods, ", "))
+			}
+			crash[i] = v
 		}
 	}
 	f.mu.Lock()
-	f.cutLog, f.cutBeat, f.noStore, f.noFence = cutLog, cutBeat, noStore, noFence
+	f.cutLog, f.cutBeat, f.noStore, f.noFence, f.crash = cutLog, cutBeat, noStore, noFence, crash
+	f.crashing.Store(crash != [crashPoints]string{})
 	onCut := f.onCut
 	f.mu.Unlock()
 	if onCut != nil {
@@ -105,7 +143,23 @@ func (f *Failpoints) String() string {
 	if f.noFence {
 		items = append(items, "fence=off")
 	}
+	for i, m := range f.crash {
+		if m != "" {
+			items = append(items, crashNames[i]+"="+m)
+		}
+	}
 	return strings.Join(items, ",")
+}
+
+// crashAt reports whether a crash failpoint waits at point for an effect
+// of Host method m.
+func (f *Failpoints) crashAt(point int, m string) bool {
+	if !f.crashing.Load() {
+		return false
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.crash[point] == m || f.crash[point] == "any"
 }
 
 // LogCut reports whether the logging channel with peer is cut.

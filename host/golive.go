@@ -9,8 +9,18 @@ import (
 
 // goLive switches a backup VM whose log ended to a real host made from cfg
 // (this host's side of the guest: its disk, its listeners' addresses, its
-// output streams), which adopts the handles the guest holds.
+// output streams), which adopts the handles the guest holds. The old
+// primary must be unable to perform anything more by now (dead or fenced):
+// an effect it announced and may have performed is settled first, against
+// the disk as it left it.
 func goLive(vm *vmm.VM, cfg wasi.Config, log *slog.Logger) error {
+	s, err := vm.Settle(cfg)
+	if err != nil {
+		return err
+	}
+	if s.InDoubt {
+		log.Info("settled an effect in doubt", "effect", s.Effect, "performed_by_old_primary", s.Done)
+	}
 	a, err := vm.Adoption()
 	if err != nil {
 		return err

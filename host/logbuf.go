@@ -8,6 +8,7 @@ import (
 
 	"ftvm/internal/latency"
 	"ftvm/replog"
+	"ftvm/vmm"
 )
 
 // logBuffer is the primary's side of the logging channel: the entries the
@@ -82,9 +83,10 @@ func (b *logBuffer) Append(e replog.Entry) error {
 	}
 	b.last = e.Seq
 	b.total += uint64(replog.EntrySize(e))
-	if e.Pos > b.pos {
-		// The call at e.Pos has its entry: the log is complete through it.
-		b.pos = e.Pos
+	if through := vmm.CompleteThrough(e); through > b.pos {
+		// The call at e.Pos has its entry (an intent only announces it):
+		// the log is complete through it.
+		b.pos = through
 	}
 	if b.alone {
 		return nil
@@ -316,7 +318,7 @@ func (b *logBuffer) batchLocked(seq uint64) (replog.Batch, error) {
 	batch.Pos = b.pos
 	if n := len(batch.Entries); n > 0 && batch.Entries[n-1].Seq < b.last {
 		// Cut short: complete only through the last entry sent.
-		batch.Pos = batch.Entries[n-1].Pos
+		batch.Pos = vmm.CompleteThrough(batch.Entries[n-1])
 	}
 	return batch, nil
 }

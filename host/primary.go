@@ -38,6 +38,10 @@ type primarySide struct {
 	// Output delays and logging-channel round trips over the last few
 	// status intervals; only fill touches them.
 	delays, rtts *latency.Window
+
+	// crashSent, if not 0, is the entry after whose send a crash
+	// failpoint kills this host (see crashHost).
+	crashSent atomic.Uint64
 }
 
 // delayWindow is how many status intervals (250 ms) the quantiles in the
@@ -59,7 +63,10 @@ func (r *runner) startPrimary(cm *wasm.CompiledModule) error {
 	// The Gate's tag is the last entry the guest's state depends on: the
 	// VM's sequence number, read on the VM's goroutine during the call.
 	var vm *vmm.VM
-	p.gate = vmm.NewGate(oh, func() uint64 { return vm.Seq() })
+	// The crash failpoints' kill after a send waits for the entry the
+	// effect's call logs next.
+	armSent := func() { p.crashSent.Store(vm.Seq() + 1) }
+	p.gate = vmm.NewGate(crashHost{oh, r.h.fp, armSent}, func() uint64 { return vm.Seq() })
 	cfg := r.vmConfig(vmm.Config{WASI: wcfg, Host: p.gate, Record: p.buf})
 	vm, err = vmm.New(cm, cfg)
 	if err != nil {
@@ -193,6 +200,9 @@ func (p *primarySide) send(ctx context.Context, cancel context.CancelFunc, c *re
 		}
 		if n := len(b.Entries); n > 0 {
 			seq = b.Entries[n-1].Seq
+			if at := p.crashSent.Load(); at != 0 && seq >= at {
+				crash()
+			}
 		}
 		pos = b.Pos
 	}

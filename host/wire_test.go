@@ -102,7 +102,8 @@ func TestFailpoints(t *testing.T) {
 // that Set accepts again and that means the same faults (`ftvm failpoint`
 // shows a host's failpoints this way, to be edited and set again).
 func FuzzFailpoints(f *testing.F) {
-	for _, s := range []string{"cut=h2, cut-heartbeat=h3,storage=unreachable,fence=off", "cut-log=a,cut-heartbeat=a", "cut=a=b,,", "storage=reachable,fence=on", "cut"} {
+	for _, s := range []string{"cut=h2, cut-heartbeat=h3,storage=unreachable,fence=off", "cut-log=a,cut-heartbeat=a", "cut=a=b,,", "storage=reachable,fence=on", "cut",
+		"crash-before-effect=Mkdir,crash-after-send=any", "crash-after-effect=Pwrite,crash-after-effect=Open"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, spec string) {
@@ -118,7 +119,7 @@ func FuzzFailpoints(f *testing.F) {
 		if b.String() != shown {
 			t.Fatalf("Set(%q): String %q, then %q", spec, shown, b.String())
 		}
-		if a.StorageReachable() != b.StorageReachable() || a.Fence() != b.Fence() {
+		if a.StorageReachable() != b.StorageReachable() || a.Fence() != b.Fence() || a.crash != b.crash {
 			t.Fatalf("Set(%q) and Set(%q) differ on storage or fencing", spec, shown)
 		}
 		for _, p := range append(append([]string{}, a.cutLog...), a.cutBeat...) {

@@ -628,9 +628,11 @@ func unexpectedEOF(err error) error {
 
 // Batch is the payload of a FrameBatch: consecutive entries, and the
 // primary's position when it sent them. Once the backup has it, it has every
-// entry at a position ≤ Pos, so it may replay up to Pos. A batch may be
-// empty, to move Pos alone. That each batch starts right after the previous
-// one is the receiver's check: it knows what it has.
+// entry at a position ≤ Pos, so it may replay up to Pos. Entries are at
+// positions up to Pos+1: the call at Pos+1 may have logged the first of its
+// entries (vmm's intents) and not yet the rest. A batch may be empty, to
+// move Pos alone. That each batch starts right after the previous one is
+// the receiver's check: it knows what it has.
 type Batch struct {
 	Entries []Entry
 	Pos     uint64
@@ -727,7 +729,7 @@ func (b Batch) check() error {
 			return kindf(ErrCorrupt, "entry %d follows %d", e.Seq, b.Entries[i-1].Seq)
 		case i > 0 && e.Pos < b.Entries[i-1].Pos:
 			return kindf(ErrCorrupt, "entry %d at position %d, before its predecessor's %d", e.Seq, e.Pos, b.Entries[i-1].Pos)
-		case e.Pos > b.Pos:
+		case e.Pos > b.Pos+1:
 			return kindf(ErrCorrupt, "entry %d at position %d, beyond the batch's %d", e.Seq, e.Pos, b.Pos)
 		case entryPayloadSize(e) > MaxEntrySize:
 			return kindf(ErrCorrupt, "entry %d of %d bytes exceeds the limit", e.Seq, len(e.Data))

@@ -53,6 +53,9 @@ func TypeName(t replog.Type) string {
 	if t == TypeEnd {
 		return "end"
 	}
+	if t == TypeIntent {
+		return "intent"
+	}
 	if int(t) < len(callNames) && callNames[t] != "" {
 		return callNames[t]
 	}

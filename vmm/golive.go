@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 
+	"ftvm/replog"
 	"ftvm/wasi"
 )
 
@@ -35,8 +36,13 @@ func (vm *VM) Adoption() (wasi.Adoption, error) {
 	if vm.rep == nil {
 		return wasi.Adoption{}, errNotReplaying
 	}
+	if vm.rep.inDoubt != nil {
+		return wasi.Adoption{}, errInDoubt
+	}
 	return vm.rep.track.adoption()
 }
+
+var errInDoubt = errors.New("vmm: the log ended after the intent of an effect: Settle it first")
 
 // GoLive makes a replaying VM live once its log has ended: a new OS host,
 // opened from the VM's Config (which must then hold the host side: the
@@ -45,6 +51,9 @@ func (vm *VM) Adoption() (wasi.Adoption, error) {
 // call, starting with the one pending, without recording. The VM closes the
 // host in Close.
 func (vm *VM) GoLive() error {
+	if _, err := vm.Settle(vm.cfg.WASI); err != nil && !errors.Is(err, errNotReplaying) {
+		return err
+	}
 	a, err := vm.Adoption()
 	if err != nil {
 		return err
@@ -94,6 +103,9 @@ func (vm *VM) checkGoLive() error {
 	}
 	if vm.rep.err != nil {
 		return fmt.Errorf("vmm: go live after a divergence: %w", vm.rep.err)
+	}
+	if vm.rep.inDoubt != nil {
+		return errInDoubt
 	}
 	// Ask the source whether an entry is left, without waiting for one.
 	ctx, cancel := context.WithCancel(context.Background())
@@ -268,4 +280,124 @@ func (t *handleTracker) adoption() (wasi.Adoption, error) {
 	}
 	a.Closed = slices.Sorted(maps.Keys(t.closed))
 	return a, nil
+}
+
+// Settlement is what Settle decided.
+type Settlement struct {
+	// InDoubt is set when the log ended after the intent of the call the
+	// VM stopped at: the effect it announced may or may not have happened.
+	InDoubt bool
+	// Effect describes that effect, for people.
+	Effect string
+	// Done is set when the disk shows that the old primary performed it:
+	// the call was completed as if the log had its entry. Otherwise the
+	// call runs again once the VM is live, and performs it.
+	Done bool
+}
+
+// Settle decides, for a replaying VM whose log ended after the intent of
+// the call it stopped at, whether the effect that intent announced happened
+// (see intent.go), and if it did, completes the call as the old primary did.
+// It must be called once the old primary can perform nothing more (it
+// crashed, or it was fenced), and before Adoption: the call's effect
+// changes what the guest's handles refer to. cfg holds the host side of the
+// VM's preopens (their host directories), where the VM's disk is. A VM whose
+// log ended elsewhere has nothing to settle.
+func (vm *VM) Settle(cfg wasi.Config) (Settlement, error) {
+	if vm.rep == nil {
+		return Settlement{}, errNotReplaying
+	}
+	in := vm.rep.inDoubt
+	if in == nil {
+		return Settlement{}, nil
+	}
+	s := Settlement{InDoubt: true, Effect: describeIntent(encodeIntent(in.call, in.before, in.effect, in.probes))}
+	f, args, ok := vm.inst.Pending()
+	if !ok || vm.inst.Count() != in.pos {
+		return s, fmt.Errorf("vmm: settle: the VM is not at the call of the intent (position %d)", in.pos)
+	}
+	result, done := settle(*in, vm.rep.track, cfg)
+	vm.rep.inDoubt = nil
+	if !done {
+		return s, nil
+	}
+	s.Done = true
+	data := append(append([]byte(nil), in.before...), result...)
+	vm.rep.settled = &replog.Entry{Seq: in.seq + 1, Pos: in.pos, Type: in.call, Data: data}
+	if _, err := vm.service(context.Background(), f, args); err != nil {
+		return s, fmt.Errorf("vmm: settle: completing the call: %w", err)
+	}
+	return s, nil
+}
+
+// settle decides whether the old primary performed the effect of intent in,
+// by looking at the paths it touches now, and returns the effect's result
+// as the call's entry holds it when it did.
+func settle(in intent, t *handleTracker, cfg wasi.Config) (result []byte, done bool) {
+	f := in.effect
+	look := func(dir wasi.Handle, p string, follow bool) probe {
+		preopen, rel, ok := t.locate(dir, p)
+		if !ok {
+			return probe{errno: wasi.EBADF}
+		}
+		st, errno := wasi.StatPath(cfg, preopen, rel, follow, false)
+		return probe{errno, st}
+	}
+	var e replog.Encoder
+	ok := func(m method) { e.B = append(e.B, byte(m)); e.Uint(0) }
+	switch f.m {
+	case mPwrite:
+		// An append: the file grew past the offset the intent holds.
+		h := t.handles[f.h]
+		if h == nil || h.kind != wasi.AdoptFile {
+			return nil, false // unknown here: the handle fails on the new host anyway
+		}
+		st, errno := wasi.StatPath(cfg, h.preopen, h.rel, true, true)
+		if errno != wasi.ESUCCESS || st.Size <= f.off {
+			return nil, false
+		}
+		ok(mPwrite)
+		e.Uint(min(f.n, st.Size-f.off))
+		return e.B, true
+	case mOpen:
+		pre, now := in.probes[0], look(f.dir, f.path, false)
+		if pre.exists() || !now.exists() {
+			return nil, false
+		}
+		ok(mOpen)
+		e.Uint(uint64(t.fresh()))
+		e.Uint(uint64(now.st.Filetype))
+		return e.B, true
+	case mMkdir, mSymlink:
+		want := wasi.FiletypeDirectory
+		if f.m == mSymlink {
+			want = wasi.FiletypeSymbolicLink
+		}
+		pre, now := in.probes[0], look(f.dir, f.path, false)
+		done = !pre.exists() && now.exists() && now.st.Filetype == want
+	case mRmdir, mUnlink:
+		pre, now := in.probes[0], look(f.dir, f.path, false)
+		done = pre.exists() && now.errno == wasi.ENOENT
+	case mLink, mRename:
+		old, dst := in.probes[0], in.probes[1]
+		now := look(f.dir2, f.path2, false)
+		same := dst.exists() && dst.st.Ino == old.st.Ino // renaming a file onto itself changes nothing
+		done = old.exists() && !same && now.exists() && now.st.Ino == old.st.Ino
+	}
+	if !done {
+		return nil, false
+	}
+	ok(f.m)
+	return e.B, true
+}
+
+// fresh returns a handle number that no handle the guest holds has, above
+// the startup ones, for a resource the old primary's host opened for a call
+// whose entry it never sent.
+func (t *handleTracker) fresh() wasi.Handle {
+	h := t.startup
+	for k := range t.handles {
+		h = max(h, k+1)
+	}
+	return h
 }

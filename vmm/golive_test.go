@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"ftvm/internal/guesttest"
 	"ftvm/replog"
 	"ftvm/vmm"
 	"ftvm/wasi"
@@ -40,54 +41,38 @@ func (s skewedClock) ClockTime(id wasi.ClockID, precision uint64) (uint64, wasi.
 
 const skew = uint64(1000 * time.Hour)
 
-// cutSink records into memory and, when it appends entry cut, copies the
-// preopened directories: the disk as the primary left it if it died right
-// after that entry.
+// errCut is how a cutSink ends its primary's run.
+var errCut = errors.New("the primary dies here")
+
+// cutSink records into memory until entry cut, where the primary dies: the
+// recording stops, and its disk stays as the primary left it, as after a
+// crash. With lost, entry cut never reaches the log: its call has
+// performed its effect, if it has one (an intent's call has not). Without,
+// entry cut reaches the log: an intent's call then dies before its effect,
+// any other call after it.
 type cutSink struct {
 	memLog
-	cut   int
-	dirs  []string
-	snaps []string
-	err   error
+	cut  int
+	lost bool
+	stop context.CancelFunc
 }
 
 func (s *cutSink) Append(e replog.Entry) error {
+	n := len(s.entries) + 1
+	switch {
+	case s.cut == 0 || n < s.cut:
+		return s.memLog.Append(e)
+	case n > s.cut || s.lost:
+		return errCut
+	}
 	if err := s.memLog.Append(e); err != nil {
 		return err
 	}
-	if len(s.entries) == s.cut {
-		for i, d := range s.dirs {
-			if err := copyTree(d, s.snaps[i]); err != nil {
-				s.err = err
-			}
-		}
+	if e.Type == vmm.TypeIntent {
+		return errCut // the effect is not performed
 	}
+	s.stop() // the VM stops before its next call
 	return nil
-}
-
-func copyTree(src, dst string) error {
-	return filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(src, p)
-		to := filepath.Join(dst, rel)
-		switch {
-		case d.IsDir():
-			return os.MkdirAll(to, 0o755)
-		case d.Type()&fs.ModeSymlink != 0:
-			target, err := os.Readlink(p)
-			if err != nil {
-				return err
-			}
-			return os.Symlink(target, to)
-		}
-		data, err := os.ReadFile(p)
-		if err != nil {
-			return err
-		}
-		return os.WriteFile(to, data, 0o644)
-	})
 }
 
 // tree describes a directory tree: each path with its contents, a
@@ -124,25 +109,25 @@ type cutRun struct {
 	stdout  string
 	exit    vmm.Exit
 	entries []replog.Entry
-	dirs    []string // the primary's directories, after its whole run
-	snaps   []string // copies taken at the cut (nil without a cut)
+	dirs    []string // the primary's directories, as its run left them
+	stopped uint64   // the position where the primary's run ended
 }
 
-// recordCut runs the guest to its end, recording, on a host whose
-// monotonic clock is skewed ahead; with cut > 0 it copies the directories
-// of the guest paths when entry cut is logged.
-func recordCut(t *testing.T, cm *wasm.CompiledModule, args, guestPaths []string, cut int) cutRun {
+// recordCut runs the guest, recording, on a host whose monotonic clock is
+// skewed ahead: to its end with cut 0, else until the primary dies at entry
+// cut (see cutSink).
+func recordCut(t *testing.T, cm *wasm.CompiledModule, args, guestPaths []string, cut int, lost bool) cutRun {
 	t.Helper()
 	var out, errb bytes.Buffer
 	cfg := wasi.Config{Args: args, Stdout: &out, Stderr: &errb}
-	sink := &cutSink{cut: cut}
+	ctx, stop := context.WithCancel(context.Background())
+	defer stop()
+	sink := &cutSink{cut: cut, lost: lost, stop: stop}
+	var dirs []string
 	for _, g := range guestPaths {
 		d := t.TempDir()
 		cfg.Preopens = append(cfg.Preopens, wasi.Preopen{GuestPath: g, HostDir: d})
-		sink.dirs = append(sink.dirs, d)
-		if cut > 0 {
-			sink.snaps = append(sink.snaps, t.TempDir())
-		}
+		dirs = append(dirs, d)
 	}
 	oh, err := wasi.NewOSHost(cfg, nil)
 	if err != nil {
@@ -154,17 +139,20 @@ func recordCut(t *testing.T, cm *wasm.CompiledModule, args, guestPaths []string,
 		t.Fatal(err)
 	}
 	defer vm.Close()
-	exit, err := vm.Run(context.Background())
-	if err != nil || sink.err != nil {
-		t.Fatalf("record: %v, %v (stderr %s)", err, sink.err, errb.String())
-	}
-	if exit.Code != 0 {
+	exit, err := vm.Run(ctx)
+	switch {
+	case cut > 0 && (errors.Is(err, errCut) || errors.Is(err, context.Canceled)):
+		if len(sink.entries) != cut && (len(sink.entries) != cut-1 || !lost) {
+			t.Fatalf("the run stopped with %d entries, not at entry %d", len(sink.entries), cut)
+		}
+	case cut > 0:
+		t.Fatalf("the run did not stop at entry %d: %v, %+v (%d entries)", cut, err, exit, len(sink.entries))
+	case err != nil:
+		t.Fatalf("record: %v (stderr %s)", err, errb.String())
+	case exit.Code != 0:
 		t.Fatalf("record: exit %d (stderr %s)", exit.Code, errb.String())
 	}
-	if cut > 0 && len(sink.entries) <= cut {
-		t.Fatalf("the run logged %d entries, not past %d", len(sink.entries), cut)
-	}
-	return cutRun{out.String(), exit, sink.entries, sink.dirs, sink.snaps}
+	return cutRun{out.String(), exit, sink.entries, dirs, vm.Position()}
 }
 
 // TestGoLiveAtRandomPoints: a backup that has the primary's log up to a
@@ -184,11 +172,11 @@ func TestGoLiveAtRandomPoints(t *testing.T) {
 	}{
 		{"wasi-journal", []string{"wasi-journal", "/data", "/other", "150"}, []string{"/data", "/other"}, 6, checkJournal},
 		// wasi-fs exercises every file-system call, but is slow to run.
-		{"wasi-fs", []string{"wasi-fs", "fs", "/data"}, []string{"/data"}, 1, nil},
+		{"wasi-fs", []string{"wasi-fs", "fs", "/data"}, []string{"/data"}, 1, checkClock},
 	} {
 		t.Run(c.guest, func(t *testing.T) {
 			cm := compile(t, c.guest)
-			probe := recordCut(t, cm, c.args, c.paths, 0)
+			probe := recordCut(t, cm, c.args, c.paths, 0, false)
 			rng := rand.New(rand.NewPCG(1, 5))
 			cuts := c.cuts
 			if testing.Short() {
@@ -197,10 +185,21 @@ func TestGoLiveAtRandomPoints(t *testing.T) {
 			for range cuts {
 				cut := 1 + rng.IntN(len(probe.entries)*3/4)
 				t.Run(fmt.Sprintf("after-entry-%d", cut), func(t *testing.T) {
-					goLiveAfter(t, cm, c.args, c.paths, cut, rng, c.check)
+					goLiveAfter(t, cm, c.args, c.paths, probe, cut, false, rng, c.check)
+				})
+				t.Run(fmt.Sprintf("entry-%d-lost", cut), func(t *testing.T) {
+					goLiveAfter(t, cm, c.args, c.paths, probe, cut, true, rng, c.check)
 				})
 			}
 		})
+	}
+}
+
+// checkClock: the guest reads the monotonic clock, so a backup going live
+// continues from the primary's clock (skewed far ahead), not its own.
+func checkClock(t *testing.T, _ int, a wasi.Adoption) {
+	if a.MonotonicFloor < skew {
+		t.Errorf("monotonic floor %d is not the primary's clock", a.MonotonicFloor)
 	}
 }
 
@@ -210,6 +209,7 @@ func TestGoLiveAtRandomPoints(t *testing.T) {
 // it, so a cut there fails if it is lost), must not be adopted as the file
 // made at its name since.
 func checkJournal(t *testing.T, cut int, a wasi.Adoption) {
+	checkClock(t, cut, a)
 	if !slices.Equal(a.Closed, []wasi.Handle{0}) && (cut >= 20 || len(a.Closed) != 0) {
 		t.Errorf("closed startup handles %v, want [0]", a.Closed)
 	}
@@ -220,14 +220,59 @@ func checkJournal(t *testing.T, cut int, a wasi.Adoption) {
 	}
 }
 
-func goLiveAfter(t *testing.T, cm *wasm.CompiledModule, args, paths []string, cut int, rng *rand.Rand,
+// TestGoLiveExactlyOnce: the primary of wasi-effects, which performs every
+// kind of effect and checks every result, dies at every point of its run:
+// after each entry reached the backup, and after each call performed its
+// effect but before the call's entry reached the backup. The backup goes
+// live there, settling the effect in doubt, and finishes the run: its
+// output, exit status and disk are those of an uninterrupted run, so every
+// effect happened exactly once and every result the guest checked was the
+// one an uninterrupted run gets.
+func TestGoLiveExactlyOnce(t *testing.T) {
+	cm, err := wasm.Compile(guesttest.BuildC(t, "wasi-effects"), wasm.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	args, paths := []string{"wasi-effects", "/data"}, []string{"/data"}
+	probe := recordCut(t, cm, args, paths, 0, false)
+	rng := rand.New(rand.NewPCG(2, 7))
+	intents := 0
+	for _, e := range probe.entries {
+		if e.Type == vmm.TypeIntent {
+			intents++
+		}
+	}
+	if intents < 15 {
+		t.Fatalf("the run logged %d intents, want one per append, exclusive create and path operation", intents)
+	}
+	for cut := 1; cut < len(probe.entries); cut++ {
+		t.Run(fmt.Sprintf("after-entry-%d", cut), func(t *testing.T) {
+			goLiveAfter(t, cm, args, paths, probe, cut, false, rng, nil)
+		})
+		t.Run(fmt.Sprintf("entry-%d-lost", cut), func(t *testing.T) {
+			goLiveAfter(t, cm, args, paths, probe, cut, true, rng, nil)
+		})
+	}
+}
+
+// goLiveAfter records the guest's run until its primary dies at entry cut
+// (see cutSink), and lets a backup that has the log the primary left go
+// live with the disk it left, and finish the run, which must end as the
+// uninterrupted run probe did.
+func goLiveAfter(t *testing.T, cm *wasm.CompiledModule, args, paths []string, probe cutRun, cut int, lost bool, rng *rand.Rand,
 	check func(t *testing.T, cut int, a wasi.Adoption)) {
-	rec := recordCut(t, cm, args, paths, cut)
-	// The primary had run somewhere between entry cut and the next one.
-	lo, hi := rec.entries[cut-1].Pos, rec.entries[cut].Pos-1
-	known := lo + rng.Uint64N(max(hi, lo)-lo+1)
+	rec := recordCut(t, cm, args, paths, cut, lost)
+	have := len(rec.entries)
+	// The primary had reported progress somewhere between the last entry
+	// the backup has and where it died.
+	lo := uint64(0)
+	if have > 0 {
+		lo = vmm.CompleteThrough(rec.entries[have-1])
+	}
+	hi := max(lo, rec.stopped-1)
+	known := lo + rng.Uint64N(hi-lo+1)
 	src := vmm.NewLiveSource(0)
-	if err := src.Push(replog.Batch{Entries: rec.entries[:cut], Pos: known}); err != nil {
+	if err := src.Push(replog.Batch{Entries: rec.entries, Pos: known}); err != nil {
 		t.Fatal(err)
 	}
 	src.End()
@@ -235,7 +280,7 @@ func goLiveAfter(t *testing.T, cm *wasm.CompiledModule, args, paths []string, cu
 	var out, errb bytes.Buffer
 	cfg := wasi.Config{Args: args, Stdout: &out, Stderr: &errb}
 	for i, g := range paths {
-		cfg.Preopens = append(cfg.Preopens, wasi.Preopen{GuestPath: g, HostDir: rec.snaps[i]})
+		cfg.Preopens = append(cfg.Preopens, wasi.Preopen{GuestPath: g, HostDir: rec.dirs[i]})
 	}
 	backup, err := vmm.New(cm, vmm.Config{WASI: cfg, Replay: src})
 	if err != nil {
@@ -246,15 +291,19 @@ func goLiveAfter(t *testing.T, cm *wasm.CompiledModule, args, paths []string, cu
 	if _, err := backup.Run(ctx); !errors.Is(err, vmm.ErrLogEnded) {
 		t.Fatalf("backup: %v, want ErrLogEnded", err)
 	}
-	if backup.Seq() != uint64(cut) || backup.Position() <= known {
-		t.Fatalf("backup stopped at entry %d, position %d; want entry %d, past %d", backup.Seq(), backup.Position(), cut, known)
+	if backup.Seq() != uint64(have) || backup.Position() <= known {
+		t.Fatalf("backup stopped at entry %d, position %d; want entry %d, past %d", backup.Seq(), backup.Position(), have, known)
+	}
+	settled, err := backup.Settle(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if settled.InDoubt {
+		t.Logf("settled %s: performed by the primary: %v", settled.Effect, settled.Done)
 	}
 	a, err := backup.Adoption()
 	if err != nil {
 		t.Fatal(err)
-	}
-	if a.MonotonicFloor < skew {
-		t.Errorf("monotonic floor %d is not the primary's clock", a.MonotonicFloor)
 	}
 	t.Logf("going live at position %d after entry %d: adopting %+v, closed %v", backup.Position(), cut, a.Handles, a.Closed)
 	if check != nil {
@@ -263,18 +312,26 @@ func goLiveAfter(t *testing.T, cm *wasm.CompiledModule, args, paths []string, cu
 	if err := backup.GoLive(); err != nil {
 		t.Fatal(err)
 	}
-	if backup.OSHost() == nil || backup.Seq() != uint64(cut) {
-		t.Fatalf("after going live: host %v, seq %d", backup.OSHost(), backup.Seq())
+	if want := uint64(have); settled.Done {
+		want++
+		if backup.Seq() != want {
+			t.Fatalf("after going live: seq %d, want %d", backup.Seq(), want)
+		}
+	} else if backup.Seq() != want {
+		t.Fatalf("after going live: seq %d, want %d", backup.Seq(), want)
+	}
+	if backup.OSHost() == nil {
+		t.Fatal("after going live: no host")
 	}
 	exit, err := backup.Run(ctx)
 	if err != nil {
 		t.Fatalf("live run: %v (stderr %s)", err, errb.String())
 	}
-	if exit != rec.exit || out.String() != rec.stdout {
-		t.Fatalf("backup exit %+v, stdout\n%s\nwant exit %+v, stdout\n%s\nstderr %s", exit, out.String(), rec.exit, rec.stdout, errb.String())
+	if exit != probe.exit || out.String() != probe.stdout {
+		t.Fatalf("backup exit %+v, stdout\n%s\nwant exit %+v, stdout\n%s\nstderr %s", exit, out.String(), probe.exit, probe.stdout, errb.String())
 	}
 	for i := range paths {
-		want, got := tree(t, rec.dirs[i]), tree(t, rec.snaps[i])
+		want, got := tree(t, probe.dirs[i]), tree(t, rec.dirs[i])
 		if fmt.Sprint(want) != fmt.Sprint(got) {
 			t.Errorf("%s after going live:\n%v\nwant\n%v", paths[i], got, want)
 		}
@@ -286,7 +343,7 @@ func goLiveAfter(t *testing.T, cm *wasm.CompiledModule, args, paths []string, cu
 type liveSink struct{ src *vmm.LiveSource }
 
 func (s liveSink) Append(e replog.Entry) error {
-	return s.src.Push(replog.Batch{Entries: []replog.Entry{e}, Pos: e.Pos})
+	return s.src.Push(replog.Batch{Entries: []replog.Entry{e}, Pos: vmm.CompleteThrough(e)})
 }
 
 func (s liveSink) Progress(pos uint64) { s.src.Push(replog.Batch{Pos: pos}) }

@@ -173,7 +173,7 @@ func TestLiveSourceEnds(t *testing.T) {
 type channelSink struct{ c *replog.Conn }
 
 func (s channelSink) Append(e replog.Entry) error {
-	return s.c.WriteBatch(replog.Batch{Entries: []replog.Entry{e}, Pos: e.Pos})
+	return s.c.WriteBatch(replog.Batch{Entries: []replog.Entry{e}, Pos: vmm.CompleteThrough(e)})
 }
 
 func (s channelSink) Progress(pos uint64) {

@@ -2,6 +2,7 @@ package vmm
 
 import (
 	"context"
+	"fmt"
 
 	"ftvm/replog"
 	"ftvm/wasi"
@@ -9,14 +10,29 @@ import (
 
 // recorder is a wasi.Host that passes every call to the real Host and
 // appends each Input and Effect result to the data of the current call's
-// log entry. Outputs pass straight through (the gate, when there is one,
-// sits in front of the real Host).
+// log entry. Before an effect whose outcome a backup could not tell (see
+// intent.go) it logs an intent entry first. Outputs pass straight through
+// (the gate, when there is one, sits in front of the real Host).
 type recorder struct {
 	inner wasi.Host
 	enc   replog.Encoder
+	// emit logs an entry (the VM's); the call in progress is the WASI
+	// function call at pos.
+	emit func(replog.Entry) error
+	call string
+	pos  uint64
+	// err is set when an intent could not be logged: the effect was not
+	// performed, and the call fails.
+	err error
 }
 
 var _ wasi.Host = (*recorder)(nil)
+
+// begin starts the record of call at pos.
+func (r *recorder) begin(call string, pos uint64) {
+	r.call, r.pos, r.err = call, pos, nil
+	r.enc.B = r.enc.B[:0]
+}
 
 // take returns the recorded results of the call just made and starts a
 // new, empty record. The slice is the recorder's: copy it to keep it.
@@ -24,6 +40,47 @@ func (r *recorder) take() []byte {
 	b := r.enc.B
 	r.enc.B = r.enc.B[:0]
 	return b
+}
+
+// intend logs an intent for effect f, with the state just before of the
+// paths it touches, and reports whether f may be performed: the Gate in
+// front of the real Host then holds it until the backup has the intent.
+func (r *recorder) intend(f effect) bool {
+	var probes [maxProbes]probe
+	n := 0
+	look := func(dir wasi.Handle, path string, follow bool) {
+		st, errno := r.inner.PathFilestat(dir, path, follow)
+		probes[n] = probe{errno, st}
+		n++
+	}
+	switch f.m {
+	case mRename:
+		look(f.dir, f.path, false)
+		look(f.dir2, f.path2, false)
+	case mLink:
+		look(f.dir, f.path, f.follow)
+		look(f.dir2, f.path2, false)
+	case mPwrite:
+	default:
+		look(f.dir, f.path, false)
+	}
+	t, ok := callType(r.call)
+	if !ok {
+		r.err = fmt.Errorf("no entry type for %s", r.call)
+		return false
+	}
+	data := encodeIntent(t, r.enc.B, f, probes[:n])
+	if err := r.emit(replog.Entry{Pos: r.pos, Type: TypeIntent, Data: data}); err != nil {
+		r.err = err
+		return false
+	}
+	return true
+}
+
+// needsIntent reports whether an Open must be preceded by an intent: only
+// an exclusive create, which fails if performed twice.
+func needsIntent(req wasi.OpenRequest) bool {
+	return req.Oflags&(wasi.OflagCreat|wasi.OflagExcl) == wasi.OflagCreat|wasi.OflagExcl
 }
 
 func (r *recorder) op(m method, errno wasi.Errno) {
@@ -127,6 +184,9 @@ func (r *recorder) Readlink(dir wasi.Handle, path string) (string, wasi.Errno) {
 }
 
 func (r *recorder) Open(dir wasi.Handle, path string, req wasi.OpenRequest) (wasi.OpenResult, wasi.Errno) {
+	if needsIntent(req) && !r.intend(effect{m: mOpen, dir: dir, path: path, oflags: req.Oflags}) {
+		return wasi.OpenResult{}, wasi.EIO
+	}
 	res, e := r.inner.Open(dir, path, req)
 	r.op(mOpen, e)
 	r.enc.Uint(uint64(res.Handle))
@@ -135,6 +195,11 @@ func (r *recorder) Open(dir wasi.Handle, path string, req wasi.OpenRequest) (was
 }
 
 func (r *recorder) Pwrite(h wasi.Handle, off uint64, data []byte) (uint32, wasi.Errno) {
+	// A write whose offset the call took from the Host (an append) has
+	// it logged first; any other write is at an offset System keeps.
+	if len(r.enc.B) > 0 && !r.intend(effect{m: mPwrite, h: h, off: off, n: uint64(len(data))}) {
+		return 0, wasi.EIO
+	}
 	n, e := r.inner.Pwrite(h, off, data)
 	r.op(mPwrite, e)
 	r.enc.Uint(uint64(n))
@@ -166,36 +231,54 @@ func (r *recorder) Allocate(h wasi.Handle, off, n uint64) wasi.Errno {
 }
 
 func (r *recorder) Mkdir(dir wasi.Handle, path string) wasi.Errno {
+	if !r.intend(effect{m: mMkdir, dir: dir, path: path}) {
+		return wasi.EIO
+	}
 	e := r.inner.Mkdir(dir, path)
 	r.op(mMkdir, e)
 	return e
 }
 
 func (r *recorder) Rmdir(dir wasi.Handle, path string) wasi.Errno {
+	if !r.intend(effect{m: mRmdir, dir: dir, path: path}) {
+		return wasi.EIO
+	}
 	e := r.inner.Rmdir(dir, path)
 	r.op(mRmdir, e)
 	return e
 }
 
 func (r *recorder) Unlink(dir wasi.Handle, path string) wasi.Errno {
+	if !r.intend(effect{m: mUnlink, dir: dir, path: path}) {
+		return wasi.EIO
+	}
 	e := r.inner.Unlink(dir, path)
 	r.op(mUnlink, e)
 	return e
 }
 
 func (r *recorder) Rename(oldDir wasi.Handle, oldPath string, newDir wasi.Handle, newPath string) wasi.Errno {
+	if !r.intend(effect{m: mRename, dir: oldDir, path: oldPath, dir2: newDir, path2: newPath}) {
+		return wasi.EIO
+	}
 	e := r.inner.Rename(oldDir, oldPath, newDir, newPath)
 	r.op(mRename, e)
 	return e
 }
 
 func (r *recorder) Link(oldDir wasi.Handle, oldPath string, follow bool, newDir wasi.Handle, newPath string) wasi.Errno {
+	if !r.intend(effect{m: mLink, dir: oldDir, path: oldPath, dir2: newDir, path2: newPath, follow: follow}) {
+		return wasi.EIO
+	}
 	e := r.inner.Link(oldDir, oldPath, follow, newDir, newPath)
 	r.op(mLink, e)
 	return e
 }
 
 func (r *recorder) Symlink(target string, dir wasi.Handle, path string) wasi.Errno {
+	if !r.intend(effect{m: mSymlink, dir: dir, path: path, target: target}) {
+		return wasi.EIO
+	}
 	e := r.inner.Symlink(target, dir, path)
 	r.op(mSymlink, e)
 	return e

@@ -103,6 +103,16 @@ type replayer struct {
 	d      *replog.Decoder
 	err    error
 	seq    uint64 // sequence number of the last entry consumed
+	// intent is the call's intent entry, if it has one; used once the
+	// call has asked for the effect it announces.
+	intent *intent
+	used   bool
+	// inDoubt is the intent the log ended after: the call it belongs to
+	// stopped with ErrLogEnded, its effect's outcome unknown (VM.Settle).
+	inDoubt *intent
+	// settled is the entry Settle made for the call in doubt, which the
+	// call replays as if the log had it.
+	settled *replog.Entry
 }
 
 var _ wasi.Host = (*replayer)(nil)
@@ -111,10 +121,21 @@ var _ wasi.Host = (*replayer)(nil)
 // if the log has one at pos, and reports a divergence if the log has an
 // entry the guest went past.
 func (p *replayer) begin(ctx context.Context, pos uint64, name string) error {
-	p.name, p.pos, p.loaded, p.err = name, pos, false, nil
+	p.name, p.pos, p.loaded, p.err, p.intent, p.used = name, pos, false, nil, nil, false
+	if e := p.settled; e != nil {
+		p.settled = nil
+		p.seq = e.Seq
+		p.entry, p.loaded, p.d = *e, true, replog.NewDecoder(e.Data)
+		return nil
+	}
 	e, ok, err := p.src.Peek(ctx, pos)
 	if err != nil {
 		return err
+	}
+	if ok && e.Type == TypeIntent && e.Pos == pos {
+		if e, ok, err = p.takeIntent(ctx, e); err != nil {
+			return err
+		}
 	}
 	if !ok {
 		p.next = e
@@ -138,13 +159,69 @@ func (p *replayer) begin(ctx context.Context, pos uint64, name string) error {
 	return nil
 }
 
-// end checks that the call used exactly the results its entry holds.
+// takeIntent consumes the intent entry e of the call at p.pos and returns
+// what the log has next for that call, which must be the call's own entry.
+// If the log ended there, the call is in doubt: it stops with ErrLogEnded.
+func (p *replayer) takeIntent(ctx context.Context, e replog.Entry) (replog.Entry, bool, error) {
+	div := &DivergenceError{Seq: e.Seq, Pos: e.Pos, Type: TypeName(e.Type), ActualPos: p.pos, ActualType: p.name}
+	in, err := decodeIntent(e)
+	if err != nil {
+		div.Detail = fmt.Sprintf("log entry data: %v", err)
+		return e, false, div
+	}
+	if t, _ := callType(p.name); in.call != t {
+		div.Detail = fmt.Sprintf("the intent is of %s", TypeName(in.call))
+		return e, false, div
+	}
+	p.src.Consume()
+	p.seq = e.Seq
+	p.intent = &in
+	next, ok, err := p.src.Peek(ctx, p.pos)
+	if errors.Is(err, ErrLogEnded) {
+		p.inDoubt = &in
+		return next, false, err
+	}
+	if err == nil && (!ok || next.Pos != p.pos || next.Type != in.call) {
+		div.Detail = "the log has no entry for the call after its intent"
+		return next, false, div
+	}
+	return next, ok, err
+}
+
+// effect checks an effect the call asks for against the call's intent:
+// an effect announced must be the one performed, and one that would have
+// been announced must be.
+func (p *replayer) effect(f effect) {
+	if p.err != nil || p.intent == nil {
+		return
+	}
+	var want, got replog.Encoder
+	p.intent.effect.encode(&want)
+	f.encode(&got)
+	if p.used || string(want.B) != string(got.B) {
+		p.diverge(fmt.Sprintf("the call performs %v, but its intent announced %s", f.m, describeIntent(p.intentData())))
+		return
+	}
+	p.used = true
+}
+
+// intentData re-encodes the call's intent for messages.
+func (p *replayer) intentData() []byte {
+	in := p.intent
+	return encodeIntent(in.call, in.before, in.effect, in.probes)
+}
+
+// end checks that the call used exactly the results its entry holds, and
+// performed the effect its intent announced.
 func (p *replayer) end() error {
 	if p.err != nil {
 		return p.err
 	}
 	if p.loaded && p.d.Len() != 0 {
 		return p.diverge("the guest's call used fewer results than were recorded")
+	}
+	if p.intent != nil && !p.used {
+		return p.diverge("the call did not perform the effect its intent announced")
 	}
 	return nil
 }
@@ -300,6 +377,9 @@ func (p *replayer) Readlink(wasi.Handle, string) (string, wasi.Errno) {
 }
 
 func (p *replayer) Open(dir wasi.Handle, path string, req wasi.OpenRequest) (wasi.OpenResult, wasi.Errno) {
+	if needsIntent(req) {
+		p.effect(effect{m: mOpen, dir: dir, path: path, oflags: req.Oflags})
+	}
 	d, e := p.take(mOpen)
 	res := wasi.OpenResult{Handle: wasi.Handle(d.Uint()), Filetype: wasi.Filetype(d.Uint())}
 	p.check()
@@ -309,7 +389,12 @@ func (p *replayer) Open(dir wasi.Handle, path string, req wasi.OpenRequest) (was
 	return res, e
 }
 
-func (p *replayer) Pwrite(_ wasi.Handle, _ uint64, data []byte) (uint32, wasi.Errno) {
+func (p *replayer) Pwrite(h wasi.Handle, off uint64, data []byte) (uint32, wasi.Errno) {
+	if p.loaded && p.d.Len() < len(p.entry.Data) {
+		// Results came before: the write's offset depends on them (see
+		// recorder.Pwrite).
+		p.effect(effect{m: mPwrite, h: h, off: off, n: uint64(len(data))})
+	}
 	d, e := p.take(mPwrite)
 	n := d.Uint()
 	p.check()
@@ -331,9 +416,13 @@ func (p *replayer) SetTimes(wasi.Handle, uint64, uint64, uint16) wasi.Errno {
 }
 func (p *replayer) Sync(wasi.Handle, bool) wasi.Errno               { return p.errnoOnly(mSync) }
 func (p *replayer) Allocate(wasi.Handle, uint64, uint64) wasi.Errno { return p.errnoOnly(mAllocate) }
-func (p *replayer) Mkdir(wasi.Handle, string) wasi.Errno            { return p.errnoOnly(mMkdir) }
+func (p *replayer) Mkdir(dir wasi.Handle, path string) wasi.Errno {
+	p.effect(effect{m: mMkdir, dir: dir, path: path})
+	return p.errnoOnly(mMkdir)
+}
 
 func (p *replayer) Rmdir(dir wasi.Handle, path string) wasi.Errno {
+	p.effect(effect{m: mRmdir, dir: dir, path: path})
 	e := p.errnoOnly(mRmdir)
 	if p.err == nil && e == wasi.ESUCCESS {
 		p.track.removed(dir, path, false)
@@ -342,6 +431,7 @@ func (p *replayer) Rmdir(dir wasi.Handle, path string) wasi.Errno {
 }
 
 func (p *replayer) Unlink(dir wasi.Handle, path string) wasi.Errno {
+	p.effect(effect{m: mUnlink, dir: dir, path: path})
 	e := p.errnoOnly(mUnlink)
 	if p.err == nil && e == wasi.ESUCCESS {
 		p.track.removed(dir, path, true)
@@ -350,6 +440,7 @@ func (p *replayer) Unlink(dir wasi.Handle, path string) wasi.Errno {
 }
 
 func (p *replayer) Rename(oldDir wasi.Handle, oldPath string, newDir wasi.Handle, newPath string) wasi.Errno {
+	p.effect(effect{m: mRename, dir: oldDir, path: oldPath, dir2: newDir, path2: newPath})
 	e := p.errnoOnly(mRename)
 	if p.err == nil && e == wasi.ESUCCESS {
 		p.track.renamed(oldDir, oldPath, newDir, newPath)
@@ -357,10 +448,16 @@ func (p *replayer) Rename(oldDir wasi.Handle, oldPath string, newDir wasi.Handle
 	return e
 }
 
-func (p *replayer) Link(wasi.Handle, string, bool, wasi.Handle, string) wasi.Errno {
+func (p *replayer) Link(oldDir wasi.Handle, oldPath string, follow bool, newDir wasi.Handle, newPath string) wasi.Errno {
+	p.effect(effect{m: mLink, dir: oldDir, path: oldPath, dir2: newDir, path2: newPath, follow: follow})
 	return p.errnoOnly(mLink)
 }
-func (p *replayer) Symlink(string, wasi.Handle, string) wasi.Errno { return p.errnoOnly(mSymlink) }
+
+func (p *replayer) Symlink(target string, dir wasi.Handle, path string) wasi.Errno {
+	p.effect(effect{m: mSymlink, dir: dir, path: path, target: target})
+	return p.errnoOnly(mSymlink)
+}
+
 func (p *replayer) PathSetTimes(wasi.Handle, string, bool, uint64, uint64, uint16) wasi.Errno {
 	return p.errnoOnly(mPathSetTimes)
 }

@@ -20,6 +20,9 @@ func (vm *VM) Snapshot() ([]byte, error) {
 	if vm.exit != nil {
 		return nil, errors.New("vmm: snapshot of a guest that has ended")
 	}
+	if vm.rep != nil && vm.rep.inDoubt != nil {
+		return nil, errInDoubt
+	}
 	eng, err := vm.inst.Snapshot()
 	if err != nil {
 		return nil, err

@@ -153,7 +153,7 @@ func newVM(cm *wasm.CompiledModule, cfg Config) (*VM, error) {
 		host = oh
 	}
 	if cfg.Record != nil {
-		vm.rec = &recorder{inner: host}
+		vm.rec = &recorder{inner: host, emit: vm.emit}
 		host = vm.rec
 	}
 	sys, err := wasi.New(cfg.WASI, host)
@@ -297,11 +297,20 @@ func (vm *VM) service(ctx context.Context, f *wasm.Function, args []uint64) (end
 			return false, err
 		}
 	}
+	if vm.rec != nil {
+		vm.rec.begin(f.Name, pos)
+	}
 	results, callErr := vm.sys.Call(ctx, vm.inst.Memory(), f.Name, args)
 	if vm.rep != nil {
 		if err := vm.rep.end(); err != nil {
 			return false, err
 		}
+	}
+	if vm.rec != nil && vm.rec.err != nil {
+		// An intent could not be logged (the log is closed): the effect
+		// was not performed, and the call does not complete.
+		vm.rec.take()
+		return false, fmt.Errorf("vmm: %s: log the intent of its effect: %w", f.Name, vm.rec.err)
 	}
 	var exit *wasi.ExitError
 	if callErr != nil && !errors.As(callErr, &exit) {
