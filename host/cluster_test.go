@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -66,7 +67,8 @@ type cluster struct {
 type hostProc struct {
 	name string
 	cmd  *exec.Cmd
-	logs *syncBuffer
+	logs *syncBuffer // stdout and stderr
+	out  *syncBuffer // stdout alone: the output of the guests it runs
 	done chan struct{}
 }
 
@@ -117,13 +119,13 @@ func (c *cluster) startHost(name string, env ...string) *hostProc {
 	c.t.Helper()
 	args := append([]string{"host", "--shared", c.dir, "--name", name, "--log-level", "debug"}, c.args...)
 	cmd := exec.Command(c.bin, args...)
-	logs := &syncBuffer{}
-	cmd.Stdout, cmd.Stderr = logs, logs
+	logs, out := &syncBuffer{}, &syncBuffer{}
+	cmd.Stdout, cmd.Stderr = io.MultiWriter(logs, out), logs
 	cmd.Env = append(os.Environ(), env...)
 	if err := cmd.Start(); err != nil {
 		c.t.Fatal(err)
 	}
-	h := &hostProc{name: name, cmd: cmd, logs: logs, done: make(chan struct{})}
+	h := &hostProc{name: name, cmd: cmd, logs: logs, out: out, done: make(chan struct{})}
 	go func() { _ = cmd.Wait(); close(h.done) }()
 	c.hosts[name] = h
 	c.waitFor(10*time.Second, "host "+name+" registered", func() bool {

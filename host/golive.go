@@ -33,5 +33,8 @@ func goLive(vm *vmm.VM, cfg wasi.Config, log *slog.Logger) error {
 		oh.CloseAll()
 		return err
 	}
+	if stdout, stderr := vm.Rewritten(); stdout+stderr > 0 {
+		log.Info("wrote again the output the old primary may not have written", "stdout_bytes", stdout, "stderr_bytes", stderr)
+	}
 	return nil
 }

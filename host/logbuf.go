@@ -39,6 +39,9 @@ type logBuffer struct {
 	rtt      latency.Histogram
 	closed   bool
 	alone    bool // no backup any more: entries are counted, not kept
+	// out is how much of the guest's stdout and stderr the Gate has
+	// written (replog.Batch.Out).
+	out [2]uint64
 }
 
 type sample struct {
@@ -115,6 +118,18 @@ func (b *logBuffer) Progress(pos uint64) {
 		} else {
 			b.samples[n-1].pos = pos
 		}
+	}
+	b.mu.Unlock()
+}
+
+// written records how much of the guest's stdout and stderr the Gate has
+// written out; the backup hears it with the next batch, which a change
+// makes due, as progress does.
+func (b *logBuffer) written(out [2]uint64) {
+	b.mu.Lock()
+	if out != b.out {
+		b.out = out
+		b.notifyLocked(true)
 	}
 	b.mu.Unlock()
 }
@@ -239,10 +254,11 @@ func (b *logBuffer) close() {
 // maxBatchBytes keeps batches well below replog.MaxFrameSize.
 const maxBatchBytes = 1 << 20
 
-// next waits for entries after seq or progress past pos and returns the
-// batch to send; ok is false once the buffer is closed or ctx is done. An
-// error means the backup asked for entries the buffer no longer has.
-func (b *logBuffer) next(ctx context.Context, seq, pos uint64) (replog.Batch, bool, error) {
+// next waits for entries after seq, progress past pos or output written
+// beyond out, and returns the batch to send; ok is false once the buffer is
+// closed or ctx is done. An error means the backup asked for entries the
+// buffer no longer has.
+func (b *logBuffer) next(ctx context.Context, seq, pos uint64, out [2]uint64) (replog.Batch, bool, error) {
 	var due time.Time  // when progress alone is reported
 	var hold time.Time // when entries held behind an unacknowledged batch go
 	for {
@@ -252,7 +268,7 @@ func (b *logBuffer) next(ctx context.Context, seq, pos uint64) (replog.Batch, bo
 			return replog.Batch{}, false, nil
 		}
 		now := time.Now()
-		if b.pos > pos && due.IsZero() {
+		if (b.pos > pos || b.out != out) && due.IsZero() {
 			due = now.Add(progressDelay)
 		}
 		if b.last > seq && hold.IsZero() {
@@ -315,7 +331,7 @@ func (b *logBuffer) batchLocked(seq uint64) (replog.Batch, error) {
 		size += replog.EntrySize(e)
 		batch.Entries = append(batch.Entries, e)
 	}
-	batch.Pos = b.pos
+	batch.Pos, batch.Out = b.pos, b.out
 	if n := len(batch.Entries); n > 0 && batch.Entries[n-1].Seq < b.last {
 		// Cut short: complete only through the last entry sent.
 		batch.Pos = vmm.CompleteThrough(batch.Entries[n-1])

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"ftvm/replog"
+	"ftvm/vmm"
 )
 
 func entry(seq, pos uint64, n int) replog.Entry {
@@ -19,12 +20,12 @@ func TestLogBufferSendsResendsAndTrims(t *testing.T) {
 		b.Append(entry(i, i*10, 8))
 	}
 	b.Progress(55)
-	batch, ok, err := b.next(ctx, 0, 0)
+	batch, ok, err := b.next(ctx, 0, 0, [2]uint64{})
 	if err != nil || !ok || len(batch.Entries) != 5 || batch.Pos != 55 {
 		t.Fatalf("first batch: %d entries, pos %d, %v %v", len(batch.Entries), batch.Pos, ok, err)
 	}
 	// A backup that reconnects having entries through 3 gets 4 and 5.
-	batch, _, _ = b.next(ctx, 3, 0)
+	batch, _, _ = b.next(ctx, 3, 0, [2]uint64{})
 	if len(batch.Entries) != 2 || batch.Entries[0].Seq != 4 {
 		t.Fatalf("resend: %+v", batch.Entries)
 	}
@@ -36,7 +37,7 @@ func TestLogBufferSendsResendsAndTrims(t *testing.T) {
 	}
 	// Entries acknowledged are gone: a backup claiming to have fewer is
 	// refused.
-	if _, _, err := b.next(ctx, 2, 0); err == nil {
+	if _, _, err := b.next(ctx, 2, 0, [2]uint64{}); err == nil {
 		t.Fatal("resend of dropped entries not refused")
 	}
 	if err := b.ack(replog.Ack{Seq: 9}); err == nil {
@@ -50,7 +51,7 @@ func TestLogBufferBatchesAreBounded(t *testing.T) {
 		b.Append(entry(i, i, maxBatchBytes/3))
 	}
 	b.Progress(100)
-	batch, _, _ := b.next(context.Background(), 0, 0)
+	batch, _, _ := b.next(context.Background(), 0, 0, [2]uint64{})
 	if n := len(batch.Entries); n == 0 || n == 5 {
 		t.Fatalf("batch of %d entries", n)
 	}
@@ -64,7 +65,7 @@ func TestLogBufferAppendCompletesItsPosition(t *testing.T) {
 	b := newLogBuffer()
 	b.Progress(10)
 	b.Append(entry(1, 20, 1)) // the call at 20, before the VM reports progress
-	batch, _, _ := b.next(context.Background(), 0, 0)
+	batch, _, _ := b.next(context.Background(), 0, 0, [2]uint64{})
 	if batch.Pos < 20 {
 		t.Fatalf("batch pos %d is before its entry's 20", batch.Pos)
 	}
@@ -93,7 +94,7 @@ func TestLogBufferDetachAndClose(t *testing.T) {
 	b.Append(entry(1, 1, 1))
 	done := make(chan bool)
 	go func() {
-		_, ok, _ := b.next(context.Background(), 1, 1)
+		_, ok, _ := b.next(context.Background(), 1, 1, [2]uint64{})
 		done <- ok
 	}()
 	b.detach()
@@ -144,5 +145,30 @@ func TestLogBufferTimesRoundTrips(t *testing.T) {
 	}
 	if h := b.TakeRTT(); h.Count() != 0 {
 		t.Fatalf("TakeRTT again: %d round trips", h.Count())
+	}
+}
+
+// TestLogBufferReportsIntentsAndOutput: an intent announces a call whose
+// entry is still to come, so the log is complete only through the position
+// before it; and what the Gate wrote of stdout and stderr goes to the
+// backup with the next batch, even with nothing else to send.
+func TestLogBufferReportsIntentsAndOutput(t *testing.T) {
+	b := newLogBuffer()
+	ctx := context.Background()
+	b.Append(entry(1, 10, 1))
+	b.Append(replog.Entry{Seq: 2, Pos: 20, Type: vmm.TypeIntent, Data: []byte{1}})
+	batch, _, err := b.next(ctx, 0, 0, [2]uint64{})
+	if err != nil || len(batch.Entries) != 2 || batch.Pos != 19 {
+		t.Fatalf("batch with an intent: %d entries, pos %d, %v; want 2 through 19", len(batch.Entries), batch.Pos, err)
+	}
+	b.Append(entry(3, 20, 1))
+	batch, _, _ = b.next(ctx, 2, batch.Pos, [2]uint64{})
+	if len(batch.Entries) != 1 || batch.Pos != 20 {
+		t.Fatalf("the intent's call: %d entries, pos %d; want 1 through 20", len(batch.Entries), batch.Pos)
+	}
+	b.written([2]uint64{7, 3})
+	batch, ok, _ := b.next(ctx, 3, 20, [2]uint64{})
+	if !ok || len(batch.Entries) != 0 || batch.Out != [2]uint64{7, 3} {
+		t.Fatalf("output report: %+v, %v", batch, ok)
 	}
 }

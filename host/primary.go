@@ -67,6 +67,7 @@ func (r *runner) startPrimary(cm *wasm.CompiledModule) error {
 	// effect's call logs next.
 	armSent := func() { p.crashSent.Store(vm.Seq() + 1) }
 	p.gate = vmm.NewGate(crashHost{oh, r.h.fp, armSent}, func() uint64 { return vm.Seq() })
+	p.gate.OnWritten(p.buf.written)
 	cfg := r.vmConfig(vmm.Config{WASI: wcfg, Host: p.gate, Record: p.buf})
 	vm, err = vmm.New(cm, cfg)
 	if err != nil {
@@ -167,9 +168,9 @@ func (p *primarySide) attach(c *replog.Conn, have uint64) string {
 // leaves as soon as the previous one is written.
 func (p *primarySide) send(ctx context.Context, cancel context.CancelFunc, c *replog.Conn, have uint64) {
 	defer cancel()
-	seq, pos := have, uint64(0)
+	seq, pos, out := have, uint64(0), [2]uint64{}
 	for {
-		b, ok, err := p.buf.next(ctx, seq, pos)
+		b, ok, err := p.buf.next(ctx, seq, pos, out)
 		if err != nil {
 			p.r.log.Warn("logging channel refused", "reason", err)
 			_ = c.WriteFrame(replog.FrameBye, []byte(err.Error()))
@@ -204,7 +205,7 @@ func (p *primarySide) send(ctx context.Context, cancel context.CancelFunc, c *re
 				crash()
 			}
 		}
-		pos = b.Pos
+		pos, out = b.Pos, b.Out
 	}
 }
 

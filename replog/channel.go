@@ -34,7 +34,7 @@ import (
 // All integers are uvarints unless sized; "‖" is concatenation.
 //
 //	client → server   "FTVMCHAN"        8 bytes
-//	                  version           1 byte, ProtocolVersion (1)
+//	                  version           1 byte, ProtocolVersion (2)
 //	                  client nonce Nc   32 bytes from crypto/rand
 //	                  hello length      uvarint, minimal, at most MaxHelloSize
 //	                  hello             opaque to this layer (kind, VM, generation, host...)
@@ -87,6 +87,8 @@ import (
 // Payloads: a Batch (FrameBatch) is
 //
 //	pos     uvarint   the primary's position when sending (Batch.Pos)
+//	stdout  uvarint   bytes of the guest's stdout the primary wrote out (Batch.Out)
+//	stderr  uvarint   bytes of its stderr the primary wrote out
 //	count   uvarint   number of entries
 //	entries           count entry frames as AppendEntry writes them
 //
@@ -125,8 +127,9 @@ type Conn struct {
 
 // Protocol constants.
 const (
-	// ProtocolVersion is the version byte of the handshake.
-	ProtocolVersion = 1
+	// ProtocolVersion is the version byte of the handshake. Version 2
+	// added the output marks to batches.
+	ProtocolVersion = 2
 	// MinKeySize is the smallest cluster key accepted.
 	MinKeySize = 32
 	// MaxHelloSize bounds the client's hello.
@@ -636,6 +639,11 @@ func unexpectedEOF(err error) error {
 type Batch struct {
 	Entries []Entry
 	Pos     uint64
+	// Out is how many bytes of the guest's stdout (Out[0]) and stderr
+	// (Out[1]) the primary has written out so far: a backup that goes
+	// live writes again what its replay produced beyond them, which the
+	// primary may not have written when it died.
+	Out [2]uint64
 }
 
 // Ack is the payload of a FrameAck.
@@ -665,6 +673,8 @@ func entryPayloadSize(e Entry) int {
 // batch: WriteBatch does.
 func AppendBatch(b []byte, batch Batch) []byte {
 	b = binary.AppendUvarint(b, batch.Pos)
+	b = binary.AppendUvarint(b, batch.Out[0])
+	b = binary.AppendUvarint(b, batch.Out[1])
 	b = binary.AppendUvarint(b, uint64(len(batch.Entries)))
 	for _, e := range batch.Entries {
 		b = appendEntry(b, e)
@@ -690,7 +700,7 @@ func appendEntry(b []byte, e Entry) []byte {
 // the last entry.
 func ParseBatch(p []byte) (Batch, error) {
 	d := NewDecoder(p)
-	pos, n := d.Uint(), d.Uint()
+	pos, out0, out1, n := d.Uint(), d.Uint(), d.Uint(), d.Uint()
 	if err := d.Err(); err != nil {
 		return Batch{}, fmt.Errorf("replog: batch: %w", err)
 	}
@@ -698,7 +708,7 @@ func ParseBatch(p []byte) (Batch, error) {
 	if n > uint64(len(rest)/minEntryFrame) {
 		return Batch{}, fmt.Errorf("replog: batch: %w", kindf(ErrCorrupt, "%d entries cannot fit in %d bytes", n, len(rest)))
 	}
-	batch := Batch{Pos: pos, Entries: make([]Entry, 0, n)}
+	batch := Batch{Pos: pos, Out: [2]uint64{out0, out1}, Entries: make([]Entry, 0, n)}
 	for i := range n {
 		e, k, err := DecodeEntry(rest)
 		if errors.Is(err, ErrTruncated) {

@@ -71,7 +71,7 @@ func tcpPair(t testing.TB, hello []byte) (client, server *Conn) {
 }
 
 func testBatch(first uint64, n, size int) Batch {
-	b := Batch{Pos: first*10 + uint64(n)*10 + 5}
+	b := Batch{Pos: first*10 + uint64(n)*10 + 5, Out: [2]uint64{first * 3, first * 7}}
 	for i := range n {
 		seq := first + uint64(i)
 		data := bytes.Repeat([]byte{byte(seq)}, size)
@@ -81,7 +81,7 @@ func testBatch(first uint64, n, size int) Batch {
 }
 
 func sameBatch(a, b Batch) bool {
-	if a.Pos != b.Pos || len(a.Entries) != len(b.Entries) {
+	if a.Pos != b.Pos || a.Out != b.Out || len(a.Entries) != len(b.Entries) {
 		return false
 	}
 	for i, e := range a.Entries {
@@ -300,7 +300,7 @@ func TestHandshakeStrangers(t *testing.T) {
 		want string
 	}{
 		{"http", []byte("GET / HTTP/1.1\r\nHost: x\r\n\r\n"), "bad magic"},
-		{"version", rawHello(2, nil), "protocol version 2"},
+		{"version", rawHello(1, nil), "protocol version 1"},
 		{"huge hello", append(rawHello(ProtocolVersion, nil)[:len(chanMagic)+1+nonceSize], 0x80, 0x80, 0x40), "exceeds the limit"},
 		{"long hello length", append(rawHello(ProtocolVersion, nil)[:len(chanMagic)+1+nonceSize], 0x80, 0x80, 0x80, 0x01), "longer than"},
 		{"non-minimal hello length", append(rawHello(ProtocolVersion, nil)[:len(chanMagic)+1+nonceSize], 0x81, 0x00), "non-minimal"},
@@ -710,6 +710,10 @@ func TestParseBatch(t *testing.T) {
 		return AppendBatch(nil, b)
 	}
 	enc := AppendBatch(nil, good)
+	// head encodes a batch's fields before its entry count.
+	head := func(pos uint64) []byte {
+		return binary.AppendUvarint(binary.AppendUvarint(binary.AppendUvarint(nil, pos), good.Out[0]), good.Out[1])
+	}
 	tests := []struct {
 		name string
 		p    []byte
@@ -724,8 +728,8 @@ func TestParseBatch(t *testing.T) {
 		{"trailing", append(bytes.Clone(enc), 0), "1 bytes after the last entry"},
 		{"truncated", enc[:len(enc)-1], "truncated"},
 		{"bad crc", append(bytes.Clone(enc[:len(enc)-1]), enc[len(enc)-1]^1), "checksum"},
-		{"count", append(binary.AppendUvarint(binary.AppendUvarint(nil, 1), 1<<40), make([]byte, 100)...), "cannot fit"},
-		{"count over entries", append(binary.AppendUvarint(binary.AppendUvarint(nil, 100), 5), enc[2:]...), "entry 5 of 5"},
+		{"count", append(binary.AppendUvarint(head(1), 1<<40), make([]byte, 100)...), "cannot fit"},
+		{"count over entries", append(binary.AppendUvarint(head(100), 5), enc[len(head(100))+1:]...), "entry 5 of 5"},
 	}
 	for _, tt := range tests {
 		if _, err := ParseBatch(tt.p); err == nil || !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), tt.want) {

@@ -33,6 +33,10 @@ type Gate struct {
 	held      GateStats
 	delays    latency.Histogram // of the outputs performed since TakeDelays
 	done      chan struct{}
+	// written counts the bytes of stdout and stderr performed; onWritten,
+	// if set, hears each new count (from the release goroutine).
+	written   [2]uint64
+	onWritten func([2]uint64)
 }
 
 // reserver is a Host that counts the bytes a Gate holds for a connection
@@ -76,6 +80,16 @@ func NewGate(inner wasi.Host, tag func() uint64) *Gate {
 	g.cond = sync.NewCond(&g.mu)
 	go g.release()
 	return g
+}
+
+// OnWritten makes the Gate call f with the bytes of stdout and stderr it
+// has written so far, each time it writes more of them, from its release
+// goroutine: the primary tells its backup, which writes again what lies
+// beyond if it goes live (see outTail). Call it before the guest runs.
+func (g *Gate) OnWritten(f func(written [2]uint64)) {
+	g.mu.Lock()
+	g.onWritten = f
+	g.mu.Unlock()
 }
 
 // Ack records that the backup has every entry through seq.
@@ -214,7 +228,13 @@ func (g *Gate) release() {
 			switch o.kind {
 			case outWrite:
 				g.reserve(o, -1)
-				_ = g.Host.Write(o.h, o.data)
+				err := g.Host.Write(o.h, o.data)
+				if (o.h == 1 || o.h == 2) && err == nil {
+					g.written[o.h-1] += uint64(len(o.data))
+					if g.onWritten != nil {
+						g.onWritten(g.written)
+					}
+				}
 			case outShutdown:
 				_ = g.Host.Shutdown(o.h, o.how)
 			case outClose:

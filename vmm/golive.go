@@ -75,7 +75,9 @@ func (vm *VM) GoLive() error {
 // GoLiveWith is GoLive with a host the caller made: host services every
 // call from now on; it is typically an OS host made from Adoption, or a
 // Host in front of one (oh), which the VM then closes in Close (oh may be
-// nil if the caller closes the host itself).
+// nil if the caller closes the host itself). The bytes of stdout and
+// stderr that the replay produced and the old primary may not have written
+// (see Rewritten) are written to host first.
 //
 // It is refused unless the VM replays, its last call did not diverge, and
 // its log has no entry left: the log ended (ErrLogEnded), or a log file was
@@ -90,11 +92,25 @@ func (vm *VM) GoLiveWith(host wasi.Host, oh *wasi.OSHost) error {
 	if err := vm.sys.SetHost(host); err != nil {
 		return err
 	}
+	if w := vm.rep.written; w != nil {
+		// What the old primary may not have written goes first.
+		written := w()
+		for i := range vm.rep.tails {
+			if b := vm.rep.tails[i].pending(written[i]); len(b) > 0 && host.Write(wasi.Handle(i+1), b) == nil {
+				vm.rewritten[i] = len(b)
+			}
+		}
+	}
 	vm.seq = vm.rep.seq
 	vm.rep = nil
 	vm.os = oh
 	return nil
 }
+
+// Rewritten returns how many bytes of stdout and stderr the VM wrote again
+// when it went live: those its replay produced beyond what the old primary
+// reported written, which it may or may not have written before it died.
+func (vm *VM) Rewritten() (stdout, stderr int) { return vm.rewritten[0], vm.rewritten[1] }
 
 // checkGoLive tells whether the VM may go live now.
 func (vm *VM) checkGoLive() error {
@@ -311,7 +327,7 @@ func (vm *VM) Settle(cfg wasi.Config) (Settlement, error) {
 	if in == nil {
 		return Settlement{}, nil
 	}
-	s := Settlement{InDoubt: true, Effect: describeIntent(encodeIntent(in.call, in.before, in.effect, in.probes))}
+	s := Settlement{InDoubt: true, Effect: DescribeIntent(encodeIntent(in.call, in.before, in.effect, in.probes))}
 	f, args, ok := vm.inst.Pending()
 	if !ok || vm.inst.Count() != in.pos {
 		return s, fmt.Errorf("vmm: settle: the VM is not at the call of the intent (position %d)", in.pos)

@@ -534,3 +534,87 @@ func TestGoLiveRefused(t *testing.T) {
 		t.Error("Adoption of a restored VM succeeded")
 	}
 }
+
+// TestGoLiveRewritesUnwrittenOutput: a primary dies having written only part
+// of what its guest printed before the log's end (released outputs not yet
+// performed, or held for an acknowledgement that came too late). Its
+// backup's replay dropped that output as it went, but kept what lies
+// beyond the primary's last report, and writes it when it goes live: the
+// primary's stdout and the survivor's together are the guest's whole
+// output, nothing lost and, with an exact report, nothing repeated.
+func TestGoLiveRewritesUnwrittenOutput(t *testing.T) {
+	cm, err := wasm.Compile(guesttest.BuildC(t, "wasi-effects"), wasm.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	args, paths := []string{"wasi-effects", "/data"}, []string{"/data"}
+	probe := recordCut(t, cm, args, paths, 0, false)
+	for _, cut := range []int{10, 30, 50} {
+		// What the replay prints up to the cut: a primary that ran to
+		// there printed the same.
+		rec := recordCut(t, cm, args, paths, cut, false)
+		var upTo bytes.Buffer
+		src := vmm.NewLiveSource(0)
+		if err := src.Push(replog.Batch{Entries: rec.entries, Pos: vmm.CompleteThrough(rec.entries[cut-1])}); err != nil {
+			t.Fatal(err)
+		}
+		src.End()
+		replay, err := vmm.New(cm, vmm.Config{WASI: wasi.Config{Args: args, Preopens: []wasi.Preopen{{GuestPath: "/data"}}, Stdout: &upTo}, Replay: src})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := replay.Run(context.Background()); !errors.Is(err, vmm.ErrLogEnded) {
+			t.Fatal(err)
+		}
+		replay.Close()
+		printed := upTo.Len()
+		for _, written := range []int{0, printed / 2, printed} {
+			t.Run(fmt.Sprintf("cut-%d-written-%d-of-%d", cut, written, printed), func(t *testing.T) {
+				rec := recordCut(t, cm, args, paths, cut, false)
+				src := vmm.NewLiveSource(0)
+				b := replog.Batch{Entries: rec.entries, Pos: vmm.CompleteThrough(rec.entries[cut-1]), Out: [2]uint64{uint64(written), 0}}
+				if err := src.Push(b); err != nil {
+					t.Fatal(err)
+				}
+				src.End()
+				cfg := wasi.Config{Args: args, Preopens: []wasi.Preopen{{GuestPath: "/data", HostDir: rec.dirs[0]}}}
+				// The backup's replay prints nothing itself, as on a host.
+				backup, err := vmm.New(cm, vmm.Config{WASI: cfg, Replay: src})
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer backup.Close()
+				ctx := context.Background()
+				if _, err := backup.Run(ctx); !errors.Is(err, vmm.ErrLogEnded) {
+					t.Fatal(err)
+				}
+				if _, err := backup.Settle(cfg); err != nil {
+					t.Fatal(err)
+				}
+				a, err := backup.Adoption()
+				if err != nil {
+					t.Fatal(err)
+				}
+				var live bytes.Buffer
+				lcfg := cfg
+				lcfg.Stdout = &live
+				oh, err := wasi.NewOSHostAdopting(lcfg, nil, a)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := backup.GoLiveWith(oh, oh); err != nil {
+					t.Fatal(err)
+				}
+				if n, _ := backup.Rewritten(); n != printed-written {
+					t.Errorf("wrote again %d bytes, want %d", n, printed-written)
+				}
+				if _, err := backup.Run(ctx); err != nil {
+					t.Fatal(err)
+				}
+				if got := probe.stdout[:written] + live.String(); got != probe.stdout {
+					t.Errorf("the primary's %d bytes and the survivor's output:\n%s\nwant\n%s", written, got, probe.stdout)
+				}
+			})
+		}
+	}
+}

@@ -23,6 +23,7 @@ type LiveSource struct {
 	queue   []replog.Entry
 	known   uint64 // the log is complete through this position
 	lastSeq uint64 // the last entry received
+	written [2]uint64
 	ended   bool
 	// arrivals holds, for each batch with entries still queued, when it
 	// arrived and its last entry: how far behind the replay is (Behind).
@@ -68,8 +69,19 @@ func (s *LiveSource) Push(b replog.Batch) error {
 	if b.Pos > s.known {
 		s.known = b.Pos
 	}
+	for i, n := range b.Out {
+		s.written[i] = max(s.written[i], n)
+	}
 	s.notifyLocked()
 	return nil
+}
+
+// Written returns how many bytes of the guest's stdout and stderr the
+// primary reported it had written out (replog.Batch.Out).
+func (s *LiveSource) Written() [2]uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.written
 }
 
 // End marks the log as ended for good: the primary is gone. A Peek that

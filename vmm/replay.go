@@ -93,6 +93,11 @@ type replayer struct {
 	src            Source
 	stdout, stderr io.Writer
 	track          *handleTracker
+	// written, if set, reports how much of stdout and stderr the primary
+	// wrote out; the replay then keeps what lies beyond (see outTail),
+	// unless it writes the stream itself.
+	written func() [2]uint64
+	tails   [2]outTail
 
 	// The call in progress.
 	name   string
@@ -199,7 +204,7 @@ func (p *replayer) effect(f effect) {
 	p.intent.effect.encode(&want)
 	f.encode(&got)
 	if p.used || string(want.B) != string(got.B) {
-		p.diverge(fmt.Sprintf("the call performs %v, but its intent announced %s", f.m, describeIntent(p.intentData())))
+		p.diverge(fmt.Sprintf("the call performs %v, but its intent announced %s", f.m, DescribeIntent(p.intentData())))
 		return
 	}
 	p.used = true
@@ -462,7 +467,8 @@ func (p *replayer) PathSetTimes(wasi.Handle, string, bool, uint64, uint64, uint1
 	return p.errnoOnly(mPathSetTimes)
 }
 
-// Write reproduces stdout and stderr; every other output is dropped.
+// Write reproduces stdout and stderr, or keeps what the primary may not
+// have written of them; every other output is dropped.
 func (p *replayer) Write(h wasi.Handle, data []byte) error {
 	var w io.Writer
 	switch h {
@@ -470,11 +476,15 @@ func (p *replayer) Write(h wasi.Handle, data []byte) error {
 		w = p.stdout
 	case 2:
 		w = p.stderr
+	default:
+		return nil
 	}
 	if w != nil {
 		if _, err := w.Write(data); err != nil {
 			return fmt.Errorf("replay output: %w", err)
 		}
+	} else if p.written != nil {
+		p.tails[h-1].add(data, p.written()[h-1])
 	}
 	return nil
 }

@@ -85,6 +85,9 @@ type VM struct {
 	// startAfter is _start while the module's own start function runs.
 	startAfter *wasm.Function
 	prof       *profiler // nil unless Config.ProfilePeriod is set
+	// rewritten counts the bytes of stdout and stderr the VM wrote again
+	// when it went live (see outTail).
+	rewritten [2]int
 }
 
 // New creates a VM for the compiled guest, ready to run its _start.
@@ -141,6 +144,9 @@ func newVM(cm *wasm.CompiledModule, cfg Config) (*VM, error) {
 	case cfg.Replay != nil:
 		vm.rep = &replayer{src: cfg.Replay, stdout: cfg.WASI.Stdout, stderr: cfg.WASI.Stderr,
 			track: newHandleTracker(cfg.WASI)}
+		if w, ok := cfg.Replay.(interface{ Written() [2]uint64 }); ok {
+			vm.rep.written = w.Written
+		}
 		host = vm.rep
 	case cfg.Host != nil:
 		host = cfg.Host
