@@ -1,6 +1,7 @@
 package vmm
 
 import (
+	"bytes"
 	"fmt"
 
 	"ftvm/replog"
@@ -182,6 +183,11 @@ func decodeIntent(en replog.Entry) (intent, error) {
 	if want := probesOf(in.effect.m); int(n) != want {
 		return intent{}, fmt.Errorf("intent of %v with %d probes, want %d", in.effect.m, n, want)
 	}
+	// Each intent has one encoding (a flag is 0 or 1, a file type fits
+	// its byte): anything else is not what a recorder wrote.
+	if !bytes.Equal(encodeIntent(in.call, in.before, in.effect, in.probes), en.Data) {
+		return intent{}, fmt.Errorf("intent not in its canonical encoding")
+	}
 	return in, nil
 }
 
@@ -196,8 +202,9 @@ func probesOf(m method) int {
 	return 1
 }
 
-// describeIntent renders an intent's effect for people (ftvm log show).
-func describeIntent(data []byte) string {
+// DescribeIntent renders the data of an intent entry for people (ftvm log
+// show): the effect announced and the state of its paths before.
+func DescribeIntent(data []byte) string {
 	in, err := decodeIntent(replog.Entry{Data: data})
 	if err != nil {
 		return "malformed intent: " + err.Error()

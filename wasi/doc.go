@@ -43,12 +43,13 @@
 //     Rename, Link, Symlink, PathSetTimes change the file system and the
 //     guest sees their errno or count. The primary performs them and logs
 //     the result like an input; the backup returns the logged result
-//     without performing them. They are idempotent when re-issued in
-//     order at go-live: file writes carry explicit offsets. System keeps
-//     each file's offset itself and turns fd_write into Host.Pwrite at that
-//     offset; for a descriptor opened with FDFLAG_APPEND it first asks
-//     Host.Filestat for the size (an input) and writes there. The Host
-//     never sees O_APPEND.
+//     without performing them. File writes carry explicit offsets: System
+//     keeps each file's offset itself and turns fd_write into Host.Pwrite
+//     at that offset; for a descriptor opened with FDFLAG_APPEND it first
+//     asks Host.Filestat for the size (an input) and writes there. The
+//     Host never sees O_APPEND. A call performs at most one effect, after
+//     every input it takes: what the hypervisor relies on to make every
+//     effect happen exactly once across a failover (package vmm, intents).
 //
 // Blocking: Host.Poll receives the whole subscription list of poll_oneoff
 // (descriptors replaced by handles, timeouts as given) and blocks until an

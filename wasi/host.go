@@ -16,8 +16,11 @@ import "context"
 //   - Effect: the method changes the outside world (a file written, created,
 //     renamed, ...) and the guest sees its result. A recording Host performs
 //     it and logs the result as an input; a replaying Host returns the
-//     logged result without performing it. Effects are idempotent when
-//     re-issued in order: writes carry explicit offsets.
+//     logged result without performing it. Writes carry explicit offsets,
+//     so most effects leave the same outcome when performed again; for the
+//     others (an append's offset taken from Filestat, creating, removing
+//     or renaming a path) the hypervisor logs an intent first (see package
+//     vmm).
 //   - Output: the method sends something out (bytes on stdout or a
 //     connection, a shutdown, a close) and the guest's result does not
 //     depend on it. It returns only an error, and only for misuse (an

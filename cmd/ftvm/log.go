@@ -84,7 +84,11 @@ func showLog(ctx context.Context, w io.Writer, r io.Reader, stats bool) error {
 			total.bytes += len(e.Data)
 			continue
 		}
-		fmt.Fprintf(w, "%8d %14d  %-22s %8d  %s\n", e.Seq, e.Pos, name, len(e.Data), preview(e.Data))
+		data := preview(e.Data)
+		if e.Type == vmm.TypeIntent {
+			data = vmm.DescribeIntent(e.Data)
+		}
+		fmt.Fprintf(w, "%8d %14d  %-22s %8d  %s\n", e.Seq, e.Pos, name, len(e.Data), data)
 	}
 	if stats {
 		names := make([]string, 0, len(per))
