@@ -356,8 +356,7 @@ func settle(in intent, t *handleTracker, cfg wasi.Config) (result []byte, done b
 		if !ok {
 			return probe{errno: wasi.EBADF}
 		}
-		st, errno := wasi.StatPath(cfg, preopen, rel, follow, false)
-		return probe{errno, st}
+		return probeOf(wasi.StatPath(cfg, preopen, rel, follow, false))
 	}
 	var e replog.Encoder
 	ok := func(m method) { e.B = append(e.B, byte(m)); e.Uint(0) }
@@ -382,7 +381,7 @@ func settle(in intent, t *handleTracker, cfg wasi.Config) (result []byte, done b
 		}
 		ok(mOpen)
 		e.Uint(uint64(t.fresh()))
-		e.Uint(uint64(now.st.Filetype))
+		e.Uint(uint64(now.filetype))
 		return e.B, true
 	case mMkdir, mSymlink:
 		want := wasi.FiletypeDirectory
@@ -390,15 +389,15 @@ func settle(in intent, t *handleTracker, cfg wasi.Config) (result []byte, done b
 			want = wasi.FiletypeSymbolicLink
 		}
 		pre, now := in.probes[0], look(f.dir, f.path, false)
-		done = !pre.exists() && now.exists() && now.st.Filetype == want
+		done = !pre.exists() && now.exists() && now.filetype == want
 	case mRmdir, mUnlink:
 		pre, now := in.probes[0], look(f.dir, f.path, false)
 		done = pre.exists() && now.errno == wasi.ENOENT
 	case mLink, mRename:
 		old, dst := in.probes[0], in.probes[1]
 		now := look(f.dir2, f.path2, false)
-		same := dst.exists() && dst.st.Ino == old.st.Ino // renaming a file onto itself changes nothing
-		done = old.exists() && !same && now.exists() && now.st.Ino == old.st.Ino
+		same := dst.exists() && dst.ino == old.ino // renaming a file onto itself changes nothing
+		done = old.exists() && !same && now.exists() && now.ino == old.ino
 	}
 	if !done {
 		return nil, false

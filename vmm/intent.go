@@ -43,7 +43,7 @@ import (
 // tell. Its data is the call's entry type (uvarint), the call's Host
 // results so far (a blob, encoded as in the call's own entry), the effect
 // (see effect.encode) and the pre-state probes (count, then per probe the
-// errno and the Filestat values of PathFilestat). The call's own entry
+// errno of PathFilestat and, if 0, the file type and inode number). The call's own entry
 // follows it at the same position.
 const TypeIntent replog.Type = 101
 
@@ -127,11 +127,20 @@ func decodeEffect(d *replog.Decoder) effect {
 	return f
 }
 
-// probe is the state of a path just before an effect: what PathFilestat
-// returned for it.
+// probe is the state of a path just before an effect, as much of what
+// PathFilestat returned for it as settling needs: whether it exists, and if
+// so its type and inode number.
 type probe struct {
-	errno wasi.Errno
-	st    wasi.Filestat
+	errno    wasi.Errno
+	filetype wasi.Filetype
+	ino      uint64
+}
+
+func probeOf(st wasi.Filestat, errno wasi.Errno) probe {
+	if errno != wasi.ESUCCESS {
+		return probe{errno: errno}
+	}
+	return probe{filetype: st.Filetype, ino: st.Ino}
 }
 
 func (p probe) exists() bool { return p.errno == wasi.ESUCCESS }
@@ -157,7 +166,10 @@ func encodeIntent(call replog.Type, before []byte, f effect, probes []probe) []b
 	e.Uint(uint64(len(probes)))
 	for _, p := range probes {
 		e.Uint(uint64(p.errno))
-		encodeFilestat(&e, p.st)
+		if p.exists() {
+			e.Uint(uint64(p.filetype))
+			e.Uint(p.ino)
+		}
 	}
 	return e.B
 }
@@ -172,7 +184,11 @@ func decodeIntent(en replog.Entry) (intent, error) {
 		return intent{}, fmt.Errorf("intent with %d probes", n)
 	}
 	for range n {
-		in.probes = append(in.probes, probe{errno: wasi.Errno(d.Uint()), st: decodeFilestat(d)})
+		p := probe{errno: wasi.Errno(d.Uint())}
+		if p.exists() {
+			p.filetype, p.ino = wasi.Filetype(d.Uint()), d.Uint()
+		}
+		in.probes = append(in.probes, p)
 	}
 	if err := d.Finish(); err != nil {
 		return intent{}, err
@@ -224,7 +240,7 @@ func DescribeIntent(data []byte) string {
 			s += "; before:"
 		}
 		if p.exists() {
-			s += fmt.Sprintf(" %s ino %d", filetypeName(p.st.Filetype), p.st.Ino)
+			s += fmt.Sprintf(" %s ino %d", filetypeName(p.filetype), p.ino)
 		} else {
 			s += " " + p.errno.String()
 		}

@@ -13,15 +13,15 @@ import (
 // encodes to the same bytes (each intent has one encoding), which
 // describeIntent can show.
 func FuzzDecodeIntent(f *testing.F) {
-	st := wasi.Filestat{Ino: 7, Filetype: wasi.FiletypeDirectory, Size: 4096}
+	dir := probe{filetype: wasi.FiletypeDirectory, ino: 7}
 	for _, in := range []struct {
 		f      effect
 		probes []probe
 	}{
 		{effect{m: mPwrite, h: 9, off: 24, n: 8}, nil},
 		{effect{m: mMkdir, dir: 3, path: "lock-1"}, []probe{{errno: wasi.ENOENT}}},
-		{effect{m: mRename, dir: 3, path: "a", dir2: 4, path2: "b"}, []probe{{st: st}, {errno: wasi.ENOENT}}},
-		{effect{m: mLink, dir: 3, path: "a", dir2: 3, path2: "b", follow: true}, []probe{{st: st}, {st: st}}},
+		{effect{m: mRename, dir: 3, path: "a", dir2: 4, path2: "b"}, []probe{dir, {errno: wasi.ENOENT}}},
+		{effect{m: mLink, dir: 3, path: "a", dir2: 3, path2: "b", follow: true}, []probe{dir, dir}},
 		{effect{m: mSymlink, dir: 3, path: "s", target: "t"}, []probe{{errno: wasi.ENOENT}}},
 		{effect{m: mOpen, dir: 3, path: "x", oflags: wasi.OflagCreat | wasi.OflagExcl}, []probe{{errno: wasi.ENOENT}}},
 	} {

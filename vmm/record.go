@@ -49,8 +49,7 @@ func (r *recorder) intend(f effect) bool {
 	var probes [maxProbes]probe
 	n := 0
 	look := func(dir wasi.Handle, path string, follow bool) {
-		st, errno := r.inner.PathFilestat(dir, path, follow)
-		probes[n] = probe{errno, st}
+		probes[n] = probeOf(r.inner.PathFilestat(dir, path, follow))
 		n++
 	}
 	switch f.m {
