@@ -98,7 +98,7 @@ func stopGently(b *testing.B, p *os.Process, done func()) {
 
 func benchExec(b *testing.B, guest []byte, clients int) {
 	prof := benchProfileDir(b)
-	s := startExecSide(b, guest, prof, "exec")
+	s := startExecSide(b, guest, guestRun{}, prof, "exec")
 	pid := s.pids[0]
 	cpu0 := procCPU(b, pid)
 	n := drive(b, s.addr, clients)

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"ftvm/cmd/ftvm/defaultguest"
 	"ftvm/host"
 	"ftvm/storage"
 )
@@ -43,10 +44,47 @@ import (
 //     themselves (and the backup shares its host with the clients).
 func BenchmarkOverhead(b *testing.B) {
 	for _, g := range benchGuests {
-		b.Run(g.name+"/shared", func(b *testing.B) { benchOverhead(b, g.wasm(b), shared) })
-		b.Run(g.name+"/hosts", func(b *testing.B) { benchOverhead(b, g.wasm(b), hosts) })
-		b.Run(g.name+"/hosts-clients-with-backup", func(b *testing.B) { benchOverhead(b, g.wasm(b), hostsClientsWithBackup) })
+		b.Run(g.name+"/shared", func(b *testing.B) { benchOverhead(b, g.wasm(b), guestRun{}, shared) })
+		b.Run(g.name+"/hosts", func(b *testing.B) { benchOverhead(b, g.wasm(b), guestRun{}, hosts) })
+		b.Run(g.name+"/hosts-clients-with-backup", func(b *testing.B) {
+			benchOverhead(b, g.wasm(b), guestRun{}, hostsClientsWithBackup)
+		})
 	}
+}
+
+// BenchmarkEffects is BenchmarkOverhead with guests that write their disk
+// on every request, in the shared and hosts placements: what exactly-once
+// effects cost, against exec and, with FTVM_BENCH_BASE set to a build from
+// before them, against that build's pair in the same rounds (ft/ft-base).
+//
+//   - journal: testdata/guests/ft-journal (Go): each request makes a lock
+//     directory, writes and renames a state file, removes the lock and
+//     appends a journal line; four of those five effects have an intent.
+//
+//   - counter-file: the C counter with -file, which overwrites its value
+//     at offset 0 before each reply: an effect without an intent.
+//
+//     go test ./host -run '^$' -bench BenchmarkEffects -benchtime 2000x
+func BenchmarkEffects(b *testing.B) {
+	runs := []struct {
+		name string
+		wasm func(testing.TB) []byte
+		run  guestRun
+	}{
+		{"journal", journalGuest, guestRun{args: []string{"/disk"}, disk: true}},
+		{"counter-file", func(testing.TB) []byte { return defaultguest.Counter() }, guestRun{args: []string{"-file", "/disk/counter"}, disk: true}},
+	}
+	for _, g := range runs {
+		b.Run(g.name+"/shared", func(b *testing.B) { benchOverhead(b, g.wasm(b), g.run, shared) })
+		b.Run(g.name+"/hosts", func(b *testing.B) { benchOverhead(b, g.wasm(b), g.run, hosts) })
+	}
+}
+
+// guestRun is how a benchmark runs its guest: with these arguments, and a
+// disk (a directory as /disk) or not.
+type guestRun struct {
+	args []string
+	disk bool
 }
 
 // overheadRounds is how many times BenchmarkOverhead measures each side.
@@ -61,7 +99,7 @@ const (
 	hostsClientsWithBackup
 )
 
-func benchOverhead(b *testing.B, guest []byte, place placement) {
+func benchOverhead(b *testing.B, guest []byte, run guestRun, place placement) {
 	var primaryCPUs, backupCPUs []int
 	if place != shared {
 		all, err := allowedCPUs()
@@ -84,8 +122,8 @@ func benchOverhead(b *testing.B, guest []byte, place placement) {
 	// The exec processes: with exec's defaults, and coalescing as the
 	// hosts do by default.
 	prof := benchProfileDir(b)
-	ex := startExecSide(b, guest, prof, "exec")
-	exc := startExecSide(b, guest, prof, "exec-coalesce", "--coalesce", host.DefaultCoalesce.String())
+	ex := startExecSide(b, guest, run, prof, "exec")
+	exc := startExecSide(b, guest, run, prof, "exec-coalesce", "--coalesce", host.DefaultCoalesce.String())
 
 	// The FT pair, and with FTVM_BENCH_BASE another one running that
 	// binary.
@@ -112,7 +150,8 @@ func benchOverhead(b *testing.B, guest []byte, place placement) {
 			}
 		}
 		s := &side{name: name, addr: freeAddr(b), pids: []int{c.hosts["h1"].cmd.Process.Pid, c.hosts["h2"].cmd.Process.Pid}, pair: c}
-		c.startVM("counter", guest, storage.VMSpec{Listeners: []string{s.addr}, Primary: "h1", Backup: "h2"})
+		c.startVM("counter", guest, storage.VMSpec{Listeners: []string{s.addr}, Primary: "h1", Backup: "h2",
+			Disk: run.disk, Args: append([]string{"counter"}, run.args...)})
 		get(b, s.addr, 20*time.Second)
 		pairs = append(pairs, c)
 		return s, c
@@ -208,15 +247,19 @@ type side struct {
 // startExecSide starts `ftvm exec` with args and waits until its guest
 // answers: listening before the hosts start, whose ports could be the
 // same. With prof set, it writes its profiles there.
-func startExecSide(b *testing.B, guest []byte, prof, name string, args ...string) *side {
+func startExecSide(b *testing.B, guest []byte, run guestRun, prof, name string, args ...string) *side {
 	s := &side{name: name, addr: freeAddr(b)}
 	path := filepath.Join(b.TempDir(), "counter.wasm")
 	writeFile(b, path, guest)
 	args = append([]string{"exec", "--listen", s.addr}, args...)
+	if run.disk {
+		args = append(args, "--dir", b.TempDir()+":/disk")
+	}
 	if prof != "" {
 		args = append(args, "--profile", filepath.Join(prof, name+".pprof"))
 	}
-	cmd := exec.Command(ftvmBinary(b), append(args, path)...)
+	args = append(append(args, path), run.args...)
+	cmd := exec.Command(ftvmBinary(b), args...)
 	cmd.Env = append(os.Environ(), cpuProfileEnv(prof, name)...)
 	s.cmd = cmd
 	if err := cmd.Start(); err != nil {
