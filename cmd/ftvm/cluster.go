@@ -331,7 +331,10 @@ func runFailpoint(ctx context.Context, env *cmdEnv, args []string) int {
 	fs.Usage = usageFunc(fs, env.stderr, "failpoint --shared DIR --host NAME [SPEC]",
 		"Shows, or with SPEC replaces, a running host's failpoints (fault injection for tests).\n"+
 			"SPEC is a comma-separated list of cut=PEER, cut-log=PEER, cut-heartbeat=PEER,\n"+
-			"storage=unreachable, fence=off; an empty SPEC (\"\") clears them.")
+			"storage=unreachable, fence=off, and crash-before-effect=M, crash-after-effect=M,\n"+
+			"crash-after-send=M (kill the host at that point of a primary's next effect of\n"+
+			"Host method M: Open, Pwrite, SetSize, Mkdir, Rename, ... or any); an empty SPEC\n"+
+			"(\"\") clears them.")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
