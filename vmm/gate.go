@@ -37,6 +37,8 @@ type Gate struct {
 	// if set, hears each new count (from the release goroutine).
 	written   [2]uint64
 	onWritten func([2]uint64)
+	// inflight is the output the release goroutine is performing.
+	inflight heldOutput
 }
 
 // reserver is a Host that counts the bytes a Gate holds for a connection
@@ -90,6 +92,27 @@ func (g *Gate) OnWritten(f func(written [2]uint64)) {
 	g.mu.Lock()
 	g.onWritten = f
 	g.mu.Unlock()
+}
+
+// Output returns how many bytes of stdout and stderr the Gate has written,
+// and the bytes of them the guest produced that it has not written yet
+// (held, or being written): a live clone hands them to the new backup,
+// which writes them again if it goes live (see outTail).
+func (g *Gate) Output() (written [2]uint64, unwritten [2][]byte) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	add := func(o heldOutput) {
+		if o.kind == outWrite && (o.h == 1 || o.h == 2) {
+			unwritten[o.h-1] = append(unwritten[o.h-1], o.data...)
+		}
+	}
+	if g.releasing {
+		add(g.inflight)
+	}
+	for _, o := range g.queue {
+		add(o)
+	}
+	return g.written, unwritten
 }
 
 // Ack records that the backup has every entry through seq.
@@ -223,16 +246,23 @@ func (g *Gate) release() {
 			g.queue = g.queue[1:]
 			g.held.Outputs--
 			g.held.Bytes -= len(o.data)
-			g.releasing = true
+			g.releasing, g.inflight = true, o
 			g.mu.Unlock()
 			switch o.kind {
 			case outWrite:
 				g.reserve(o, -1)
-				err := g.Host.Write(o.h, o.data)
-				if (o.h == 1 || o.h == 2) && err == nil {
+				_ = g.Host.Write(o.h, o.data)
+				if o.h == 1 || o.h == 2 {
+					// Written (or failed for good, which no one can
+					// retry), and no longer in flight, at once: Output
+					// counts each byte in one of the two.
+					g.mu.Lock()
 					g.written[o.h-1] += uint64(len(o.data))
+					g.inflight = heldOutput{}
+					written := g.written
+					g.mu.Unlock()
 					if g.onWritten != nil {
-						g.onWritten(g.written)
+						g.onWritten(written)
 					}
 				}
 			case outShutdown:
@@ -242,7 +272,7 @@ func (g *Gate) release() {
 			}
 			g.mu.Lock()
 			g.delays.Record(time.Since(o.at))
-			g.releasing = false
+			g.releasing, g.inflight = false, heldOutput{}
 			if g.waiting {
 				g.cond.Broadcast() // an effect may wait for this output
 			}

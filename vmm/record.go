@@ -24,6 +24,9 @@ type recorder struct {
 	// err is set when an intent could not be logged: the effect was not
 	// performed, and the call fails.
 	err error
+	// track follows the guest's handles and clocks as the real Host has
+	// them, as a backup's replay does: what a clone hands a new backup.
+	track *handleTracker
 }
 
 var _ wasi.Host = (*recorder)(nil)
@@ -96,6 +99,9 @@ func (r *recorder) ClockResolution(id wasi.ClockID) (uint64, wasi.Errno) {
 
 func (r *recorder) ClockTime(id wasi.ClockID, precision uint64) (uint64, wasi.Errno) {
 	v, e := r.inner.ClockTime(id, precision)
+	if e == wasi.ESUCCESS {
+		r.track.clock(id, v)
+	}
 	r.op(mClockTime, e)
 	r.enc.Uint(v)
 	return v, e
@@ -135,6 +141,9 @@ func (r *recorder) Accept(ctx context.Context, h wasi.Handle, nonblock bool) (wa
 	c, e, err := r.inner.Accept(ctx, h, nonblock)
 	if err != nil {
 		return 0, 0, err
+	}
+	if e == wasi.ESUCCESS {
+		r.track.accepted(c)
 	}
 	r.op(mAccept, e)
 	r.enc.Uint(uint64(c))
@@ -187,6 +196,9 @@ func (r *recorder) Open(dir wasi.Handle, path string, req wasi.OpenRequest) (was
 		return wasi.OpenResult{}, wasi.EIO
 	}
 	res, e := r.inner.Open(dir, path, req)
+	if e == wasi.ESUCCESS {
+		r.track.opened(dir, path, req, res)
+	}
 	r.op(mOpen, e)
 	r.enc.Uint(uint64(res.Handle))
 	r.enc.Uint(uint64(res.Filetype))
@@ -243,6 +255,9 @@ func (r *recorder) Rmdir(dir wasi.Handle, path string) wasi.Errno {
 		return wasi.EIO
 	}
 	e := r.inner.Rmdir(dir, path)
+	if e == wasi.ESUCCESS {
+		r.track.removed(dir, path, false)
+	}
 	r.op(mRmdir, e)
 	return e
 }
@@ -252,6 +267,9 @@ func (r *recorder) Unlink(dir wasi.Handle, path string) wasi.Errno {
 		return wasi.EIO
 	}
 	e := r.inner.Unlink(dir, path)
+	if e == wasi.ESUCCESS {
+		r.track.removed(dir, path, true)
+	}
 	r.op(mUnlink, e)
 	return e
 }
@@ -261,6 +279,9 @@ func (r *recorder) Rename(oldDir wasi.Handle, oldPath string, newDir wasi.Handle
 		return wasi.EIO
 	}
 	e := r.inner.Rename(oldDir, oldPath, newDir, newPath)
+	if e == wasi.ESUCCESS {
+		r.track.renamed(oldDir, oldPath, newDir, newPath)
+	}
 	r.op(mRename, e)
 	return e
 }
@@ -291,7 +312,11 @@ func (r *recorder) PathSetTimes(dir wasi.Handle, path string, follow bool, atim,
 
 func (r *recorder) Write(h wasi.Handle, data []byte) error  { return r.inner.Write(h, data) }
 func (r *recorder) Shutdown(h wasi.Handle, how uint8) error { return r.inner.Shutdown(h, how) }
-func (r *recorder) Close(h wasi.Handle) error               { return r.inner.Close(h) }
+
+func (r *recorder) Close(h wasi.Handle) error {
+	r.track.released(h)
+	return r.inner.Close(h)
+}
 
 func encodeFilestat(e *replog.Encoder, st wasi.Filestat) {
 	e.Uint(st.Dev)

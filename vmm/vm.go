@@ -96,8 +96,12 @@ func New(cm *wasm.CompiledModule, cfg Config) (*VM, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Its tracker sees the guest from its start.
 	if vm.rep != nil {
-		vm.rep.track.complete = true // it sees the guest from its start
+		vm.rep.track.complete = true
+	}
+	if vm.rec != nil {
+		vm.rec.track.complete = true
 	}
 	inst, err := wasm.NewStore().Instantiate(cm, resolveWASI)
 	if err != nil {
@@ -159,7 +163,7 @@ func newVM(cm *wasm.CompiledModule, cfg Config) (*VM, error) {
 		host = oh
 	}
 	if cfg.Record != nil {
-		vm.rec = &recorder{inner: host, emit: vm.emit}
+		vm.rec = &recorder{inner: host, emit: vm.emit, track: newHandleTracker(cfg.WASI)}
 		host = vm.rec
 	}
 	sys, err := wasi.New(cfg.WASI, host)

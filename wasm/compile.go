@@ -1344,3 +1344,18 @@ func numericSig(op byte) (a, b, r ValType, n int) {
 	}
 	return 0, 0, 0, 0
 }
+
+// MemoryLimit returns the most 64 KiB pages the memory an instance of cm
+// defines may grow to (its declared maximum, capped by the engine's
+// Config), and false if cm defines no memory.
+func (cm *CompiledModule) MemoryLimit() (pages uint32, ok bool) {
+	if len(cm.Module.Memories) == 0 {
+		return 0, false
+	}
+	lim := cm.Module.Memories[0]
+	max := uint32(65536)
+	if lim.HasMax {
+		max = lim.Max
+	}
+	return min(max, cm.cfg.MaxMemoryPages), true
+}

@@ -113,7 +113,22 @@ func (r *snapReader) count(size int) int {
 // store indices; for those to mean the same after Restore, a snapshot is
 // only taken of an instance that is alone in its store, and restored into
 // an empty store.
-func (in *Instance) Snapshot() ([]byte, error) {
+func (in *Instance) Snapshot() ([]byte, error) { return in.snapshot(true) }
+
+// SnapshotState is Snapshot without the memory's contents: it records the
+// memory's size alone, and RestoreWithMemory takes the contents apart. A
+// live clone copies the memory page by page while the guest runs (see
+// Memory.DirtyPages) and only the rest of the state at its final pause.
+func (in *Instance) SnapshotState() ([]byte, error) { return in.snapshot(false) }
+
+// Memory flags of a snapshot.
+const (
+	snapNoMemory   = 0
+	snapMemory     = 1 // the contents follow
+	snapMemorySize = 2 // the size in pages follows; the contents come apart
+)
+
+func (in *Instance) snapshot(withMemory bool) ([]byte, error) {
 	if err := in.aloneInStore(); err != nil {
 		return nil, err
 	}
@@ -125,11 +140,15 @@ func (in *Instance) Snapshot() ([]byte, error) {
 	e := &in.exec
 	w.u64(e.count)
 
-	if in.mem == nil {
-		w.u8(0)
-	} else {
-		w.u8(1)
+	switch {
+	case in.mem == nil:
+		w.u8(snapNoMemory)
+	case withMemory:
+		w.u8(snapMemory)
 		writeMemory(w, in.mem.data)
+	default:
+		w.u8(snapMemorySize)
+		w.u32(in.mem.Pages())
 	}
 
 	w.u32(uint32(len(in.globals)))
@@ -304,6 +323,20 @@ func (in *Instance) indexToRef(v uint64) (uint64, bool) {
 // in the state recorded by snap. Its segments are not applied again: their
 // effects are in the snapshot.
 func (s *Store) Restore(cm *CompiledModule, resolve Resolver, snap []byte) (*Instance, error) {
+	return s.restore(cm, resolve, snap, nil)
+}
+
+// RestoreWithMemory is Restore for a snapshot made by SnapshotState: mem is
+// the memory's contents, of the size the snapshot records, which the
+// instance takes over (the caller must not use mem afterwards).
+func (s *Store) RestoreWithMemory(cm *CompiledModule, resolve Resolver, snap, mem []byte) (*Instance, error) {
+	if mem == nil {
+		mem = []byte{}
+	}
+	return s.restore(cm, resolve, snap, mem)
+}
+
+func (s *Store) restore(cm *CompiledModule, resolve Resolver, snap, mem []byte) (*Instance, error) {
 	if len(snap) < snapHeaderBytes+4 || string(snap[:8]) != snapMagic {
 		return nil, errors.New("wasm: not a snapshot")
 	}
@@ -328,19 +361,27 @@ func (s *Store) Restore(cm *CompiledModule, resolve Resolver, snap []byte) (*Ins
 	if err != nil {
 		return nil, err
 	}
-	if err := in.restore(r); err != nil {
+	if err := in.restore(r, mem); err != nil {
 		return nil, err
 	}
 	return in, nil
 }
 
-func (in *Instance) restore(r *snapReader) error {
+// restore reads the state; mem, if not nil, is the memory's contents for a
+// snapshot that records its size alone.
+func (in *Instance) restore(r *snapReader, mem []byte) error {
 	e := &in.exec
 	e.count = r.u64()
-	if hasMem := r.u8(); (hasMem == 1) != (in.mem != nil) {
+	switch flag := r.u8(); {
+	case r.err != nil:
+	case (flag == snapNoMemory) != (in.mem == nil):
 		r.fail("memory presence does not match the module")
-	} else if hasMem == 1 {
+	case flag == snapMemory && mem == nil:
 		in.readMemory(r)
+	case flag == snapMemorySize && mem != nil:
+		in.adoptMemory(r, mem)
+	case flag != snapNoMemory:
+		r.fail("memory flag %d, with memory given apart: %v", flag, mem != nil)
 	}
 	if n := r.count(8); r.err == nil && n != len(in.globals) {
 		r.fail("%d globals, module has %d", n, len(in.globals))
@@ -459,6 +500,23 @@ func (in *Instance) readMemory(r *snapReader) {
 		copy(data[uint64(first)*DirtyPageSize:], b)
 	}
 	in.mem.ResetDirty()
+}
+
+// adoptMemory takes mem as the memory's contents, of the size r records.
+func (in *Instance) adoptMemory(r *snapReader, mem []byte) {
+	pages := r.u32()
+	switch {
+	case r.err != nil:
+		return
+	case pages < in.mem.Pages() || pages > in.mem.max:
+		r.fail("memory of %d pages is outside the module's limits", pages)
+		return
+	case uint64(len(mem)) != uint64(pages)*PageSize:
+		r.fail("memory of %d pages given %d bytes", pages, len(mem))
+		return
+	}
+	in.mem.data = mem
+	in.mem.dirty = make([]uint64, dirtyWords(len(mem)))
 }
 
 func readDropped(r *snapReader, n int, drop func(int)) {
