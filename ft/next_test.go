@@ -21,6 +21,7 @@ func TestNextTicksAsDenseTicking(t *testing.T) {
 			FailureTimeout:    time.Duration(20+rng.IntN(600)) * time.Millisecond,
 			ClaimRetry:        time.Duration(1+rng.IntN(100)) * time.Millisecond,
 			GoneTimeout:       time.Duration(rng.IntN(300)) * time.Millisecond,
+			CloneRetry:        time.Duration(1+rng.IntN(500)) * time.Millisecond,
 		}
 		role := Primary
 		if rng.IntN(2) == 0 {
@@ -41,7 +42,11 @@ func TestNextTicksAsDenseTicking(t *testing.T) {
 				at += cfg.FailureTimeout
 			}
 			var ev Event
-			switch r := rng.IntN(11); {
+			switch r := rng.IntN(13); {
+			case r == 11:
+				ev = Event{Kind: EvCloneFailed, Gen: 3, Lost: rng.IntN(4) == 0}
+			case r == 12:
+				ev = Event{Kind: EvCloneDone, Gen: 3, Peer: "C"}
 			case r < 5:
 				ev = Event{Kind: EvHeartbeat}
 			case r < 7:
@@ -60,11 +65,15 @@ func TestNextTicksAsDenseTicking(t *testing.T) {
 		end := at + time.Second
 
 		run := func(dense bool) []string {
-			n := NewNode(cfg, role, 1, start)
+			n := NewNode(cfg, role, 1, "B", start)
 			var out []string
 			record := func(now time.Time) {
-				for _, a := range n.Ready() {
+				rd := n.Ready()
+				for _, a := range rd.Actions {
 					out = append(out, fmt.Sprintf("%v %v %d %s", now.Sub(start), a.Kind, a.Gen, a.Reason))
+				}
+				if rd.SoftState != nil {
+					out = append(out, fmt.Sprintf("%v %+v", now.Sub(start), *rd.SoftState))
 				}
 			}
 			i := 0
@@ -92,7 +101,7 @@ func TestNextTicksAsDenseTicking(t *testing.T) {
 func TestNextDeadlines(t *testing.T) {
 	cfg := Config{HeartbeatInterval: 50 * time.Millisecond, FailureTimeout: 500 * time.Millisecond, ClaimRetry: 20 * time.Millisecond}
 	t0 := time.Unix(1000, 0)
-	n := NewNode(cfg, Backup, 1, t0)
+	n := NewNode(cfg, Backup, 1, "A", t0)
 	if next := n.Next(); next.After(t0) {
 		t.Fatalf("a new node's first heartbeat is due at %v, after its start", next.Sub(t0))
 	}
@@ -115,8 +124,25 @@ func TestNextDeadlines(t *testing.T) {
 	n.Tick(t0.Add(520 * time.Millisecond))
 	n.Step(Event{Kind: EvClaimed, Gen: 2, Won: true})
 	n.Step(Event{Kind: EvLive})
-	if n.Role() != Alone || !n.Next().IsZero() {
-		t.Fatalf("role %v, next %v; want alone, no deadline", n.Role(), n.Next())
+	n.Ready()
+	if n.Role() != Alone || n.Next() != t0.Add(520*time.Millisecond) {
+		t.Fatalf("role %v, next %v; want alone, a clone due at once", n.Role(), n.Next())
+	}
+	// Running alone, the node asks for a clone; while it is in flight only
+	// its answer moves the node, and a failed one is tried again after
+	// the clone retry.
+	n.Tick(t0.Add(520 * time.Millisecond))
+	if a := n.Ready().Actions; len(a) != 1 || a[0].Kind != ActClone || a[0].Gen != 3 || !n.Next().IsZero() {
+		t.Fatalf("alone: actions %v, next %v; want a clone of generation 3 and no deadline", a, n.Next())
+	}
+	n.Step(Event{Kind: EvCloneFailed, Gen: 3})
+	if got := n.Next().Sub(t0); got != 520*time.Millisecond+DefaultCloneRetry {
+		t.Fatalf("after a failed clone, next tick at %v, want the retry", got)
+	}
+	n.Tick(n.Next())
+	n.Step(Event{Kind: EvCloneDone, Gen: 3, Peer: "C"})
+	if st := n.SoftState(); st != (SoftState{Role: Primary, Gen: 3, Peer: "C"}) || n.Next().IsZero() {
+		t.Fatalf("after the clone: %+v, next %v; want primary of generation 3 with C, heartbeats due", st, n.Next())
 	}
 }
 

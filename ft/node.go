@@ -32,6 +32,13 @@
 //     primary that won goes on alone and releases the outputs it held.
 //  4. A claim that fails is retried at the retry interval; a halted node
 //     stays halted.
+//  5. A node that runs alone (its peer failed) restores redundancy: it asks
+//     its host to clone the VM onto a spare host (VMware FT starts a new
+//     backup through FT VMotion), and the clone is committed by claiming
+//     the next generation for the new pair. Until then it runs alone; a
+//     clone that fails is tried again after the clone retry interval. The
+//     new backup's own node starts only once the clone is complete, so a
+//     half-cloned backup never takes part in failure detection or claims.
 package ft
 
 import (
@@ -85,6 +92,9 @@ type Config struct {
 	// ClaimRetry is how long to wait before retrying a claim whose
 	// outcome could not be learned (storage unreachable).
 	ClaimRetry time.Duration
+	// CloneRetry is how long a node running alone waits, after a clone
+	// that failed (or found no spare host), before it tries again.
+	CloneRetry time.Duration
 }
 
 // Default timing suits one machine and a LAN: a heartbeat every 50 ms,
@@ -95,6 +105,7 @@ const (
 	DefaultHeartbeatInterval = 50 * time.Millisecond
 	DefaultFailureTimeout    = 500 * time.Millisecond
 	DefaultClaimRetry        = 100 * time.Millisecond
+	DefaultCloneRetry        = time.Second
 	// DefaultGoneHeartbeats is the default gone timeout in heartbeat
 	// intervals: a live peer whose channel broke misses no heartbeat, and
 	// four missed ones leave a busy machine's scheduling delays room.
@@ -110,6 +121,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.ClaimRetry <= 0 {
 		c.ClaimRetry = DefaultClaimRetry
+	}
+	if c.CloneRetry <= 0 {
+		c.CloneRetry = DefaultCloneRetry
 	}
 	if c.GoneTimeout <= 0 {
 		c.GoneTimeout = DefaultGoneHeartbeats * c.HeartbeatInterval
@@ -144,6 +158,13 @@ const (
 	// shutting down. The peer is declared failed once silent for the gone
 	// timeout, unless log traffic flows again first.
 	EvPeerGone
+	// EvCloneDone: the clone asked for (ActClone) is complete and the new
+	// pair owns generation Gen, with Peer as its backup.
+	EvCloneDone
+	// EvCloneFailed: the clone asked for did not complete (no spare host,
+	// the spare failed or refused, it did not converge); Lost says that
+	// generation Gen was found owned by another host, so this node lost.
+	EvCloneFailed
 )
 
 // Event is one input of a Node.
@@ -151,6 +172,8 @@ type Event struct {
 	Kind EventKind
 	Gen  uint64
 	Won  bool
+	Lost bool
+	Peer string
 }
 
 // ActionKind says what the host must do.
@@ -170,6 +193,10 @@ const (
 	// ActHalt: this node lost generation Gen to another host: stop the
 	// guest, drop held outputs, emit nothing more.
 	ActHalt
+	// ActClone: clone the VM onto a spare host and commit the new pair by
+	// claiming generation Gen for it, then report EvCloneDone or
+	// EvCloneFailed. The guest runs alone meanwhile.
+	ActClone
 )
 
 func (k ActionKind) String() string {
@@ -182,6 +209,8 @@ func (k ActionKind) String() string {
 		return "go-live"
 	case ActHalt:
 		return "halt"
+	case ActClone:
+		return "clone"
 	}
 	return fmt.Sprintf("action(%d)", int(k))
 }
@@ -193,11 +222,28 @@ type Action struct {
 	Reason string
 }
 
-// Node is one host's half of a pair, for one VM.
+// SoftState is what a node is: its role, the generation it serves in, and
+// its peer ("" when it has none). Ready reports it when it changed, so
+// that a host keeps one copy of it (etcd raft's SoftState).
+type SoftState struct {
+	Role Role
+	Gen  uint64
+	Peer string
+}
+
+// Ready is what a node asks of its host since the last call of Node.Ready.
+type Ready struct {
+	Actions []Action
+	// SoftState is set when the node's role, generation or peer changed.
+	SoftState *SoftState
+}
+
+// Node is one host's part in a VM's pair, for one VM.
 type Node struct {
 	cfg  Config
 	role Role
 	gen  uint64 // the generation this node serves in
+	peer string
 
 	now        time.Time
 	lastHeard  time.Time
@@ -209,18 +255,34 @@ type Node struct {
 	goingLive  bool // won; a backup is replaying the rest
 	gone       bool // the channel closed under this node since its last log traffic
 	reason     string
+	cloning    bool      // a clone is in flight
+	cloneAt    time.Time // when a node running alone next tries to clone
 
 	ready []Action
+	soft  SoftState // as last reported
 }
 
 // NewNode returns a node in role (Primary or Backup) for generation gen,
-// starting at now. The peer counts as heard from at now.
-func NewNode(cfg Config, role Role, gen uint64, now time.Time) *Node {
-	return &Node{cfg: cfg.withDefaults(), role: role, gen: gen, now: now, lastHeard: now, lastBeat: now.Add(-time.Hour)}
+// paired with peer, starting at now. The peer counts as heard from at now.
+func NewNode(cfg Config, role Role, gen uint64, peer string, now time.Time) *Node {
+	n := &Node{cfg: cfg.withDefaults(), role: role, gen: gen, peer: peer, now: now, lastHeard: now, lastBeat: now.Add(-time.Hour)}
+	n.soft = n.softState()
+	return n
 }
+
+func (n *Node) softState() SoftState { return SoftState{Role: n.role, Gen: n.gen, Peer: n.peer} }
+
+// SoftState returns the node's role, generation and peer.
+func (n *Node) SoftState() SoftState { return n.softState() }
 
 // Role returns the node's role.
 func (n *Node) Role() Role { return n.role }
+
+// Peer returns the node's peer, "" when it has none.
+func (n *Node) Peer() string { return n.peer }
+
+// Cloning reports whether the node waits for a clone it asked for.
+func (n *Node) Cloning() bool { return n.cloning }
 
 // Generation returns the generation the node serves in (after a won
 // claim, the new one).
@@ -250,11 +312,24 @@ func (n *Node) timeout() time.Duration {
 // outputs stay held).
 func (n *Node) Paired() bool { return n.role == Primary }
 
-// Ready returns the actions accumulated since the last call.
-func (n *Node) Ready() []Action {
-	r := n.ready
+// Ready returns the actions accumulated since the last call, and the
+// node's soft state if it changed.
+func (n *Node) Ready() Ready {
+	r := Ready{Actions: n.ready}
 	n.ready = nil
+	if cur := n.softState(); cur != n.soft {
+		n.soft = cur
+		r.SoftState = &cur
+	}
 	return r
+}
+
+// goAlone makes the node run alone: it has no peer, and tries to clone a
+// new backup at once.
+func (n *Node) goAlone() {
+	n.role, n.peer = Alone, ""
+	n.claiming = false
+	n.cloneAt = n.now
 }
 
 func (n *Node) act(a Action) { n.ready = append(n.ready, a) }
@@ -286,6 +361,10 @@ func (n *Node) Tick(now time.Time) {
 		n.claimInFly = true
 		n.act(Action{Kind: ActClaim, Gen: n.claimGen, Reason: n.reason})
 	}
+	if n.role == Alone && !n.cloning && !now.Before(n.cloneAt) {
+		n.cloning = true
+		n.act(Action{Kind: ActClone, Gen: n.gen + 1, Reason: "restore redundancy"})
+	}
 }
 
 // Next returns when the node next needs a Tick: the earliest time at which
@@ -295,6 +374,9 @@ func (n *Node) Tick(now time.Time) {
 // and at every event (Tick before Step, so the node hears at the right
 // time), instead of ticking on a fixed period.
 func (n *Node) Next() time.Time {
+	if n.role == Alone && !n.cloning {
+		return n.cloneAt
+	}
 	if n.role != Primary && n.role != Backup {
 		return time.Time{}
 	}
@@ -348,8 +430,7 @@ func (n *Node) Step(ev Event) {
 		}
 		n.gen = ev.Gen
 		if n.role == Primary {
-			n.role = Alone
-			n.claiming = false
+			n.goAlone()
 			n.act(Action{Kind: ActGoLive, Gen: ev.Gen, Reason: n.reason})
 			return
 		}
@@ -364,8 +445,27 @@ func (n *Node) Step(ev Event) {
 	case EvLive:
 		if n.goingLive {
 			n.goingLive = false
-			n.claiming = false
-			n.role = Alone
+			n.goAlone()
 		}
+	case EvCloneDone:
+		if !n.cloning || ev.Gen != n.gen+1 || ev.Peer == "" {
+			return
+		}
+		// Paired again: the new backup counts as heard from now, and
+		// hears a heartbeat at once.
+		n.cloning = false
+		n.role, n.gen, n.peer = Primary, ev.Gen, ev.Peer
+		n.lastHeard, n.lastBeat, n.gone = n.now, n.now.Add(-time.Hour), false
+	case EvCloneFailed:
+		if !n.cloning || ev.Gen != n.gen+1 {
+			return
+		}
+		n.cloning = false
+		if ev.Lost {
+			n.role = Halted
+			n.act(Action{Kind: ActHalt, Gen: ev.Gen, Reason: "lost generation to another host"})
+			return
+		}
+		n.cloneAt = n.now.Add(n.cfg.CloneRetry)
 	}
 }

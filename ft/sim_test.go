@@ -78,8 +78,8 @@ func newSim(t *testing.T, seed uint64) *sim {
 	s := &sim{t: t, seed: seed, rng: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)),
 		now: time.Unix(1_700_000_000, 0), owners: map[uint64]string{1: "A"}}
 	s.cfg = Config{HeartbeatInterval: 50 * time.Millisecond, FailureTimeout: 500 * time.Millisecond, ClaimRetry: 100 * time.Millisecond}
-	s.nodes[0] = &simNode{name: "A", n: NewNode(s.cfg, Primary, 1, s.now), storageUp: true}
-	s.nodes[1] = &simNode{name: "B", n: NewNode(s.cfg, Backup, 1, s.now), storageUp: true}
+	s.nodes[0] = &simNode{name: "A", n: NewNode(s.cfg, Primary, 1, "B", s.now), storageUp: true}
+	s.nodes[1] = &simNode{name: "B", n: NewNode(s.cfg, Backup, 1, "A", s.now), storageUp: true}
 	s.linkUp = [2][2]bool{{true, true}, {true, true}}
 	return s
 }
@@ -156,7 +156,7 @@ func (s *sim) step() {
 				}
 			}
 		}
-		for _, a := range sn.n.Ready() {
+		for _, a := range sn.n.Ready().Actions {
 			s.do(i, a)
 		}
 		s.guest(i)
@@ -221,6 +221,9 @@ func (s *sim) do(i int, a Action) {
 	case ActHalt:
 		s.logf("%s halts (%s)", sn.name, a.Reason)
 		sn.held = nil
+	case ActClone:
+		// Two hosts: no spare to clone onto.
+		sn.n.Step(Event{Kind: EvCloneFailed, Gen: a.Gen})
 	}
 }
 

@@ -20,10 +20,13 @@ import (
 // backupSide is a runner's backup half: the VM replaying what the logging
 // channel delivers, and the channel itself, which it dials.
 type backupSide struct {
-	r   *runner
-	src *vmm.LiveSource
-	at  atomic.Uint64 // the replay's position
-	vm  *vmm.VM
+	r *runner
+	// The pair it is the backup in: its primary and their generation.
+	peer string
+	gen  uint64
+	src  *vmm.LiveSource
+	at   atomic.Uint64 // the replay's position
+	vm   *vmm.VM
 
 	vmCtx    context.Context
 	vmCancel context.CancelFunc
@@ -75,7 +78,8 @@ func (s trackedSource) Peek(ctx context.Context, pos uint64) (replog.Entry, bool
 }
 
 func (r *runner) startBackup(cm *wasm.CompiledModule) error {
-	b := &backupSide{r: r, src: vmm.NewLiveSource(0), vmDone: make(chan struct{}), aside: newStepAside(), kick: make(chan struct{}, 1)}
+	st := r.softState()
+	b := &backupSide{r: r, peer: st.Peer, gen: st.Gen, src: vmm.NewLiveSource(0), vmDone: make(chan struct{}), aside: newStepAside(), kick: make(chan struct{}, 1)}
 	wcfg := r.wasiConfig()
 	// A backup performs nothing: its outputs are computed and dropped.
 	wcfg.Stdout, wcfg.Stderr = nil, nil
@@ -231,7 +235,6 @@ func (b *backupSide) goLive() bool {
 	// backup, and may send nothing it would take.
 	b.ch.bye("the backup went live")
 	r.log.Info("live", "replayed_entries", seq, "position", b.vm.Position(), "took", time.Since(start).Round(time.Microsecond).String())
-	r.setRole(ft.Alone)
 	select {
 	case r.events <- ft.Event{Kind: ft.EvLive}:
 	case <-b.vmCtx.Done():
@@ -245,16 +248,16 @@ func (b *backupSide) goLive() bool {
 // that, the backup goes live regardless.
 func (b *backupSide) fencePrimary() {
 	r := b.r
-	p, ok := r.h.peer(r.peer)
+	p, ok := r.h.peer(b.peer)
 	if !ok || !r.h.fp.Fence() {
 		return
 	}
 	done, err := fencePeer(p, r.h.info, r.spec.Listeners)
 	switch {
 	case err != nil:
-		r.log.Warn("could not fence the old primary; clients it holds wait until it halts", "primary", r.peer, "err", err)
+		r.log.Warn("could not fence the old primary; clients it holds wait until it halts", "primary", b.peer, "err", err)
 	case done.sockets > 0 || done.killed:
-		r.log.Info("fenced the old primary", "primary", r.peer, "pid", p.PID, "sockets_shut", done.sockets, "killed_stopped_process", done.killed)
+		r.log.Info("fenced the old primary", "primary", b.peer, "pid", p.PID, "sockets_shut", done.sockets, "killed_stopped_process", done.killed)
 	}
 }
 
@@ -267,8 +270,8 @@ func (b *backupSide) dialLoop() {
 	r := b.r
 	pause := redialFirst
 	for b.vmCtx.Err() == nil && !b.live.Load() && !b.src.Ended() {
-		if !r.h.fp.LogCut(r.peer) {
-			if p, ok := r.h.peer(r.peer); ok && b.session(p.Addr) {
+		if !r.h.fp.LogCut(b.peer) {
+			if p, ok := r.h.peer(b.peer); ok && b.session(p.Addr) {
 				pause = redialFirst
 			}
 		}
@@ -293,17 +296,17 @@ func (b *backupSide) session(addr string) (up bool) {
 	r := b.r
 	have, _ := b.src.Received()
 	ctx, cancel := context.WithTimeout(b.vmCtx, time.Second)
-	c, err := replog.Dial(ctx, addr, r.h.key, logHello{VM: r.vm, Gen: r.gen, Backup: r.h.cfg.Name, HaveSeq: have}.marshal())
+	c, err := replog.Dial(ctx, addr, r.h.key, logHello{VM: r.vm, Gen: b.gen, Backup: r.h.cfg.Name, HaveSeq: have}.marshal())
 	cancel()
 	if err != nil {
-		r.log.Debug("dial primary failed", "primary", r.peer, "err", err)
+		r.log.Debug("dial primary failed", "primary", b.peer, "err", err)
 		if peerEnded(err) && b.vmCtx.Err() == nil {
 			r.event(eventPeerGone)
 		}
 		return false
 	}
 	id := b.ch.set(c)
-	r.h.track(c, r.peer)
+	r.h.track(c, b.peer)
 	ctx, cancel = context.WithCancel(b.vmCtx)
 	defer func() {
 		cancel()
@@ -317,14 +320,14 @@ func (b *backupSide) session(addr string) (up bool) {
 		typ, payload, err := c.ReadFrame()
 		if err != nil {
 			if ctx.Err() == nil && !errors.Is(err, io.EOF) {
-				r.log.Warn("logging channel closed", "primary", r.peer, "reason", err)
+				r.log.Warn("logging channel closed", "primary", b.peer, "reason", err)
 			}
 			if ctx.Err() == nil && peerEnded(err) {
 				r.event(eventPeerGone)
 			}
 			return
 		}
-		if r.h.fp.LogCut(r.peer) {
+		if r.h.fp.LogCut(b.peer) {
 			return
 		}
 		switch typ {
@@ -334,11 +337,11 @@ func (b *backupSide) session(addr string) (up bool) {
 				err = b.src.Push(batch)
 			}
 			if err != nil {
-				r.log.Warn("logging channel closed", "primary", r.peer, "reason", err)
+				r.log.Warn("logging channel closed", "primary", b.peer, "reason", err)
 				return
 			}
 			if !up {
-				r.log.Info("logging channel up", "primary", r.peer)
+				r.log.Info("logging channel up", "primary", b.peer)
 				up = true
 			}
 			r.event(eventTraffic)
@@ -366,7 +369,7 @@ func (b *backupSide) session(addr string) (up bool) {
 			}
 			return
 		default:
-			r.log.Warn("logging channel closed", "primary", r.peer, "reason", fmt.Sprintf("unexpected frame type %d", typ))
+			r.log.Warn("logging channel closed", "primary", b.peer, "reason", fmt.Sprintf("unexpected frame type %d", typ))
 			return
 		}
 	}

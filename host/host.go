@@ -241,7 +241,7 @@ func (h *Host) scan(ctx context.Context, refresh bool) {
 		if err != nil || !ok || owner.Reason != reasonStart {
 			continue
 		}
-		if r != nil && (r.gen == owner.Generation || !r.finished()) {
+		if r != nil && (r.startGen == owner.Generation || !r.finished()) {
 			continue
 		}
 		// Only a start made after this host came up is ours to run: a
@@ -265,7 +265,7 @@ func (h *Host) scan(ctx context.Context, refresh bool) {
 			st := storage.VMStatus{VM: name, Host: h.cfg.Name, Generation: owner.Generation, Role: role.String(), State: "failed", Detail: err.Error(), Updated: time.Now().UTC()}
 			_ = h.dir.PutStatus(st)
 			// Remember the failure so the next scan does not retry it.
-			r = &runner{h: h, vm: name, gen: owner.Generation, done: make(chan struct{})}
+			r = &runner{h: h, vm: name, startGen: owner.Generation, done: make(chan struct{})}
 			close(r.done)
 		}
 		h.mu.Lock()
@@ -357,13 +357,14 @@ func (h *Host) serveConn(ctx context.Context, nc net.Conn) {
 		switch {
 		case h.fp.LogCut(lh.Backup):
 			reason = "link cut by failpoint"
-		case r == nil || r.primary == nil:
+		case r == nil || r.primary == nil || r.role() != ft.Primary:
 			reason = "not primary of " + lh.VM
-		case r.gen != lh.Gen || r.peer != lh.Backup:
-			reason = fmt.Sprintf("serving %s generation %d with backup %s", lh.VM, r.gen, r.peer)
+		case r.softState().Gen != lh.Gen || r.softState().Peer != lh.Backup:
+			st := r.softState()
+			reason = fmt.Sprintf("serving %s generation %d with backup %s", lh.VM, st.Gen, st.Peer)
 		}
 		if reason == "" {
-			reason = r.primary.attach(c, lh.HaveSeq)
+			reason = r.primary.attach(c, lh.HaveSeq, lh.Backup)
 		}
 		if reason != "" {
 			h.log.Debug("logging channel refused", "vm", lh.VM, "from", lh.Backup, "reason", reason)
@@ -476,7 +477,7 @@ func (h *Host) beatLoop(ctx context.Context) {
 		if h.fp.BeatCut(hb.From) || !clock.fresh(hb) {
 			continue
 		}
-		if r := h.runner(hb.VM); r != nil && r.peer == hb.From && r.gen == hb.Gen {
+		if r := h.runner(hb.VM); r != nil && r.softState().Peer == hb.From && r.softState().Gen == hb.Gen {
 			r.event(eventHeartbeat)
 		}
 	}

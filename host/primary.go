@@ -8,7 +8,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"ftvm/ft"
 	"ftvm/internal/latency"
 	"ftvm/replog"
 	"ftvm/storage"
@@ -148,25 +147,25 @@ func (p *primarySide) finish(exit vmm.Exit) {
 	p.os.CloseAll()
 }
 
-// attach makes c the logging channel, sending from the entry after have.
-// It returns a reason to refuse c, or "".
-func (p *primarySide) attach(c *replog.Conn, have uint64) string {
+// attach makes c, from backup peer, the logging channel, sending from the
+// entry after have. It returns a reason to refuse c, or "".
+func (p *primarySide) attach(c *replog.Conn, have uint64, peer string) string {
 	if p.alone.Load() || p.halted.Load() {
 		return "no longer paired"
 	}
 	id := p.ch.set(c)
-	p.r.h.track(c, p.r.peer)
-	p.r.log.Info("backup connected", "backup", p.r.peer, "from_entry", have+1)
+	p.r.h.track(c, peer)
+	p.r.log.Info("backup connected", "backup", peer, "from_entry", have+1)
 	ctx, cancel := context.WithCancel(p.vmCtx)
-	go p.send(ctx, cancel, c, have)
-	go p.readAcks(ctx, cancel, c, id)
+	go p.send(ctx, cancel, c, have, peer)
+	go p.readAcks(ctx, cancel, c, id, peer)
 	return ""
 }
 
 // send streams the log to the backup: every entry after have, then each new
 // one as it comes. An output flushes at once because nothing waits: a batch
 // leaves as soon as the previous one is written.
-func (p *primarySide) send(ctx context.Context, cancel context.CancelFunc, c *replog.Conn, have uint64) {
+func (p *primarySide) send(ctx context.Context, cancel context.CancelFunc, c *replog.Conn, have uint64, peer string) {
 	defer cancel()
 	seq, pos, out := have, uint64(0), [2]uint64{}
 	for {
@@ -180,7 +179,7 @@ func (p *primarySide) send(ctx context.Context, cancel context.CancelFunc, c *re
 		if !ok {
 			return
 		}
-		if p.r.h.fp.LogCut(p.r.peer) {
+		if p.r.h.fp.LogCut(peer) {
 			c.Close()
 			return
 		}
@@ -191,7 +190,7 @@ func (p *primarySide) send(ctx context.Context, cancel context.CancelFunc, c *re
 		}
 		if err := c.WriteBatch(b); err != nil {
 			if ctx.Err() == nil {
-				p.r.log.Warn("logging channel closed", "backup", p.r.peer, "reason", err)
+				p.r.log.Warn("logging channel closed", "backup", peer, "reason", err)
 				if peerEnded(err) {
 					p.r.event(eventPeerGone)
 				}
@@ -212,7 +211,7 @@ func (p *primarySide) send(ctx context.Context, cancel context.CancelFunc, c *re
 // readAcks reads the backup's acknowledgements. Anything else, or a frame
 // that does not parse, closes the channel with a logged reason; the guest
 // runs on (its outputs wait), and the backup may dial again.
-func (p *primarySide) readAcks(ctx context.Context, cancel context.CancelFunc, c *replog.Conn, id int) {
+func (p *primarySide) readAcks(ctx context.Context, cancel context.CancelFunc, c *replog.Conn, id int, peer string) {
 	defer func() {
 		cancel()
 		c.Close()
@@ -223,14 +222,14 @@ func (p *primarySide) readAcks(ctx context.Context, cancel context.CancelFunc, c
 		typ, payload, err := c.ReadFrame()
 		if err != nil {
 			if ctx.Err() == nil && !errors.Is(err, io.EOF) {
-				p.r.log.Warn("logging channel closed", "backup", p.r.peer, "reason", err)
+				p.r.log.Warn("logging channel closed", "backup", peer, "reason", err)
 			}
 			if ctx.Err() == nil && peerEnded(err) {
 				p.r.event(eventPeerGone)
 			}
 			return
 		}
-		if p.r.h.fp.LogCut(p.r.peer) {
+		if p.r.h.fp.LogCut(peer) {
 			return
 		}
 		switch typ {
@@ -240,7 +239,7 @@ func (p *primarySide) readAcks(ctx context.Context, cancel context.CancelFunc, c
 				err = p.buf.ack(a)
 			}
 			if err != nil {
-				p.r.log.Warn("logging channel closed", "backup", p.r.peer, "reason", err)
+				p.r.log.Warn("logging channel closed", "backup", peer, "reason", err)
 				return
 			}
 			p.gate.Ack(a.Seq)
@@ -252,7 +251,7 @@ func (p *primarySide) readAcks(ctx context.Context, cancel context.CancelFunc, c
 			}
 			return
 		default:
-			p.r.log.Warn("logging channel closed", "backup", p.r.peer, "reason", fmt.Sprintf("unexpected frame type %d", typ))
+			p.r.log.Warn("logging channel closed", "backup", peer, "reason", fmt.Sprintf("unexpected frame type %d", typ))
 			return
 		}
 	}
@@ -265,7 +264,6 @@ func (p *primarySide) won() {
 	p.buf.detach()
 	p.gate.Release()
 	p.ch.bye("primary goes on alone")
-	p.r.setRole(ft.Alone)
 }
 
 // stop ends the primary. Stopped for good, it lets out what the backup

@@ -23,12 +23,11 @@ const chunk = 1 << 20
 
 // runner runs one VM on this host, as primary or backup, with its ft.Node.
 type runner struct {
-	h    *Host
-	vm   string
-	spec storage.VMSpec
-	gen  uint64 // the generation it started in
-	peer string
-	log  *slog.Logger
+	h        *Host
+	vm       string
+	spec     storage.VMSpec
+	startGen uint64 // the generation it started in
+	log      *slog.Logger
 
 	events chan ft.Event
 	ctx    context.Context // the runner's life
@@ -38,9 +37,11 @@ type runner struct {
 	side    side         // the role-specific half
 	primary *primarySide // side, when this host started as primary
 
-	mu       sync.Mutex
-	role     ft.Role
-	curGen   uint64
+	mu sync.Mutex
+	// soft is the node's role, generation and peer, as its last Ready
+	// reported them: the one copy of them outside the node, for the
+	// goroutines other than drive (heartbeats, channels, statuses).
+	soft     ft.SoftState
 	state    string
 	detail   string
 	ended    bool // the VM has ended (exited, halted, stopped, failed)
@@ -91,17 +92,16 @@ func (h *Host) startRunner(ctx context.Context, spec storage.VMSpec, gen uint64,
 	if err != nil {
 		return nil, err
 	}
+	node := ft.NewNode(h.cfg.Node, role, gen, peer, time.Now())
 	r := &runner{
-		h: h, vm: spec.Name, spec: spec, gen: gen, peer: peer,
+		h: h, vm: spec.Name, spec: spec, startGen: gen,
 		log:    h.log.With("vm", spec.Name),
 		events: make(chan ft.Event, 256),
 		done:   make(chan struct{}),
-		role:   role,
-		curGen: gen,
+		soft:   node.SoftState(),
 		state:  "starting",
 	}
 	r.ctx, r.cancel = context.WithCancel(ctx)
-	node := ft.NewNode(h.cfg.Node, role, gen, time.Now())
 	if role == ft.Primary {
 		err = r.startPrimary(cm)
 	} else {
@@ -181,7 +181,14 @@ func (r *runner) drive(node *ft.Node) {
 			r.writeStatus()
 			continue
 		}
-		for _, a := range node.Ready() {
+		rd := node.Ready()
+		if rd.SoftState != nil {
+			// Before the actions, which may depend on it.
+			r.mu.Lock()
+			r.soft = *rd.SoftState
+			r.mu.Unlock()
+		}
+		for _, a := range rd.Actions {
 			r.act(node, a)
 		}
 		wait := maxTickWait
@@ -199,31 +206,35 @@ const maxTickWait = 100 * time.Millisecond
 func (r *runner) act(node *ft.Node, a ft.Action) {
 	switch a.Kind {
 	case ft.ActSendHeartbeat:
-		r.h.sendBeat(r.vm, r.gen, r.peer)
+		st := node.SoftState()
+		r.h.sendBeat(r.vm, st.Gen, st.Peer)
 	case ft.ActClaim:
 		r.log.Info("peer silent, claiming", "generation", a.Gen, "reason", a.Reason, "silence", node.PeerSilence().Round(time.Millisecond).String(), "channel_ended", node.PeerGone())
 		go r.claim(a.Gen, a.Reason)
 	case ft.ActGoLive:
-		r.mu.Lock()
-		r.curGen = a.Gen
-		r.mu.Unlock()
 		r.log.Info("won generation", "generation", a.Gen, "reason", a.Reason)
 		r.side.won()
 	case ft.ActHalt:
 		r.log.Warn("lost generation, halting", "generation", a.Gen)
-		r.setRole(ft.Halted)
 		r.halt()
+	case ft.ActClone:
+		// Not yet: the primary runs alone.
+		r.event(ft.Event{Kind: ft.EvCloneFailed, Gen: a.Gen})
 	}
 	if a.Kind == ft.ActGoLive || a.Kind == ft.ActHalt {
 		r.writeStatus()
 	}
 }
 
-func (r *runner) setRole(role ft.Role) {
+// softState returns the node's role, generation and peer as last reported.
+func (r *runner) softState() ft.SoftState {
 	r.mu.Lock()
-	r.role = role
-	r.mu.Unlock()
+	defer r.mu.Unlock()
+	return r.soft
 }
+
+// role returns the node's role as last reported.
+func (r *runner) role() ft.Role { return r.softState().Role }
 
 // claim performs the test-and-set for gen and reports the outcome.
 func (r *runner) claim(gen uint64, reason string) {
@@ -286,8 +297,8 @@ const statusRefresh = time.Second
 func (r *runner) writeStatus() {
 	r.mu.Lock()
 	st := storage.VMStatus{
-		VM: r.vm, Host: r.h.cfg.Name, Generation: r.curGen, Role: r.role.String(),
-		State: r.state, Detail: r.detail, Peer: r.peer, Updated: time.Now().UTC(),
+		VM: r.vm, Host: r.h.cfg.Name, Generation: r.soft.Gen, Role: r.soft.Role.String(),
+		State: r.state, Detail: r.detail, Peer: r.soft.Peer, Updated: time.Now().UTC(),
 	}
 	r.mu.Unlock()
 	if r.side != nil {
@@ -329,7 +340,7 @@ func (r *runner) saveProfile(vm *vmm.VM) {
 	if r.h.cfg.Profiles == "" || vm == nil {
 		return
 	}
-	path := filepath.Join(r.h.cfg.Profiles, fmt.Sprintf("%s-gen%d-%s.pprof", r.vm, r.gen, r.h.cfg.Name))
+	path := filepath.Join(r.h.cfg.Profiles, fmt.Sprintf("%s-gen%d-%s.pprof", r.vm, r.startGen, r.h.cfg.Name))
 	// Written aside and renamed, so that a file at path is complete.
 	err := os.MkdirAll(r.h.cfg.Profiles, 0o755)
 	var f *os.File
