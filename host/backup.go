@@ -31,7 +31,6 @@ type backupSide struct {
 	vmCtx    context.Context
 	vmCancel context.CancelFunc
 	vmDone   chan struct{}
-	live     atomic.Bool
 	halted   atomic.Bool
 	ch       channel
 	aside    *stepAside
@@ -89,7 +88,9 @@ func (r *runner) startBackup(cm *wasm.CompiledModule) error {
 	}
 	b.vm = vm
 	b.prio = newReplayPriority(r.h.cfg.ReplayNice, r.h.cfg.LagBound, b.src.Behind, r.log)
+	r.mu.Lock()
 	r.side = b
+	r.mu.Unlock()
 	b.vmCtx, b.vmCancel = context.WithCancel(r.ctx)
 	go b.run()
 	go b.dialLoop()
@@ -105,10 +106,9 @@ func (r *runner) startBackup(cm *wasm.CompiledModule) error {
 // replayPriority).
 func (b *backupSide) run() {
 	defer close(b.vmDone)
-	defer b.r.saveProfile(b.vm)
 	for {
 		res := stepOn
-		if b.prio.enabled() && !b.live.Load() {
+		if b.prio.enabled() {
 			res = b.backgroundSegment()
 		}
 		if res == stepOn {
@@ -116,13 +116,16 @@ func (b *backupSide) run() {
 		}
 		switch res {
 		case stepDone:
+			b.r.saveProfile(b.vm)
 			return
 		case stepLogEnded:
 			// On this goroutine, at the host's priority: the guest is
-			// about to be the VM's only copy.
-			if !b.goLive() {
-				return
+			// about to be the VM's only copy, which a primary's side
+			// runs from now on.
+			if p := b.goLive(); p != nil {
+				p.run()
 			}
+			return
 		}
 	}
 }
@@ -176,12 +179,8 @@ func (b *backupSide) segment(background bool) stepResult {
 		b.prio.atHostPriority()
 	}
 	for {
-		n := uint64(chunk)
-		if !b.live.Load() {
-			n = replayChunk
-		}
-		res := b.step(n)
-		if res != stepOn || (!b.live.Load() && b.prio.switchWanted) {
+		res := b.step(replayChunk)
+		if res != stepOn || b.prio.switchWanted {
 			return res
 		}
 	}
@@ -219,18 +218,20 @@ func (b *backupSide) step(n uint64) stepResult {
 }
 
 // goLive makes the VM, whose replay stopped at the first call its ended
-// log has no entry for, the VM's only copy; it reports whether it did.
-func (b *backupSide) goLive() bool {
+// log has no entry for, the VM's only copy, run by a primary's side from
+// now on, which it returns; nil if it failed.
+func (b *backupSide) goLive() *primarySide {
 	r := b.r
 	start := time.Now()
 	seq, _ := b.src.Received()
 	b.fencePrimary()
-	if err := goLive(b.vm, r.wasiConfig(), r.log); err != nil {
+	p, err := r.promote(b.vm)
+	if err != nil {
 		r.log.Error("go-live failed", "err", err)
 		r.end("failed", "go-live: "+err.Error())
-		return false
+		b.vm.Close()
+		return nil
 	}
-	b.live.Store(true)
 	// A primary that was only frozen must hear nothing more from its old
 	// backup, and may send nothing it would take.
 	b.ch.bye("the backup went live")
@@ -239,7 +240,7 @@ func (b *backupSide) goLive() bool {
 	case r.events <- ft.Event{Kind: ft.EvLive}:
 	case <-b.vmCtx.Done():
 	}
-	return true
+	return p
 }
 
 // fencePrimary fences the old primary's process if it runs on this machine
@@ -269,7 +270,7 @@ func (b *backupSide) fencePrimary() {
 func (b *backupSide) dialLoop() {
 	r := b.r
 	pause := redialFirst
-	for b.vmCtx.Err() == nil && !b.live.Load() && !b.src.Ended() {
+	for b.vmCtx.Err() == nil && !b.src.Ended() {
 		if !r.h.fp.LogCut(b.peer) {
 			if p, ok := r.h.peer(b.peer); ok && b.session(p.Addr) {
 				pause = redialFirst
@@ -440,7 +441,7 @@ func (b *backupSide) fill(st *storage.VMStatus) {
 	seq, known := b.src.Received()
 	st.Connected = b.ch.up()
 	st.Seq, st.Pos = seq, b.at.Load()
-	if !b.live.Load() && known > st.Pos {
+	if known > st.Pos {
 		// How far the primary's log reaches beyond the replay, in
 		// instructions; the primary reports the lag in time.
 		st.Detail = fmt.Sprintf("replay %d instructions behind the log", known-st.Pos)

@@ -1,40 +1,49 @@
 package host
 
 import (
-	"log/slog"
+	"fmt"
 
 	"ftvm/vmm"
 	"ftvm/wasi"
 )
 
-// goLive switches a backup VM whose log ended to a real host made from cfg
-// (this host's side of the guest: its disk, its listeners' addresses, its
-// output streams), which adopts the handles the guest holds. The old
-// primary must be unable to perform anything more by now (dead or fenced):
-// an effect it announced and may have performed is settled first, against
-// the disk as it left it.
-func goLive(vm *vmm.VM, cfg wasi.Config, log *slog.Logger) error {
+// promote makes vm, a backup's VM whose log ended, live on a real host of
+// this host's (its disk, its listeners' addresses, its output streams),
+// which adopts the handles the guest holds, and hands it to a primary's
+// side that runs alone: its log goes on, its gate lets everything out,
+// until a clone gives it a backup again. The old primary must be unable to
+// perform anything more by now (dead or fenced): an effect it announced and
+// may have performed is settled first, against the disk as it left it.
+func (r *runner) promote(vm *vmm.VM) (*primarySide, error) {
+	cfg := r.wasiConfig()
 	s, err := vm.Settle(cfg)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if s.InDoubt {
-		log.Info("settled an effect in doubt", "effect", s.Effect, "performed_by_old_primary", s.Done)
+		r.log.Info("settled an effect in doubt", "effect", s.Effect, "performed_by_old_primary", s.Done)
 	}
 	a, err := vm.Adoption()
 	if err != nil {
-		return err
+		return nil, err
 	}
-	oh, err := wasi.NewOSHostAdopting(cfg, log, a)
+	oh, err := wasi.NewOSHostAdopting(cfg, r.log, a)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	if err := vm.GoLiveWith(oh, oh); err != nil {
+	p := r.newPrimarySide(oh, newAloneLogBuffer(vm.Seq(), vm.Position()))
+	p.vm = vm
+	p.gate.Release()
+	if err := vm.GoLiveRecording(p.gate, oh, p.buf); err != nil {
+		p.gate.Discard()
 		oh.CloseAll()
-		return err
+		return nil, fmt.Errorf("go live: %w", err)
 	}
 	if stdout, stderr := vm.Rewritten(); stdout+stderr > 0 {
-		log.Info("wrote again the output the old primary may not have written", "stdout_bytes", stdout, "stderr_bytes", stderr)
+		r.log.Info("wrote again the output the old primary may not have written", "stdout_bytes", stdout, "stderr_bytes", stderr)
 	}
-	return nil
+	r.mu.Lock()
+	r.side, r.primary = p, p
+	r.mu.Unlock()
+	return p, nil
 }

@@ -357,14 +357,14 @@ func (h *Host) serveConn(ctx context.Context, nc net.Conn) {
 		switch {
 		case h.fp.LogCut(lh.Backup):
 			reason = "link cut by failpoint"
-		case r == nil || r.primary == nil || r.role() != ft.Primary:
+		case r == nil || r.primarySide() == nil || r.role() != ft.Primary:
 			reason = "not primary of " + lh.VM
 		case r.softState().Gen != lh.Gen || r.softState().Peer != lh.Backup:
 			st := r.softState()
 			reason = fmt.Sprintf("serving %s generation %d with backup %s", lh.VM, st.Gen, st.Peer)
 		}
 		if reason == "" {
-			reason = r.primary.attach(c, lh.HaveSeq, lh.Backup)
+			reason = r.primarySide().attach(c, lh.HaveSeq, lh.Backup)
 		}
 		if reason != "" {
 			h.log.Debug("logging channel refused", "vm", lh.VM, "from", lh.Backup, "reason", reason)

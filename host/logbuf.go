@@ -57,6 +57,15 @@ type sentAt struct {
 
 func newLogBuffer() *logBuffer { return &logBuffer{changed: make(chan struct{})} }
 
+// newAloneLogBuffer returns the buffer of a primary running alone whose log
+// reached entry seq and position pos (a backup that went live): it counts
+// entries and keeps none, until a clone attaches a backup.
+func newAloneLogBuffer(seq, pos uint64) *logBuffer {
+	b := newLogBuffer()
+	b.last, b.acked, b.pos, b.alone = seq, seq, pos, true
+	return b
+}
+
 // notifyLocked wakes the waiters; progress says the change is progress
 // alone.
 func (b *logBuffer) notifyLocked(progress bool) {

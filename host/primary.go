@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"ftvm/ft"
 	"ftvm/internal/latency"
 	"ftvm/replog"
 	"ftvm/storage"
@@ -30,7 +31,6 @@ type primarySide struct {
 	vmCancel context.CancelFunc
 	vmDone   chan struct{}
 
-	alone  atomic.Bool
 	halted atomic.Bool
 	ch     channel
 
@@ -43,43 +43,55 @@ type primarySide struct {
 	crashSent atomic.Uint64
 }
 
+// paired reports whether the primary has a backup: its node is a primary's
+// (running alone, or halted, it is not), so its outputs wait for the
+// backup's acknowledgements and its log is kept for the backup.
+func (p *primarySide) paired() bool { return p.r.role() == ft.Primary }
+
 // delayWindow is how many status intervals (250 ms) the quantiles in the
 // status cover: 10 s, so that someone who looks at it after trying a few
 // requests by hand still sees them.
 const delayWindow = 40
 
 func (r *runner) startPrimary(cm *wasm.CompiledModule) error {
-	p := &primarySide{
-		r: r, buf: newLogBuffer(), vmDone: make(chan struct{}),
-		delays: latency.NewWindow(delayWindow), rtts: latency.NewWindow(delayWindow),
-	}
 	wcfg := r.wasiConfig()
 	oh, err := wasi.NewOSHost(wcfg, r.log)
 	if err != nil {
 		return err
 	}
-	p.os = oh
-	// The Gate's tag is the last entry the guest's state depends on: the
-	// VM's sequence number, read on the VM's goroutine during the call.
-	var vm *vmm.VM
-	// The crash failpoints' kill after a send waits for the entry the
-	// effect's call logs next.
-	armSent := func() { p.crashSent.Store(vm.Seq() + 1) }
-	p.gate = vmm.NewGate(crashHost{oh, r.h.fp, armSent}, func() uint64 { return vm.Seq() })
-	p.gate.OnWritten(p.buf.written)
+	p := r.newPrimarySide(oh, newLogBuffer())
 	cfg := r.vmConfig(vmm.Config{WASI: wcfg, Host: p.gate, Record: p.buf})
-	vm, err = vmm.New(cm, cfg)
+	vm, err := vmm.New(cm, cfg)
 	if err != nil {
 		p.gate.Discard()
 		oh.CloseAll()
 		return err
 	}
 	p.vm = vm
+	r.mu.Lock()
 	r.primary, r.side = p, p
-	p.vmCtx, p.vmCancel = context.WithCancel(r.ctx)
+	r.mu.Unlock()
 	go p.run()
 	r.setState("running", "")
 	return nil
+}
+
+// newPrimarySide returns a primary side around the OS host oh and the log
+// buffer buf: its Gate in front of oh; the caller sets its VM.
+func (r *runner) newPrimarySide(oh *wasi.OSHost, buf *logBuffer) *primarySide {
+	p := &primarySide{
+		r: r, buf: buf, os: oh, vmDone: make(chan struct{}),
+		delays: latency.NewWindow(delayWindow), rtts: latency.NewWindow(delayWindow),
+	}
+	// The Gate's tag is the last entry the guest's state depends on: the
+	// VM's sequence number, read on the VM's goroutine during the call.
+	// The crash failpoints' kill after a send waits for the entry the
+	// effect's call logs next.
+	armSent := func() { p.crashSent.Store(p.vm.Seq() + 1) }
+	p.gate = vmm.NewGate(crashHost{oh, r.h.fp, armSent}, func() uint64 { return p.vm.Seq() })
+	p.gate.OnWritten(buf.written)
+	p.vmCtx, p.vmCancel = context.WithCancel(r.ctx)
+	return p
 }
 
 // run runs the guest, slowing it when the backup trails by more than the
@@ -109,7 +121,7 @@ func (p *primarySide) run() {
 			// through the instruction before it.
 			p.buf.Progress(pos - 1)
 		}
-		for !p.alone.Load() && p.vmCtx.Err() == nil {
+		for p.paired() && p.vmCtx.Err() == nil {
 			if p.buf.lag(time.Now()).Time <= bound {
 				break
 			}
@@ -126,7 +138,7 @@ func (p *primarySide) run() {
 // runs alone), lets the last outputs out and records the exit.
 func (p *primarySide) finish(exit vmm.Exit) {
 	r := p.r
-	for !p.alone.Load() && p.vmCtx.Err() == nil {
+	for p.paired() && p.vmCtx.Err() == nil {
 		if st := p.buf.lag(time.Now()); st.Acked >= st.Last {
 			break
 		}
@@ -150,7 +162,7 @@ func (p *primarySide) finish(exit vmm.Exit) {
 // attach makes c, from backup peer, the logging channel, sending from the
 // entry after have. It returns a reason to refuse c, or "".
 func (p *primarySide) attach(c *replog.Conn, have uint64, peer string) string {
-	if p.alone.Load() || p.halted.Load() {
+	if !p.paired() || p.halted.Load() {
 		return "no longer paired"
 	}
 	id := p.ch.set(c)
@@ -260,7 +272,6 @@ func (p *primarySide) readAcks(ctx context.Context, cancel context.CancelFunc, c
 // won: the backup failed and this primary won the next generation. Held
 // outputs leave, new ones leave at once, and the log is no longer kept.
 func (p *primarySide) won() {
-	p.alone.Store(true)
 	p.buf.detach()
 	p.gate.Release()
 	p.ch.bye("primary goes on alone")
@@ -301,7 +312,7 @@ func (p *primarySide) fill(st *storage.VMStatus) {
 	held := p.gate.Held()
 	st.Connected = p.ch.up()
 	st.Seq, st.Pos, st.Acked, st.LogBytes = lag.Last, lag.Pos, lag.Acked, lag.Total
-	if !p.alone.Load() {
+	if p.paired() {
 		st.LagEntries, st.LagBytes = lag.Entries, lag.Bytes
 		st.LagMillis = millis(lag.Time)
 	}
@@ -311,7 +322,7 @@ func (p *primarySide) fill(st *storage.VMStatus) {
 	p.delays.Add(&d)
 	p.rtts.Rotate()
 	p.rtts.Add(&rtt)
-	if !p.alone.Load() {
+	if p.paired() {
 		d, rtt = p.delays.Sum(), p.rtts.Sum()
 		st.OutputDelayP50, st.OutputDelayP99 = millis(d.Quantile(0.5)), millis(d.Quantile(0.99))
 		st.AckRTTP50, st.AckRTTP99 = millis(rtt.Quantile(0.5)), millis(rtt.Quantile(0.99))

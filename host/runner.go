@@ -34,8 +34,11 @@ type runner struct {
 	cancel context.CancelFunc
 	done   chan struct{} // closed when the runner has ended
 
-	side    side         // the role-specific half
-	primary *primarySide // side, when this host started as primary
+	// side is the role-specific half: a primary's, or a backup's until it
+	// goes live and hands over to a primary's (see promote). Read it with
+	// currentSide.
+	side    side
+	primary *primarySide // side, when it is a primary's
 
 	mu sync.Mutex
 	// soft is the node's role, generation and peer, as its last Ready
@@ -213,7 +216,7 @@ func (r *runner) act(node *ft.Node, a ft.Action) {
 		go r.claim(a.Gen, a.Reason)
 	case ft.ActGoLive:
 		r.log.Info("won generation", "generation", a.Gen, "reason", a.Reason)
-		r.side.won()
+		r.currentSide().won()
 	case ft.ActHalt:
 		r.log.Warn("lost generation, halting", "generation", a.Gen)
 		r.halt()
@@ -231,6 +234,20 @@ func (r *runner) softState() ft.SoftState {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.soft
+}
+
+// currentSide returns the runner's side.
+func (r *runner) currentSide() side {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.side
+}
+
+// primarySide returns the runner's side if it is a primary's, else nil.
+func (r *runner) primarySide() *primarySide {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.primary
 }
 
 // role returns the node's role as last reported.
@@ -255,7 +272,7 @@ func (r *runner) claim(gen uint64, reason string) {
 // halt stops the VM for good: it lost its generation, and emits nothing
 // more.
 func (r *runner) halt() {
-	r.side.stop("halted", false)
+	r.currentSide().stop("halted", false)
 	r.end("halted", "lost the test-and-set")
 }
 
@@ -266,7 +283,8 @@ func (r *runner) shutdown(reason string, stopped bool) {
 	busy := r.ended || r.stopping
 	r.stopping = true
 	r.mu.Unlock()
-	if r.side == nil {
+	sd := r.currentSide()
+	if sd == nil {
 		return
 	}
 	if busy {
@@ -274,7 +292,7 @@ func (r *runner) shutdown(reason string, stopped bool) {
 		return
 	}
 	r.log.Info("vm shutting down", "reason", reason)
-	r.side.stop(reason, stopped)
+	sd.stop(reason, stopped)
 	state := "stopped"
 	if !stopped {
 		state = "host down"
@@ -284,8 +302,17 @@ func (r *runner) shutdown(reason string, stopped bool) {
 }
 
 func (r *runner) waitVM() {
-	if r.side != nil {
-		r.side.wait()
+	// A backup that went live hands over to a primary side: wait for the
+	// one that runs the guest last.
+	for {
+		sd := r.currentSide()
+		if sd == nil {
+			return
+		}
+		sd.wait()
+		if r.currentSide() == sd {
+			return
+		}
 	}
 }
 
@@ -301,8 +328,8 @@ func (r *runner) writeStatus() {
 		State: r.state, Detail: r.detail, Peer: r.soft.Peer, Updated: time.Now().UTC(),
 	}
 	r.mu.Unlock()
-	if r.side != nil {
-		r.side.fill(&st)
+	if sd := r.currentSide(); sd != nil {
+		sd.fill(&st)
 	}
 	if st.Role == ft.Alone.String() || st.Role == ft.Halted.String() {
 		st.Peer = ""
@@ -316,7 +343,7 @@ func (r *runner) writeStatus() {
 		}
 	}
 	// A lag event every 5 s while it changes (so an idle pair is quiet).
-	if r.primary != nil && st.Role == ft.Primary.String() && time.Since(r.lastLag) >= 5*time.Second {
+	if r.primarySide() != nil && st.Role == ft.Primary.String() && time.Since(r.lastLag) >= 5*time.Second {
 		line := fmt.Sprintf("%d/%d/%.0f/%d/%v", st.LagEntries, st.LagBytes, st.LagMillis, st.HeldOut, st.Connected)
 		if line != r.lagLine {
 			r.lastLag, r.lagLine = time.Now(), line

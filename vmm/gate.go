@@ -94,6 +94,14 @@ func (g *Gate) OnWritten(f func(written [2]uint64)) {
 	g.mu.Unlock()
 }
 
+// startWritten sets where the Gate's counts of stdout and stderr start: a
+// backup going live takes the streams on where its old primary left them.
+func (g *Gate) startWritten(written [2]uint64) {
+	g.mu.Lock()
+	g.written = written
+	g.mu.Unlock()
+}
+
 // Output returns how many bytes of stdout and stderr the Gate has written,
 // and the bytes of them the guest produced that it has not written yet
 // (held, or being written): a live clone hands them to the new backup,

@@ -83,18 +83,46 @@ func (vm *VM) GoLive() error {
 // its log has no entry left: the log ended (ErrLogEnded), or a log file was
 // replayed to its end.
 func (vm *VM) GoLiveWith(host wasi.Host, oh *wasi.OSHost) error {
+	return vm.goLive(host, oh, nil)
+}
+
+// GoLiveRecording is GoLiveWith for a VM that records from now on into
+// sink, as a primary does, behind gate (whose Host is oh, or one in front
+// of it): its log goes on from the entry after the last one it replayed,
+// its recorder follows the guest's handles from where the replay left
+// them, so that a live clone can hand them on, and the gate counts the
+// guest's stdout and stderr from where the old primary's left them.
+func (vm *VM) GoLiveRecording(gate *Gate, oh *wasi.OSHost, sink Sink) error {
+	if gate == nil || sink == nil {
+		return errors.New("vmm: go live: nil Gate or Sink")
+	}
+	return vm.goLive(gate, oh, sink)
+}
+
+func (vm *VM) goLive(host wasi.Host, oh *wasi.OSHost, sink Sink) error {
 	if host == nil {
 		return errors.New("vmm: go live: nil Host")
 	}
 	if err := vm.checkGoLive(); err != nil {
 		return err
 	}
+	var written [2]uint64
+	if w := vm.rep.written; w != nil {
+		written = w()
+	}
+	if g, ok := host.(*Gate); ok {
+		g.startWritten(written)
+	}
+	if sink != nil {
+		vm.rec = &recorder{inner: host, emit: vm.emit, track: vm.rep.track}
+		vm.cfg.Record = sink
+		host = vm.rec
+	}
 	if err := vm.sys.SetHost(host); err != nil {
 		return err
 	}
-	if w := vm.rep.written; w != nil {
+	if vm.rep.written != nil {
 		// What the old primary may not have written goes first.
-		written := w()
 		for i := range vm.rep.tails {
 			if b := vm.rep.tails[i].pending(written[i]); len(b) > 0 && host.Write(wasi.Handle(i+1), b) == nil {
 				vm.rewritten[i] = len(b)
