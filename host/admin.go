@@ -95,9 +95,9 @@ func vmStates(dir *storage.Dir, now time.Time, hosts []HostState) ([]VMState, er
 			return nil, err
 		}
 		if ok {
-			vs.Generation, vs.Primary = owner.Generation, owner.Host
-			if owner.Reason == reasonStart {
-				vs.Backup = spec.Backup
+			vs.Generation, vs.Primary, vs.Backup = owner.Generation, owner.Host, owner.Backup
+			if owner.Reason == reasonStart && vs.Backup == "" {
+				vs.Backup = spec.Backup // a record from before owners named it
 			}
 		}
 		if vs.Hosts, err = dir.Statuses(name); err != nil {
@@ -217,7 +217,7 @@ func StartVM(dir *storage.Dir, spec storage.VMSpec, module []byte, now time.Time
 	} else if ok {
 		gen = o.Generation + 1
 	}
-	owner := storage.Owner{Generation: gen, Host: spec.Primary, Role: "primary", Reason: reasonStart, Time: now.UTC()}
+	owner := storage.Owner{Generation: gen, Host: spec.Primary, Role: "primary", Reason: reasonStart, Backup: spec.Backup, Time: now.UTC()}
 	won, cur, err := dir.Claim(spec.Name, owner)
 	if err != nil {
 		return spec, storage.Owner{}, err

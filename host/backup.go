@@ -14,6 +14,7 @@ import (
 	"ftvm/replog"
 	"ftvm/storage"
 	"ftvm/vmm"
+	"ftvm/wasi"
 	"ftvm/wasm"
 )
 
@@ -77,25 +78,44 @@ func (s trackedSource) Peek(ctx context.Context, pos uint64) (replog.Entry, bool
 }
 
 func (r *runner) startBackup(cm *wasm.CompiledModule) error {
-	st := r.softState()
-	b := &backupSide{r: r, peer: st.Peer, gen: st.Gen, src: vmm.NewLiveSource(0), vmDone: make(chan struct{}), aside: newStepAside(), kick: make(chan struct{}, 1)}
-	wcfg := r.wasiConfig()
-	// A backup performs nothing: its outputs are computed and dropped.
-	wcfg.Stdout, wcfg.Stderr = nil, nil
-	vm, err := vmm.New(cm, r.vmConfig(vmm.Config{WASI: wcfg, Replay: trackedSource{b.src, b}}))
+	b := r.newBackupSide(vmm.NewLiveSource(0))
+	vm, err := vmm.New(cm, r.vmConfig(vmm.Config{WASI: b.wasiConfig(), Replay: trackedSource{b.src, b}}))
 	if err != nil {
 		return err
 	}
-	b.vm = vm
+	b.start(vm, nil)
+	return nil
+}
+
+// newBackupSide returns the backup side of the pair the runner's node is
+// in, replaying from src; start runs it.
+func (r *runner) newBackupSide(src *vmm.LiveSource) *backupSide {
+	st := r.softState()
+	b := &backupSide{r: r, peer: st.Peer, gen: st.Gen, src: src, vmDone: make(chan struct{}), aside: newStepAside(), kick: make(chan struct{}, 1)}
 	b.prio = newReplayPriority(r.h.cfg.ReplayNice, r.h.cfg.LagBound, b.src.Behind, r.log)
+	b.vmCtx, b.vmCancel = context.WithCancel(r.ctx)
+	return b
+}
+
+// wasiConfig is the guest's system configuration for the backup: a backup
+// performs nothing, and its outputs are computed and dropped.
+func (b *backupSide) wasiConfig() wasi.Config {
+	cfg := b.r.wasiConfig()
+	cfg.Stdout, cfg.Stderr = nil, nil
+	return cfg
+}
+
+// start runs the backup side on vm, a VM replaying from b.src; c, if not
+// nil, is its logging channel already open (a clone's).
+func (b *backupSide) start(vm *vmm.VM, c *replog.Conn) {
+	b.vm = vm
+	r := b.r
 	r.mu.Lock()
 	r.side = b
 	r.mu.Unlock()
-	b.vmCtx, b.vmCancel = context.WithCancel(r.ctx)
 	go b.run()
-	go b.dialLoop()
+	go b.dialLoop(c)
 	r.setState("running", "")
-	return nil
 }
 
 // run replays the log; when the log ends for good (this backup won the
@@ -267,9 +287,12 @@ func (b *backupSide) fencePrimary() {
 // redialMax while the channel does not come up (typically: the primary's
 // host has not started the VM yet, and its first output waits for this
 // backup), and starting again from redialFirst after a channel that was up.
-func (b *backupSide) dialLoop() {
+func (b *backupSide) dialLoop(first *replog.Conn) {
 	r := b.r
 	pause := redialFirst
+	if first != nil {
+		b.serve(first)
+	}
 	for b.vmCtx.Err() == nil && !b.src.Ended() {
 		if !r.h.fp.LogCut(b.peer) {
 			if p, ok := r.h.peer(b.peer); ok && b.session(p.Addr) {
@@ -306,9 +329,16 @@ func (b *backupSide) session(addr string) (up bool) {
 		}
 		return false
 	}
+	return b.serve(c)
+}
+
+// serve runs the logging-channel connection c: batches in, acks out. It
+// reports whether the channel came up (a batch arrived).
+func (b *backupSide) serve(c *replog.Conn) (up bool) {
+	r := b.r
 	id := b.ch.set(c)
 	r.h.track(c, b.peer)
-	ctx, cancel = context.WithCancel(b.vmCtx)
+	ctx, cancel := context.WithCancel(b.vmCtx)
 	defer func() {
 		cancel()
 		c.Close()

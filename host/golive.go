@@ -31,7 +31,9 @@ func (r *runner) promote(vm *vmm.VM) (*primarySide, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := r.newPrimarySide(oh, newAloneLogBuffer(vm.Seq(), vm.Position()))
+	// The call the VM stopped at is pending: the log is complete through
+	// the instruction before it.
+	p := r.newPrimarySide(oh, newAloneLogBuffer(vm.Seq(), max(vm.Position(), 1)-1))
 	p.vm = vm
 	p.gate.Release()
 	if err := vm.GoLiveRecording(p.gate, oh, p.buf); err != nil {

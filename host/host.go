@@ -41,6 +41,9 @@ type Config struct {
 	// value (lowers its priority) while it keeps up with its primary (see
 	// replayPriority); 0 turns it off. ftvm host uses DefaultReplayNice.
 	ReplayNice int
+	// ClonePause bounds the final pause of a live clone (see clone.go); 0
+	// means DefaultClonePause.
+	ClonePause time.Duration
 	// Profiles, if set, is a directory where each VM this host runs
 	// writes a profile of its guest (vmm.VM.WriteProfile) when its run
 	// here ends, named VM-genN-HOST.pprof.
@@ -102,6 +105,9 @@ func New(cfg Config) (*Host, error) {
 	}
 	if cfg.LagBound <= 0 {
 		cfg.LagBound = DefaultLagBound
+	}
+	if cfg.ClonePause <= 0 {
+		cfg.ClonePause = DefaultClonePause
 	}
 	if cfg.Coalesce < 0 {
 		return nil, fmt.Errorf("host: negative coalescing time %v", cfg.Coalesce)
@@ -342,16 +348,19 @@ func (h *Host) serveConn(ctx context.Context, nc net.Conn) {
 		h.log.Warn("connection refused", "remote", nc.RemoteAddr().String(), "reason", err)
 		return
 	}
-	kind, lh, err := parseHello(hello)
+	hi, err := parseHello(hello)
 	if err != nil {
 		h.log.Warn("connection refused", "remote", c.RemoteAddr().String(), "reason", err)
 		c.Close()
 		return
 	}
-	switch kind {
+	switch hi.kind {
 	case helloControl:
 		h.serveControl(c)
+	case helloClone:
+		h.serveClone(ctx, c, hi.clone)
 	case helloLog:
+		lh := hi.log
 		r := h.runner(lh.VM)
 		reason := ""
 		switch {

@@ -251,6 +251,18 @@ func (b *logBuffer) detach() {
 	b.mu.Unlock()
 }
 
+// attach makes the buffer keep the entries after seq for a backup again:
+// a clone gave the primary a new backup, whose state goes through seq.
+func (b *logBuffer) attach(seq uint64) {
+	b.mu.Lock()
+	b.alone = false
+	b.entries, b.bytes, b.samples, b.inFlight = nil, 0, nil, nil
+	b.last, b.acked, b.ackPos = seq, seq, b.pos
+	b.waitAny = true
+	b.notifyLocked(false)
+	b.mu.Unlock()
+}
+
 // close ends the buffer: Append fails and senders stop.
 func (b *logBuffer) close() {
 	b.mu.Lock()

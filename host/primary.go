@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -41,6 +42,13 @@ type primarySide struct {
 	// crashSent, if not 0, is the entry after whose send a crash
 	// failpoint kills this host (see crashHost).
 	crashSent atomic.Uint64
+
+	// job is the clone in progress, if any (see clone.go).
+	job atomic.Pointer[cloneJob]
+	// pokeRun interrupts the guest's current run, even in a call that
+	// waits, so that the run loop pauses for a clone.
+	pokeMu  sync.Mutex
+	pokeRun context.CancelFunc
 }
 
 // paired reports whether the primary has a backup: its node is a primary's
@@ -102,7 +110,18 @@ func (p *primarySide) run() {
 	defer r.saveProfile(p.vm)
 	bound := r.h.cfg.LagBound
 	for {
-		paused, exit, err := p.vm.RunUntil(p.vmCtx, p.vm.Position()+chunk)
+		// A run a clone can interrupt: a call that waits is then left
+		// pending, and serviced again by the next run.
+		runCtx, poked := context.WithCancel(p.vmCtx)
+		p.pokeMu.Lock()
+		p.pokeRun = poked
+		p.pokeMu.Unlock()
+		paused, exit, err := p.vm.RunUntil(runCtx, p.vm.Position()+chunk)
+		poked()
+		if errors.Is(err, context.Canceled) && p.vmCtx.Err() == nil {
+			p.cloneStep()
+			continue
+		}
 		if err != nil {
 			if p.vmCtx.Err() == nil && !p.halted.Load() {
 				r.log.Error("vm failed", "err", err)
@@ -121,6 +140,7 @@ func (p *primarySide) run() {
 			// through the instruction before it.
 			p.buf.Progress(pos - 1)
 		}
+		p.cloneStep()
 		for p.paired() && p.vmCtx.Err() == nil {
 			if p.buf.lag(time.Now()).Time <= bound {
 				break
@@ -159,19 +179,34 @@ func (p *primarySide) finish(exit vmm.Exit) {
 	p.os.CloseAll()
 }
 
+// poke interrupts the guest's current run, so that the run loop pauses.
+func (p *primarySide) poke() {
+	p.pokeMu.Lock()
+	if p.pokeRun != nil {
+		p.pokeRun()
+	}
+	p.pokeMu.Unlock()
+}
+
 // attach makes c, from backup peer, the logging channel, sending from the
 // entry after have. It returns a reason to refuse c, or "".
 func (p *primarySide) attach(c *replog.Conn, have uint64, peer string) string {
 	if !p.paired() || p.halted.Load() {
 		return "no longer paired"
 	}
+	p.startChannel(c, have, peer)
+	return ""
+}
+
+// startChannel makes c, from backup peer, the logging channel, sending from
+// the entry after have.
+func (p *primarySide) startChannel(c *replog.Conn, have uint64, peer string) {
 	id := p.ch.set(c)
 	p.r.h.track(c, peer)
 	p.r.log.Info("backup connected", "backup", peer, "from_entry", have+1)
 	ctx, cancel := context.WithCancel(p.vmCtx)
 	go p.send(ctx, cancel, c, have, peer)
 	go p.readAcks(ctx, cancel, c, id, peer)
-	return ""
 }
 
 // send streams the log to the backup: every entry after have, then each new

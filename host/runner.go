@@ -44,13 +44,17 @@ type runner struct {
 	// soft is the node's role, generation and peer, as its last Ready
 	// reported them: the one copy of them outside the node, for the
 	// goroutines other than drive (heartbeats, channels, statuses).
-	soft     ft.SoftState
-	state    string
-	detail   string
-	ended    bool // the VM has ended (exited, halted, stopped, failed)
-	stopping bool // shutdown has begun
-	lastLag  time.Time
-	lagLine  string // the last lag event logged
+	soft ft.SoftState
+	// cloneState says how restoring redundancy goes, for the status;
+	// cloneFailed, when each spare last failed a clone.
+	cloneState  string
+	cloneFailed map[string]time.Time
+	state       string
+	detail      string
+	ended       bool // the VM has ended (exited, halted, stopped, failed)
+	stopping    bool // shutdown has begun
+	lastLag     time.Time
+	lagLine     string // the last lag event logged
 	// The status last written, with its time zeroed, and when: an
 	// unchanged status is rewritten only every statusRefresh.
 	lastStatus storage.VMStatus
@@ -96,15 +100,7 @@ func (h *Host) startRunner(ctx context.Context, spec storage.VMSpec, gen uint64,
 		return nil, err
 	}
 	node := ft.NewNode(h.cfg.Node, role, gen, peer, time.Now())
-	r := &runner{
-		h: h, vm: spec.Name, spec: spec, startGen: gen,
-		log:    h.log.With("vm", spec.Name),
-		events: make(chan ft.Event, 256),
-		done:   make(chan struct{}),
-		soft:   node.SoftState(),
-		state:  "starting",
-	}
-	r.ctx, r.cancel = context.WithCancel(ctx)
+	r := h.newRunner(ctx, spec, node)
 	if role == ft.Primary {
 		err = r.startPrimary(cm)
 	} else {
@@ -117,6 +113,22 @@ func (h *Host) startRunner(ctx context.Context, spec storage.VMSpec, gen uint64,
 	r.log.Info("vm started", "role", role.String(), "generation", gen, "peer", peer)
 	go r.drive(node)
 	return r, nil
+}
+
+// newRunner returns a runner of spec's VM for node, in ctx; the caller
+// starts its side, then its node (go r.drive(node)).
+func (h *Host) newRunner(ctx context.Context, spec storage.VMSpec, node *ft.Node) *runner {
+	st := node.SoftState()
+	r := &runner{
+		h: h, vm: spec.Name, spec: spec, startGen: st.Gen,
+		log:    h.log.With("vm", spec.Name),
+		events: make(chan ft.Event, 256),
+		done:   make(chan struct{}),
+		soft:   st,
+		state:  "starting",
+	}
+	r.ctx, r.cancel = context.WithCancel(ctx)
+	return r
 }
 
 // wasiConfig is the guest's system configuration on this host.
@@ -221,8 +233,7 @@ func (r *runner) act(node *ft.Node, a ft.Action) {
 		r.log.Warn("lost generation, halting", "generation", a.Gen)
 		r.halt()
 	case ft.ActClone:
-		// Not yet: the primary runs alone.
-		r.event(ft.Event{Kind: ft.EvCloneFailed, Gen: a.Gen})
+		go r.clone(a.Gen)
 	}
 	if a.Kind == ft.ActGoLive || a.Kind == ft.ActHalt {
 		r.writeStatus()

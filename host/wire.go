@@ -13,7 +13,25 @@ import (
 const (
 	helloLog     = "log" // a backup dials its primary
 	helloControl = "ctl" // ftvm failpoint and friends
+	helloClone   = "cln" // a primary clones its VM onto a spare host
 )
+
+// cloneHello is what a primary running alone says when it dials a spare
+// host to clone its VM there (see clone.go).
+type cloneHello struct {
+	VM      string
+	Gen     uint64 // the generation the new pair will claim
+	Primary string // the dialing host
+}
+
+func (h cloneHello) marshal() []byte {
+	var e replog.Encoder
+	e.String(helloClone)
+	e.String(h.VM)
+	e.Uint(h.Gen)
+	e.String(h.Primary)
+	return e.B
+}
 
 // logHello is what a backup says when it dials its primary's host.
 type logHello struct {
@@ -33,25 +51,33 @@ func (h logHello) marshal() []byte {
 	return e.B
 }
 
-// parseHello returns the hello's kind and, for a logging channel, its
-// fields.
-func parseHello(b []byte) (string, logHello, error) {
+// hello is a parsed hello: its kind and the fields of that kind.
+type hello struct {
+	kind  string
+	log   logHello
+	clone cloneHello
+}
+
+// parseHello parses a connection's hello.
+func parseHello(b []byte) (hello, error) {
 	d := replog.NewDecoder(b)
-	kind := d.String()
+	h := hello{kind: d.String()}
 	if err := d.Err(); err != nil {
-		return "", logHello{}, fmt.Errorf("hello: %w", err)
+		return hello{}, fmt.Errorf("hello: %w", err)
 	}
-	switch kind {
+	switch h.kind {
 	case helloControl:
-		return kind, logHello{}, d.Finish()
 	case helloLog:
-		h := logHello{VM: d.String(), Gen: d.Uint(), Backup: d.String(), HaveSeq: d.Uint()}
-		if err := d.Finish(); err != nil {
-			return "", logHello{}, fmt.Errorf("hello: %w", err)
-		}
-		return kind, h, nil
+		h.log = logHello{VM: d.String(), Gen: d.Uint(), Backup: d.String(), HaveSeq: d.Uint()}
+	case helloClone:
+		h.clone = cloneHello{VM: d.String(), Gen: d.Uint(), Primary: d.String()}
+	default:
+		return hello{}, fmt.Errorf("hello: unknown kind %q", h.kind)
 	}
-	return "", logHello{}, fmt.Errorf("hello: unknown kind %q", kind)
+	if err := d.Finish(); err != nil {
+		return hello{}, fmt.Errorf("hello: %w", err)
+	}
+	return h, nil
 }
 
 func controlHello() []byte {

@@ -55,15 +55,19 @@ func TestBeatClockRejectsReplays(t *testing.T) {
 
 func TestHello(t *testing.T) {
 	h := logHello{VM: "vm", Gen: 3, Backup: "h2", HaveSeq: 17}
-	kind, got, err := parseHello(h.marshal())
-	if err != nil || kind != helloLog || got != h {
-		t.Fatalf("log hello: %q %+v %v", kind, got, err)
+	got, err := parseHello(h.marshal())
+	if err != nil || got.kind != helloLog || got.log != h {
+		t.Fatalf("log hello: %+v %v", got, err)
 	}
-	if kind, _, err := parseHello(controlHello()); err != nil || kind != helloControl {
-		t.Fatalf("control hello: %q %v", kind, err)
+	ch := cloneHello{VM: "vm", Gen: 4, Primary: "h1"}
+	if got, err := parseHello(ch.marshal()); err != nil || got.kind != helloClone || got.clone != ch {
+		t.Fatalf("clone hello: %+v %v", got, err)
 	}
-	for _, bad := range [][]byte{nil, []byte("\x03xyz"), append(h.marshal(), 0), h.marshal()[:5]} {
-		if _, _, err := parseHello(bad); err == nil {
+	if got, err := parseHello(controlHello()); err != nil || got.kind != helloControl {
+		t.Fatalf("control hello: %+v %v", got, err)
+	}
+	for _, bad := range [][]byte{nil, []byte("\x03xyz"), append(h.marshal(), 0), h.marshal()[:5], append(ch.marshal(), 1)} {
+		if _, err := parseHello(bad); err == nil {
 			t.Errorf("hello %q accepted", bad)
 		}
 	}
@@ -147,13 +151,17 @@ func FuzzParseHeartbeat(f *testing.F) {
 func FuzzParseHello(f *testing.F) {
 	f.Add(logHello{VM: "vm", Gen: 1, Backup: "h2", HaveSeq: 3}.marshal())
 	f.Add(controlHello())
+	f.Add(cloneHello{VM: "vm", Gen: 2, Primary: "h1"}.marshal())
 	f.Fuzz(func(t *testing.T, b []byte) {
-		kind, h, err := parseHello(b)
+		h, err := parseHello(b)
 		if err != nil {
 			return
 		}
-		if kind == helloLog && !bytes.Equal(h.marshal(), b) {
+		if h.kind == helloLog && !bytes.Equal(h.log.marshal(), b) {
 			t.Fatalf("log hello does not re-encode to itself: %x", b)
+		}
+		if h.kind == helloClone && !bytes.Equal(h.clone.marshal(), b) {
+			t.Fatalf("clone hello does not re-encode to itself: %x", b)
 		}
 	})
 }

@@ -40,11 +40,16 @@ var ErrUnreachable = errors.New("shared storage unreachable")
 
 // Owner is the record of who owns a VM in a generation.
 type Owner struct {
-	Generation uint64    `json:"generation"`
-	Host       string    `json:"host"`
-	Role       string    `json:"role"`   // "primary" when it went live
-	Reason     string    `json:"reason"` // why it claimed: "start", "primary failed", "backup failed"
-	Time       time.Time `json:"time"`
+	Generation uint64 `json:"generation"`
+	Host       string `json:"host"`
+	Role       string `json:"role"` // "primary" when it went live
+	// Reason is why it claimed: "start", "primary failed", "backup
+	// failed", "clone" (a primary running alone committed a new backup).
+	Reason string `json:"reason"`
+	// Backup is the backup the generation started with: the spec's at a
+	// start, the clone's target at a clone, "" for a host alone.
+	Backup string    `json:"backup,omitempty"`
+	Time   time.Time `json:"time"`
 }
 
 // HostInfo is a host daemon's entry in the registry.

@@ -281,70 +281,109 @@ func (t *CloneTarget) Apply(c CloneChunk) error {
 	return nil
 }
 
-// Finish restores, from the final state of a clone, a VM that replays
-// (cfg.Replay must be set, with the entries after the state's last one) and
-// can go live when its log ends. It returns the VM and the last entry of
-// the state.
-func (t *CloneTarget) Finish(cm *wasm.CompiledModule, cfg Config, final []byte) (*VM, uint64, error) {
-	if cfg.Replay == nil {
-		return nil, 0, errors.New("vmm: a cloned VM must replay from a log")
-	}
+// CloneState is a clone's final state, decoded (see DecodeFinal).
+type CloneState struct {
+	pages        CloneChunk
+	eng, sys     []byte
+	seq          uint64
+	startPending bool
+	track        []byte // the tracker's encoding, read against the VM's configuration
+	produced     [2]uint64
+	unwritten    [2][]byte
+}
+
+// Seq returns the last log entry the state has: the new backup's log
+// starts after it.
+func (s *CloneState) Seq() uint64 { return s.seq }
+
+// DecodeFinal decodes a clone's final state (CloneSource.Finish).
+func (t *CloneTarget) DecodeFinal(final []byte) (*CloneState, error) {
 	payload, n, err := replog.DecodeFrame(final)
 	if err != nil || n != len(final) {
-		return nil, 0, fmt.Errorf("vmm: not a clone's final state, or corrupt: %v", errOr(err, "trailing bytes"))
+		return nil, fmt.Errorf("vmm: not a clone's final state, or corrupt: %v", errOr(err, "trailing bytes"))
 	}
 	d := replog.NewDecoder(payload)
 	if string(d.Bytes(len(cloneMagic))) != cloneMagic {
-		return nil, 0, errors.New("vmm: not a clone's final state")
+		return nil, errors.New("vmm: not a clone's final state")
 	}
-	pages := decodeChunk(d)
-	eng, st, seq, startPending := d.Blob(), d.Blob(), d.Uint(), d.Uint()
-	track := decodeTracker(d, cfg.WASI)
-	var produced [2]uint64
-	var unwritten [2][]byte
+	s := &CloneState{pages: decodeChunk(d)}
+	s.eng, s.sys, s.seq = d.Blob(), d.Blob(), d.Uint()
+	s.startPending = d.Uint() == 1
+	before := d.Len()
+	decodeTracker(d, nil) // read against the VM's configuration at Restore
+	s.track = payload[len(payload)-before : len(payload)-d.Len()]
 	for i := range 2 {
-		produced[i], unwritten[i] = d.Uint(), d.Blob()
-		if uint64(len(unwritten[i])) > produced[i] {
+		s.produced[i], s.unwritten[i] = d.Uint(), d.Blob()
+		if uint64(len(s.unwritten[i])) > s.produced[i] {
 			d.Bytes(d.Len() + 1) // poison
 		}
 	}
 	if err := d.Finish(); err != nil {
-		return nil, 0, fmt.Errorf("vmm: corrupt clone state: %w", err)
+		return nil, fmt.Errorf("vmm: corrupt clone state: %w", err)
 	}
-	if err := t.Apply(pages); err != nil {
-		return nil, 0, err
+	return s, nil
+}
+
+// Restore restores, from a clone's final state, a VM that replays
+// (cfg.Replay must be set, with the entries after the state's last one) and
+// can go live when its log ends.
+func (t *CloneTarget) Restore(cm *wasm.CompiledModule, cfg Config, s *CloneState) (*VM, error) {
+	if cfg.Replay == nil {
+		return nil, errors.New("vmm: a cloned VM must replay from a log")
+	}
+	d := replog.NewDecoder(s.track)
+	track := decodeTracker(d, &cfg.WASI)
+	if err := d.Finish(); err != nil {
+		return nil, fmt.Errorf("vmm: corrupt clone state: handles: %w", err)
+	}
+	if err := t.Apply(s.pages); err != nil {
+		return nil, err
 	}
 	vm, err := newVM(cm, cfg)
 	if err != nil {
-		return nil, 0, err
+		return nil, err
 	}
 	var inst *wasm.Instance
 	if _, ok := cm.MemoryLimit(); ok {
-		inst, err = wasm.NewStore().RestoreWithMemory(cm, resolveWASI, eng, t.mem)
+		inst, err = wasm.NewStore().RestoreWithMemory(cm, resolveWASI, s.eng, t.mem)
 	} else {
-		inst, err = wasm.NewStore().Restore(cm, resolveWASI, eng)
+		inst, err = wasm.NewStore().Restore(cm, resolveWASI, s.eng)
 	}
 	if err != nil {
 		vm.Close()
-		return nil, 0, fmt.Errorf("vmm: clone: %w", err)
+		return nil, fmt.Errorf("vmm: clone: %w", err)
 	}
 	t.mem = nil
 	vm.inst = inst
-	if err := vm.sys.UnmarshalState(st); err != nil {
+	if err := vm.sys.UnmarshalState(s.sys); err != nil {
 		vm.Close()
-		return nil, 0, err
+		return nil, err
 	}
-	if startPending == 1 {
+	if s.startPending {
 		vm.startAfter = inst.ExportedFunc("_start")
 	}
 	track.complete = true
-	vm.rep.track, vm.rep.seq = track, seq
+	vm.rep.track, vm.rep.seq = track, s.seq
 	for i := range 2 {
 		// The stream from the start, of which the primary had written all
 		// but unwritten.
-		vm.rep.tails[i] = outTail{end: produced[i], buf: unwritten[i]}
+		vm.rep.tails[i] = outTail{end: s.produced[i], buf: s.unwritten[i]}
 	}
-	return vm, seq, nil
+	return vm, nil
+}
+
+// Finish is DecodeFinal then Restore: it returns the VM and the last entry
+// of the state.
+func (t *CloneTarget) Finish(cm *wasm.CompiledModule, cfg Config, final []byte) (*VM, uint64, error) {
+	s, err := t.DecodeFinal(final)
+	if err != nil {
+		return nil, 0, err
+	}
+	vm, err := t.Restore(cm, cfg, s)
+	if err != nil {
+		return nil, 0, err
+	}
+	return vm, s.seq, nil
 }
 
 // encode appends the tracker's state (all but the startup handles, which
@@ -386,13 +425,20 @@ func flags(bs ...bool) uint64 {
 	return v
 }
 
-// decodeTracker reads a tracker's state for a VM configured by cfg.
-func decodeTracker(d *replog.Decoder, cfg wasi.Config) *handleTracker {
-	t := newHandleTracker(cfg)
+// decodeTracker reads a tracker's state for a VM configured by cfg; with
+// cfg nil it only reads past it.
+func decodeTracker(d *replog.Decoder, cfg *wasi.Config) *handleTracker {
+	var t *handleTracker
+	if cfg != nil {
+		t = newHandleTracker(*cfg)
+	}
+	bad := func() *handleTracker {
+		d.Bytes(d.Len() + 1) // poison
+		return t
+	}
 	n := d.Uint()
 	if n > uint64(d.Len()) {
-		d.Bytes(d.Len() + 1)
-		return t
+		return bad()
 	}
 	for range n {
 		h := wasi.Handle(d.Uint())
@@ -400,27 +446,33 @@ func decodeTracker(d *replog.Decoder, cfg wasi.Config) *handleTracker {
 		r.req.Oflags, r.req.Fdflags = uint16(d.Uint()), uint16(d.Uint())
 		f := d.Uint()
 		r.req.Read, r.req.Write, r.req.Follow = f&1 != 0, f&2 != 0, f&4 != 0
+		if t == nil {
+			continue
+		}
 		files := r.kind == wasi.AdoptFile || r.kind == wasi.AdoptDir
 		if h < t.startup || files && (r.preopen < 0 || r.preopen >= len(cfg.Preopens)) {
-			d.Bytes(d.Len() + 1)
-			return t
+			return bad()
 		}
 		t.handles[h] = r
 	}
 	n = d.Uint()
 	if n > uint64(d.Len()) {
-		d.Bytes(d.Len() + 1)
-		return t
+		return bad()
 	}
 	for range n {
 		h := wasi.Handle(d.Uint())
+		if t == nil {
+			continue
+		}
 		if h >= t.startup {
-			d.Bytes(d.Len() + 1)
-			return t
+			return bad()
 		}
 		t.closed[h] = true
 		delete(t.handles, h)
 	}
-	t.mono, t.cpu = d.Uint(), d.Uint()
+	mono, cpu := d.Uint(), d.Uint()
+	if t != nil {
+		t.mono, t.cpu = mono, cpu
+	}
 	return t
 }

@@ -154,6 +154,16 @@ func (g *Gate) Release() {
 	g.mu.Unlock()
 }
 
+// Rearm makes an open Gate wait for acknowledgements again, the backup
+// having every entry through acked: a primary running alone was given a
+// new backup by a clone whose state goes through acked.
+func (g *Gate) Rearm(acked uint64) {
+	g.mu.Lock()
+	g.open = false
+	g.acked = max(g.acked, acked)
+	g.mu.Unlock()
+}
+
 // Held reports the outputs waiting now.
 func (g *Gate) Held() GateStats {
 	g.mu.Lock()

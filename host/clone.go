@@ -1,0 +1,454 @@
+package host
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sort"
+	"sync/atomic"
+	"time"
+
+	"ftvm/ft"
+	"ftvm/replog"
+	"ftvm/storage"
+	"ftvm/vmm"
+)
+
+// Restoring redundancy: a primary running alone clones its VM onto a spare
+// host while the guest runs (VMware FT's FT VMotion), then commits the new
+// pair by claiming the next generation for it. The clone's steps:
+//
+//  1. The primary dials the spare with a clone hello; the spare checks that
+//     the primary owns the VM's current generation and that it runs nothing
+//     of the VM, compiles the module and says it is ready.
+//  2. Pre-copy: at each pause of the guest between runs (the run loop's,
+//     or a poke that interrupts a call that waits), the VM's goroutine
+//     copies a bounded amount of memory pages (vmm.CloneSource); this
+//     driver sends them; the spare lays them into its image. Rounds go on
+//     until what is left can cross within the pause budget
+//     (--clone-pause). A guest that writes its memory faster than the
+//     channel carries it is slowed at each pause, more and more (as QEMU's
+//     auto-converge does); a clone that does not converge in time is
+//     abandoned, and the primary goes on alone as before.
+//  3. Stop-and-copy: the guest pauses; the last pages and the rest of the
+//     state cross; the spare restores a replaying VM from them and says
+//     so; the primary claims the next generation for the pair on storage,
+//     tells the spare, and resumes the guest with its log kept for the new
+//     backup and its Output Rule armed again; the same connection carries
+//     the log from then on. A spare that does not hear the commit discards
+//     what it has: only a completed clone makes a backup.
+
+// Frames of a clone connection, after its hello.
+const (
+	frameCloneReady    = replog.FrameControl + 1 // spare → primary: ready to receive
+	frameCloneChunk    = replog.FrameControl + 2 // primary → spare: memory pages (vmm.EncodeChunk)
+	frameCloneFinal    = replog.FrameControl + 3 // primary → spare: the final state
+	frameCloneRestored = replog.FrameControl + 4 // spare → primary: the VM is restored
+	frameCloneCommit   = replog.FrameControl + 5 // primary → spare: the pair owns the generation
+)
+
+// Clone tuning.
+const (
+	// DefaultClonePause is the default bound on a clone's final pause.
+	DefaultClonePause = 50 * time.Millisecond
+	// cloneCopyLimit bounds the memory the VM's goroutine copies at one
+	// pause of the guest.
+	cloneCopyLimit = 4 << 20
+	// cloneQueue is how many copied chunks may wait for the channel.
+	cloneQueue = 4
+	// cloneTimeout bounds a whole clone; one that has not converged by
+	// then is abandoned.
+	cloneTimeout = 2 * time.Minute
+	// cloneStepTimeout bounds each exchange with the spare.
+	cloneStepTimeout = 15 * time.Second
+	// maxThrottle is the longest the guest is held at a pause to let the
+	// pre-copy converge.
+	maxThrottle = 100 * time.Millisecond
+)
+
+// cloneJob is a clone in progress, shared by its driver (runner.clone) and
+// the VM's goroutine (primarySide.cloneStep), which alone touches the VM.
+type cloneJob struct {
+	chunks    chan vmm.CloneChunk
+	remaining atomic.Uint64 // bytes of memory the spare does not have, at the last pause
+	round     atomic.Int64
+	finish    atomic.Bool  // the driver wants the final pause
+	throttle  atomic.Int64 // how long the guest waits at each pause, in ns
+	final     chan cloneFinal
+	resume    chan cloneResume
+	src       *vmm.CloneSource // the VM's goroutine's
+	stopped   atomic.Bool      // the driver gave up: drop the job
+}
+
+// cloneFinal is the final state of a clone, taken at the guest's pause.
+type cloneFinal struct {
+	state []byte
+	seq   uint64
+	err   error
+	at    time.Time // when the pause began
+}
+
+// cloneResume is the driver's word at the end of the final pause.
+type cloneResume struct {
+	commit bool
+	conn   *replog.Conn // the new backup's logging channel, if commit
+	peer   string
+}
+
+// cloneStep is the VM's goroutine's part of a clone, at a pause of the
+// guest: start it, copy pages for the driver, slow the guest down, or take
+// the final state and wait for the driver's word.
+func (p *primarySide) cloneStep() {
+	j := p.job.Load()
+	if j == nil {
+		return
+	}
+	if j.stopped.Load() {
+		p.job.CompareAndSwap(j, nil)
+		return
+	}
+	if j.src == nil {
+		src, err := p.vm.StartClone()
+		if err != nil {
+			p.job.CompareAndSwap(j, nil)
+			j.final <- cloneFinal{err: err}
+			return
+		}
+		j.src = src
+	}
+	if j.finish.Load() {
+		at := time.Now()
+		written, unwritten := p.gate.Output()
+		state, seq, err := j.src.Finish(written, unwritten)
+		j.final <- cloneFinal{state: state, seq: seq, err: err, at: at}
+		if err == nil {
+			select {
+			case d := <-j.resume:
+				if d.commit {
+					// The backup has the state through seq: the log is
+					// kept from there, and outputs wait for its acks.
+					p.buf.attach(seq)
+					p.gate.Rearm(seq)
+					p.startChannel(d.conn, seq, d.peer)
+				}
+			case <-p.vmCtx.Done():
+			}
+		}
+		p.job.CompareAndSwap(j, nil)
+		return
+	}
+	for copied := 0; copied < cloneCopyLimit && len(j.chunks) < cap(j.chunks); {
+		c := j.src.Copy(cloneCopyLimit / cloneQueue)
+		if len(c.Runs) == 0 {
+			break
+		}
+		copied += c.Bytes()
+		j.chunks <- c
+	}
+	j.remaining.Store(j.src.Remaining())
+	j.round.Store(int64(j.src.Round()))
+	if d := time.Duration(j.throttle.Load()); d > 0 {
+		select {
+		case <-time.After(d):
+		case <-p.vmCtx.Done():
+		}
+	}
+}
+
+// cloneOutcome is how a clone ended, for the log and the status.
+type cloneOutcome struct {
+	target      string
+	rounds      int
+	bytes       uint64
+	pause, took time.Duration
+	err         error
+	lost        bool // the generation was claimed by another host
+	noSpare     bool
+}
+
+// clone clones the VM onto a spare host and commits the new pair in
+// generation gen, then tells the node how it went.
+func (r *runner) clone(gen uint64) {
+	out := r.cloneOnce(gen)
+	ev := ft.Event{Kind: ft.EvCloneFailed, Gen: gen, Lost: out.lost}
+	switch {
+	case out.err == nil:
+		ev = ft.Event{Kind: ft.EvCloneDone, Gen: gen, Peer: out.target}
+		r.log.Info("clone done: protected again", "backup", out.target, "generation", gen,
+			"pause", out.pause.Round(time.Microsecond).String(), "rounds", out.rounds, "bytes", out.bytes, "took", out.took.Round(time.Millisecond).String())
+		r.setClone(fmt.Sprintf("last clone to %s: pause %s, %d rounds, %s, took %s", out.target,
+			out.pause.Round(100*time.Microsecond), out.rounds, mib(out.bytes), out.took.Round(time.Millisecond)))
+	case out.noSpare:
+		r.setClone("not protected: no spare host")
+	default:
+		r.log.Warn("clone failed; running alone, will retry", "target", out.target, "err", out.err)
+		r.setClone(fmt.Sprintf("not protected: clone to %s failed: %v", out.target, out.err))
+	}
+	select {
+	case r.events <- ev:
+	case <-r.ctx.Done():
+	}
+}
+
+func mib(n uint64) string { return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20)) }
+
+func (r *runner) setClone(s string) {
+	r.mu.Lock()
+	r.cloneState = s
+	r.mu.Unlock()
+}
+
+// cloneOnce runs one clone attempt.
+func (r *runner) cloneOnce(gen uint64) (out cloneOutcome) {
+	start := time.Now()
+	defer func() { out.took = time.Since(start) }()
+	p := r.primarySide()
+	if p == nil {
+		return cloneOutcome{err: errors.New("not a primary")}
+	}
+	r.mu.Lock()
+	var avoid []string
+	for h, at := range r.cloneFailed {
+		if time.Since(at) < cloneAvoid {
+			avoid = append(avoid, h)
+		}
+	}
+	r.mu.Unlock()
+	target, ok := r.h.pickSpare(avoid)
+	if !ok {
+		return cloneOutcome{noSpare: true, err: errors.New("no spare host")}
+	}
+	out.target = target
+	defer func() {
+		if out.err != nil && !out.lost {
+			r.mu.Lock()
+			if r.cloneFailed == nil {
+				r.cloneFailed = map[string]time.Time{}
+			}
+			r.cloneFailed[target] = time.Now()
+			r.mu.Unlock()
+		}
+	}()
+	peer, ok := r.h.peer(target)
+	if !ok {
+		out.err = fmt.Errorf("host %s is not in the registry", target)
+		return out
+	}
+	r.log.Info("cloning to restore redundancy", "target", target, "generation", gen)
+	r.setClone("cloning to " + target + ": connecting")
+	ctx, cancel := context.WithTimeout(r.ctx, cloneTimeout)
+	defer cancel()
+	dctx, dcancel := context.WithTimeout(ctx, cloneStepTimeout)
+	c, err := replog.Dial(dctx, peer.Addr, r.h.key, cloneHello{VM: r.vm, Gen: gen, Primary: r.h.cfg.Name}.marshal())
+	dcancel()
+	if err != nil {
+		out.err = err
+		return out
+	}
+	committed := false
+	defer func() {
+		if !committed {
+			c.Close()
+		}
+	}()
+	r.h.track(c, target)
+	defer r.h.untrack(c)
+	c.SetReadDeadline(time.Now().Add(cloneStepTimeout))
+	if err := expectFrame(c, frameCloneReady); err != nil {
+		out.err = err
+		return out
+	}
+
+	j := &cloneJob{chunks: make(chan vmm.CloneChunk, cloneQueue), final: make(chan cloneFinal, 1), resume: make(chan cloneResume, 1)}
+	if !p.job.CompareAndSwap(nil, j) {
+		out.err = errors.New("a clone is already in progress")
+		return out
+	}
+	defer j.stopped.Store(true)
+	pause := r.h.cfg.ClonePause
+	var sent uint64
+	var rate float64 // bytes per second the channel carried, smoothed
+	lastRound, stuck := int64(0), 0
+	var lastLeft uint64
+	for {
+		if ctx.Err() != nil {
+			out.err = fmt.Errorf("did not converge within %v (%s left)", cloneTimeout, mib(j.remaining.Load()))
+			return out
+		}
+		// Pages copied at the guest's pauses; an idle guest, waiting in a
+		// call, is poked to pause.
+		var chunk vmm.CloneChunk
+		select {
+		case chunk = <-j.chunks:
+		case <-time.After(2 * time.Millisecond):
+			p.poke()
+			continue
+		case <-ctx.Done():
+			continue
+		}
+		t0 := time.Now()
+		c.SetWriteDeadline(t0.Add(cloneStepTimeout))
+		if err := c.WriteFrame(frameCloneChunk, vmm.EncodeChunk(nil, chunk)); err != nil {
+			out.err = err
+			return out
+		}
+		n := uint64(chunk.Bytes())
+		sent += n
+		if d := time.Since(t0).Seconds(); d > 0 {
+			now := float64(n) / d
+			if rate == 0 {
+				rate = now
+			} else {
+				rate = 0.8*rate + 0.2*now
+			}
+		}
+		left, round := j.remaining.Load(), j.round.Load()
+		r.setClone(fmt.Sprintf("cloning to %s: round %d, %s left, %s sent", target, round, mib(left), mib(sent)))
+		// Done when what is left crosses within half the pause budget,
+		// and the queue is empty (it would cross too).
+		budget := max(256<<10, uint64(rate*pause.Seconds()/2))
+		if left <= budget && len(j.chunks) == 0 {
+			break
+		}
+		if round > lastRound {
+			// A round ended: if what is left did not shrink, slow the
+			// guest at its pauses, more and more.
+			if lastRound > 0 && left >= lastLeft*9/10 {
+				stuck++
+				if stuck >= 2 {
+					d := max(time.Millisecond, 2*time.Duration(j.throttle.Load()))
+					j.throttle.Store(int64(min(d, maxThrottle)))
+					r.log.Info("clone: slowing the guest to converge", "wait_per_pause", time.Duration(j.throttle.Load()).String(), "left", mib(left))
+				}
+			} else {
+				stuck = 0
+			}
+			lastRound, lastLeft = round, left
+		}
+	}
+
+	// The final pause.
+	j.finish.Store(true)
+	p.poke()
+	var f cloneFinal
+	select {
+	case f = <-j.final:
+	case <-ctx.Done():
+		out.err = errors.New("the guest did not pause for the final copy")
+		return out
+	}
+	if f.err != nil {
+		out.err = f.err
+		return out
+	}
+	resumed := false
+	resume := func(d cloneResume) {
+		out.pause = time.Since(f.at)
+		j.resume <- d
+		resumed = true
+	}
+	defer func() {
+		if !resumed {
+			resume(cloneResume{})
+		}
+	}()
+	c.SetWriteDeadline(time.Now().Add(cloneStepTimeout))
+	if err := c.WriteFrame(frameCloneFinal, f.state); err != nil {
+		out.err = err
+		return out
+	}
+	sent += uint64(len(f.state))
+	c.SetReadDeadline(time.Now().Add(cloneStepTimeout))
+	if err := expectFrame(c, frameCloneRestored); err != nil {
+		out.err = err
+		return out
+	}
+	won, cur, err := r.h.dir.Claim(r.vm, storage.Owner{Generation: gen, Host: r.h.cfg.Name, Role: "primary", Reason: reasonClone, Backup: target})
+	switch {
+	case err != nil:
+		out.err = fmt.Errorf("claim of generation %d: %w", gen, err)
+		return out
+	case !won:
+		out.err, out.lost = fmt.Errorf("generation %d was claimed by %s", gen, cur.Host), true
+		return out
+	}
+	if err := c.WriteFrame(frameCloneCommit, nil); err != nil {
+		// The pair is on storage, but the backup may not know: it will
+		// be found silent and the primary goes on alone again.
+		r.log.Warn("clone committed, but the new backup may not have heard", "target", target, "err", err)
+	}
+	c.SetDeadline(time.Time{})
+	committed = true
+	resume(cloneResume{commit: true, conn: c, peer: target})
+	out.rounds, out.bytes = int(j.round.Load()), sent
+	return out
+}
+
+// reasonClone marks the owner record of a pair made by a clone.
+const reasonClone = "clone"
+
+// expectFrame reads one frame and checks it is of type want; a goodbye
+// says why the spare refused.
+func expectFrame(c *replog.Conn, want byte) error {
+	typ, p, err := c.ReadFrame()
+	switch {
+	case err != nil:
+		return err
+	case typ == replog.FrameBye:
+		return fmt.Errorf("refused: %s", p)
+	case typ != want:
+		return fmt.Errorf("unexpected frame type %d", typ)
+	}
+	return nil
+}
+
+// cloneAvoid is how long a clone avoids a spare that failed it, while
+// others are left.
+const cloneAvoid = 10 * time.Second
+
+// pickSpare chooses the host to clone vm onto: a live host other than this
+// one, the least loaded first (the fewest VMs it is primary or backup of),
+// then by name; hosts in avoid (that failed a clone lately) only if no
+// other is left.
+func (h *Host) pickSpare(avoid []string) (string, bool) {
+	now := time.Now()
+	hosts, err := Hosts(h.dir, now)
+	if err != nil {
+		return "", false
+	}
+	vms, err := vmStates(h.dir, now, hosts)
+	if err != nil {
+		return "", false
+	}
+	load := map[string]int{}
+	for _, v := range vms {
+		if v.State == "stopped" || v.State == "exited" || v.State == "failed" {
+			continue
+		}
+		load[v.Primary]++
+		if v.Backup != "" {
+			load[v.Backup]++
+		}
+	}
+	var cands []string
+	for _, hs := range hosts {
+		if hs.Alive && hs.Name != h.cfg.Name && !h.fp.LogCut(hs.Name) {
+			cands = append(cands, hs.Name)
+		}
+	}
+	if len(cands) == 0 {
+		return "", false
+	}
+	sort.Slice(cands, func(i, j int) bool {
+		ai, aj := slices.Contains(avoid, cands[i]), slices.Contains(avoid, cands[j])
+		if ai != aj {
+			return aj
+		}
+		if load[cands[i]] != load[cands[j]] {
+			return load[cands[i]] < load[cands[j]]
+		}
+		return cands[i] < cands[j]
+	})
+	return cands[0], true
+}

@@ -1,0 +1,152 @@
+package host
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"ftvm/ft"
+	"ftvm/replog"
+	"ftvm/vmm"
+	"ftvm/wasm"
+)
+
+// serveClone is a spare host's side of a clone (see clone.go): it takes
+// the pages and the final state a primary sends, restores a replaying VM
+// from them, and once the primary says the new pair owns generation
+// ch.Gen, runs it as the VM's backup, with c as its logging channel. Until
+// then nothing of it takes part in the pair: a clone cut short leaves
+// nothing behind.
+func (h *Host) serveClone(ctx context.Context, c *replog.Conn, ch cloneHello) {
+	refuse := func(format string, args ...any) {
+		reason := fmt.Sprintf(format, args...)
+		h.log.Info("clone refused", "vm", ch.VM, "from", ch.Primary, "reason", reason)
+		_ = c.WriteFrame(replog.FrameBye, []byte(reason))
+		c.Close()
+	}
+	spec, err := h.dir.VM(ch.VM)
+	if err != nil {
+		refuse("%v", err)
+		return
+	}
+	owner, ok, err := h.dir.Latest(ch.VM)
+	switch {
+	case err != nil:
+		refuse("%v", err)
+		return
+	case spec.Stopped:
+		refuse("vm %s is stopped", ch.VM)
+		return
+	case ch.Primary == h.cfg.Name:
+		refuse("a host cannot be its own backup")
+		return
+	case !ok || owner.Host != ch.Primary || owner.Generation+1 != ch.Gen:
+		refuse("%s does not own generation %d of %s", ch.Primary, ch.Gen-1, ch.VM)
+		return
+	}
+	if r := h.runner(ch.VM); r != nil && !r.finished() {
+		refuse("this host already runs %s", ch.VM)
+		return
+	}
+	mod, err := h.dir.Module(ch.VM)
+	if err != nil {
+		refuse("%v", err)
+		return
+	}
+	cm, err := wasm.Compile(mod, wasm.Config{})
+	if err != nil {
+		refuse("%v", err)
+		return
+	}
+	log := h.log.With("vm", ch.VM)
+	log.Info("receiving a clone", "from", ch.Primary, "generation", ch.Gen)
+	start := time.Now()
+	if err := c.WriteFrame(frameCloneReady, nil); err != nil {
+		c.Close()
+		return
+	}
+	node := ft.NewNode(h.cfg.Node, ft.Backup, ch.Gen, ch.Primary, time.Now())
+	r := h.newRunner(ctx, spec, node)
+	b, err := r.receiveClone(c, cm)
+	if err != nil {
+		log.Warn("clone abandoned", "from", ch.Primary, "err", err)
+		_ = c.WriteFrame(replog.FrameBye, []byte(err.Error()))
+		c.Close()
+		r.cancel()
+		return
+	}
+	h.mu.Lock()
+	if old := h.runners[ch.VM]; old != nil && !old.finished() {
+		h.mu.Unlock()
+		b.vm.Close()
+		c.Close()
+		r.cancel()
+		return
+	}
+	h.runners[ch.VM] = r
+	h.mu.Unlock()
+	first, _ := b.src.Received()
+	r.log.Info("vm started", "role", ft.Backup.String(), "generation", ch.Gen, "peer", ch.Primary,
+		"cloned_in", time.Since(start).Round(time.Millisecond).String(), "from_entry", first+1)
+	b.start(b.vm, c)
+	go r.drive(node)
+}
+
+// receiveClone reads a clone's pages and final state from c, restores the
+// VM they make into a backup side of r, says so, and waits for the commit.
+func (r *runner) receiveClone(c *replog.Conn, cm *wasm.CompiledModule) (*backupSide, error) {
+	target := vmm.NewCloneTarget(cm)
+	for {
+		c.SetReadDeadline(time.Now().Add(cloneStepTimeout))
+		typ, p, err := c.ReadFrame()
+		if err != nil {
+			return nil, err
+		}
+		switch typ {
+		case frameCloneChunk:
+			chunk, err := vmm.DecodeChunk(p)
+			if err == nil {
+				err = target.Apply(chunk)
+			}
+			if err != nil {
+				return nil, err
+			}
+			continue
+		case frameCloneFinal:
+		case replog.FrameBye:
+			return nil, fmt.Errorf("the primary gave up: %s", p)
+		default:
+			return nil, fmt.Errorf("unexpected frame type %d", typ)
+		}
+		st, err := target.DecodeFinal(p)
+		if err != nil {
+			return nil, err
+		}
+		// The backup's log starts after the state's last entry.
+		b := r.newBackupSide(vmm.NewLiveSource(st.Seq()))
+		vm, err := target.Restore(cm, r.vmConfig(vmm.Config{WASI: b.wasiConfig(), Replay: trackedSource{b.src, b}}), st)
+		if err != nil {
+			return nil, err
+		}
+		b.vm = vm
+		if err := c.WriteFrame(frameCloneRestored, nil); err != nil {
+			vm.Close()
+			return nil, err
+		}
+		c.SetReadDeadline(time.Now().Add(cloneStepTimeout))
+		typ, p, err = c.ReadFrame()
+		switch {
+		case err != nil:
+			vm.Close()
+			return nil, err
+		case typ == replog.FrameBye:
+			vm.Close()
+			return nil, fmt.Errorf("the primary gave up: %s", p)
+		case typ != frameCloneCommit:
+			vm.Close()
+			return nil, fmt.Errorf("unexpected frame type %d", typ)
+		}
+		c.SetDeadline(time.Time{})
+		return b, nil
+	}
+}
