@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"slices"
 	"sort"
+	"strings"
 	"syscall"
 	"time"
 
@@ -60,6 +61,13 @@ type VMState struct {
 	LagMillis  float64  `json:"lag_ms"`
 	HeldOut    int      `json:"held_outputs"`
 	HeldBytes  int      `json:"held_bytes"`
+	// Protected: the primary's backup (one that started with it or
+	// completed its clone) is connected. Protection says why not
+	// otherwise, and how restoring redundancy goes; LastClone describes
+	// the last clone that completed.
+	Protected  bool   `json:"protected"`
+	Protection string `json:"protection,omitempty"`
+	LastClone  string `json:"last_clone,omitempty"`
 	storage.OutputDelays
 	Hosts []storage.VMStatus `json:"hosts"`
 }
@@ -117,12 +125,27 @@ func vmStates(dir *storage.Dir, now time.Time, hosts []HostState) ([]VMState, er
 			vs.LagEntries, vs.LagBytes, vs.LagMillis = st.LagEntries, st.LagBytes, st.LagMillis
 			vs.HeldOut, vs.HeldBytes = st.HeldOut, st.HeldBytes
 			vs.OutputDelays = st.OutputDelays
+			vs.Protected, vs.Protection, vs.LastClone = st.Protected, st.Protection, st.LastClone
+			if st.Role == "alone" {
+				vs.Backup = ""
+			}
 		}
 		if vs.State == "running" && vs.Primary != "" && !alive[vs.Primary] {
 			vs.State = "primary's host down"
 		}
 		if spec.Stopped {
 			vs.State = "stopped"
+		}
+		if vs.Protected && !strings.HasPrefix(vs.State, "running") {
+			vs.Protected = false
+		}
+		if !vs.Protected && vs.Protection == "" {
+			switch {
+			case strings.HasPrefix(vs.State, "running"):
+				vs.Protection = "backup not connected"
+			default:
+				vs.Protection = vs.State
+			}
 		}
 		out = append(out, vs)
 	}

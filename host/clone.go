@@ -177,13 +177,16 @@ func (r *runner) clone(gen uint64) {
 		ev = ft.Event{Kind: ft.EvCloneDone, Gen: gen, Peer: out.target}
 		r.log.Info("clone done: protected again", "backup", out.target, "generation", gen,
 			"pause", out.pause.Round(time.Microsecond).String(), "rounds", out.rounds, "bytes", out.bytes, "took", out.took.Round(time.Millisecond).String())
-		r.setClone(fmt.Sprintf("last clone to %s: pause %s, %d rounds, %s, took %s", out.target,
-			out.pause.Round(100*time.Microsecond), out.rounds, mib(out.bytes), out.took.Round(time.Millisecond)))
+		r.mu.Lock()
+		r.cloneState = ""
+		r.lastClone = fmt.Sprintf("to %s at %s: pause %s, %d rounds, %s, took %s", out.target, time.Now().UTC().Format(time.TimeOnly),
+			out.pause.Round(100*time.Microsecond), out.rounds, mib(out.bytes), out.took.Round(time.Millisecond))
+		r.mu.Unlock()
 	case out.noSpare:
-		r.setClone("not protected: no spare host")
+		r.setClone("no spare host")
 	default:
 		r.log.Warn("clone failed; running alone, will retry", "target", out.target, "err", out.err)
-		r.setClone(fmt.Sprintf("not protected: clone to %s failed: %v", out.target, out.err))
+		r.setClone(fmt.Sprintf("clone to %s failed: %v", out.target, out.err))
 	}
 	select {
 	case r.events <- ev:
@@ -191,7 +194,13 @@ func (r *runner) clone(gen uint64) {
 	}
 }
 
-func mib(n uint64) string { return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20)) }
+// mib shows a size in MiB, or KiB below one.
+func mib(n uint64) string {
+	if n < 1<<20 {
+		return fmt.Sprintf("%d KiB", (n+1023)>>10)
+	}
+	return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+}
 
 func (r *runner) setClone(s string) {
 	r.mu.Lock()
@@ -304,7 +313,7 @@ func (r *runner) cloneOnce(gen uint64) (out cloneOutcome) {
 			}
 		}
 		left, round := j.remaining.Load(), j.round.Load()
-		r.setClone(fmt.Sprintf("cloning to %s: round %d, %s left, %s sent", target, round, mib(left), mib(sent)))
+		r.setClone(fmt.Sprintf("cloning to %s: %d %%, round %d, %s left", target, 100*sent/max(sent+left, 1), round, mib(left)))
 		// Done when what is left crosses within half the pause budget,
 		// and the queue is empty (it would cross too).
 		budget := max(256<<10, uint64(rate*pause.Seconds()/2))

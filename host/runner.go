@@ -45,9 +45,12 @@ type runner struct {
 	// reported them: the one copy of them outside the node, for the
 	// goroutines other than drive (heartbeats, channels, statuses).
 	soft ft.SoftState
-	// cloneState says how restoring redundancy goes, for the status;
-	// cloneFailed, when each spare last failed a clone.
+	// For the status: how restoring redundancy goes (cloneState), the
+	// last clone that completed, and since when the VM runs alone.
+	// cloneFailed is when each spare last failed a clone.
 	cloneState  string
+	lastClone   string
+	aloneSince  time.Time
 	cloneFailed map[string]time.Time
 	state       string
 	detail      string
@@ -200,6 +203,9 @@ func (r *runner) drive(node *ft.Node) {
 		if rd.SoftState != nil {
 			// Before the actions, which may depend on it.
 			r.mu.Lock()
+			if rd.SoftState.Role == ft.Alone && r.soft.Role != ft.Alone {
+				r.aloneSince, r.cloneState = time.Now(), ""
+			}
 			r.soft = *rd.SoftState
 			r.mu.Unlock()
 		}
@@ -336,12 +342,19 @@ func (r *runner) writeStatus() {
 	r.mu.Lock()
 	st := storage.VMStatus{
 		VM: r.vm, Host: r.h.cfg.Name, Generation: r.soft.Gen, Role: r.soft.Role.String(),
-		State: r.state, Detail: r.detail, Peer: r.soft.Peer, Updated: time.Now().UTC(),
+		State: r.state, Detail: r.detail, Peer: r.soft.Peer, LastClone: r.lastClone, Updated: time.Now().UTC(),
+	}
+	if r.soft.Role == ft.Alone {
+		st.Protection = "backup lost " + time.Since(r.aloneSince).Round(time.Second).String() + " ago"
+		if r.cloneState != "" {
+			st.Protection += "; " + r.cloneState
+		}
 	}
 	r.mu.Unlock()
 	if sd := r.currentSide(); sd != nil {
 		sd.fill(&st)
 	}
+	st.Protected = st.Role == ft.Primary.String() && st.Connected
 	if st.Role == ft.Alone.String() || st.Role == ft.Halted.String() {
 		st.Peer = ""
 	}

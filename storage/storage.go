@@ -484,6 +484,13 @@ type VMStatus struct {
 	LagMillis  float64 `json:"lag_ms"`
 	HeldOut    int     `json:"held_outputs"`
 	HeldBytes  int     `json:"held_bytes"`
+	// Protected is set on a primary whose backup (one that started with it
+	// or completed its clone) is connected; Protection says otherwise why
+	// not, or how restoring redundancy goes; LastClone describes the last
+	// clone that completed.
+	Protected  bool   `json:"protected"`
+	Protection string `json:"protection,omitempty"`
+	LastClone  string `json:"last_clone,omitempty"`
 	OutputDelays
 	Updated time.Time `json:"updated"`
 }

@@ -301,17 +301,26 @@ func printStatus(w io.Writer, st clusterStatus, now time.Time) {
 		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s ago\n", h.Name, h.Addr, h.PID, alive, now.Sub(h.Seen).Round(100*time.Millisecond))
 	}
 	fmt.Fprintln(tw)
-	fmt.Fprintln(tw, "VM\tGEN\tPRIMARY\tBACKUP\tSTATE\tLAG\tHELD\tOUTPUT DELAY\tLOG RTT")
+	fmt.Fprintln(tw, "VM\tGEN\tPRIMARY\tBACKUP\tSTATE\tPROTECTED\tLAG\tHELD\tOUTPUT DELAY\tLOG RTT")
 	for _, v := range st.VMs {
 		backup := v.Backup
 		if backup == "" {
 			backup = "-"
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%d entries, %d B, %.1f ms\t%d outputs, %d B\t%s\t%s\n",
-			v.Name, v.Generation, v.Primary, backup, v.State, v.LagEntries, v.LagBytes, v.LagMillis, v.HeldOut, v.HeldBytes,
+		protected := "yes"
+		if !v.Protected {
+			protected = "no: " + v.Protection
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%d entries, %d B, %.1f ms\t%d outputs, %d B\t%s\t%s\n",
+			v.Name, v.Generation, v.Primary, backup, v.State, protected, v.LagEntries, v.LagBytes, v.LagMillis, v.HeldOut, v.HeldBytes,
 			quantiles(v.OutputDelayP50, v.OutputDelayP99), quantiles(v.AckRTTP50, v.AckRTTP99))
 	}
 	tw.Flush()
+	for _, v := range st.VMs {
+		if v.LastClone != "" {
+			fmt.Fprintf(w, "%s: last clone %s\n", v.Name, v.LastClone)
+		}
+	}
 }
 
 // quantiles shows a p50 and a p99 in milliseconds, or "-" when nothing was

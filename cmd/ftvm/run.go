@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -22,8 +23,18 @@ import (
 // defaultListen is the embedded default guest's address.
 const defaultListen = "127.0.0.1:7000"
 
-// runHosts are the names of the two host processes ftvm run starts.
-var runHosts = [2]string{"h1", "h2"}
+// restartDelay is how long ftvm run waits before starting a host process
+// that died again: a repaired server that rejoins as a spare.
+const restartDelay = time.Second
+
+// runHostNames returns the names of the n host processes ftvm run starts.
+func runHostNames(n int) []string {
+	names := make([]string, n)
+	for i := range names {
+		names[i] = fmt.Sprintf("h%d", i+1)
+	}
+	return names
+}
 
 func runRun(ctx context.Context, env *cmdEnv, args []string) int {
 	fs := flag.NewFlagSet("run", flag.ContinueOnError)
@@ -34,12 +45,16 @@ func runRun(ctx context.Context, env *cmdEnv, args []string) int {
 	vf.register(fs)
 	var hf hostFlags
 	hf.register(fs)
+	nHosts := fs.Int("hosts", 3, "how many host processes to start (at least 2): h1, h2, ...")
+	noRestart := fs.Bool("no-restart", false, "do not start a host process that died again")
 	var err error
 	fs.Usage = usageFunc(fs, env.stderr, "run [flags] [GUEST.wasm [ARGS...]]",
-		"Runs a guest under fault tolerance on this machine: starts two host processes (h1 and h2)\n"+
-			"sharing storage in a local directory, places the primary on h1 and the backup on h2, and\n"+
-			"prints every event until Ctrl-C, which stops the VM and the hosts. Kill a host (kill -9 PID)\n"+
-			"to watch the other take over.\n\n"+
+		"Runs a guest under fault tolerance on this machine: starts host processes (h1, h2, h3 by\n"+
+			"default) sharing storage in a local directory, places the primary on h1 and the backup on\n"+
+			"h2 (the others are spares), and prints every event until Ctrl-C, which stops the VM and the\n"+
+			"hosts. Kill a host (kill -9 PID) to watch another take over and a new backup be cloned onto\n"+
+			"a spare; a host that died is started again after a second, as a repaired server that\n"+
+			"rejoins as a spare (--no-restart: not).\n\n"+
 			"Without a guest it runs the embedded default: a TCP counter server (one line in, the new\n"+
 			"count out; \"get\" reads it) on "+defaultListen+" (or --listen), persisting its count to\n"+
 			"its virtual disk.")
@@ -50,6 +65,11 @@ func runRun(ctx context.Context, env *cmdEnv, args []string) int {
 		fmt.Fprintf(env.stderr, "ftvm run: %v\n", err)
 		return 1
 	}
+	if *nHosts < 2 {
+		fmt.Fprintf(env.stderr, "ftvm run: --hosts %d: a pair needs at least 2 hosts\n", *nHosts)
+		return 2
+	}
+	runHosts := runHostNames(*nHosts)
 	var spec storage.VMSpec
 	var mod []byte
 	if fs.NArg() == 0 {
@@ -81,7 +101,7 @@ func runRun(ctx context.Context, env *cmdEnv, args []string) int {
 	}
 	if hs, err := host.Hosts(dir, time.Now()); err == nil {
 		for _, h := range hs {
-			if h.Alive && (h.Name == runHosts[0] || h.Name == runHosts[1]) {
+			if h.Alive && slices.Contains(runHosts, h.Name) {
 				return fail(fmt.Errorf("host %s in %s is alive (pid %d): another ftvm run uses this directory", h.Name, dirPath, h.PID))
 			}
 		}
@@ -97,23 +117,23 @@ func runRun(ctx context.Context, env *cmdEnv, args []string) int {
 		return fail(err)
 	}
 	out := &lineWriter{w: env.stderr}
-	fmt.Fprintf(out, "ftvm run: shared storage %s; starting hosts %s and %s\n", dirPath, runHosts[0], runHosts[1])
+	fmt.Fprintf(out, "ftvm run: shared storage %s; starting hosts %s\n", dirPath, strings.Join(runHosts, ", "))
 	spawned := time.Now()
-	var procs []*hostProc
+	procs := map[string]*hostProc{}
 	defer func() {
 		for _, p := range procs {
 			p.terminate()
 		}
 	}()
-	exited := make(chan *hostProc, len(runHosts))
+	exited := make(chan *hostProc, 2*len(runHosts))
 	for _, n := range runHosts {
 		p, err := spawnHost(exe, dirPath, n, &hf, env.stdout, out, exited)
 		if err != nil {
 			return fail(err)
 		}
-		procs = append(procs, p)
+		procs[n] = p
 	}
-	if err := waitRegistered(ctx, dir, spawned, exited); err != nil {
+	if err := waitRegistered(ctx, dir, runHosts, spawned, exited); err != nil {
 		return fail(err)
 	}
 	spec.Primary, spec.Backup = runHosts[0], runHosts[1]
@@ -132,21 +152,34 @@ func runRun(ctx context.Context, env *cmdEnv, args []string) int {
 		}
 		return fail(err)
 	}
-	for _, p := range procs {
-		fmt.Fprintf(out, "ftvm run: host %s is pid %d\n", p.name, p.cmd.Process.Pid)
+	for _, n := range runHosts {
+		fmt.Fprintf(out, "ftvm run: host %s is pid %d\n", n, procs[n].cmd.Process.Pid)
 	}
 	fmt.Fprintf(out, "ftvm run: Ctrl-C stops everything; 'ftvm status --shared %s' shows the pair\n", *shared)
+	restart := make(chan string, len(runHosts))
 	alive := len(procs)
-	for alive > 0 {
+	for alive > 0 || !*noRestart {
 		select {
 		case p := <-exited:
 			alive--
 			fmt.Fprintf(out, "ftvm run: host %s exited: %v\n", p.name, p.err)
+			if !*noRestart {
+				time.AfterFunc(restartDelay, func() { restart <- p.name })
+			}
+		case n := <-restart:
+			p, err := spawnHost(exe, dirPath, n, &hf, env.stdout, out, exited)
+			if err != nil {
+				fmt.Fprintf(out, "ftvm run: %v\n", err)
+				continue
+			}
+			procs[n] = p
+			alive++
+			fmt.Fprintf(out, "ftvm run: host %s started again as a spare, pid %d\n", n, p.cmd.Process.Pid)
 		case <-ctx.Done():
 			return stop()
 		}
 	}
-	return fail(fmt.Errorf("both hosts exited"))
+	return fail(fmt.Errorf("every host exited"))
 }
 
 // hostProc is a host daemon started by ftvm run.
@@ -201,13 +234,13 @@ func (p *hostProc) terminate() {
 	}
 }
 
-func waitRegistered(ctx context.Context, dir *storage.Dir, since time.Time, exited <-chan *hostProc) error {
+func waitRegistered(ctx context.Context, dir *storage.Dir, runHosts []string, since time.Time, exited <-chan *hostProc) error {
 	deadline := time.Now().Add(15 * time.Second)
 	for time.Now().Before(deadline) {
 		n := 0
 		if hs, err := dir.Hosts(); err == nil {
 			for _, h := range hs {
-				if (h.Name == runHosts[0] || h.Name == runHosts[1]) && h.Started.After(since.Add(-time.Second)) && h.Seen.After(since) {
+				if slices.Contains(runHosts, h.Name) && h.Started.After(since.Add(-time.Second)) && h.Seen.After(since) {
 					n++
 				}
 			}
