@@ -62,6 +62,10 @@ const (
 	cloneTimeout = 2 * time.Minute
 	// cloneStepTimeout bounds each exchange with the spare.
 	cloneStepTimeout = 15 * time.Second
+	// finalTimeout bounds the exchange of the final pause, while the guest
+	// waits: a spare that does not restore the VM within it (frozen, or
+	// far too slow) costs one pause this long, and the clone.
+	finalTimeout = time.Second
 	// maxThrottle is the longest the guest is held at a pause to let the
 	// pre-copy converge.
 	maxThrottle = 100 * time.Millisecond
@@ -277,7 +281,7 @@ func (r *runner) cloneOnce(gen uint64) (out cloneOutcome) {
 	defer j.stopped.Store(true)
 	pause := r.h.cfg.ClonePause
 	var sent uint64
-	var rate float64 // bytes per second the channel carried, smoothed
+	copyStart := time.Now()
 	lastRound, stuck := int64(0), 0
 	var lastLeft uint64
 	for {
@@ -296,22 +300,16 @@ func (r *runner) cloneOnce(gen uint64) (out cloneOutcome) {
 		case <-ctx.Done():
 			continue
 		}
-		t0 := time.Now()
-		c.SetWriteDeadline(t0.Add(cloneStepTimeout))
+		c.SetWriteDeadline(time.Now().Add(cloneStepTimeout))
 		if err := c.WriteFrame(frameCloneChunk, vmm.EncodeChunk(nil, chunk)); err != nil {
 			out.err = err
 			return out
 		}
-		n := uint64(chunk.Bytes())
-		sent += n
-		if d := time.Since(t0).Seconds(); d > 0 {
-			now := float64(n) / d
-			if rate == 0 {
-				rate = now
-			} else {
-				rate = 0.8*rate + 0.2*now
-			}
-		}
+		sent += uint64(chunk.Bytes())
+		// What the pre-copy has moved per second, copies at the guest's
+		// pauses and the spare's work included: the final copy goes at
+		// about that rate too.
+		rate := float64(sent) / max(time.Since(copyStart).Seconds(), 1e-3)
 		left, round := j.remaining.Load(), j.round.Load()
 		r.setClone(fmt.Sprintf("cloning to %s: %d %%, round %d, %s left", target, 100*sent/max(sent+left, 1), round, mib(left)))
 		// Done when what is left crosses within half the pause budget,
@@ -362,13 +360,12 @@ func (r *runner) cloneOnce(gen uint64) (out cloneOutcome) {
 			resume(cloneResume{})
 		}
 	}()
-	c.SetWriteDeadline(time.Now().Add(cloneStepTimeout))
+	c.SetDeadline(time.Now().Add(finalTimeout))
 	if err := c.WriteFrame(frameCloneFinal, f.state); err != nil {
 		out.err = err
 		return out
 	}
 	sent += uint64(len(f.state))
-	c.SetReadDeadline(time.Now().Add(cloneStepTimeout))
 	if err := expectFrame(c, frameCloneRestored); err != nil {
 		out.err = err
 		return out

@@ -89,7 +89,9 @@ func (h *Host) serveClone(ctx context.Context, c *replog.Conn, ch cloneHello) {
 	r.log.Info("vm started", "role", ft.Backup.String(), "generation", ch.Gen, "peer", ch.Primary,
 		"cloned_in", time.Since(start).Round(time.Millisecond).String(), "from_entry", first+1)
 	b.start(b.vm, c)
-	go r.drive(node)
+	// Its node starts now: the primary counts as heard from as of the
+	// commit, not as of the clone's start.
+	go r.drive(ft.NewNode(h.cfg.Node, ft.Backup, ch.Gen, ch.Primary, time.Now()))
 }
 
 // receiveClone reads a clone's pages and final state from c, restores the
