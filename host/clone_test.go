@@ -1,12 +1,15 @@
 package host_test
 
 import (
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"ftvm/internal/guesttest"
 	"ftvm/storage"
 )
 
@@ -71,4 +74,100 @@ func TestCloneAfterEachPrimaryKill(t *testing.T) {
 		t.Errorf("the disk holds %q, the counter's memory %d", disk, final)
 	}
 	t.Logf("%d replies, %d unanswered, final %d", len(seen), lost, final)
+}
+
+var memOnce sync.Once
+var memWasm []byte
+
+func memGuest(t *testing.T) []byte {
+	memOnce.Do(func() { memWasm = guesttest.BuildC(t, "ft-mem") })
+	if memWasm == nil {
+		t.Skip("the C guest ft-mem could not be built")
+	}
+	return memWasm
+}
+
+// memCheck asks ft-mem to verify its memory, retrying until a host serves
+// it, and fails the test unless every page holds what it should.
+func memCheck(t *testing.T, addr string) string {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	lc := &lineClient{addr: addr}
+	defer lc.close()
+	for {
+		got, err := lc.do("check", 10*time.Second)
+		if err == nil {
+			if !strings.HasPrefix(got, "ok ") {
+				t.Fatalf("the guest's memory: %s", got)
+			}
+			return got
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("check: %v", err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// waitCloning waits until vm's primary on host says it is cloning to a
+// spare other than those in not, and returns that spare.
+func (c *cluster) waitCloning(vm, host string, not ...string) string {
+	c.t.Helper()
+	var target string
+	c.waitFor(30*time.Second, vm+" cloning", func() bool {
+		st := c.status(vm, host)
+		_, after, ok := strings.Cut(st.Protection, "cloning to ")
+		if !ok {
+			return false
+		}
+		target, _, _ = strings.Cut(after, ":")
+		return target != "" && !slices.Contains(not, target)
+	})
+	return target
+}
+
+// TestCloneSurvivesFailingSpares: a guest with 48 MiB of memory that
+// rewrites it all the time loses its backup; its primary clones a new one,
+// but the spare it picks is killed mid-clone, and the next one frozen
+// (SIGSTOP) mid-clone. The primary runs on alone all along, answering its
+// clients, and once a spare is left completes a clone: the VM is
+// protected again, and after its primary is killed too the survivor's
+// memory is intact.
+func TestCloneSurvivesFailingSpares(t *testing.T) {
+	guest := memGuest(t)
+	c := newCluster(t)
+	for _, h := range []string{"h1", "h2", "h3", "h4"} {
+		c.startHost(h)
+	}
+	addr := freeAddr(t)
+	c.startVM("mem", guest, storage.VMSpec{Listeners: []string{addr}, Primary: "h1", Backup: "h2", Args: []string{"ft-mem", "48", "8"}})
+	l := startLoad(addr, 2)
+	l.waitReplies(t, 20, 30*time.Second)
+
+	c.signal("h2", syscall.SIGKILL)
+	killed := c.waitCloning("mem", "h1")
+	c.signal(killed, syscall.SIGKILL)
+	t.Logf("killed %s mid-clone", killed)
+	l.waitReplies(t, 20, 30*time.Second)
+	frozen := c.waitCloning("mem", "h1", killed)
+	c.signal(frozen, syscall.SIGSTOP)
+	t.Logf("froze %s mid-clone", frozen)
+	l.waitReplies(t, 20, 30*time.Second)
+	c.startHost(killed) // a spare again
+	o := c.protected("mem", 0, 60*time.Second)
+	if o.Backup == frozen || o.Backup == "h2" {
+		t.Fatalf("protected with %s as backup", o.Backup)
+	}
+	t.Logf("protected again in generation %d with backup %s; %s", o.Generation, o.Backup, c.status("mem", "h1").LastClone)
+	before := memCheck(t, addr)
+	c.signal("h1", syscall.SIGKILL)
+	after := memCheck(t, addr)
+	l.waitReplies(t, 20, 30*time.Second)
+	seen, _ := l.finish()
+	checkCounter(t, seen, get(t, addr, 10*time.Second))
+	if o := c.owner("mem"); o.Host != c.status("mem", o.Host).Host {
+		t.Fatalf("owner %+v", o)
+	}
+	t.Logf("memory %s before the last kill, %s after", before, after)
+	_ = c.hosts[frozen].cmd.Process.Signal(syscall.SIGCONT)
 }
