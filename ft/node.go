@@ -165,6 +165,10 @@ const (
 	// the spare failed or refused, it did not converge); Lost says that
 	// generation Gen was found owned by another host, so this node lost.
 	EvCloneFailed
+	// EvSuperseded: the storage shows generation Gen, past this node's,
+	// owned by another host (the VM was taken for lost and started
+	// again): this node lost, and halts.
+	EvSuperseded
 )
 
 // Event is one input of a Node.
@@ -263,9 +267,13 @@ type Node struct {
 }
 
 // NewNode returns a node in role (Primary or Backup) for generation gen,
-// paired with peer, starting at now. The peer counts as heard from at now.
+// paired with peer, starting at now; the peer counts as heard from at now.
+// A node may also start Alone (no peer): it then asks for a clone at once.
 func NewNode(cfg Config, role Role, gen uint64, peer string, now time.Time) *Node {
 	n := &Node{cfg: cfg.withDefaults(), role: role, gen: gen, peer: peer, now: now, lastHeard: now, lastBeat: now.Add(-time.Hour)}
+	if role == Alone {
+		n.peer, n.cloneAt = "", now
+	}
 	n.soft = n.softState()
 	return n
 }
@@ -456,6 +464,11 @@ func (n *Node) Step(ev Event) {
 		n.cloning = false
 		n.role, n.gen, n.peer = Primary, ev.Gen, ev.Peer
 		n.lastHeard, n.lastBeat, n.gone = n.now, n.now.Add(-time.Hour), false
+	case EvSuperseded:
+		if ev.Gen > n.gen {
+			n.role = Halted
+			n.act(Action{Kind: ActHalt, Gen: ev.Gen, Reason: "a later generation was claimed by another host"})
+		}
 	case EvCloneFailed:
 		if !n.cloning || ev.Gen != n.gen+1 {
 			return

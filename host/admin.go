@@ -68,6 +68,7 @@ type VMState struct {
 	Protected  bool   `json:"protected"`
 	Protection string `json:"protection,omitempty"`
 	LastClone  string `json:"last_clone,omitempty"`
+	Restarted  string `json:"restarted,omitempty"`
 	storage.OutputDelays
 	Hosts []storage.VMStatus `json:"hosts"`
 }
@@ -120,18 +121,26 @@ func vmStates(dir *storage.Dir, now time.Time, hosts []HostState) ([]VMState, er
 				vs.State = "running alone"
 			}
 			if now.Sub(st.Updated) > AliveWindow && st.State == "running" {
-				vs.State = "unknown (primary silent)"
+				vs.State = "primary's host silent"
 			}
 			vs.LagEntries, vs.LagBytes, vs.LagMillis = st.LagEntries, st.LagBytes, st.LagMillis
 			vs.HeldOut, vs.HeldBytes = st.HeldOut, st.HeldBytes
 			vs.OutputDelays = st.OutputDelays
-			vs.Protected, vs.Protection, vs.LastClone = st.Protected, st.Protection, st.LastClone
+			vs.Protected, vs.Protection, vs.LastClone, vs.Restarted = st.Protected, st.Protection, st.LastClone, st.Restarted
 			if st.Role == "alone" {
 				vs.Backup = ""
 			}
 		}
-		if vs.State == "running" && vs.Primary != "" && !alive[vs.Primary] {
-			vs.State = "primary's host down"
+		if strings.HasPrefix(vs.State, "running") || vs.State == "primary's host silent" {
+			if vs.Primary != "" && !alive[vs.Primary] {
+				vs.State = "primary's host down"
+			}
+			if ok && lost(owner, hosts, vs.Hosts) {
+				vs.State = "lost: every replica failed, its memory with them"
+				if spec.Restart != storage.RestartNever {
+					vs.State += "; starting it again from its disk"
+				}
+			}
 		}
 		if spec.Stopped {
 			vs.State = "stopped"
@@ -152,6 +161,21 @@ func vmStates(dir *storage.Dir, now time.Time, hosts []HostState) ([]VMState, er
 	return out, nil
 }
 
+// vmLost reports whether every replica of VM name is lost: it may be
+// started again.
+func vmLost(dir *storage.Dir, now time.Time, name string) bool {
+	vms, err := VMs(dir, now)
+	if err != nil {
+		return false
+	}
+	for _, v := range vms {
+		if v.Name == name {
+			return strings.HasPrefix(v.State, "lost")
+		}
+	}
+	return false
+}
+
 // ErrRunning is returned by StartVM for a VM that is not stopped.
 var ErrRunning = errors.New("vm is running (stop it first)")
 
@@ -160,7 +184,7 @@ var ErrRunning = errors.New("vm is running (stop it first)")
 // its next generation for the primary with reason "start": the hosts see
 // the record and start it. A VM that exists and is not stopped is refused.
 func StartVM(dir *storage.Dir, spec storage.VMSpec, module []byte, now time.Time) (storage.VMSpec, storage.Owner, error) {
-	if old, err := dir.VM(spec.Name); err == nil && !old.Stopped {
+	if old, err := dir.VM(spec.Name); err == nil && !old.Stopped && !vmLost(dir, now, spec.Name) {
 		return spec, storage.Owner{}, fmt.Errorf("%s: %w", spec.Name, ErrRunning)
 	}
 	for _, a := range spec.Listeners {

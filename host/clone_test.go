@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"ftvm/host"
 	"ftvm/internal/guesttest"
 	"ftvm/storage"
 )
@@ -170,4 +171,98 @@ func TestCloneSurvivesFailingSpares(t *testing.T) {
 	}
 	t.Logf("memory %s before the last kill, %s after", before, after)
 	_ = c.hosts[frozen].cmd.Process.Signal(syscall.SIGCONT)
+}
+
+// TestClonePrimaryKilledMidClone: a primary running alone (its backup was
+// killed) is killed in turn while it clones a new backup. The half-cloned
+// spare never takes part in the pair: it discards the clone and claims
+// nothing. Every replica is lost, and so is the guest's memory: the VM is
+// started again from its disk (fresh memory), and the status says so;
+// with --restart never it stays down, says so, and ftvm start may start it
+// again.
+func TestClonePrimaryKilledMidClone(t *testing.T) {
+	guest := memGuest(t)
+	for _, never := range []bool{false, true} {
+		name := "restart-always"
+		if never {
+			name = "restart-never"
+		}
+		t.Run(name, func(t *testing.T) {
+			c := newCluster(t)
+			for _, h := range []string{"h1", "h2", "h3"} {
+				c.startHost(h)
+			}
+			addr := freeAddr(t)
+			spec := storage.VMSpec{Listeners: []string{addr}, Primary: "h1", Backup: "h2", Args: []string{"ft-mem", "48", "8"}}
+			if never {
+				spec.Restart = storage.RestartNever
+			}
+			c.startVM("mem", guest, spec)
+			cc := &counterClient{lineClient{addr: addr}}
+			defer cc.close()
+			for range 5 {
+				if _, err := cc.do("inc", 10*time.Second); err != nil {
+					t.Fatal(err)
+				}
+			}
+			c.signal("h2", syscall.SIGKILL)
+			spare := c.waitCloning("mem", "h1")
+			lostGen := c.owner("mem").Generation
+			c.signal("h1", syscall.SIGKILL)
+			t.Logf("killed the primary h1 while it cloned generation %d to %s", lostGen+1, spare)
+			if never {
+				c.waitFor(20*time.Second, "the vm lost", func() bool { return vmState(t, c, "mem") == "lost: every replica failed, its memory with them" })
+				time.Sleep(3 * time.Second) // longer than a restart would wait
+				if o := c.owner("mem"); o.Generation != lostGen {
+					t.Fatalf("a vm with --restart never was claimed again: %+v", o)
+				}
+				spec.Primary, spec.Backup = spare, ""
+				c.startHost("h1")
+				spec.Backup = "h1"
+				c.startVM("mem", guest, spec)
+			} else {
+				c.waitFor(20*time.Second, "the vm restarted", func() bool {
+					o, ok, _ := c.store.Latest("mem")
+					return ok && o.Reason == "restart"
+				})
+			}
+			for g := uint64(1); g <= c.owner("mem").Generation; g++ {
+				if o, ok, _ := c.store.Owner("mem", g); ok && o.Host == spare && o.Reason != "restart" && o.Reason != "start" {
+					t.Fatalf("the half-cloned spare %s claimed generation %d: %+v", spare, g, o)
+				}
+			}
+			cc.close()
+			v, err := cc.do("inc", 20*time.Second)
+			for i := 0; err != nil && i < 100; i++ {
+				time.Sleep(100 * time.Millisecond)
+				v, err = cc.do("inc", 20*time.Second)
+			}
+			if err != nil || v != 1 {
+				t.Fatalf("after the restart the counter answered %d, %v; want 1 (its memory was lost)", v, err)
+			}
+			if !never {
+				c.waitFor(10*time.Second, "a status that says the vm was restarted", func() bool {
+					vms, _ := host.VMs(c.store, time.Now())
+					return len(vms) == 1 && strings.Contains(vms[0].Restarted, "restarted from its disk")
+				})
+			}
+			if !strings.Contains(c.hosts[spare].logs.String(), "clone abandoned") {
+				t.Errorf("%s's log does not say it abandoned the clone", spare)
+			}
+		})
+	}
+}
+
+// vmState returns vm's state as ftvm status shows it.
+func vmState(t *testing.T, c *cluster, vm string) string {
+	vms, err := host.VMs(c.store, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range vms {
+		if v.Name == vm {
+			return v.State
+		}
+	}
+	return ""
 }

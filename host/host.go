@@ -91,7 +91,8 @@ type Host struct {
 	beats   atomic.Uint64
 
 	mu      sync.Mutex
-	runners map[string]*runner // by VM name
+	runners map[string]*runner   // by VM name
+	lost    map[string]time.Time // when each VM was first seen with every replica lost
 	peers   map[string]storage.HostInfo
 	conns   map[*replog.Conn]string // open logging channels, by peer host
 	info    storage.HostInfo
@@ -130,6 +131,7 @@ func New(cfg Config) (*Host, error) {
 		fp:      &Failpoints{},
 		started: time.Now(),
 		runners: make(map[string]*runner),
+		lost:    make(map[string]time.Time),
 		peers:   make(map[string]storage.HostInfo),
 		conns:   make(map[*replog.Conn]string),
 	}
@@ -218,10 +220,11 @@ func (h *Host) scan(ctx context.Context, refresh bool) {
 			return
 		}
 	}
-	if hs, err := h.dir.Hosts(); err == nil {
+	hosts, err := Hosts(h.dir, time.Now())
+	if err == nil {
 		h.mu.Lock()
-		for _, p := range hs {
-			h.peers[p.Name] = p
+		for _, p := range hosts {
+			h.peers[p.Name] = p.HostInfo
 		}
 		h.mu.Unlock()
 	}
@@ -244,28 +247,47 @@ func (h *Host) scan(ctx context.Context, refresh bool) {
 			continue
 		}
 		owner, ok, err := h.dir.Latest(name)
-		if err != nil || !ok || owner.Reason != reasonStart {
+		if err != nil || !ok {
 			continue
 		}
-		if r != nil && (r.startGen == owner.Generation || !r.finished()) {
+		if r != nil && !r.finished() {
+			h.checkSuperseded(r, owner)
 			continue
 		}
-		// Only a start made after this host came up is ours to run: a
-		// restarted host must not restart a guest whose state it lost.
-		if owner.Time.Before(h.started) {
+		started := owner.Reason == reasonStart || owner.Reason == reasonRestart
+		if !started || owner.Time.Before(h.started) {
+			// Running elsewhere, or a start from before this host came
+			// up (a restarted host must not restart a guest whose state
+			// it lost): started again only if every replica is lost.
+			h.restartIfLost(spec, owner, hosts)
 			continue
+		}
+		if r != nil && r.startGen == owner.Generation {
+			continue
+		}
+		backup := owner.Backup
+		if backup == "" && owner.Reason == reasonStart {
+			backup = spec.Backup // a record from before owners named it
 		}
 		var role ft.Role
 		var peer string
 		switch {
+		case owner.Host == h.cfg.Name && backup == "":
+			role = ft.Alone // restarted with no other host live
 		case owner.Host == h.cfg.Name:
-			role, peer = ft.Primary, spec.Backup
-		case spec.Backup == h.cfg.Name:
+			role, peer = ft.Primary, backup
+		case backup == h.cfg.Name:
 			role, peer = ft.Backup, owner.Host
 		default:
 			continue
 		}
 		r, err = h.startRunner(ctx, spec, owner.Generation, role, peer)
+		if err == nil && owner.Reason == reasonRestart {
+			r.mu.Lock()
+			r.restarted = fmt.Sprintf("restarted from its disk at %s: every replica of generation %d was lost, and its memory with them",
+				owner.Time.Format(time.TimeOnly), owner.Generation-1)
+			r.mu.Unlock()
+		}
 		if err != nil {
 			h.log.Error("cannot run vm", "vm", name, "err", err)
 			st := storage.VMStatus{VM: name, Host: h.cfg.Name, Generation: owner.Generation, Role: role.String(), State: "failed", Detail: err.Error(), Updated: time.Now().UTC()}

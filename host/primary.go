@@ -61,13 +61,20 @@ func (p *primarySide) paired() bool { return p.r.role() == ft.Primary }
 // requests by hand still sees them.
 const delayWindow = 40
 
-func (r *runner) startPrimary(cm *wasm.CompiledModule) error {
+// startPrimary starts the VM as primary, or alone (restarted with no
+// other live host: outputs leave at once, the log is not kept, until a
+// clone gives it a backup).
+func (r *runner) startPrimary(cm *wasm.CompiledModule, alone bool) error {
 	wcfg := r.wasiConfig()
 	oh, err := wasi.NewOSHost(wcfg, r.log)
 	if err != nil {
 		return err
 	}
 	p := r.newPrimarySide(oh, newLogBuffer())
+	if alone {
+		p.buf.detach()
+		p.gate.Release()
+	}
 	cfg := r.vmConfig(vmm.Config{WASI: wcfg, Host: p.gate, Record: p.buf})
 	vm, err := vmm.New(cm, cfg)
 	if err != nil {

@@ -50,6 +50,7 @@ type runner struct {
 	// cloneFailed is when each spare last failed a clone.
 	cloneState  string
 	lastClone   string
+	restarted   string // how the VM came to be started again, if it was
 	aloneSince  time.Time
 	cloneFailed map[string]time.Time
 	state       string
@@ -104,10 +105,10 @@ func (h *Host) startRunner(ctx context.Context, spec storage.VMSpec, gen uint64,
 	}
 	node := ft.NewNode(h.cfg.Node, role, gen, peer, time.Now())
 	r := h.newRunner(ctx, spec, node)
-	if role == ft.Primary {
-		err = r.startPrimary(cm)
-	} else {
+	if role == ft.Backup {
 		err = r.startBackup(cm)
+	} else {
+		err = r.startPrimary(cm, role == ft.Alone)
 	}
 	if err != nil {
 		r.cancel()
@@ -342,7 +343,8 @@ func (r *runner) writeStatus() {
 	r.mu.Lock()
 	st := storage.VMStatus{
 		VM: r.vm, Host: r.h.cfg.Name, Generation: r.soft.Gen, Role: r.soft.Role.String(),
-		State: r.state, Detail: r.detail, Peer: r.soft.Peer, LastClone: r.lastClone, Updated: time.Now().UTC(),
+		State: r.state, Detail: r.detail, Peer: r.soft.Peer, LastClone: r.lastClone, Restarted: r.restarted,
+		Updated: time.Now().UTC(),
 	}
 	if r.soft.Role == ft.Alone {
 		st.Protection = "backup lost " + time.Since(r.aloneSince).Round(time.Second).String() + " ago"

@@ -305,7 +305,15 @@ type VMSpec struct {
 	Backup  string    `json:"backup"`
 	Created time.Time `json:"created"`
 	Stopped bool      `json:"stopped"`
+	// Restart says what hosts do when every replica of the VM is lost:
+	// "" (or "always") start it again from its disk, as vSphere HA
+	// restarts a VM whose FT pair is gone; "never" leave it down.
+	Restart string `json:"restart,omitempty"`
 }
+
+// RestartNever is VMSpec.Restart for a VM that stays down when every
+// replica is lost.
+const RestartNever = "never"
 
 // PutVM stores a VM's spec and module.
 func (d *Dir) PutVM(spec VMSpec, module []byte) error {
@@ -491,6 +499,9 @@ type VMStatus struct {
 	Protected  bool   `json:"protected"`
 	Protection string `json:"protection,omitempty"`
 	LastClone  string `json:"last_clone,omitempty"`
+	// Restarted says when and why the VM was started again from its disk
+	// after every replica was lost (its memory with them).
+	Restarted string `json:"restarted,omitempty"`
 	OutputDelays
 	Updated time.Time `json:"updated"`
 }

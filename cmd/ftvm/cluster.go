@@ -101,12 +101,14 @@ func runHost(ctx context.Context, env *cmdEnv, args []string) int {
 type vmFlags struct {
 	listen, env listFlag
 	disk        bool
+	restart     string
 }
 
 func (f *vmFlags) register(fs *flag.FlagSet) {
 	fs.Var(&f.listen, "listen", "serve a TCP listener on `ADDR` (repeatable; a fixed port, which the backup takes over)")
 	fs.Var(&f.env, "env", "set guest environment variable `K=V` (repeatable)")
 	fs.BoolVar(&f.disk, "disk", false, "give the guest its virtual disk (in shared storage) as /disk")
+	fs.StringVar(&f.restart, "restart", "always", "when every replica is lost, start the VM again from its disk (`always`) or leave it down (never)")
 }
 
 func (f *vmFlags) spec(name, guest string, args []string) (storage.VMSpec, []byte, error) {
@@ -127,9 +129,17 @@ func (f *vmFlags) specOf(name, argv0 string, mod []byte, args []string) (storage
 			return storage.VMSpec{}, nil, fmt.Errorf("--env %q: want K=V", kv)
 		}
 	}
+	restart := ""
+	switch f.restart {
+	case "always", "":
+	case storage.RestartNever:
+		restart = storage.RestartNever
+	default:
+		return storage.VMSpec{}, nil, fmt.Errorf("--restart %q: want always or never", f.restart)
+	}
 	return storage.VMSpec{
 		Name: name, Args: append([]string{argv0}, args...),
-		Env: f.env, Listeners: f.listen, Disk: f.disk,
+		Env: f.env, Listeners: f.listen, Disk: f.disk, Restart: restart,
 	}, mod, nil
 }
 
@@ -317,6 +327,9 @@ func printStatus(w io.Writer, st clusterStatus, now time.Time) {
 	}
 	tw.Flush()
 	for _, v := range st.VMs {
+		if v.Restarted != "" {
+			fmt.Fprintf(w, "%s: %s\n", v.Name, v.Restarted)
+		}
 		if v.LastClone != "" {
 			fmt.Fprintf(w, "%s: last clone %s\n", v.Name, v.LastClone)
 		}

@@ -1,0 +1,169 @@
+package host
+
+import (
+	"errors"
+	"slices"
+	"strings"
+	"time"
+
+	"ftvm/ft"
+	"ftvm/storage"
+)
+
+// When every replica of a VM is lost (both hosts of its pair at once, or a
+// primary running alone, mid-clone or not, with no backup yet), its memory
+// is gone; its disk is not. As vSphere HA restarts a VM whose FT pair is
+// gone, a live host then starts it again from its disk on the least loaded
+// live hosts, by claiming its next generation with reason "restart", unless
+// its spec says never (ftvm start --restart never). The claim makes the
+// restart happen once, whichever hosts notice; the hosts named in it start
+// the VM as after ftvm start.
+
+var errNoLiveHost = errors.New("no live host")
+
+// reasonRestart marks the owner record of a VM started again from its
+// disk after every replica was lost.
+const reasonRestart = "restart"
+
+// lostGrace is how long every replica of a VM must have looked lost before
+// a host restarts it: longer than a failure timeout, so that a backup that
+// is about to take over does, and statuses written before a death are not
+// taken for the truth.
+const lostGrace = 2 * time.Second
+
+// replicas returns the hosts that may hold the VM's memory in owner's
+// generation: its owner, and the backup the generation started with.
+func replicas(owner storage.Owner) []string {
+	if owner.Backup == "" {
+		return []string{owner.Host}
+	}
+	return []string{owner.Host, owner.Backup}
+}
+
+// lost reports whether every replica of the VM is gone: no host that holds
+// it in owner's generation is alive, and runs it since it came up (a host
+// started again lost what it ran). A guest that ended by itself (exited,
+// trapped, failed) is not lost: it is over.
+func lost(owner storage.Owner, hosts []HostState, sts []storage.VMStatus) bool {
+	for _, st := range sts {
+		if st.Generation == owner.Generation && st.Host == owner.Host &&
+			(st.State == "exited" || st.State == "failed" || st.State == "stopped") {
+			return false
+		}
+	}
+	for _, h := range replicas(owner) {
+		for _, hs := range hosts {
+			if hs.Name != h || !hs.Alive {
+				continue
+			}
+			if hs.Started.After(owner.Time) {
+				// Came up after the generation began: it runs the VM
+				// only if it says so since.
+				running := false
+				for _, st := range sts {
+					if st.Host == h && st.Generation >= owner.Generation && st.Updated.After(hs.Started) &&
+						(st.State == "running" || st.State == "starting") {
+						running = true
+					}
+				}
+				if !running {
+					continue
+				}
+			}
+			return false
+		}
+	}
+	return true
+}
+
+// restartIfLost starts the VM again from its disk if every replica has
+// been lost for lostGrace, on the least loaded live hosts.
+func (h *Host) restartIfLost(spec storage.VMSpec, owner storage.Owner, hosts []HostState) {
+	sts, err := h.dir.Statuses(spec.Name)
+	now := time.Now()
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if err != nil || !lost(owner, hosts, sts) {
+		delete(h.lost, spec.Name)
+		return
+	}
+	since, ok := h.lost[spec.Name]
+	if !ok || since.IsZero() {
+		h.lost[spec.Name] = now
+		return
+	}
+	if now.Sub(since) < lostGrace || spec.Restart == storage.RestartNever {
+		return
+	}
+	primary, backup, err := place(h.dir, now, spec.Name)
+	if err != nil {
+		return // no live host: try again at the next scan
+	}
+	o := storage.Owner{Generation: owner.Generation + 1, Host: primary, Role: "primary", Reason: reasonRestart, Backup: backup, Time: now.UTC()}
+	won, _, err := h.dir.Claim(spec.Name, o)
+	delete(h.lost, spec.Name)
+	if err == nil && won {
+		h.log.Warn("every replica of the vm was lost: starting it again from its disk; its memory is lost",
+			"vm", spec.Name, "lost_generation", owner.Generation, "generation", o.Generation, "primary", primary, "backup", backup)
+	}
+}
+
+// checkSuperseded halts runner r if it runs alone in a generation that
+// another host has since claimed past (restarted the VM after taking it
+// for lost): a primary running alone hears from no peer, so storage is
+// where it learns it lost.
+func (h *Host) checkSuperseded(r *runner, owner storage.Owner) {
+	st := r.softState()
+	if st.Role != ft.Alone {
+		return
+	}
+	// Its own clone claims the next generation for itself.
+	if owner.Generation > st.Gen+1 || owner.Generation == st.Gen+1 && owner.Host != h.cfg.Name {
+		r.log.Warn("a later generation was claimed by another host: halting", "generation", st.Gen, "claimed", owner.Generation, "by", owner.Host)
+		r.event(ft.Event{Kind: ft.EvSuperseded, Gen: owner.Generation})
+	}
+}
+
+// place picks a primary and a backup for VM vm among the live hosts: the
+// least loaded (the fewest VMs they are primary or backup of), then by
+// name. With one live host the backup is "".
+func place(dir *storage.Dir, now time.Time, vm string) (primary, backup string, err error) {
+	hosts, err := Hosts(dir, now)
+	if err != nil {
+		return "", "", err
+	}
+	vms, err := vmStates(dir, now, hosts)
+	if err != nil {
+		return "", "", err
+	}
+	load := map[string]int{}
+	for _, v := range vms {
+		if v.Name == vm || v.State == "stopped" || v.State == "exited" || v.State == "failed" {
+			continue
+		}
+		load[v.Primary]++
+		if v.Backup != "" {
+			load[v.Backup]++
+		}
+	}
+	var cands []string
+	for _, hs := range hosts {
+		if hs.Alive {
+			cands = append(cands, hs.Name)
+		}
+	}
+	slices.SortFunc(cands, func(a, b string) int {
+		if load[a] != load[b] {
+			return load[a] - load[b]
+		}
+		return strings.Compare(a, b)
+	})
+	if len(cands) == 0 {
+		return "", "", errNoLiveHost
+	}
+	primary, backup = cands[0], ""
+	if len(cands) > 1 {
+		backup = cands[1]
+	}
+	return primary, backup, nil
+}
