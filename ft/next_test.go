@@ -109,6 +109,10 @@ func TestNextDeadlines(t *testing.T) {
 	if got := n.Next().Sub(t0); got != 50*time.Millisecond {
 		t.Fatalf("after a heartbeat, next tick in %v, want 50ms", got)
 	}
+	if _, ok := silentUntilClaim(cfg, t0); ok != DefaultStartTimeout {
+		t.Fatalf("a peer never heard from is failed after %v, want the start timeout %v", ok, DefaultStartTimeout)
+	}
+	n.Step(Event{Kind: EvHeartbeat}) // heard: the failure timeout applies
 	// Silent for the timeout: the claim is due then, and once in flight
 	// only its answer moves the node.
 	for at := 50 * time.Millisecond; at <= 500*time.Millisecond; at += 50 * time.Millisecond {
@@ -163,4 +167,17 @@ func TestGoneTimeoutDefaults(t *testing.T) {
 			t.Errorf("%+v: gone timeout %v, want %v", c.cfg, got, c.want)
 		}
 	}
+}
+
+// silentUntilClaim returns how long a new backup whose primary never says
+// anything waits before it claims the next generation.
+func silentUntilClaim(cfg Config, t0 time.Time) (*Node, time.Duration) {
+	n := NewNode(cfg, Backup, 1, "A", t0)
+	for at := time.Duration(0); at <= time.Minute; at += time.Millisecond {
+		n.Tick(t0.Add(at))
+		if n.Claiming() {
+			return n, at
+		}
+	}
+	return n, -1
 }

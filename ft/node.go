@@ -95,6 +95,10 @@ type Config struct {
 	// CloneRetry is how long a node running alone waits, after a clone
 	// that failed (or found no spare host), before it tries again.
 	CloneRetry time.Duration
+	// StartTimeout replaces the failure timeout until the peer is first
+	// heard from: a peer's host may take a while to start the VM (to
+	// compile its module) before it says anything.
+	StartTimeout time.Duration
 }
 
 // Default timing suits one machine and a LAN: a heartbeat every 50 ms,
@@ -106,6 +110,7 @@ const (
 	DefaultFailureTimeout    = 500 * time.Millisecond
 	DefaultClaimRetry        = 100 * time.Millisecond
 	DefaultCloneRetry        = time.Second
+	DefaultStartTimeout      = 5 * time.Second
 	// DefaultGoneHeartbeats is the default gone timeout in heartbeat
 	// intervals: a live peer whose channel broke misses no heartbeat, and
 	// four missed ones leave a busy machine's scheduling delays room.
@@ -125,6 +130,10 @@ func (c Config) withDefaults() Config {
 	if c.CloneRetry <= 0 {
 		c.CloneRetry = DefaultCloneRetry
 	}
+	if c.StartTimeout <= 0 {
+		c.StartTimeout = DefaultStartTimeout
+	}
+	c.StartTimeout = max(c.StartTimeout, c.FailureTimeout)
 	if c.GoneTimeout <= 0 {
 		c.GoneTimeout = DefaultGoneHeartbeats * c.HeartbeatInterval
 	}
@@ -258,6 +267,7 @@ type Node struct {
 	claimInFly bool
 	goingLive  bool // won; a backup is replaying the rest
 	gone       bool // the channel closed under this node since its last log traffic
+	heard      bool // the peer was heard from at least once
 	reason     string
 	cloning    bool      // a clone is in flight
 	cloneAt    time.Time // when a node running alone next tries to clone
@@ -309,8 +319,11 @@ func (n *Node) PeerGone() bool { return n.gone }
 
 // timeout is how long the peer may be silent now.
 func (n *Node) timeout() time.Duration {
-	if n.gone {
+	switch {
+	case n.gone:
 		return n.cfg.GoneTimeout
+	case !n.heard:
+		return n.cfg.StartTimeout
 	}
 	return n.cfg.FailureTimeout
 }
@@ -413,7 +426,7 @@ func (n *Node) Step(ev Event) {
 		// changes nothing: the claim decides. (A paused peer that resumes
 		// will find it lost.)
 		if !n.claiming {
-			n.lastHeard = n.now
+			n.lastHeard, n.heard = n.now, true
 			if ev.Kind == EvLogTraffic {
 				// The channel is up again. A heartbeat does not say so:
 				// one sent just before the peer died may arrive after the
@@ -463,7 +476,7 @@ func (n *Node) Step(ev Event) {
 		// hears a heartbeat at once.
 		n.cloning = false
 		n.role, n.gen, n.peer = Primary, ev.Gen, ev.Peer
-		n.lastHeard, n.lastBeat, n.gone = n.now, n.now.Add(-time.Hour), false
+		n.lastHeard, n.lastBeat, n.gone, n.heard = n.now, n.now.Add(-time.Hour), false, true
 	case EvSuperseded:
 		if ev.Gen > n.gen {
 			n.role = Halted

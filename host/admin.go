@@ -161,30 +161,36 @@ func vmStates(dir *storage.Dir, now time.Time, hosts []HostState) ([]VMState, er
 	return out, nil
 }
 
-// vmLost reports whether every replica of VM name is lost: it may be
-// started again.
-func vmLost(dir *storage.Dir, now time.Time, name string) bool {
+// vmOver reports whether VM name runs nowhere any more: its guest ended
+// (exited, trapped, failed, halted) or every replica of it is lost. It may
+// be started again without a stop.
+func vmOver(dir *storage.Dir, now time.Time, name string) bool {
 	vms, err := VMs(dir, now)
 	if err != nil {
 		return false
 	}
 	for _, v := range vms {
 		if v.Name == name {
-			return strings.HasPrefix(v.State, "lost")
+			switch {
+			case strings.HasPrefix(v.State, "lost"), v.State == "exited", v.State == "failed", v.State == "halted":
+				return true
+			}
+			return false
 		}
 	}
 	return false
 }
 
-// ErrRunning is returned by StartVM for a VM that is not stopped.
+// ErrRunning is returned by StartVM for a VM that runs.
 var ErrRunning = errors.New("vm is running (stop it first)")
 
 // StartVM places a VM on two live hosts (spec.Primary and spec.Backup if
 // set, else the two least loaded), stores its spec and module, and claims
 // its next generation for the primary with reason "start": the hosts see
-// the record and start it. A VM that exists and is not stopped is refused.
+// the record and start it. A VM that runs somewhere is refused; one that
+// was stopped, ended, or lost every replica starts afresh (its disk kept).
 func StartVM(dir *storage.Dir, spec storage.VMSpec, module []byte, now time.Time) (storage.VMSpec, storage.Owner, error) {
-	if old, err := dir.VM(spec.Name); err == nil && !old.Stopped && !vmLost(dir, now, spec.Name) {
+	if old, err := dir.VM(spec.Name); err == nil && !old.Stopped && !vmOver(dir, now, spec.Name) {
 		return spec, storage.Owner{}, fmt.Errorf("%s: %w", spec.Name, ErrRunning)
 	}
 	for _, a := range spec.Listeners {

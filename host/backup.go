@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"runtime"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -40,6 +41,10 @@ type backupSide struct {
 	// replay moving on wakes it.
 	kick    chan struct{}
 	ackIdle atomic.Bool
+	// Closed when the primary says its guest ended and its output is all
+	// written, and when this backup won the next generation.
+	primaryEnded, wonCh chan struct{}
+	endedOnce, wonOnce  sync.Once
 }
 
 // advance records that the replay reached pos, waking an idle ackLoop:
@@ -91,7 +96,8 @@ func (r *runner) startBackup(cm *wasm.CompiledModule) error {
 // in, replaying from src; start runs it.
 func (r *runner) newBackupSide(src *vmm.LiveSource) *backupSide {
 	st := r.softState()
-	b := &backupSide{r: r, peer: st.Peer, gen: st.Gen, src: src, vmDone: make(chan struct{}), aside: newStepAside(), kick: make(chan struct{}, 1)}
+	b := &backupSide{r: r, peer: st.Peer, gen: st.Gen, src: src, vmDone: make(chan struct{}), aside: newStepAside(), kick: make(chan struct{}, 1),
+		primaryEnded: make(chan struct{}), wonCh: make(chan struct{})}
 	b.prio = newReplayPriority(r.h.cfg.ReplayNice, r.h.cfg.LagBound, b.src.Behind, r.log)
 	b.vmCtx, b.vmCancel = context.WithCancel(r.ctx)
 	return b
@@ -227,14 +233,36 @@ func (b *backupSide) step(n uint64) stepResult {
 		}
 		return stepDone
 	case !paused:
-		detail := exitDetail(exit)
-		r.log.Info("guest ended", "detail", detail)
-		b.ch.bye("guest ended")
-		r.end("exited", detail)
-		b.vm.Close()
+		b.guestEnded(exitDetail(exit))
 		return stepDone
 	}
 	return stepOn
+}
+
+// guestEnded: the replay reached the guest's end. The primary may still
+// hold output of the guest that it has not written (a slow reader of its
+// stdout), which this backup replayed and keeps: so the backup stays, its
+// node and channel with it, until the primary says it has written it all
+// (its goodbye when its guest ended), or fails, and then this backup,
+// once it won the next generation, writes it itself.
+func (b *backupSide) guestEnded(detail string) {
+	r := b.r
+	r.log.Info("guest ended; waiting for the primary to write its last output", "detail", detail)
+	select {
+	case <-b.primaryEnded:
+	case <-b.wonCh:
+		stdout, stderr := b.vm.Unwritten()
+		_, _ = r.h.cfg.Stdout.Write(stdout)
+		_, _ = r.h.cfg.Stderr.Write(stderr)
+		r.log.Info("the primary failed after its guest ended: wrote the output it may not have written",
+			"stdout_bytes", len(stdout), "stderr_bytes", len(stderr))
+	case <-b.vmCtx.Done():
+		return
+	}
+	r.log.Info("guest ended", "detail", detail)
+	b.ch.bye(byeGuestEnded)
+	r.end("exited", detail)
+	b.vm.Close()
 }
 
 // goLive makes the VM, whose replay stopped at the first call its ended
@@ -385,6 +413,9 @@ func (b *backupSide) serve(c *replog.Conn) (up bool) {
 			b.kickAcks()
 		case replog.FrameBye:
 			reason := string(payload)
+			if reason == byeGuestEnded {
+				b.endedOnce.Do(func() { close(b.primaryEnded) })
+			}
 			if reason == byeStopped {
 				r.log.Info("primary stopped the vm")
 				go r.shutdown("stopped by the primary", true)
@@ -453,8 +484,13 @@ func (b *backupSide) ackLoop(ctx context.Context, c *replog.Conn) {
 }
 
 // won: the primary failed and this backup won the next generation. The
-// log has ended: the replay runs to its end and goes live (see run).
-func (b *backupSide) won() { b.src.End() }
+// log has ended: the replay runs to its end and goes live (see run), or,
+// if the guest has ended already, the backup writes what the primary may
+// not have (see guestEnded).
+func (b *backupSide) won() {
+	b.src.End()
+	b.wonOnce.Do(func() { close(b.wonCh) })
+}
 
 // stop ends the backup, telling the primary why.
 func (b *backupSide) stop(reason string, _ bool) {

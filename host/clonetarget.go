@@ -65,8 +65,7 @@ func (h *Host) serveClone(ctx context.Context, c *replog.Conn, ch cloneHello) {
 		c.Close()
 		return
 	}
-	node := ft.NewNode(h.cfg.Node, ft.Backup, ch.Gen, ch.Primary, time.Now())
-	r := h.newRunner(ctx, spec, node)
+	r := h.newRunner(ctx, spec, ft.NewNode(h.cfg.Node, ft.Backup, ch.Gen, ch.Primary, time.Now()))
 	b, err := r.receiveClone(c, cm)
 	if err != nil {
 		log.Warn("clone abandoned", "from", ch.Primary, "err", err)
@@ -91,7 +90,9 @@ func (h *Host) serveClone(ctx context.Context, c *replog.Conn, ch cloneHello) {
 	b.start(b.vm, c)
 	// Its node starts now: the primary counts as heard from as of the
 	// commit, not as of the clone's start.
-	go r.drive(ft.NewNode(h.cfg.Node, ft.Backup, ch.Gen, ch.Primary, time.Now()))
+	node := ft.NewNode(h.cfg.Node, ft.Backup, ch.Gen, ch.Primary, time.Now())
+	node.Step(ft.Event{Kind: ft.EvLogTraffic}) // it just heard the commit
+	go r.drive(node)
 }
 
 // receiveClone reads a clone's pages and final state from c, restores the

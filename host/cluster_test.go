@@ -117,10 +117,20 @@ func newCluster(t testing.TB, hostArgs ...string) *cluster {
 // startHost starts a host process and waits until it has registered.
 func (c *cluster) startHost(name string, env ...string) *hostProc {
 	c.t.Helper()
+	return c.startHostWith(name, nil, env...)
+}
+
+// startHostWith is startHost with the host's stdout (its guests' output)
+// going to stdout, if not nil, rather than to the host's out buffer.
+func (c *cluster) startHostWith(name string, stdout io.Writer, env ...string) *hostProc {
+	c.t.Helper()
 	args := append([]string{"host", "--shared", c.dir, "--name", name, "--log-level", "debug"}, c.args...)
 	cmd := exec.Command(c.bin, args...)
 	logs, out := &syncBuffer{}, &syncBuffer{}
 	cmd.Stdout, cmd.Stderr = io.MultiWriter(logs, out), logs
+	if stdout != nil {
+		cmd.Stdout = stdout
+	}
 	cmd.Env = append(os.Environ(), env...)
 	if err := cmd.Start(); err != nil {
 		c.t.Fatal(err)

@@ -1,6 +1,8 @@
 package host_test
 
 import (
+	"io"
+	"os"
 	"strconv"
 	"strings"
 	"syscall"
@@ -9,6 +11,7 @@ import (
 
 	"ftvm/internal/guesttest"
 	"ftvm/storage"
+	"ftvm/vmm"
 )
 
 // lines parses the numbers a host's ft-lines guest printed; a last line
@@ -16,11 +19,91 @@ import (
 func lines(out string) []uint64 {
 	var ns []uint64
 	for l := range strings.Lines(out) {
-		if n, err := strconv.ParseUint(strings.TrimSuffix(l, "\n"), 10, 64); err == nil && strings.HasSuffix(l, "\n") {
+		if n, err := strconv.ParseUint(strings.TrimRight(l, ".\n"), 10, 64); err == nil && strings.HasSuffix(l, "\n") {
 			ns = append(ns, n)
 		}
 	}
 	return ns
+}
+
+// missing returns the numbers from 1 to last that neither a nor b holds.
+func missing(last uint64, a, b []uint64) []uint64 {
+	have := map[uint64]bool{}
+	for _, n := range append(a, b...) {
+		have[n] = true
+	}
+	var out []uint64
+	for n := uint64(1); n <= last; n++ {
+		if !have[n] {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// TestFailoverLosesNoHeldOutput: the primary's host writes its stdout to a
+// pipe no one reads yet, so the guest's output piles up, held, in its
+// gate; then the primary is killed. The backup, which kept what it
+// replayed beyond the primary's last report, writes it. Two cases: the
+// guest printing without end (the primary holds its guest back once it
+// holds 8 MiB, so the backup, which keeps 16 MiB, has it all), and the
+// guest having printed its last line and exited (the backup, its replay
+// at the end, waits for the primary to write everything, and writes it
+// itself when the primary dies instead).
+func TestFailoverLosesNoHeldOutput(t *testing.T) {
+	guest := guesttest.BuildC(t, "ft-lines")
+	for _, c := range []struct {
+		name  string
+		args  []string
+		lines uint64
+	}{
+		{"without-end", []string{"ft-lines", "0", "0", "1000"}, 0},
+		{"guest-exited", []string{"ft-lines", "0", "3000", "1000"}, 3000},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			cl := newCluster(t)
+			r, w, err := os.Pipe()
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer r.Close()
+			cl.startHostWith("h1", w)
+			w.Close()
+			cl.startHost("h2")
+			cl.startVM("lines", guest, storage.VMSpec{Primary: "h1", Backup: "h2", Args: c.args})
+			cl.waitFor(30*time.Second, "output held by the primary", func() bool {
+				return cl.status("lines", "h1").HeldBytes > 1<<20
+			})
+			if c.lines > 0 {
+				cl.waitFor(30*time.Second, "the backup at the guest's end", func() bool {
+					return strings.Contains(cl.hosts["h2"].logs.String(), "guest ended; waiting for the primary")
+				})
+			} else {
+				time.Sleep(2 * time.Second) // let it pile up to the bound
+			}
+			held := cl.status("lines", "h1").HeldBytes
+			cl.signal("h1", syscall.SIGKILL)
+			primary, err := io.ReadAll(r)
+			if err != nil {
+				t.Fatal(err)
+			}
+			a := lines(string(primary))
+			var b []uint64
+			cl.waitFor(30*time.Second, "the survivor's output", func() bool {
+				b = lines(cl.hosts["h2"].out.String())
+				return len(b) > 0 && (c.lines == 0 || b[len(b)-1] == c.lines)
+			})
+			if held > 2*vmm.MaxHeldOutput {
+				t.Errorf("the primary held %d bytes of output, beyond twice its bound %d", held, vmm.MaxHeldOutput)
+			}
+			last := b[len(b)-1]
+			if gone := missing(last, a, b); len(gone) > 0 {
+				t.Fatalf("lost %d lines, from %d (the primary wrote %d lines up to %d, holding %d bytes; the survivor wrote from %d)",
+					len(gone), gone[0], len(a), a[len(a)-1], held, b[0])
+			}
+			t.Logf("the primary wrote %d lines, holding %d bytes when killed; the survivor wrote lines %d to %d", len(a), held, b[0], last)
+		})
+	}
 }
 
 // TestFailoverLosesNoOutput: a guest prints numbered lines to stdout

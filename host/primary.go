@@ -148,8 +148,11 @@ func (p *primarySide) run() {
 			p.buf.Progress(pos - 1)
 		}
 		p.cloneStep()
-		for p.paired() && p.vmCtx.Err() == nil {
-			if p.buf.lag(time.Now()).Time <= bound {
+		// Flow control: a backup that trails by more than the lag bound
+		// slows the guest, and so does a reader of its stdout that does
+		// not keep up: the backup keeps only so much of what is held.
+		for p.vmCtx.Err() == nil {
+			if (!p.paired() || p.buf.lag(time.Now()).Time <= bound) && p.gate.Held().StdBytes <= vmm.MaxHeldOutput {
 				break
 			}
 			select {
@@ -181,7 +184,7 @@ func (p *primarySide) finish(exit vmm.Exit) {
 	p.gate.Stop()
 	detail := exitDetail(exit)
 	r.log.Info("guest ended", "detail", detail)
-	p.ch.bye("guest ended")
+	p.ch.bye(byeGuestEnded)
 	r.end("exited", detail)
 	p.os.CloseAll()
 }
@@ -342,6 +345,10 @@ func (p *primarySide) stop(reason string, stopped bool) {
 // its peer takes it for gone (ft.EvPeerGone) and takes over after the gone
 // timeout rather than the whole failure timeout.
 const byeHostDown = "host shutting down"
+
+// byeGuestEnded is the Bye reason of a side whose guest ended; from the
+// primary it also says that its output is all written (see guestEnded).
+const byeGuestEnded = "guest ended"
 
 // byeStopped is the Bye reason that tells a backup its VM was stopped for
 // good, so it must not take over.

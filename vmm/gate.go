@@ -69,6 +69,10 @@ type heldOutput struct {
 type GateStats struct {
 	Outputs int
 	Bytes   int
+	// StdBytes counts the bytes of stdout and stderr among them: a
+	// primary holds its guest back while they pass a bound, which is what
+	// a backup keeps of them to write again (see outTail).
+	StdBytes int
 	// Effect is set while the guest waits at the barrier of an effect.
 	Effect bool
 }
@@ -230,6 +234,9 @@ func (g *Gate) push(o heldOutput) error {
 	g.queue = append(g.queue, o)
 	g.held.Outputs++
 	g.held.Bytes += len(o.data)
+	if o.h == 1 || o.h == 2 {
+		g.held.StdBytes += len(o.data)
+	}
 	// Wake the release goroutine only if o can leave now and is first in
 	// line: behind another output, it goes when that one does; and an
 	// output that waits for an ack is woken by the Ack.
@@ -264,6 +271,9 @@ func (g *Gate) release() {
 			g.queue = g.queue[1:]
 			g.held.Outputs--
 			g.held.Bytes -= len(o.data)
+			if o.h == 1 || o.h == 2 {
+				g.held.StdBytes -= len(o.data)
+			}
 			g.releasing, g.inflight = true, o
 			g.mu.Unlock()
 			switch o.kind {

@@ -124,6 +124,10 @@ func (vm *VM) goLive(host wasi.Host, oh *wasi.OSHost, sink Sink) error {
 	if vm.rep.written != nil {
 		// What the old primary may not have written goes first.
 		for i := range vm.rep.tails {
+			if n := vm.rep.tails[i].lost; n > 0 {
+				vm.cfg.Logger.Warn("output the old primary may not have written was not kept: it may be lost",
+					"stream", i+1, "bytes", n)
+			}
 			if b := vm.rep.tails[i].pending(written[i]); len(b) > 0 && host.Write(wasi.Handle(i+1), b) == nil {
 				vm.rewritten[i] = len(b)
 			}
@@ -133,6 +137,18 @@ func (vm *VM) goLive(host wasi.Host, oh *wasi.OSHost, sink Sink) error {
 	vm.rep = nil
 	vm.os = oh
 	return nil
+}
+
+// Unwritten returns, for a replaying VM whose source reports what the
+// primary wrote (a backup), the bytes of stdout and stderr its replay
+// produced beyond that: what the primary may not have written. A backup
+// whose guest ended, and whose primary then failed, writes them.
+func (vm *VM) Unwritten() (stdout, stderr []byte) {
+	if vm.rep == nil || vm.rep.written == nil {
+		return nil, nil
+	}
+	w := vm.rep.written()
+	return vm.rep.tails[0].pending(w[0]), vm.rep.tails[1].pending(w[1])
 }
 
 // Rewritten returns how many bytes of stdout and stderr the VM wrote again
@@ -283,18 +299,24 @@ func (t *handleTracker) removed(dir wasi.Handle, p string, unlink bool) {
 
 // renamed notes a successful Rename: what was open at or under the old
 // path is now at the new one, and what was open at the new path was
-// replaced.
-func (t *handleTracker) renamed(oldDir wasi.Handle, oldPath string, newDir wasi.Handle, newPath string) {
+// replaced (unless same says both paths were links to one file, which a
+// rename leaves as they are): a file held open went to wasi.OrphanDir,
+// named after the lowest handle holding it, as the OS host links it there;
+// a directory is lost.
+func (t *handleTracker) renamed(oldDir wasi.Handle, oldPath string, newDir wasi.Handle, newPath string, same bool) {
 	op, orel, ok1 := t.locate(oldDir, oldPath)
 	np, nrel, ok2 := t.locate(newDir, newPath)
-	if !ok1 || !ok2 || op != np || orel == nrel || orel == "." || nrel == "." {
+	if !ok1 || !ok2 || op != np || orel == nrel || orel == "." || nrel == "." || same {
 		return
 	}
-	for _, h := range t.handles {
+	var replaced []wasi.Handle
+	for hd, h := range t.handles {
 		if h.startup || h.kind == wasi.AdoptLost || h.kind == wasi.AdoptConn || h.preopen != op {
 			continue
 		}
 		switch {
+		case h.rel == nrel && h.kind == wasi.AdoptFile:
+			replaced = append(replaced, hd)
 		case h.rel == nrel:
 			h.kind = wasi.AdoptLost
 		case h.rel == orel:
@@ -303,6 +325,22 @@ func (t *handleTracker) renamed(oldDir wasi.Handle, oldPath string, newDir wasi.
 			h.rel = nrel + h.rel[len(orel):]
 		}
 	}
+	if len(replaced) > 0 {
+		orphan := wasi.OrphanPath(slices.Min(replaced))
+		for _, hd := range replaced {
+			t.handles[hd].rel = orphan
+		}
+	}
+}
+
+// sameFile reports whether the probes of a rename's intent say its old and
+// new paths were links to one file (false without an intent).
+func sameFile(in *intent) bool {
+	if in == nil || in.effect.m != mRename || len(in.probes) != 2 {
+		return false
+	}
+	a, b := in.probes[0], in.probes[1]
+	return a.exists() && b.exists() && a.ino == b.ino
 }
 
 // adoption returns what the tracker saw, in handle order.
@@ -368,6 +406,7 @@ func (vm *VM) Settle(cfg wasi.Config) (Settlement, error) {
 	s.Done = true
 	data := append(append([]byte(nil), in.before...), result...)
 	vm.rep.settled = &replog.Entry{Seq: in.seq + 1, Pos: in.pos, Type: in.call, Data: data}
+	vm.rep.settledIntent = in
 	if _, err := vm.service(context.Background(), f, args); err != nil {
 		return s, fmt.Errorf("vmm: settle: completing the call: %w", err)
 	}

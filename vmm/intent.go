@@ -3,6 +3,7 @@ package vmm
 import (
 	"bytes"
 	"fmt"
+	"slices"
 
 	"ftvm/replog"
 	"ftvm/wasi"
@@ -122,9 +123,22 @@ func decodeEffect(d *replog.Decoder) effect {
 		f.dir, f.path, f.dir2, f.path2 = wasi.Handle(d.Uint()), d.String(), wasi.Handle(d.Uint()), d.String()
 		f.follow = d.Uint() != 0
 	default:
-		d.Bytes(d.Len() + 1) // poison: not an effect that has intents
+		f.m = 0 // not an effect that has intents: decodeIntent says so
 	}
 	return f
+}
+
+// intentCalls are the calls (entry types) that perform each effect that has
+// intents.
+var intentCalls = map[method][]replog.Type{
+	mPwrite:  {20, 27}, // fd_pwrite, fd_write
+	mOpen:    {32},     // path_open
+	mMkdir:   {28},     // path_create_directory
+	mRmdir:   {34},     // path_remove_directory
+	mUnlink:  {37},     // path_unlink_file
+	mRename:  {35},     // path_rename
+	mLink:    {31},     // path_link
+	mSymlink: {36},     // path_symlink
 }
 
 // probe is the state of a path just before an effect, as much of what
@@ -178,7 +192,19 @@ func decodeIntent(en replog.Entry) (intent, error) {
 	d := replog.NewDecoder(en.Data)
 	in := intent{seq: en.Seq, pos: en.Pos, call: replog.Type(d.Uint())}
 	in.before = d.Blob()
+	if b := d.Bytes(1); b != nil {
+		if _, ok := intentCalls[method(b[0])]; !ok {
+			return intent{}, fmt.Errorf("intent of an unknown effect %d", b[0])
+		}
+		d = replog.NewDecoder(en.Data[len(en.Data)-d.Len()-1:])
+	}
 	in.effect = decodeEffect(d)
+	if err := d.Err(); err != nil {
+		return intent{}, err
+	}
+	if !slices.Contains(intentCalls[in.effect.m], in.call) {
+		return intent{}, fmt.Errorf("intent of %v for %s, which performs no such effect", in.effect.m, TypeName(in.call))
+	}
 	n := d.Uint()
 	if n > maxProbes {
 		return intent{}, fmt.Errorf("intent with %d probes", n)

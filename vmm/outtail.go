@@ -17,6 +17,12 @@ package vmm
 // the bound the oldest bytes go (and are counted).
 const maxTail = 16 << 20
 
+// MaxHeldOutput is how many bytes of stdout and stderr a primary lets its
+// Gate hold (Gate.Held().StdBytes) before it holds its guest back, so that
+// a backup, which keeps up to maxTail of them, always has every byte the
+// primary may not have written.
+const MaxHeldOutput = maxTail / 2
+
 // outTail is the end of one output stream as a backup's replay produced
 // it.
 type outTail struct {

@@ -27,13 +27,15 @@ type recorder struct {
 	// track follows the guest's handles and clocks as the real Host has
 	// them, as a backup's replay does: what a clone hands a new backup.
 	track *handleTracker
+	// intent is the call's intent, once logged.
+	intent *intent
 }
 
 var _ wasi.Host = (*recorder)(nil)
 
 // begin starts the record of call at pos.
 func (r *recorder) begin(call string, pos uint64) {
-	r.call, r.pos, r.err = call, pos, nil
+	r.call, r.pos, r.err, r.intent = call, pos, nil, nil
 	r.enc.B = r.enc.B[:0]
 }
 
@@ -76,6 +78,7 @@ func (r *recorder) intend(f effect) bool {
 		r.err = err
 		return false
 	}
+	r.intent = &intent{call: t, effect: f, probes: append([]probe(nil), probes[:n]...)}
 	return true
 }
 
@@ -280,7 +283,7 @@ func (r *recorder) Rename(oldDir wasi.Handle, oldPath string, newDir wasi.Handle
 	}
 	e := r.inner.Rename(oldDir, oldPath, newDir, newPath)
 	if e == wasi.ESUCCESS {
-		r.track.renamed(oldDir, oldPath, newDir, newPath)
+		r.track.renamed(oldDir, oldPath, newDir, newPath, sameFile(r.intent))
 	}
 	r.op(mRename, e)
 	return e

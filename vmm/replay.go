@@ -116,8 +116,9 @@ type replayer struct {
 	// stopped with ErrLogEnded, its effect's outcome unknown (VM.Settle).
 	inDoubt *intent
 	// settled is the entry Settle made for the call in doubt, which the
-	// call replays as if the log had it.
-	settled *replog.Entry
+	// call replays as if the log had it, after its intent settledIntent.
+	settled       *replog.Entry
+	settledIntent *intent
 }
 
 var _ wasi.Host = (*replayer)(nil)
@@ -131,6 +132,7 @@ func (p *replayer) begin(ctx context.Context, pos uint64, name string) error {
 		p.settled = nil
 		p.seq = e.Seq
 		p.entry, p.loaded, p.d = *e, true, replog.NewDecoder(e.Data)
+		p.intent, p.settledIntent = p.settledIntent, nil
 		return nil
 	}
 	e, ok, err := p.src.Peek(ctx, pos)
@@ -171,8 +173,7 @@ func (p *replayer) takeIntent(ctx context.Context, e replog.Entry) (replog.Entry
 	div := &DivergenceError{Seq: e.Seq, Pos: e.Pos, Type: TypeName(e.Type), ActualPos: p.pos, ActualType: p.name}
 	in, err := decodeIntent(e)
 	if err != nil {
-		div.Detail = fmt.Sprintf("log entry data: %v", err)
-		return e, false, div
+		return e, false, fmt.Errorf("vmm: log entry %d (an intent, at position %d) is corrupt: %w", e.Seq, e.Pos, err)
 	}
 	if t, _ := callType(p.name); in.call != t {
 		div.Detail = fmt.Sprintf("the intent is of %s", TypeName(in.call))
@@ -185,6 +186,9 @@ func (p *replayer) takeIntent(ctx context.Context, e replog.Entry) (replog.Entry
 	if errors.Is(err, ErrLogEnded) {
 		p.inDoubt = &in
 		return next, false, err
+	}
+	if err == nil && !ok && next.Seq == 0 {
+		return next, false, fmt.Errorf("vmm: the log ends right after the intent of entry %d (position %d), without the call's own entry: the recording was cut short", e.Seq, e.Pos)
 	}
 	if err == nil && (!ok || next.Pos != p.pos || next.Type != in.call) {
 		div.Detail = "the log has no entry for the call after its intent"
@@ -448,7 +452,7 @@ func (p *replayer) Rename(oldDir wasi.Handle, oldPath string, newDir wasi.Handle
 	p.effect(effect{m: mRename, dir: oldDir, path: oldPath, dir2: newDir, path2: newPath})
 	e := p.errnoOnly(mRename)
 	if p.err == nil && e == wasi.ESUCCESS {
-		p.track.renamed(oldDir, oldPath, newDir, newPath)
+		p.track.renamed(oldDir, oldPath, newDir, newPath, sameFile(p.intent))
 	}
 	return e
 }

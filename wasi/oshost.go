@@ -170,8 +170,11 @@ func newOSHost(cfg Config, logger *slog.Logger, skip func(Handle) bool) (*OSHost
 			return nil, fmt.Errorf("wasi: preopen %d (%s): %w", i, p.GuestPath, err)
 		}
 		if fresh {
-			if err := root.RemoveAll(OrphanDir); err != nil {
-				logger.Warn("wasi: clearing the files of a previous run unlinked while open", "preopen", p.GuestPath, "err", err)
+			if err := clearOrphans(root); err != nil {
+				root.Close()
+				dir.Close()
+				h.CloseAll()
+				return nil, fmt.Errorf("wasi: preopen %d (%s): %w", i, p.GuestPath, err)
 			}
 		}
 		h.res[next] = &osDir{root: root, f: dir, top: root, rel: "."}

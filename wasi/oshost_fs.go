@@ -254,7 +254,27 @@ func (h *OSHost) Filestat(hd Handle) (Filestat, Errno) {
 	if err != nil {
 		return Filestat{}, errnoOf(err)
 	}
-	return filestatOf(fi), ESUCCESS
+	return h.unorphaned(fi), ESUCCESS
+}
+
+// unorphaned is filestatOf, but a file that has a link in OrphanDir (the
+// guest unlinked it, or a rename replaced it, while a handle held it) has
+// one link fewer, as in POSIX, which has no such link.
+func (h *OSHost) unorphaned(fi fs.FileInfo) Filestat {
+	st := filestatOf(fi)
+	id, ok := idOf(fi)
+	if !ok || st.Nlink == 0 {
+		return st
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, r := range h.res {
+		if f, ok := r.(*osFile); ok && f.id == id && f.orphan != "" {
+			st.Nlink--
+			break
+		}
+	}
+	return st
 }
 
 // SetSize implements Host.
@@ -394,7 +414,7 @@ func (h *OSHost) PathFilestat(dir Handle, p string, follow bool) (Filestat, Errn
 	if err != nil {
 		return Filestat{}, errnoOf(err)
 	}
-	return filestatOf(fi), ESUCCESS
+	return h.unorphaned(fi), ESUCCESS
 }
 
 // Readlink implements Host.
@@ -454,7 +474,7 @@ func (h *OSHost) Unlink(dir Handle, p string) Errno {
 	if strings.HasSuffix(p, "/") {
 		return ENOTDIR
 	}
-	if moved, errno := h.orphan(d, p, fi); errno != ESUCCESS || moved {
+	if moved, errno := h.orphan(d, p, fi, false); errno != ESUCCESS || moved {
 		return errno
 	}
 	return errnoOf(d.root.Remove(p))
@@ -492,11 +512,21 @@ func joinRel(dir, p string) string {
 	return j
 }
 
-// Rename implements Host.
+// Rename implements Host. A file the rename replaces while a handle holds
+// it lives on in POSIX until the last close: it is linked into OrphanDir
+// first, as an unlinked one is moved there (see orphan).
 func (h *OSHost) Rename(oldDir Handle, oldPath string, newDir Handle, newPath string) Errno {
 	root, op, np, errno := h.twoDirs(oldDir, oldPath, newDir, newPath)
 	if errno != ESUCCESS {
 		return errno
+	}
+	if nfi, err := root.Lstat(np); err == nil && nfi.Mode().IsRegular() {
+		if ofi, err := root.Lstat(op); err == nil && !os.SameFile(ofi, nfi) {
+			nd, _ := h.dirFor(newDir, newPath)
+			if _, errno := h.orphan(nd, newPath, nfi, true); errno != ESUCCESS {
+				return errno
+			}
+		}
 	}
 	return errnoOf(root.Rename(op, np))
 }

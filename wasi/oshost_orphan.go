@@ -4,7 +4,9 @@ package wasi
 
 import (
 	"errors"
+	"fmt"
 	"io/fs"
+	"os"
 	"path"
 	"strconv"
 	"strings"
@@ -49,8 +51,10 @@ func idOf(fi fs.FileInfo) (fileID, bool) {
 }
 
 // orphan moves the file at path p of d, which the guest unlinks, to
-// OrphanDir if a handle still holds it, and reports whether it did.
-func (h *OSHost) orphan(d *osDir, p string, fi fs.FileInfo) (bool, Errno) {
+// OrphanDir if a handle still holds it, and reports whether it did. With
+// link it links it there instead, and leaves it where it is: a rename is
+// about to replace it.
+func (h *OSHost) orphan(d *osDir, p string, fi fs.FileInfo, link bool) (bool, Errno) {
 	id, ok := idOf(fi)
 	if !ok || !fi.Mode().IsRegular() {
 		return false, ESUCCESS
@@ -74,7 +78,11 @@ func (h *OSHost) orphan(d *osDir, p string, fi fs.FileInfo) (bool, Errno) {
 	if err := d.top.Mkdir(OrphanDir, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
 		return false, errnoOf(err)
 	}
-	if err := d.top.Rename(joinRel(d.rel, p), dst); err != nil {
+	move := d.top.Rename
+	if link {
+		move = d.top.Link
+	}
+	if err := move(joinRel(d.rel, p), dst); err != nil {
 		return false, errnoOf(err)
 	}
 	h.mu.Lock()
@@ -109,4 +117,35 @@ func (h *OSHost) releaseFile(f *osFile) error {
 		}
 	}
 	return err
+}
+
+// clearOrphans removes what a previous run left in root's OrphanDir. A
+// name there that is not one the OS host makes (a directory of files named
+// after handles) was put there by someone else: it is refused, and nothing
+// is removed.
+func clearOrphans(root *os.Root) error {
+	fi, err := root.Lstat(OrphanDir)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return nil
+	case err != nil:
+		return err
+	case !fi.IsDir():
+		return fmt.Errorf("%s is not a directory ftvm made: move it away (ftvm keeps files the guest unlinked while open there)", OrphanDir)
+	}
+	d, err := root.Open(OrphanDir)
+	if err != nil {
+		return err
+	}
+	names, err := d.Readdirnames(-1)
+	d.Close()
+	if err != nil {
+		return err
+	}
+	for _, n := range names {
+		if _, err := strconv.ParseUint(n, 10, 64); err != nil {
+			return fmt.Errorf("%s/%s is not a file ftvm made: move it away (ftvm keeps files the guest unlinked while open in %s)", OrphanDir, n, OrphanDir)
+		}
+	}
+	return root.RemoveAll(OrphanDir)
 }

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 )
 
@@ -119,4 +120,70 @@ func TestOSHostAdoptOrphan(t *testing.T) {
 	if _, err := os.Stat(stale); !errors.Is(err, fs.ErrNotExist) {
 		t.Fatalf("a fresh host kept the stale orphans: %v", err)
 	}
+}
+
+// TestFreshStartClearsOnlyItsOrphans: a guest started afresh clears what a
+// previous run left in OrphanDir, but refuses to start, and removes
+// nothing, if something there is not what the OS host puts there.
+func TestFreshStartClearsOnlyItsOrphans(t *testing.T) {
+	for _, c := range []struct {
+		name   string
+		make   func(dir string) error
+		refuse bool
+	}{
+		{"left by a run", func(dir string) error {
+			if err := os.MkdirAll(filepath.Join(dir, OrphanDir), 0o700); err != nil {
+				return err
+			}
+			return os.WriteFile(filepath.Join(dir, OrphanDir, "1048577"), []byte("x"), 0o600)
+		}, false},
+		{"someone's file in it", func(dir string) error {
+			if err := os.MkdirAll(filepath.Join(dir, OrphanDir), 0o700); err != nil {
+				return err
+			}
+			return os.WriteFile(filepath.Join(dir, OrphanDir, "important.txt"), []byte("keep"), 0o600)
+		}, true},
+		{"a file of that name", func(dir string) error {
+			return os.WriteFile(filepath.Join(dir, OrphanDir), []byte("keep"), 0o600)
+		}, true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			dir := t.TempDir()
+			if err := c.make(dir); err != nil {
+				t.Fatal(err)
+			}
+			before := listTree(t, dir)
+			h, err := NewOSHost(Config{Preopens: []Preopen{{GuestPath: "/d", HostDir: dir}}}, nil)
+			if c.refuse {
+				if err == nil {
+					h.CloseAll()
+					t.Fatal("started over a foreign " + OrphanDir)
+				}
+				if after := listTree(t, dir); after != before {
+					t.Fatalf("refused, but the directory changed:\n%s\nwas\n%s", after, before)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			h.CloseAll()
+			if _, err := os.Lstat(filepath.Join(dir, OrphanDir)); !os.IsNotExist(err) {
+				t.Fatalf("%s left: %v", OrphanDir, err)
+			}
+		})
+	}
+}
+
+func listTree(t *testing.T, dir string) string {
+	t.Helper()
+	var out []string
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		out = append(out, p)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.Join(out, "\n")
 }

@@ -194,6 +194,11 @@ func runGuest(ctx context.Context, env *cmdEnv, g *guestFlags, guest string, arg
 		runErr = err
 	}
 	if runErr != nil {
+		if ctx.Err() != nil && errors.Is(runErr, ctx.Err()) {
+			// Stopped by a signal (Ctrl-C, SIGTERM): not the guest's
+			// failure, and nothing to explain.
+			return 130
+		}
 		return fail(runErr)
 	}
 	return exitStatus(env, exit)

@@ -57,6 +57,7 @@ func showLog(ctx context.Context, w io.Writer, r io.Reader, stats bool) error {
 	type stat struct{ n, bytes int }
 	per := map[string]*stat{}
 	var total stat
+	malformed := 0
 	if !stats {
 		fmt.Fprintf(w, "%8s %14s  %-22s %8s  %s\n", "SEQ", "POSITION", "TYPE", "SIZE", "DATA")
 	}
@@ -87,6 +88,9 @@ func showLog(ctx context.Context, w io.Writer, r io.Reader, stats bool) error {
 		data := preview(e.Data)
 		if e.Type == vmm.TypeIntent {
 			data = vmm.DescribeIntent(e.Data)
+			if strings.HasPrefix(data, "malformed") {
+				malformed++
+			}
 		}
 		fmt.Fprintf(w, "%8d %14d  %-22s %8d  %s\n", e.Seq, e.Pos, name, len(e.Data), data)
 	}
@@ -101,6 +105,9 @@ func showLog(ctx context.Context, w io.Writer, r io.Reader, stats bool) error {
 			fmt.Fprintf(w, "%-22s %10d %12d\n", n, per[n].n, per[n].bytes)
 		}
 		fmt.Fprintf(w, "%-22s %10d %12d\n", "total", total.n, total.bytes)
+	}
+	if malformed > 0 {
+		return fmt.Errorf("%d malformed intent entries: the log is corrupt", malformed)
 	}
 	return nil
 }

@@ -22,7 +22,7 @@ func runReplay(ctx context.Context, env *cmdEnv, args []string) int {
 	from := fs.String("from", "", "resume from `SNAPSHOT` instead of starting the guest")
 	var prof profileFlags
 	prof.register(fs)
-	fs.Usage = usageFunc(fs, env.stderr, "replay --log FILE [--until POS --save SNAPSHOT] [--from SNAPSHOT] GUEST.wasm",
+	fs.Usage = usageFunc(fs, env.stderr, "replay --log FILE [--until POS --save SNAPSHOT] [--from SNAPSHOT] [--profile FILE] GUEST.wasm",
 		"Re-executes a recorded guest from its log alone: no real clock, randomness, network or\n"+
 			"file reads. It writes the recorded run's stdout and stderr and exits with its status;\n"+
 			"it checks every entry's position and type and stops at the first divergence.")
@@ -91,8 +91,8 @@ func runReplay(ctx context.Context, env *cmdEnv, args []string) int {
 			return fail(err)
 		}
 		if !paused {
-			fmt.Fprintf(env.stderr, "ftvm replay: the guest ended at position %d, before %d; nothing saved\n", vm.Position(), *until)
-			return exitStatus(env, exit)
+			exitStatus(env, exit)
+			return fail(fmt.Errorf("the guest ended at position %d, before %d: nothing saved", vm.Position(), *until))
 		}
 		snap, err := vm.Snapshot()
 		if err != nil {

@@ -161,7 +161,25 @@ int main(int argc, char **argv) {
 	char buf[32] = {0};
 	check(pread(scratch, buf, sizeof buf - 1, 0) == 13 && strcmp(buf, "scratch+after") == 0,
 	      "read scratch back");
+	check(fstat(scratch, &st) == 0 && st.st_nlink == 0, "scratch has no link left");
 	check(close(scratch) == 0, "close scratch");
+
+	// A file replaced by a rename while open lives on through its
+	// descriptor too.
+	int victim = open(at("victim"), O_RDWR | O_CREAT | O_TRUNC, 0644);
+	check(victim >= 0, "create victim");
+	write_all(victim, "old", "write victim");
+	int repl = open(at("replacement"), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	check(repl >= 0, "create replacement");
+	write_all(repl, "new", "write replacement");
+	check(close(repl) == 0, "close replacement");
+	check(rename(at("replacement"), at("victim")) == 0, "rename replacement over the open victim");
+	write_all(victim, "+more", "write the replaced victim");
+	memset(buf, 0, sizeof buf);
+	check(pread(victim, buf, sizeof buf - 1, 0) == 8 && strcmp(buf, "old+more") == 0, "read the replaced victim back");
+	check(fstat(victim, &st) == 0 && st.st_nlink == 0, "the replaced victim has no link left");
+	check(close(victim) == 0, "close the replaced victim");
+	check(size_of(at("victim")) == 3, "victim holds the replacement");
 
 	// A careful service's update, round after round.
 	for (int r = 1; r <= rounds; r++) {
