@@ -183,8 +183,12 @@ func (r *runner) clone(gen uint64) {
 			"pause", out.pause.Round(time.Microsecond).String(), "rounds", out.rounds, "bytes", out.bytes, "took", out.took.Round(time.Millisecond).String())
 		r.mu.Lock()
 		r.cloneState = ""
-		r.lastClone = fmt.Sprintf("to %s at %s: pause %s, %d rounds, %s, took %s", out.target, time.Now().UTC().Format(time.TimeOnly),
-			out.pause.Round(100*time.Microsecond), out.rounds, mib(out.bytes), out.took.Round(time.Millisecond))
+		rounds := fmt.Sprintf("%d rounds", out.rounds)
+		if out.rounds == 1 {
+			rounds = "1 round"
+		}
+		r.lastClone = fmt.Sprintf("to %s at %s: pause %s, %s, %s, took %s", out.target, time.Now().UTC().Format(time.TimeOnly),
+			out.pause.Round(100*time.Microsecond), rounds, mib(out.bytes), out.took.Round(time.Millisecond))
 		r.mu.Unlock()
 	case out.noSpare:
 		r.setClone("no spare host")

@@ -24,9 +24,9 @@ import (
 
 // hostFlags are the tuning flags of ftvm host and ftvm run.
 type hostFlags struct {
-	heartbeat, timeout, goneTimeout, claimRetry, lagBound, coalesce time.Duration
-	replayNice                                                      int
-	logLevel, guestProfiles                                         string
+	heartbeat, timeout, goneTimeout, claimRetry, lagBound, coalesce, clonePause time.Duration
+	replayNice                                                                  int
+	logLevel, guestProfiles                                                     string
 }
 
 func (f *hostFlags) register(fs *flag.FlagSet) {
@@ -36,6 +36,7 @@ func (f *hostFlags) register(fs *flag.FlagSet) {
 	fs.DurationVar(&f.claimRetry, "claim-retry", ft.DefaultClaimRetry, "retry interval of a claim whose outcome is unknown")
 	fs.DurationVar(&f.lagBound, "lag-bound", host.DefaultLagBound, "how far a primary's guest may run ahead of its backup's replay")
 	fs.DurationVar(&f.coalesce, "coalesce", host.DefaultCoalesce, "after a live guest waited in poll_oneoff, wait this much more for other inputs to report at once, while inputs come from more than one connection (0: off)")
+	fs.DurationVar(&f.clonePause, "clone-pause", host.DefaultClonePause, "the longest pause of a guest whose primary clones a new backup (restoring redundancy): the rest of its memory is copied while it runs, and a guest that writes its memory faster than that is slowed")
 	fs.IntVar(&f.replayNice, "replay-nice", host.DefaultReplayNice, "a backup's replay runs this much nicer (lower in priority) than the host while it keeps up with its primary, leaving busy CPUs to latency-bound work first (0: off)")
 	fs.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fs.StringVar(&f.guestProfiles, "guest-profiles", "", "write a profile of each guest this host runs to `DIR`/VM-genN-HOST.pprof when it stops (see exec --profile)")
@@ -45,7 +46,7 @@ func (f *hostFlags) args() []string {
 	return []string{
 		"--heartbeat", f.heartbeat.String(), "--timeout", f.timeout.String(), "--gone-timeout", f.goneTimeout.String(),
 		"--claim-retry", f.claimRetry.String(), "--lag-bound", f.lagBound.String(),
-		"--coalesce", f.coalesce.String(), "--replay-nice", strconv.Itoa(f.replayNice),
+		"--coalesce", f.coalesce.String(), "--clone-pause", f.clonePause.String(), "--replay-nice", strconv.Itoa(f.replayNice),
 		"--log-level", f.logLevel,
 		"--guest-profiles", f.guestProfiles,
 	}
@@ -82,6 +83,7 @@ func runHost(ctx context.Context, env *cmdEnv, args []string) int {
 		LagBound:   hf.lagBound,
 		Coalesce:   hf.coalesce,
 		ReplayNice: hf.replayNice,
+		ClonePause: hf.clonePause,
 		Profiles:   hf.guestProfiles,
 		Failpoints: os.Getenv(host.EnvFailpoints),
 		Stdout:     env.stdout, Stderr: env.stderr, Logger: logger,
@@ -297,6 +299,13 @@ func readStatus(shared string) (clusterStatus, error) {
 		return st, err
 	}
 	st.VMs, err = host.VMs(dir, now)
+	// Empty lists, not null, for those who read the JSON.
+	if st.Hosts == nil {
+		st.Hosts = []host.HostState{}
+	}
+	if st.VMs == nil {
+		st.VMs = []host.VMState{}
+	}
 	return st, err
 }
 
