@@ -172,21 +172,43 @@ const (
 	EvCloneDone
 	// EvCloneFailed: the clone asked for did not complete (no spare host,
 	// the spare failed or refused, it did not converge); Lost says that
-	// generation Gen was found owned by another host, so this node lost.
+	// generation Gen was found owned by another host, so this node lost;
+	// Owned, that generation Gen was found owned by this host with no
+	// backup that joined (an earlier attempt's claim happened but its
+	// answer was lost): the node serves in Gen alone, and clones for the
+	// generation after it.
 	EvCloneFailed
 	// EvSuperseded: the storage shows generation Gen, past this node's,
 	// owned by another host (the VM was taken for lost and started
 	// again): this node lost, and halts.
 	EvSuperseded
+	// EvHandover: the primary handed the VM over to this backup (a planned
+	// switchover): it stopped its guest once this backup had every entry,
+	// and emits nothing more. The backup claims the next generation at
+	// once, without waiting for a timeout.
+	EvHandover
+	// EvHandedOver: this primary handed the VM over to its backup (see
+	// EvHandover); it emits nothing more and halts, without a claim.
+	// Ignored unless the node is a primary that is neither claiming nor
+	// cloning (check CanHandOver first).
+	EvHandedOver
+	// EvMoveBackup: an operator moves the backup to host Peer. A primary
+	// that is neither claiming nor cloning, or a node alone that is not
+	// cloning, clones the VM onto Peer (ActClone with Peer). Until the
+	// clone ends, a primary does not declare its old backup failed: the
+	// clone's claim of the next generation shuts the old backup out as
+	// its own would, and outputs wait meanwhile.
+	EvMoveBackup
 )
 
 // Event is one input of a Node.
 type Event struct {
-	Kind EventKind
-	Gen  uint64
-	Won  bool
-	Lost bool
-	Peer string
+	Kind  EventKind
+	Gen   uint64
+	Won   bool
+	Lost  bool
+	Owned bool
+	Peer  string
 }
 
 // ActionKind says what the host must do.
@@ -206,9 +228,9 @@ const (
 	// ActHalt: this node lost generation Gen to another host: stop the
 	// guest, drop held outputs, emit nothing more.
 	ActHalt
-	// ActClone: clone the VM onto a spare host and commit the new pair by
-	// claiming generation Gen for it, then report EvCloneDone or
-	// EvCloneFailed. The guest runs alone meanwhile.
+	// ActClone: clone the VM onto a spare host (onto Peer, if set) and
+	// commit the new pair by claiming generation Gen for it, then report
+	// EvCloneDone or EvCloneFailed. The guest runs on meanwhile.
 	ActClone
 )
 
@@ -233,6 +255,7 @@ type Action struct {
 	Kind   ActionKind
 	Gen    uint64
 	Reason string
+	Peer   string // the host to clone onto (ActClone), "" for any spare
 }
 
 // SoftState is what a node is: its role, the generation it serves in, and
@@ -310,6 +333,15 @@ func (n *Node) Generation() uint64 { return n.gen }
 // claiming the next generation.
 func (n *Node) Claiming() bool { return n.claiming }
 
+// CanHandOver reports whether the node would take EvHandedOver: it is a
+// primary that is neither claiming nor cloning.
+func (n *Node) CanHandOver() bool { return n.role == Primary && !n.claiming && !n.cloning }
+
+// CanMoveBackup reports whether the node would take EvMoveBackup.
+func (n *Node) CanMoveBackup() bool {
+	return (n.role == Primary || n.role == Alone) && !n.claiming && !n.cloning
+}
+
 // PeerSilence returns how long the peer has been silent.
 func (n *Node) PeerSilence() time.Duration { return n.now.Sub(n.lastHeard) }
 
@@ -368,7 +400,8 @@ func (n *Node) Tick(now time.Time) {
 		n.lastBeat = now
 		n.act(Action{Kind: ActSendHeartbeat})
 	}
-	if (n.role == Primary || n.role == Backup) && !n.claiming && now.Sub(n.lastHeard) >= n.timeout() {
+	// A primary moving its backup leaves the old one to the clone's claim.
+	if (n.role == Primary && !n.cloning || n.role == Backup) && !n.claiming && now.Sub(n.lastHeard) >= n.timeout() {
 		n.claiming = true
 		n.claimGen = n.gen + 1
 		n.claimAt = now
@@ -404,7 +437,7 @@ func (n *Node) Next() time.Time {
 	if !n.claiming {
 		beat := n.lastBeat.Add(n.cfg.HeartbeatInterval)
 		timeout := n.lastHeard.Add(n.timeout())
-		if timeout.Before(beat) {
+		if timeout.Before(beat) && !(n.role == Primary && n.cloning) {
 			return timeout
 		}
 		return beat
@@ -468,6 +501,19 @@ func (n *Node) Step(ev Event) {
 			n.goingLive = false
 			n.goAlone()
 		}
+	case EvHandover:
+		if n.role == Backup && !n.claiming {
+			n.claiming, n.claimGen, n.claimAt, n.reason = true, n.gen+1, n.now, "switchover"
+		}
+	case EvHandedOver:
+		if n.CanHandOver() {
+			n.role = Halted
+		}
+	case EvMoveBackup:
+		if n.CanMoveBackup() && ev.Peer != "" && ev.Peer != n.peer {
+			n.cloning = true
+			n.act(Action{Kind: ActClone, Gen: n.gen + 1, Reason: "move the backup", Peer: ev.Peer})
+		}
 	case EvCloneDone:
 		if !n.cloning || ev.Gen != n.gen+1 || ev.Peer == "" {
 			return
@@ -492,6 +538,18 @@ func (n *Node) Step(ev Event) {
 			n.act(Action{Kind: ActHalt, Gen: ev.Gen, Reason: "lost generation to another host"})
 			return
 		}
+		if ev.Owned {
+			// Generation Gen is this host's, with no backup in it: a
+			// backup of the generation before would lose its claim, so
+			// a primary goes on alone, as after its backup failed.
+			n.gen = ev.Gen
+			if n.role == Primary {
+				n.goAlone()
+				n.act(Action{Kind: ActGoLive, Gen: ev.Gen, Reason: "claimed for a clone that did not join"})
+			}
+		}
+		// A node alone tries again; a primary that failed to move its
+		// backup keeps the one it has (and watches it again).
 		n.cloneAt = n.now.Add(n.cfg.CloneRetry)
 	}
 }

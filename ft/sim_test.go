@@ -246,10 +246,11 @@ func (s *sim) guest(i int) {
 			sn.held = append(sn.held, sn.seq) // an output depending on everything so far
 		}
 	}
-	// Release.
+	// Release: a primary's outputs wait for the backup's acks, a node
+	// running alone lets them out at once (its gate is open).
 	keep := sn.held[:0]
 	for _, tag := range sn.held {
-		ok := role == Alone || (role == Primary && tag <= sn.acked)
+		ok := (role == Alone || role == Primary) && MayRelease(role == Alone, sn.acked, tag)
 		if !ok {
 			keep = append(keep, tag)
 			continue

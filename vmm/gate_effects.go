@@ -1,6 +1,9 @@
 package vmm
 
-import "ftvm/wasi"
+import (
+	"ftvm/ft"
+	"ftvm/wasi"
+)
 
 // The Output Rule covers the disk too: an effect (a file written, created,
 // renamed, ...) must not reach the outside world before the backup has every
@@ -22,7 +25,7 @@ func (g *Gate) barrier() bool {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	g.waiting = true
-	for !g.closed && (!g.open && g.acked < tag || g.releasing || len(g.queue) > 0 && g.queue[0].seq <= tag) {
+	for !g.closed && (!ft.MayRelease(g.open, g.acked, tag) || g.releasing || len(g.queue) > 0 && g.queue[0].seq <= tag) {
 		g.cond.Wait()
 	}
 	g.waiting = false

@@ -1,0 +1,126 @@
+package ft
+
+import (
+	"testing"
+	"time"
+)
+
+func kinds(as []Action) []ActionKind {
+	var ks []ActionKind
+	for _, a := range as {
+		if a.Kind != ActSendHeartbeat {
+			ks = append(ks, a.Kind)
+		}
+	}
+	return ks
+}
+
+// TestMoveBackup: an operator's move makes a paired primary clone onto the
+// named host; until the clone ends it does not declare its old backup
+// failed (the clone's claim shuts it out), and the clone's outcome pairs it
+// with the new backup, or leaves it with the old one.
+func TestMoveBackup(t *testing.T) {
+	t0 := time.Unix(1_700_000_000, 0)
+	cfg := Config{HeartbeatInterval: 50 * time.Millisecond, FailureTimeout: 500 * time.Millisecond}
+	n := NewNode(cfg, Primary, 4, "B", t0)
+	n.Step(Event{Kind: EvHeartbeat})
+	n.Step(Event{Kind: EvMoveBackup, Peer: "B"}) // already the backup
+	if n.Cloning() || len(kinds(n.Ready().Actions)) != 0 {
+		t.Fatal("a move to the current backup started a clone")
+	}
+	n.Step(Event{Kind: EvMoveBackup, Peer: "C"})
+	rd := n.Ready()
+	if a := rd.Actions; len(a) != 1 || a[0].Kind != ActClone || a[0].Gen != 5 || a[0].Peer != "C" || !n.Cloning() {
+		t.Fatalf("move: actions %+v; want a clone onto C for generation 5", a)
+	}
+	if n.CanMoveBackup() || n.CanHandOver() {
+		t.Fatal("a second move or a handover accepted while cloning")
+	}
+	// The old backup falls silent: no claim while the clone runs.
+	n.Tick(t0.Add(2 * time.Second))
+	if n.Claiming() || !n.Next().After(t0.Add(2*time.Second)) {
+		t.Fatalf("claiming %v, next %v while moving the backup", n.Claiming(), n.Next())
+	}
+	// The clone fails: the node watches its old backup again, found silent.
+	n.Step(Event{Kind: EvCloneFailed, Gen: 5})
+	n.Tick(t0.Add(2*time.Second + time.Millisecond))
+	if !n.Claiming() || n.Generation() != 4 {
+		t.Fatalf("after a failed move: claiming %v, generation %d; want a claim of 5", n.Claiming(), n.Generation())
+	}
+
+	n = NewNode(cfg, Primary, 4, "B", t0)
+	n.Step(Event{Kind: EvMoveBackup, Peer: "C"})
+	n.Ready()
+	n.Step(Event{Kind: EvCloneDone, Gen: 5, Peer: "C"})
+	if st := n.SoftState(); st != (SoftState{Role: Primary, Gen: 5, Peer: "C"}) || n.Cloning() {
+		t.Fatalf("after the move: %+v", st)
+	}
+}
+
+// TestHandover: a switchover. The primary that handed over halts without a
+// claim; its backup claims the next generation at once, with no timeout.
+func TestHandover(t *testing.T) {
+	t0 := time.Unix(1_700_000_000, 0)
+	cfg := Config{HeartbeatInterval: 50 * time.Millisecond, FailureTimeout: 500 * time.Millisecond}
+	p := NewNode(cfg, Primary, 4, "B", t0)
+	if !p.CanHandOver() {
+		t.Fatal("a paired primary refuses a handover")
+	}
+	p.Step(Event{Kind: EvHandedOver})
+	if p.Role() != Halted || len(kinds(p.Ready().Actions)) != 0 {
+		t.Fatalf("after handing over: role %v", p.Role())
+	}
+	p.Tick(t0.Add(time.Hour))
+	if len(p.Ready().Actions) != 0 {
+		t.Fatal("a primary that handed over still acts")
+	}
+
+	b := NewNode(cfg, Backup, 4, "A", t0)
+	b.Tick(t0.Add(10 * time.Millisecond))
+	b.Ready()
+	b.Step(Event{Kind: EvHandover})
+	b.Tick(t0.Add(10 * time.Millisecond))
+	if a := b.Ready().Actions; len(a) != 1 || a[0].Kind != ActClaim || a[0].Gen != 5 || a[0].Reason != "switchover" {
+		t.Fatalf("backup told to take over: actions %+v; want a claim of 5 at once", a)
+	}
+
+	// A primary already claiming refuses to hand over.
+	c := NewNode(cfg, Primary, 4, "B", t0)
+	c.Step(Event{Kind: EvHeartbeat})
+	c.Tick(t0.Add(time.Second))
+	if !c.Claiming() || c.CanHandOver() {
+		t.Fatalf("claiming %v, can hand over %v", c.Claiming(), c.CanHandOver())
+	}
+	c.Step(Event{Kind: EvHandedOver})
+	if c.Role() != Primary {
+		t.Fatal("a claiming primary took a handover")
+	}
+}
+
+// TestCloneOwnedGeneration: a clone whose earlier claim happened after all
+// leaves the node serving in that generation alone (a primary goes live
+// alone: its old backup would lose its claim), cloning for the next.
+func TestCloneOwnedGeneration(t *testing.T) {
+	t0 := time.Unix(1_700_000_000, 0)
+	cfg := Config{HeartbeatInterval: 50 * time.Millisecond, FailureTimeout: 500 * time.Millisecond}
+	n := NewNode(cfg, Alone, 4, "", t0)
+	n.Tick(t0)
+	n.Ready()
+	n.Step(Event{Kind: EvCloneFailed, Gen: 5, Owned: true})
+	if st := n.SoftState(); st != (SoftState{Role: Alone, Gen: 5}) {
+		t.Fatalf("alone: %+v, want alone in generation 5", st)
+	}
+	n.Tick(n.Next())
+	if a := n.Ready().Actions; len(a) != 1 || a[0].Kind != ActClone || a[0].Gen != 6 {
+		t.Fatalf("actions %+v, want a clone for generation 6", a)
+	}
+
+	p := NewNode(cfg, Primary, 4, "B", t0)
+	p.Step(Event{Kind: EvMoveBackup, Peer: "C"})
+	p.Ready()
+	p.Step(Event{Kind: EvCloneFailed, Gen: 5, Owned: true})
+	a := p.Ready().Actions
+	if st := p.SoftState(); st != (SoftState{Role: Alone, Gen: 5}) || len(a) != 1 || a[0].Kind != ActGoLive || a[0].Gen != 5 {
+		t.Fatalf("primary: %+v, actions %+v; want alone in 5, going live", st, a)
+	}
+}
