@@ -1,6 +1,8 @@
 package vmm
 
 import (
+	"bytes"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"maps"
@@ -60,11 +62,17 @@ func (c CloneChunk) Bytes() int {
 // CloneSource is the primary's side of a live clone. Its methods run on
 // the VM's goroutine, between two runs of the guest.
 type CloneSource struct {
-	vm    *VM
-	todo  []uint32 // pages of the current round not yet copied, increasing
-	round int
-	sent  uint64 // bytes of memory copied so far
+	vm     *VM
+	todo   []uint32 // pages of the current round not yet copied, increasing
+	round  int
+	sent   uint64 // bytes of memory copied so far
+	verify bool
 }
+
+// Verify makes the final state carry a hash of the whole memory at the
+// clone point, which the target checks its restored memory against: a
+// check of the pre-copy, at the cost of hashing the memory in the pause.
+func (c *CloneSource) Verify() { c.verify = true }
 
 // StartClone begins a live clone of a recording VM; its first round takes
 // every page of memory that is not zero.
@@ -199,6 +207,12 @@ func (c *CloneSource) Finish(written [2]uint64, unwritten [2][]byte) (final []by
 		e.Uint(written[i] + uint64(len(unwritten[i])))
 		e.Blob(unwritten[i])
 	}
+	var sum []byte
+	if mem := vm.inst.Memory(); c.verify && mem != nil {
+		h := sha256.Sum256(mem.Bytes())
+		sum = h[:]
+	}
+	e.Blob(sum)
 	return replog.AppendFrame(nil, e.B), vm.seq, nil
 }
 
@@ -268,7 +282,12 @@ func (t *CloneTarget) Apply(c CloneChunk) error {
 	}
 	size := uint64(c.Pages) * wasm.PageSize
 	if uint64(len(t.mem)) < size {
-		t.mem = append(t.mem, make([]byte, size-uint64(len(t.mem)))...)
+		// A fresh allocation, not an append: memory the runtime takes
+		// from the system is zero already, and its pages are touched
+		// (faulted in) only as chunks fill them.
+		mem := make([]byte, size)
+		copy(mem, t.mem)
+		t.mem = mem
 	}
 	for _, r := range c.Runs {
 		off := uint64(r.First) * wasm.DirtyPageSize
@@ -290,6 +309,7 @@ type CloneState struct {
 	track        []byte // the tracker's encoding, read against the VM's configuration
 	produced     [2]uint64
 	unwritten    [2][]byte
+	memSum       []byte // sha256 of the memory at the clone point, if verified
 }
 
 // Seq returns the last log entry the state has: the new backup's log
@@ -313,10 +333,14 @@ func (t *CloneTarget) DecodeFinal(final []byte) (*CloneState, error) {
 	decodeTracker(d, nil) // read against the VM's configuration at Restore
 	s.track = payload[len(payload)-before : len(payload)-d.Len()]
 	for i := range 2 {
-		s.produced[i], s.unwritten[i] = d.Uint(), d.Blob()
+		// Copied: the state outlives the buffer it was read into.
+		s.produced[i], s.unwritten[i] = d.Uint(), bytes.Clone(d.Blob())
 		if uint64(len(s.unwritten[i])) > s.produced[i] {
 			d.Bytes(d.Len() + 1) // poison
 		}
+	}
+	if s.memSum = bytes.Clone(d.Blob()); len(s.memSum) != 0 && len(s.memSum) != sha256.Size {
+		d.Bytes(d.Len() + 1) // poison
 	}
 	if err := d.Finish(); err != nil {
 		return nil, fmt.Errorf("vmm: corrupt clone state: %w", err)
@@ -338,6 +362,11 @@ func (t *CloneTarget) Restore(cm *wasm.CompiledModule, cfg Config, s *CloneState
 	}
 	if err := t.Apply(s.pages); err != nil {
 		return nil, err
+	}
+	if len(s.memSum) != 0 {
+		if got := sha256.Sum256(t.mem); !bytes.Equal(got[:], s.memSum) {
+			return nil, fmt.Errorf("vmm: clone: the restored memory differs from the primary's at the clone point (sha256 %x, the primary's %x)", got[:8], s.memSum[:8])
+		}
 	}
 	vm, err := newVM(cm, cfg)
 	if err != nil {

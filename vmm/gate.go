@@ -4,6 +4,7 @@ import (
 	"sync"
 	"time"
 
+	"ftvm/ft"
 	"ftvm/internal/latency"
 	"ftvm/wasi"
 )
@@ -98,12 +99,24 @@ func (g *Gate) OnWritten(f func(written [2]uint64)) {
 	g.mu.Unlock()
 }
 
+// Flushed reports whether the Gate holds nothing and performs nothing: every
+// output the guest produced so far is out.
+func (g *Gate) Flushed() bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return len(g.queue) == 0 && !g.releasing
+}
+
 // startWritten sets where the Gate's counts of stdout and stderr start: a
 // backup going live takes the streams on where its old primary left them.
 func (g *Gate) startWritten(written [2]uint64) {
 	g.mu.Lock()
 	g.written = written
+	f := g.onWritten
 	g.mu.Unlock()
+	if f != nil {
+		f(written)
+	}
 }
 
 // Output returns how many bytes of stdout and stderr the Gate has written,
@@ -240,7 +253,7 @@ func (g *Gate) push(o heldOutput) error {
 	// Wake the release goroutine only if o can leave now and is first in
 	// line: behind another output, it goes when that one does; and an
 	// output that waits for an ack is woken by the Ack.
-	if len(g.queue) == 1 && (g.open || o.seq <= g.acked) {
+	if len(g.queue) == 1 && ft.MayRelease(g.open, g.acked, o.seq) {
 		g.cond.Broadcast()
 	}
 	g.mu.Unlock()
@@ -266,7 +279,7 @@ func (g *Gate) release() {
 	defer close(g.done)
 	g.mu.Lock()
 	for {
-		for len(g.queue) > 0 && (g.open || g.queue[0].seq <= g.acked) {
+		for len(g.queue) > 0 && ft.MayRelease(g.open, g.acked, g.queue[0].seq) {
 			o := g.queue[0]
 			g.queue = g.queue[1:]
 			g.held.Outputs--
