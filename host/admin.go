@@ -232,7 +232,7 @@ func StartVM(dir *storage.Dir, spec storage.VMSpec, module []byte, now time.Time
 	}
 	var cands []string
 	for _, h := range hosts {
-		if h.Alive {
+		if h.Alive && !h.Draining {
 			cands = append(cands, h.Name)
 		}
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"runtime"
 	"sync"
@@ -34,9 +35,12 @@ type backupSide struct {
 	vmCancel context.CancelFunc
 	vmDone   chan struct{}
 	halted   atomic.Bool
-	ch       channel
-	aside    *stepAside
-	prio     *replayPriority // used by the replay goroutine only
+	// left: the primary said goodbye for good (a handover, a move): the
+	// channel is not dialed again.
+	left  atomic.Bool
+	ch    channel
+	aside *stepAside
+	prio  *replayPriority // used by the replay goroutine only
 	// ackLoop waits on kick while the replay stands still; a batch or the
 	// replay moving on wakes it.
 	kick    chan struct{}
@@ -301,7 +305,7 @@ func (b *backupSide) fencePrimary() {
 	if !ok || !r.h.fp.Fence() {
 		return
 	}
-	done, err := fencePeer(p, r.h.info, r.spec.Listeners)
+	done, err := fencePeer(p, r.h.self(), r.spec.Listeners)
 	switch {
 	case err != nil:
 		r.log.Warn("could not fence the old primary; clients it holds wait until it halts", "primary", b.peer, "err", err)
@@ -321,7 +325,7 @@ func (b *backupSide) dialLoop(first *replog.Conn) {
 	if first != nil {
 		b.serve(first)
 	}
-	for b.vmCtx.Err() == nil && !b.src.Ended() {
+	for b.vmCtx.Err() == nil && !b.src.Ended() && !b.left.Load() {
 		if !r.h.fp.LogCut(b.peer) {
 			if p, ok := r.h.peer(b.peer); ok && b.session(p.Addr) {
 				pause = redialFirst
@@ -378,7 +382,8 @@ func (b *backupSide) serve(c *replog.Conn) (up bool) {
 	for {
 		typ, payload, err := c.ReadFrame()
 		if err != nil {
-			if ctx.Err() == nil && !errors.Is(err, io.EOF) {
+			// Closed here on purpose (going live, a cut) or ended.
+			if ctx.Err() == nil && !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
 				r.log.Warn("logging channel closed", "primary", b.peer, "reason", err)
 			}
 			if ctx.Err() == nil && peerEnded(err) {
@@ -413,8 +418,19 @@ func (b *backupSide) serve(c *replog.Conn) (up bool) {
 			b.kickAcks()
 		case replog.FrameBye:
 			reason := string(payload)
-			if reason == byeGuestEnded {
+			switch reason {
+			case byeGuestEnded:
 				b.endedOnce.Do(func() { close(b.primaryEnded) })
+			case byeMoved:
+				b.left.Store(true)
+				r.log.Info("a clone on another host replaced this backup: leaving")
+				go r.shutdownAs("replaced by a backup on another host", "moved", false)
+				return
+			case byeHandover:
+				b.left.Store(true)
+				r.log.Info("the primary handed the vm over: taking over")
+				go func() { _ = r.tellNode(ft.Event{Kind: ft.EvHandover}) }()
+				return
 			}
 			if reason == byeStopped {
 				r.log.Info("primary stopped the vm")

@@ -46,6 +46,10 @@ const (
 	frameCloneFinal    = replog.FrameControl + 3 // primary → spare: the final state
 	frameCloneRestored = replog.FrameControl + 4 // spare → primary: the VM is restored
 	frameCloneCommit   = replog.FrameControl + 5 // primary → spare: the pair owns the generation
+	// frameCloneSync (primary → spare) asks for a frameCloneReady once
+	// every chunk before it is in, so that the final pause does not wait
+	// for chunks still in flight.
+	frameCloneSync = replog.FrameControl + 6
 )
 
 // Clone tuning.
@@ -57,6 +61,10 @@ const (
 	cloneCopyLimit = 4 << 20
 	// cloneQueue is how many copied chunks may wait for the channel.
 	cloneQueue = 4
+	// cloneChunkBytes is the memory a chunk carries: a frame of it stays
+	// within the buffer a connection keeps between frames, so that chunks
+	// reuse one buffer rather than fault in a fresh one each.
+	cloneChunkBytes = 1<<20 - 64<<10
 	// cloneTimeout bounds a whole clone; one that has not converged by
 	// then is abandoned.
 	cloneTimeout = 2 * time.Minute
@@ -119,6 +127,9 @@ func (p *primarySide) cloneStep() {
 			j.final <- cloneFinal{err: err}
 			return
 		}
+		if p.r.h.cfg.VerifyClones {
+			src.Verify()
+		}
 		j.src = src
 	}
 	if j.finish.Load() {
@@ -130,6 +141,9 @@ func (p *primarySide) cloneStep() {
 			select {
 			case d := <-j.resume:
 				if d.commit {
+					// A backup this one replaces (a planned move) is told
+					// to leave, rather than to take over.
+					p.ch.bye(byeMoved)
 					// The backup has the state through seq: the log is
 					// kept from there, and outputs wait for its acks.
 					p.buf.attach(seq)
@@ -143,7 +157,7 @@ func (p *primarySide) cloneStep() {
 		return
 	}
 	for copied := 0; copied < cloneCopyLimit && len(j.chunks) < cap(j.chunks); {
-		c := j.src.Copy(cloneCopyLimit / cloneQueue)
+		c := j.src.Copy(cloneChunkBytes)
 		if len(c.Runs) == 0 {
 			break
 		}
@@ -171,15 +185,48 @@ type cloneOutcome struct {
 	noSpare     bool
 }
 
-// clone clones the VM onto a spare host and commits the new pair in
-// generation gen, then tells the node how it went.
-func (r *runner) clone(gen uint64) {
-	out := r.cloneOnce(gen)
+// clone clones the VM onto target (a spare it picks if "") and commits
+// the new pair in generation gen, then tells the node how it went, and a
+// planned move that waits for it.
+func (r *runner) clone(gen uint64, target string) {
+	// An earlier attempt's claim of gen may have happened with its answer
+	// lost: then gen is this host's, no spare takes a clone for it (they
+	// take one for the generation after the latest), and the node serves
+	// in it alone and clones for the next.
+	if o, ok, err := r.h.dir.Latest(r.vm); err == nil && ok && o.Generation == gen && o.Host == r.h.cfg.Name {
+		r.log.Warn("an earlier clone's claim of this generation happened after all; going on in it alone", "generation", gen, "named_backup", o.Backup)
+		if target != "" {
+			r.mu.Lock()
+			if r.moveWait != nil {
+				r.moveWait <- cloneOutcome{err: fmt.Errorf("generation %d was claimed by an earlier clone that did not join; try again", gen)}
+				r.moveWait = nil
+			}
+			r.mu.Unlock()
+		}
+		select {
+		case r.events <- ft.Event{Kind: ft.EvCloneFailed, Gen: gen, Owned: true}:
+		case <-r.ctx.Done():
+		}
+		return
+	}
+	out := r.cloneOnce(gen, target)
+	if target != "" {
+		r.mu.Lock()
+		if r.moveWait != nil {
+			r.moveWait <- out
+			r.moveWait = nil
+		}
+		r.mu.Unlock()
+	}
 	ev := ft.Event{Kind: ft.EvCloneFailed, Gen: gen, Lost: out.lost}
 	switch {
 	case out.err == nil:
 		ev = ft.Event{Kind: ft.EvCloneDone, Gen: gen, Peer: out.target}
-		r.log.Info("clone done: protected again", "backup", out.target, "generation", gen,
+		msg := "clone done: protected again"
+		if target != "" {
+			msg = "clone done: the backup moved"
+		}
+		r.log.Info(msg, "backup", out.target, "generation", gen,
 			"pause", out.pause.Round(time.Microsecond).String(), "rounds", out.rounds, "bytes", out.bytes, "took", out.took.Round(time.Millisecond).String())
 		r.mu.Lock()
 		r.cloneState = ""
@@ -192,6 +239,8 @@ func (r *runner) clone(gen uint64) {
 		r.mu.Unlock()
 	case out.noSpare:
 		r.setClone("no spare host")
+	case target != "":
+		r.log.Warn("planned clone failed", "target", out.target, "err", out.err)
 	default:
 		r.log.Warn("clone failed; running alone, will retry", "target", out.target, "err", out.err)
 		r.setClone(fmt.Sprintf("clone to %s failed: %v", out.target, out.err))
@@ -216,25 +265,29 @@ func (r *runner) setClone(s string) {
 	r.mu.Unlock()
 }
 
-// cloneOnce runs one clone attempt.
-func (r *runner) cloneOnce(gen uint64) (out cloneOutcome) {
+// cloneOnce runs one clone attempt, onto target, or a spare it picks if
+// target is "".
+func (r *runner) cloneOnce(gen uint64, target string) (out cloneOutcome) {
 	start := time.Now()
 	defer func() { out.took = time.Since(start) }()
 	p := r.primarySide()
 	if p == nil {
 		return cloneOutcome{err: errors.New("not a primary")}
 	}
-	r.mu.Lock()
-	var avoid []string
-	for h, at := range r.cloneFailed {
-		if time.Since(at) < cloneAvoid {
-			avoid = append(avoid, h)
+	planned := target != ""
+	if !planned {
+		r.mu.Lock()
+		var avoid []string
+		for h, at := range r.cloneFailed {
+			if time.Since(at) < cloneAvoid {
+				avoid = append(avoid, h)
+			}
 		}
-	}
-	r.mu.Unlock()
-	target, ok := r.h.pickSpare(avoid)
-	if !ok {
-		return cloneOutcome{noSpare: true, err: errors.New("no spare host")}
+		r.mu.Unlock()
+		var ok bool
+		if target, ok = r.h.pickSpare(avoid); !ok {
+			return cloneOutcome{noSpare: true, err: errors.New("no spare host")}
+		}
 	}
 	out.target = target
 	defer func() {
@@ -252,8 +305,17 @@ func (r *runner) cloneOnce(gen uint64) (out cloneOutcome) {
 		out.err = fmt.Errorf("host %s is not in the registry", target)
 		return out
 	}
-	r.log.Info("cloning to restore redundancy", "target", target, "generation", gen)
+	if planned {
+		r.log.Info("cloning to move the backup", "target", target, "generation", gen)
+	} else {
+		r.log.Info("cloning to restore redundancy", "target", target, "generation", gen)
+	}
 	r.setClone("cloning to " + target + ": connecting")
+	defer func() {
+		r.mu.Lock()
+		r.cloneProg = nil
+		r.mu.Unlock()
+	}()
 	ctx, cancel := context.WithTimeout(r.ctx, cloneTimeout)
 	defer cancel()
 	dctx, dcancel := context.WithTimeout(ctx, cloneStepTimeout)
@@ -298,11 +360,17 @@ func (r *runner) cloneOnce(gen uint64) (out cloneOutcome) {
 		var chunk vmm.CloneChunk
 		select {
 		case chunk = <-j.chunks:
-		case <-time.After(2 * time.Millisecond):
+		default:
+			// None ready: ask for more at once, and again every 2 ms
+			// while none comes.
 			p.poke()
-			continue
-		case <-ctx.Done():
-			continue
+			select {
+			case chunk = <-j.chunks:
+			case <-time.After(2 * time.Millisecond):
+				continue
+			case <-ctx.Done():
+				continue
+			}
 		}
 		c.SetWriteDeadline(time.Now().Add(cloneStepTimeout))
 		if err := c.WriteFrame(frameCloneChunk, vmm.EncodeChunk(nil, chunk)); err != nil {
@@ -315,7 +383,11 @@ func (r *runner) cloneOnce(gen uint64) (out cloneOutcome) {
 		// about that rate too.
 		rate := float64(sent) / max(time.Since(copyStart).Seconds(), 1e-3)
 		left, round := j.remaining.Load(), j.round.Load()
-		r.setClone(fmt.Sprintf("cloning to %s: %d %%, round %d, %s left", target, 100*sent/max(sent+left, 1), round, mib(left)))
+		prog := storage.CloneProgress{Target: target, Round: round, SentBytes: sent, LeftBytes: left, Rate: rate}
+		r.setClone(fmt.Sprintf("cloning to %s: %d %%, round %d, %s left", target, prog.Percent(), round, mib(left)))
+		r.mu.Lock()
+		r.cloneProg = &prog
+		r.mu.Unlock()
 		// Done when what is left crosses within half the pause budget,
 		// and the queue is empty (it would cross too).
 		budget := max(256<<10, uint64(rate*pause.Seconds()/2))
@@ -339,6 +411,17 @@ func (r *runner) cloneOnce(gen uint64) (out cloneOutcome) {
 		}
 	}
 
+	// The chunks sent may still be in flight (socket buffers hold
+	// megabytes): the final pause waits for none of them.
+	c.SetDeadline(time.Now().Add(cloneStepTimeout))
+	if err := c.WriteFrame(frameCloneSync, nil); err != nil {
+		out.err = err
+		return out
+	}
+	if err := expectFrame(c, frameCloneReady); err != nil {
+		out.err = err
+		return out
+	}
 	// The final pause.
 	j.finish.Store(true)
 	p.poke()
@@ -364,6 +447,22 @@ func (r *runner) cloneOnce(gen uint64) (out cloneOutcome) {
 			resume(cloneResume{})
 		}
 	}()
+	// Chunks the guest's pauses queued after the check above hold pages
+	// the final state leaves out (they were taken from the round): they
+	// cross first.
+	for drained := false; !drained; {
+		select {
+		case chunk := <-j.chunks:
+			c.SetWriteDeadline(time.Now().Add(cloneStepTimeout))
+			if err := c.WriteFrame(frameCloneChunk, vmm.EncodeChunk(nil, chunk)); err != nil {
+				out.err = err
+				return out
+			}
+			sent += uint64(chunk.Bytes())
+		default:
+			drained = true
+		}
+	}
 	c.SetDeadline(time.Now().Add(finalTimeout))
 	if err := c.WriteFrame(frameCloneFinal, f.state); err != nil {
 		out.err = err
@@ -443,7 +542,7 @@ func (h *Host) pickSpare(avoid []string) (string, bool) {
 	}
 	var cands []string
 	for _, hs := range hosts {
-		if hs.Alive && hs.Name != h.cfg.Name && !h.fp.LogCut(hs.Name) {
+		if hs.Alive && !hs.Draining && hs.Name != h.cfg.Name && !h.fp.LogCut(hs.Name) {
 			cands = append(cands, hs.Name)
 		}
 	}

@@ -115,6 +115,11 @@ func (r *runner) receiveClone(c *replog.Conn, cm *wasm.CompiledModule) (*backupS
 				return nil, err
 			}
 			continue
+		case frameCloneSync:
+			if err := c.WriteFrame(frameCloneReady, nil); err != nil {
+				return nil, err
+			}
+			continue
 		case frameCloneFinal:
 		case replog.FrameBye:
 			return nil, fmt.Errorf("the primary gave up: %s", p)

@@ -105,6 +105,11 @@ func newCluster(t testing.TB, hostArgs ...string) *cluster {
 			_ = h.cmd.Process.Kill()
 			<-h.done
 		}
+		for name, h := range c.hosts {
+			if l := grepLines(h.logs.String(), "differs from the primary's"); l != "" {
+				t.Errorf("host %s restored a clone whose memory differs from its primary's:\n%s", name, l)
+			}
+		}
 		if t.Failed() {
 			for name, h := range c.hosts {
 				t.Logf("---- host %s log:\n%s", name, h.logs.String())
@@ -124,7 +129,13 @@ func (c *cluster) startHost(name string, env ...string) *hostProc {
 // going to stdout, if not nil, rather than to the host's out buffer.
 func (c *cluster) startHostWith(name string, stdout io.Writer, env ...string) *hostProc {
 	c.t.Helper()
-	args := append([]string{"host", "--shared", c.dir, "--name", name, "--log-level", "debug"}, c.args...)
+	args := []string{"host", "--shared", c.dir, "--name", name, "--log-level", "debug"}
+	if _, bench := c.t.(*testing.B); !bench {
+		// Every clone of the tests checks the memory it restored (the
+		// benchmarks measure pauses without the hashing).
+		args = append(args, "--verify-clones")
+	}
+	args = append(args, c.args...)
 	cmd := exec.Command(c.bin, args...)
 	logs, out := &syncBuffer{}, &syncBuffer{}
 	cmd.Stdout, cmd.Stderr = io.MultiWriter(logs, out), logs
@@ -401,6 +412,13 @@ func (l *load) finish() ([]uint64, int) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return append([]uint64(nil), l.seen...), l.errs
+}
+
+// snapshot returns the replies seen and the requests that got none so far.
+func (l *load) snapshot() (int, int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.seen), l.errs
 }
 
 func (l *load) count() int {

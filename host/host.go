@@ -44,6 +44,11 @@ type Config struct {
 	// ClonePause bounds the final pause of a live clone (see clone.go); 0
 	// means DefaultClonePause.
 	ClonePause time.Duration
+	// VerifyClones makes a clone's final state carry a hash of the
+	// guest's whole memory, which the new backup checks its restored
+	// memory against (a clone that differs fails): a check for tests and
+	// the wary, which lengthens the final pause by the hashing.
+	VerifyClones bool
 	// Profiles, if set, is a directory where each VM this host runs
 	// writes a profile of its guest (vmm.VM.WriteProfile) when its run
 	// here ends, named VM-genN-HOST.pprof.
@@ -213,7 +218,7 @@ func (h *Host) Run(ctx context.Context) error {
 // runners as the VMs' specs and owner records say.
 func (h *Host) scan(ctx context.Context, refresh bool) {
 	if refresh {
-		info := h.info
+		info := h.self()
 		info.Seen = time.Now().UTC()
 		if err := h.dir.PutHost(info); err != nil {
 			h.log.Debug("registry refresh failed", "err", err)
@@ -304,6 +309,13 @@ func (h *Host) scan(ctx context.Context, refresh bool) {
 
 // reasonStart marks the owner record `ftvm start` writes.
 const reasonStart = "start"
+
+// self returns this host's registry entry.
+func (h *Host) self() storage.HostInfo {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.info
+}
 
 func (h *Host) peer(name string) (storage.HostInfo, bool) {
 	h.mu.Lock()
@@ -407,8 +419,16 @@ func (h *Host) serveConn(ctx context.Context, nc net.Conn) {
 
 // controlRequest is a control command (FrameControl, JSON).
 type controlRequest struct {
-	Op         string `json:"op"` // "failpoints"
+	Op         string `json:"op"` // "failpoints", "get", "move", "drain"
 	Failpoints string `json:"failpoints"`
+	// For move: the VM, the host to move to, and whether the primary
+	// role moves (else the backup); for drain, whether the host drains.
+	VM      string `json:"vm,omitempty"`
+	To      string `json:"to,omitempty"`
+	Primary bool   `json:"primary,omitempty"`
+	Drain   bool   `json:"drain,omitempty"`
+	// ID tags the statuses of a move (storage.VMStatus.MoveID).
+	ID string `json:"id,omitempty"`
 }
 
 type controlReply struct {
@@ -444,6 +464,21 @@ func (h *Host) serveControl(c *replog.Conn) {
 					h.log.Info("failpoints set", "host", h.cfg.Name, "failpoints", h.fp.String())
 				}
 			case "get":
+			case "move":
+				if err := h.move(req.VM, req.To, req.Primary, req.ID); err != nil {
+					reply = controlReply{Error: err.Error()}
+				}
+			case "drain":
+				h.mu.Lock()
+				h.info.Draining = req.Drain
+				info := h.info
+				h.mu.Unlock()
+				info.Seen = time.Now().UTC()
+				if err := h.dir.PutHost(info); err != nil {
+					reply = controlReply{Error: err.Error()}
+				} else {
+					h.log.Info("draining", "host", h.cfg.Name, "draining", req.Drain)
+				}
 			default:
 				reply = controlReply{Error: fmt.Sprintf("unknown op %q", req.Op)}
 			}
@@ -459,12 +494,16 @@ func (h *Host) serveControl(c *replog.Conn) {
 // Control sends one control request to the host at addr and returns the
 // host's failpoints after it.
 func Control(ctx context.Context, addr string, key []byte, op, failpoints string) (string, error) {
+	return control(ctx, addr, key, controlRequest{Op: op, Failpoints: failpoints})
+}
+
+func control(ctx context.Context, addr string, key []byte, req controlRequest) (string, error) {
 	c, err := replog.Dial(ctx, addr, key, controlHello())
 	if err != nil {
 		return "", err
 	}
 	defer c.Close()
-	b, _ := json.Marshal(controlRequest{Op: op, Failpoints: failpoints})
+	b, _ := json.Marshal(req)
 	if err := c.WriteFrame(replog.FrameControl, b); err != nil {
 		return "", err
 	}

@@ -40,8 +40,9 @@ type logBuffer struct {
 	closed   bool
 	alone    bool // no backup any more: entries are counted, not kept
 	// out is how much of the guest's stdout and stderr the Gate has
-	// written (replog.Batch.Out).
-	out [2]uint64
+	// written (replog.Batch.Out); outSent, how much the last batch
+	// written to the backup reported.
+	out, outSent [2]uint64
 }
 
 type sample struct {
@@ -141,6 +142,24 @@ func (b *logBuffer) written(out [2]uint64) {
 		b.notifyLocked(true)
 	}
 	b.mu.Unlock()
+}
+
+// reported records that a batch reporting out was written to the backup.
+func (b *logBuffer) reported(out [2]uint64) {
+	b.mu.Lock()
+	if out != b.outSent {
+		b.outSent = out
+		b.notifyLocked(true)
+	}
+	b.mu.Unlock()
+}
+
+// outputReported returns what the last batch written to the backup
+// reported of the guest's stdout and stderr written.
+func (b *logBuffer) outputReported() [2]uint64 {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.outSent
 }
 
 // maxInFlight bounds the batches whose round trip is being timed.

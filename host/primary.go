@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -43,8 +44,10 @@ type primarySide struct {
 	// failpoint kills this host (see crashHost).
 	crashSent atomic.Uint64
 
-	// job is the clone in progress, if any (see clone.go).
-	job atomic.Pointer[cloneJob]
+	// job is the clone in progress, if any (see clone.go); handover, the
+	// switchover asked for (see move.go), which it answers.
+	job      atomic.Pointer[cloneJob]
+	handover atomic.Pointer[chan error]
 	// pokeRun interrupts the guest's current run, even in a call that
 	// waits, so that the run loop pauses for a clone.
 	pokeMu  sync.Mutex
@@ -127,6 +130,7 @@ func (p *primarySide) run() {
 		poked()
 		if errors.Is(err, context.Canceled) && p.vmCtx.Err() == nil {
 			p.cloneStep()
+			p.handoverStep()
 			continue
 		}
 		if err != nil {
@@ -148,6 +152,7 @@ func (p *primarySide) run() {
 			p.buf.Progress(pos - 1)
 		}
 		p.cloneStep()
+		p.handoverStep()
 		// Flow control: a backup that trails by more than the lag bound
 		// slows the guest, and so does a reader of its stdout that does
 		// not keep up: the backup keeps only so much of what is held.
@@ -225,6 +230,9 @@ func (p *primarySide) startChannel(c *replog.Conn, have uint64, peer string) {
 func (p *primarySide) send(ctx context.Context, cancel context.CancelFunc, c *replog.Conn, have uint64, peer string) {
 	defer cancel()
 	seq, pos, out := have, uint64(0), [2]uint64{}
+	// This backup has heard nothing yet (a clone had the counts of its
+	// start in its state).
+	p.buf.reported(out)
 	for {
 		b, ok, err := p.buf.next(ctx, seq, pos, out)
 		if err != nil {
@@ -262,6 +270,7 @@ func (p *primarySide) send(ctx context.Context, cancel context.CancelFunc, c *re
 			}
 		}
 		pos, out = b.Pos, b.Out
+		p.buf.reported(out)
 	}
 }
 
@@ -278,7 +287,9 @@ func (p *primarySide) readAcks(ctx context.Context, cancel context.CancelFunc, c
 	for {
 		typ, payload, err := c.ReadFrame()
 		if err != nil {
-			if ctx.Err() == nil && !errors.Is(err, io.EOF) {
+			// A goodbye (a move, a handover) closed it on purpose.
+			byed := errors.Is(err, net.ErrClosed) && p.ch.current() != c
+			if ctx.Err() == nil && !errors.Is(err, io.EOF) && !byed {
 				p.r.log.Warn("logging channel closed", "backup", peer, "reason", err)
 			}
 			if ctx.Err() == nil && peerEnded(err) {

@@ -56,12 +56,16 @@ func lost(owner storage.Owner, hosts []HostState, sts []storage.VMStatus) bool {
 			if hs.Name != h || !hs.Alive {
 				continue
 			}
-			if hs.Started.After(owner.Time) {
-				// Came up after the generation began: it runs the VM
-				// only if it says so since.
+			// A host that came up after the generation began runs the
+			// VM only if it says so since; so does the backup a clone
+			// names (the clone may have failed after its claim).
+			if since, clone := hs.Started, owner.Reason == reasonClone && h == owner.Backup; clone || since.After(owner.Time) {
+				if clone && owner.Time.After(since) {
+					since = owner.Time
+				}
 				running := false
 				for _, st := range sts {
-					if st.Host == h && st.Generation >= owner.Generation && st.Updated.After(hs.Started) &&
+					if st.Host == h && st.Generation >= owner.Generation && st.Updated.After(since) &&
 						(st.State == "running" || st.State == "starting") {
 						running = true
 					}
@@ -148,7 +152,7 @@ func place(dir *storage.Dir, now time.Time, vm string) (primary, backup string, 
 	}
 	var cands []string
 	for _, hs := range hosts {
-		if hs.Alive {
+		if hs.Alive && !hs.Draining {
 			cands = append(cands, hs.Name)
 		}
 	}

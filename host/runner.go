@@ -30,6 +30,8 @@ type runner struct {
 	log      *slog.Logger
 
 	events chan ft.Event
+	// ops carries functions to run on the node (see withNode).
+	ops    chan func(*ft.Node)
 	ctx    context.Context // the runner's life
 	cancel context.CancelFunc
 	done   chan struct{} // closed when the runner has ended
@@ -48,8 +50,14 @@ type runner struct {
 	// For the status: how restoring redundancy goes (cloneState), the
 	// last clone that completed, and since when the VM runs alone.
 	// cloneFailed is when each spare last failed a clone.
-	cloneState  string
-	lastClone   string
+	cloneState string
+	cloneProg  *storage.CloneProgress // the clone in progress
+	lastClone  string
+	moveState  string // how a planned move goes, or went
+	moveID     string // the move's request's id
+	moving     bool   // a planned move is in progress
+	// moveWait, if set, hears the outcome of the planned clone of a move.
+	moveWait    chan cloneOutcome
 	restarted   string // how the VM came to be started again, if it was
 	aloneSince  time.Time
 	cloneFailed map[string]time.Time
@@ -127,6 +135,7 @@ func (h *Host) newRunner(ctx context.Context, spec storage.VMSpec, node *ft.Node
 		h: h, vm: spec.Name, spec: spec, startGen: st.Gen,
 		log:    h.log.With("vm", spec.Name),
 		events: make(chan ft.Event, 256),
+		ops:    make(chan func(*ft.Node)),
 		done:   make(chan struct{}),
 		soft:   st,
 		state:  "starting",
@@ -194,6 +203,9 @@ func (r *runner) drive(node *ft.Node) {
 		case ev := <-r.events:
 			node.Tick(time.Now())
 			node.Step(ev)
+		case op := <-r.ops:
+			node.Tick(time.Now())
+			op(node)
 		case now := <-tick.C:
 			node.Tick(now)
 		case <-status.C:
@@ -231,7 +243,11 @@ func (r *runner) act(node *ft.Node, a ft.Action) {
 		st := node.SoftState()
 		r.h.sendBeat(r.vm, st.Gen, st.Peer)
 	case ft.ActClaim:
-		r.log.Info("peer silent, claiming", "generation", a.Gen, "reason", a.Reason, "silence", node.PeerSilence().Round(time.Millisecond).String(), "channel_ended", node.PeerGone())
+		if a.Reason == "switchover" {
+			r.log.Info("handed the vm, claiming", "generation", a.Gen, "reason", a.Reason)
+		} else {
+			r.log.Info("peer silent, claiming", "generation", a.Gen, "reason", a.Reason, "silence", node.PeerSilence().Round(time.Millisecond).String(), "channel_ended", node.PeerGone())
+		}
 		go r.claim(a.Gen, a.Reason)
 	case ft.ActGoLive:
 		r.log.Info("won generation", "generation", a.Gen, "reason", a.Reason)
@@ -240,10 +256,36 @@ func (r *runner) act(node *ft.Node, a ft.Action) {
 		r.log.Warn("lost generation, halting", "generation", a.Gen)
 		r.halt()
 	case ft.ActClone:
-		go r.clone(a.Gen)
+		go r.clone(a.Gen, a.Peer)
 	}
 	if a.Kind == ft.ActGoLive || a.Kind == ft.ActHalt {
 		r.writeStatus()
+	}
+}
+
+// withNode runs f on the node, on the goroutine that drives it, and
+// returns once it ran (the node's actions follow), or once ctx or the
+// runner ended.
+func (r *runner) withNode(ctx context.Context, f func(*ft.Node)) error {
+	done := make(chan struct{})
+	op := func(n *ft.Node) {
+		f(n)
+		close(done)
+	}
+	select {
+	case r.ops <- op:
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-r.ctx.Done():
+		return r.ctx.Err()
+	}
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-r.ctx.Done():
+		return r.ctx.Err()
 	}
 }
 
@@ -297,6 +339,15 @@ func (r *runner) halt() {
 // shutdown ends the runner: for good if stopped (ftvm stop), or because the
 // host goes down (then the peer takes over).
 func (r *runner) shutdown(reason string, stopped bool) {
+	state := "stopped"
+	if !stopped {
+		state = "host down"
+	}
+	r.shutdownAs(reason, state, stopped)
+}
+
+// shutdownAs is shutdown, leaving the VM in state.
+func (r *runner) shutdownAs(reason, state string, stopped bool) {
 	r.mu.Lock()
 	busy := r.ended || r.stopping
 	r.stopping = true
@@ -311,10 +362,6 @@ func (r *runner) shutdown(reason string, stopped bool) {
 	}
 	r.log.Info("vm shutting down", "reason", reason)
 	sd.stop(reason, stopped)
-	state := "stopped"
-	if !stopped {
-		state = "host down"
-	}
 	r.end(state, reason)
 	<-r.done
 }
@@ -343,8 +390,8 @@ func (r *runner) writeStatus() {
 	r.mu.Lock()
 	st := storage.VMStatus{
 		VM: r.vm, Host: r.h.cfg.Name, Generation: r.soft.Gen, Role: r.soft.Role.String(),
-		State: r.state, Detail: r.detail, Peer: r.soft.Peer, LastClone: r.lastClone, Restarted: r.restarted,
-		Updated: time.Now().UTC(),
+		State: r.state, Detail: r.detail, Peer: r.soft.Peer, LastClone: r.lastClone, Restarted: r.restarted, Move: r.moveState, MoveID: r.moveID,
+		Clone: r.cloneProg, Updated: time.Now().UTC(),
 	}
 	if r.soft.Role == ft.Alone {
 		st.Protection = "backup lost " + time.Since(r.aloneSince).Round(time.Second).String() + " ago"

@@ -64,6 +64,9 @@ type HostInfo struct {
 	// boot ID and the PID namespace. Hosts with the same one see each
 	// other's processes under these PIDs; "" for unknown.
 	PIDSpace string `json:"pid_space,omitempty"`
+	// Draining is set on a host being emptied for maintenance (ftvm
+	// drain): no VM is placed or cloned onto it.
+	Draining bool `json:"draining,omitempty"`
 }
 
 // Dir is shared storage in a directory.
@@ -502,6 +505,12 @@ type VMStatus struct {
 	// Restarted says when and why the VM was started again from its disk
 	// after every replica was lost (its memory with them).
 	Restarted string `json:"restarted,omitempty"`
+	// Clone is the clone in progress from this primary, if any.
+	Clone *CloneProgress `json:"clone,omitempty"`
+	// Move says how a planned move (ftvm move, ftvm drain) goes, or went;
+	// MoveID is the id its request gave it.
+	Move   string `json:"move,omitempty"`
+	MoveID string `json:"move_id,omitempty"`
 	OutputDelays
 	Updated time.Time `json:"updated"`
 }
@@ -556,3 +565,16 @@ func (d *Dir) Statuses(vm string) ([]VMStatus, error) {
 	sort.Slice(out, func(i, j int) bool { return out[i].Host < out[j].Host })
 	return out, err
 }
+
+// CloneProgress is how a live clone goes: its target, its pre-copy round,
+// the bytes of memory sent and left, and the rate of the copy.
+type CloneProgress struct {
+	Target    string  `json:"target"`
+	Round     int64   `json:"round"`
+	SentBytes uint64  `json:"sent_bytes"`
+	LeftBytes uint64  `json:"left_bytes"`
+	Rate      float64 `json:"rate_bytes_per_s"`
+}
+
+// Percent is the share of the copy done.
+func (c CloneProgress) Percent() uint64 { return 100 * c.SentBytes / max(c.SentBytes+c.LeftBytes, 1) }

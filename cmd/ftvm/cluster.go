@@ -27,6 +27,7 @@ type hostFlags struct {
 	heartbeat, timeout, goneTimeout, claimRetry, lagBound, coalesce, clonePause time.Duration
 	replayNice                                                                  int
 	logLevel, guestProfiles                                                     string
+	verifyClones                                                                bool
 }
 
 func (f *hostFlags) register(fs *flag.FlagSet) {
@@ -36,6 +37,7 @@ func (f *hostFlags) register(fs *flag.FlagSet) {
 	fs.DurationVar(&f.claimRetry, "claim-retry", ft.DefaultClaimRetry, "retry interval of a claim whose outcome is unknown")
 	fs.DurationVar(&f.lagBound, "lag-bound", host.DefaultLagBound, "how far a primary's guest may run ahead of its backup's replay")
 	fs.DurationVar(&f.coalesce, "coalesce", host.DefaultCoalesce, "after a live guest waited in poll_oneoff, wait this much more for other inputs to report at once, while inputs come from more than one connection (0: off)")
+	fs.BoolVar(&f.verifyClones, "verify-clones", false, "check each clone's memory against a hash of the primary's, taken in the final pause (lengthens it by the hashing: about 1 ms per 2 MiB)")
 	fs.DurationVar(&f.clonePause, "clone-pause", host.DefaultClonePause, "the longest pause of a guest whose primary clones a new backup (restoring redundancy): the rest of its memory is copied while it runs, and a guest that writes its memory faster than that is slowed")
 	fs.IntVar(&f.replayNice, "replay-nice", host.DefaultReplayNice, "a backup's replay runs this much nicer (lower in priority) than the host while it keeps up with its primary, leaving busy CPUs to latency-bound work first (0: off)")
 	fs.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn or error")
@@ -48,7 +50,7 @@ func (f *hostFlags) args() []string {
 		"--claim-retry", f.claimRetry.String(), "--lag-bound", f.lagBound.String(),
 		"--coalesce", f.coalesce.String(), "--clone-pause", f.clonePause.String(), "--replay-nice", strconv.Itoa(f.replayNice),
 		"--log-level", f.logLevel,
-		"--guest-profiles", f.guestProfiles,
+		"--guest-profiles", f.guestProfiles, "--verify-clones=" + strconv.FormatBool(f.verifyClones),
 	}
 }
 
@@ -83,7 +85,7 @@ func runHost(ctx context.Context, env *cmdEnv, args []string) int {
 		LagBound:   hf.lagBound,
 		Coalesce:   hf.coalesce,
 		ReplayNice: hf.replayNice,
-		ClonePause: hf.clonePause,
+		ClonePause: hf.clonePause, VerifyClones: hf.verifyClones,
 		Profiles:   hf.guestProfiles,
 		Failpoints: os.Getenv(host.EnvFailpoints),
 		Stdout:     env.stdout, Stderr: env.stderr, Logger: logger,
@@ -316,6 +318,9 @@ func printStatus(w io.Writer, st clusterStatus, now time.Time) {
 		alive := "no"
 		if h.Alive {
 			alive = "yes"
+		}
+		if h.Draining {
+			alive += " (draining)"
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s ago\n", h.Name, h.Addr, h.PID, alive, now.Sub(h.Seen).Round(100*time.Millisecond))
 	}

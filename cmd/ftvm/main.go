@@ -39,6 +39,8 @@ func commands() map[string]command {
 		"start":     {"start a fault-tolerant VM on two hosts", runStart},
 		"stop":      {"stop a fault-tolerant VM", runStop},
 		"status":    {"show hosts and VMs", runStatus},
+		"move":      {"move a VM's backup or primary to another host, live", runMove},
+		"drain":     {"move every VM off a host for maintenance", runDrain},
 		"failpoint": {"show or set a running host's failpoints (tests)", runFailpoint},
 		"record":    {"run a guest and write its event log", runRecord},
 		"replay":    {"re-execute a guest from its event log", runReplay},

@@ -1,0 +1,277 @@
+package host
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"ftvm/ft"
+)
+
+// Planned moves (VMware's VMotion of the halves of an FT VM), asked for by
+// ftvm move and ftvm drain through the primary's host:
+//
+//   - Moving the backup: the primary clones its VM onto the new host while
+//     the guest runs, as when it restores redundancy, and the new pair
+//     claims the next generation. The old backup is told to leave (it
+//     would lose the claim anyway).
+//   - Moving the primary (a switchover) to its backup: the primary pauses
+//     its guest between two calls, waits until the backup has every
+//     entry, lets out the outputs that were waiting for them, and hands
+//     over: the backup claims the next generation at once and goes live
+//     where the log ends, and the old primary leaves. Its clients see
+//     their connections close and reconnect, as after a failure, but
+//     nothing is lost or repeated. The new primary, alone, clones a new
+//     backup onto a spare. To move the primary to a host that is not the
+//     backup, the backup is moved there first.
+//
+// Draining a host marks it draining in the registry (no VM is placed or
+// cloned onto it) and moves every VM off it that way.
+
+// Goodbyes of planned moves.
+const (
+	// byeMoved tells a backup that a clone replaced it: it leaves.
+	byeMoved = "moved"
+	// byeHandover tells a backup that its primary handed the VM over: it
+	// has every entry, the primary emits nothing more, and the backup
+	// claims the next generation at once.
+	byeHandover = "handover"
+)
+
+// handoverTimeout bounds the wait, at a switchover, for the backup to have
+// every entry; the guest is paused meanwhile.
+const handoverTimeout = 2 * time.Second
+
+var errBusy = errors.New("a move or a clone of this vm is in progress")
+
+// move starts a planned move of vm, which this host runs as primary: its
+// backup to host to, or with primary its primary role (a switchover; to
+// becomes the backup first if it is not). It returns at once; the runner's
+// status says how the move goes.
+func (h *Host) move(vm, to string, primary bool, id string) error {
+	r := h.runner(vm)
+	if r == nil || r.finished() {
+		return fmt.Errorf("this host does not run %s", vm)
+	}
+	st := r.softState()
+	switch {
+	case st.Role != ft.Primary && st.Role != ft.Alone:
+		return fmt.Errorf("this host is not %s's primary (it is its %s)", vm, st.Role)
+	case to == h.cfg.Name:
+		if primary {
+			return fmt.Errorf("%s is already %s's primary", to, vm)
+		}
+		return fmt.Errorf("the primary's host cannot be the backup")
+	case !primary && to == st.Peer && st.Role == ft.Primary:
+		return fmt.Errorf("%s is already %s's backup", to, vm)
+	}
+	if hs, ok := h.peer(to); !ok || hs.Addr == "" {
+		return fmt.Errorf("no host %s", to)
+	} else if hs.Draining {
+		return fmt.Errorf("host %s is draining", to)
+	}
+	r.mu.Lock()
+	if r.moving {
+		r.mu.Unlock()
+		return errBusy
+	}
+	r.moving, r.moveState, r.moveID = true, "", id
+	r.mu.Unlock()
+	go func() {
+		defer func() {
+			r.mu.Lock()
+			r.moving = false
+			r.mu.Unlock()
+		}()
+		if err := r.moveTo(to, primary); err != nil {
+			r.log.Warn("planned move failed", "to", to, "primary", primary, "err", err)
+			r.setMove(fmt.Sprintf("move to %s failed: %v", to, err))
+		}
+	}()
+	return nil
+}
+
+func (r *runner) setMove(s string) {
+	r.mu.Lock()
+	r.moveState = s
+	r.mu.Unlock()
+}
+
+// moveTo carries out a planned move (see move).
+func (r *runner) moveTo(to string, primary bool) error {
+	if st := r.softState(); st.Peer != to {
+		// The backup first (or a backup at all, for a primary alone).
+		if err := r.moveBackup(to); err != nil {
+			return err
+		}
+		if !primary {
+			return nil
+		}
+		// The node takes the new pair on its next turn.
+		deadline := time.Now().Add(5 * time.Second)
+		for st := r.softState(); st.Peer != to || st.Role != ft.Primary; st = r.softState() {
+			if time.Now().After(deadline) || r.ctx.Err() != nil {
+				return errors.New("the new pair did not form")
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	if !primary {
+		return nil
+	}
+	return r.switchover(to)
+}
+
+// moveBackup has the node clone the VM onto to and waits for the outcome.
+// A failover or a clone under way goes first: the move waits for it (up
+// to cloneTimeout).
+func (r *runner) moveBackup(to string) error {
+	wait := make(chan cloneOutcome, 1)
+	deadline := time.Now().Add(cloneTimeout)
+	for {
+		accepted := false
+		err := r.withNode(r.ctx, func(n *ft.Node) {
+			if n.CanMoveBackup() {
+				r.mu.Lock()
+				r.moveWait = wait
+				r.mu.Unlock()
+				n.Step(ft.Event{Kind: ft.EvMoveBackup, Peer: to})
+				accepted = true
+			}
+		})
+		if err != nil {
+			return err
+		}
+		if accepted {
+			break
+		}
+		if time.Now().After(deadline) {
+			return errBusy
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	from := r.softState().Peer
+	r.setMove("moving the backup to " + to)
+	r.log.Info("planned move of the backup", "to", to, "from", from)
+	var out cloneOutcome
+	select {
+	case out = <-wait:
+	case <-r.ctx.Done():
+		return r.ctx.Err()
+	}
+	if out.err != nil {
+		return out.err
+	}
+	r.setMove(fmt.Sprintf("moved the backup to %s (pause %s)", to, out.pause.Round(100*time.Microsecond)))
+	r.log.Info("planned move of the backup done", "to", to, "from", from, "pause", out.pause.Round(time.Microsecond).String())
+	return nil
+}
+
+// tellNode hands the node an event, waiting for room.
+func (r *runner) tellNode(ev ft.Event) error {
+	select {
+	case r.events <- ev:
+		return nil
+	case <-r.ctx.Done():
+		return r.ctx.Err()
+	}
+}
+
+// switchover hands the VM over to its backup to: the guest pauses, the
+// backup gets every entry, the outputs waiting for them leave, and the
+// backup is told to take over; this side then leaves.
+func (r *runner) switchover(to string) error {
+	p := r.primarySide()
+	if p == nil || r.role() != ft.Primary || r.softState().Peer != to {
+		return fmt.Errorf("%s is not the backup", to)
+	}
+	r.setMove("handing the primary over to " + to)
+	r.log.Info("switchover: handing the vm over", "to", to)
+	done := make(chan error, 1)
+	if !p.handover.CompareAndSwap(nil, &done) {
+		return errBusy
+	}
+	p.poke()
+	select {
+	case err := <-done:
+		if err != nil {
+			return err
+		}
+	case <-r.ctx.Done():
+		return r.ctx.Err()
+	}
+	r.log.Info("switchover: handed over", "to", to)
+	r.setMove("handed the primary over to " + to)
+	go r.shutdownAs("handed over to "+to, "moved", false)
+	return nil
+}
+
+// handoverStep is the VM's goroutine's part of a switchover, at a pause of
+// the guest: with the guest held, wait until the backup has every entry,
+// let out what waited for them, and hand over; or give up and go on.
+func (p *primarySide) handoverStep() {
+	ch := p.handover.Load()
+	if ch == nil {
+		return
+	}
+	err := p.handOver()
+	*ch <- err
+	p.handover.Store(nil)
+	if err == nil {
+		// Emit nothing more: the guest stays paused until the runner
+		// ends.
+		<-p.vmCtx.Done()
+	}
+}
+
+func (p *primarySide) handOver() error {
+	ctx, cancel := context.WithTimeout(p.vmCtx, handoverTimeout)
+	defer cancel()
+	// Every output waits for entries the backup has: once it has them
+	// all, let every output out before the backup starts emitting, and
+	// tell the backup how much of stdout and stderr that wrote, so that
+	// it writes none of it again.
+	for {
+		st := p.buf.lag(time.Now())
+		written, _ := p.gate.Output()
+		reported := p.buf.outputReported()
+		if st.Acked >= st.Last && p.gate.Flushed() && reported == written {
+			break
+		}
+		select {
+		case <-p.buf.wait():
+		case <-time.After(time.Millisecond):
+		case <-ctx.Done():
+			switch {
+			case st.Acked < st.Last:
+				return fmt.Errorf("the backup did not acknowledge the log within %v (entry %d of %d)", handoverTimeout, st.Acked, st.Last)
+			case reported != written:
+				return fmt.Errorf("the backup did not hear how much output was written within %v (%v of %v bytes)", handoverTimeout, reported, written)
+			}
+			return fmt.Errorf("outputs were not all out within %v", handoverTimeout)
+		}
+	}
+	if !p.ch.up() {
+		return errors.New("the logging channel is down")
+	}
+	ok := false
+	if err := p.r.withNode(ctx, func(n *ft.Node) {
+		if ok = n.CanHandOver(); ok {
+			n.Step(ft.Event{Kind: ft.EvHandedOver})
+		}
+	}); err != nil {
+		return err
+	}
+	if !ok {
+		return errors.New("the pair is failing over or cloning")
+	}
+	// From here this side emits nothing: its sockets close (clients
+	// reconnect to the new primary), and the backup hears that it takes
+	// over. Were the goodbye lost, it would take over after the failure
+	// timeout, the node here being silent.
+	p.halted.Store(true)
+	p.os.CloseAll()
+	p.ch.bye(byeHandover)
+	return nil
+}

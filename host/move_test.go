@@ -1,0 +1,205 @@
+package host_test
+
+import (
+	"context"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"ftvm/host"
+	"ftvm/storage"
+)
+
+// move runs a planned move as ftvm move does and fails the test on error.
+func (c *cluster) move(vm, to string, primary bool) {
+	c.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if err := host.MoveVM(ctx, c.store, vm, to, primary, c.logProgress); err != nil {
+		c.t.Fatalf("move %s to %s (primary %v): %v", vm, to, primary, err)
+	}
+}
+
+func (c *cluster) logProgress(p host.MoveProgress) {
+	if p.Clone == nil {
+		c.t.Log(p.Step)
+	}
+}
+
+// spareOf returns a live host that is neither o's primary nor its backup.
+func (c *cluster) spareOf(o storage.Owner) string {
+	c.t.Helper()
+	hs, err := host.Hosts(c.store, time.Now())
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	for _, h := range hs {
+		if h.Alive && !h.Draining && h.Name != o.Host && h.Name != o.Backup {
+			return h.Name
+		}
+	}
+	c.t.Fatalf("no spare besides %s and %s", o.Host, o.Backup)
+	return ""
+}
+
+// TestMoveUnderLoad: three hosts run the Go counter with its disk while 16
+// clients increment it. The backup moves to the spare (no client sees
+// anything), the primary is handed over to its backup, then moved to the
+// spare (the backup moves there first), then the primary's host is
+// drained; each time the VM ends up where it was sent and protected.
+// Nothing a client saw is lost or repeated, and memory and disk agree.
+func TestMoveUnderLoad(t *testing.T) {
+	c := newCluster(t)
+	for _, h := range []string{"h1", "h2", "h3"} {
+		c.startHost(h)
+	}
+	addr := freeAddr(t)
+	c.startVM("counter", counterGuest(t), storage.VMSpec{Listeners: []string{addr}, Primary: "h1", Backup: "h2",
+		Disk: true, Args: []string{"ft-counter", "-file", "/disk/counter"}})
+	l := startLoad(addr, 16)
+	l.waitReplies(t, 50, 20*time.Second)
+
+	// The backup: a clone onto h3 while the guest runs.
+	_, errs := l.snapshot()
+	c.move("counter", "h3", false)
+	o := c.protected("counter", 1, 30*time.Second)
+	if o.Host != "h1" || o.Backup != "h3" {
+		t.Fatalf("after moving the backup: primary %s, backup %s; want h1, h3", o.Host, o.Backup)
+	}
+	l.waitReplies(t, 50, 20*time.Second)
+	if _, e := l.snapshot(); e != errs {
+		t.Errorf("moving the backup broke %d requests; the clients should not notice it", e-errs)
+	}
+
+	// The primary, to its backup: a switchover.
+	c.move("counter", "h3", true)
+	o = c.protected("counter", o.Generation, 30*time.Second)
+	if o.Host != "h3" {
+		t.Fatalf("after the switchover the primary is %s, want h3", o.Host)
+	}
+	l.waitReplies(t, 50, 20*time.Second)
+
+	// The primary, to a host that is not its backup.
+	to := c.spareOf(o)
+	c.move("counter", to, true)
+	o = c.protected("counter", o.Generation, 30*time.Second)
+	if o.Host != to {
+		t.Fatalf("after moving the primary to %s it is on %s", to, o.Host)
+	}
+	l.waitReplies(t, 50, 20*time.Second)
+
+	// A drain of the primary's host.
+	drained := o.Host
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if err := host.DrainVMs(ctx, c.store, drained, false, c.logProgress); err != nil {
+		t.Fatal(err)
+	}
+	o = c.protected("counter", o.Generation, 30*time.Second)
+	if o.Host == drained || o.Backup == drained {
+		t.Fatalf("after draining %s the VM runs on %s and %s", drained, o.Host, o.Backup)
+	}
+	hs, _ := host.Hosts(c.store, time.Now())
+	for _, h := range hs {
+		if h.Draining != (h.Name == drained) {
+			t.Errorf("host %s draining %v", h.Name, h.Draining)
+		}
+	}
+	l.waitReplies(t, 50, 20*time.Second)
+	if err := host.DrainVMs(ctx, c.store, drained, true, c.logProgress); err != nil {
+		t.Fatal(err)
+	}
+	c.waitFor(10*time.Second, "the drain undone", func() bool {
+		hs, _ := host.Hosts(c.store, time.Now())
+		h, _ := findHostState(hs, drained)
+		return !h.Draining
+	})
+
+	seen, lost := l.finish()
+	final := get(t, addr, 10*time.Second)
+	checkCounter(t, seen, final)
+	disk := strings.TrimSpace(readDisk(t, c.dir+"/vms/counter/disk", "counter"))
+	if v, err := strconv.ParseUint(disk, 10, 64); err != nil || v != final {
+		t.Errorf("the disk holds %q, the counter's memory %d", disk, final)
+	}
+	t.Logf("%d replies, %d unanswered, final %d, generation %d", len(seen), lost, final, o.Generation)
+}
+
+func findHostState(hs []host.HostState, name string) (host.HostState, bool) {
+	for _, h := range hs {
+		if h.Name == name {
+			return h, true
+		}
+	}
+	return host.HostState{}, false
+}
+
+// TestMoveRefusesBadRequests: a move to an unknown, dead or draining host,
+// or to where the VM already is, a move of an unknown VM, and a drain of
+// the last live host each fail with a clear error, and nothing changes.
+func TestMoveRefusesBadRequests(t *testing.T) {
+	c := newCluster(t)
+	for _, h := range []string{"h1", "h2", "h3"} {
+		c.startHost(h)
+	}
+	addr := freeAddr(t)
+	c.startVM("counter", counterGuest(t), storage.VMSpec{Listeners: []string{addr}, Primary: "h1", Backup: "h2", Args: []string{"ft-counter"}})
+	before := c.owner("counter")
+	ctx := context.Background()
+	quiet := func(host.MoveProgress) {}
+	refused := func(what string, err error, want string) {
+		t.Helper()
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: err %v, want one saying %q", what, err, want)
+		}
+	}
+	refused("unknown host", host.MoveVM(ctx, c.store, "counter", "h9", false, quiet), `no host "h9"`)
+	refused("unknown vm", host.MoveVM(ctx, c.store, "nosuch", "h3", false, quiet), `no vm "nosuch"`)
+	refused("backup to the primary", host.MoveVM(ctx, c.store, "counter", "h1", false, quiet), "is counter's primary")
+	refused("primary to the primary", host.MoveVM(ctx, c.store, "counter", "h1", true, quiet), "already counter's primary")
+	refused("backup to the backup", host.MoveVM(ctx, c.store, "counter", "h2", false, quiet), "already counter's backup")
+
+	// h3 draining: no move goes there; undone, it takes VMs again.
+	if err := host.DrainVMs(ctx, c.store, "h3", false, quiet); err != nil {
+		t.Fatalf("drain h3 (no vm on it): %v", err)
+	}
+	refused("move to a draining host", host.MoveVM(ctx, c.store, "counter", "h3", false, quiet), "h3 is draining")
+	if err := host.DrainVMs(ctx, c.store, "h3", true, quiet); err != nil {
+		t.Fatalf("undo the drain of h3: %v", err)
+	}
+
+	c.signal("h3", syscall.SIGKILL)
+	refused("dead host", host.MoveVM(ctx, c.store, "counter", "h3", false, quiet), "h3 is down")
+	refused("drain a dead host", host.DrainVMs(ctx, c.store, "h3", false, quiet), "h3 is down")
+	// With h3 dead the backup on h2 has nowhere to go.
+	refused("drain with nowhere to go", host.DrainVMs(ctx, c.store, "h2", false, quiet), "counter has nowhere to go")
+	if after := c.owner("counter"); after.Generation != before.Generation {
+		t.Errorf("a refused request changed the owner: generation %d, then %d", before.Generation, after.Generation)
+	}
+	hs, _ := host.Hosts(c.store, time.Now())
+	for _, h := range hs {
+		if h.Draining {
+			t.Errorf("host %s draining after refused drains", h.Name)
+		}
+	}
+	if v := get(t, addr, 10*time.Second); v != 0 {
+		t.Errorf("the counter is %d, want 0: nothing ran it", v)
+	}
+
+	// With the VM stopped, h2 drains at once, and h1 is the last live
+	// host that is not draining.
+	if err := host.StopVM(c.store, "counter"); err != nil {
+		t.Fatal(err)
+	}
+	c.waitFor(10*time.Second, "counter stopped", func() bool { return c.status("counter", "h1").State == "stopped" })
+	if err := host.DrainVMs(ctx, c.store, "h2", false, quiet); err != nil {
+		t.Fatalf("drain h2: %v", err)
+	}
+	refused("drain the last live host", host.DrainVMs(ctx, c.store, "h1", false, quiet), "last live host")
+	hs, _ = host.Hosts(c.store, time.Now())
+	if h, _ := findHostState(hs, "h1"); h.Draining {
+		t.Errorf("h1 draining after its drain was refused")
+	}
+}

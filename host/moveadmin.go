@@ -1,0 +1,334 @@
+package host
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"ftvm/storage"
+)
+
+// This file holds what ftvm move and ftvm drain do: they check the request
+// against shared storage, ask the primary's host (or the drained host) over
+// its control port, and follow the VM's owner records and statuses until
+// the move is done.
+
+// MoveProgress is one report of a move or a drain: a step, or how the
+// clone of one goes.
+type MoveProgress struct {
+	Step  string
+	Clone *storage.CloneProgress
+}
+
+func step(format string, args ...any) MoveProgress {
+	return MoveProgress{Step: fmt.Sprintf(format, args...)}
+}
+
+// moveWait bounds how long MoveVM follows a move: a clone of the largest
+// guest, a switchover, and the new primary's clone of a new backup.
+const moveWait = 2*cloneTimeout + time.Minute
+
+// protectedWait bounds how long MoveVM waits, after a switchover, for the
+// new primary to clone a new backup before it reports it running alone.
+const protectedWait = 20 * time.Second
+
+// MoveVM moves a VM's backup (or with primary, its primary) to host to, and
+// returns once the move is done (or failed, with the reason). progress
+// hears each step. Bad requests (an unknown or dead host, an unknown VM,
+// a VM that is not running, a move to where it already is) fail at once and
+// change nothing.
+func MoveVM(ctx context.Context, dir *storage.Dir, vm, to string, primary bool, progress func(MoveProgress)) error {
+	now := time.Now()
+	hosts, err := Hosts(dir, now)
+	if err != nil {
+		return err
+	}
+	target, ok := findHost(hosts, to)
+	switch {
+	case !ok:
+		return fmt.Errorf("no host %q in the registry", to)
+	case !target.Alive:
+		return fmt.Errorf("host %s is down", to)
+	case target.Draining:
+		return fmt.Errorf("host %s is draining", to)
+	}
+	vs, err := runningVM(dir, now, hosts, vm)
+	if err != nil {
+		return err
+	}
+	switch {
+	case primary && vs.Primary == to:
+		return fmt.Errorf("%s is already %s's primary", to, vm)
+	case !primary && vs.Primary == to:
+		return fmt.Errorf("%s is %s's primary; its backup must be elsewhere (to move the primary, add --primary)", to, vm)
+	case !primary && vs.Backup == to:
+		return fmt.Errorf("%s is already %s's backup", to, vm)
+	}
+	return moveVM(ctx, dir, hosts, vs, to, primary, progress)
+}
+
+// moveVM asks vs's primary's host for the move and follows it.
+func moveVM(ctx context.Context, dir *storage.Dir, hosts []HostState, vs VMState, to string, primary bool, progress func(MoveProgress)) error {
+	prim, ok := findHost(hosts, vs.Primary)
+	if !ok || !prim.Alive {
+		return fmt.Errorf("%s's primary's host %s is down", vs.Name, vs.Primary)
+	}
+	key, err := dir.ClusterKey()
+	if err != nil {
+		return err
+	}
+	// The hosts tag the statuses of this move with its id.
+	id := fmt.Sprintf("%s-%d", vs.Name, time.Now().UnixNano())
+	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	_, err = control(cctx, prim.Addr, key, controlRequest{Op: "move", VM: vs.Name, To: to, Primary: primary, ID: id})
+	cancel()
+	if err != nil {
+		return err
+	}
+	what := "backup"
+	if primary {
+		what = "primary"
+	}
+	progress(step("%s: moving the %s to %s (primary %s, backup %s, generation %d)", vs.Name, what, to, vs.Primary, orNone(vs.Backup), vs.Generation))
+	ctx, cancel = context.WithTimeout(ctx, moveWait)
+	defer cancel()
+	last := ""
+	var switched time.Time
+	for {
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%s: the move did not finish: %w (see ftvm status)", vs.Name, ctx.Err())
+		case <-time.After(100 * time.Millisecond):
+		}
+		now := time.Now()
+		hosts, err := Hosts(dir, now)
+		if err != nil {
+			continue
+		}
+		cur, err := findVM(dir, now, hosts, vs.Name)
+		if err != nil {
+			return err
+		}
+		if vmEnded(cur.State) {
+			return fmt.Errorf("vm %s ended during the move: %s", vs.Name, cur.State)
+		}
+		// The steps the hosts report, and a failure.
+		sts, _ := dir.Statuses(vs.Name)
+		for _, st := range sts {
+			if st.MoveID != id || st.Move == last {
+				continue
+			}
+			if strings.Contains(st.Move, "failed") {
+				return fmt.Errorf("%s: %s", vs.Name, st.Move)
+			}
+			last = st.Move
+			progress(step("%s: %s", vs.Name, st.Move))
+		}
+		for _, st := range sts {
+			if st.Clone != nil && st.Host == cur.Primary && st.Generation == cur.Generation {
+				progress(MoveProgress{Clone: st.Clone})
+			}
+		}
+		switch {
+		case cur.Primary != vs.Primary && cur.Primary != to:
+			return fmt.Errorf("%s: failed over to %s during the move (generation %d)", vs.Name, cur.Primary, cur.Generation)
+		case !primary && cur.Backup == to && cur.Generation > vs.Generation && cur.Protected:
+			progress(step("%s: done: primary %s, backup %s, generation %d", vs.Name, cur.Primary, cur.Backup, cur.Generation))
+			return nil
+		case primary && cur.Primary == to && strings.HasPrefix(cur.State, "running"):
+			if switched.IsZero() {
+				switched = now
+				progress(step("%s: %s is the primary (generation %d); cloning a new backup", vs.Name, to, cur.Generation))
+			}
+			if cur.Protected {
+				progress(step("%s: done: primary %s, backup %s, generation %d", vs.Name, cur.Primary, cur.Backup, cur.Generation))
+				return nil
+			}
+			if now.Sub(switched) > protectedWait {
+				progress(step("%s: done: primary %s, running alone (%s)", vs.Name, cur.Primary, cur.Protection))
+				return nil
+			}
+		}
+	}
+}
+
+// DrainVMs empties host name for maintenance: it marks the host draining
+// (no VM is placed or cloned onto it) and moves every VM off it, one at a
+// time: a backup to the least loaded other host, a primary to its backup
+// (which a new backup then joins). With undo it clears the mark. A host
+// that is down, or the last live host, is refused and nothing changes.
+func DrainVMs(ctx context.Context, dir *storage.Dir, name string, undo bool, progress func(MoveProgress)) error {
+	now := time.Now()
+	hosts, err := Hosts(dir, now)
+	if err != nil {
+		return err
+	}
+	h, ok := findHost(hosts, name)
+	switch {
+	case !ok:
+		return fmt.Errorf("no host %q in the registry", name)
+	case !h.Alive:
+		return fmt.Errorf("host %s is down (its VMs failed over or will)", name)
+	}
+	others := 0
+	for _, o := range hosts {
+		if o.Alive && !o.Draining && o.Name != name {
+			others++
+		}
+	}
+	if !undo && others == 0 {
+		return fmt.Errorf("cannot drain %s: it is the last live host that is not draining; its VMs would have nowhere to go", name)
+	}
+	if !undo {
+		// Every VM on the host must have somewhere to go, before any moves.
+		vms, err := vmStates(dir, now, hosts)
+		if err != nil {
+			return err
+		}
+		for _, v := range vms {
+			if !strings.HasPrefix(v.State, "running") || (v.Primary != name && v.Backup != name) {
+				continue
+			}
+			if _, to, _ := drainTarget(v, vms, hosts, name); to == "" {
+				return fmt.Errorf("cannot drain %s: vm %s has nowhere to go (no live host other than its primary and backup)", name, v.Name)
+			}
+		}
+	}
+	key, err := dir.ClusterKey()
+	if err != nil {
+		return err
+	}
+	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	_, err = control(cctx, h.Addr, key, controlRequest{Op: "drain", Drain: !undo})
+	cancel()
+	if err != nil {
+		return err
+	}
+	if undo {
+		progress(step("%s: no longer draining", name))
+		return nil
+	}
+	progress(step("%s: draining: no VM is placed on it any more", name))
+	moved := 0
+	for {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		now := time.Now()
+		hosts, err := Hosts(dir, now)
+		if err != nil {
+			return err
+		}
+		vms, err := vmStates(dir, now, hosts)
+		if err != nil {
+			return err
+		}
+		next, to, primary := drainNext(vms, hosts, name)
+		if next == nil {
+			if moved == 1 {
+				progress(step("%s: drained: 1 VM moved off", name))
+			} else {
+				progress(step("%s: drained: %d VMs moved off", name, moved))
+			}
+			return nil
+		}
+		if to == "" {
+			return fmt.Errorf("cannot move %s off %s: no other live host", next.Name, name)
+		}
+		if err := moveVM(ctx, dir, hosts, *next, to, primary, progress); err != nil {
+			return err
+		}
+		moved++
+	}
+}
+
+// drainNext picks the next VM to move off host name, where to, and whether
+// its primary moves; nil when no running VM uses the host.
+func drainNext(vms []VMState, hosts []HostState, name string) (*VMState, string, bool) {
+	for i, v := range vms {
+		if strings.HasPrefix(v.State, "running") && (v.Primary == name || v.Backup == name) {
+			_, to, primary := drainTarget(v, vms, hosts, name)
+			return &vms[i], to, primary
+		}
+	}
+	return nil, "", false
+}
+
+// drainTarget says where v goes off host name: a backup to the least
+// loaded other live host, a primary to its backup (or, with none, to such
+// a host); "" if there is none.
+func drainTarget(v VMState, vms []VMState, hosts []HostState, name string) (VMState, string, bool) {
+	if v.Primary == name {
+		if b, ok := findHost(hosts, v.Backup); ok && b.Alive && !b.Draining && b.Name != name {
+			return v, v.Backup, true
+		}
+	}
+	load := map[string]int{}
+	for _, o := range vms {
+		if strings.HasPrefix(o.State, "running") {
+			load[o.Primary]++
+			load[o.Backup]++
+		}
+	}
+	var cands []string
+	for _, h := range hosts {
+		if h.Alive && !h.Draining && h.Name != name && h.Name != v.Primary && h.Name != v.Backup {
+			cands = append(cands, h.Name)
+		}
+	}
+	sort.SliceStable(cands, func(i, j int) bool { return load[cands[i]] < load[cands[j]] })
+	if len(cands) == 0 {
+		return v, "", v.Primary == name
+	}
+	return v, cands[0], v.Primary == name
+}
+
+// runningVM returns VM vm's state, or an error unless it runs.
+func runningVM(dir *storage.Dir, now time.Time, hosts []HostState, vm string) (VMState, error) {
+	v, err := findVM(dir, now, hosts, vm)
+	if err == nil && !strings.HasPrefix(v.State, "running") {
+		err = fmt.Errorf("vm %s is not running (%s)", vm, v.State)
+	}
+	return v, err
+}
+
+// findVM returns VM vm's state.
+func findVM(dir *storage.Dir, now time.Time, hosts []HostState, vm string) (VMState, error) {
+	vms, err := vmStates(dir, now, hosts)
+	if err != nil {
+		return VMState{}, err
+	}
+	for _, v := range vms {
+		if v.Name == vm {
+			return v, nil
+		}
+	}
+	return VMState{}, fmt.Errorf("no vm %q", vm)
+}
+
+// vmEnded reports whether a VM in state runs nowhere any more.
+func vmEnded(state string) bool {
+	switch {
+	case state == "stopped", state == "exited", state == "failed", state == "halted", strings.HasPrefix(state, "lost"):
+		return true
+	}
+	return false
+}
+
+func findHost(hosts []HostState, name string) (HostState, bool) {
+	for _, h := range hosts {
+		if h.Name == name {
+			return h, true
+		}
+	}
+	return HostState{}, false
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "none"
+	}
+	return s
+}
