@@ -40,7 +40,14 @@ func (c *cluster) protected(vm string, after uint64, max time.Duration) storage.
 // new backup onto a spare: the VM is protected again, and goes on through
 // the next kill with nothing a client saw lost or repeated; at the end the
 // counter in memory and on the disk agree.
-func TestCloneAfterEachPrimaryKill(t *testing.T) {
+func TestCloneAfterEachPrimaryKill(t *testing.T) { cloneAfterEachKill(t, true) }
+
+// TestCloneAfterEachBackupKill is TestCloneAfterEachPrimaryKill killing
+// the host that is backup: the primary goes on alone and clones a new
+// backup onto a spare each time.
+func TestCloneAfterEachBackupKill(t *testing.T) { cloneAfterEachKill(t, false) }
+
+func cloneAfterEachKill(t *testing.T, primary bool) {
 	rounds := 10
 	if testing.Short() {
 		rounds = 3
@@ -61,10 +68,14 @@ func TestCloneAfterEachPrimaryKill(t *testing.T) {
 		t.Logf("round %d: generation %d, primary %s, backup %s", i, o.Generation, o.Host, o.Backup)
 		l.waitReplies(t, 10, 20*time.Second)
 		time.Sleep(randDuration(t, 0, 200*time.Millisecond))
-		c.signal(o.Host, syscall.SIGKILL)
+		victim := o.Backup
+		if primary {
+			victim = o.Host
+		}
+		c.signal(victim, syscall.SIGKILL)
 		l.waitReplies(t, 10, 30*time.Second)
 		time.Sleep(time.Second)
-		c.startHost(o.Host)
+		c.startHost(victim)
 	}
 	c.protected("counter", gen, 30*time.Second)
 	l.waitReplies(t, 10, 20*time.Second)
