@@ -235,7 +235,7 @@ func (r *runner) clone(gen uint64, target string) {
 			rounds = "1 round"
 		}
 		r.lastClone = fmt.Sprintf("to %s at %s: pause %s, %s, %s, took %s", out.target, time.Now().UTC().Format(time.TimeOnly),
-			out.pause.Round(100*time.Microsecond), rounds, mib(out.bytes), out.took.Round(time.Millisecond))
+			out.pause.Round(100*time.Microsecond), rounds, storage.Size(out.bytes), out.took.Round(time.Millisecond))
 		r.mu.Unlock()
 	case out.noSpare:
 		r.setClone("no spare host")
@@ -249,14 +249,6 @@ func (r *runner) clone(gen uint64, target string) {
 	case r.events <- ev:
 	case <-r.ctx.Done():
 	}
-}
-
-// mib shows a size in MiB, or KiB below one.
-func mib(n uint64) string {
-	if n < 1<<20 {
-		return fmt.Sprintf("%d KiB", (n+1023)>>10)
-	}
-	return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
 }
 
 func (r *runner) setClone(s string) {
@@ -352,7 +344,7 @@ func (r *runner) cloneOnce(gen uint64, target string) (out cloneOutcome) {
 	var lastLeft uint64
 	for {
 		if ctx.Err() != nil {
-			out.err = fmt.Errorf("did not converge within %v (%s left)", cloneTimeout, mib(j.remaining.Load()))
+			out.err = fmt.Errorf("did not converge within %v (%s left)", cloneTimeout, storage.Size(j.remaining.Load()))
 			return out
 		}
 		// Pages copied at the guest's pauses; an idle guest, waiting in a
@@ -384,7 +376,7 @@ func (r *runner) cloneOnce(gen uint64, target string) (out cloneOutcome) {
 		rate := float64(sent) / max(time.Since(copyStart).Seconds(), 1e-3)
 		left, round := j.remaining.Load(), j.round.Load()
 		prog := storage.CloneProgress{Target: target, Round: round, SentBytes: sent, LeftBytes: left, Rate: rate}
-		r.setClone(fmt.Sprintf("cloning to %s: %d %%, round %d, %s left", target, prog.Percent(), round, mib(left)))
+		r.setClone(prog.String())
 		r.mu.Lock()
 		r.cloneProg = &prog
 		r.mu.Unlock()
@@ -402,7 +394,7 @@ func (r *runner) cloneOnce(gen uint64, target string) (out cloneOutcome) {
 				if stuck >= 2 {
 					d := max(time.Millisecond, 2*time.Duration(j.throttle.Load()))
 					j.throttle.Store(int64(min(d, maxThrottle)))
-					r.log.Info("clone: slowing the guest to converge", "wait_per_pause", time.Duration(j.throttle.Load()).String(), "left", mib(left))
+					r.log.Info("clone: slowing the guest to converge", "wait_per_pause", time.Duration(j.throttle.Load()).String(), "left", storage.Size(left))
 				}
 			} else {
 				stuck = 0

@@ -15,6 +15,19 @@ import (
 	"ftvm/storage"
 )
 
+// newCounterCluster starts hosts h1, h2 and h3 and the Go counter with its
+// disk on h1 and h2, and returns the cluster and the counter's address.
+func newCounterCluster(t *testing.T) (*cluster, string) {
+	c := newCluster(t)
+	for _, h := range []string{"h1", "h2", "h3"} {
+		c.startHost(h)
+	}
+	addr := freeAddr(t)
+	c.startVM("counter", counterGuest(t), storage.VMSpec{Listeners: []string{addr}, Primary: "h1", Backup: "h2",
+		Disk: true, Args: []string{"ft-counter", "-file", "/disk/counter"}})
+	return c, addr
+}
+
 // protected waits until vm's latest generation has a primary and a backup
 // on live hosts, both running and connected, and returns that owner.
 func (c *cluster) protected(vm string, after uint64, max time.Duration) storage.Owner {
@@ -52,13 +65,7 @@ func cloneAfterEachKill(t *testing.T, primary bool) {
 	if testing.Short() {
 		rounds = 3
 	}
-	c := newCluster(t)
-	for _, h := range []string{"h1", "h2", "h3"} {
-		c.startHost(h)
-	}
-	addr := freeAddr(t)
-	c.startVM("counter", counterGuest(t), storage.VMSpec{Listeners: []string{addr}, Primary: "h1", Backup: "h2",
-		Disk: true, Args: []string{"ft-counter", "-file", "/disk/counter"}})
+	c, addr := newCounterCluster(t)
 	l := startLoad(addr, 4)
 	l.waitReplies(t, 20, 20*time.Second)
 	gen := uint64(0)

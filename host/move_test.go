@@ -51,13 +51,7 @@ func (c *cluster) spareOf(o storage.Owner) string {
 // drained; each time the VM ends up where it was sent and protected.
 // Nothing a client saw is lost or repeated, and memory and disk agree.
 func TestMoveUnderLoad(t *testing.T) {
-	c := newCluster(t)
-	for _, h := range []string{"h1", "h2", "h3"} {
-		c.startHost(h)
-	}
-	addr := freeAddr(t)
-	c.startVM("counter", counterGuest(t), storage.VMSpec{Listeners: []string{addr}, Primary: "h1", Backup: "h2",
-		Disk: true, Args: []string{"ft-counter", "-file", "/disk/counter"}})
+	c, addr := newCounterCluster(t)
 	l := startLoad(addr, 16)
 	l.waitReplies(t, 50, 20*time.Second)
 

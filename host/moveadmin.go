@@ -2,6 +2,7 @@ package host
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 	"strings"
@@ -99,6 +100,10 @@ func moveVM(ctx context.Context, dir *storage.Dir, hosts []HostState, vs VMState
 	for {
 		select {
 		case <-ctx.Done():
+			// The primary's host does the move: it goes on without us.
+			if errors.Is(ctx.Err(), context.Canceled) {
+				return fmt.Errorf("%s: stopped following the move; %s goes on with it (see ftvm status): %w", vs.Name, vs.Primary, ctx.Err())
+			}
 			return fmt.Errorf("%s: the move did not finish: %w (see ftvm status)", vs.Name, ctx.Err())
 		case <-time.After(100 * time.Millisecond):
 		}

@@ -578,3 +578,17 @@ type CloneProgress struct {
 
 // Percent is the share of the copy done.
 func (c CloneProgress) Percent() uint64 { return 100 * c.SentBytes / max(c.SentBytes+c.LeftBytes, 1) }
+
+// String says how the clone goes, as status shows it: "cloning to h3:
+// 43 %, round 3, 12.0 MiB left".
+func (c CloneProgress) String() string {
+	return fmt.Sprintf("cloning to %s: %d %%, round %d, %s left", c.Target, c.Percent(), c.Round, Size(c.LeftBytes))
+}
+
+// Size shows a size in MiB, or in KiB below one.
+func Size(n uint64) string {
+	if n < 1<<20 {
+		return fmt.Sprintf("%d KiB", (n+1023)>>10)
+	}
+	return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+}

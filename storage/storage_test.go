@@ -210,3 +210,15 @@ func TestClusterKeyCreatedConcurrently(t *testing.T) {
 		}
 	}
 }
+
+func TestCloneProgressString(t *testing.T) {
+	c := CloneProgress{Target: "h3", Round: 3, SentBytes: 9 << 20, LeftBytes: 12 << 20}
+	if got, want := c.String(), "cloning to h3: 42 %, round 3, 12.0 MiB left"; got != want {
+		t.Errorf("String() = %q, want %q", got, want)
+	}
+	for n, want := range map[uint64]string{0: "0 KiB", 1: "1 KiB", 1 << 20: "1.0 MiB", 3<<20 + 1<<19: "3.5 MiB"} {
+		if got := Size(n); got != want {
+			t.Errorf("Size(%d) = %q, want %q", n, got, want)
+		}
+	}
+}

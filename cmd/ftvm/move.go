@@ -109,12 +109,11 @@ func (p *moveProgress) report(m host.MoveProgress) {
 			done := int(c.Percent()) * width / 100
 			fmt.Fprintf(p.w, "\r\033[K%6.2fs  cloning to %s [%s%s] %3d %%  round %d  %s left  %s/s",
 				at, c.Target, strings.Repeat("#", done), strings.Repeat("-", width-done), c.Percent(), c.Round,
-				mibString(c.LeftBytes), mibString(uint64(c.Rate)))
+				storage.Size(c.LeftBytes), storage.Size(uint64(c.Rate)))
 			p.bar = true
 		} else if c.Round != p.round {
 			p.round = c.Round
-			fmt.Fprintf(p.w, "%6.2fs  cloning to %s: %d %%, round %d, %s left, %s/s\n",
-				at, c.Target, c.Percent(), c.Round, mibString(c.LeftBytes), mibString(uint64(c.Rate)))
+			fmt.Fprintf(p.w, "%6.2fs  %s, %s/s\n", at, c, storage.Size(uint64(c.Rate)))
 		}
 		return
 	}
@@ -124,12 +123,4 @@ func (p *moveProgress) report(m host.MoveProgress) {
 	}
 	p.round = 0
 	fmt.Fprintf(p.w, "%6.2fs  %s\n", at, m.Step)
-}
-
-// mibString shows a size in MiB, or KiB below one.
-func mibString(n uint64) string {
-	if n < 1<<20 {
-		return fmt.Sprintf("%d KiB", (n+1023)>>10)
-	}
-	return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
 }
