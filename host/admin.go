@@ -11,6 +11,7 @@ import (
 	"syscall"
 	"time"
 
+	"ftvm/internal/listeners"
 	"ftvm/storage"
 )
 
@@ -225,7 +226,7 @@ func StartVM(dir *storage.Dir, spec storage.VMSpec, module []byte, now time.Time
 		// the same VM, so a clash with another VM would not fail to
 		// bind: it is refused here.
 		for _, a := range spec.Listeners {
-			if slices.Contains(v.Listeners, a) {
+			if slices.ContainsFunc(v.Listeners, func(b string) bool { return sameListener(a, b) }) {
 				return spec, storage.Owner{}, fmt.Errorf("listener %s is vm %s's", a, v.Name)
 			}
 		}
@@ -289,4 +290,16 @@ func StopVM(dir *storage.Dir, name string) error {
 	}
 	spec.Stopped = true
 	return dir.PutVM(spec, nil)
+}
+
+// sameListener reports whether two listen addresses would share
+// connections (see listeners.Overlap); addresses that do not resolve are
+// compared as written.
+func sameListener(a, b string) bool {
+	x, errx := net.ResolveTCPAddr("tcp", a)
+	y, erry := net.ResolveTCPAddr("tcp", b)
+	if errx != nil || erry != nil {
+		return a == b
+	}
+	return listeners.Overlap(x.AddrPort(), y.AddrPort())
 }

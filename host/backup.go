@@ -277,7 +277,7 @@ func (b *backupSide) goLive() *primarySide {
 	start := time.Now()
 	seq, _ := b.src.Received()
 	b.fencePrimary()
-	p, err := r.promote(b.vm)
+	p, err := r.promote(b.vm, b.peer)
 	if err != nil {
 		r.log.Error("go-live failed", "err", err)
 		r.end("failed", "go-live: "+err.Error())

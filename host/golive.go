@@ -13,9 +13,11 @@ import (
 // side that runs alone: its log goes on, its gate lets everything out,
 // until a clone gives it a backup again. The old primary must be unable to
 // perform anything more by now (dead or fenced): an effect it announced and
-// may have performed is settled first, against the disk as it left it.
-func (r *runner) promote(vm *vmm.VM) (*primarySide, error) {
-	cfg := r.wasiConfig()
+// may have performed is settled first, against the disk as it left it. Its
+// listeners may share their addresses with oldPrimary's host process (a
+// fence it could not do), but with no one else.
+func (r *runner) promote(vm *vmm.VM, oldPrimary string) (*primarySide, error) {
+	cfg := r.wasiConfig(oldPrimary)
 	s, err := vm.Settle(cfg)
 	if err != nil {
 		return nil, err

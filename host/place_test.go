@@ -2,6 +2,7 @@ package host_test
 
 import (
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -9,21 +10,28 @@ import (
 	"ftvm/storage"
 )
 
-// TestPlacementSpreadsPrimaries: three VMs started on three idle hosts
-// get one primary on each host, and a backup on each.
-func TestPlacementSpreadsPrimaries(t *testing.T) {
+// registeredHosts returns shared storage with hosts h1, h2 and h3
+// registered and alive; a remote address, so that only the registry says
+// whether they live.
+func registeredHosts(t *testing.T) (*storage.Dir, time.Time) {
+	t.Helper()
 	dir, err := storage.Open(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
 	now := time.Now()
 	for _, name := range []string{"h1", "h2", "h3"} {
-		// Registered and alive; a remote address, so that only the
-		// registry says whether it lives.
 		if err := dir.PutHost(storage.HostInfo{Name: name, Addr: "192.0.2.1:7000", PID: os.Getpid(), Started: now, Seen: now}); err != nil {
 			t.Fatal(err)
 		}
 	}
+	return dir, now
+}
+
+// TestPlacementSpreadsPrimaries: three VMs started on three idle hosts
+// get one primary on each host, and a backup on each.
+func TestPlacementSpreadsPrimaries(t *testing.T) {
+	dir, now := registeredHosts(t)
 	guest := counterGuest(t)
 	primaries, backups := map[string]int{}, map[string]int{}
 	for _, vm := range []string{"a", "b", "c"} {
@@ -39,5 +47,23 @@ func TestPlacementSpreadsPrimaries(t *testing.T) {
 	}
 	if len(primaries) != 3 || len(backups) != 3 {
 		t.Fatalf("primaries %v, backups %v: want one of each on every host", primaries, backups)
+	}
+}
+
+// TestStartRefusesAnotherVMsAddress: two VMs of one cluster may not listen
+// where they would share connections, written alike or not.
+func TestStartRefusesAnotherVMsAddress(t *testing.T) {
+	dir, now := registeredHosts(t)
+	guest := counterGuest(t)
+	if _, _, err := host.StartVM(dir, storage.VMSpec{Name: "a", Listeners: []string{"127.0.0.1:7000"}}, guest, now); err != nil {
+		t.Fatal(err)
+	}
+	for _, addr := range []string{"127.0.0.1:7000", "0.0.0.0:7000", "[::]:7000", "localhost:7000"} {
+		if _, _, err := host.StartVM(dir, storage.VMSpec{Name: "b", Listeners: []string{addr}}, guest, now); err == nil || !strings.Contains(err.Error(), "is vm a's") {
+			t.Errorf("start of b on %s: %v; want refused, a listens there", addr, err)
+		}
+	}
+	if _, _, err := host.StartVM(dir, storage.VMSpec{Name: "b", Listeners: []string{"127.0.0.2:7000", "127.0.0.1:7001"}}, guest, now); err != nil {
+		t.Errorf("start of b on other addresses: %v", err)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"sync"
@@ -144,15 +145,18 @@ func (h *Host) newRunner(ctx context.Context, spec storage.VMSpec, node *ft.Node
 	return r
 }
 
-// wasiConfig is the guest's system configuration on this host.
-func (r *runner) wasiConfig() wasi.Config {
+// wasiConfig is the guest's system configuration on this host. The
+// listeners may share their addresses only with the host processes of
+// peers (an old primary going down).
+func (r *runner) wasiConfig(peers ...string) wasi.Config {
 	cfg := wasi.Config{Args: r.spec.Args, Env: r.spec.Env, Stdout: r.h.cfg.Stdout, Stderr: r.h.cfg.Stderr, Coalesce: r.h.cfg.Coalesce}
 	if r.spec.Disk {
 		cfg.Preopens = []wasi.Preopen{{GuestPath: "/disk", HostDir: r.h.dir.DiskDir(r.vm)}}
 	}
+	guard := func(ln net.Listener) error { return r.h.guardListener(ln, peers) }
 	for _, a := range r.spec.Listeners {
 		// Shared: the backup binds it while a halting primary may still.
-		cfg.Listeners = append(cfg.Listeners, wasi.Listener{Addr: a, Shared: true})
+		cfg.Listeners = append(cfg.Listeners, wasi.Listener{Addr: a, Shared: true, Guard: guard})
 	}
 	return cfg
 }

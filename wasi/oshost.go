@@ -199,6 +199,11 @@ func newOSHost(cfg Config, logger *slog.Logger, skip func(Handle) bool) (*OSHost
 				lc.Control = reuseAddrPort
 			}
 			ln, err = lc.Listen(context.Background(), "tcp", l.Addr)
+			if err == nil && l.Guard != nil {
+				if err = l.Guard(ln); err != nil {
+					ln.Close()
+				}
+			}
 			if err != nil {
 				h.CloseAll()
 				return nil, fmt.Errorf("wasi: listener %d: %w", i, err)

@@ -76,6 +76,10 @@ type Listener struct {
 	// address even while a halting old primary still has it. Without it a
 	// second bind fails with EADDRINUSE, as it should for lone guests.
 	Shared bool
+	// Guard, if set, checks a listener NewOSHost opened by address once it
+	// is bound: an error (someone else listens there too, say) closes it
+	// and fails NewOSHost.
+	Guard func(net.Listener) error
 }
 
 // The listener convention: the environment variables System sets.

@@ -1,0 +1,4 @@
+package host
+
+// ReusePortListen is reusePortListen for the cluster tests.
+var ReusePortListen = reusePortListen

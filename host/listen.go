@@ -1,0 +1,37 @@
+package host
+
+import (
+	"fmt"
+	"net"
+	"slices"
+
+	"ftvm/internal/listeners"
+)
+
+// guardListener refuses a VM's listener bound with SO_REUSEPORT when
+// anyone else listens on its address (another VM, another cluster's, any
+// program of the same user): the kernel would split new connections
+// between them, and clients between two services. Only the host processes
+// of peers may share it: an old primary that this host could not fence
+// listens there until it halts. /proc that cannot be read is no reason to
+// refuse (it is logged).
+func (h *Host) guardListener(ln net.Listener, peers []string) error {
+	others, err := listeners.Others(ln)
+	if err != nil {
+		h.log.Warn("could not check who else listens on a VM's address", "addr", ln.Addr().String(), "err", err)
+		return nil
+	}
+	var allow []int
+	for _, name := range peers {
+		if p, ok := h.peer(name); ok && p.PIDSpace != "" && p.PIDSpace == h.self().PIDSpace {
+			allow = append(allow, p.PID)
+		}
+	}
+	for _, s := range others {
+		if slices.ContainsFunc(s.Holders, func(p listeners.Process) bool { return slices.Contains(allow, p.PID) }) {
+			continue
+		}
+		return fmt.Errorf("listen address %s is taken: %s listens there too, and would get some of the VM's clients", ln.Addr(), s)
+	}
+	return nil
+}

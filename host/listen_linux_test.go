@@ -1,0 +1,73 @@
+package host_test
+
+import (
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"ftvm/host"
+	"ftvm/storage"
+)
+
+// takenAddr returns a free address that a program other than the hosts
+// (this test process) listens on with SO_REUSEPORT, as a pair's hosts do:
+// the kernel would let a VM bind it too and split the connections.
+func takenAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := host.ReusePortListen(freeAddr(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	return ln.Addr().String()
+}
+
+// waitFailed waits until vm's status on hostName is failed, and returns
+// the reason.
+func (c *cluster) waitFailed(vm, hostName string) string {
+	c.t.Helper()
+	var st storage.VMStatus
+	c.waitFor(30*time.Second, vm+" failed on "+hostName, func() bool {
+		st = c.status(vm, hostName)
+		return st.State == "failed"
+	})
+	return st.Detail
+}
+
+// TestListenAddressTakenAtStart: a VM whose listen address someone else
+// already listens on does not start, and says who.
+func TestListenAddressTakenAtStart(t *testing.T) {
+	c := newCluster(t)
+	c.startHost("h1")
+	c.startHost("h2")
+	addr := takenAddr(t)
+	if _, _, err := host.StartVM(c.store, storage.VMSpec{Name: "counter", Listeners: []string{addr}, Primary: "h1", Backup: "h2", Args: []string{"ft-counter"}}, counterGuest(t), time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	why := c.waitFailed("counter", "h1")
+	if !strings.Contains(why, addr+" is taken") || !strings.Contains(why, "host.test") {
+		t.Fatalf("failed with %q; want the address and the process that holds it", why)
+	}
+}
+
+// TestListenAddressTakenAtGoLive: a program that joined the VM's address
+// while its primary served it is found when the backup goes live, which
+// refuses to share the address rather than split the clients.
+func TestListenAddressTakenAtGoLive(t *testing.T) {
+	c := newCluster(t)
+	addr := counterPair(t, c, false)
+	if got := get(t, addr, 10*time.Second); got != 0 {
+		t.Fatalf("get = %d, want 0", got)
+	}
+	ln, err := host.ReusePortListen(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	c.signal("h1", syscall.SIGKILL)
+	why := c.waitFailed("counter", "h2")
+	if !strings.Contains(why, addr+" is taken") {
+		t.Fatalf("failed with %q; want the address taken", why)
+	}
+}
