@@ -51,11 +51,15 @@ func gone(h storage.HostInfo) bool {
 
 // VMState is a VM as ftvm status shows it.
 type VMState struct {
-	Name       string   `json:"name"`
-	Generation uint64   `json:"generation"`
-	Primary    string   `json:"primary"`
-	Backup     string   `json:"backup"`
-	State      string   `json:"state"`
+	Name       string `json:"name"`
+	Generation uint64 `json:"generation"`
+	Primary    string `json:"primary"`
+	Backup     string `json:"backup"`
+	State      string `json:"state"`
+	// Detail says why a VM ended or failed (its exit status, its trap, the
+	// error); ExitCode is the exit status of a guest that ended.
+	Detail     string   `json:"detail,omitempty"`
+	ExitCode   *int     `json:"exit_code,omitempty"`
 	Listeners  []string `json:"listeners"`
 	LagEntries uint64   `json:"lag_entries"`
 	LagBytes   uint64   `json:"lag_bytes"`
@@ -117,7 +121,7 @@ func vmStates(dir *storage.Dir, now time.Time, hosts []HostState) ([]VMState, er
 			if st.Host != vs.Primary || st.Generation != vs.Generation {
 				continue
 			}
-			vs.State = st.State
+			vs.State, vs.Detail, vs.ExitCode = st.State, st.Detail, st.ExitCode
 			if st.Role == "alone" {
 				vs.State = "running alone"
 			}

@@ -237,7 +237,7 @@ func (b *backupSide) step(n uint64) stepResult {
 		}
 		return stepDone
 	case !paused:
-		b.guestEnded(exitDetail(exit))
+		b.guestEnded(exit)
 		return stepDone
 	}
 	return stepOn
@@ -249,8 +249,9 @@ func (b *backupSide) step(n uint64) stepResult {
 // node and channel with it, until the primary says it has written it all
 // (its goodbye when its guest ended), or fails, and then this backup,
 // once it won the next generation, writes it itself.
-func (b *backupSide) guestEnded(detail string) {
+func (b *backupSide) guestEnded(exit vmm.Exit) {
 	r := b.r
+	detail := exitDetail(exit)
 	r.log.Info("guest ended; waiting for the primary to write its last output", "detail", detail)
 	select {
 	case <-b.primaryEnded:
@@ -265,7 +266,7 @@ func (b *backupSide) guestEnded(detail string) {
 	}
 	r.log.Info("guest ended", "detail", detail)
 	b.ch.bye(byeGuestEnded)
-	r.end("exited", detail)
+	r.exited(exit)
 	b.vm.Close()
 }
 

@@ -187,10 +187,9 @@ func (p *primarySide) finish(exit vmm.Exit) {
 		return
 	}
 	p.gate.Stop()
-	detail := exitDetail(exit)
-	r.log.Info("guest ended", "detail", detail)
+	r.log.Info("guest ended", "detail", exitDetail(exit))
 	p.ch.bye(byeGuestEnded)
-	r.end("exited", detail)
+	r.exited(exit)
 	p.os.CloseAll()
 }
 

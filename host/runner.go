@@ -64,6 +64,7 @@ type runner struct {
 	cloneFailed map[string]time.Time
 	state       string
 	detail      string
+	exitCode    *int // the guest's exit status, once it ended
 	ended       bool // the VM has ended (exited, halted, stopped, failed)
 	stopping    bool // shutdown has begun
 	lastLag     time.Time
@@ -165,6 +166,17 @@ func (r *runner) setState(state, detail string) {
 	r.mu.Lock()
 	r.state, r.detail = state, detail
 	r.mu.Unlock()
+}
+
+// exited records that the guest ended, with exit's detail and status.
+func (r *runner) exited(exit vmm.Exit) {
+	code := exit.Status()
+	r.mu.Lock()
+	if !r.ended {
+		r.exitCode = &code
+	}
+	r.mu.Unlock()
+	r.end("exited", exitDetail(exit))
 }
 
 // end records that the VM has ended; the node stops with it.
@@ -394,7 +406,7 @@ func (r *runner) writeStatus() {
 	r.mu.Lock()
 	st := storage.VMStatus{
 		VM: r.vm, Host: r.h.cfg.Name, Generation: r.soft.Gen, Role: r.soft.Role.String(),
-		State: r.state, Detail: r.detail, Peer: r.soft.Peer, LastClone: r.lastClone, Restarted: r.restarted, Move: r.moveState, MoveID: r.moveID,
+		State: r.state, Detail: r.detail, ExitCode: r.exitCode, Peer: r.soft.Peer, LastClone: r.lastClone, Restarted: r.restarted, Move: r.moveState, MoveID: r.moveID,
 		Clone: r.cloneProg, Updated: time.Now().UTC(),
 	}
 	if r.soft.Role == ft.Alone {

@@ -478,12 +478,15 @@ type OutputDelays struct {
 // it runs the VM. It is advisory (ftvm status shows it); decisions are made
 // by owner records only.
 type VMStatus struct {
-	VM         string  `json:"vm"`
-	Host       string  `json:"host"`
-	Generation uint64  `json:"generation"`
-	Role       string  `json:"role"`  // primary, backup, alone, halted
-	State      string  `json:"state"` // starting, running, exited, halted, stopped, failed
-	Detail     string  `json:"detail,omitempty"`
+	VM         string `json:"vm"`
+	Host       string `json:"host"`
+	Generation uint64 `json:"generation"`
+	Role       string `json:"role"`  // primary, backup, alone, halted
+	State      string `json:"state"` // starting, running, exited, halted, stopped, failed
+	Detail     string `json:"detail,omitempty"`
+	// ExitCode is the process exit status of a guest that ended (exited):
+	// its exit code, or 134 for a trap, as ftvm exec exits.
+	ExitCode   *int    `json:"exit_code,omitempty"`
 	Peer       string  `json:"peer,omitempty"`
 	Connected  bool    `json:"connected"` // the logging channel is up
 	Seq        uint64  `json:"seq"`       // entries logged (primary) or received (backup)

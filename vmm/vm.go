@@ -71,6 +71,19 @@ type Exit struct {
 	Trap *wasm.Trap
 }
 
+// TrapStatus is the process exit status of a guest that trapped, as a
+// process that aborts (SIGABRT) reports it.
+const TrapStatus = 134
+
+// Status is the process exit status the guest's end maps to: its exit
+// code's low byte, or TrapStatus for a trap.
+func (e Exit) Status() int {
+	if e.Trap != nil {
+		return TrapStatus
+	}
+	return int(e.Code & 0xff)
+}
+
 // VM is one virtual machine.
 type VM struct {
 	cfg  Config

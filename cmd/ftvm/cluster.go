@@ -180,7 +180,7 @@ func runStart(ctx context.Context, env *cmdEnv, args []string) int {
 	spec.Primary, spec.Backup = *primary, *backup
 	if err := startAndWait(ctx, env.stdout, dir, spec, mod, *wait); err != nil {
 		fmt.Fprintf(env.stderr, "ftvm start: %v\n", err)
-		return 1
+		return exitCodeOf(err)
 	}
 	return 0
 }
@@ -201,8 +201,8 @@ func startAndWait(ctx context.Context, w io.Writer, dir *storage.Dir, spec stora
 		if err == nil {
 			for _, st := range sts {
 				if st.Host == spec.Primary && st.Generation == owner.Generation && st.Updated.After(owner.Time) {
-					if st.State == "failed" {
-						return fmt.Errorf("vm %s failed on %s: %s", spec.Name, st.Host, st.Detail)
+					if err := endOf(st); err != nil {
+						return err
 					}
 					if st.Connected {
 						fmt.Fprintf(w, "vm %s: running, backup connected\n", spec.Name)
@@ -218,6 +218,40 @@ func startAndWait(ctx context.Context, w io.Writer, dir *storage.Dir, spec stora
 		}
 	}
 	return fmt.Errorf("vm %s: the pair did not come up within %v (see ftvm status)", spec.Name, wait)
+}
+
+// vmEnded is the end of a VM that ended by itself: its guest exited or
+// trapped (a Code to exit with, as ftvm exec would), or it failed.
+type vmEnded struct {
+	vm, host, state, detail string
+	code                    int
+}
+
+func (e *vmEnded) Error() string {
+	if e.state == "exited" {
+		return fmt.Sprintf("vm %s: the guest ended on %s: %s", e.vm, e.host, e.detail)
+	}
+	return fmt.Sprintf("vm %s %s on %s: %s", e.vm, e.state, e.host, e.detail)
+}
+
+// endOf returns a *vmEnded if st says its VM ended (exited or failed).
+func endOf(st storage.VMStatus) error {
+	switch {
+	case st.State == "exited" && st.ExitCode != nil:
+		return &vmEnded{vm: st.VM, host: st.Host, state: st.State, detail: st.Detail, code: *st.ExitCode}
+	case st.State == "exited", st.State == "failed":
+		return &vmEnded{vm: st.VM, host: st.Host, state: st.State, detail: st.Detail, code: 1}
+	}
+	return nil
+}
+
+// exitCodeOf is the exit status for an error of start or run: the guest's
+// for a guest that ended, else 1.
+func exitCodeOf(err error) int {
+	if e, ok := errors.AsType[*vmEnded](err); ok {
+		return e.code
+	}
+	return 1
 }
 
 func runStop(ctx context.Context, env *cmdEnv, args []string) int {
@@ -341,6 +375,9 @@ func printStatus(w io.Writer, st clusterStatus, now time.Time) {
 	}
 	tw.Flush()
 	for _, v := range st.VMs {
+		if v.Detail != "" && !strings.HasPrefix(v.State, "running") {
+			fmt.Fprintf(w, "%s: %s: %s\n", v.Name, v.State, v.Detail)
+		}
 		if v.Restarted != "" {
 			fmt.Fprintf(w, "%s: %s\n", v.Name, v.Restarted)
 		}

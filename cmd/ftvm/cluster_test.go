@@ -84,24 +84,33 @@ func counterRequest(t *testing.T, addr, req string) string {
 	}
 }
 
-func TestStartStatusStopFailpointCLI(t *testing.T) {
-	shared := t.TempDir()
-	hostInProcess(t, shared, "a")
-	hostInProcess(t, shared, "b")
-	g := guestFile(t, "ft-counter")
-	addr := freePort(t)
-	// Wait for both hosts to register.
+// waitHosts waits until the hosts named are registered.
+func waitHosts(t *testing.T, shared string, names ...string) {
+	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		_, out, _ := ftvm(t, "", "status", "--shared", shared)
-		if strings.Contains(out, "\na ") && strings.Contains(out, "\nb ") {
-			break
+		all := true
+		for _, n := range names {
+			all = all && strings.Contains(out, "\n"+n+" ")
+		}
+		if all {
+			return
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("hosts did not register:\n%s", out)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+func TestStartStatusStopFailpointCLI(t *testing.T) {
+	shared := t.TempDir()
+	hostInProcess(t, shared, "a")
+	hostInProcess(t, shared, "b")
+	g := guestFile(t, "ft-counter")
+	addr := freePort(t)
+	waitHosts(t, shared, "a", "b")
 	if code, _, errs := ftvm(t, "", "start", "--shared", shared, "--name", "c", "--listen", "127.0.0.1:0", g); code != 1 || !strings.Contains(errs, "fixed port") {
 		t.Fatalf("start with port 0: status %d, %s", code, errs)
 	}
@@ -128,7 +137,7 @@ func TestStartStatusStopFailpointCLI(t *testing.T) {
 	}
 	// The Output Rule's cost shows while the guest answers: every reply
 	// waited for the backup's acknowledgement.
-	deadline = time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(10 * time.Second)
 	for {
 		counterRequest(t, addr, "inc")
 		_, out, _ = ftvm(t, "", "status", "--shared", shared, "--json")
@@ -190,10 +199,7 @@ func TestStartStatusStopFailpointCLI(t *testing.T) {
 // two host processes, the guest under FT, events printed, and Ctrl-C
 // (SIGINT) stopping everything.
 func TestRunEmbeddedDefault(t *testing.T) {
-	bin := filepath.Join(t.TempDir(), "ftvm")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := ftvmBinary(t)
 	g := guestFile(t, "ft-counter")
 	work := t.TempDir()
 	addr := freePort(t)

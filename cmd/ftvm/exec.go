@@ -209,9 +209,8 @@ func exitStatus(env *cmdEnv, exit vmm.Exit) int {
 	if exit.Trap != nil {
 		fmt.Fprintf(env.stderr, "ftvm: guest trapped: %s in %s at offset 0x%x\n",
 			exit.Trap.Code, exit.Trap.FuncName, exit.Trap.Offset)
-		return 134
 	}
-	return int(exit.Code & 0xff)
+	return exit.Status()
 }
 
 // logHeader describes the recorded run so that replay can rebuild the

@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -54,7 +55,8 @@ func runRun(ctx context.Context, env *cmdEnv, args []string) int {
 			"h2 (the others are spares), and prints every event until Ctrl-C, which stops the VM and the\n"+
 			"hosts. Kill a host (kill -9 PID) to watch another take over and a new backup be cloned onto\n"+
 			"a spare; a host that died is started again after a second, as a repaired server that\n"+
-			"rejoins as a spare (--no-restart: not).\n\n"+
+			"rejoins as a spare (--no-restart: not). A guest that ends by itself ends the run, with\n"+
+			"its exit status (134 for a trap).\n\n"+
 			"Without a guest it runs the embedded default: a TCP counter server (one line in, the new\n"+
 			"count out; \"get\" reads it) on "+defaultListen+" (or --listen), persisting its count to\n"+
 			"its virtual disk.")
@@ -146,6 +148,11 @@ func runRun(ctx context.Context, env *cmdEnv, args []string) int {
 		return 0
 	}
 	if err := startAndWait(ctx, out, dir, spec, mod, 15*time.Second); err != nil {
+		if _, ok := errors.AsType[*vmEnded](err); ok {
+			// Not stopped: status keeps saying how it ended.
+			fmt.Fprintf(out, "ftvm run: %v\n", err)
+			return exitCodeOf(err)
+		}
 		code := stop()
 		if ctx.Err() != nil {
 			return code
@@ -158,8 +165,15 @@ func runRun(ctx context.Context, env *cmdEnv, args []string) int {
 	fmt.Fprintf(out, "ftvm run: Ctrl-C stops everything; 'ftvm status --shared %s' shows the pair\n", *shared)
 	restart := make(chan string, len(runHosts))
 	alive := len(procs)
+	watch := time.NewTicker(250 * time.Millisecond)
+	defer watch.Stop()
 	for alive > 0 || !*noRestart {
 		select {
+		case <-watch.C:
+			if err := vmEnd(dir, *name); err != nil {
+				fmt.Fprintf(out, "ftvm run: %v\n", err)
+				return exitCodeOf(err)
+			}
 		case p := <-exited:
 			alive--
 			fmt.Fprintf(out, "ftvm run: host %s exited: %v\n", p.name, p.err)
@@ -180,6 +194,26 @@ func runRun(ctx context.Context, env *cmdEnv, args []string) int {
 		}
 	}
 	return fail(fmt.Errorf("every host exited"))
+}
+
+// vmEnd returns a *vmEnded once VM name ended by itself: its guest exited
+// or trapped, or it failed where it ran last.
+func vmEnd(dir *storage.Dir, name string) error {
+	vms, err := host.VMs(dir, time.Now())
+	if err != nil {
+		return nil
+	}
+	for _, v := range vms {
+		if v.Name != name {
+			continue
+		}
+		for _, st := range v.Hosts {
+			if st.Host == v.Primary && st.Generation == v.Generation {
+				return endOf(st)
+			}
+		}
+	}
+	return nil
 }
 
 // hostProc is a host daemon started by ftvm run.
