@@ -87,6 +87,24 @@ func Open(root string) (*Dir, error) {
 	return &Dir{root: root}, nil
 }
 
+// OpenExisting opens shared storage at root without creating anything:
+// for the commands that only read it or act on what it holds, so that a
+// mistyped path is an error rather than a new, empty storage.
+func OpenExisting(root string) (*Dir, error) {
+	fi, err := os.Stat(root)
+	if err != nil {
+		var pe *fs.PathError
+		if errors.As(err, &pe) {
+			err = pe.Err
+		}
+		return nil, fmt.Errorf("shared storage %s: %w", root, err)
+	}
+	if !fi.IsDir() {
+		return nil, fmt.Errorf("shared storage %s: not a directory", root)
+	}
+	return &Dir{root: root}, nil
+}
+
 // SetReachable installs a check made before every operation; while it
 // returns false every operation fails with ErrUnreachable.
 func (d *Dir) SetReachable(f func() bool) { d.reachable = f }
@@ -385,6 +403,9 @@ func (d *Dir) VMs() ([]string, error) {
 		return nil, err
 	}
 	ents, err := os.ReadDir(filepath.Join(d.root, "vms"))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil // storage no VM was started in
+	}
 	if err != nil {
 		return nil, d.wrap("list vms", err)
 	}
@@ -440,6 +461,9 @@ func (d *Dir) listJSON(dir string, each func([]byte) error) error {
 		return err
 	}
 	ents, err := os.ReadDir(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil // nothing written there yet
+	}
 	if err != nil {
 		return d.wrap("list", err)
 	}

@@ -7,7 +7,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -167,7 +166,7 @@ func runStart(ctx context.Context, env *cmdEnv, args []string) int {
 		fs.Usage()
 		return 2
 	}
-	dir, err := storage.Open(*shared)
+	dir, err := storage.OpenExisting(*shared)
 	if err != nil {
 		fmt.Fprintf(env.stderr, "ftvm start: %v\n", err)
 		return 1
@@ -267,7 +266,7 @@ func runStop(ctx context.Context, env *cmdEnv, args []string) int {
 		fs.Usage()
 		return 2
 	}
-	dir, err := storage.Open(*shared)
+	dir, err := storage.OpenExisting(*shared)
 	if err == nil {
 		err = host.StopVM(dir, *name)
 	}
@@ -316,16 +315,9 @@ func runStatus(ctx context.Context, env *cmdEnv, args []string) int {
 }
 
 func readStatus(shared string) (clusterStatus, error) {
-	if _, err := os.Stat(shared); err != nil {
-		// Status only reads: it must not create an empty storage where a
-		// mistyped path points.
-		var pe *fs.PathError
-		if errors.As(err, &pe) {
-			err = pe.Err
-		}
-		return clusterStatus{}, fmt.Errorf("shared storage %s: %w", shared, err)
-	}
-	dir, err := storage.Open(shared)
+	// Status only reads: it must not create an empty storage where a
+	// mistyped path points.
+	dir, err := storage.OpenExisting(shared)
 	if err != nil {
 		return clusterStatus{}, err
 	}
@@ -419,7 +411,7 @@ func runFailpoint(ctx context.Context, env *cmdEnv, args []string) int {
 		fmt.Fprintf(env.stderr, "ftvm failpoint: %v\n", err)
 		return 1
 	}
-	dir, err := storage.Open(*shared)
+	dir, err := storage.OpenExisting(*shared)
 	if err != nil {
 		return fail(err)
 	}

@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"runtime/pprof"
 	"sort"
 	"syscall"
@@ -34,7 +35,7 @@ type cmdEnv struct {
 func commands() map[string]command {
 	return map[string]command{
 		"exec":      {"run a WASI guest alone", runExec},
-		"run":       {"run a guest under FT on two local host processes (the embedded default)", runRun},
+		"run":       {"run a guest under FT on local host processes (the embedded default)", runRun},
 		"host":      {"run a host daemon", runHost},
 		"start":     {"start a fault-tolerant VM on two hosts", runStart},
 		"stop":      {"stop a fault-tolerant VM", runStop},
@@ -49,6 +50,33 @@ func commands() map[string]command {
 	}
 }
 
+// version describes this build: the module's version, and the commit it
+// was built from when the build recorded it.
+func version() string {
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "ftvm (unknown build)"
+	}
+	v := "ftvm " + bi.Main.Version
+	var rev, at, dirty string
+	for _, s := range bi.Settings {
+		switch s.Key {
+		case "vcs.revision":
+			rev = s.Value
+		case "vcs.time":
+			at = s.Value
+		case "vcs.modified":
+			if s.Value == "true" {
+				dirty = ", modified"
+			}
+		}
+	}
+	if rev != "" {
+		v += fmt.Sprintf(" (commit %.12s, %s%s)", rev, at, dirty)
+	}
+	return v + ", " + bi.GoVersion
+}
+
 func usage(w io.Writer) {
 	fmt.Fprintln(w, "usage: ftvm COMMAND [ARGS...]")
 	fmt.Fprintln(w, "\ncommands:")
@@ -61,7 +89,8 @@ func usage(w io.Writer) {
 	for _, n := range names {
 		fmt.Fprintf(w, "  %-10s %s\n", n, cmds[n].summary)
 	}
-	fmt.Fprintln(w, "\nRun 'ftvm COMMAND -h' for a command's flags.")
+	fmt.Fprintf(w, "  %-10s %s\n", "version", "print ftvm's version")
+	fmt.Fprintln(w, "\nRun 'ftvm help COMMAND' (or 'ftvm COMMAND -h') for a command's flags.")
 }
 
 func main() {
@@ -78,7 +107,20 @@ func run(ctx context.Context, env *cmdEnv, args []string) int {
 	}
 	switch args[0] {
 	case "-h", "-help", "--help", "help":
+		if len(args) > 1 && args[0] == "help" {
+			// ftvm help CMD: CMD's own usage.
+			if c, ok := commands()[args[1]]; ok {
+				c.run(ctx, &cmdEnv{stdin: env.stdin, stdout: env.stdout, stderr: env.stdout}, []string{"-h"})
+				return 0
+			}
+			fmt.Fprintf(env.stderr, "ftvm: unknown command %q\n\n", args[1])
+			usage(env.stderr)
+			return 2
+		}
 		usage(env.stdout)
+		return 0
+	case "version", "-version", "--version":
+		fmt.Fprintln(env.stdout, version())
 		return 0
 	}
 	c, ok := commands()[args[0]]

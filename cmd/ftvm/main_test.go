@@ -290,3 +290,36 @@ func TestProfileCLI(t *testing.T) {
 		t.Fatalf("period 0: status %d, stderr %s", code, errs)
 	}
 }
+
+func TestHelpAndVersion(t *testing.T) {
+	code, out, _ := ftvm(t, "", "help", "run")
+	if code != 0 || !strings.Contains(out, "usage: ftvm run") || !strings.Contains(out, "-no-restart") {
+		t.Fatalf("help run: status %d\n%s", code, out)
+	}
+	if code, _, errs := ftvm(t, "", "help", "nope"); code != 2 || !strings.Contains(errs, `unknown command "nope"`) {
+		t.Fatalf("help nope: status %d, %q", code, errs)
+	}
+	if code, out, _ := ftvm(t, "", "version"); code != 0 || !strings.HasPrefix(out, "ftvm ") || !strings.Contains(out, "go1.") {
+		t.Fatalf("version: status %d, %q", code, out)
+	}
+}
+
+// TestStatusOfEmptyStorage: status of a storage no host used yet shows
+// empty lists and writes nothing.
+func TestStatusOfEmptyStorage(t *testing.T) {
+	shared := t.TempDir()
+	code, out, errs := ftvm(t, "", "status", "--shared", shared, "--json")
+	if code != 0 || !strings.Contains(out, `"hosts": []`) || !strings.Contains(out, `"vms": []`) {
+		t.Fatalf("status --json: status %d, %q %q", code, out, errs)
+	}
+	if ents, err := os.ReadDir(shared); err != nil || len(ents) != 0 {
+		t.Fatalf("status wrote %v (%v) into the storage", ents, err)
+	}
+	for _, args := range [][]string{{"stop", "--name", "x"}, {"move", "--name", "x", "--to", "h"}, {"drain", "h"}} {
+		missing := filepath.Join(shared, "typo")
+		ftvm(t, "", append([]string{args[0], "--shared", missing}, args[1:]...)...)
+		if _, err := os.Stat(missing); err == nil {
+			t.Errorf("%s created the storage it was pointed at", args[0])
+		}
+	}
+}

@@ -36,7 +36,7 @@ func runMove(ctx context.Context, env *cmdEnv, args []string) int {
 		fs.Usage()
 		return 2
 	}
-	dir, err := storage.Open(*shared)
+	dir, err := storage.OpenExisting(*shared)
 	if err == nil {
 		err = host.MoveVM(ctx, dir, *name, *to, *primary, newMoveProgress(env).report)
 	}
@@ -71,7 +71,7 @@ func runDrain(ctx context.Context, env *cmdEnv, args []string) int {
 		fs.Usage()
 		return 2
 	}
-	dir, err := storage.Open(*shared)
+	dir, err := storage.OpenExisting(*shared)
 	if err == nil {
 		err = host.DrainVMs(ctx, dir, *hostName, *undo, newMoveProgress(env).report)
 	}
