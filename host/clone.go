@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"sort"
 	"sync/atomic"
@@ -74,6 +75,10 @@ const (
 	// waits: a spare that does not restore the VM within it (frozen, or
 	// far too slow) costs one pause this long, and the clone.
 	finalTimeout = time.Second
+	// finalTries is how many times a clone goes back to its pre-copy
+	// because the guest wrote more before the final pause than the pause
+	// budget carries.
+	finalTries = 3
 	// maxThrottle is the longest the guest is held at a pause to let the
 	// pre-copy converge.
 	maxThrottle = 100 * time.Millisecond
@@ -85,20 +90,33 @@ type cloneJob struct {
 	chunks    chan vmm.CloneChunk
 	remaining atomic.Uint64 // bytes of memory the spare does not have, at the last pause
 	round     atomic.Int64
-	finish    atomic.Bool  // the driver wants the final pause
-	throttle  atomic.Int64 // how long the guest waits at each pause, in ns
+	finish    atomic.Bool   // the driver wants the final pause
+	finalMax  atomic.Uint64 // the most bytes of pages the final pause may carry
+	throttle  atomic.Int64  // how long the guest waits at each pause, in ns
 	final     chan cloneFinal
 	resume    chan cloneResume
 	src       *vmm.CloneSource // the VM's goroutine's
 	stopped   atomic.Bool      // the driver gave up: drop the job
 }
 
+// slower doubles how long the guest waits at each pause (1 ms at first),
+// up to maxThrottle, as QEMU's auto-converge slows a vCPU.
+func (j *cloneJob) slower() {
+	d := max(time.Millisecond, 2*time.Duration(j.throttle.Load()))
+	j.throttle.Store(int64(min(d, maxThrottle)))
+}
+
 // cloneFinal is the final state of a clone, taken at the guest's pause.
 type cloneFinal struct {
-	state []byte
-	seq   uint64
-	err   error
-	at    time.Time // when the pause began
+	chunks []vmm.CloneChunk // the last pages, before the state
+	state  []byte
+	seq    uint64
+	err    error
+	at     time.Time // when the pause began
+	// again: the guest wrote more since the driver asked for the final
+	// pause than the pause can carry (left bytes); the pre-copy goes on.
+	again bool
+	left  uint64
 }
 
 // cloneResume is the driver's word at the end of the final pause.
@@ -134,27 +152,15 @@ func (p *primarySide) cloneStep() {
 	}
 	if j.finish.Load() {
 		at := time.Now()
-		written, unwritten := p.gate.Output()
-		state, seq, err := j.src.Finish(written, unwritten)
-		j.final <- cloneFinal{state: state, seq: seq, err: err, at: at}
-		if err == nil {
-			select {
-			case d := <-j.resume:
-				if d.commit {
-					// A backup this one replaces (a planned move) is told
-					// to leave, rather than to take over.
-					p.ch.bye(byeMoved)
-					// The backup has the state through seq: the log is
-					// kept from there, and outputs wait for its acks.
-					p.buf.attach(seq)
-					p.gate.Rearm(seq)
-					p.startChannel(d.conn, seq, d.peer)
-				}
-			case <-p.vmCtx.Done():
-			}
+		if left := j.src.Remaining(); left > j.finalMax.Load() {
+			// Not now: the guest runs on, and the pre-copy with it.
+			j.finish.Store(false)
+			j.final <- cloneFinal{again: true, left: left, at: at}
+		} else {
+			p.cloneFinish(j, at)
+			p.job.CompareAndSwap(j, nil)
+			return
 		}
-		p.job.CompareAndSwap(j, nil)
-		return
 	}
 	for copied := 0; copied < cloneCopyLimit && len(j.chunks) < cap(j.chunks); {
 		c := j.src.Copy(cloneChunkBytes)
@@ -171,6 +177,32 @@ func (p *primarySide) cloneStep() {
 		case <-time.After(d):
 		case <-p.vmCtx.Done():
 		}
+	}
+}
+
+// cloneFinish is the final pause, on the VM's goroutine: it takes the last
+// pages and the state, and waits for the driver's word.
+func (p *primarySide) cloneFinish(j *cloneJob, at time.Time) {
+	chunks := j.src.FinishPages(cloneChunkBytes)
+	written, unwritten := p.gate.Output()
+	state, seq, err := j.src.Finish(written, unwritten)
+	j.final <- cloneFinal{chunks: chunks, state: state, seq: seq, err: err, at: at}
+	if err != nil {
+		return
+	}
+	select {
+	case d := <-j.resume:
+		if d.commit {
+			// A backup this one replaces (a planned move) is told to
+			// leave, rather than to take over.
+			p.ch.bye(byeMoved)
+			// The backup has the state through seq: the log is kept
+			// from there, and outputs wait for its acks.
+			p.buf.attach(seq)
+			p.gate.Rearm(seq)
+			p.startChannel(d.conn, seq, d.peer)
+		}
+	case <-p.vmCtx.Done():
 	}
 }
 
@@ -342,87 +374,104 @@ func (r *runner) cloneOnce(gen uint64, target string) (out cloneOutcome) {
 	copyStart := time.Now()
 	lastRound, stuck := int64(0), 0
 	var lastLeft uint64
-	for {
-		if ctx.Err() != nil {
-			out.err = fmt.Errorf("did not converge within %v (%s left)", cloneTimeout, storage.Size(j.remaining.Load()))
-			return out
-		}
-		// Pages copied at the guest's pauses; an idle guest, waiting in a
-		// call, is poked to pause.
-		var chunk vmm.CloneChunk
-		select {
-		case chunk = <-j.chunks:
-		default:
-			// None ready: ask for more at once, and again every 2 ms
-			// while none comes.
-			p.poke()
+	var f cloneFinal
+	for tries := 0; ; {
+		var budget uint64
+		for {
+			if ctx.Err() != nil {
+				out.err = fmt.Errorf("did not converge within %v (%s left)", cloneTimeout, storage.Size(j.remaining.Load()))
+				return out
+			}
+			// Pages copied at the guest's pauses; an idle guest, waiting
+			// in a call, is poked to pause.
+			var chunk vmm.CloneChunk
 			select {
 			case chunk = <-j.chunks:
-			case <-time.After(2 * time.Millisecond):
-				continue
-			case <-ctx.Done():
-				continue
+			default:
+				// None ready: ask for more at once, and again every 2 ms
+				// while none comes.
+				p.poke()
+				select {
+				case chunk = <-j.chunks:
+				case <-time.After(2 * time.Millisecond):
+					continue
+				case <-ctx.Done():
+					continue
+				}
+			}
+			c.SetWriteDeadline(time.Now().Add(cloneStepTimeout))
+			if err := c.WriteFrame(frameCloneChunk, vmm.EncodeChunk(nil, chunk)); err != nil {
+				out.err = err
+				return out
+			}
+			sent += uint64(chunk.Bytes())
+			// What the pre-copy has moved per second, copies at the
+			// guest's pauses and the spare's work included: the final
+			// copy goes at about that rate too.
+			rate := float64(sent) / max(time.Since(copyStart).Seconds(), 1e-3)
+			left, round := j.remaining.Load(), j.round.Load()
+			prog := storage.CloneProgress{Target: target, Round: round, SentBytes: sent, LeftBytes: left, Rate: rate}
+			r.setClone(prog.String())
+			r.mu.Lock()
+			r.cloneProg = &prog
+			r.mu.Unlock()
+			// Done when what is left crosses within half the pause
+			// budget, and the queue is empty (it would cross too).
+			budget = max(256<<10, uint64(rate*pause.Seconds()/2))
+			if left <= budget && len(j.chunks) == 0 {
+				break
+			}
+			if round > lastRound {
+				// A round ended: if what is left did not shrink, slow
+				// the guest at its pauses, more and more.
+				if lastRound > 0 && left >= lastLeft*9/10 {
+					stuck++
+					if stuck >= 2 {
+						j.slower()
+						r.log.Info("clone: slowing the guest to converge", "wait_per_pause", time.Duration(j.throttle.Load()).String(), "left", storage.Size(left))
+					}
+				} else {
+					stuck = 0
+				}
+				lastRound, lastLeft = round, left
 			}
 		}
-		c.SetWriteDeadline(time.Now().Add(cloneStepTimeout))
-		if err := c.WriteFrame(frameCloneChunk, vmm.EncodeChunk(nil, chunk)); err != nil {
+
+		// The chunks sent may still be in flight (socket buffers hold
+		// megabytes): the final pause waits for none of them.
+		c.SetDeadline(time.Now().Add(cloneStepTimeout))
+		if err := c.WriteFrame(frameCloneSync, nil); err != nil {
 			out.err = err
 			return out
 		}
-		sent += uint64(chunk.Bytes())
-		// What the pre-copy has moved per second, copies at the guest's
-		// pauses and the spare's work included: the final copy goes at
-		// about that rate too.
-		rate := float64(sent) / max(time.Since(copyStart).Seconds(), 1e-3)
-		left, round := j.remaining.Load(), j.round.Load()
-		prog := storage.CloneProgress{Target: target, Round: round, SentBytes: sent, LeftBytes: left, Rate: rate}
-		r.setClone(prog.String())
-		r.mu.Lock()
-		r.cloneProg = &prog
-		r.mu.Unlock()
-		// Done when what is left crosses within half the pause budget,
-		// and the queue is empty (it would cross too).
-		budget := max(256<<10, uint64(rate*pause.Seconds()/2))
-		if left <= budget && len(j.chunks) == 0 {
+		if err := expectFrame(c, frameCloneReady); err != nil {
+			out.err = err
+			return out
+		}
+		// The final pause, unless the guest wrote more meanwhile than it
+		// can carry within the budget (twice what was left when we
+		// decided): then the pre-copy goes on, with the guest slower. A
+		// guest that writes that much within one run between two pauses
+		// would never fit: after finalTries, the pause carries what
+		// there is (in chunks; only the pause is longer).
+		finalMax := uint64(math.MaxUint64)
+		if tries++; tries <= finalTries {
+			finalMax = 2 * budget
+		}
+		j.finalMax.Store(finalMax)
+		j.finish.Store(true)
+		p.poke()
+		select {
+		case f = <-j.final:
+		case <-ctx.Done():
+			out.err = errors.New("the guest did not pause for the final copy")
+			return out
+		}
+		if !f.again {
 			break
 		}
-		if round > lastRound {
-			// A round ended: if what is left did not shrink, slow the
-			// guest at its pauses, more and more.
-			if lastRound > 0 && left >= lastLeft*9/10 {
-				stuck++
-				if stuck >= 2 {
-					d := max(time.Millisecond, 2*time.Duration(j.throttle.Load()))
-					j.throttle.Store(int64(min(d, maxThrottle)))
-					r.log.Info("clone: slowing the guest to converge", "wait_per_pause", time.Duration(j.throttle.Load()).String(), "left", storage.Size(left))
-				}
-			} else {
-				stuck = 0
-			}
-			lastRound, lastLeft = round, left
-		}
-	}
-
-	// The chunks sent may still be in flight (socket buffers hold
-	// megabytes): the final pause waits for none of them.
-	c.SetDeadline(time.Now().Add(cloneStepTimeout))
-	if err := c.WriteFrame(frameCloneSync, nil); err != nil {
-		out.err = err
-		return out
-	}
-	if err := expectFrame(c, frameCloneReady); err != nil {
-		out.err = err
-		return out
-	}
-	// The final pause.
-	j.finish.Store(true)
-	p.poke()
-	var f cloneFinal
-	select {
-	case f = <-j.final:
-	case <-ctx.Done():
-		out.err = errors.New("the guest did not pause for the final copy")
-		return out
+		j.slower()
+		r.log.Info("clone: the guest wrote too much before the final pause; the pre-copy goes on", "left", storage.Size(f.left), "wait_per_pause", time.Duration(j.throttle.Load()).String())
 	}
 	if f.err != nil {
 		out.err = f.err
@@ -454,6 +503,15 @@ func (r *runner) cloneOnce(gen uint64, target string) (out cloneOutcome) {
 		default:
 			drained = true
 		}
+	}
+	// Then the pages the final pause took, newer than any of those.
+	for _, chunk := range f.chunks {
+		c.SetWriteDeadline(time.Now().Add(cloneStepTimeout))
+		if err := c.WriteFrame(frameCloneChunk, vmm.EncodeChunk(nil, chunk)); err != nil {
+			out.err = err
+			return out
+		}
+		sent += uint64(chunk.Bytes())
 	}
 	c.SetDeadline(time.Now().Add(finalTimeout))
 	if err := c.WriteFrame(frameCloneFinal, f.state); err != nil {

@@ -330,3 +330,34 @@ func TestClone256MiB(t *testing.T) {
 		})
 	}
 }
+
+// TestCloneOfAGuestFillingItsMemory: the backup is lost while the guest
+// still grows and fills a large memory, so the pages it writes between the
+// decision to finish and the final pause can be many: the final pause
+// carries them in bounded chunks, or, past what the pause budget allows,
+// the pre-copy goes on with the guest slowed. The clone completes, and the
+// memory it restored is the primary's (--verify-clones), as the clone
+// finds it once live.
+func TestCloneOfAGuestFillingItsMemory(t *testing.T) {
+	if testing.Short() {
+		t.Skip("a 160 MiB guest in -short")
+	}
+	guest := memGuest(t)
+	c := newCluster(t)
+	c.args = []string{"--clone-pause", "1ms"}
+	for _, h := range []string{"h1", "h2", "h3"} {
+		c.startHost(h)
+	}
+	addr := freeAddr(t)
+	c.startVM("mem", guest, storage.VMSpec{Listeners: []string{addr}, Primary: "h1", Backup: "h2",
+		Args: []string{"ft-mem", "160", "64"}})
+	gen := c.owner("mem").Generation
+	c.signal("h2", syscall.SIGKILL)
+	o := c.protected("mem", gen, 3*time.Minute)
+	if o.Backup != "h3" {
+		t.Fatalf("protected with backup %s, want h3", o.Backup)
+	}
+	t.Logf("cloned: %s", c.status("mem", "h1").LastClone)
+	c.signal("h1", syscall.SIGKILL)
+	t.Logf("after the primary's kill, the clone's memory: %s", memCheck(t, addr))
+}

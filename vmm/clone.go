@@ -169,6 +169,30 @@ func copyPages(mem *wasm.Memory, pages []uint32) CloneChunk {
 	return chunk
 }
 
+// FinishPages is the first part of the clone's final pause, before Finish:
+// it returns the pages still to send, in chunks of at most limit bytes (at
+// least a page each), so that no frame that carries them grows with what
+// the guest wrote last; Finish then has none to carry.
+func (c *CloneSource) FinishPages(limit int) []CloneChunk {
+	mem := c.vm.inst.Memory()
+	if mem == nil {
+		return nil
+	}
+	pages := c.pending()
+	mem.ResetDirty()
+	c.todo = nil
+	per := max(1, limit/wasm.DirtyPageSize)
+	var out []CloneChunk
+	for len(pages) > 0 {
+		n := min(len(pages), per)
+		chunk := copyPages(mem, pages[:n])
+		c.sent += uint64(chunk.Bytes())
+		out = append(out, chunk)
+		pages = pages[n:]
+	}
+	return out
+}
+
 // Finish is the clone's final pause: it returns the pages still to send
 // and the rest of the VM's state, as of now, for CloneTarget.Finish, and
 // the last log entry of the state (the new backup's log starts after it).

@@ -77,6 +77,15 @@ func recordClone(t *testing.T, cm *wasm.CompiledModule, args, guestPaths []strin
 				t.Fatal(err)
 			}
 		case src != nil && pos >= finishAt:
+			// As a host does: the last pages in chunks, then the rest.
+			for _, c := range src.FinishPages(chunk) {
+				if c.Bytes() > max(chunk, wasm.DirtyPageSize) {
+					t.Fatalf("a final chunk of %d bytes, over the limit of %d", c.Bytes(), chunk)
+				}
+				if err := r.target.Apply(c); err != nil {
+					t.Fatal(err)
+				}
+			}
 			r.final, r.seq, err = src.Finish([2]uint64{uint64(out.Len()), 0}, [2][]byte{})
 			if err != nil {
 				t.Fatal(err)
