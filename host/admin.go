@@ -122,7 +122,7 @@ func vmStates(dir *storage.Dir, now time.Time, hosts []HostState) ([]VMState, er
 				continue
 			}
 			vs.State, vs.Detail, vs.ExitCode = st.State, st.Detail, st.ExitCode
-			if st.Role == "alone" {
+			if st.Role == "alone" && st.State == "running" {
 				vs.State = "running alone"
 			}
 			if now.Sub(st.Updated) > AliveWindow && st.State == "running" {
@@ -221,7 +221,7 @@ func StartVM(dir *storage.Dir, spec storage.VMSpec, module []byte, now time.Time
 		return spec, storage.Owner{}, err
 	}
 	for _, v := range vms {
-		if v.State == "stopped" || v.Name == spec.Name {
+		if vmEnded(v.State) || v.Name == spec.Name {
 			continue
 		}
 		load[v.Primary]++

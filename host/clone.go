@@ -582,7 +582,7 @@ func (h *Host) pickSpare(avoid []string) (string, bool) {
 	}
 	load := map[string]int{}
 	for _, v := range vms {
-		if v.State == "stopped" || v.State == "exited" || v.State == "failed" {
+		if vmEnded(v.State) {
 			continue
 		}
 		load[v.Primary]++

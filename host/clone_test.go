@@ -361,3 +361,21 @@ func TestCloneOfAGuestFillingItsMemory(t *testing.T) {
 	c.signal("h1", syscall.SIGKILL)
 	t.Logf("after the primary's kill, the clone's memory: %s", memCheck(t, addr))
 }
+
+// TestCloneAvoidsTheFailedBackup: a frozen backup looks alive in the
+// registry for as long as it is frozen; the primary that found it silent
+// clones onto the idle spare, not onto it.
+func TestCloneAvoidsTheFailedBackup(t *testing.T) {
+	c, addr := newCounterCluster(t)
+	get(t, addr, 20*time.Second)
+	gen := c.owner("counter").Generation
+	c.signal("h2", syscall.SIGSTOP)
+	defer c.signal("h2", syscall.SIGCONT)
+	o := c.protected("counter", gen, 30*time.Second)
+	if o.Backup != "h3" {
+		t.Fatalf("protected with backup %s, want h3", o.Backup)
+	}
+	if l := grepLines(c.hosts["h1"].logs.String(), "target=h2"); l != "" {
+		t.Fatalf("the primary tried to clone onto its frozen backup:\n%s", l)
+	}
+}

@@ -209,6 +209,17 @@ func processStopped(pid int) bool {
 	return err == nil && (f[0] == "T" || f[0] == "t")
 }
 
+// processRunning reports whether the host process a registry entry names
+// (pid, started then) runs on this machine, frozen or not: it exists, is no
+// zombie, and is the process that registered, not a later one with its ID.
+func processRunning(pid int, started time.Time) bool {
+	f, err := statFields(pid)
+	if err != nil || f[0] == "Z" || f[0] == "X" {
+		return false
+	}
+	return startedAround(pid, started)
+}
+
 // statFields returns the fields of /proc/PID/stat after the command name:
 // the process state first. The command name, in parentheses, may hold
 // spaces, so fields are counted after its closing parenthesis.

@@ -154,6 +154,14 @@ func New(cfg Config) (*Host, error) {
 	if h.key, err = dir.ClusterKey(); err != nil {
 		return nil, fmt.Errorf("host %s: cluster key: %w", cfg.Name, err)
 	}
+	if hs, err := dir.Hosts(); err == nil {
+		for _, o := range hs {
+			if o.Name == cfg.Name && hostRunning(o, h.started) {
+				return nil, fmt.Errorf("host %s: already running (pid %d, at %s, seen %v ago): host names must be unique, and a frozen one must be killed before it is replaced",
+					cfg.Name, o.PID, o.Addr, h.started.Sub(o.Seen).Round(time.Millisecond))
+			}
+		}
+	}
 	if h.ln, err = net.Listen("tcp", cfg.Addr); err != nil {
 		return nil, fmt.Errorf("host %s: %w", cfg.Name, err)
 	}
@@ -171,6 +179,19 @@ func New(cfg Config) (*Host, error) {
 		Started:   h.started.UTC(),
 	}
 	return h, nil
+}
+
+// hostRunning reports whether the host process of registry entry o still
+// runs: on this machine (the same PID space) its process says, frozen or
+// not; elsewhere, its entry is fresh.
+func hostRunning(o storage.HostInfo, now time.Time) bool {
+	if o.PID == os.Getpid() {
+		return false // this process, a host of which stopped (tests)
+	}
+	if o.PIDSpace != "" && o.PIDSpace == pidSpace() {
+		return processRunning(o.PID, o.Started)
+	}
+	return now.Sub(o.Seen) < AliveWindow
 }
 
 // Run serves until ctx is done, then stops the VMs this host runs (without

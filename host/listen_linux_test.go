@@ -1,6 +1,7 @@
 package host_test
 
 import (
+	"os/exec"
 	"strings"
 	"syscall"
 	"testing"
@@ -70,4 +71,29 @@ func TestListenAddressTakenAtGoLive(t *testing.T) {
 	if !strings.Contains(why, addr+" is taken") {
 		t.Fatalf("failed with %q; want the address taken", why)
 	}
+}
+
+// TestHostNameTaken: a second host with a running host's name, frozen or
+// not, is refused: it would take over the registry entry, and with it the
+// heartbeats and the fencing meant for the first.
+func TestHostNameTaken(t *testing.T) {
+	c := newCluster(t)
+	c.startHost("h1")
+	second := func() string {
+		out, err := exec.Command(c.bin, "host", "--shared", c.dir, "--name", "h1").CombinedOutput()
+		if err == nil {
+			t.Fatalf("a second h1 ran:\n%s", out)
+		}
+		return string(out)
+	}
+	if out := second(); !strings.Contains(out, "host h1: already running") {
+		t.Fatalf("a second h1: %s; want it refused", out)
+	}
+	c.signal("h1", syscall.SIGSTOP)
+	if out := second(); !strings.Contains(out, "host h1: already running") {
+		t.Fatalf("a second h1 beside a frozen one: %s; want it refused", out)
+	}
+	c.signal("h1", syscall.SIGKILL)
+	<-c.hosts["h1"].done
+	c.startHost("h1") // a dead host's name is free
 }

@@ -169,6 +169,9 @@ func TestMoveRefusesBadRequests(t *testing.T) {
 	refused("drain a dead host", host.DrainVMs(ctx, c.store, "h3", false, quiet), "h3 is down")
 	// With h3 dead the backup on h2 has nowhere to go.
 	refused("drain with nowhere to go", host.DrainVMs(ctx, c.store, "h2", false, quiet), "counter has nowhere to go")
+	// The primary on h1 would hand over to h2, with no host left for a
+	// new backup.
+	refused("drain leaving a vm unprotected", host.DrainVMs(ctx, c.store, "h1", false, quiet), "counter would run unprotected")
 	if after := c.owner("counter"); after.Generation != before.Generation {
 		t.Errorf("a refused request changed the owner: generation %d, then %d", before.Generation, after.Generation)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -196,8 +197,16 @@ func DrainVMs(ctx context.Context, dir *storage.Dir, name string, undo bool, pro
 			if !strings.HasPrefix(v.State, "running") || (v.Primary != name && v.Backup != name) {
 				continue
 			}
-			if _, to, _ := drainTarget(v, vms, hosts, name); to == "" {
+			_, to, primary := drainTarget(v, vms, hosts, name)
+			if to == "" {
 				return fmt.Errorf("cannot drain %s: vm %s has nowhere to go (no live host other than its primary and backup)", name, v.Name)
+			}
+			// A primary hands over to its backup, which then needs a new
+			// backup: without a host for it the VM would run unprotected.
+			if primary && to == v.Backup && !slices.ContainsFunc(hosts, func(o HostState) bool {
+				return o.Alive && !o.Draining && o.Name != name && o.Name != v.Backup
+			}) {
+				return fmt.Errorf("cannot drain %s: vm %s would run unprotected (no live host but %s, its backup, to clone a new backup onto)", name, v.Name, v.Backup)
 			}
 		}
 	}

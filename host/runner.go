@@ -234,6 +234,15 @@ func (r *runner) drive(node *ft.Node) {
 			r.mu.Lock()
 			if rd.SoftState.Role == ft.Alone && r.soft.Role != ft.Alone {
 				r.aloneSince, r.cloneState = time.Now(), ""
+				// The peer just found failed stays alive in the registry
+				// for a while (a frozen host, for as long as it is
+				// frozen): clones try other spares first.
+				if r.soft.Peer != "" {
+					if r.cloneFailed == nil {
+						r.cloneFailed = map[string]time.Time{}
+					}
+					r.cloneFailed[r.soft.Peer] = time.Now()
+				}
 			}
 			r.soft = *rd.SoftState
 			r.mu.Unlock()

@@ -478,11 +478,48 @@ func (d *Dir) listJSON(dir string, each func([]byte) error) error {
 			}
 			return d.wrap("read", err)
 		}
-		if err := each(b); err != nil {
-			return fmt.Errorf("storage: %s: %w", e.Name(), err)
-		}
+		// One unreadable entry (a torn or damaged file) must not hide the
+		// others: it is skipped, and Unreadable reports it.
+		_ = each(b)
 	}
 	return nil
+}
+
+// Unreadable returns the files of the storage's records that do not
+// decode (damaged, or written by hand), each with the reason: the
+// listings skip them, and ftvm status shows them.
+func (d *Dir) Unreadable() ([]string, error) {
+	var out []string
+	check := func(path string) {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return // gone meanwhile
+		}
+		var v map[string]any
+		if err := json.Unmarshal(b, &v); err != nil {
+			rel, _ := filepath.Rel(d.root, path)
+			out = append(out, fmt.Sprintf("%s: %v", rel, err))
+		}
+	}
+	hosts, _ := filepath.Glob(filepath.Join(d.root, "hosts", "*.json"))
+	vms, err := d.VMs()
+	if err != nil {
+		return nil, err
+	}
+	files := hosts
+	for _, vm := range vms {
+		files = append(files, filepath.Join(d.vmDir(vm), "spec.json"))
+		for _, sub := range []string{"owners", "status"} {
+			m, _ := filepath.Glob(filepath.Join(d.vmDir(vm), sub, "*"))
+			files = append(files, m...)
+		}
+	}
+	for _, f := range files {
+		if !strings.HasSuffix(f, ".tmp") {
+			check(f)
+		}
+	}
+	return out, nil
 }
 
 // OutputDelays is the Output Rule's cost over the last 10 seconds (on the

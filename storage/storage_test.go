@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 func TestClaimHasExactlyOneWinner(t *testing.T) {
@@ -220,5 +221,39 @@ func TestCloneProgressString(t *testing.T) {
 		if got := Size(n); got != want {
 			t.Errorf("Size(%d) = %q, want %q", n, got, want)
 		}
+	}
+}
+
+// TestUnreadableRecordsAreSkipped: one damaged record does not hide the
+// others, and Unreadable names it.
+func TestUnreadableRecordsAreSkipped(t *testing.T) {
+	d, err := Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	for _, n := range []string{"a", "b"} {
+		if err := d.PutHost(HostInfo{Name: n, Addr: "127.0.0.1:1", Seen: now}); err != nil {
+			t.Fatal(err)
+		}
+		if err := d.PutStatus(VMStatus{VM: "vm", Host: n, State: "running"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(d.Root(), "hosts", "b.json"), []byte("garbage"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(d.statusDir("vm"), "a.json"), []byte(`{"vm": "vm", "ho`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if hs, err := d.Hosts(); err != nil || len(hs) != 1 || hs[0].Name != "a" {
+		t.Errorf("Hosts() = %v, %v; want a alone", hs, err)
+	}
+	if sts, err := d.Statuses("vm"); err != nil || len(sts) != 1 || sts[0].Host != "b" {
+		t.Errorf("Statuses() = %v, %v; want b's alone", sts, err)
+	}
+	bad, err := d.Unreadable()
+	if err != nil || len(bad) != 2 || !strings.HasPrefix(bad[0], "hosts/b.json: ") || !strings.HasPrefix(bad[1], "vms/vm/status/a.json: ") {
+		t.Errorf("Unreadable() = %q, %v; want the two damaged records", bad, err)
 	}
 }

@@ -282,6 +282,9 @@ func runStop(ctx context.Context, env *cmdEnv, args []string) int {
 type clusterStatus struct {
 	Hosts []host.HostState `json:"hosts"`
 	VMs   []host.VMState   `json:"vms"`
+	// Unreadable lists the records in storage that do not decode, which
+	// everything else skips.
+	Unreadable []string `json:"unreadable,omitempty"`
 }
 
 func runStatus(ctx context.Context, env *cmdEnv, args []string) int {
@@ -327,6 +330,9 @@ func readStatus(shared string) (clusterStatus, error) {
 		return st, err
 	}
 	st.VMs, err = host.VMs(dir, now)
+	if err == nil {
+		st.Unreadable, err = dir.Unreadable()
+	}
 	// Empty lists, not null, for those who read the JSON.
 	if st.Hosts == nil {
 		st.Hosts = []host.HostState{}
@@ -376,6 +382,9 @@ func printStatus(w io.Writer, st clusterStatus, now time.Time) {
 		if v.LastClone != "" {
 			fmt.Fprintf(w, "%s: last clone %s\n", v.Name, v.LastClone)
 		}
+	}
+	for _, u := range st.Unreadable {
+		fmt.Fprintf(w, "warning: unreadable, skipped: %s\n", u)
 	}
 }
 
