@@ -43,8 +43,9 @@ import (
 // leave, each of which asserts the log prefix through its tag.
 //
 // A clone (ActClone, generation G): the primary P picks a spare S as the
-// host does (alive in the registry, not itself, those that failed a clone
-// in the last 10 s last, the least loaded, then by name); dials it with a
+// host does (alive in the registry and not draining, not itself, those
+// that failed a clone in the last 10 s last, the least loaded, then by
+// name), or takes the one a planned move names; dials it with a
 // hello (S refuses if it runs the VM, cannot read the storage, or P does
 // not own the generation before G); pre-copies for a time proportional to
 // the VM's memory (one chunk a step while the link carries it; a write
@@ -53,10 +54,13 @@ import (
 // point; S restores it (1 to 3 steps) and says so within the final timeout;
 // P claims G on storage (owner P, backup S; it may fail, find G taken, or
 // lose its answer); then sends the commit, re-arms its gate at the clone
-// point and steps EvCloneDone. S creates its node (NewNode(Backup, G, P),
-// then EvLogTraffic) only when the commit arrives; it discards the clone
-// when the connection ends, or when no frame came for the step timeout.
-// A clone that fails closes the connection and steps EvCloneFailed.
+// point and steps EvCloneDone. From the restored on, P reads the clone's
+// connection no more (host/clone.go ignores an error writing the commit):
+// an end of it is found by the pair's channel after the commit. S creates
+// its node (NewNode(Backup, G, P), then EvLogTraffic) only when the commit
+// arrives; it discards the clone when the connection ends, or when no
+// frame came for the step timeout. A clone that fails closes the
+// connection and steps EvCloneFailed.
 //
 // Faults, one at a time, each healed before the next: a host crashes
 // (ending its connections, or silently) and starts again as an empty spare;
@@ -164,10 +168,11 @@ const (
 	kRestored
 	kCommit
 	kCloneEnd // the clone connection conn ended; rst: a reset or a crash rather than a close
+	kBye      // a goodbye on the pair's channel conn, gen: bye says why (a planned move's)
 )
 
 func (k ckind) String() string {
-	return [...]string{"heartbeat", "log", "ack", "end", "hello", "ready", "chunk", "final", "restored", "commit", "clone-end"}[k]
+	return [...]string{"heartbeat", "log", "ack", "end", "hello", "ready", "chunk", "final", "restored", "commit", "clone-end", "bye"}[k]
 }
 
 type cmsg struct {
@@ -179,6 +184,11 @@ type cmsg struct {
 	seq     int
 	entries []uint64
 	rst     bool
+	// A kLog carries, as a replog.Batch does, how many of the guest's
+	// outputs were written (out) and how many the guest had produced at
+	// the sender's position (prod), which the backup's replay reaches.
+	out, prod int
+	bye       string
 }
 
 type vmState uint8
@@ -222,6 +232,9 @@ type cjob struct {
 	point    int       // the clone point: entries in the final state
 	claimAt  time.Time
 	lostAns  bool
+	planned  bool // a planned move's (ActClone with a Peer)
+	// connEnded: the connection ended after the spare said restored.
+	connEnded bool
 }
 
 // crecv is a clone being received on a spare's host: no node until the
@@ -234,6 +247,7 @@ type crecv struct {
 	restoreAt time.Time // zero unless restoring
 	restored  bool
 	entries   []uint64
+	out, prod int // the output counts in the final state
 }
 
 type avoidEntry struct {
@@ -249,6 +263,7 @@ type chost struct {
 	frozen    bool
 	storageUp bool
 	regSeen   time.Time
+	draining  bool // marked draining in the registry (until it starts again)
 
 	node     *Node
 	origin   string // how the node came: the initial pair, or a commit
@@ -261,6 +276,11 @@ type chost struct {
 	held     []uint64
 	sentSeq  int
 	lastSend time.Time
+	// Outputs: produced by the guest, written (released), and written as
+	// last reported to the backup (the Out of the last batch sent); at a
+	// backup, what the last batch received said of both.
+	produced, written, reported int
+	heardOut, heardProd         int
 
 	// What the host delivered to its node about the peer, for the
 	// failure detector's rule (checkDetector): when it last heard it
@@ -270,17 +290,30 @@ type chost struct {
 	heardEver bool
 	ended     bool
 	endedAt   time.Time
+	// watchFrom is when a primary's node watches its backup again after a
+	// planned clone failed (it does not while cloning).
+	watchFrom time.Time
 
 	goingLive bool
 	liveAt    time.Time
 	claimGen  uint64
 	claimAt   time.Time
 	claimLost bool
+	// loseAnswer loses the answer of this host's next claim (a fault).
+	loseAnswer bool
 
 	job   *cjob
 	recvs []*crecv
 	avoid []avoidEntry
 	inbox []cmsg
+
+	// A planned move this host's runner carries out (move_sim_test.go),
+	// the operator's requests waiting for it (while it is frozen), and
+	// the generation in which its backup was handed the VM over.
+	move     *hostMove
+	requests []*moveOp
+	handedIn uint64
+	status   vmStatus // as last written to the storage; it outlives a crash
 }
 
 func (h *chost) running() bool { return !h.crashed && !h.frozen }
@@ -326,11 +359,14 @@ const (
 	fPartition
 	fCut
 	fBreak
-	nFaultKinds
+	nFaultKinds // the kinds a fault at a time is drawn from
+	// Faults at a planned move's phases only (move_sim_test.go).
+	fLoseBye   // a goodbye in flight is lost
+	fLoseClaim // the answer of a host's next claim is lost, after the claim
 )
 
 func (k fkind) String() string {
-	return [...]string{"crash", "freeze", "storage outage", "partition", "one-way cut", "connections end"}[k]
+	return [...]string{"crash", "freeze", "storage outage", "partition", "one-way cut", "connections end", "", "goodbye lost", "claim answer lost"}[k]
 }
 
 type cphase uint8
@@ -382,15 +418,21 @@ type cfault struct {
 	armedAt time.Time
 	// provoked: a fault was put before this one to make a clone happen.
 	provoked bool
+	// mp and mt, when mp is set, make it a fault at a phase of a planned
+	// move or a switchover (move_sim_test.go) instead.
+	mp mphase
+	mt mtarget
 	// once injected
 	x, y int   // the hosts it hit
 	k    fkind // what it did
 }
 
 type commitMark struct {
-	at   time.Time
-	p, s int
-	id   uint64
+	at      time.Time
+	p, s    int
+	old     int // the backup a planned move replaced, -1 if none
+	id      uint64
+	planned bool
 }
 
 type cluster struct {
@@ -437,6 +479,13 @@ type cluster struct {
 	// loseCloneAnswers loses the answers of that many clone claims (after
 	// the claim happened), besides the random losses.
 	loseCloneAnswers int
+	// rereadFails makes the storage unreadable right after a lost answer,
+	// so the host cannot read the owner record again.
+	rereadFails bool
+
+	// mv holds the planned moves, switchovers and drains of a move
+	// schedule (move_sim_test.go); nil in clone schedules.
+	mv *moveSim
 }
 
 type cloneStats struct {
@@ -629,6 +678,12 @@ func (c *cluster) describe(h *chost) string {
 	for _, r := range h.recvs {
 		fmt.Fprintf(&b, "; receiving #%d from %s for gen %d (restored=%v)", r.id, hostName(r.from), r.gen, r.restored)
 	}
+	if h.draining {
+		b.WriteString("; draining")
+	}
+	if m := h.move; m != nil {
+		fmt.Fprintf(&b, "; %v", m)
+	}
 	return b.String()
 }
 
@@ -692,6 +747,9 @@ func (c *cluster) step() {
 	c.now = c.now.Add(cStep)
 	c.steps++
 	c.faultStep()
+	if c.mv != nil {
+		c.operatorStep()
+	}
 	for _, h := range c.hosts {
 		if h.running() {
 			c.hostStep(h)
@@ -709,6 +767,12 @@ func (c *cluster) hostStep(h *chost) {
 	c.claimStep(h)
 	c.liveStep(h)
 	c.jobStep(h)
+	if h.move != nil || len(h.requests) > 0 {
+		c.moveStep(h)
+	}
+	if c.mv != nil {
+		c.writeStatus(h)
+	}
 	c.recvStep(h)
 	c.guest(h)
 	c.scan(h)
@@ -768,6 +832,9 @@ func (c *cluster) checkDetector(h *chost, claiming bool) {
 	if h.ended && h.endedAt.After(due) {
 		due = h.endedAt
 	}
+	if h.watchFrom.After(due) {
+		due = h.watchFrom
+	}
 	if !claiming && !c.now.Before(due.Add(cStep)) {
 		c.fail("%s has not declared its peer failed after %v of silence (channel ended: %v); the rule asks %v", h.name, silence, h.ended, need)
 	}
@@ -790,11 +857,18 @@ func (c *cluster) act(h *chost, a Action) {
 		} else if o, b := c.owner(g); o.host != h.i && b != h.i {
 			c.fail("%s claims generation %d from generation %d, which %s owns paired with %s", h.name, a.Gen, g, hostName(o.host), hostName(b))
 		}
-		c.checkDetector(h, true)
+		if a.Reason == reasonSwitchover {
+			// Not the failure detector: the primary handed the VM over.
+			c.checkSwitchoverClaim(h, a.Gen)
+		} else {
+			c.checkDetector(h, true)
+		}
 		if h.claimGen != 0 {
 			c.fail("%s claims generation %d with a claim of %d in flight", h.name, a.Gen, h.claimGen)
 		}
-		h.claimGen, h.claimAt, h.claimLost = a.Gen, c.now.Add(time.Duration(1+c.rng.IntN(4))*cStep), c.flaky() && c.rng.IntN(10) == 0
+		at := c.now.Add(time.Duration(1+c.rng.IntN(4)) * cStep)
+		lost := c.flaky() && c.rng.IntN(10) == 0
+		h.claimGen, h.claimAt, h.claimLost, h.loseAnswer = a.Gen, at, lost || h.loseAnswer, false
 	case ActGoLive:
 		c.logf("%s won generation %d (%s)", h.name, a.Gen, a.Reason)
 		if o, _ := c.owner(a.Gen); o.host != h.i {
@@ -803,8 +877,8 @@ func (c *cluster) act(h *chost, a Action) {
 		switch h.vm {
 		case vmLive:
 			// A primary that won: held outputs leave, the log is no
-			// longer kept.
-			h.open, h.pairConn = true, 0
+			// longer kept (the log buffer counts it all acknowledged).
+			h.open, h.pairConn, h.acked = true, 0, uint64(len(h.log))
 		case vmReplay:
 			// A backup: it must have been one, from the initial pair or
 			// a completed clone; it replays what it has, then is live.
@@ -821,6 +895,9 @@ func (c *cluster) act(h *chost, a Action) {
 		if o, _ := c.owner(a.Gen); o.host < 0 || o.host == h.i {
 			c.fail("%s halts for generation %d, which no other host owns", h.name, a.Gen)
 		}
+		if c.mv != nil {
+			c.haltLoses(h, a.Gen)
+		}
 		h.vm, h.held, h.open, h.pairConn, h.goingLive = vmStopped, nil, false, 0, false
 		if j := h.job; j != nil {
 			// The runner ends: its clone's connection closes.
@@ -833,10 +910,12 @@ func (c *cluster) act(h *chost, a Action) {
 		if h.job != nil {
 			c.fail("%s asked for a clone with one in flight", h.name)
 		}
-		if n.Role() != Alone || h.vm != vmLive {
-			c.fail("%s asked for a clone as %v with its vm %v", h.name, n.Role(), h.vm)
+		// A node alone restores redundancy; a primary clones only to
+		// move its backup (onto the host named).
+		if n.Role() != Alone && (n.Role() != Primary || a.Peer == "") || h.vm != vmLive {
+			c.fail("%s asked for a clone as %v (onto %q) with its vm %v", h.name, n.Role(), a.Peer, h.vm)
 		}
-		c.startClone(h, a.Gen)
+		c.startClone(h, a.Gen, hostIndex(a.Peer))
 	}
 }
 
@@ -845,7 +924,7 @@ func (c *cluster) pickSpare(h *chost) int {
 	best, bestKey := -1, 0
 	o := c.owners[c.latest()]
 	for _, x := range c.hosts {
-		if x.i == h.i || c.now.Sub(x.regSeen) > cAliveWindow {
+		if x.i == h.i || x.draining || c.now.Sub(x.regSeen) > cAliveWindow {
 			continue
 		}
 		key := x.i
@@ -864,25 +943,36 @@ func (c *cluster) pickSpare(h *chost) int {
 	return best
 }
 
-func (c *cluster) startClone(h *chost, gen uint64) {
+// startClone starts a clone for generation gen onto target, or onto a
+// spare it picks if target is -1.
+func (c *cluster) startClone(h *chost, gen uint64, target int) {
 	// As host/clone.go: an earlier attempt's claim of gen that happened
 	// with its answer lost makes gen this node's, alone.
 	if h.storageUp && c.latest() == gen && c.owners[gen].host == h.i {
 		c.logf("%s finds generation %d its own (an earlier claim's answer was lost): alone in it", h.name, gen)
 		c.stats.adopted++
+		if target >= 0 {
+			c.plannedDone(h, false, fmt.Sprintf("generation %d was claimed by an earlier clone that did not join", gen))
+		}
 		c.step1(h, Event{Kind: EvCloneFailed, Gen: gen, Owned: true})
 		return
 	}
-	s := c.pickSpare(h)
+	s := target
 	if s < 0 {
-		c.logf("%s: no spare to clone onto", h.name)
-		c.stats.cloneFails++
-		c.step1(h, Event{Kind: EvCloneFailed, Gen: gen})
-		return
+		if s = c.pickSpare(h); s < 0 {
+			c.logf("%s: no spare to clone onto", h.name)
+			c.stats.cloneFails++
+			c.step1(h, Event{Kind: EvCloneFailed, Gen: gen})
+			return
+		}
 	}
 	c.nextConn++
-	h.job = &cjob{id: c.nextConn, gen: gen, target: s, phase: jStart, since: c.now, need: c.precopy}
+	h.job = &cjob{id: c.nextConn, gen: gen, target: s, phase: jStart, since: c.now, need: c.precopy, planned: target >= 0}
 	h.known = append(h.known, c.nextConn)
+	if target >= 0 {
+		c.logf("%s moves its backup: clones onto %s for generation %d (#%d)", h.name, hostName(s), gen, c.nextConn)
+		return
+	}
 	c.logf("%s clones onto %s for generation %d (#%d)", h.name, hostName(s), gen, c.nextConn)
 }
 
@@ -909,6 +999,10 @@ func (c *cluster) jobStep(h *chost) {
 			c.cloneFailed(h, false, "the spare did not say ready")
 		}
 	case jPrecopy:
+		if h.move != nil && h.move.stage == msHandOver {
+			// The guest is held for a switchover: no pause copies pages.
+			return
+		}
 		if c.link[h.i][j.target] {
 			c.send(h.i, j.target, cmsg{kind: kChunk, conn: j.id})
 			j.sent++
@@ -919,7 +1013,7 @@ func (c *cluster) jobStep(h *chost) {
 		}
 		if j.sent >= j.need {
 			j.point = len(h.log)
-			c.send(h.i, j.target, cmsg{kind: kFinal, conn: j.id, entries: h.log[:j.point:j.point]})
+			c.send(h.i, j.target, cmsg{kind: kFinal, conn: j.id, entries: h.log[:j.point:j.point], out: h.written, prod: h.produced})
 			c.setPhase(j, jFinal)
 			j.deadline = c.now.Add(cFinalTimeout)
 			c.logf("%s pauses its guest and sends the final state of #%d (entries through %d)", h.name, j.id, j.point)
@@ -948,8 +1042,17 @@ func (c *cluster) jobStep(h *chost) {
 			c.loseCloneAnswers--
 			j.lostAns = true
 		}
+		if j.lostAns && h.storageUp && !c.rereadFails {
+			// As cloneOnce: the owner record, read again, says.
+			c.logf("%s claim %d: happened (won=%v) but the answer was lost; the record, read again, says", h.name, j.gen, won)
+			j.lostAns = false
+		}
 		switch {
 		case j.lostAns:
+			if j.planned && won && h.node.Role() == Primary {
+				c.known(issueUnknownClaim, "%s's claim of generation %d for %s+%s happened, but its answer was lost: its node will serve on in generation %d with %s, which can no longer win a claim",
+					h.name, j.gen, h.name, hostName(j.target), h.node.Generation(), h.node.Peer())
+			}
 			c.cloneFailed(h, false, fmt.Sprintf("claim happened (won=%v) but its answer was lost", won))
 		case !won:
 			c.cloneFailed(h, true, fmt.Sprintf("generation %d is owned by %s", j.gen, hostName(c.owners[j.gen].host)))
@@ -961,12 +1064,19 @@ func (c *cluster) jobStep(h *chost) {
 			return
 		}
 		// The commit, then the guest resumes with its log kept from the
-		// clone point and its gate armed again.
+		// clone point and its gate armed again. A backup the clone
+		// replaces (a planned move) is told to leave, on its channel.
 		c.send(h.i, j.target, cmsg{kind: kCommit, conn: j.id, gen: j.gen})
 		h.job = nil
+		old := -1
+		if h.pairConn != 0 {
+			old = hostIndex(h.node.Peer())
+			c.send(h.i, old, cmsg{kind: kBye, conn: h.pairConn, gen: h.node.Generation(), bye: byeMoved})
+		}
 		h.open, h.acked = false, max(h.acked, uint64(j.point))
-		h.pairConn, h.sentSeq = j.id, j.point
-		c.commit = commitMark{at: c.now, p: h.i, s: j.target, id: j.id}
+		// The new channel's sender has reported nothing yet.
+		h.pairConn, h.sentSeq, h.reported = j.id, j.point, 0
+		c.commit = commitMark{at: c.now, p: h.i, s: j.target, old: old, id: j.id, planned: j.planned}
 		if c.pair[j.gen] = j.target; c.owners[j.gen].backup != j.target {
 			c.fail("the owner record of generation %d names %s as the backup, the clone committed %s", j.gen, hostName(c.owners[j.gen].backup), hostName(j.target))
 		}
@@ -974,7 +1084,13 @@ func (c *cluster) jobStep(h *chost) {
 		// The new backup counts as heard from now (it just said restored).
 		h.heardAt, h.heardEver, h.ended = c.now, true, false
 		c.logf("%s commits #%d: generation %d is %s+%s", h.name, j.id, j.gen, h.name, hostName(j.target))
+		if j.planned {
+			c.plannedDone(h, true, "")
+		}
 		c.step1(h, Event{Kind: EvCloneDone, Gen: j.gen, Peer: hostName(j.target)})
+		if j.connEnded {
+			c.step1(h, Event{Kind: EvPeerGone})
+		}
 	}
 }
 
@@ -1006,6 +1122,10 @@ func (c *cluster) cloneFailed(h *chost, lost bool, why string) {
 		h.avoid = append(keep, avoidEntry{j.target, c.now.Add(cCloneAvoid)})
 	}
 	h.job = nil
+	if j.planned {
+		c.plannedDone(h, false, why)
+		h.watchFrom = c.now
+	}
 	c.step1(h, Event{Kind: EvCloneFailed, Gen: j.gen, Lost: lost})
 }
 
@@ -1093,6 +1213,7 @@ func (c *cluster) handle(h *chost, m cmsg) {
 			if len(m.entries) > len(h.log) {
 				h.log = append(h.log, m.entries[len(h.log):]...)
 			}
+			h.heardOut, h.heardProd = m.out, m.prod
 			c.send(h.i, m.from, cmsg{kind: kAck, conn: m.conn, gen: m.gen, seq: len(h.log)})
 			c.step1(h, Event{Kind: EvLogTraffic})
 		}
@@ -1152,6 +1273,7 @@ func (c *cluster) handle(h *chost, m cmsg) {
 		switch m.kind {
 		case kFinal:
 			r.entries = append([]uint64(nil), m.entries...)
+			r.out, r.prod = m.out, m.prod
 			r.restoreAt = c.now.Add(time.Duration(1+c.rng.IntN(3)) * cStep)
 		case kCommit:
 			c.commitAt(h, r)
@@ -1162,8 +1284,15 @@ func (c *cluster) handle(h *chost, m cmsg) {
 		} else if !h.knows(m.conn) {
 			c.send(h.i, m.from, cmsg{kind: kCloneEnd, conn: m.conn, rst: true})
 		}
+	case kBye:
+		c.handleBye(h, m)
 	case kCloneEnd:
-		if j := h.job; j != nil && j.id == m.conn {
+		if j := h.job; j != nil && j.id == m.conn && j.phase >= jRestored {
+			// Once the spare said restored, host/clone.go reads the
+			// connection no more: it claims, then writes the commit
+			// (ignoring an error); the channel finds the end after.
+			j.connEnded = true
+		} else if j != nil && j.id == m.conn {
 			c.cloneFailed(h, false, "the spare refused or the connection ended")
 		} else if r := h.recv(m.conn); r != nil {
 			c.discard(h, r, "the connection ended")
@@ -1201,6 +1330,7 @@ func (c *cluster) commitAt(h *chost, r *crecv) {
 	h.heardAt, h.heardEver, h.ended = c.now, true, false
 	h.origin = fmt.Sprintf("clone #%d", r.id)
 	h.vm, h.log, h.held, h.open, h.acked, h.pairConn, h.goingLive = vmReplay, r.entries, nil, false, 0, r.id, false
+	h.heardOut, h.heardProd = r.out, r.prod
 	c.logf("%s is the backup of %s in generation %d from clone #%d (entries through %d)", h.name, hostName(r.from), r.gen, r.id, len(r.entries))
 	c.ready(h)
 }
@@ -1235,7 +1365,12 @@ func (c *cluster) liveStep(h *chost) {
 	if !isPrefix(c.seen, h.log) {
 		c.fail("contradiction: clients saw output of entries through %d, %s goes live with %d that do not hold them", len(c.seen), h.name, len(h.log))
 	}
-	h.vm, h.open = vmLive, true
+	// Its replay produced the outputs through its position; it writes
+	// those the primary did not report written (vmm/outtail.go).
+	h.vm, h.open, h.produced, h.written = vmLive, true, h.heardProd, h.heardProd
+	if c.mv != nil {
+		c.checkContinuity(h)
+	}
 	c.logf("%s goes live with entries through %d", h.name, len(h.log))
 	c.step1(h, Event{Kind: EvLive})
 }
@@ -1247,7 +1382,9 @@ func (c *cluster) guest(h *chost) {
 	if h.vm != vmLive {
 		return
 	}
-	paused := h.job != nil && h.job.phase >= jFinal
+	// The guest pauses for a clone's final state, and from the pause
+	// where a switchover begins.
+	paused := h.job != nil && h.job.phase >= jFinal || h.move != nil && h.move.stage == msHandOver
 	if !paused {
 		if c.rng.IntN(3) == 0 {
 			c.nextEntry++
@@ -1255,6 +1392,7 @@ func (c *cluster) guest(h *chost) {
 		}
 		if c.rng.IntN(2) == 0 {
 			h.held = append(h.held, uint64(len(h.log)))
+			h.produced++
 		}
 	}
 	k := 0
@@ -1264,12 +1402,13 @@ func (c *cluster) guest(h *chost) {
 	}
 	if k > 0 {
 		h.held = append(h.held[:0], h.held[k:]...)
+		h.written += k
 	}
 	if h.pairConn != 0 && !h.open && (len(h.log) > h.sentSeq || c.now.Sub(h.lastSend) >= 5*cStep) {
 		n := h.node
 		if p := hostIndex(n.Peer()); p >= 0 {
-			c.send(h.i, p, cmsg{kind: kLog, conn: h.pairConn, gen: n.Generation(), entries: h.log[:len(h.log):len(h.log)]})
-			h.sentSeq, h.lastSend = len(h.log), c.now
+			c.send(h.i, p, cmsg{kind: kLog, conn: h.pairConn, gen: n.Generation(), entries: h.log[:len(h.log):len(h.log)], out: h.written, prod: h.produced})
+			h.sentSeq, h.lastSend, h.reported = len(h.log), c.now, h.written
 		}
 	}
 }
@@ -1406,6 +1545,9 @@ func (c *cluster) check() {
 	if holders == 0 && !c.lost {
 		c.lost = true
 		c.logf("the VM is lost: no host holds its memory")
+		if c.mv != nil {
+			c.lostBy()
+		}
 	}
 }
 
@@ -1463,6 +1605,10 @@ func (c *cluster) faultStep() {
 	if c.now.Before(f.armedAt) {
 		return
 	}
+	if f.mp != 0 {
+		c.moveFaultStep(f)
+		return
+	}
 	if f.phase == phTime {
 		if c.now.Before(f.armedAt.Add(f.after)) {
 			return
@@ -1488,13 +1634,7 @@ func (c *cluster) faultStep() {
 	}
 	if !ok {
 		if c.lost || c.now.Sub(f.armedAt) > 4*time.Second {
-			c.logf("no clone reached %v: fault given up", f.phase)
-			c.stats.givenUp++
-			c.cur++
-			c.lastHeal = c.now
-			if c.cur < len(c.faults) {
-				c.faults[c.cur].armedAt = c.now
-			}
+			c.giveUp(fmt.Sprintf("no clone reached %v", f.phase))
 		}
 		return
 	}
@@ -1522,6 +1662,17 @@ func (c *cluster) faultStep() {
 		c.inject(f, fCut, s, p)
 	case tBreakPS:
 		c.inject(f, fBreak, p, s)
+	}
+}
+
+// giveUp gives the current fault up: its phase did not come.
+func (c *cluster) giveUp(why string) {
+	c.logf("%s: fault given up", why)
+	c.stats.givenUp++
+	c.cur++
+	c.lastHeal = c.now
+	if c.cur < len(c.faults) {
+		c.faults[c.cur].armedAt = c.now
 	}
 }
 
@@ -1560,6 +1711,9 @@ func (c *cluster) phaseNow(f *cfault) (p, s int, ok bool) {
 
 func (c *cluster) inject(f *cfault, k fkind, x, y int) {
 	f.k, f.x, f.y = k, x, y
+	if c.mv != nil {
+		c.faulted(k, x, y)
+	}
 	c.active = true
 	c.healAt = c.now.Add(f.dur)
 	hx := c.hosts[x]
@@ -1584,6 +1738,17 @@ func (c *cluster) inject(f *cfault, k fkind, x, y int) {
 		c.endConns(x, y, true)
 		c.endConns(y, x, true)
 		c.healAt = c.now
+	case fLoseBye:
+		c.loseBye(x, y, f.silent)
+		c.healAt = c.now
+	case fLoseClaim:
+		c.logf("the answer of %s's next claim will be lost", hx.name)
+		if hx.job != nil {
+			c.loseCloneAnswers++
+		} else {
+			hx.loseAnswer = true
+		}
+		c.healAt = c.now
 	}
 }
 
@@ -1592,7 +1757,8 @@ func (c *cluster) heal(f *cfault) {
 	switch f.k {
 	case fCrash:
 		c.logf("%s starts again, a spare", h.name)
-		h.crashed, h.silent, h.regSeen = false, false, c.now
+		// Its first registry entry is a fresh one: not draining.
+		h.crashed, h.silent, h.regSeen, h.draining = false, false, c.now, false
 	case fFreeze:
 		c.logf("%s thaws", h.name)
 		h.frozen = false
@@ -1642,7 +1808,9 @@ func (c *cluster) crash(h *chost, silent bool) {
 	for j := range c.hosts {
 		c.stalled[h.i][j] = nil
 	}
-	*h = chost{name: h.name, i: h.i, crashed: true, silent: silent, storageUp: h.storageUp, regSeen: h.regSeen}
+	// The registry keeps its entry (alive until it is stale, and draining)
+	// until it starts again.
+	*h = chost{name: h.name, i: h.i, crashed: true, silent: silent, storageUp: h.storageUp, regSeen: h.regSeen, draining: h.draining, status: h.status}
 }
 
 // run runs the schedule to its end and checks liveness.
@@ -1657,15 +1825,21 @@ func (c *cluster) run() {
 		if c.failed {
 			return
 		}
-		if c.cur < len(c.faults) {
+		if c.cur < len(c.faults) || c.mv != nil && !c.mv.over() {
 			if c.now.Sub(c.start) > limit {
 				c.fail("the schedule did not end within %v", limit)
 			}
 			continue
 		}
+		// Liveness counts from the last fault's end, or a move
+		// schedule's last operation's if later.
+		quiet := c.lastHeal
+		if c.mv != nil && c.mv.endedAt.After(quiet) {
+			quiet = c.mv.endedAt
+		}
 		if c.lost {
 			// Safety only: nothing may come back to life.
-			if c.now.Sub(c.lastHeal) > cStepTimeout+cStable {
+			if c.now.Sub(quiet) > cStepTimeout+cStable {
 				c.stats.lost++
 				return
 			}
@@ -1676,13 +1850,16 @@ func (c *cluster) run() {
 				protSince = c.now
 			}
 			if c.now.Sub(protSince) >= cStable {
-				c.stats.maxProtect, c.stats.maxSeed = max(0, protSince.Sub(c.lastHeal)), c.seed
+				c.stats.maxProtect, c.stats.maxSeed = max(0, protSince.Sub(quiet)), c.seed
+				if c.mv != nil {
+					c.moveEnd()
+				}
 				return
 			}
 		} else {
 			protSince = time.Time{}
 		}
-		if c.now.Sub(c.lastHeal) > cLivenessBound {
+		if c.now.Sub(quiet) > cLivenessBound {
 			c.fail("not protected again within %v of the last fault's end", cLivenessBound)
 		}
 	}
@@ -1701,54 +1878,87 @@ func TestCloneSchedules(t *testing.T) {
 	if *cloneSeedFlag != 0 {
 		c := newCluster(t, *cloneSeedFlag)
 		c.run()
-		for _, e := range c.trace {
-			t.Logf("%8s %s", e.at.Truncate(time.Millisecond), fmt.Sprintf(e.format, e.args...))
-		}
+		logTrace(t, c)
 		return
 	}
 	n := uint64(10000)
 	if testing.Short() {
 		n = 1000
 	}
-	const shards = 8
-	var (
-		mu    sync.Mutex
-		total cloneStats
-	)
-	t.Run("shards", func(t *testing.T) {
-		for sh := range uint64(shards) {
-			t.Run(fmt.Sprint(sh), func(t *testing.T) {
-				t.Parallel()
-				var st cloneStats
-				for seed := 1 + sh; seed <= n; seed += shards {
-					st.add(runCloneSchedule(t, seed))
-				}
-				mu.Lock()
-				total.add(st)
-				mu.Unlock()
-			})
-		}
-	})
+	total := runShards(t, n, runCloneSchedule)
 	if t.Failed() {
 		return
 	}
 	t.Logf("%d schedules: %d phase faults (%d given up; %d after a fault put before them to start a clone), %d time faults; %d clones committed, %d generations found claimed by an earlier attempt, %d failed (%d refused); VM lost in %d; protected again at most %v after the last fault (seed %d; bound %v)",
 		total.schedules, total.phaseFaults, total.givenUp, total.provoked, total.timeFaults, total.commits, total.adopted, total.cloneFails, total.refused, total.lost, total.maxProtect, total.maxSeed, cLivenessBound)
-	var b strings.Builder
-	fmt.Fprintf(&b, "%-14s", "")
-	for tg := range nTargets {
-		fmt.Fprintf(&b, " %6.6s", tg.String())
-	}
+	var phases, targets []string
 	for ph := phStart; ph < nPhases; ph++ {
-		fmt.Fprintf(&b, "\n%-14s", ph.String())
-		for tg := range nTargets {
-			fmt.Fprintf(&b, " %6d", total.hit[ph][tg])
-			if total.hit[ph][tg] == 0 && !testing.Short() {
-				t.Errorf("no fault %v at clone phase %q", tg, ph)
+		phases = append(phases, ph.String())
+	}
+	for tg := range nTargets {
+		targets = append(targets, tg.String())
+	}
+	t.Logf("faults at each clone phase:\n%s", faultTable(t, phases, targets, func(p, tg int) (int, bool) {
+		return total.hit[phStart+cphase(p)][tg], true
+	}))
+}
+
+// runShards runs the schedules of seeds 1 to n in eight parallel shards,
+// and sums their statistics.
+func runShards[S any, P interface {
+	*S
+	add(S)
+}](t *testing.T, n uint64, run func(testing.TB, uint64) S) S {
+	const shards = 8
+	var (
+		mu    sync.Mutex
+		total S
+	)
+	t.Run("shards", func(t *testing.T) {
+		for sh := range uint64(shards) {
+			t.Run(fmt.Sprint(sh), func(t *testing.T) {
+				t.Parallel()
+				var st S
+				for seed := 1 + sh; seed <= n; seed += shards {
+					P(&st).add(run(t, seed))
+				}
+				mu.Lock()
+				P(&total).add(st)
+				mu.Unlock()
+			})
+		}
+	})
+	return total
+}
+
+// faultTable shows how many faults hit each phase (a row) with each
+// target (a column), "-" where the target does not apply, and reports a
+// phase that no fault hit with a target that applies (not with -short).
+func faultTable(t *testing.T, phases, targets []string, hit func(phase, target int) (n int, applies bool)) string {
+	w := 0
+	for _, p := range phases {
+		w = max(w, len(p)+1)
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "%-*s", w, "")
+	for _, tg := range targets {
+		fmt.Fprintf(&b, " %6.6s", tg)
+	}
+	for p, name := range phases {
+		fmt.Fprintf(&b, "\n%-*s", w, name)
+		for tg := range targets {
+			n, ok := hit(p, tg)
+			switch {
+			case !ok:
+				fmt.Fprintf(&b, " %6s", "-")
+				continue
+			case n == 0 && !testing.Short():
+				t.Errorf("no fault %v at %q", targets[tg], name)
 			}
+			fmt.Fprintf(&b, " %6d", n)
 		}
 	}
-	t.Logf("faults at each clone phase:\n%s", b.String())
+	return b.String()
 }
 
 // scenario runs a cluster of n hosts, A alone at first, with the given
@@ -1807,14 +2017,14 @@ func TestCloneCommitLost(t *testing.T) {
 
 // TestCloneRetryAfterLostClaimAnswer: a clone's claim happens but its
 // answer is lost (storage.Claim linked the owner record, then could not
-// read it back). A spare takes a clone only for the generation after the
+// read it back, nor can the host read it again at once). A spare takes a clone only for the generation after the
 // latest one, so the retry cannot use the same generation again: it finds
 // the generation its own, goes on in it alone, and clones for the next,
 // whose owner record names the backup that joined.
 func TestCloneRetryAfterLostClaimAnswer(t *testing.T) {
 	c := newClusterOf(t, 1, rand.New(rand.NewPCG(1, 2)), 3, true)
 	c.rerun = "go test ./ft -run '^TestCloneRetryAfterLostClaimAnswer$' -v"
-	c.loseCloneAnswers = 1
+	c.loseCloneAnswers, c.rereadFails = 1, true
 	c.run()
 	if c.lost || c.latest() != 3 || c.stats.adopted != 1 || !c.protected() {
 		c.fail("after a lost claim answer: lost %v, latest generation %d, adopted %d, protected %v", c.lost, c.latest(), c.stats.adopted, c.protected())
@@ -1824,17 +2034,40 @@ func TestCloneRetryAfterLostClaimAnswer(t *testing.T) {
 	}
 }
 
+// TestCloneClaimAnswerLostRecordRead: a clone's claim happens but its
+// answer is lost; the host reads the owner record again, finds the pair
+// its own, and commits the clone as if the answer had come.
+func TestCloneClaimAnswerLostRecordRead(t *testing.T) {
+	c := newClusterOf(t, 1, rand.New(rand.NewPCG(1, 2)), 3, true)
+	c.rerun = "go test ./ft -run '^TestCloneClaimAnswerLostRecordRead$' -v"
+	c.loseCloneAnswers = 1
+	c.run()
+	if c.lost || c.latest() != 2 || c.stats.adopted != 0 || !c.protected() {
+		c.fail("after a lost claim answer: lost %v, latest generation %d, adopted %d, protected %v", c.lost, c.latest(), c.stats.adopted, c.protected())
+	}
+}
+
+func logTrace(t *testing.T, c *cluster) {
+	for _, e := range c.trace {
+		t.Logf("%8s %s", e.at.Truncate(time.Millisecond), fmt.Sprintf(e.format, e.args...))
+	}
+}
+
+func traceText(c *cluster) string {
+	var b strings.Builder
+	for _, e := range c.trace {
+		fmt.Fprintf(&b, "%v %s\n", e.at, fmt.Sprintf(e.format, e.args...))
+	}
+	return b.String()
+}
+
 // TestCloneSchedulesDeterministic: a seed makes the same schedule, event
 // for event, whatever else runs.
 func TestCloneSchedulesDeterministic(t *testing.T) {
 	traceOf := func(seed uint64) string {
 		c := newCluster(t, seed)
 		c.run()
-		var b strings.Builder
-		for _, e := range c.trace {
-			fmt.Fprintf(&b, "%v %s\n", e.at, fmt.Sprintf(e.format, e.args...))
-		}
-		return b.String()
+		return traceText(c)
 	}
 	for seed := uint64(1); seed <= 20; seed++ {
 		if a, b := traceOf(seed), traceOf(seed); a != b {

@@ -524,6 +524,15 @@ func (r *runner) cloneOnce(gen uint64, target string) (out cloneOutcome) {
 		return out
 	}
 	won, cur, err := r.h.dir.Claim(r.vm, storage.Owner{Generation: gen, Host: r.h.cfg.Name, Role: "primary", Reason: reasonClone, Backup: target})
+	if err != nil {
+		// The claim may have happened with its answer lost: the owner
+		// record, read again, says (a primary that took a won claim for
+		// a failure would serve on with a backup that can no longer win).
+		if o, ok, rerr := r.h.dir.Owner(r.vm, gen); rerr == nil && ok && (o.Host != r.h.cfg.Name || o.Backup == target) {
+			r.log.Info("clone: the claim's answer was lost; the owner record says", "generation", gen, "owner", o.Host, "err", err)
+			won, cur, err = o.Host == r.h.cfg.Name, o, nil
+		}
+	}
 	switch {
 	case err != nil:
 		out.err = fmt.Errorf("claim of generation %d: %w", gen, err)

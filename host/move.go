@@ -130,18 +130,33 @@ func (r *runner) moveBackup(to string) error {
 	wait := make(chan cloneOutcome, 1)
 	deadline := time.Now().Add(cloneTimeout)
 	for {
-		accepted := false
+		accepted, already, ignored := false, false, false
 		err := r.withNode(r.ctx, func(n *ft.Node) {
-			if n.CanMoveBackup() {
-				r.mu.Lock()
-				r.moveWait = wait
-				r.mu.Unlock()
-				n.Step(ft.Event{Kind: ft.EvMoveBackup, Peer: to})
-				accepted = true
+			if !n.CanMoveBackup() {
+				return
 			}
+			if n.Role() == ft.Primary && n.Peer() == to {
+				// A clone that restored redundancy picked it meanwhile.
+				already = true
+				return
+			}
+			r.mu.Lock()
+			r.moveWait = wait
+			r.mu.Unlock()
+			n.Step(ft.Event{Kind: ft.EvMoveBackup, Peer: to})
+			accepted, ignored = n.Cloning(), !n.Cloning()
 		})
-		if err != nil {
+		switch {
+		case err != nil:
 			return err
+		case already:
+			r.setMove("the backup is on " + to + " already")
+			return nil
+		case ignored:
+			r.mu.Lock()
+			r.moveWait = nil
+			r.mu.Unlock()
+			return errors.New("the node did not take the move")
 		}
 		if accepted {
 			break
