@@ -1236,6 +1236,8 @@ func (c *cluster) handle(h *chost, m cmsg) {
 		switch {
 		case h.holds():
 			refuse = "this host already runs the VM"
+		case h.draining:
+			refuse = "this host is draining"
 		case !h.storageUp:
 			refuse = "storage unreachable"
 		case o.host != m.from:
@@ -1272,6 +1274,13 @@ func (c *cluster) handle(h *chost, m cmsg) {
 		r.lastFrame = c.now
 		switch m.kind {
 		case kFinal:
+			if h.draining {
+				// As host/clonetarget.go: marked draining since the
+				// clone began, it takes no VM.
+				c.discard(h, r, "this host is draining")
+				c.send(h.i, m.from, cmsg{kind: kCloneEnd, conn: m.conn, gen: m.gen})
+				return
+			}
 			r.entries = append([]uint64(nil), m.entries...)
 			r.out, r.prod = m.out, m.prod
 			r.restoreAt = c.now.Add(time.Duration(1+c.rng.IntN(3)) * cStep)

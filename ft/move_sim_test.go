@@ -48,8 +48,11 @@ import (
 //     registry (clones avoid it: pickSpare; it loses the mark when it
 //     starts again); then, while the VM runs on it, moves its backup to
 //     the least loaded other host, or its primary to its backup (or, alone,
-//     to such a host). The operator retries a drain that failed, up to
-//     mDrainAttempts times.
+//     to such a host); it is done only once the host receives no clone
+//     (a draining host refuses a clone at its hello and at its final
+//     state) and no latest owner record is on it with the VM's state
+//     unknown (drainWait). The operator retries a drain that failed, up
+//     to mDrainAttempts times.
 //
 // Faults, one at a time as in the cluster simulator: at a time, or at a
 // phase of a planned move (its clone's phases, as the cluster simulator's,
@@ -121,14 +124,6 @@ const (
 	// of the primary loses the VM; its status never matches the latest
 	// owner record, so moves and drains take it for not running.
 	issueUnknownClaim issue = iota
-	// A drain reports the host drained while a clone onto it (picked
-	// before the mark) is under way: the clone lands on the draining
-	// host.
-	issueDrainClone
-	// A drain reports the host drained because the VM did not show as
-	// running (its primary's status lags its owner record: a clone's
-	// commit, a failover), while the latest generation is on the host.
-	issueDrainNotRunning
 	// The old primary halts as it hands over, with no word from the
 	// backup newer than the acknowledgements before its pause (after a
 	// clone, the clone point counts as acknowledged: nothing from the new
@@ -155,8 +150,7 @@ const (
 )
 
 func (i issue) String() string {
-	return [...]string{"unknown clone claim outcome", "clone onto a drained host",
-		"drain of a VM not shown running", "handover to a backup that does not take over", "switchover repeats outputs", "old backup shut out", "move done on a dead target"}[i]
+	return [...]string{"unknown clone claim outcome", "handover to a backup that does not take over", "switchover repeats outputs", "old backup shut out", "move done on a dead target"}[i]
 }
 
 // knownHit ends a schedule that ran into a known issue.
@@ -191,6 +185,7 @@ const (
 	mMoveWait        = 20 * time.Second
 	mDrainRetry      = time.Second
 	mDrainAttempts   = 6
+	mDrainWait       = 10 * time.Second // host: drainWait's bound (moveWait)
 )
 
 type opKind uint8
@@ -253,8 +248,11 @@ type moveOp struct {
 	stage    drainStage
 	attempts int
 	retryAt  time.Time
-	sub      *moveOp
-	settled  bool // its last attempt began with every fault over
+	// waitUntil bounds a drain's wait for a clone the host receives, or
+	// for the state of a VM whose latest generation is on it.
+	waitUntil time.Time
+	sub       *moveOp
+	settled   bool // its last attempt began with every fault over
 }
 
 type mstage uint8
@@ -723,16 +721,13 @@ func (c *cluster) endOp(op *moveOp, done bool, result string) {
 		for _, r := range t.recvs {
 			receiving = receiving || r.gen == vs.gen
 		}
+		// Clones on their way to the host are refused there (it is
+		// draining); one it receives must have ended.
 		incoming := len(t.recvs) > 0
-		for _, h := range c.hosts {
-			incoming = incoming || h.job != nil && h.job.target == op.target || h.move != nil && h.move.to == op.target
-		}
 		o := c.owners[vs.gen]
 		switch on := o.host == op.target && t.holds() || c.pair[vs.gen] == op.target && (t.holds() || receiving); {
 		case incoming:
-			c.known(issueDrainClone, "op %d reported %s drained, with a clone or a move onto it under way: %s", op.n, t.name, c.describe(t))
-		case on && !vs.running:
-			c.known(issueDrainNotRunning, "op %d reported %s drained, the vm not showing as running, but it is in the latest generation %d: %s", op.n, t.name, vs.gen, c.describe(t))
+			c.fail("op %d reported %s drained, with a clone onto it under way: %s", op.n, t.name, c.describe(t))
 		case on:
 			c.fail("op %d reported %s drained, but it is in the latest generation %d: %s", op.n, t.name, vs.gen, c.describe(t))
 		}
@@ -835,9 +830,29 @@ func (c *cluster) drainNext(op *moveOp) {
 	x := op.target
 	vs := c.view()
 	if !vs.running || vs.primary != x && vs.backup != x {
+		// As host.drainWait: not while the host receives a clone, nor
+		// while the latest owner record is on it and the VM's status
+		// does not say how it runs.
+		why := ""
+		switch o := c.owners[vs.gen]; {
+		case c.alive(x) && len(c.hosts[x].recvs) > 0:
+			why = "it receives a clone"
+		case !vs.running && !c.lost && (o.host == x || o.backup == x):
+			why = "the latest generation is on it, its state not known"
+		}
+		if why != "" {
+			if op.waitUntil.IsZero() {
+				op.waitUntil = c.now.Add(mDrainWait)
+			}
+			if c.now.After(op.waitUntil) {
+				c.drainFailed(op, "still "+why)
+			}
+			return
+		}
 		c.endOp(op, true, "drained")
 		return
 	}
+	op.waitUntil = time.Time{}
 	to := c.drainTarget(vs, x)
 	if to < 0 {
 		c.drainFailed(op, "no other live host")

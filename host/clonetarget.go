@@ -2,6 +2,7 @@ package host
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -48,6 +49,10 @@ func (h *Host) serveClone(ctx context.Context, c *replog.Conn, ch cloneHello) {
 		refuse("this host already runs %s", ch.VM)
 		return
 	}
+	if h.draining() {
+		refuse("this host is draining")
+		return
+	}
 	mod, err := h.dir.Module(ch.VM)
 	if err != nil {
 		refuse("%v", err)
@@ -65,6 +70,16 @@ func (h *Host) serveClone(ctx context.Context, c *replog.Conn, ch cloneHello) {
 		c.Close()
 		return
 	}
+	h.mu.Lock()
+	h.incoming[ch.VM]++
+	h.mu.Unlock()
+	defer func() {
+		h.mu.Lock()
+		if h.incoming[ch.VM]--; h.incoming[ch.VM] <= 0 {
+			delete(h.incoming, ch.VM)
+		}
+		h.mu.Unlock()
+	}()
 	r := h.newRunner(ctx, spec, ft.NewNode(h.cfg.Node, ft.Backup, ch.Gen, ch.Primary, time.Now()))
 	b, err := r.receiveClone(c, cm)
 	if err != nil {
@@ -125,6 +140,10 @@ func (r *runner) receiveClone(c *replog.Conn, cm *wasm.CompiledModule) (*backupS
 			return nil, fmt.Errorf("the primary gave up: %s", p)
 		default:
 			return nil, fmt.Errorf("unexpected frame type %d", typ)
+		}
+		// A host marked draining since the clone began takes no VM.
+		if r.h.draining() {
+			return nil, errors.New("this host is draining")
 		}
 		st, err := target.DecodeFinal(p)
 		if err != nil {

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"sort"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -96,11 +97,14 @@ type Host struct {
 	beats   atomic.Uint64
 
 	mu      sync.Mutex
-	runners map[string]*runner   // by VM name
-	lost    map[string]time.Time // when each VM was first seen with every replica lost
-	peers   map[string]storage.HostInfo
-	conns   map[*replog.Conn]string // open logging channels, by peer host
-	info    storage.HostInfo
+	runners map[string]*runner // by VM name
+	// incoming counts the clones this host is receiving, by VM, until
+	// each commits or ends (a drain waits for them).
+	incoming map[string]int
+	lost     map[string]time.Time // when each VM was first seen with every replica lost
+	peers    map[string]storage.HostInfo
+	conns    map[*replog.Conn]string // open logging channels, by peer host
+	info     storage.HostInfo
 }
 
 // New opens the shared storage, creates the cluster key if it is the first
@@ -131,14 +135,15 @@ func New(cfg Config) (*Host, error) {
 		cfg.Stderr = io.Discard
 	}
 	h := &Host{
-		cfg:     cfg,
-		log:     cfg.Logger,
-		fp:      &Failpoints{},
-		started: time.Now(),
-		runners: make(map[string]*runner),
-		lost:    make(map[string]time.Time),
-		peers:   make(map[string]storage.HostInfo),
-		conns:   make(map[*replog.Conn]string),
+		cfg:      cfg,
+		log:      cfg.Logger,
+		fp:       &Failpoints{},
+		started:  time.Now(),
+		runners:  make(map[string]*runner),
+		incoming: make(map[string]int),
+		lost:     make(map[string]time.Time),
+		peers:    make(map[string]storage.HostInfo),
+		conns:    make(map[*replog.Conn]string),
 	}
 	h.epoch = uint64(h.started.UnixNano())
 	if err := h.fp.Set(cfg.Failpoints); err != nil {
@@ -179,6 +184,27 @@ func New(cfg Config) (*Host, error) {
 		Started:   h.started.UTC(),
 	}
 	return h, nil
+}
+
+// incomingClones returns the VMs this host is receiving a clone of.
+func (h *Host) incomingClones() []string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var out []string
+	for vm, n := range h.incoming {
+		if n > 0 {
+			out = append(out, vm)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// draining reports whether this host is marked draining.
+func (h *Host) draining() bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.info.Draining
 }
 
 // hostRunning reports whether the host process of registry entry o still
@@ -456,6 +482,9 @@ type controlReply struct {
 	OK         bool   `json:"ok"`
 	Error      string `json:"error,omitempty"`
 	Failpoints string `json:"failpoints"`
+	// Incoming names the VMs this host is receiving a clone of (op
+	// "incoming").
+	Incoming []string `json:"incoming,omitempty"`
 }
 
 func (h *Host) serveControl(c *replog.Conn) {
@@ -485,6 +514,8 @@ func (h *Host) serveControl(c *replog.Conn) {
 					h.log.Info("failpoints set", "host", h.cfg.Name, "failpoints", h.fp.String())
 				}
 			case "get":
+			case "incoming":
+				reply.Incoming = h.incomingClones()
 			case "move":
 				if err := h.move(req.VM, req.To, req.Primary, req.ID); err != nil {
 					reply = controlReply{Error: err.Error()}
@@ -515,37 +546,38 @@ func (h *Host) serveControl(c *replog.Conn) {
 // Control sends one control request to the host at addr and returns the
 // host's failpoints after it.
 func Control(ctx context.Context, addr string, key []byte, op, failpoints string) (string, error) {
-	return control(ctx, addr, key, controlRequest{Op: op, Failpoints: failpoints})
+	rep, err := control(ctx, addr, key, controlRequest{Op: op, Failpoints: failpoints})
+	return rep.Failpoints, err
 }
 
-func control(ctx context.Context, addr string, key []byte, req controlRequest) (string, error) {
+func control(ctx context.Context, addr string, key []byte, req controlRequest) (controlReply, error) {
+	var reply controlReply
 	c, err := replog.Dial(ctx, addr, key, controlHello())
 	if err != nil {
-		return "", err
+		return reply, err
 	}
 	defer c.Close()
 	b, _ := json.Marshal(req)
 	if err := c.WriteFrame(replog.FrameControl, b); err != nil {
-		return "", err
+		return reply, err
 	}
 	if dl, ok := ctx.Deadline(); ok {
 		c.SetReadDeadline(dl)
 	}
 	typ, p, err := c.ReadFrame()
 	if err != nil {
-		return "", fmt.Errorf("control %s: %w", addr, err)
+		return reply, fmt.Errorf("control %s: %w", addr, err)
 	}
 	if typ != replog.FrameControl {
-		return "", fmt.Errorf("control %s: unexpected frame type %d", addr, typ)
+		return reply, fmt.Errorf("control %s: unexpected frame type %d", addr, typ)
 	}
-	var reply controlReply
 	if err := json.Unmarshal(p, &reply); err != nil {
-		return "", fmt.Errorf("control %s: %w", addr, err)
+		return reply, fmt.Errorf("control %s: %w", addr, err)
 	}
 	if !reply.OK {
-		return reply.Failpoints, fmt.Errorf("host %s: %s", addr, reply.Error)
+		return reply, fmt.Errorf("host %s: %s", addr, reply.Error)
 	}
-	return reply.Failpoints, nil
+	return reply, nil
 }
 
 // beatLoop receives heartbeats and hands each to its VM's runner.

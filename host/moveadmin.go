@@ -226,6 +226,7 @@ func DrainVMs(ctx context.Context, dir *storage.Dir, name string, undo bool, pro
 	}
 	progress(step("%s: draining: no VM is placed on it any more", name))
 	moved := 0
+	var waited time.Time
 	for {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -241,6 +242,29 @@ func DrainVMs(ctx context.Context, dir *storage.Dir, name string, undo bool, pro
 		}
 		next, to, primary := drainNext(vms, hosts, name)
 		if next == nil {
+			// Not drained while the host receives a clone (one that
+			// began before the mark: it is refused at its final pause,
+			// or it committed and its VM is moved off next), or while a
+			// VM's latest owner record is on the host and its status
+			// does not say yet how it runs.
+			wait, err := drainWait(ctx, key, h.Addr, vms, name)
+			if err != nil {
+				return err
+			}
+			if wait != "" {
+				if waited.IsZero() {
+					waited = now
+					progress(step("%s: waiting: %s", name, wait))
+				}
+				if now.Sub(waited) > moveWait {
+					return fmt.Errorf("cannot drain %s: %s", name, wait)
+				}
+				select {
+				case <-ctx.Done():
+				case <-time.After(200 * time.Millisecond):
+				}
+				continue
+			}
 			if moved == 1 {
 				progress(step("%s: drained: 1 VM moved off", name))
 			} else {
@@ -256,6 +280,27 @@ func DrainVMs(ctx context.Context, dir *storage.Dir, name string, undo bool, pro
 		}
 		moved++
 	}
+}
+
+// drainWait says what a drain of host name (at addr) must wait for before
+// it is done: a clone the host receives, or a VM whose latest generation
+// is on the host but whose state is not known yet; "" for nothing.
+func drainWait(ctx context.Context, key []byte, addr string, vms []VMState, name string) (string, error) {
+	for _, v := range vms {
+		if (v.Primary == name || v.Backup == name) && !strings.HasPrefix(v.State, "running") && !vmEnded(v.State) {
+			return fmt.Sprintf("vm %s's generation %d is on it, and its state is not known yet", v.Name, v.Generation), nil
+		}
+	}
+	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	rep, err := control(cctx, addr, key, controlRequest{Op: "incoming"})
+	cancel()
+	if err != nil {
+		return "", err
+	}
+	if len(rep.Incoming) > 0 {
+		return fmt.Sprintf("it is receiving a clone of %s", strings.Join(rep.Incoming, ", ")), nil
+	}
+	return "", nil
 }
 
 // drainNext picks the next VM to move off host name, where to, and whether
