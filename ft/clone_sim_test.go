@@ -268,14 +268,18 @@ type chost struct {
 	node     *Node
 	origin   string // how the node came: the initial pair, or a commit
 	pairConn uint64 // the pair's logging channel, 0 if none
-	known    []uint64
-	vm       vmState
-	log      []uint64
-	open     bool   // the gate lets outputs out at once
-	acked    uint64 // the gate's acknowledged entry
-	held     []uint64
-	sentSeq  int
-	lastSend time.Time
+	// backupHeard: an acknowledgement came on the pair's channel (after
+	// a clone's commit, from the new backup): only then is a primary
+	// protected (host/logbuf.go's heard).
+	backupHeard bool
+	known       []uint64
+	vm          vmState
+	log         []uint64
+	open        bool   // the gate lets outputs out at once
+	acked       uint64 // the gate's acknowledged entry
+	held        []uint64
+	sentSeq     int
+	lastSend    time.Time
 	// Outputs: produced by the guest, written (released), and written as
 	// last reported to the backup (the Out of the last batch sent); at a
 	// backup, what the last batch received said of both.
@@ -572,6 +576,7 @@ func newClusterOf(t testing.TB, seed uint64, rng *rand.Rand, n int, alone bool) 
 		b.node = NewNode(c.cfg, Backup, 1, "A", c.now)
 		b.vm, b.log, b.origin = vmReplay, []uint64{}, "initial"
 		a.pairConn, b.pairConn = c.nextConn, c.nextConn
+		a.backupHeard = true
 		a.heardAt, b.heardAt = c.now, c.now
 		a.known, b.known = []uint64{c.nextConn}, []uint64{c.nextConn}
 		c.owners, c.pair = append(c.owners, cowner{0, 1}), append(c.pair, 1)
@@ -1075,7 +1080,7 @@ func (c *cluster) jobStep(h *chost) {
 		}
 		h.open, h.acked = false, max(h.acked, uint64(j.point))
 		// The new channel's sender has reported nothing yet.
-		h.pairConn, h.sentSeq, h.reported = j.id, j.point, 0
+		h.pairConn, h.sentSeq, h.reported, h.backupHeard = j.id, j.point, 0, false
 		c.commit = commitMark{at: c.now, p: h.i, s: j.target, old: old, id: j.id, planned: j.planned}
 		if c.pair[j.gen] = j.target; c.owners[j.gen].backup != j.target {
 			c.fail("the owner record of generation %d names %s as the backup, the clone committed %s", j.gen, hostName(c.owners[j.gen].backup), hostName(j.target))
@@ -1223,6 +1228,7 @@ func (c *cluster) handle(h *chost, m cmsg) {
 			c.send(h.i, m.from, cmsg{kind: kEnd, conn: m.conn, gen: m.gen})
 		case h.pairs(Primary, m.from, m.gen, m.conn):
 			h.acked = max(h.acked, uint64(min(m.seq, len(h.log))))
+			h.backupHeard = true
 			c.step1(h, Event{Kind: EvLogTraffic})
 		}
 	case kEnd:

@@ -142,15 +142,11 @@ const (
 	// lose) and the new one cannot take over: a crash of the primary then
 	// loses the VM, though the old backup holds the whole log.
 	issueMoveShutOut
-	// A move reported done whose target had crashed before the claim:
-	// the primary's status says protected once the commit is written
-	// (its write error is ignored), before the new backup is heard.
-	issueDoneDeadTarget
 	nIssues
 )
 
 func (i issue) String() string {
-	return [...]string{"unknown clone claim outcome", "handover to a backup that does not take over", "switchover repeats outputs", "old backup shut out", "move done on a dead target"}[i]
+	return [...]string{"unknown clone claim outcome", "handover to a backup that does not take over", "switchover repeats outputs", "old backup shut out"}[i]
 }
 
 // knownHit ends a schedule that ran into a known issue.
@@ -499,7 +495,7 @@ type vmStatus struct {
 // writeStatus writes h's status, if it reaches the storage.
 func (c *cluster) writeStatus(h *chost) {
 	if n := h.node; n != nil && h.storageUp {
-		h.status = vmStatus{role: n.Role(), gen: n.Generation(), protected: n.Role() == Primary && h.pairConn != 0 && !h.ended, at: c.now}
+		h.status = vmStatus{role: n.Role(), gen: n.Generation(), protected: n.Role() == Primary && h.pairConn != 0 && h.backupHeard && !h.ended, at: c.now}
 	}
 }
 
@@ -687,9 +683,6 @@ func (c *cluster) followMove(op *moveOp) {
 func (c *cluster) endOp(op *moveOp, done bool, result string) {
 	op.done, op.result = done, result
 	c.logf("operator: op %d (%v to %s) ends: %s", op.n, op.kind, hostName(op.target), result)
-	if op.targetDied && done {
-		c.known(issueDoneDeadTarget, "op %d reported done, but its target %s crashed before the claim", op.n, hostName(op.target))
-	}
 	if !done && op.kind != opDrain && op.targetDied && !op.hitOther {
 		// Only the target was hit: the VM runs on where it was.
 		if vs := c.view(); !vs.running {
@@ -703,12 +696,17 @@ func (c *cluster) endOp(op *moveOp, done bool, result string) {
 	t := c.hosts[op.target]
 	switch op.kind {
 	case opMoveBackup:
-		// The primary's status says protected once the commit is sent:
-		// the target may not have it yet, or have crashed since the
-		// claim; and the status may outlive its host by a little.
+		// The primary's status says protected once the new backup
+		// acknowledged something after the commit (a target that died
+		// before then is protected only by a later clone onto it,
+		// started again); it may have crashed since, and the status
+		// may outlive its host by a little.
 		p := c.hosts[vs.primary]
 		if c.pair[vs.gen] != op.target || vs.gen <= op.vsGen || !p.crashed && (p.node.Role() != Primary || p.node.Peer() != t.name) {
 			c.fail("op %d reported the backup moved to %s, which is not the backup of the latest generation %d: %s", op.n, t.name, vs.gen, c.describe(p))
+		}
+		if op.targetDied && !t.holds() {
+			c.fail("op %d reported done, but its target %s crashed before the claim and holds nothing: %s", op.n, t.name, c.describe(t))
 		}
 	case opMovePrimary:
 		if n := t.node; vs.primary != op.target || !t.crashed && (n == nil || n.Generation() != vs.gen || n.Role() != Primary && n.Role() != Alone) {

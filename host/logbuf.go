@@ -39,6 +39,10 @@ type logBuffer struct {
 	rtt      latency.Histogram
 	closed   bool
 	alone    bool // no backup any more: entries are counted, not kept
+	// heard: the backup acknowledged something since it was attached
+	// (the first backup, or a clone's): until then, a clone's target
+	// that died before its commit would pass for a backup.
+	heard bool
 	// out is how much of the guest's stdout and stderr the Gate has
 	// written (replog.Batch.Out); outSent, how much the last batch
 	// written to the backup reported.
@@ -198,6 +202,7 @@ func (b *logBuffer) ack(a replog.Ack) error {
 	if a.Seq > b.last {
 		return fmt.Errorf("ack of entry %d, but only %d were sent", a.Seq, b.last)
 	}
+	b.heard = true
 	i := 0
 	for i < len(b.inFlight) && b.inFlight[i].seq <= a.Seq {
 		b.rtt.Record(now.Sub(b.inFlight[i].at))
@@ -258,6 +263,14 @@ func (b *logBuffer) wait() <-chan struct{} {
 	return b.changed
 }
 
+// heardBackup reports whether the backup acknowledged anything since it
+// was attached.
+func (b *logBuffer) heardBackup() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.heard && !b.alone
+}
+
 // detach drops what the buffer holds and keeps nothing more: the primary
 // runs alone. Senders stop.
 func (b *logBuffer) detach() {
@@ -274,7 +287,7 @@ func (b *logBuffer) detach() {
 // a clone gave the primary a new backup, whose state goes through seq.
 func (b *logBuffer) attach(seq uint64) {
 	b.mu.Lock()
-	b.alone = false
+	b.alone, b.heard = false, false
 	b.entries, b.bytes, b.samples, b.inFlight = nil, 0, nil, nil
 	b.last, b.acked, b.ackPos = seq, seq, b.pos
 	b.waitAny = true

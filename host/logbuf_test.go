@@ -172,3 +172,27 @@ func TestLogBufferReportsIntentsAndOutput(t *testing.T) {
 		t.Fatalf("output report: %+v, %v", batch, ok)
 	}
 }
+
+// TestLogBufferHeardBackup: a backup counts as heard once it acknowledged
+// something, and a clone's new backup only after its own first ack.
+func TestLogBufferHeardBackup(t *testing.T) {
+	b := newLogBuffer()
+	b.Append(entry(1, 10, 8))
+	if b.heardBackup() {
+		t.Fatal("heard before any ack")
+	}
+	if err := b.ack(replog.Ack{Seq: 0}); err != nil || !b.heardBackup() {
+		t.Fatalf("after an ack: heard %v, %v", b.heardBackup(), err)
+	}
+	b.detach()
+	if b.heardBackup() {
+		t.Fatal("heard while alone")
+	}
+	b.attach(1)
+	if b.heardBackup() {
+		t.Fatal("a clone's backup heard before its first ack")
+	}
+	if err := b.ack(replog.Ack{Seq: 1}); err != nil || !b.heardBackup() {
+		t.Fatalf("after the clone's first ack: heard %v, %v", b.heardBackup(), err)
+	}
+}

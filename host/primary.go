@@ -370,6 +370,9 @@ func (p *primarySide) fill(st *storage.VMStatus) {
 	lag := p.buf.lag(time.Now())
 	held := p.gate.Held()
 	st.Connected = p.ch.up()
+	// Protected once the backup was heard on it: a clone's target that
+	// died before its commit has a channel that looks up for a while.
+	st.Protected = p.paired() && st.Connected && p.buf.heardBackup()
 	st.Seq, st.Pos, st.Acked, st.LogBytes = lag.Last, lag.Pos, lag.Acked, lag.Total
 	if p.paired() {
 		st.LagEntries, st.LagBytes = lag.Entries, lag.Bytes

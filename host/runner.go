@@ -428,7 +428,7 @@ func (r *runner) writeStatus() {
 	if sd := r.currentSide(); sd != nil {
 		sd.fill(&st)
 	}
-	st.Protected = st.Role == ft.Primary.String() && st.Connected
+	st.Protected = st.Protected && st.Role == ft.Primary.String()
 	if st.Role == ft.Alone.String() || st.Role == ft.Halted.String() {
 		st.Peer = ""
 	}
