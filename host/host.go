@@ -575,7 +575,7 @@ func control(ctx context.Context, addr string, key []byte, req controlRequest) (
 		return reply, fmt.Errorf("control %s: %w", addr, err)
 	}
 	if !reply.OK {
-		return reply, fmt.Errorf("host %s: %s", addr, reply.Error)
+		return reply, errors.New(reply.Error) // the caller names the host
 	}
 	return reply, nil
 }

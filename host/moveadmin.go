@@ -87,7 +87,7 @@ func moveVM(ctx context.Context, dir *storage.Dir, hosts []HostState, vs VMState
 	_, err = control(cctx, prim.Addr, key, controlRequest{Op: "move", VM: vs.Name, To: to, Primary: primary, ID: id})
 	cancel()
 	if err != nil {
-		return err
+		return fmt.Errorf("host %s: %w", prim.Name, err)
 	}
 	what := "backup"
 	if primary {
@@ -218,7 +218,7 @@ func DrainVMs(ctx context.Context, dir *storage.Dir, name string, undo bool, pro
 	_, err = control(cctx, h.Addr, key, controlRequest{Op: "drain", Drain: !undo})
 	cancel()
 	if err != nil {
-		return err
+		return fmt.Errorf("host %s: %w", h.Name, err)
 	}
 	if undo {
 		progress(step("%s: no longer draining", name))
@@ -295,7 +295,7 @@ func drainWait(ctx context.Context, key []byte, addr string, vms []VMState, name
 	rep, err := control(cctx, addr, key, controlRequest{Op: "incoming"})
 	cancel()
 	if err != nil {
-		return "", err
+		return "", fmt.Errorf("host %s: %w", name, err)
 	}
 	if len(rep.Incoming) > 0 {
 		return fmt.Sprintf("it is receiving a clone of %s", strings.Join(rep.Incoming, ", ")), nil

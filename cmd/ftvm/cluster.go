@@ -449,7 +449,7 @@ func runFailpoint(ctx context.Context, env *cmdEnv, args []string) int {
 	defer cancel()
 	got, err := host.Control(cctx, addr, key, op, spec)
 	if err != nil {
-		return fail(err)
+		return fail(fmt.Errorf("host %s: %w", *hostName, err))
 	}
 	if got == "" {
 		got = "(none)"

@@ -323,3 +323,18 @@ func TestStatusOfEmptyStorage(t *testing.T) {
 		}
 	}
 }
+
+// TestMoveAndDrainUsageErrors: what is wrong with the command line is
+// said, and a drain's flags may follow its HOST.
+func TestMoveAndDrainUsageErrors(t *testing.T) {
+	shared := t.TempDir()
+	if code, _, errs := ftvm(t, "", "drain", "--shared", shared, "h9", "--undo"); code != 1 || !strings.Contains(errs, `no host "h9"`) {
+		t.Errorf("drain with a flag after HOST: status %d, %q", code, errs)
+	}
+	if code, _, errs := ftvm(t, "", "drain", "--shared", shared, "h9", "h8"); code != 2 || !strings.Contains(errs, "unexpected arguments: h8") {
+		t.Errorf("drain of two hosts: status %d, %q", code, errs)
+	}
+	if code, _, errs := ftvm(t, "", "move", "--shared", shared, "--name", "x"); code != 2 || !strings.Contains(errs, "--to are required") {
+		t.Errorf("move without --to: status %d, %q", code, errs)
+	}
+}

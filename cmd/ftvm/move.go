@@ -33,6 +33,11 @@ func runMove(ctx context.Context, env *cmdEnv, args []string) int {
 		return 2
 	}
 	if *shared == "" || *name == "" || *to == "" || fs.NArg() > 0 {
+		if fs.NArg() > 0 {
+			fmt.Fprintf(env.stderr, "ftvm move: unexpected arguments: %s\n", strings.Join(fs.Args(), " "))
+		} else {
+			fmt.Fprintln(env.stderr, "ftvm move: --shared, --name and --to are required")
+		}
 		fs.Usage()
 		return 2
 	}
@@ -61,13 +66,20 @@ func runDrain(ctx context.Context, env *cmdEnv, args []string) int {
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	if *hostName == "" && fs.NArg() == 1 {
+	if *hostName == "" && fs.NArg() > 0 {
+		// HOST, and flags after it (drain --shared DIR h1 --undo).
 		*hostName = fs.Arg(0)
-	} else if fs.NArg() > 0 {
+		if err := fs.Parse(fs.Args()[1:]); err != nil {
+			return 2
+		}
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(env.stderr, "ftvm drain: unexpected arguments: %s\n", strings.Join(fs.Args(), " "))
 		fs.Usage()
 		return 2
 	}
 	if *shared == "" || *hostName == "" {
+		fmt.Fprintln(env.stderr, "ftvm drain: --shared and HOST are required")
 		fs.Usage()
 		return 2
 	}
