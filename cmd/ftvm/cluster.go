@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -186,9 +187,14 @@ func runStart(ctx context.Context, env *cmdEnv, args []string) int {
 
 // startAndWait starts a VM and waits until its backup is connected.
 func startAndWait(ctx context.Context, w io.Writer, dir *storage.Dir, spec storage.VMSpec, mod []byte, wait time.Duration) error {
+	old, oldErr := dir.Module(spec.Name)
 	spec, owner, err := host.StartVM(dir, spec, mod, time.Now())
 	if err != nil {
 		return err
+	}
+	if oldErr == nil && !bytes.Equal(old, mod) {
+		// Started again with another module: its disk is kept.
+		fmt.Fprintf(w, "vm %s: started again with a new module (%d bytes, was %d); its disk is kept\n", spec.Name, len(mod), len(old))
 	}
 	fmt.Fprintf(w, "vm %s: generation %d, primary %s, backup %s\n", spec.Name, owner.Generation, spec.Primary, spec.Backup)
 	if wait <= 0 {

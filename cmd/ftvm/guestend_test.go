@@ -141,4 +141,9 @@ func TestStartGuestThatEnds(t *testing.T) {
 			t.Errorf("status --json lacks the exit code:\n%s", st)
 		}
 	}
+	// Started again under its name with another module: said so.
+	code, out, errs := ftvm(t, "", "start", "--shared", shared, "--name", "exit3", "--wait", "5m", moduleFile(t, "trap", trapModule))
+	if code != 134 || !strings.Contains(out, "vm exit3: started again with a new module") {
+		t.Errorf("start of exit3 with the trap module: status %d, %q %q", code, out, errs)
+	}
 }
