@@ -1,0 +1,3 @@
+module ftvm-example-go-http
+
+go 1.26
