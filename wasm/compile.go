@@ -862,6 +862,8 @@ func (c *compiler) instr(op byte) (done bool, err error) {
 		c.emit(opRefFunc, f, 0)
 	case 0xfc:
 		return false, c.prefixed()
+	case 0xfd:
+		return false, c.errf("illegal opcode 0xfd: a SIMD instruction (SIMD is not supported: build the guest without it, e.g. without clang's -msimd128)")
 	default:
 		if op >= 0x45 && op <= 0xc4 {
 			a, b, r, n := numericSig(op)
