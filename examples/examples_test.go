@@ -22,6 +22,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"ftvm/internal/guesttest"
 )
 
 // waitFor bounds every wait of these tests. It is generous: the machine
@@ -369,34 +371,11 @@ func buildGo(t *testing.T, name string) string {
 	return out
 }
 
-// buildC builds examples/name/main.c with clang and wasi-libc, or skips the
-// test if that toolchain is missing (as internal/guesttest.BuildC does).
+// buildC builds examples/name/main.c with clang and wasi-libc, or skips
+// the test if that toolchain is missing.
 func buildC(t *testing.T, name string) string {
 	t.Helper()
-	clang, err := exec.LookPath("clang")
-	if err != nil {
-		t.Skip("clang is not installed (apt-get install clang lld wasi-libc libclang-rt-14-dev-wasm32)")
-	}
-	args := []string{"--target=wasm32-wasi", "-O2", "-Wall"}
-	// Debian's clang finds wasi-libc in /usr by itself; elsewhere it may
-	// be in a sysroot of its own.
-	for _, root := range []string{"/usr/share/wasi-sysroot", "/opt/wasi-sdk/share/wasi-sysroot"} {
-		if _, err := os.Stat(filepath.Join(root, "include", "stdio.h")); err == nil {
-			args = append(args, "--sysroot="+root)
-			break
-		}
-	}
-	out := filepath.Join(t.TempDir(), name+".wasm")
-	b, err := exec.Command(clang, append(args, "-o", out, filepath.Join(name, "main.c"))...).CombinedOutput()
-	if err != nil {
-		for _, missing := range []string{"stdio.h", "wasm-ld", "libclang_rt.builtins-wasm32"} {
-			if bytes.Contains(b, []byte(missing)) {
-				t.Skipf("the wasm32-wasi C toolchain is incomplete (apt-get install lld wasi-libc libclang-rt-14-dev-wasm32): %s", b)
-			}
-		}
-		t.Fatalf("building %s: %v\n%s", name, err, b)
-	}
-	return out
+	return writeGuest(t, name, guesttest.BuildCFile(t, filepath.Join(name, "main.c")))
 }
 
 // buildRust builds examples/name/main.rs with a rustc that has the standard
@@ -404,28 +383,15 @@ func buildC(t *testing.T, name string) string {
 // skips the test if there is none.
 func buildRust(t *testing.T, name string) string {
 	t.Helper()
-	var candidates []string
-	if p, err := exec.LookPath("rustc"); err == nil {
-		candidates = append(candidates, p)
+	return writeGuest(t, name, guesttest.BuildRustFile(t, filepath.Join(name, "main.rs")))
+}
+
+// writeGuest writes a built guest to a file for ftvm run.
+func writeGuest(t *testing.T, name string, bin []byte) string {
+	t.Helper()
+	out := filepath.Join(t.TempDir(), name+".wasm")
+	if err := os.WriteFile(out, bin, 0o644); err != nil {
+		t.Fatal(err)
 	}
-	candidates = append(candidates, "/usr/bin/rustc")
-	for _, rustc := range candidates {
-		for _, target := range []string{"wasm32-wasip1", "wasm32-wasi"} {
-			libdir, err := exec.Command(rustc, "--print", "target-libdir", "--target", target).Output()
-			if err != nil {
-				continue
-			}
-			if m, _ := filepath.Glob(filepath.Join(strings.TrimSpace(string(libdir)), "libstd-*")); len(m) == 0 {
-				continue
-			}
-			out := filepath.Join(t.TempDir(), name+".wasm")
-			b, err := exec.Command(rustc, "--target", target, "-O", "-o", out, filepath.Join(name, "main.rs")).CombinedOutput()
-			if err != nil {
-				t.Fatalf("building %s with %s: %v\n%s", name, rustc, err, b)
-			}
-			return out
-		}
-	}
-	t.Skip("no rustc with a wasm32-wasi standard library (apt-get install rustc libstd-rust-dev-wasm32)")
-	return ""
+	return out
 }

@@ -23,6 +23,13 @@ func guestSource(t testing.TB, rel string) string {
 // wasi-libc, or skips the test if that toolchain is missing.
 func BuildC(t testing.TB, name string) []byte {
 	t.Helper()
+	return BuildCFile(t, guestSource(t, name+"/main.c"))
+}
+
+// BuildCFile compiles the C program src (a path) as BuildC does.
+func BuildCFile(t testing.TB, src string) []byte {
+	t.Helper()
+	name := filepath.Base(filepath.Dir(src))
 	clang, err := exec.LookPath("clang")
 	if err != nil {
 		t.Skip("C guest: clang is not installed (apt-get install clang lld wasi-libc libclang-rt-14-dev-wasm32)")
@@ -42,8 +49,7 @@ func BuildC(t testing.TB, name string) []byte {
 		t.Skip("C guest: no wasi-libc sysroot found (apt-get install wasi-libc)")
 	}
 	out := filepath.Join(t.TempDir(), name+".wasm")
-	cmd := exec.Command(clang, "--target=wasm32-wasi", "--sysroot="+sysroot, "-O2", "-o", out,
-		guestSource(t, name+"/main.c"))
+	cmd := exec.Command(clang, "--target=wasm32-wasi", "--sysroot="+sysroot, "-O2", "-o", out, src)
 	if b, err := cmd.CombinedOutput(); err != nil {
 		if bytes.Contains(b, []byte("libclang_rt.builtins-wasm32")) || bytes.Contains(b, []byte("wasm-ld")) {
 			t.Skipf("C guest: toolchain incomplete (apt-get install lld libclang-rt-14-dev-wasm32): %s", b)
@@ -62,6 +68,13 @@ func BuildC(t testing.TB, name string) []byte {
 // skips the test if there is none.
 func BuildRust(t testing.TB, name string) []byte {
 	t.Helper()
+	return BuildRustFile(t, guestSource(t, name+"/main.rs"))
+}
+
+// BuildRustFile compiles the Rust program src (a path) as BuildRust does.
+func BuildRustFile(t testing.TB, src string) []byte {
+	t.Helper()
+	name := filepath.Base(filepath.Dir(src))
 	var candidates []string
 	if p, err := exec.LookPath("rustc"); err == nil {
 		candidates = append(candidates, p)
@@ -77,7 +90,7 @@ func BuildRust(t testing.TB, name string) []byte {
 				continue
 			}
 			out := filepath.Join(t.TempDir(), name+".wasm")
-			cmd := exec.Command(rustc, "--target", target, "-O", "-o", out, guestSource(t, name+"/main.rs"))
+			cmd := exec.Command(rustc, "--target", target, "-O", "-o", out, src)
 			if b, err := cmd.CombinedOutput(); err != nil {
 				t.Fatalf("Rust guest: %s: %v\n%s", rustc, err, b)
 			}
