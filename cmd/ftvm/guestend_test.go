@@ -29,6 +29,18 @@ var (
 		10, 8, 1, 6, 0, 0x41, 3, 0x10, 0, 0x0b)...)
 )
 
+// earlyEnds are the guests that end at once, with the status and detail
+// ftvm reports for each.
+var earlyEnds = []struct {
+	name   string
+	module []byte
+	code   int
+	detail string
+}{
+	{"exit3", exit3Module, 3, "exit status 3"},
+	{"trap", trapModule, 134, "trap: "},
+}
+
 func moduleFile(t *testing.T, name string, bin []byte) string {
 	t.Helper()
 	p := filepath.Join(t.TempDir(), name+".wasm")
@@ -71,15 +83,7 @@ func ftvmBinary(t *testing.T) string {
 // trap, as exec).
 func TestRunGuestThatEnds(t *testing.T) {
 	bin := ftvmBinary(t)
-	for _, c := range []struct {
-		name   string
-		module []byte
-		code   int
-		detail string
-	}{
-		{"exit3", exit3Module, 3, "exit status 3"},
-		{"trap", trapModule, 134, "trap: "},
-	} {
+	for _, c := range earlyEnds {
 		t.Run(c.name, func(t *testing.T) {
 			cmd := exec.Command(bin, "run", "--hosts", "2", "--no-restart", moduleFile(t, c.name, c.module))
 			cmd.Dir = t.TempDir()
@@ -123,15 +127,7 @@ func TestStartGuestThatEnds(t *testing.T) {
 	hostInProcess(t, shared, "a")
 	hostInProcess(t, shared, "b")
 	waitHosts(t, shared, "a", "b")
-	for _, c := range []struct {
-		name   string
-		module []byte
-		code   int
-		detail string
-	}{
-		{"exit3", exit3Module, 3, "exit status 3"},
-		{"trap", trapModule, 134, "trap: "},
-	} {
+	for _, c := range earlyEnds {
 		code, _, errs := ftvm(t, "", "start", "--shared", shared, "--name", c.name, "--wait", "5m", moduleFile(t, c.name, c.module))
 		if want := "the guest ended on a: " + c.detail; code != c.code || !strings.Contains(errs, want) {
 			t.Errorf("start of %s: status %d, %q; want %d and %q", c.name, code, errs, c.code, want)
