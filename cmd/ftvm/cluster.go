@@ -20,6 +20,8 @@ import (
 	"ftvm/host"
 	"ftvm/storage"
 	"ftvm/wasm"
+
+	"golang.org/x/term"
 )
 
 // hostFlags are the tuning flags of ftvm host and ftvm run.
@@ -298,7 +300,8 @@ func runStatus(ctx context.Context, env *cmdEnv, args []string) int {
 	fs.SetOutput(env.stderr)
 	shared := fs.String("shared", "", "shared storage `DIR` (required)")
 	asJSON := fs.Bool("json", false, "print JSON")
-	fs.Usage = usageFunc(fs, env.stderr, "status --shared DIR [--json]", "Shows the hosts (address, pid, alive) and the VMs: generation, primary, backup, state,\n"+
+	watch := fs.Bool("watch", false, "redraw every second until interrupted (on a terminal, in place)")
+	fs.Usage = usageFunc(fs, env.stderr, "status --shared DIR [--json] [--watch]", "Shows the hosts (address, pid, alive) and the VMs: generation, primary, backup, state,\n"+
 		"how far the backup trails, the outputs the Output Rule holds, and over the last 10 s how\n"+
 		"long outputs waited for the backup (OUTPUT DELAY) and the logging channel's round trip.")
 	if err := fs.Parse(args); err != nil {
@@ -307,6 +310,9 @@ func runStatus(ctx context.Context, env *cmdEnv, args []string) int {
 	if *shared == "" {
 		fs.Usage()
 		return 2
+	}
+	if *watch {
+		return watchStatus(ctx, env, *shared, *asJSON)
 	}
 	st, err := readStatus(*shared)
 	if err != nil {
@@ -321,6 +327,45 @@ func runStatus(ctx context.Context, env *cmdEnv, args []string) int {
 	}
 	printStatus(env.stdout, st, time.Now())
 	return 0
+}
+
+// watchStatus prints the status every second until ctx ends: redrawn in
+// place on a terminal, else one after the other, each under its time.
+func watchStatus(ctx context.Context, env *cmdEnv, shared string, asJSON bool) int {
+	tty := false
+	if f, ok := env.stdout.(*os.File); ok {
+		tty = term.IsTerminal(int(f.Fd()))
+	}
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		now := time.Now()
+		var b bytes.Buffer
+		st, err := readStatus(shared)
+		switch {
+		case err != nil:
+			fmt.Fprintf(&b, "ftvm status: %v\n", err)
+		case asJSON:
+			enc := json.NewEncoder(&b)
+			enc.SetIndent("", "  ")
+			_ = enc.Encode(st)
+		default:
+			printStatus(&b, st, now)
+		}
+		if tty {
+			// Home, the new status with each line's rest cleared, then
+			// clear what the old one left below.
+			out := strings.ReplaceAll(b.String(), "\n", "\033[K\n")
+			fmt.Fprintf(env.stdout, "\033[H%s  (every 1s; Ctrl-C ends)\033[K\n%s\033[J", now.Format(time.TimeOnly), out)
+		} else {
+			fmt.Fprintf(env.stdout, "== %s\n%s\n", now.Format(time.TimeOnly), b.String())
+		}
+		select {
+		case <-ctx.Done():
+			return 0
+		case <-t.C:
+		}
+	}
 }
 
 func readStatus(shared string) (clusterStatus, error) {

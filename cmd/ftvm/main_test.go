@@ -338,3 +338,31 @@ func TestMoveAndDrainUsageErrors(t *testing.T) {
 		t.Errorf("move without --to: status %d, %q", code, errs)
 	}
 }
+
+// TestStatusWatch: --watch prints the status again and again until
+// interrupted; off a terminal, one after the other under its time.
+func TestStatusWatch(t *testing.T) {
+	shared := t.TempDir()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	out := &cancelAfter{n: 2, cancel: cancel}
+	var errb bytes.Buffer
+	code := run(ctx, &cmdEnv{stdin: strings.NewReader(""), stdout: out, stderr: &errb}, []string{"status", "--shared", shared, "--watch"})
+	if code != 0 || strings.Count(out.b.String(), "\nHOST ") != 2 || !strings.HasPrefix(out.b.String(), "== ") {
+		t.Fatalf("status --watch: status %d, %q %q", code, out.b.String(), errb.String())
+	}
+}
+
+// cancelAfter is a writer that cancels after n writes.
+type cancelAfter struct {
+	b      bytes.Buffer
+	n      int
+	cancel context.CancelFunc
+}
+
+func (c *cancelAfter) Write(p []byte) (int, error) {
+	if c.n--; c.n == 0 {
+		c.cancel()
+	}
+	return c.b.Write(p)
+}
