@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -556,5 +557,35 @@ func TestCrashFoundByChannelEnd(t *testing.T) {
 		if st := c.status("counter", "h1"); st.Role != "primary" {
 			t.Fatalf("primary is %+v", st)
 		}
+	})
+}
+
+// TestEventsOfAFailover: the hosts' event history tells the failover:
+// the pair started in generation 1, the backup found its primary silent,
+// won generation 2 and went live.
+func TestEventsOfAFailover(t *testing.T) {
+	c := newCluster(t)
+	addr := counterPair(t, c, false)
+	get(t, addr, 10*time.Second)
+	c.signal("h1", syscall.SIGKILL)
+	get(t, addr, 30*time.Second)
+	want := []storage.Event{
+		{Host: "h1", VM: "counter", Generation: 1, Kind: "started"},
+		{Host: "h2", VM: "counter", Generation: 1, Kind: "started"},
+		{Host: "h2", VM: "counter", Generation: 2, Kind: "claim won"},
+		{Host: "h2", VM: "counter", Generation: 2, Kind: "went live"},
+	}
+	c.waitFor(10*time.Second, "the failover's events", func() bool {
+		evs, _ := c.store.Events()
+		at := make([]int, len(want))
+		for i, w := range want {
+			at[i] = slices.IndexFunc(evs, func(e storage.Event) bool {
+				return e.Host == w.Host && e.VM == w.VM && e.Generation == w.Generation && e.Kind == w.Kind
+			})
+			if at[i] < 0 {
+				return false
+			}
+		}
+		return at[2] < at[3] // the claim won before going live
 	})
 }

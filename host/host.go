@@ -98,6 +98,7 @@ type Host struct {
 
 	mu      sync.Mutex
 	runners map[string]*runner // by VM name
+	events  *eventSink
 	// incoming counts the clones this host is receiving, by VM, until
 	// each commits or ends (a drain waits for them).
 	incoming map[string]int
@@ -156,6 +157,8 @@ func New(cfg Config) (*Host, error) {
 	}
 	dir.SetReachable(h.fp.StorageReachable)
 	h.dir = dir
+	h.events = &eventSink{dir: dir, host: cfg.Name}
+	h.log = slog.New(newEventHandler(cfg.Logger.Handler(), h.events))
 	if h.key, err = dir.ClusterKey(); err != nil {
 		return nil, fmt.Errorf("host %s: cluster key: %w", cfg.Name, err)
 	}

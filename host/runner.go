@@ -133,6 +133,9 @@ func (h *Host) startRunner(ctx context.Context, spec storage.VMSpec, gen uint64,
 // starts its side, then its node (go r.drive(node)).
 func (h *Host) newRunner(ctx context.Context, spec storage.VMSpec, node *ft.Node) *runner {
 	st := node.SoftState()
+	if h.events != nil {
+		h.events.gens.Store(spec.Name, st.Gen)
+	}
 	r := &runner{
 		h: h, vm: spec.Name, spec: spec, startGen: st.Gen,
 		log:    h.log.With("vm", spec.Name),
@@ -246,6 +249,9 @@ func (r *runner) drive(node *ft.Node) {
 			}
 			r.soft = *rd.SoftState
 			r.mu.Unlock()
+			if ev := r.h.events; ev != nil {
+				ev.gens.Store(r.vm, rd.SoftState.Gen)
+			}
 		}
 		for _, a := range rd.Actions {
 			r.act(node, a)

@@ -257,3 +257,53 @@ func TestUnreadableRecordsAreSkipped(t *testing.T) {
 		t.Errorf("Unreadable() = %q, %v; want the two damaged records", bad, err)
 	}
 }
+
+// TestEvents: hosts' events come back oldest first, a torn line is
+// skipped, and each host's history is bounded.
+func TestEvents(t *testing.T) {
+	d, err := Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Now().UTC()
+	for i, e := range []Event{
+		{Time: t0.Add(2 * time.Millisecond), Host: "b", VM: "vm", Generation: 2, Kind: "went live"},
+		{Time: t0, Host: "a", VM: "vm", Generation: 1, Kind: "started"},
+		{Time: t0.Add(time.Millisecond), Host: "b", VM: "vm", Generation: 2, Kind: "claim won"},
+	} {
+		if err := d.AppendEvent(e); err != nil {
+			t.Fatalf("event %d: %v", i, err)
+		}
+	}
+	f, err := os.OpenFile(filepath.Join(d.Root(), "events", "a.jsonl"), os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.WriteString(`{"time": "2026-`) // a host that died mid-line
+	f.Close()
+	evs, err := d.Events()
+	if err != nil || len(evs) != 3 || evs[0].Kind != "started" || evs[1].Kind != "claim won" || evs[2].Kind != "went live" {
+		t.Fatalf("Events() = %+v, %v", evs, err)
+	}
+	if err := d.AppendEvent(Event{Host: "../x", Kind: "bad"}); err == nil {
+		t.Error("an event of host ../x was written")
+	}
+	// Bounded: a host's files hold at most twice EventsMax.
+	big := Event{Time: t0, Host: "c", Kind: "k", Detail: strings.Repeat("x", 4096)}
+	for range 3 * EventsMax / 4096 {
+		if err := d.AppendEvent(big); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var total int64
+	for _, n := range []string{"c.jsonl", "c.jsonl.1"} {
+		fi, err := os.Stat(filepath.Join(d.Root(), "events", n))
+		if err != nil {
+			t.Fatal(err)
+		}
+		total += fi.Size()
+	}
+	if total > 2*EventsMax {
+		t.Errorf("host c keeps %d bytes of events, over %d", total, 2*EventsMax)
+	}
+}

@@ -40,6 +40,7 @@ func commands() map[string]command {
 		"start":     {"start a fault-tolerant VM on two hosts", runStart},
 		"stop":      {"stop a fault-tolerant VM", runStop},
 		"status":    {"show hosts and VMs", runStatus},
+		"events":    {"show the cluster's event history (failovers, claims, clones, ...)", runEvents},
 		"move":      {"move a VM's backup or primary to another host, live", runMove},
 		"drain":     {"move every VM off a host for maintenance", runDrain},
 		"failpoint": {"show or set a running host's failpoints (tests)", runFailpoint},

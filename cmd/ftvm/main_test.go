@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"ftvm/internal/guesttest"
+	"ftvm/storage"
 )
 
 // ftvm runs the command line in-process and returns its exit status and
@@ -365,4 +366,61 @@ func (c *cancelAfter) Write(p []byte) (int, error) {
 		c.cancel()
 	}
 	return c.b.Write(p)
+}
+
+// TestEventsCLI: ftvm events prints the history as text or JSON, filters
+// by VM, and with --follow prints what comes later.
+func TestEventsCLI(t *testing.T) {
+	shared := t.TempDir()
+	d, err := storage.Open(shared)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Now()
+	for _, e := range []storage.Event{
+		{Time: t0, Host: "h1", Kind: "host up"},
+		{Time: t0.Add(time.Millisecond), Host: "h1", VM: "a", Generation: 1, Kind: "started", Detail: "role=primary"},
+		{Time: t0.Add(2 * time.Millisecond), Host: "h2", VM: "b", Generation: 3, Kind: "went live"},
+	} {
+		if err := d.AppendEvent(e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	code, out, _ := ftvm(t, "", "events", "--shared", shared, "--vm", "a")
+	if code != 0 || !strings.Contains(out, "h1     a          gen 1   started") || strings.Contains(out, "went live") || !strings.Contains(out, "host up") {
+		t.Fatalf("events --vm a: status %d\n%s", code, out)
+	}
+	code, out, _ = ftvm(t, "", "events", "--shared", shared, "--json")
+	if code != 0 || strings.Count(out, "\n") != 3 || !strings.Contains(out, `"kind":"went live"`) {
+		t.Fatalf("events --json: status %d\n%s", code, out)
+	}
+	// --follow: the history, then a later event, then Ctrl-C.
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	w := &watchFor{want: "claim lost", cancel: cancel}
+	done := make(chan int)
+	go func() {
+		done <- run(ctx, &cmdEnv{stdin: strings.NewReader(""), stdout: w, stderr: io.Discard}, []string{"events", "--shared", shared, "--follow"})
+	}()
+	if err := d.AppendEvent(storage.Event{Time: time.Now(), Host: "h2", VM: "a", Generation: 2, Kind: "claim lost"}); err != nil {
+		t.Fatal(err)
+	}
+	if code := <-done; code != 0 || strings.Count(w.String(), "started") != 1 {
+		t.Fatalf("events --follow: status %d\n%s", code, w.String())
+	}
+}
+
+// watchFor is a writer that cancels once what it was written holds want.
+type watchFor struct {
+	lockedBuffer
+	want   string
+	cancel context.CancelFunc
+}
+
+func (w *watchFor) Write(p []byte) (int, error) {
+	n, err := w.lockedBuffer.Write(p)
+	if strings.Contains(w.lockedBuffer.String(), w.want) {
+		w.cancel()
+	}
+	return n, err
 }

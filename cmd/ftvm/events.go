@@ -1,0 +1,80 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"time"
+
+	"ftvm/storage"
+)
+
+func runEvents(ctx context.Context, env *cmdEnv, args []string) int {
+	fs := flag.NewFlagSet("events", flag.ContinueOnError)
+	fs.SetOutput(env.stderr)
+	shared := fs.String("shared", "", "shared storage `DIR` (required)")
+	vm := fs.String("vm", "", "only the events of VM `NAME` (and the hosts')")
+	follow := fs.Bool("follow", false, "print new events as they come, until interrupted")
+	asJSON := fs.Bool("json", false, "print one JSON object a line")
+	fs.Usage = usageFunc(fs, env.stderr, "events --shared DIR [--vm NAME] [--follow] [--json]",
+		"Prints the cluster's event history, oldest first: what each host did with each VM\n"+
+			"(started, backup connected, peer silent, claim won or lost, went live, fenced,\n"+
+			"clone started, done or failed, switchover, halted, divergence, guest exit,\n"+
+			"restarted) and hosts up and down, with the time, host, VM and generation. Each host\n"+
+			"keeps up to 2 MiB of it; older events are dropped.")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if *shared == "" || fs.NArg() > 0 {
+		fs.Usage()
+		return 2
+	}
+	dir, err := storage.OpenExisting(*shared)
+	if err != nil {
+		fmt.Fprintf(env.stderr, "ftvm events: %v\n", err)
+		return 1
+	}
+	seen := map[storage.Event]bool{}
+	for {
+		evs, err := dir.Events()
+		if err != nil {
+			fmt.Fprintf(env.stderr, "ftvm events: %v\n", err)
+			return 1
+		}
+		next := make(map[storage.Event]bool, len(evs))
+		for _, e := range evs {
+			next[e] = true
+			if seen[e] || *vm != "" && e.VM != *vm && e.VM != "" {
+				continue
+			}
+			printEvent(env.stdout, e, *asJSON)
+		}
+		if !*follow {
+			return 0
+		}
+		seen = next
+		select {
+		case <-ctx.Done():
+			return 0
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+}
+
+func printEvent(w io.Writer, e storage.Event, asJSON bool) {
+	if asJSON {
+		b, _ := json.Marshal(e)
+		fmt.Fprintf(w, "%s\n", b)
+		return
+	}
+	vm, gen := e.VM, ""
+	if vm == "" {
+		vm = "-"
+	}
+	if e.Generation > 0 {
+		gen = fmt.Sprintf("gen %d", e.Generation)
+	}
+	fmt.Fprintf(w, "%s  %-6s %-10s %-7s %-16s %s\n", e.Time.Local().Format("2006-01-02 15:04:05.000"), e.Host, vm, gen, e.Kind, e.Detail)
+}
