@@ -122,8 +122,12 @@ func vmStates(dir *storage.Dir, now time.Time, hosts []HostState) ([]VMState, er
 				continue
 			}
 			vs.State, vs.Detail, vs.ExitCode = st.State, st.Detail, st.ExitCode
-			if st.Role == "alone" && st.State == "running" {
+			switch {
+			case st.Role == "alone" && st.State == "running":
 				vs.State = "running alone"
+			case st.Role == "backup" && st.State == "running":
+				// It won the generation and replays the rest of the log.
+				vs.State = "going live"
 			}
 			if now.Sub(st.Updated) > AliveWindow && st.State == "running" {
 				vs.State = "primary's host silent"

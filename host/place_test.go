@@ -67,3 +67,22 @@ func TestStartRefusesAnotherVMsAddress(t *testing.T) {
 		t.Errorf("start of b on other addresses: %v", err)
 	}
 }
+
+// TestStateWhileGoingLive: a backup that won the next generation and
+// still replays the log's end is shown going live, not running.
+func TestStateWhileGoingLive(t *testing.T) {
+	dir, now := registeredHosts(t)
+	if _, _, err := host.StartVM(dir, storage.VMSpec{Name: "a", Primary: "h1", Backup: "h2"}, counterGuest(t), now); err != nil {
+		t.Fatal(err)
+	}
+	if won, _, err := dir.Claim("a", storage.Owner{Generation: 2, Host: "h2", Role: "primary"}); err != nil || !won {
+		t.Fatalf("claim: %v %v", won, err)
+	}
+	if err := dir.PutStatus(storage.VMStatus{VM: "a", Host: "h2", Generation: 2, Role: "backup", State: "running", Updated: now}); err != nil {
+		t.Fatal(err)
+	}
+	vms, err := host.VMs(dir, now)
+	if err != nil || len(vms) != 1 || vms[0].State != "going live" {
+		t.Fatalf("VMs() = %+v, %v; want a going live", vms, err)
+	}
+}
