@@ -82,6 +82,11 @@ const (
 	// maxThrottle is the longest the guest is held at a pause to let the
 	// pre-copy converge.
 	maxThrottle = 100 * time.Millisecond
+	// maxRunShift bounds how much shorter the guest's runs between pauses
+	// get once the throttle is at its most: chunk>>maxRunShift, 1,024
+	// instructions (a guest can write a page every few instructions, so
+	// a full run may rewrite hundreds of MiB however long its pauses).
+	maxRunShift = 10
 )
 
 // cloneJob is a clone in progress, shared by its driver (runner.clone) and
@@ -93,17 +98,33 @@ type cloneJob struct {
 	finish    atomic.Bool   // the driver wants the final pause
 	finalMax  atomic.Uint64 // the most bytes of pages the final pause may carry
 	throttle  atomic.Int64  // how long the guest waits at each pause, in ns
+	runShift  atomic.Int32  // the guest's runs are chunk>>runShift instructions
 	final     chan cloneFinal
 	resume    chan cloneResume
 	src       *vmm.CloneSource // the VM's goroutine's
 	stopped   atomic.Bool      // the driver gave up: drop the job
 }
 
-// slower doubles how long the guest waits at each pause (1 ms at first),
-// up to maxThrottle, as QEMU's auto-converge slows a vCPU.
+// slower slows the guest down, as QEMU's auto-converge slows a vCPU: it
+// doubles how long the guest waits at each pause (1 ms at first), up to
+// maxThrottle, then halves its runs between pauses, down to
+// chunk>>maxRunShift instructions.
 func (j *cloneJob) slower() {
-	d := max(time.Millisecond, 2*time.Duration(j.throttle.Load()))
-	j.throttle.Store(int64(min(d, maxThrottle)))
+	if t := time.Duration(j.throttle.Load()); t < maxThrottle {
+		j.throttle.Store(int64(min(max(time.Millisecond, 2*t), maxThrottle)))
+		return
+	}
+	if s := j.runShift.Load(); s < maxRunShift {
+		j.runShift.Store(s + 1)
+	}
+}
+
+// runLength is how many instructions the guest runs between two pauses.
+func (p *primarySide) runLength() uint64 {
+	if j := p.job.Load(); j != nil {
+		return chunk >> j.runShift.Load()
+	}
+	return chunk
 }
 
 // cloneFinal is the final state of a clone, taken at the guest's pause.
@@ -428,7 +449,7 @@ func (r *runner) cloneOnce(gen uint64, target string) (out cloneOutcome) {
 					stuck++
 					if stuck >= 2 {
 						j.slower()
-						r.log.Info("clone: slowing the guest to converge", "wait_per_pause", time.Duration(j.throttle.Load()).String(), "left", storage.Size(left))
+						r.log.Info("clone: slowing the guest to converge", "wait_per_pause", time.Duration(j.throttle.Load()).String(), "run_shift", j.runShift.Load(), "left", storage.Size(left))
 					}
 				} else {
 					stuck = 0

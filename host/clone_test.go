@@ -379,3 +379,29 @@ func TestCloneAvoidsTheFailedBackup(t *testing.T) {
 		t.Fatalf("the primary tried to clone onto its frozen backup:\n%s", l)
 	}
 }
+
+// TestCloneOfAGuestRewritingAllItsMemory: a guest that writes a byte of
+// every page of its memory, pass after pass (ft-touch), dirties it faster
+// than any channel carries it. The clone slows it (longer waits at its
+// pauses, then shorter runs between them) until it converges, and the VM
+// is protected again, its clone's memory the primary's (--verify-clones).
+func TestCloneOfAGuestRewritingAllItsMemory(t *testing.T) {
+	if testing.Short() {
+		t.Skip("a guest slowed to a crawl in -short")
+	}
+	guest := guesttest.BuildC(t, "ft-touch")
+	c, addr := newCluster(t), freeAddr(t)
+	for _, h := range []string{"h1", "h2", "h3"} {
+		c.startHost(h)
+	}
+	c.startVM("touch", guest, storage.VMSpec{Listeners: []string{addr}, Primary: "h1", Backup: "h2", Args: []string{"ft-touch", "64"}})
+	get(t, addr, 2*time.Minute)
+	gen := c.owner("touch").Generation
+	c.signal("h2", syscall.SIGKILL)
+	o := c.protected("touch", gen, 3*time.Minute)
+	if o.Backup != "h3" {
+		t.Fatalf("protected with backup %s, want h3", o.Backup)
+	}
+	t.Logf("cloned: %s", c.status("touch", "h1").LastClone)
+	t.Logf("slowed: %s", grepLines(c.hosts["h1"].logs.String(), "slowing the guest"))
+}

@@ -126,7 +126,7 @@ func (p *primarySide) run() {
 		p.pokeMu.Lock()
 		p.pokeRun = poked
 		p.pokeMu.Unlock()
-		paused, exit, err := p.vm.RunUntil(runCtx, p.vm.Position()+chunk)
+		paused, exit, err := p.vm.RunUntil(runCtx, p.vm.Position()+p.runLength())
 		poked()
 		if errors.Is(err, context.Canceled) && p.vmCtx.Err() == nil {
 			p.cloneStep()

@@ -112,13 +112,14 @@ func (h *Host) restartIfLost(spec storage.VMSpec, owner storage.Owner, hosts []H
 	}
 }
 
-// checkSuperseded halts runner r if it runs alone in a generation that
-// another host has since claimed past (restarted the VM after taking it
-// for lost): a primary running alone hears from no peer, so storage is
-// where it learns it lost.
+// checkSuperseded halts runner r if it is a primary, or runs alone, in a
+// generation that another host has since claimed past (its backup went
+// live, or a host restarted the VM after taking it for lost): a primary
+// running alone hears from no peer, and one whose planned clone is under
+// way watches no peer, so storage is where it learns it lost.
 func (h *Host) checkSuperseded(r *runner, owner storage.Owner) {
 	st := r.softState()
-	if st.Role != ft.Alone {
+	if st.Role != ft.Alone && st.Role != ft.Primary {
 		return
 	}
 	// Its own clone claims the next generation for itself.
