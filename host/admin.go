@@ -157,13 +157,13 @@ func vmStates(dir *storage.Dir, now time.Time, hosts []HostState) ([]VMState, er
 		if vs.Protected && !strings.HasPrefix(vs.State, "running") {
 			vs.Protected = false
 		}
-		if !vs.Protected && vs.Protection == "" {
-			switch {
-			case strings.HasPrefix(vs.State, "running"):
-				vs.Protection = "backup not connected"
-			default:
-				vs.Protection = vs.State
-			}
+		switch {
+		case vs.Protected:
+		case !strings.HasPrefix(vs.State, "running"):
+			// What the primary last said of its backup is stale.
+			vs.Protection = vs.State
+		case vs.Protection == "":
+			vs.Protection = "backup not connected"
 		}
 		out = append(out, vs)
 	}

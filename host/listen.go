@@ -15,7 +15,7 @@ import (
 // of peers may share it: an old primary that this host could not fence
 // listens there until it halts. /proc that cannot be read is no reason to
 // refuse (it is logged).
-func (h *Host) guardListener(ln net.Listener, peers []string) error {
+func (h *Host) guardListener(addr string, ln net.Listener, peers []string) error {
 	others, err := listeners.Others(ln)
 	if err != nil {
 		h.log.Warn("could not check who else listens on a VM's address", "addr", ln.Addr().String(), "err", err)
@@ -31,7 +31,7 @@ func (h *Host) guardListener(ln net.Listener, peers []string) error {
 		if slices.ContainsFunc(s.Holders, func(p listeners.Process) bool { return slices.Contains(allow, p.PID) }) {
 			continue
 		}
-		return fmt.Errorf("listen address %s is taken: %s listens there too, and would get some of the VM's clients", ln.Addr(), s)
+		return fmt.Errorf("listen address %s is taken: %s listens there too, and would get some of the VM's clients", addr, s)
 	}
 	return nil
 }

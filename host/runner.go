@@ -157,9 +157,9 @@ func (r *runner) wasiConfig(peers ...string) wasi.Config {
 	if r.spec.Disk {
 		cfg.Preopens = []wasi.Preopen{{GuestPath: "/disk", HostDir: r.h.dir.DiskDir(r.vm)}}
 	}
-	guard := func(ln net.Listener) error { return r.h.guardListener(ln, peers) }
 	for _, a := range r.spec.Listeners {
 		// Shared: the backup binds it while a halting primary may still.
+		guard := func(ln net.Listener) error { return r.h.guardListener(a, ln, peers) }
 		cfg.Listeners = append(cfg.Listeners, wasi.Listener{Addr: a, Shared: true, Guard: guard})
 	}
 	return cfg

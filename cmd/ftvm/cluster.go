@@ -47,13 +47,16 @@ func (f *hostFlags) register(fs *flag.FlagSet) {
 }
 
 func (f *hostFlags) args() []string {
-	return []string{
+	args := []string{
 		"--heartbeat", f.heartbeat.String(), "--timeout", f.timeout.String(), "--gone-timeout", f.goneTimeout.String(),
 		"--claim-retry", f.claimRetry.String(), "--lag-bound", f.lagBound.String(),
 		"--coalesce", f.coalesce.String(), "--clone-pause", f.clonePause.String(), "--replay-nice", strconv.Itoa(f.replayNice),
-		"--log-level", f.logLevel,
-		"--guest-profiles", f.guestProfiles, "--verify-clones=" + strconv.FormatBool(f.verifyClones),
+		"--log-level", f.logLevel, "--verify-clones=" + strconv.FormatBool(f.verifyClones),
 	}
+	if f.guestProfiles != "" {
+		args = append(args, "--guest-profiles", f.guestProfiles)
+	}
+	return args
 }
 
 func runHost(ctx context.Context, env *cmdEnv, args []string) int {
