@@ -28,6 +28,18 @@ func newCounterCluster(t *testing.T) (*cluster, string) {
 	return c, addr
 }
 
+// cloneAfterBackupKill kills vm's backup on h2 and waits until its
+// primary on h1 has cloned a new one onto h3.
+func (c *cluster) cloneAfterBackupKill(vm string) {
+	c.t.Helper()
+	gen := c.owner(vm).Generation
+	c.signal("h2", syscall.SIGKILL)
+	if o := c.protected(vm, gen, 3*time.Minute); o.Backup != "h3" {
+		c.t.Fatalf("protected with backup %s, want h3", o.Backup)
+	}
+	c.t.Logf("cloned: %s", c.status(vm, "h1").LastClone)
+}
+
 // protected waits until vm's latest generation has a primary and a backup
 // on live hosts, both running and connected, and returns that owner.
 func (c *cluster) protected(vm string, after uint64, max time.Duration) storage.Owner {
@@ -313,13 +325,7 @@ func TestClone256MiB(t *testing.T) {
 				l = startLoad(addr, 1)
 				l.waitReplies(t, 20, 30*time.Second)
 			}
-			gen := c.owner("mem").Generation
-			c.signal("h2", syscall.SIGKILL)
-			o := c.protected("mem", gen, 3*time.Minute)
-			if o.Backup != "h3" {
-				t.Fatalf("protected with backup %s, want h3", o.Backup)
-			}
-			t.Logf("cloned: %s", c.status("mem", "h1").LastClone)
+			c.cloneAfterBackupKill("mem")
 			c.signal("h1", syscall.SIGKILL)
 			t.Logf("after the primary's kill, the clone's memory: %s", memCheck(t, addr))
 			if l != nil {
@@ -351,13 +357,7 @@ func TestCloneOfAGuestFillingItsMemory(t *testing.T) {
 	addr := freeAddr(t)
 	c.startVM("mem", guest, storage.VMSpec{Listeners: []string{addr}, Primary: "h1", Backup: "h2",
 		Args: []string{"ft-mem", "160", "64"}})
-	gen := c.owner("mem").Generation
-	c.signal("h2", syscall.SIGKILL)
-	o := c.protected("mem", gen, 3*time.Minute)
-	if o.Backup != "h3" {
-		t.Fatalf("protected with backup %s, want h3", o.Backup)
-	}
-	t.Logf("cloned: %s", c.status("mem", "h1").LastClone)
+	c.cloneAfterBackupKill("mem")
 	c.signal("h1", syscall.SIGKILL)
 	t.Logf("after the primary's kill, the clone's memory: %s", memCheck(t, addr))
 }
@@ -396,12 +396,6 @@ func TestCloneOfAGuestRewritingAllItsMemory(t *testing.T) {
 	}
 	c.startVM("touch", guest, storage.VMSpec{Listeners: []string{addr}, Primary: "h1", Backup: "h2", Args: []string{"ft-touch", "64"}})
 	get(t, addr, 2*time.Minute)
-	gen := c.owner("touch").Generation
-	c.signal("h2", syscall.SIGKILL)
-	o := c.protected("touch", gen, 3*time.Minute)
-	if o.Backup != "h3" {
-		t.Fatalf("protected with backup %s, want h3", o.Backup)
-	}
-	t.Logf("cloned: %s", c.status("touch", "h1").LastClone)
+	c.cloneAfterBackupKill("touch")
 	t.Logf("slowed: %s", grepLines(c.hosts["h1"].logs.String(), "slowing the guest"))
 }
