@@ -173,15 +173,15 @@ func (p *primarySide) cloneStep() {
 	}
 	if j.finish.Load() {
 		at := time.Now()
-		if left := j.src.Remaining(); left > j.finalMax.Load() {
-			// Not now: the guest runs on, and the pre-copy with it.
-			j.finish.Store(false)
-			j.final <- cloneFinal{again: true, left: left, at: at}
-		} else {
-			p.cloneFinish(j, at)
+		chunks, left, ok := j.src.FinishPages(cloneChunkBytes, j.finalMax.Load())
+		if ok {
+			p.cloneFinish(j, chunks, at)
 			p.job.CompareAndSwap(j, nil)
 			return
 		}
+		// Not now: the guest runs on, and the pre-copy with it.
+		j.finish.Store(false)
+		j.final <- cloneFinal{again: true, left: left, at: at}
 	}
 	for copied := 0; copied < cloneCopyLimit && len(j.chunks) < cap(j.chunks); {
 		c := j.src.Copy(cloneChunkBytes)
@@ -201,10 +201,9 @@ func (p *primarySide) cloneStep() {
 	}
 }
 
-// cloneFinish is the final pause, on the VM's goroutine: it takes the last
-// pages and the state, and waits for the driver's word.
-func (p *primarySide) cloneFinish(j *cloneJob, at time.Time) {
-	chunks := j.src.FinishPages(cloneChunkBytes)
+// cloneFinish is the final pause, on the VM's goroutine: with the last
+// pages taken, it takes the state, and waits for the driver's word.
+func (p *primarySide) cloneFinish(j *cloneJob, chunks []vmm.CloneChunk, at time.Time) {
 	written, unwritten := p.gate.Output()
 	state, seq, err := j.src.Finish(written, unwritten)
 	j.final <- cloneFinal{chunks: chunks, state: state, seq: seq, err: err, at: at}

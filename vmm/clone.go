@@ -172,13 +172,18 @@ func copyPages(mem *wasm.Memory, pages []uint32) CloneChunk {
 // FinishPages is the first part of the clone's final pause, before Finish:
 // it returns the pages still to send, in chunks of at most limit bytes (at
 // least a page each), so that no frame that carries them grows with what
-// the guest wrote last; Finish then has none to carry.
-func (c *CloneSource) FinishPages(limit int) []CloneChunk {
+// the guest wrote last; Finish then has none to carry. If they come to
+// more than most bytes, it takes none and returns false, with how many
+// bytes they come to.
+func (c *CloneSource) FinishPages(limit int, most uint64) ([]CloneChunk, uint64, bool) {
 	mem := c.vm.inst.Memory()
 	if mem == nil {
-		return nil
+		return nil, 0, true
 	}
 	pages := c.pending()
+	if left := uint64(len(pages)) * wasm.DirtyPageSize; left > most {
+		return nil, left, false
+	}
 	mem.ResetDirty()
 	c.todo = nil
 	per := max(1, limit/wasm.DirtyPageSize)
@@ -190,7 +195,7 @@ func (c *CloneSource) FinishPages(limit int) []CloneChunk {
 		out = append(out, chunk)
 		pages = pages[n:]
 	}
-	return out
+	return out, 0, true
 }
 
 // Finish is the clone's final pause: it returns the pages still to send

@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"testing"
 
@@ -78,7 +79,14 @@ func recordClone(t *testing.T, cm *wasm.CompiledModule, args, guestPaths []strin
 			}
 		case src != nil && pos >= finishAt:
 			// As a host does: the last pages in chunks, then the rest.
-			for _, c := range src.FinishPages(chunk) {
+			// More left than allowed: nothing taken.
+			if left := src.Remaining(); left > 0 {
+				if c, got, ok := src.FinishPages(chunk, left-1); ok || c != nil || got != left || src.Remaining() != left {
+					t.Fatalf("FinishPages with %d bytes left, at most %d: %d chunks, %d left, %v; then %d left", left, left-1, len(c), got, ok, src.Remaining())
+				}
+			}
+			last, _, _ := src.FinishPages(chunk, math.MaxUint64)
+			for _, c := range last {
 				if c.Bytes() > max(chunk, wasm.DirtyPageSize) {
 					t.Fatalf("a final chunk of %d bytes, over the limit of %d", c.Bytes(), chunk)
 				}
