@@ -7,7 +7,6 @@ package examples_test
 
 import (
 	"bufio"
-	"bytes"
 	"fmt"
 	"io"
 	"net"
@@ -194,8 +193,8 @@ type pair struct {
 	addr    string // the guest's listener
 	shared  string // the shared storage directory
 	cmd     *exec.Cmd
-	stdout  *syncBuffer // the guest's output
-	stderr  *syncBuffer // ftvm run's events
+	stdout  *guesttest.SyncBuffer // the guest's output
+	stderr  *guesttest.SyncBuffer // ftvm run's events
 	done    chan struct{}
 	primary int // h1's pid
 	backup  int // h2's pid
@@ -210,7 +209,7 @@ var (
 // stops everything when the test ends.
 func startPair(t *testing.T, guest string, disk bool) *pair {
 	t.Helper()
-	p := &pair{t: t, addr: freeAddr(t), stdout: &syncBuffer{}, stderr: &syncBuffer{}, done: make(chan struct{})}
+	p := &pair{t: t, addr: freeAddr(t), stdout: &guesttest.SyncBuffer{}, stderr: &guesttest.SyncBuffer{}, done: make(chan struct{})}
 	dir := t.TempDir()
 	p.shared = filepath.Join(dir, "ftvm-data")
 	args := []string{"run", "--shared", p.shared, "--hosts", "2", "--no-restart", "--listen", p.addr}
@@ -303,23 +302,6 @@ func freeAddr(t *testing.T) string {
 	}
 	defer l.Close()
 	return l.Addr().String()
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 var (

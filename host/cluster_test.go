@@ -67,26 +67,9 @@ type cluster struct {
 type hostProc struct {
 	name string
 	cmd  *exec.Cmd
-	logs *syncBuffer // stdout and stderr
-	out  *syncBuffer // stdout alone: the output of the guests it runs
+	logs *guesttest.SyncBuffer // stdout and stderr
+	out  *guesttest.SyncBuffer // stdout alone: the output of the guests it runs
 	done chan struct{}
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 func newCluster(t testing.TB, hostArgs ...string) *cluster {
@@ -137,7 +120,7 @@ func (c *cluster) startHostWith(name string, stdout io.Writer, env ...string) *h
 	}
 	args = append(args, c.args...)
 	cmd := exec.Command(c.bin, args...)
-	logs, out := &syncBuffer{}, &syncBuffer{}
+	logs, out := &guesttest.SyncBuffer{}, &guesttest.SyncBuffer{}
 	cmd.Stdout, cmd.Stderr = io.MultiWriter(logs, out), logs
 	if stdout != nil {
 		cmd.Stdout = stdout

@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -11,35 +10,18 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"ftvm/internal/guesttest"
 )
 
-// lockedBuffer is a bytes.Buffer safe for a command's goroutines.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // hostInProcess runs `ftvm host` in this process until the test ends.
-func hostInProcess(t *testing.T, shared, name string) *lockedBuffer {
+func hostInProcess(t *testing.T, shared, name string) *guesttest.SyncBuffer {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	logs := &lockedBuffer{}
+	logs := &guesttest.SyncBuffer{}
 	done := make(chan int)
 	go func() {
 		done <- run(ctx, &cmdEnv{stdin: strings.NewReader(""), stdout: logs, stderr: logs}, []string{"host", "--shared", shared, "--name", name})
@@ -205,7 +187,7 @@ func TestRunEmbeddedDefault(t *testing.T) {
 	addr := freePort(t)
 	cmd := exec.Command(bin, "run", "--listen", addr, g)
 	cmd.Dir = work
-	var out lockedBuffer
+	var out guesttest.SyncBuffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -8,6 +8,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"ftvm/internal/guesttest"
 )
 
 // Modules that end at once: a trap, and proc_exit(3).
@@ -87,7 +89,7 @@ func TestRunGuestThatEnds(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			cmd := exec.Command(bin, "run", "--hosts", "2", "--no-restart", moduleFile(t, c.name, c.module))
 			cmd.Dir = t.TempDir()
-			var out lockedBuffer
+			var out guesttest.SyncBuffer
 			cmd.Stdout, cmd.Stderr = &out, &out
 			start := time.Now()
 			if err := cmd.Start(); err != nil {

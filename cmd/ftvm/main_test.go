@@ -412,14 +412,14 @@ func TestEventsCLI(t *testing.T) {
 
 // watchFor is a writer that cancels once what it was written holds want.
 type watchFor struct {
-	lockedBuffer
+	guesttest.SyncBuffer
 	want   string
 	cancel context.CancelFunc
 }
 
 func (w *watchFor) Write(p []byte) (int, error) {
-	n, err := w.lockedBuffer.Write(p)
-	if strings.Contains(w.lockedBuffer.String(), w.want) {
+	n, err := w.SyncBuffer.Write(p)
+	if strings.Contains(w.SyncBuffer.String(), w.want) {
 		w.cancel()
 	}
 	return n, err

@@ -20,6 +20,8 @@ import (
 	"ftvm/vmm"
 	"ftvm/wasi"
 	"ftvm/wasm"
+
+	"ftvm/internal/guesttest"
 )
 
 // ioTimeout bounds every client read and write, so that a broken guest
@@ -33,24 +35,6 @@ func compile(t *testing.T) *wasm.CompiledModule {
 		t.Fatal(err)
 	}
 	return cm
-}
-
-// lockedBuffer is a bytes.Buffer the guest writes while the test reads.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
 }
 
 // memLog is a vmm.Sink and a vmm.Source over entries kept in memory.
@@ -77,7 +61,7 @@ func (l *memLog) Consume() { l.next++ }
 // guest is the counter running live in a VM.
 type guest struct {
 	addr           string
-	stdout, stderr *lockedBuffer
+	stdout, stderr *guesttest.SyncBuffer
 	vm             *vmm.VM
 	cancel         context.CancelFunc
 	done           chan error
@@ -91,7 +75,7 @@ func start(t *testing.T, cm *wasm.CompiledModule, args []string, preopens []wasi
 	if err != nil {
 		t.Fatal(err)
 	}
-	g := &guest{addr: ln.Addr().String(), stdout: &lockedBuffer{}, stderr: &lockedBuffer{}, done: make(chan error, 1)}
+	g := &guest{addr: ln.Addr().String(), stdout: &guesttest.SyncBuffer{}, stderr: &guesttest.SyncBuffer{}, done: make(chan error, 1)}
 	cfg := wasi.Config{
 		Args:      append([]string{Name}, args...),
 		Preopens:  preopens,
