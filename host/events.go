@@ -17,33 +17,53 @@ import (
 // log is where they are decided, so a handler beside the log's takes
 // them, rather than a second call beside each log line.
 
-// eventKinds maps the log messages that are events to their kinds.
-var eventKinds = map[string]string{
-	"host up":                                     "host up",
-	"host down":                                   "host down",
-	"vm started":                                  "started",
-	"backup connected":                            "backup connected",
-	"peer silent, claiming":                       "peer silent",
-	"won generation":                              "claim won",
-	"lost generation, halting":                    "claim lost",
-	"live":                                        "went live",
-	"fenced the old primary":                      "fenced",
-	"go-live failed":                              "failed",
-	"vm failed":                                   "failed",
-	"replay diverged":                             "divergence",
-	"guest ended":                                 "guest exit",
-	"cloning to restore redundancy":               "clone started",
-	"cloning to move the backup":                  "clone started",
-	"clone done: protected again":                 "clone done",
-	"clone done: the backup moved":                "clone done",
-	"clone failed; running alone, will retry":     "clone failed",
-	"planned clone failed":                        "clone failed",
-	"switchover: handed over":                     "handed over",
-	"the primary handed the vm over: taking over": "switchover",
-	"a later generation was claimed by another host: halting":                               "halted",
-	"every replica of the vm was lost: starting it again from its disk; its memory is lost": "restarted",
-	"primary stopped the vm": "stopped",
-	"draining":               "draining",
+// eventKind returns the kind of event a log message is, if it is one.
+func eventKind(msg string) (string, bool) {
+	switch msg {
+	case "host up":
+		return "host up", true
+	case "host down":
+		return "host down", true
+	case "vm started":
+		return "started", true
+	case "backup connected":
+		return "backup connected", true
+	case "peer silent, claiming":
+		return "peer silent", true
+	case "won generation":
+		return "claim won", true
+	case "lost generation, halting":
+		return "claim lost", true
+	case "live":
+		return "went live", true
+	case "fenced the old primary":
+		return "fenced", true
+	case "go-live failed", "vm failed":
+		return "failed", true
+	case "replay diverged":
+		return "divergence", true
+	case "guest ended":
+		return "guest exit", true
+	case "cloning to restore redundancy", "cloning to move the backup":
+		return "clone started", true
+	case "clone done: protected again", "clone done: the backup moved":
+		return "clone done", true
+	case "clone failed; running alone, will retry", "planned clone failed":
+		return "clone failed", true
+	case "switchover: handed over":
+		return "handed over", true
+	case "the primary handed the vm over: taking over":
+		return "switchover", true
+	case "a later generation was claimed by another host: halting":
+		return "halted", true
+	case "every replica of the vm was lost: starting it again from its disk; its memory is lost":
+		return "restarted", true
+	case "primary stopped the vm":
+		return "stopped", true
+	case "draining":
+		return "draining", true
+	}
+	return "", false
 }
 
 // eventSink appends a host's events to storage, one at a time.
@@ -80,7 +100,7 @@ func (h *eventHandler) Enabled(ctx context.Context, l slog.Level) bool {
 }
 
 func (h *eventHandler) Handle(ctx context.Context, r slog.Record) error {
-	if kind, ok := eventKinds[r.Message]; ok {
+	if kind, ok := eventKind(r.Message); ok {
 		e := storage.Event{Time: r.Time.UTC(), Host: h.sink.host, Kind: kind}
 		if e.Time.IsZero() {
 			e.Time = time.Now().UTC()
