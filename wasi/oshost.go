@@ -98,6 +98,13 @@ type osListener struct {
 	queue  []net.Conn
 	err    error
 	closed bool
+	// How to listen again after Unlisten: the address, and the options
+	// the listener was opened with.
+	addr  string
+	lc    net.ListenConfig
+	guard func(net.Listener) error
+	// off: Unlisten closed ln; Relisten opens a new one.
+	off bool
 }
 
 // NewOSHost opens the host side of cfg: it opens each preopened directory
@@ -192,32 +199,97 @@ func newOSHost(cfg Config, logger *slog.Logger, skip func(Handle) bool) (*OSHost
 			h.CloseAll()
 			return nil, fmt.Errorf("wasi: listener %d: neither an address nor a listener", i)
 		}
+		ol := &osListener{ln: ln, addr: l.Addr, guard: l.Guard}
+		if l.Shared {
+			ol.lc.Control = reuseAddrPort
+		}
 		if ln == nil {
 			var err error
-			var lc net.ListenConfig
-			if l.Shared {
-				lc.Control = reuseAddrPort
-			}
-			ln, err = lc.Listen(context.Background(), "tcp", l.Addr)
-			if err == nil && l.Guard != nil {
-				if err = l.Guard(ln); err != nil {
-					ln.Close()
-				}
-			}
-			if err != nil {
+			if ln, err = ol.listen(); err != nil {
 				h.CloseAll()
 				return nil, fmt.Errorf("wasi: listener %d: %w", i, err)
 			}
+			// Again at the port it got, if the address let the kernel pick.
+			ol.ln, ol.addr = ln, ln.Addr().String()
+		} else {
+			ol.addr = ln.Addr().String()
 		}
-		ol := &osListener{ln: ln}
 		h.res[hd] = ol
 		h.listeners = append(h.listeners, ol)
-		go h.acceptLoop(ol)
+		go h.acceptLoop(ol, ln)
 	}
 	// Handles the Host chooses start well above the startup ones, so that
 	// a descriptor number mistaken for a handle is caught.
 	h.next = 1 << 20
 	return h, nil
+}
+
+// listen opens a listening socket at l's address, with l's options, and
+// checks it with l's guard.
+func (l *osListener) listen() (net.Listener, error) {
+	ln, err := l.lc.Listen(context.Background(), "tcp", l.addr)
+	if err == nil && l.guard != nil {
+		if err = l.guard(ln); err != nil {
+			ln.Close()
+		}
+	}
+	return ln, err
+}
+
+// Unlisten closes the listening sockets of the Config's listeners, so that
+// another process may take their addresses (a switchover's new primary),
+// while the guest keeps its descriptors and its connections: a guest
+// accepting meanwhile finds no connection waiting. Connections accepted
+// ahead that the guest has not taken are closed: it never saw them.
+// Relisten opens the sockets again.
+func (h *OSHost) Unlisten() {
+	var closers []io.Closer
+	h.mu.Lock()
+	for _, l := range h.listeners {
+		if l == nil || l.closed || l.off {
+			continue
+		}
+		l.off = true
+		closers = append(closers, l.ln)
+		for _, c := range l.queue {
+			closers = append(closers, c)
+		}
+		l.queue = nil
+	}
+	h.broadcastLocked()
+	h.mu.Unlock()
+	for _, c := range closers {
+		c.Close()
+	}
+}
+
+// Relisten opens again the listening sockets Unlisten closed, at the
+// same addresses and with the same options (and guards).
+func (h *OSHost) Relisten() error {
+	var errs []error
+	for i, l := range h.listeners {
+		h.mu.Lock()
+		off := l != nil && l.off && !l.closed
+		h.mu.Unlock()
+		if !off {
+			continue
+		}
+		ln, err := l.listen()
+		if err != nil {
+			errs = append(errs, fmt.Errorf("wasi: listener %d: %w", i, err))
+			continue
+		}
+		h.mu.Lock()
+		if l.closed {
+			h.mu.Unlock()
+			ln.Close()
+			continue
+		}
+		l.ln, l.off = ln, false
+		h.mu.Unlock()
+		go h.acceptLoop(l, ln)
+	}
+	return errors.Join(errs...)
 }
 
 // reuseAddrPort sets SO_REUSEADDR and SO_REUSEPORT on a socket before it
@@ -246,6 +318,8 @@ func (h *OSHost) ListenerAddr(i int) (net.Addr, bool) {
 	if i < 0 || i >= len(h.listeners) || h.listeners[i] == nil {
 		return nil, false
 	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
 	return h.listeners[i].ln.Addr(), true
 }
 
@@ -354,27 +428,34 @@ func (h *OSHost) pump(st *stream, r io.Reader) {
 }
 
 // acceptLoop accepts connections on l ahead of the guest.
-func (h *OSHost) acceptLoop(l *osListener) {
+func (h *OSHost) acceptLoop(l *osListener, ln net.Listener) {
 	for {
 		h.mu.Lock()
-		for len(l.queue) >= acceptBacklog && !l.closed {
+		for len(l.queue) >= acceptBacklog && !l.closed && !l.off && l.ln == ln {
 			ch := h.changesLocked()
 			h.mu.Unlock()
 			<-ch
 			h.mu.Lock()
 		}
-		done := l.closed
+		done := l.closed || l.ln != ln || l.off
 		h.mu.Unlock()
 		if done {
 			return
 		}
-		c, err := l.ln.Accept()
+		c, err := ln.Accept()
 		h.mu.Lock()
-		if err == nil && l.closed {
-			c.Close()
-		} else if err == nil {
+		switch {
+		case l.closed || l.off || l.ln != ln:
+			// Closed, or Unlisten took the socket away: not an error
+			// the guest sees.
+			if err == nil {
+				c.Close()
+			} else {
+				err = net.ErrClosed
+			}
+		case err == nil:
 			l.queue = append(l.queue, c)
-		} else {
+		default:
 			l.err = err
 		}
 		h.broadcastLocked()
@@ -399,14 +480,17 @@ func (h *OSHost) release(r any) error {
 	case *osListener:
 		h.mu.Lock()
 		r.closed = true
-		queue := r.queue
+		queue, ln, off := r.queue, r.ln, r.off
 		r.queue = nil
 		h.broadcastLocked()
 		h.mu.Unlock()
 		for _, c := range queue {
 			c.Close()
 		}
-		return r.ln.Close()
+		if off {
+			return nil // Unlisten closed it
+		}
+		return ln.Close()
 	case *osFile:
 		return h.releaseFile(r)
 	case *osDir:

@@ -479,3 +479,79 @@ func TestOSHostOpenDirectoryNotDir(t *testing.T) {
 		t.Errorf("path_open(top, OFLAGS_DIRECTORY) = %v, want ENOTDIR", got)
 	}
 }
+
+// Unlisten frees a listener's address for another process while the
+// guest keeps its connections; Relisten takes the address again. A
+// switchover's old primary does this while it waits for its backup to
+// take over.
+func TestOSHostUnlisten(t *testing.T) {
+	ctx := context.Background()
+	h, err := NewOSHost(Config{Listeners: []Listener{{Addr: "127.0.0.1:0", Shared: true}}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.CloseAll()
+	a, _ := h.ListenerAddr(0)
+	addr := a.String()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	var conn Handle
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		var errno Errno
+		if conn, errno, err = h.Accept(ctx, 3, true); errno == ESUCCESS && err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("accept = %v, %v", errno, err)
+		}
+		time.Sleep(time.Millisecond)
+	}
+
+	h.Unlisten()
+	if _, err := net.Dial("tcp", addr); err == nil {
+		t.Fatal("the address still accepts after Unlisten")
+	}
+	// Another socket may bind the address (without SO_REUSEPORT).
+	other, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatalf("the address is not free after Unlisten: %v", err)
+	}
+	if _, errno, _ := h.Accept(ctx, 3, true); errno != EAGAIN {
+		t.Errorf("accept while unlistened = %v, want EAGAIN", errno)
+	}
+	// The accepted connection still works both ways.
+	if err := h.Write(conn, []byte("hi")); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 2)
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.ReadFull(c, buf); err != nil || string(buf) != "hi" {
+		t.Fatalf("client read %q, %v", buf, err)
+	}
+	if err := h.Relisten(); err == nil {
+		t.Error("Relisten succeeded with the address taken")
+	}
+	other.Close()
+	if err := h.Relisten(); err != nil {
+		t.Fatal(err)
+	}
+	c2, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatalf("no listener after Relisten: %v", err)
+	}
+	defer c2.Close()
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		if _, errno, err := h.Accept(ctx, 3, true); errno == ESUCCESS && err == nil {
+			break
+		} else if time.Now().After(deadline) || (errno != EAGAIN && errno != ESUCCESS) {
+			t.Fatalf("accept after Relisten = %v, %v", errno, err)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if err := h.CloseAll(); err != nil {
+		t.Error(err)
+	}
+}
