@@ -92,7 +92,8 @@ import (
 //	count   uvarint   number of entries
 //	entries           count entry frames as AppendEntry writes them
 //
-// an Ack (FrameAck) is seq uvarint ‖ pos uvarint, a Bye (FrameBye) is the
+// an Ack (FrameAck) is seq uvarint ‖ pos uvarint ‖ stdout uvarint ‖
+// stderr uvarint (Ack.Out), a Bye (FrameBye) is the
 // sender's reason for closing as UTF-8 text, and control frames are opaque
 // here.
 //
@@ -652,6 +653,11 @@ type Ack struct {
 	Seq uint64
 	// Pos is the backup's replay position.
 	Pos uint64
+	// Out is how much of the guest's stdout and stderr the backup heard
+	// the primary had written (the largest Batch.Out received): a
+	// switchover hands over only once the backup has the final counts,
+	// so that it writes none of that output again.
+	Out [2]uint64
 }
 
 // minEntryFrame is the size of the smallest entry frame: length, type,
@@ -751,13 +757,15 @@ func (b Batch) check() error {
 // AppendAck appends the encoding of ack to b.
 func AppendAck(b []byte, ack Ack) []byte {
 	b = binary.AppendUvarint(b, ack.Seq)
-	return binary.AppendUvarint(b, ack.Pos)
+	b = binary.AppendUvarint(b, ack.Pos)
+	b = binary.AppendUvarint(b, ack.Out[0])
+	return binary.AppendUvarint(b, ack.Out[1])
 }
 
 // ParseAck decodes a FrameAck payload.
 func ParseAck(p []byte) (Ack, error) {
 	d := NewDecoder(p)
-	a := Ack{Seq: d.Uint(), Pos: d.Uint()}
+	a := Ack{Seq: d.Uint(), Pos: d.Uint(), Out: [2]uint64{d.Uint(), d.Uint()}}
 	if err := d.Finish(); err != nil {
 		return Ack{}, fmt.Errorf("replog: ack: %w", err)
 	}

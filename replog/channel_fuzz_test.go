@@ -127,6 +127,7 @@ func FuzzParseBatch(f *testing.F) {
 
 func FuzzParseAck(f *testing.F) {
 	f.Add(AppendAck(nil, Ack{Seq: 3, Pos: 1 << 40}))
+	f.Add(AppendAck(nil, Ack{Seq: 3, Pos: 30, Out: [2]uint64{1 << 33, 7}}))
 	f.Add([]byte{0x80})
 	f.Fuzz(func(t *testing.T, p []byte) {
 		a, err := ParseAck(p)

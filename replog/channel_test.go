@@ -642,14 +642,14 @@ func TestChannelReadTimeoutBetweenFramesIsRetriable(t *testing.T) {
 		t.Fatalf("error %v, want a timeout", err)
 	}
 	server.SetReadDeadline(time.Time{})
-	if err := client.WriteAck(Ack{Seq: 7, Pos: 9}); err != nil {
+	if err := client.WriteAck(Ack{Seq: 7, Pos: 9, Out: [2]uint64{5, 1}}); err != nil {
 		t.Fatal(err)
 	}
 	typ, p, err := server.ReadFrame()
 	if err != nil || typ != FrameAck {
 		t.Fatalf("after the timeout: %d, %v", typ, err)
 	}
-	if a, err := ParseAck(p); err != nil || a != (Ack{7, 9}) {
+	if a, err := ParseAck(p); err != nil || a != (Ack{7, 9, [2]uint64{5, 1}}) {
 		t.Fatalf("ack %+v, %v", a, err)
 	}
 }
@@ -739,7 +739,7 @@ func TestParseBatch(t *testing.T) {
 }
 
 func TestParseAck(t *testing.T) {
-	for _, a := range []Ack{{}, {1, 2}, {1<<64 - 1, 1 << 50}} {
+	for _, a := range []Ack{{}, {Seq: 1, Pos: 2}, {Seq: 1<<64 - 1, Pos: 1 << 50, Out: [2]uint64{1 << 63, 3}}} {
 		if got, err := ParseAck(AppendAck(nil, a)); err != nil || got != a {
 			t.Errorf("%+v: %+v, %v", a, got, err)
 		}
