@@ -211,11 +211,12 @@ const (
 	jFinal                    // guest paused, final state sent, waiting for restored
 	jRestored                 // restored; the claim is next
 	jClaim                    // the claim is in flight
+	jUnknown                  // the claim's outcome is unknown: the owner record is read again
 	jClaimed                  // the pair owns the generation; the commit is next
 )
 
 func (p jobPhase) String() string {
-	return [...]string{"start", "dial", "pre-copy", "final", "restored", "claim", "claimed"}[p]
+	return [...]string{"start", "dial", "pre-copy", "final", "restored", "claim", "unknown", "claimed"}[p]
 }
 
 // cjob is a clone in progress on its primary's host.
@@ -232,6 +233,7 @@ type cjob struct {
 	point    int       // the clone point: entries in the final state
 	claimAt  time.Time
 	lostAns  bool
+	won      bool // the claim's outcome, while unknown to the host (jUnknown)
 	planned  bool // a planned move's (ActClone with a Peer)
 	// connEnded: the connection ended after the spare said restored.
 	connEnded bool
@@ -248,6 +250,9 @@ type crecv struct {
 	restored  bool
 	entries   []uint64
 	out, prod int // the output counts in the final state
+	// namedSince: since when the storage has named this host the backup
+	// of the clone's generation, the commit not heard (zero: not named).
+	namedSince time.Time
 }
 
 type avoidEntry struct {
@@ -281,9 +286,9 @@ type chost struct {
 	sentSeq     int
 	lastSend    time.Time
 	// Outputs: produced by the guest, written (released), and written as
-	// last reported to the backup (the Out of the last batch sent); at a
-	// backup, what the last batch received said of both.
-	produced, written, reported int
+	// the backup acknowledged hearing it (replog.Ack.Out); at a backup,
+	// what the last batch received said of both.
+	produced, written, ackedOut int
 	heardOut, heardProd         int
 
 	// What the host delivered to its node about the peer, for the
@@ -483,9 +488,10 @@ type cluster struct {
 	// loseCloneAnswers loses the answers of that many clone claims (after
 	// the claim happened), besides the random losses.
 	loseCloneAnswers int
-	// rereadFails makes the storage unreadable right after a lost answer,
+	// rereadFails makes the storage unreadable for this many reads right
+	// after a lost answer,
 	// so the host cannot read the owner record again.
-	rereadFails bool
+	rereadFails int
 
 	// mv holds the planned moves, switchovers and drains of a move
 	// schedule (move_sim_test.go); nil in clone schedules.
@@ -494,6 +500,7 @@ type cluster struct {
 
 type cloneStats struct {
 	schedules, lost, commits, cloneFails, refused, phaseFaults, timeFaults, adopted, givenUp, provoked int
+	storageCommits                                                                                     int
 	maxProtect                                                                                         time.Duration
 	maxSeed                                                                                            uint64
 	hit                                                                                                [nPhases][nTargets]int
@@ -505,6 +512,7 @@ func (s *cloneStats) add(o cloneStats) {
 	s.commits += o.commits
 	s.cloneFails += o.cloneFails
 	s.refused += o.refused
+	s.storageCommits += o.storageCommits
 	s.phaseFaults += o.phaseFaults
 	s.timeFaults += o.timeFaults
 	s.adopted += o.adopted
@@ -854,7 +862,7 @@ func (c *cluster) act(h *chost, a Action) {
 		}
 	case ActClaim:
 		c.logf("%s claims generation %d (%s)", h.name, a.Gen, a.Reason)
-		if r := n.Role(); r != Primary && r != Backup {
+		if r := n.Role(); r != Primary && r != Backup && r != HandingOver {
 			c.fail("%s claims generation %d as %v", h.name, a.Gen, r)
 		}
 		if g := n.Generation(); a.Gen != g+1 {
@@ -1047,23 +1055,36 @@ func (c *cluster) jobStep(h *chost) {
 			c.loseCloneAnswers--
 			j.lostAns = true
 		}
-		if j.lostAns && h.storageUp && !c.rereadFails {
-			// As cloneOnce: the owner record, read again, says.
+		if j.lostAns {
+			// As cloneOnce: the owner record, read again, says; until it
+			// can be read, the guest stays paused.
 			c.logf("%s claim %d: happened (won=%v) but the answer was lost; the record, read again, says", h.name, j.gen, won)
-			j.lostAns = false
+			j.won, j.claimAt = won, c.now
+			c.setPhase(j, jUnknown)
+			return
 		}
-		switch {
-		case j.lostAns:
-			if j.planned && won && h.node.Role() == Primary {
-				c.known(issueUnknownClaim, "%s's claim of generation %d for %s+%s happened, but its answer was lost: its node will serve on in generation %d with %s, which can no longer win a claim",
-					h.name, j.gen, h.name, hostName(j.target), h.node.Generation(), h.node.Peer())
-			}
-			c.cloneFailed(h, false, fmt.Sprintf("claim happened (won=%v) but its answer was lost", won))
-		case !won:
+		if !won {
 			c.cloneFailed(h, true, fmt.Sprintf("generation %d is owned by %s", j.gen, hostName(c.owners[j.gen].host)))
-		default:
-			c.setPhase(j, jClaimed)
+			return
 		}
+		c.setPhase(j, jClaimed)
+	case jUnknown:
+		if c.now.Before(j.claimAt) {
+			return
+		}
+		if !h.storageUp || c.rereadFails > 0 {
+			if c.rereadFails > 0 {
+				c.rereadFails--
+			}
+			c.logf("%s cannot read the owner record of generation %d: reads it again", h.name, j.gen)
+			j.claimAt = c.now.Add(c.cfg.withDefaults().ClaimRetry)
+			return
+		}
+		if !j.won {
+			c.cloneFailed(h, true, fmt.Sprintf("generation %d is owned by %s", j.gen, hostName(c.owners[j.gen].host)))
+			return
+		}
+		c.setPhase(j, jClaimed)
 	case jClaimed:
 		if j.since.Equal(c.now) {
 			return
@@ -1079,8 +1100,8 @@ func (c *cluster) jobStep(h *chost) {
 			c.send(h.i, old, cmsg{kind: kBye, conn: h.pairConn, gen: h.node.Generation(), bye: byeMoved})
 		}
 		h.open, h.acked = false, max(h.acked, uint64(j.point))
-		// The new channel's sender has reported nothing yet.
-		h.pairConn, h.sentSeq, h.reported, h.backupHeard = j.id, j.point, 0, false
+		// The new backup has acknowledged nothing yet.
+		h.pairConn, h.sentSeq, h.ackedOut, h.backupHeard = j.id, j.point, 0, false
 		c.commit = commitMark{at: c.now, p: h.i, s: j.target, old: old, id: j.id, planned: j.planned}
 		if c.pair[j.gen] = j.target; c.owners[j.gen].backup != j.target {
 			c.fail("the owner record of generation %d names %s as the backup, the clone committed %s", j.gen, hostName(c.owners[j.gen].backup), hostName(j.target))
@@ -1142,12 +1163,50 @@ func (c *cluster) recvStep(h *chost) {
 			r.restoreAt, r.restored, r.lastFrame = time.Time{}, true, c.now
 			c.send(h.i, r.from, cmsg{kind: kRestored, conn: r.id})
 		}
+		if r.restored && h.storageUp {
+			// host/clonetarget.go's awaitCommit: the commit is the claim.
+			if !c.namesBackup(h, r) {
+				r.namedSince = time.Time{}
+			} else if r.namedSince.IsZero() {
+				r.namedSince = c.now
+			} else if c.now.Sub(r.namedSince) >= c.cfg.withDefaults().FailureTimeout {
+				c.commitFromStorage(h, r, "no commit within the failure timeout")
+				i--
+				continue
+			}
+		}
 		if r.restoreAt.IsZero() && c.now.Sub(r.lastFrame) > cStepTimeout {
+			if c.commitFromStorage(h, r, "no frame within the step timeout") {
+				i--
+				continue
+			}
 			c.discard(h, r, "no frame within the step timeout")
 			c.send(h.i, r.from, cmsg{kind: kCloneEnd, conn: r.id, gen: r.gen})
 			i--
 		}
 	}
+}
+
+// namesBackup reports whether the storage gives clone r's generation to
+// its primary paired with h: the clone's commit happened.
+func (c *cluster) namesBackup(h *chost, r *crecv) bool {
+	return c.latest() >= r.gen && c.owners[r.gen].host == r.from && c.pair[r.gen] == h.i
+}
+
+// commitFromStorage is a restored clone whose commit did not come (the
+// connection ended, or nothing came), taken as committed if the storage
+// names h the backup (host/clonetarget.go's awaitCommit): its node starts.
+// The host closes the connection and dials its primary again; the model
+// keeps the connection's id for the channel it dials, as the primary's
+// host takes the new one for the pair's.
+func (c *cluster) commitFromStorage(h *chost, r *crecv, why string) bool {
+	if !r.restored || !h.storageUp || !c.namesBackup(h, r) {
+		return false
+	}
+	c.logf("%s takes clone #%d as committed: %s, and the storage names it the backup of generation %d", h.name, r.id, why, r.gen)
+	c.stats.storageCommits++
+	c.commitAt(h, r)
+	return true
 }
 
 func (c *cluster) discard(h *chost, r *crecv, why string) {
@@ -1219,7 +1278,7 @@ func (c *cluster) handle(h *chost, m cmsg) {
 				h.log = append(h.log, m.entries[len(h.log):]...)
 			}
 			h.heardOut, h.heardProd = m.out, m.prod
-			c.send(h.i, m.from, cmsg{kind: kAck, conn: m.conn, gen: m.gen, seq: len(h.log)})
+			c.send(h.i, m.from, cmsg{kind: kAck, conn: m.conn, gen: m.gen, seq: len(h.log), out: h.heardOut})
 			c.step1(h, Event{Kind: EvLogTraffic})
 		}
 	case kAck:
@@ -1228,6 +1287,7 @@ func (c *cluster) handle(h *chost, m cmsg) {
 			c.send(h.i, m.from, cmsg{kind: kEnd, conn: m.conn, gen: m.gen})
 		case h.pairs(Primary, m.from, m.gen, m.conn):
 			h.acked = max(h.acked, uint64(min(m.seq, len(h.log))))
+			h.ackedOut = m.out
 			h.backupHeard = true
 			c.step1(h, Event{Kind: EvLogTraffic})
 		}
@@ -1310,7 +1370,9 @@ func (c *cluster) handle(h *chost, m cmsg) {
 		} else if j != nil && j.id == m.conn {
 			c.cloneFailed(h, false, "the spare refused or the connection ended")
 		} else if r := h.recv(m.conn); r != nil {
-			c.discard(h, r, "the connection ended")
+			if !c.commitFromStorage(h, r, "the connection ended") {
+				c.discard(h, r, "the connection ended")
+			}
 		} else if m.rst && (h.pairs(Primary, m.from, m.gen, m.conn) || h.pairs(Backup, m.from, m.gen, m.conn)) {
 			// The clone's connection became the pair's channel.
 			c.step1(h, Event{Kind: EvPeerGone})
@@ -1398,8 +1460,9 @@ func (c *cluster) guest(h *chost) {
 		return
 	}
 	// The guest pauses for a clone's final state, and from the pause
-	// where a switchover begins.
-	paused := h.job != nil && h.job.phase >= jFinal || h.move != nil && h.move.stage == msHandOver
+	// where a switchover begins until the backup takes over or the node,
+	// having claimed, goes on alone.
+	paused := h.job != nil && h.job.phase >= jFinal || h.move != nil && h.move.stage == msHandOver || h.node.Role() == HandingOver
 	if !paused {
 		if c.rng.IntN(3) == 0 {
 			c.nextEntry++
@@ -1423,7 +1486,7 @@ func (c *cluster) guest(h *chost) {
 		n := h.node
 		if p := hostIndex(n.Peer()); p >= 0 {
 			c.send(h.i, p, cmsg{kind: kLog, conn: h.pairConn, gen: n.Generation(), entries: h.log[:len(h.log):len(h.log)], out: h.written, prod: h.produced})
-			h.sentSeq, h.lastSend, h.reported = len(h.log), c.now, h.written
+			h.sentSeq, h.lastSend = len(h.log), c.now
 		}
 	}
 }
@@ -1469,6 +1532,15 @@ func (c *cluster) scan(h *chost) {
 	}
 	if c.now.Sub(h.regSeen) >= cRegistryRefresh {
 		h.regSeen = c.now
+	}
+	if h.node != nil && h.node.Role() == HandingOver {
+		// A primary that handed the VM over watches the storage closely
+		// for its backup's claim (runner.switchover).
+		if g, o := c.latest(), c.owners[c.latest()]; g > h.node.Generation() && o.host != h.i {
+			c.logf("%s finds generation %d claimed by %s", h.name, g, hostName(o.host))
+			c.step1(h, Event{Kind: EvSuperseded, Gen: g})
+		}
+		return
 	}
 	if (c.steps+3*h.i)%int(cScanInterval/cStep) != 0 || h.node == nil || h.node.Role() != Alone {
 		return
@@ -1524,7 +1596,11 @@ func (c *cluster) check() {
 			if o, _ := c.owner(gen); o.host != h.i {
 				c.fail("%s is %v in generation %d, owned by %s", h.name, role, gen, hostName(o.host))
 			}
-			if role == Alone || gen == latest {
+			// A node alone whose clone's claim won has its guest paused
+			// until the commit pairs it (its outputs then wait for the new
+			// backup): meanwhile the new backup, told by the storage, may
+			// take over a primary that froze there.
+			if (role == Alone && (h.job == nil || h.job.phase < jClaim)) || gen == latest {
 				if authority != "" {
 					c.fail("two live primaries: %s and %s", authority, h.name)
 				}
@@ -1904,8 +1980,8 @@ func TestCloneSchedules(t *testing.T) {
 	if t.Failed() {
 		return
 	}
-	t.Logf("%d schedules: %d phase faults (%d given up; %d after a fault put before them to start a clone), %d time faults; %d clones committed, %d generations found claimed by an earlier attempt, %d failed (%d refused); VM lost in %d; protected again at most %v after the last fault (seed %d; bound %v)",
-		total.schedules, total.phaseFaults, total.givenUp, total.provoked, total.timeFaults, total.commits, total.adopted, total.cloneFails, total.refused, total.lost, total.maxProtect, total.maxSeed, cLivenessBound)
+	t.Logf("%d schedules: %d phase faults (%d given up; %d after a fault put before them to start a clone), %d time faults; %d clones committed, %d generations found claimed by an earlier attempt, %d taken as committed from the storage, %d failed (%d refused); VM lost in %d; protected again at most %v after the last fault (seed %d; bound %v)",
+		total.schedules, total.phaseFaults, total.givenUp, total.provoked, total.timeFaults, total.commits, total.adopted, total.storageCommits, total.cloneFails, total.refused, total.lost, total.maxProtect, total.maxSeed, cLivenessBound)
 	var phases, targets []string
 	for ph := phStart; ph < nPhases; ph++ {
 		phases = append(phases, ph.String())
@@ -1988,20 +2064,21 @@ func scenario(t *testing.T, n int, faults ...*cfault) *cluster {
 }
 
 // TestHalfClonedSpareNeverClaims: the clone's primary, running alone,
-// crashes at each phase of a clone. Until the commit reaches it the spare
-// has no node: it discards what it received (at once when the crash ended
-// the connection, after its step timeout when the machine went silently),
-// claims nothing and never goes live; the VM's memory is lost. A commit
-// already sent when the primary crashed still makes the spare the backup,
-// which then takes over: nothing is lost.
+// crashes at each phase of a clone. Until the commit (the claim of the
+// new pair's generation) the spare has no node: it discards what it
+// received (at once when the crash ended the connection, after its step
+// timeout when the machine went silently), claims nothing and never goes
+// live; the VM's memory is lost. Once the claim won, the spare is the
+// backup, whether the commit frame reached it or the storage told it: it
+// takes over, and nothing is lost.
 func TestHalfClonedSpareNeverClaims(t *testing.T) {
 	for _, ph := range []cphase{phStart, phPrecopy, phFinal, phClaim, phClaimed, phCommitted} {
 		for _, silent := range []bool{false, true} {
 			c := scenario(t, 3, &cfault{phase: ph, target: tCrashP, offset: 20, silent: silent, dur: 300 * time.Millisecond})
 			b := c.hosts[1]
-			if ph == phCommitted {
-				if c.lost || c.owners[c.latest()].host == 0 {
-					c.fail("crash after the commit was sent (silent %v): lost %v, latest generation owned by %s", silent, c.lost, hostName(c.owners[c.latest()].host))
+			if ph == phClaimed || ph == phCommitted {
+				if c.lost || c.owners[c.latest()].host != b.i {
+					c.fail("crash at %q (silent %v): lost %v, latest generation owned by %s", ph, silent, c.lost, hostName(c.owners[c.latest()].host))
 				}
 				continue
 			}
@@ -2032,20 +2109,20 @@ func TestCloneCommitLost(t *testing.T) {
 
 // TestCloneRetryAfterLostClaimAnswer: a clone's claim happens but its
 // answer is lost (storage.Claim linked the owner record, then could not
-// read it back, nor can the host read it again at once). A spare takes a clone only for the generation after the
-// latest one, so the retry cannot use the same generation again: it finds
-// the generation its own, goes on in it alone, and clones for the next,
-// whose owner record names the backup that joined.
+// read it back), and the host cannot read the record again for a while.
+// The outcome unknown, the guest stays paused (going on alone would
+// release outputs the spare, which the storage names the backup, does not
+// hold) until the record can be read: then the clone commits.
 func TestCloneRetryAfterLostClaimAnswer(t *testing.T) {
 	c := newClusterOf(t, 1, rand.New(rand.NewPCG(1, 2)), 3, true)
 	c.rerun = "go test ./ft -run '^TestCloneRetryAfterLostClaimAnswer$' -v"
-	c.loseCloneAnswers, c.rereadFails = 1, true
+	c.loseCloneAnswers, c.rereadFails = 1, 2
 	c.run()
-	if c.lost || c.latest() != 3 || c.stats.adopted != 1 || !c.protected() {
+	if c.lost || c.latest() != 2 || c.stats.adopted != 0 || !c.protected() {
 		c.fail("after a lost claim answer: lost %v, latest generation %d, adopted %d, protected %v", c.lost, c.latest(), c.stats.adopted, c.protected())
 	}
-	if o := c.owners[3]; o.host != 0 || c.pair[3] != o.backup {
-		c.fail("owner record of generation 3 %s+%s, paired with %s", hostName(o.host), hostName(o.backup), hostName(c.pair[3]))
+	if o := c.owners[2]; o.host != 0 || c.pair[2] != o.backup {
+		c.fail("owner record of generation 2 %s+%s, paired with %s", hostName(o.host), hostName(o.backup), hostName(c.pair[2]))
 	}
 }
 

@@ -37,12 +37,16 @@ import (
 //     to the target first if it is elsewhere, waits for the new pair (up
 //     to mPairWait), then hands over (handOver): the guest pauses (no
 //     entries, no outputs) until the backup acknowledged every entry,
-//     every held output left, and the last batch sent reported the
-//     outputs written, up to mHandoverTimeout; then, if the channel is up
-//     and the node can hand over (CanHandOver), the node steps
-//     EvHandedOver, the side stops (nothing more leaves it) and says
-//     goodbye "handover". A backup that hears it steps EvHandover, claims
-//     at once, and goes live at the end of its log.
+//     every held output left, and the backup acknowledged hearing the
+//     outputs written (replog.Ack.Out), up to mHandoverTimeout; then, if
+//     the channel is up and the node can hand over (CanHandOver), the
+//     node steps EvHandedOver (HandingOver), the side says goodbye
+//     "handover" and stays paused (nothing leaves it), watching the
+//     storage at every step: the backup's claim there halts it (the move
+//     is done); a backup silent for the failure timeout makes it claim,
+//     and going on alone after a won claim fails the move. A backup that
+//     hears the goodbye steps EvHandover, claims at once, and goes live
+//     at the end of its log.
 //   - A drain (DrainVMs) refuses a host that is down, the last live one,
 //     or one whose VM has nowhere to go; marks the host draining in the
 //     registry (clones avoid it: pickSpare; it loses the mark when it
@@ -84,7 +88,7 @@ import (
 //   - an operation reported done did what it says (the backup, or the
 //     primary, is on the target in the latest generation); one whose
 //     target crashed before the point of no return (the storage naming it
-//     the backup, or the goodbye "handover") is reported failed, and when
+//     the backup, or for a switchover the primary) is reported failed, and when
 //     only the target was hit it leaves the VM running; every operation
 //     ends, and a drain tried again with every fault over succeeds;
 //   - a drain reported done leaves the latest generation off its host, and
@@ -102,66 +106,7 @@ import (
 // A failure prints its seed, the state of every host and the trace;
 // -move-seed=N runs one seed alone.
 
-var (
-	moveSeedFlag   = flag.Uint64("move-seed", 0, "run only this seed of TestMoveSchedules, and print its trace")
-	moveStrictFlag = flag.Bool("move-strict", false, "fail TestMoveSchedules on the known issues too")
-)
-
-// Known issues: behaviours of the protocol and the hosts that break the
-// invariants above, found by this simulator and open. A schedule that runs
-// into one ends there, counted, and TestMoveSchedules lists them with
-// their first seeds; with -move-strict it fails instead. Each is detected
-// where it happens, so nothing else is excused; remove its detection once
-// it is fixed.
-type issue uint8
-
-const (
-	// A planned clone's claim of the next generation happened and won,
-	// but its answer was lost and the owner record could not be read
-	// again at once (clone.go then reports a plain EvCloneFailed):
-	// the primary's node serves on in its generation with its old
-	// backup, whose claims of the next one must lose, so the next crash
-	// of the primary loses the VM; its status never matches the latest
-	// owner record, so moves and drains take it for not running.
-	issueUnknownClaim issue = iota
-	// The old primary halts as it hands over, with no word from the
-	// backup newer than the acknowledgements before its pause (after a
-	// clone, the clone point counts as acknowledged: nothing from the new
-	// backup at all): a backup that crashed just before (silently, or its
-	// connection's end not yet seen), one that never got the clone's
-	// commit (a cut link), or one that crashes before it wins its claim
-	// takes the VM with it.
-	issueHandoverDead
-	// The handover waits until the last batch sent reported the outputs
-	// written, not until the backup got it: with the link cut, the
-	// backup goes live on its failure timeout with older counts and
-	// writes outputs again that clients saw.
-	issueSwitchoverRepeat
-	// From a planned move's claim of the next generation until the new
-	// backup has the commit, the old backup is shut out (its claim must
-	// lose) and the new one cannot take over: a crash of the primary then
-	// loses the VM, though the old backup holds the whole log.
-	issueMoveShutOut
-	nIssues
-)
-
-func (i issue) String() string {
-	return [...]string{"unknown clone claim outcome", "handover to a backup that does not take over", "switchover repeats outputs", "old backup shut out"}[i]
-}
-
-// knownHit ends a schedule that ran into a known issue.
-type knownHit struct{ issue issue }
-
-// known records that the schedule ran into known issue i: it fails with
-// -move-strict, else the schedule ends here.
-func (c *cluster) known(i issue, format string, args ...any) {
-	c.t.Helper()
-	if *moveStrictFlag {
-		c.fail("known issue (%v): "+format, append([]any{i}, args...)...)
-	}
-	c.logf("known issue (%v): %s", i, fmt.Sprintf(format, args...))
-	panic(knownHit{i})
-}
+var moveSeedFlag = flag.Uint64("move-seed", 0, "run only this seed of TestMoveSchedules, and print its trace")
 
 // The goodbyes and the claim reason of planned moves, as host/move.go and
 // node.go spell them.
@@ -229,14 +174,12 @@ type moveOp struct {
 	done     bool
 
 	// Following a move: the VM as it was, the host's answer and report.
-	vsPrimary int
-	vsGen     uint64
-	answered  bool
-	answerBy  time.Time
-	hostErr   string
-	switched  time.Time
-	// A switchover handed over: past the point of no return.
-	committed  bool
+	vsPrimary  int
+	vsGen      uint64
+	answered   bool
+	answerBy   time.Time
+	hostErr    string
+	switched   time.Time
 	targetDied bool // the target crashed before that
 	hitOther   bool // a fault hit a host other than the target, or a link
 
@@ -254,10 +197,11 @@ type moveOp struct {
 type mstage uint8
 
 const (
-	msAccept   mstage = iota // waiting for the node to take the move
-	msClone                  // the planned clone runs
-	msPair                   // waiting for the new pair
-	msHandOver               // the guest paused: waiting to hand over
+	msAccept     mstage = iota // waiting for the node to take the move
+	msClone                    // the planned clone runs
+	msPair                     // waiting for the new pair
+	msHandOver                 // the guest paused: waiting to hand over
+	msHandedOver               // handed over: waiting for the backup's claim
 )
 
 // hostMove is a planned move a primary's host carries out (runner.moveTo).
@@ -275,7 +219,7 @@ func (m *hostMove) String() string {
 	if m.primary {
 		what = "primary"
 	}
-	return fmt.Sprintf("moving the %s to %s (%v)", what, hostName(m.to), [...]string{"waiting for the node", "cloning", "waiting for the pair", "handing over"}[m.stage])
+	return fmt.Sprintf("moving the %s to %s (%v)", what, hostName(m.to), [...]string{"waiting for the node", "cloning", "waiting for the pair", "handing over", "handed over"}[m.stage])
 }
 
 // handoverRec is a switchover as it happened: what the primary handed over.
@@ -377,13 +321,9 @@ type moveStats struct {
 	handovers int
 	results   [nOpKinds][2]int // failed, done
 	hit       [nMPhases][nMTargets]int
-	known     [nIssues][]uint64 // seeds
 }
 
 func (s *moveStats) add(o moveStats) {
-	for i := range s.known {
-		s.known[i] = append(s.known[i], o.known[i]...)
-	}
 	s.handovers += o.handovers
 	for k := range s.results {
 		for d := range s.results[k] {
@@ -888,9 +828,9 @@ func (c *cluster) faulted(k fkind, x, y int) {
 			continue
 		}
 		// Past the point of no return: the storage names the target
-		// the backup, or (a switchover) the primary handed over.
+		// the backup, or (a switchover) the primary.
 		g := c.latest()
-		committed := op.committed || g > op.vsGen && c.pair[g] == op.target
+		committed := g > op.vsGen && (c.pair[g] == op.target || c.owners[g].host == op.target)
 		if k == fCrash && x == op.target && !committed {
 			op.targetDied = true
 		}
@@ -960,6 +900,16 @@ func (c *cluster) setStage(m *hostMove, s mstage, wait time.Duration) {
 
 func (c *cluster) hostMoveStep(h *chost) {
 	m, n := h.move, h.node
+	if m.stage == msHandedOver && n != nil {
+		// As runner.switchover: the storage decides.
+		switch n.Role() {
+		case Halted:
+			c.hostMoveDone(h, "handed the primary over")
+		case Alone:
+			c.hostMoveFailed(h, fmt.Sprintf("%s did not take over: the vm goes on here", hostName(m.to)))
+		}
+		return
+	}
 	if n == nil || n.Role() == Halted {
 		c.hostMoveFailed(h, "the runner ended")
 		return
@@ -1018,13 +968,6 @@ func (c *cluster) plannedDone(h *chost, ok bool, why string) {
 	}
 }
 
-func (c *cluster) curOp() *moveOp {
-	if c.mv.over() {
-		return nil
-	}
-	return c.mv.ops[c.mv.cur]
-}
-
 // switchover asks for the handover, at the guest's next pause: at once.
 func (c *cluster) switchover(h *chost) {
 	m, n := h.move, h.node
@@ -1039,10 +982,10 @@ func (c *cluster) switchover(h *chost) {
 // handOver is primarySide.handOver, at each step of the pause.
 func (c *cluster) handOver(h *chost) {
 	m, n := h.move, h.node
-	if h.acked < uint64(len(h.log)) || len(h.held) > 0 || h.reported != h.written {
+	if h.acked < uint64(len(h.log)) || len(h.held) > 0 || h.ackedOut != h.written {
 		if c.now.After(m.until) {
-			c.hostMoveFailed(h, fmt.Sprintf("not handed over within %v: entries acknowledged %d of %d, %d outputs held, written %d reported %d",
-				mHandoverTimeout, h.acked, len(h.log), len(h.held), h.written, h.reported))
+			c.hostMoveFailed(h, fmt.Sprintf("not handed over within %v: entries acknowledged %d of %d, %d outputs held, written %d heard %d",
+				mHandoverTimeout, h.acked, len(h.log), len(h.held), h.written, h.ackedOut))
 		}
 		return
 	}
@@ -1056,7 +999,7 @@ func (c *cluster) handOver(h *chost) {
 	}
 	b, g := hostIndex(n.Peer()), n.Generation()
 	c.step1(h, Event{Kind: EvHandedOver})
-	if n.Role() != Halted {
+	if n.Role() != HandingOver {
 		c.fail("%s handed over but its node is %v", h.name, n.Role())
 	}
 	rec := &handoverRec{from: h.i, to: b, gen: g, at: c.now, log: h.log[:len(h.log):len(h.log)], written: h.written, produced: h.produced}
@@ -1065,19 +1008,14 @@ func (c *cluster) handOver(h *chost) {
 	if rec.written != rec.produced {
 		c.fail("%s handed over with %d outputs produced, %d written", h.name, rec.produced, rec.written)
 	}
-	for op := c.curOp(); op != nil; op = op.sub {
-		if op == m.op {
-			op.committed = true
-		}
-	}
-	// Nothing more leaves this side; the backup hears the goodbye.
+	// Nothing more leaves this side, its guest paused, until the backup's
+	// claim shows on the storage (it halts) or the backup falls silent
+	// (it claims, and goes on alone if it wins); the backup hears the
+	// goodbye.
 	c.logf("%s hands the vm over to %s (entries through %d, %d outputs written)", h.name, hostName(b), len(h.log), h.written)
-	if bh := c.hosts[b]; bh.crashed {
-		c.known(issueHandoverDead, "%s handed the vm over to %s, which has crashed (silently: %v): the vm is lost with it", h.name, bh.name, bh.silent)
-	}
 	c.send(h.i, b, cmsg{kind: kBye, conn: h.pairConn, gen: g, bye: byeHandover})
-	h.vm, h.held, h.open, h.pairConn = vmStopped, nil, false, 0
-	c.hostMoveDone(h, "handed the primary over")
+	h.pairConn = 0
+	c.setStage(m, msHandedOver, 0)
 }
 
 func (c *cluster) hostMoveDone(h *chost, what string) {
@@ -1125,8 +1063,8 @@ func (c *cluster) handleBye(h *chost, m cmsg) {
 func (c *cluster) lostBy() {
 	if n := len(c.mv.handovers); n > 0 {
 		r := c.mv.handovers[n-1]
-		if c.latest() <= r.gen || c.owners[r.gen+1].host != r.to {
-			c.known(issueHandoverDead, "the vm is lost: %s handed it over to %s in generation %d, which did not win its claim", hostName(r.from), hostName(r.to), r.gen)
+		if (c.latest() <= r.gen || c.owners[r.gen+1].host != r.to) && !c.hosts[r.from].crashed {
+			c.fail("the vm is lost: %s handed it over to %s in generation %d, which did not win its claim, and %s has not crashed", hostName(r.from), hostName(r.to), r.gen, hostName(r.from))
 		}
 	}
 }
@@ -1143,10 +1081,10 @@ func (c *cluster) haltLoses(h *chost, gen uint64) {
 	if !isPrefix(c.seen, h.log) {
 		return // stale: it could not have gone on
 	}
-	// (Its node has halted already: it was the backup of gen-1.)
-	if o := c.owners[gen]; !c.hosts[o.host].holds() && c.pair[gen] >= 0 && h.vm == vmReplay && h.node.Generation() == gen-1 && hostIndex(h.node.Peer()) == o.host {
-		c.known(issueMoveShutOut, "%s, the backup a planned move replaces, loses generation %d to %s, which crashed before its new backup %s joined: the last copy halts",
-			h.name, gen, hostName(o.host), hostName(c.pair[gen]))
+	if r := c.handover(h.i, c.owners[gen].host, gen-1); r != nil {
+		// It handed the VM over and its backup won: the VM is the new
+		// primary's now, which may have emitted outputs past it.
+		return
 	}
 	c.fail("the vm is lost: %s halts for generation %d, the last host holding it, though it holds every entry clients saw", h.name, gen)
 }
@@ -1188,7 +1126,7 @@ func (c *cluster) checkContinuity(h *chost) {
 		case len(h.log) != len(r.log) || !isPrefix(r.log, h.log):
 			c.fail("%s goes live after a switchover with %d entries; %s handed over with %d", h.name, len(h.log), hostName(r.from), len(r.log))
 		case h.heardOut != r.written:
-			c.known(issueSwitchoverRepeat, "%s goes live after a switchover and writes outputs %d to %d again: clients saw them (it heard %d written)", h.name, h.heardOut+1, r.written, h.heardOut)
+			c.fail("%s goes live after a switchover and writes outputs %d to %d again: clients saw them (it heard %d written)", h.name, h.heardOut+1, r.written, h.heardOut)
 		}
 		h.produced, h.written = r.produced, r.produced
 	}
@@ -1329,20 +1267,6 @@ func (c *cluster) moveEnd() {
 	}
 }
 
-// runMove runs a move schedule, which may end at a known issue.
-func runMove(c *cluster) {
-	defer func() {
-		if r := recover(); r != nil {
-			k, ok := r.(knownHit)
-			if !ok {
-				panic(r)
-			}
-			c.mv.stats.known[k.issue] = append(c.mv.stats.known[k.issue], c.seed)
-		}
-	}()
-	c.run()
-}
-
 // moveRun is a move schedule's statistics.
 type moveRun struct {
 	cl cloneStats
@@ -1356,18 +1280,17 @@ func (r *moveRun) add(o moveRun) {
 
 func runMoveSchedule(t testing.TB, seed uint64) moveRun {
 	c := newMoveCluster(t, seed)
-	runMove(c)
+	c.run()
 	c.stats.schedules = 1
 	return moveRun{c.stats, c.mv.stats}
 }
 
 // TestMoveSchedules runs eight thousand seeded move schedules (eight
-// hundred with -short), in parallel shards, and lists those that ended at
-// a known issue.
+// hundred with -short), in parallel shards.
 func TestMoveSchedules(t *testing.T) {
 	if *moveSeedFlag != 0 {
 		c := newMoveCluster(t, *moveSeedFlag)
-		runMove(c)
+		c.run()
 		logTrace(t, c)
 		return
 	}
@@ -1397,16 +1320,6 @@ func TestMoveSchedules(t *testing.T) {
 		ph := mpMoveStart + mphase(p)
 		return total.hit[ph][tg], slices.Contains(validTargets(ph), mtarget(tg))
 	}))
-	b.Reset()
-	for i, seeds := range total.known {
-		if len(seeds) > 0 {
-			slices.Sort(seeds)
-			fmt.Fprintf(&b, "\n  %v: %d schedules, seeds %v", issue(i), len(seeds), seeds[:min(len(seeds), 6)])
-		}
-	}
-	if b.Len() > 0 {
-		t.Logf("schedules ended at a known issue (open; -move-strict fails on them, -move-seed=N shows one):%s", b.String())
-	}
 }
 
 // moveScenario runs a cluster of n hosts, A primary and B backup, with
@@ -1418,13 +1331,7 @@ func moveScenario(t *testing.T, n int, ops []*moveOp, faults ...*cfault) *cluste
 	c.rerun = fmt.Sprintf("go test ./ft -run '^%s$' -v", t.Name())
 	c.mv = &moveSim{ops: ops, nextAt: c.now.Add(200*time.Millisecond + ops[0].delay)}
 	c.faults = faults
-	runMove(c)
-	for i, seeds := range c.mv.stats.known {
-		if len(seeds) > 0 {
-			logTrace(t, c)
-			t.Fatalf("ran into the known issue %v", issue(i))
-		}
-	}
+	c.run()
 	return c
 }
 
@@ -1478,8 +1385,8 @@ func TestDrainPrimary(t *testing.T) {
 func TestMoveSchedulesDeterministic(t *testing.T) {
 	for seed := uint64(1); seed <= 20; seed++ {
 		a, b := newMoveCluster(t, seed), newMoveCluster(t, seed)
-		runMove(a)
-		runMove(b)
+		a.run()
+		b.run()
 		if ta, tb := traceText(a), traceText(b); ta != tb {
 			t.Fatalf("seed %d: two runs differ:\n%s\n---\n%s", seed, ta, tb)
 		}

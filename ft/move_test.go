@@ -57,22 +57,68 @@ func TestMoveBackup(t *testing.T) {
 	}
 }
 
-// TestHandover: a switchover. The primary that handed over halts without a
-// claim; its backup claims the next generation at once, with no timeout.
+// TestHandover: a switchover. The primary that handed over sends nothing,
+// not even heartbeats, and waits for its backup's claim: the storage
+// showing it (EvSuperseded) halts it; a backup that falls silent instead
+// makes it claim the next generation itself, and go on alone if it wins.
+// Its backup claims the next generation at once, with no timeout.
 func TestHandover(t *testing.T) {
 	t0 := time.Unix(1_700_000_000, 0)
 	cfg := Config{HeartbeatInterval: 50 * time.Millisecond, FailureTimeout: 500 * time.Millisecond}
-	p := NewNode(cfg, Primary, 4, "B", t0)
-	if !p.CanHandOver() {
-		t.Fatal("a paired primary refuses a handover")
+	handedOver := func() *Node {
+		p := NewNode(cfg, Primary, 4, "B", t0)
+		p.Step(Event{Kind: EvHeartbeat})
+		if !p.CanHandOver() {
+			t.Fatal("a paired primary refuses a handover")
+		}
+		p.Step(Event{Kind: EvHandedOver})
+		if p.Role() != HandingOver || len(p.Ready().Actions) != 0 || p.CanHandOver() || p.CanMoveBackup() || p.Paired() {
+			t.Fatalf("after handing over: role %v", p.Role())
+		}
+		return p
 	}
-	p.Step(Event{Kind: EvHandedOver})
-	if p.Role() != Halted || len(kinds(p.Ready().Actions)) != 0 {
-		t.Fatalf("after handing over: role %v", p.Role())
+
+	// The backup wins: the storage says so, and the old primary halts.
+	p := handedOver()
+	p.Tick(t0.Add(400 * time.Millisecond))
+	if a := p.Ready().Actions; len(a) != 0 {
+		t.Fatalf("a primary that handed over acts: %+v", a)
 	}
-	p.Tick(t0.Add(time.Hour))
-	if len(p.Ready().Actions) != 0 {
-		t.Fatal("a primary that handed over still acts")
+	p.Step(Event{Kind: EvSuperseded, Gen: 5})
+	if a := p.Ready().Actions; p.Role() != Halted || len(a) != 1 || a[0].Kind != ActHalt {
+		t.Fatalf("superseded after handing over: role %v, actions %+v", p.Role(), a)
+	}
+
+	// The backup goes on heartbeating (it never heard the goodbye), then
+	// falls silent: the old primary claims once it is silent for the
+	// failure timeout, not before, and goes on alone if it wins.
+	p = handedOver()
+	p.Tick(t0.Add(300 * time.Millisecond))
+	p.Step(Event{Kind: EvHeartbeat})
+	if next := p.Next(); !next.Equal(t0.Add(800 * time.Millisecond)) {
+		t.Fatalf("next tick at %v, want the failure timeout after the last heartbeat", next.Sub(t0))
+	}
+	p.Tick(t0.Add(799 * time.Millisecond))
+	if p.Claiming() {
+		t.Fatal("claimed before the failure timeout")
+	}
+	p.Tick(t0.Add(800 * time.Millisecond))
+	a := p.Ready().Actions
+	if len(a) != 1 || a[0].Kind != ActClaim || a[0].Gen != 5 || a[0].Reason != "the backup did not take over" {
+		t.Fatalf("backup silent after a handover: actions %+v; want a claim of 5", a)
+	}
+	p.Step(Event{Kind: EvClaimed, Gen: 5, Won: true})
+	if a := p.Ready().Actions; p.SoftState() != (SoftState{Role: Alone, Gen: 5}) || len(a) != 1 || a[0].Kind != ActGoLive {
+		t.Fatalf("won after a handover: %+v, actions %+v; want alone in 5, going live", p.SoftState(), a)
+	}
+
+	// Its claim lost: the backup took over after all.
+	p = handedOver()
+	p.Tick(t0.Add(time.Second))
+	p.Ready()
+	p.Step(Event{Kind: EvClaimed, Gen: 5, Won: false})
+	if p.Role() != Halted {
+		t.Fatalf("lost after a handover: role %v", p.Role())
 	}
 
 	b := NewNode(cfg, Backup, 4, "A", t0)

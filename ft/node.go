@@ -39,6 +39,15 @@
 //     clone that fails is tried again after the clone retry interval. The
 //     new backup's own node starts only once the clone is complete, so a
 //     half-cloned backup never takes part in failure detection or claims.
+//  6. A planned switchover hands the primary role to the backup: the
+//     primary, once the backup has every entry and every output is out,
+//     hands over (EvHandedOver) and waits, its guest paused and silent
+//     (HandingOver); the backup claims the next generation at once
+//     (EvHandover). The test-and-set decides as in rule 2: once the
+//     backup's claim shows on storage the old primary halts; a backup
+//     silent for the failure timeout instead makes the old primary claim
+//     that generation itself, and go on where it paused if it wins. A
+//     handover to a backup that dies never loses the VM.
 package ft
 
 import (
@@ -60,6 +69,16 @@ const (
 	Alone
 	// Halted: lost a claim; emits nothing more.
 	Halted
+	// HandingOver: a primary that handed the VM over to its backup (a
+	// planned switchover, EvHandedOver). Its guest stays paused where it
+	// handed over and it emits nothing, not even heartbeats, until the
+	// storage shows the backup's claim of the next generation
+	// (EvSuperseded: it halts) or the backup falls silent for the failure
+	// timeout: then it claims that generation itself, and, won, goes on
+	// alone where it paused (the backup never went live), lost, halts.
+	// So a handover to a backup that crashes, or never hears it, does not
+	// lose the VM.
+	HandingOver
 )
 
 func (r Role) String() string {
@@ -72,6 +91,8 @@ func (r Role) String() string {
 		return "alone"
 	case Halted:
 		return "halted"
+	case HandingOver:
+		return "handing over"
 	}
 	return fmt.Sprintf("role(%d)", int(r))
 }
@@ -188,9 +209,9 @@ const (
 	// once, without waiting for a timeout.
 	EvHandover
 	// EvHandedOver: this primary handed the VM over to its backup (see
-	// EvHandover); it emits nothing more and halts, without a claim.
-	// Ignored unless the node is a primary that is neither claiming nor
-	// cloning (check CanHandOver first).
+	// EvHandover); it emits nothing more and waits, HandingOver, for the
+	// backup's claim. Ignored unless the node is a primary that is neither
+	// claiming nor cloning (check CanHandOver first).
 	EvHandedOver
 	// EvMoveBackup: an operator moves the backup to host Peer. A primary
 	// that is neither claiming nor cloning, or a node alone that is not
@@ -401,13 +422,16 @@ func (n *Node) Tick(now time.Time) {
 		n.act(Action{Kind: ActSendHeartbeat})
 	}
 	// A primary moving its backup leaves the old one to the clone's claim.
-	if (n.role == Primary && !n.cloning || n.role == Backup) && !n.claiming && now.Sub(n.lastHeard) >= n.timeout() {
+	if (n.role == Primary && !n.cloning || n.role == Backup || n.role == HandingOver) && !n.claiming && now.Sub(n.lastHeard) >= n.timeout() {
 		n.claiming = true
 		n.claimGen = n.gen + 1
 		n.claimAt = now
-		if n.role == Primary {
+		switch n.role {
+		case Primary:
 			n.reason = "backup failed"
-		} else {
+		case HandingOver:
+			n.reason = "the backup did not take over"
+		default:
 			n.reason = "primary failed"
 		}
 	}
@@ -431,12 +455,15 @@ func (n *Node) Next() time.Time {
 	if n.role == Alone && !n.cloning {
 		return n.cloneAt
 	}
-	if n.role != Primary && n.role != Backup {
+	if n.role != Primary && n.role != Backup && n.role != HandingOver {
 		return time.Time{}
 	}
 	if !n.claiming {
-		beat := n.lastBeat.Add(n.cfg.HeartbeatInterval)
 		timeout := n.lastHeard.Add(n.timeout())
+		if n.role == HandingOver {
+			return timeout
+		}
+		beat := n.lastBeat.Add(n.cfg.HeartbeatInterval)
 		if timeout.Before(beat) && !(n.role == Primary && n.cloning) {
 			return timeout
 		}
@@ -483,7 +510,7 @@ func (n *Node) Step(ev Event) {
 			return
 		}
 		n.gen = ev.Gen
-		if n.role == Primary {
+		if n.role == Primary || n.role == HandingOver {
 			n.goAlone()
 			n.act(Action{Kind: ActGoLive, Gen: ev.Gen, Reason: n.reason})
 			return
@@ -507,7 +534,7 @@ func (n *Node) Step(ev Event) {
 		}
 	case EvHandedOver:
 		if n.CanHandOver() {
-			n.role = Halted
+			n.role = HandingOver
 		}
 	case EvMoveBackup:
 		if n.CanMoveBackup() && ev.Peer != "" && ev.Peer != n.peer {

@@ -380,6 +380,7 @@ func (b *backupSide) serve(c *replog.Conn) (up bool) {
 		b.aside.took()
 	}()
 	go b.ackLoop(ctx, c)
+	var ackedOut [2]uint64 // the output counts last acknowledged
 	for {
 		typ, payload, err := c.ReadFrame()
 		if err != nil {
@@ -410,10 +411,10 @@ func (b *backupSide) serve(c *replog.Conn) (up bool) {
 				up = true
 			}
 			r.event(eventTraffic)
-			if len(batch.Entries) > 0 {
-				// Outputs wait for this ack; progress alone is reported
-				// by ackLoop.
-				b.sendAck(c)
+			if len(batch.Entries) > 0 || b.src.Written() != ackedOut {
+				// Outputs wait for this ack, and a switchover for the
+				// output counts; progress alone is reported by ackLoop.
+				ackedOut = b.sendAck(c)
 			}
 			b.aside.took()
 			b.kickAcks()
@@ -428,6 +429,9 @@ func (b *backupSide) serve(c *replog.Conn) (up bool) {
 				go r.shutdownAs("replaced by a backup on another host", "moved", false)
 				return
 			case byeHandover:
+				if r.h.fp.CrashOn("handover") {
+					crash()
+				}
 				b.left.Store(true)
 				r.log.Info("the primary handed the vm over: taking over")
 				go func() { _ = r.tellNode(ft.Event{Kind: ft.EvHandover}) }()
@@ -454,9 +458,13 @@ func (b *backupSide) serve(c *replog.Conn) (up bool) {
 	}
 }
 
-func (b *backupSide) sendAck(c *replog.Conn) {
+// sendAck acknowledges what the backup received, and returns the output
+// counts it acknowledged hearing.
+func (b *backupSide) sendAck(c *replog.Conn) [2]uint64 {
 	seq, _ := b.src.Received()
-	_ = c.WriteAck(replog.Ack{Seq: seq, Pos: b.at.Load()})
+	out := b.src.Written()
+	_ = c.WriteAck(replog.Ack{Seq: seq, Pos: b.at.Load(), Out: out})
+	return out
 }
 
 // ackLoop reports the replay's progress between batches, so the primary's

@@ -71,6 +71,8 @@ const (
 	cloneTimeout = 2 * time.Minute
 	// cloneStepTimeout bounds each exchange with the spare.
 	cloneStepTimeout = 15 * time.Second
+	// cloneDialTimeout bounds the connection and handshake with a spare.
+	cloneDialTimeout = 3 * time.Second
 	// finalTimeout bounds the exchange of the final pause, while the guest
 	// waits: a spare that does not restore the VM within it (frozen, or
 	// far too slow) costs one pause this long, and the clone.
@@ -362,7 +364,10 @@ func (r *runner) cloneOnce(gen uint64, target string) (out cloneOutcome) {
 	}()
 	ctx, cancel := context.WithTimeout(r.ctx, cloneTimeout)
 	defer cancel()
-	dctx, dcancel := context.WithTimeout(ctx, cloneStepTimeout)
+	// A live host answers the handshake at once; a frozen one accepts the
+	// connection (the kernel does) and never answers: the clone tries
+	// another spare after cloneDialTimeout, not the step timeout.
+	dctx, dcancel := context.WithTimeout(ctx, cloneDialTimeout)
 	c, err := replog.Dial(dctx, peer.Addr, r.h.key, cloneHello{VM: r.vm, Gen: gen, Primary: r.h.cfg.Name}.marshal())
 	dcancel()
 	if err != nil {
@@ -546,11 +551,28 @@ func (r *runner) cloneOnce(gen uint64, target string) (out cloneOutcome) {
 	won, cur, err := r.h.dir.Claim(r.vm, storage.Owner{Generation: gen, Host: r.h.cfg.Name, Role: "primary", Reason: reasonClone, Backup: target})
 	if err != nil {
 		// The claim may have happened with its answer lost: the owner
-		// record, read again, says (a primary that took a won claim for
-		// a failure would serve on with a backup that can no longer win).
-		if o, ok, rerr := r.h.dir.Owner(r.vm, gen); rerr == nil && ok && (o.Host != r.h.cfg.Name || o.Backup == target) {
-			r.log.Info("clone: the claim's answer was lost; the owner record says", "generation", gen, "owner", o.Host, "err", err)
-			won, cur, err = o.Host == r.h.cfg.Name, o, nil
+		// record, read again, says. Until it can be read the outcome is
+		// unknown and the guest stays paused: a primary that took a won
+		// claim for a failure would serve on with a backup that can no
+		// longer win, and one running alone would release outputs that
+		// the spare, named the backup on storage, does not hold (it takes
+		// the clone as committed: see awaitCommit).
+		for {
+			o, ok, rerr := r.h.dir.Owner(r.vm, gen)
+			if rerr == nil {
+				if ok && (o.Host != r.h.cfg.Name || o.Backup == target) {
+					r.log.Info("clone: the claim's answer was lost; the owner record says", "generation", gen, "owner", o.Host, "err", err)
+					won, cur, err = o.Host == r.h.cfg.Name, o, nil
+				}
+				break
+			}
+			r.log.Warn("clone: the claim's outcome is unknown and the owner record cannot be read; the guest waits", "generation", gen, "err", rerr)
+			select {
+			case <-time.After(ft.DefaultClaimRetry):
+			case <-r.ctx.Done():
+				out.err = r.ctx.Err()
+				return out
+			}
 		}
 	}
 	switch {
@@ -560,6 +582,9 @@ func (r *runner) cloneOnce(gen uint64, target string) (out cloneOutcome) {
 	case !won:
 		out.err, out.lost = fmt.Errorf("generation %d was claimed by %s", gen, cur.Host), true
 		return out
+	}
+	if r.h.fp.CrashOn("clone-commit") {
+		crash()
 	}
 	if err := c.WriteFrame(frameCloneCommit, nil); err != nil {
 		// The pair is on storage, but the backup may not know: it will

@@ -1,6 +1,7 @@
 package host_test
 
 import (
+	"context"
 	"fmt"
 	"slices"
 	"strconv"
@@ -398,4 +399,44 @@ func TestCloneOfAGuestRewritingAllItsMemory(t *testing.T) {
 	get(t, addr, 2*time.Minute)
 	c.cloneAfterBackupKill("touch")
 	t.Logf("slowed: %s", grepLines(c.hosts["h1"].logs.String(), "slowing the guest"))
+}
+
+// TestCloneCommitLostWithThePrimary: the primary moves its backup to h3;
+// its clone's claim of the new pair's generation wins, and it dies before
+// telling h3 (the commit). The old backup h2 must lose its claim (the new
+// pair owns the generation); h3, restored and named the backup on
+// storage, takes the clone as committed, finds the primary silent and
+// goes live. The VM is not lost, and nothing a client saw is lost or
+// repeated.
+func TestCloneCommitLostWithThePrimary(t *testing.T) {
+	c, addr := newCounterCluster(t)
+	l := startLoad(addr, 8)
+	l.waitReplies(t, 50, 20*time.Second)
+	before := c.owner("counter")
+	c.failpoint("h1", "crash-on=clone-commit")
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	err := host.MoveVM(ctx, c.store, "counter", "h3", false, c.logProgress)
+	if err == nil || !strings.Contains(err.Error(), "failed over to h3") {
+		t.Errorf("move whose primary died at the commit: %v; want an error saying it failed over to h3", err)
+	}
+	c.waitFor(time.Minute, "h3 live", func() bool {
+		o, ok, err := c.store.Latest("counter")
+		return err == nil && ok && o.Generation >= before.Generation+2 && o.Host == "h3"
+	})
+	if o, ok, err := c.store.Owner("counter", before.Generation+1); err != nil || !ok || o.Host != "h1" || o.Backup != "h3" {
+		t.Fatalf("generation %d: %+v, want h1's clone onto h3", before.Generation+1, o)
+	}
+	l.waitReplies(t, 50, 30*time.Second)
+	seen, lost := l.finish()
+	final := get(t, addr, 10*time.Second)
+	checkCounter(t, seen, final)
+	disk := strings.TrimSpace(readDisk(t, c.dir+"/vms/counter/disk", "counter"))
+	if v, err := strconv.ParseUint(disk, 10, 64); err != nil || v != final {
+		t.Errorf("the disk holds %q, the counter's memory %d", disk, final)
+	}
+	if st := c.status("counter", "h3"); st.Restarted != "" {
+		t.Errorf("the vm was restarted from its disk (its memory lost): %+v", st)
+	}
+	t.Logf("%d replies, %d unanswered, final %d", len(seen), lost, final)
 }

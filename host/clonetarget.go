@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"ftvm/ft"
@@ -81,7 +82,7 @@ func (h *Host) serveClone(ctx context.Context, c *replog.Conn, ch cloneHello) {
 		h.mu.Unlock()
 	}()
 	r := h.newRunner(ctx, spec, ft.NewNode(h.cfg.Node, ft.Backup, ch.Gen, ch.Primary, time.Now()))
-	b, err := r.receiveClone(c, cm)
+	b, err := r.receiveClone(c, cm, ch)
 	if err != nil {
 		log.Warn("clone abandoned", "from", ch.Primary, "err", err)
 		_ = c.WriteFrame(replog.FrameBye, []byte(err.Error()))
@@ -111,8 +112,9 @@ func (h *Host) serveClone(ctx context.Context, c *replog.Conn, ch cloneHello) {
 }
 
 // receiveClone reads a clone's pages and final state from c, restores the
-// VM they make into a backup side of r, says so, and waits for the commit.
-func (r *runner) receiveClone(c *replog.Conn, cm *wasm.CompiledModule) (*backupSide, error) {
+// VM they make into a backup side of r, says so, and waits for the commit
+// (see awaitCommit).
+func (r *runner) receiveClone(c *replog.Conn, cm *wasm.CompiledModule, ch cloneHello) (*backupSide, error) {
 	target := vmm.NewCloneTarget(cm)
 	for {
 		c.SetReadDeadline(time.Now().Add(cloneStepTimeout))
@@ -160,9 +162,12 @@ func (r *runner) receiveClone(c *replog.Conn, cm *wasm.CompiledModule) (*backupS
 			vm.Close()
 			return nil, err
 		}
-		c.SetReadDeadline(time.Now().Add(cloneStepTimeout))
-		typ, p, err = c.ReadFrame()
+		typ, p, err = r.awaitCommit(c, ch)
 		switch {
+		case errors.Is(err, errCommittedOnStorage):
+			// The channel is gone; the backup dials its primary again.
+			r.log.Info("the clone's commit did not come, but the storage names this host the backup: taking it as committed", "primary", ch.Primary, "generation", ch.Gen)
+			return b, nil
 		case err != nil:
 			vm.Close()
 			return nil, err
@@ -177,3 +182,64 @@ func (r *runner) receiveClone(c *replog.Conn, cm *wasm.CompiledModule) (*backupS
 		return b, nil
 	}
 }
+
+// errCommittedOnStorage: the commit frame did not come, but the owner
+// record shows the commit (see awaitCommit).
+var errCommittedOnStorage = errors.New("committed on storage")
+
+// awaitCommit reads the frame after the restored state, normally the
+// commit. The commit is the primary's claim on storage, not the frame: a
+// primary that crashed between the two would otherwise leave its VM with
+// no replica that can go on (its old backup loses its claim to the new
+// pair's generation, and this one would never start). So while it waits,
+// and when the connection ends, it reads the owner record: one that names
+// this host the backup of the clone's generation for as long as the
+// failure timeout, or when the connection ended, makes the clone
+// committed (errCommittedOnStorage): this backup's node starts, and takes
+// over if the primary is gone. The connection is then closed.
+func (r *runner) awaitCommit(c *replog.Conn, ch cloneHello) (byte, []byte, error) {
+	named := func() bool {
+		o, ok, err := r.h.dir.Owner(ch.VM, ch.Gen)
+		return err == nil && ok && o.Host == ch.Primary && o.Backup == r.h.cfg.Name
+	}
+	wait := r.h.cfg.Node.FailureTimeout
+	if wait <= 0 {
+		wait = ft.DefaultFailureTimeout
+	}
+	done := make(chan struct{})
+	var onStorage atomic.Bool
+	go func() {
+		t := time.NewTicker(commitPoll)
+		defer t.Stop()
+		var since time.Time
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+			}
+			switch {
+			case !named():
+				since = time.Time{}
+			case since.IsZero():
+				since = time.Now()
+			case time.Since(since) >= wait:
+				onStorage.Store(true)
+				c.SetReadDeadline(time.Now()) // interrupts the read
+				return
+			}
+		}
+	}()
+	c.SetReadDeadline(time.Now().Add(cloneStepTimeout))
+	typ, p, err := c.ReadFrame()
+	close(done)
+	if err != nil && (onStorage.Load() || named()) {
+		c.Close()
+		return 0, nil, errCommittedOnStorage
+	}
+	return typ, p, err
+}
+
+// commitPoll is how often a clone's target reads the owner record while
+// it waits for the commit.
+const commitPoll = 100 * time.Millisecond

@@ -30,6 +30,12 @@ import (
 //	crash-after-send=M     kill it just after the entry with such an
 //	                    effect's result was written to the logging channel,
 //	                    before its acknowledgement is read
+//	crash-on=handover   kill this host when, as a backup, it hears that its
+//	                    primary handed the VM over (a switchover), before
+//	                    it claims the next generation
+//	crash-on=clone-commit  kill it when, as a primary, its clone's claim of
+//	                    the new pair's generation won, before it tells the
+//	                    new backup (the commit)
 //
 // A cut works in both directions at this host: its heartbeats to PEER are
 // not sent and PEER's are dropped on arrival; its logging channels with PEER
@@ -43,6 +49,7 @@ type Failpoints struct {
 	noStore bool
 	noFence bool
 	crash   [crashPoints]string // the effect method each crash point waits for, or ""
+	crashOn string              // the moment crash-on waits for, or ""
 	onCut   func(peer string)   // closes channels with peer when it is cut
 	// crashing is set while any crash point is: every effect looks at it.
 	crashing atomic.Bool
@@ -69,7 +76,8 @@ const EnvFailpoints = "FTVM_FAILPOINTS"
 func (f *Failpoints) Set(spec string) error {
 	var cutLog, cutBeat []string
 	var crash [crashPoints]string
-	noStore, noFence := false, false
+	noStore, noFence, crashOn := false, false, ""
+
 	for _, item := range strings.Split(spec, ",") {
 		item = strings.TrimSpace(item)
 		if item == "" {
@@ -96,10 +104,15 @@ func (f *Failpoints) Set(spec string) error {
 				return fmt.Errorf("failpoint %q: fence is on or off", item)
 			}
 			noFence = v == "off"
+		case "crash-on":
+			if v != "handover" && v != "clone-commit" {
+				return fmt.Errorf("failpoint %q: crash-on names a moment: handover or clone-commit", item)
+			}
+			crashOn = v
 		default:
 			i := slices.Index(crashNames[:], k)
 			if i < 0 {
-				return fmt.Errorf("failpoint %q: unknown (want cut, cut-log, cut-heartbeat, storage, fence, %s)", item, strings.Join(crashNames[:], ", "))
+				return fmt.Errorf("failpoint %q: unknown (want cut, cut-log, cut-heartbeat, storage, fence, crash-on, %s)", item, strings.Join(crashNames[:], ", "))
 			}
 			if !slices.Contains(effectMethods, v) {
 				return fmt.Errorf("failpoint %q: %s names an effect: %s", item, k, strings.Join(effectMethods, ", "))
@@ -108,7 +121,7 @@ func (f *Failpoints) Set(spec string) error {
 		}
 	}
 	f.mu.Lock()
-	f.cutLog, f.cutBeat, f.noStore, f.noFence, f.crash = cutLog, cutBeat, noStore, noFence, crash
+	f.cutLog, f.cutBeat, f.noStore, f.noFence, f.crash, f.crashOn = cutLog, cutBeat, noStore, noFence, crash, crashOn
 	f.crashing.Store(crash != [crashPoints]string{})
 	onCut := f.onCut
 	f.mu.Unlock()
@@ -148,7 +161,17 @@ func (f *Failpoints) String() string {
 			items = append(items, crashNames[i]+"="+m)
 		}
 	}
+	if f.crashOn != "" {
+		items = append(items, "crash-on="+f.crashOn)
+	}
 	return strings.Join(items, ",")
+}
+
+// CrashOn reports whether a crash-on failpoint waits for moment.
+func (f *Failpoints) CrashOn(moment string) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.crashOn == moment
 }
 
 // crashAt reports whether a crash failpoint waits at point for an effect

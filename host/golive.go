@@ -31,7 +31,7 @@ func (r *runner) promote(vm *vmm.VM, oldPrimary string) (*primarySide, error) {
 	}
 	oh, err := wasi.NewOSHostAdopting(cfg, r.log, a)
 	if err != nil {
-		return nil, err
+		return nil, explainListenErr(err, r.spec.Listeners)
 	}
 	// The call the VM stopped at is pending: the log is complete through
 	// the instruction before it.

@@ -6,9 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net"
 	"os"
+	"path/filepath"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -151,9 +153,22 @@ func New(cfg Config) (*Host, error) {
 		return nil, err
 	}
 	h.fp.onCut = h.closeChannels
+	// The first host of a cluster creates its shared directory; a
+	// mistyped path deep in nothing is refused rather than made into
+	// another, empty cluster.
+	fresh := false
+	if _, err := os.Stat(cfg.Shared); errors.Is(err, fs.ErrNotExist) {
+		if _, err := os.Stat(filepath.Dir(filepath.Clean(cfg.Shared))); err != nil {
+			return nil, fmt.Errorf("shared storage %s does not exist, nor does its parent directory (a mistyped path?)", cfg.Shared)
+		}
+		fresh = true
+	}
 	dir, err := storage.Open(cfg.Shared)
 	if err != nil {
 		return nil, err
+	}
+	if fresh {
+		cfg.Logger.Info("created shared storage for a new cluster", "shared", cfg.Shared)
 	}
 	dir.SetReachable(h.fp.StorageReachable)
 	h.dir = dir
@@ -553,6 +568,14 @@ func Control(ctx context.Context, addr string, key []byte, op, failpoints string
 	return rep.Failpoints, err
 }
 
+// controlRefusal is a host's answer refusing a control request, as
+// opposed to a request that did not reach it or got no answer.
+type controlRefusal struct{ reason string }
+
+func (e *controlRefusal) Error() string { return e.reason }
+
+// control sends req to the host at addr and returns its reply; a request
+// the host refused fails with a *controlRefusal.
 func control(ctx context.Context, addr string, key []byte, req controlRequest) (controlReply, error) {
 	var reply controlReply
 	c, err := replog.Dial(ctx, addr, key, controlHello())
@@ -578,7 +601,7 @@ func control(ctx context.Context, addr string, key []byte, req controlRequest) (
 		return reply, fmt.Errorf("control %s: %w", addr, err)
 	}
 	if !reply.OK {
-		return reply, errors.New(reply.Error) // the caller names the host
+		return reply, &controlRefusal{reply.Error} // the caller names the host
 	}
 	return reply, nil
 }

@@ -1,9 +1,13 @@
 package host
 
 import (
+	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"slices"
+	"strings"
+	"syscall"
 
 	"ftvm/internal/listeners"
 )
@@ -34,4 +38,28 @@ func (h *Host) guardListener(addr string, ln net.Listener, peers []string) error
 		return fmt.Errorf("listen address %s is taken: %s listens there too, and would get some of the VM's clients", addr, s)
 	}
 	return nil
+}
+
+// explainListenErr adds to an error opening a VM's listeners, when an
+// address was in use, who holds it (a program that did not set
+// SO_REUSEPORT keeps the pair from binding at all).
+func explainListenErr(err error, addrs []string) error {
+	if !errors.Is(err, syscall.EADDRINUSE) {
+		return err
+	}
+	var held []string
+	for _, a := range addrs {
+		ap, perr := netip.ParseAddrPort(a)
+		if perr != nil {
+			continue
+		}
+		socks, _ := listeners.On(ap)
+		for _, s := range socks {
+			held = append(held, s.String())
+		}
+	}
+	if len(held) == 0 {
+		return err
+	}
+	return fmt.Errorf("%w (held by %s)", err, strings.Join(held, "; "))
 }

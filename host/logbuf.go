@@ -44,9 +44,9 @@ type logBuffer struct {
 	// that died before its commit would pass for a backup.
 	heard bool
 	// out is how much of the guest's stdout and stderr the Gate has
-	// written (replog.Batch.Out); outSent, how much the last batch
-	// written to the backup reported.
-	out, outSent [2]uint64
+	// written (replog.Batch.Out); outAcked, how much of it the backup
+	// acknowledged hearing (replog.Ack.Out).
+	out, outAcked [2]uint64
 }
 
 type sample struct {
@@ -148,22 +148,20 @@ func (b *logBuffer) written(out [2]uint64) {
 	b.mu.Unlock()
 }
 
-// reported records that a batch reporting out was written to the backup.
-func (b *logBuffer) reported(out [2]uint64) {
+// newChannel forgets what an earlier channel's backup acknowledged
+// hearing of the output counts: a new backup says for itself.
+func (b *logBuffer) newChannel() {
 	b.mu.Lock()
-	if out != b.outSent {
-		b.outSent = out
-		b.notifyLocked(true)
-	}
+	b.outAcked = [2]uint64{}
 	b.mu.Unlock()
 }
 
-// outputReported returns what the last batch written to the backup
-// reported of the guest's stdout and stderr written.
-func (b *logBuffer) outputReported() [2]uint64 {
+// outputAcked returns how much of the guest's stdout and stderr the
+// backup acknowledged hearing the Gate had written.
+func (b *logBuffer) outputAcked() [2]uint64 {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	return b.outSent
+	return b.outAcked
 }
 
 // maxInFlight bounds the batches whose round trip is being timed.
@@ -203,6 +201,7 @@ func (b *logBuffer) ack(a replog.Ack) error {
 		return fmt.Errorf("ack of entry %d, but only %d were sent", a.Seq, b.last)
 	}
 	b.heard = true
+	b.outAcked = a.Out
 	i := 0
 	for i < len(b.inFlight) && b.inFlight[i].seq <= a.Seq {
 		b.rtt.Record(now.Sub(b.inFlight[i].at))

@@ -18,13 +18,20 @@ import (
 //     would lose the claim anyway).
 //   - Moving the primary (a switchover) to its backup: the primary pauses
 //     its guest between two calls, waits until the backup has every
-//     entry, lets out the outputs that were waiting for them, and hands
-//     over: the backup claims the next generation at once and goes live
-//     where the log ends, and the old primary leaves. Its clients see
-//     their connections close and reconnect, as after a failure, but
-//     nothing is lost or repeated. The new primary, alone, clones a new
-//     backup onto a spare. To move the primary to a host that is not the
-//     backup, the backup is moved there first.
+//     entry and has heard how much output was written, lets out the
+//     outputs that were waiting for them, closes its listening sockets and
+//     hands over: the backup claims the next generation at once and goes
+//     live where the log ends. The old primary, its guest still paused,
+//     watches the storage: once the backup's claim shows there it leaves
+//     (its clients see their connections close and reconnect, as after a
+//     failure, but nothing is lost or repeated); should the backup fall
+//     silent first (it crashed, or never heard the goodbye and took the
+//     silence for a failure), the old primary claims the next generation
+//     itself, and if it wins it goes on alone where it paused. Either
+//     way the test-and-set decides, and a handover never loses the VM.
+//     The new primary, alone, clones a new backup onto a spare. To move
+//     the primary to a host that is not the backup, the backup is moved
+//     there first.
 //
 // Draining a host marks it draining in the registry (no VM is placed or
 // cloned onto it) and moves every VM off it that way.
@@ -42,6 +49,11 @@ const (
 // handoverTimeout bounds the wait, at a switchover, for the backup to have
 // every entry; the guest is paused meanwhile.
 const handoverTimeout = 2 * time.Second
+
+// handoverPoll is how often a primary that handed its VM over reads the
+// owner record for its backup's claim: its clients wait for that to see
+// their connections close.
+const handoverPoll = 10 * time.Millisecond
 
 var errBusy = errors.New("a move or a clone of this vm is in progress")
 
@@ -195,7 +207,9 @@ func (r *runner) tellNode(ev ft.Event) error {
 
 // switchover hands the VM over to its backup to: the guest pauses, the
 // backup gets every entry, the outputs waiting for them leave, and the
-// backup is told to take over; this side then leaves.
+// backup is told to take over; this side then waits, paused, until the
+// storage shows the backup's claim (it halts) or it wins the next
+// generation itself (the backup did not take over: it goes on alone).
 func (r *runner) switchover(to string) error {
 	p := r.primarySide()
 	if p == nil || r.role() != ft.Primary || r.softState().Peer != to {
@@ -216,28 +230,59 @@ func (r *runner) switchover(to string) error {
 	case <-r.ctx.Done():
 		return r.ctx.Err()
 	}
-	r.log.Info("switchover: handed over", "to", to)
-	r.setMove("handed the primary over to " + to)
-	go r.shutdownAs("handed over to "+to, "moved", false)
-	return nil
+	r.log.Info("switchover: waiting for the backup's claim", "to", to)
+	r.setMove("handed the primary over to " + to + ": waiting for its claim")
+	t := time.NewTicker(handoverPoll)
+	defer t.Stop()
+	for {
+		if r.finished() {
+			// Halted as handed over (see halt), or ended otherwise.
+			r.mu.Lock()
+			state, detail := r.state, r.detail
+			r.mu.Unlock()
+			if state != "moved" {
+				return fmt.Errorf("the vm ended here while %s took over: %s", to, detail)
+			}
+			r.log.Info("switchover: handed over", "to", to)
+			r.setMove("handed the primary over to " + to)
+			return nil
+		}
+		if r.role() == ft.Alone {
+			return fmt.Errorf("%s did not take over (silent): the vm goes on here", to)
+		}
+		if owner, ok, err := r.h.dir.Latest(r.vm); err == nil && ok {
+			r.h.checkSuperseded(r, owner)
+		}
+		select {
+		case <-t.C:
+		case <-r.done:
+		}
+	}
 }
 
 // handoverStep is the VM's goroutine's part of a switchover, at a pause of
 // the guest: with the guest held, wait until the backup has every entry,
-// let out what waited for them, and hand over; or give up and go on.
+// let out what waited for them, and hand over; or give up and go on. Once
+// handed over, the guest stays paused until the runner ends, or this side
+// wins the next generation after all (won).
 func (p *primarySide) handoverStep() {
 	ch := p.handover.Load()
 	if ch == nil {
 		return
 	}
+	resume := make(chan struct{})
+	p.resume.Store(&resume)
 	err := p.handOver()
 	*ch <- err
 	p.handover.Store(nil)
 	if err == nil {
-		// Emit nothing more: the guest stays paused until the runner
-		// ends.
-		<-p.vmCtx.Done()
+		select {
+		case <-resume:
+			p.r.log.Info("switchover: the backup did not take over; the guest goes on here")
+		case <-p.vmCtx.Done():
+		}
 	}
+	p.resume.Store(nil)
 }
 
 func (p *primarySide) handOver() error {
@@ -245,13 +290,14 @@ func (p *primarySide) handOver() error {
 	defer cancel()
 	// Every output waits for entries the backup has: once it has them
 	// all, let every output out before the backup starts emitting, and
-	// tell the backup how much of stdout and stderr that wrote, so that
-	// it writes none of it again.
+	// wait until the backup acknowledged hearing how much of stdout and
+	// stderr that wrote, so that it writes none of it again, even if the
+	// goodbye is lost and it takes over on its failure timeout.
 	for {
 		st := p.buf.lag(time.Now())
 		written, _ := p.gate.Output()
-		reported := p.buf.outputReported()
-		if st.Acked >= st.Last && p.gate.Flushed() && reported == written {
+		heard := p.buf.outputAcked()
+		if st.Acked >= st.Last && p.gate.Flushed() && heard == written {
 			break
 		}
 		select {
@@ -261,8 +307,8 @@ func (p *primarySide) handOver() error {
 			switch {
 			case st.Acked < st.Last:
 				return fmt.Errorf("the backup did not acknowledge the log within %v (entry %d of %d)", handoverTimeout, st.Acked, st.Last)
-			case reported != written:
-				return fmt.Errorf("the backup did not hear how much output was written within %v (%v of %v bytes)", handoverTimeout, reported, written)
+			case heard != written:
+				return fmt.Errorf("the backup did not hear how much output was written within %v (%v of %v bytes)", handoverTimeout, heard, written)
 			}
 			return fmt.Errorf("outputs were not all out within %v", handoverTimeout)
 		}
@@ -281,12 +327,34 @@ func (p *primarySide) handOver() error {
 	if !ok {
 		return errors.New("the pair is failing over or cloning")
 	}
-	// From here this side emits nothing: its sockets close (clients
-	// reconnect to the new primary), and the backup hears that it takes
-	// over. Were the goodbye lost, it would take over after the failure
-	// timeout, the node here being silent.
+	// From here this side emits nothing. Its listening sockets close, for
+	// the new primary to take; its connections stay until the backup's
+	// claim shows (then they close, and clients reconnect to the new
+	// primary), or until this side goes on after all. The backup hears
+	// that it takes over; were the goodbye lost, it would take over after
+	// the failure timeout, this side being silent.
+	p.handedOver.Store(true)
 	p.halted.Store(true)
-	p.os.CloseAll()
+	p.os.Unlisten()
 	p.ch.bye(byeHandover)
 	return nil
+}
+
+// goOnAfterHandover makes a side that handed its VM over, whose backup did
+// not take over, go on where it paused: it listens again and lets its
+// guest run. It reports whether the side had handed over.
+func (p *primarySide) goOnAfterHandover() bool {
+	if !p.handedOver.Load() {
+		return false
+	}
+	if err := p.os.Relisten(); err != nil {
+		// The guest goes on; its listeners accept nothing.
+		p.r.log.Error("switchover undone: the guest's listening sockets could not be opened again", "err", err)
+	}
+	p.handedOver.Store(false)
+	p.halted.Store(false)
+	if ch := p.resume.Load(); ch != nil {
+		close(*ch)
+	}
+	return true
 }

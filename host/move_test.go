@@ -200,3 +200,41 @@ func TestMoveRefusesBadRequests(t *testing.T) {
 		t.Errorf("h1 draining after its drain was refused")
 	}
 }
+
+// TestSwitchoverToABackupThatDies: the primary hands the VM over to its
+// backup, which dies on hearing it, before its claim. The old primary,
+// paused, finds the backup silent, claims the next generation itself and
+// goes on where it paused: the move fails, the VM is not lost, it is
+// protected again on the spare, and nothing a client saw is lost or
+// repeated.
+func TestSwitchoverToABackupThatDies(t *testing.T) {
+	c, addr := newCounterCluster(t)
+	l := startLoad(addr, 8)
+	l.waitReplies(t, 50, 20*time.Second)
+	before := c.owner("counter")
+	c.failpoint("h2", "crash-on=handover")
+
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	err := host.MoveVM(ctx, c.store, "counter", "h2", true, c.logProgress)
+	if err == nil || !strings.Contains(err.Error(), "did not take over") {
+		t.Fatalf("switchover to a backup that died: err %v, want one saying it did not take over", err)
+	}
+	t.Logf("move: %v", err)
+	o := c.protected("counter", before.Generation+1, time.Minute)
+	if o.Host != "h1" || o.Backup != "h3" {
+		t.Fatalf("after the failed switchover: primary %s, backup %s; want h1, h3", o.Host, o.Backup)
+	}
+	if won, ok, err := c.store.Owner("counter", before.Generation+1); err != nil || !ok || won.Host != "h1" {
+		t.Errorf("generation %d went to %+v, want h1's claim", before.Generation+1, won)
+	}
+	l.waitReplies(t, 50, 20*time.Second)
+	seen, lost := l.finish()
+	final := get(t, addr, 10*time.Second)
+	checkCounter(t, seen, final)
+	disk := strings.TrimSpace(readDisk(t, c.dir+"/vms/counter/disk", "counter"))
+	if v, err := strconv.ParseUint(disk, 10, 64); err != nil || v != final {
+		t.Errorf("the disk holds %q, the counter's memory %d", disk, final)
+	}
+	t.Logf("%d replies, %d unanswered, final %d, generation %d", len(seen), lost, final, o.Generation)
+}

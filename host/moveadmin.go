@@ -86,8 +86,12 @@ func moveVM(ctx context.Context, dir *storage.Dir, hosts []HostState, vs VMState
 	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	_, err = control(cctx, prim.Addr, key, controlRequest{Op: "move", VM: vs.Name, To: to, Primary: primary, ID: id})
 	cancel()
-	if err != nil {
+	var refused *controlRefusal
+	switch {
+	case errors.As(err, &refused):
 		return fmt.Errorf("host %s: %w", prim.Name, err)
+	case err != nil:
+		return fmt.Errorf("%s's primary's host %s did not take the request (%w): it may be down, or the vm failing over; see ftvm status", vs.Name, prim.Name, err)
 	}
 	what := "backup"
 	if primary {
@@ -138,7 +142,9 @@ func moveVM(ctx context.Context, dir *storage.Dir, hosts []HostState, vs VMState
 			}
 		}
 		switch {
-		case cur.Primary != vs.Primary && cur.Primary != to:
+		case cur.Restarted != "" && cur.Generation > vs.Generation:
+			return fmt.Errorf("%s: every replica was lost during the move, its memory with them; it was started again from its disk on %s (generation %d)", vs.Name, cur.Primary, cur.Generation)
+		case cur.Primary != vs.Primary && (cur.Primary != to || !primary):
 			return fmt.Errorf("%s: failed over to %s during the move (generation %d)", vs.Name, cur.Primary, cur.Generation)
 		case !primary && cur.Backup == to && cur.Generation > vs.Generation && cur.Protected:
 			progress(step("%s: done: primary %s, backup %s, generation %d", vs.Name, cur.Primary, cur.Backup, cur.Generation))
@@ -184,7 +190,13 @@ func DrainVMs(ctx context.Context, dir *storage.Dir, name string, undo bool, pro
 			others++
 		}
 	}
-	if !undo && others == 0 {
+	switch {
+	case undo && !h.Draining:
+		progress(step("%s: was not draining", name))
+		return nil
+	case !undo && others == 0 && h.Draining:
+		return fmt.Errorf("cannot drain %s: it is marked draining already, and no other live host is free to take its VMs", name)
+	case !undo && others == 0:
 		return fmt.Errorf("cannot drain %s: it is the last live host that is not draining; its VMs would have nowhere to go", name)
 	}
 	if !undo {
@@ -199,7 +211,7 @@ func DrainVMs(ctx context.Context, dir *storage.Dir, name string, undo bool, pro
 			}
 			_, to, primary := drainTarget(v, vms, hosts, name)
 			if to == "" {
-				return fmt.Errorf("cannot drain %s: vm %s has nowhere to go (no live host other than its primary and backup)", name, v.Name)
+				return fmt.Errorf("cannot drain %s: vm %s has nowhere to go (no live host that is not draining, other than its primary and backup)", name, v.Name)
 			}
 			// A primary hands over to its backup, which then needs a new
 			// backup: without a host for it the VM would run unprotected.
@@ -347,7 +359,11 @@ func drainTarget(v VMState, vms []VMState, hosts []HostState, name string) (VMSt
 // runningVM returns VM vm's state, or an error unless it runs.
 func runningVM(dir *storage.Dir, now time.Time, hosts []HostState, vm string) (VMState, error) {
 	v, err := findVM(dir, now, hosts, vm)
-	if err == nil && !strings.HasPrefix(v.State, "running") {
+	switch {
+	case err != nil:
+	case v.State == "starting" || v.State == "going live":
+		err = fmt.Errorf("vm %s is %s (a failover or a move is under way): try again once it runs", vm, v.State)
+	case !strings.HasPrefix(v.State, "running"):
 		err = fmt.Errorf("vm %s is not running (%s)", vm, v.State)
 	}
 	return v, err

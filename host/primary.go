@@ -48,6 +48,10 @@ type primarySide struct {
 	// switchover asked for (see move.go), which it answers.
 	job      atomic.Pointer[cloneJob]
 	handover atomic.Pointer[chan error]
+	// handedOver: the switchover handed the VM over, and the guest waits,
+	// paused, for the outcome; resume lets it go on (goOnAfterHandover).
+	handedOver atomic.Bool
+	resume     atomic.Pointer[chan struct{}]
 	// pokeRun interrupts the guest's current run, even in a call that
 	// waits, so that the run loop pauses for a clone.
 	pokeMu  sync.Mutex
@@ -71,7 +75,7 @@ func (r *runner) startPrimary(cm *wasm.CompiledModule, alone bool) error {
 	wcfg := r.wasiConfig()
 	oh, err := wasi.NewOSHost(wcfg, r.log)
 	if err != nil {
-		return err
+		return explainListenErr(err, r.spec.Listeners)
 	}
 	p := r.newPrimarySide(oh, newLogBuffer())
 	if alone {
@@ -229,9 +233,8 @@ func (p *primarySide) startChannel(c *replog.Conn, have uint64, peer string) {
 func (p *primarySide) send(ctx context.Context, cancel context.CancelFunc, c *replog.Conn, have uint64, peer string) {
 	defer cancel()
 	seq, pos, out := have, uint64(0), [2]uint64{}
-	// This backup has heard nothing yet (a clone had the counts of its
-	// start in its state).
-	p.buf.reported(out)
+	// This backup has acknowledged nothing yet.
+	p.buf.newChannel()
 	for {
 		b, ok, err := p.buf.next(ctx, seq, pos, out)
 		if err != nil {
@@ -269,7 +272,6 @@ func (p *primarySide) send(ctx context.Context, cancel context.CancelFunc, c *re
 			}
 		}
 		pos, out = b.Pos, b.Out
-		p.buf.reported(out)
 	}
 }
 
@@ -327,6 +329,7 @@ func (p *primarySide) readAcks(ctx context.Context, cancel context.CancelFunc, c
 // won: the backup failed and this primary won the next generation. Held
 // outputs leave, new ones leave at once, and the log is no longer kept.
 func (p *primarySide) won() {
+	p.goOnAfterHandover()
 	p.buf.detach()
 	p.gate.Release()
 	p.ch.bye("primary goes on alone")

@@ -119,12 +119,16 @@ func (h *Host) restartIfLost(spec storage.VMSpec, owner storage.Owner, hosts []H
 // way watches no peer, so storage is where it learns it lost.
 func (h *Host) checkSuperseded(r *runner, owner storage.Owner) {
 	st := r.softState()
-	if st.Role != ft.Alone && st.Role != ft.Primary {
+	if st.Role != ft.Alone && st.Role != ft.Primary && st.Role != ft.HandingOver {
 		return
 	}
 	// Its own clone claims the next generation for itself.
 	if owner.Generation > st.Gen+1 || owner.Generation == st.Gen+1 && owner.Host != h.cfg.Name {
-		r.log.Warn("a later generation was claimed by another host: halting", "generation", st.Gen, "claimed", owner.Generation, "by", owner.Host)
+		if st.Role == ft.HandingOver {
+			r.log.Info("switchover: the backup's claim won", "generation", owner.Generation, "by", owner.Host)
+		} else {
+			r.log.Warn("a later generation was claimed by another host: halting", "generation", st.Gen, "claimed", owner.Generation, "by", owner.Host)
+		}
 		r.event(ft.Event{Kind: ft.EvSuperseded, Gen: owner.Generation})
 	}
 }

@@ -284,7 +284,11 @@ func (r *runner) act(node *ft.Node, a ft.Action) {
 		r.log.Info("won generation", "generation", a.Gen, "reason", a.Reason)
 		r.currentSide().won()
 	case ft.ActHalt:
-		r.log.Warn("lost generation, halting", "generation", a.Gen)
+		if p := r.primarySide(); p != nil && p.handedOver.Load() {
+			r.log.Info("switchover: leaving to the new primary", "generation", a.Gen)
+		} else {
+			r.log.Warn("lost generation, halting", "generation", a.Gen)
+		}
 		r.halt()
 	case ft.ActClone:
 		go r.clone(a.Gen, a.Peer)
@@ -363,6 +367,13 @@ func (r *runner) claim(gen uint64, reason string) {
 // halt stops the VM for good: it lost its generation, and emits nothing
 // more.
 func (r *runner) halt() {
+	if p := r.primarySide(); p != nil && p.handedOver.Load() {
+		// A switchover: the backup's claim won, as it should.
+		to := r.softState().Peer
+		p.stop("handed over to "+to, false)
+		r.end("moved", "handed over to "+to)
+		return
+	}
 	r.currentSide().stop("halted", false)
 	r.end("halted", "lost the test-and-set")
 }
