@@ -146,8 +146,12 @@ func vmStates(dir *storage.Dir, now time.Time, hosts []HostState) ([]VMState, er
 			}
 			if ok && lost(owner, hosts, vs.Hosts) {
 				vs.State = "lost: every replica failed, its memory with them"
-				if spec.Restart != storage.RestartNever {
+				switch {
+				case spec.Restart == storage.RestartNever:
+				case slices.ContainsFunc(hosts, func(h HostState) bool { return h.Alive && !h.Draining }):
 					vs.State += "; starting it again from its disk"
+				default:
+					vs.State += "; it starts again from its disk once a host is up"
 				}
 			}
 		}
@@ -240,7 +244,11 @@ func StartVM(dir *storage.Dir, spec storage.VMSpec, module []byte, now time.Time
 		}
 	}
 	var cands []string
+	draining := 0
 	for _, h := range hosts {
+		if h.Alive && h.Draining {
+			draining++
+		}
 		if h.Alive && !h.Draining {
 			cands = append(cands, h.Name)
 		}
@@ -257,6 +265,9 @@ func StartVM(dir *storage.Dir, spec storage.VMSpec, module []byte, now time.Time
 			if c != other {
 				return c, nil
 			}
+		}
+		if draining > 0 {
+			return "", fmt.Errorf("need two live hosts that are not draining, have %d (%d more draining: ftvm drain --undo HOST, or run ftvm host on another)", len(cands), draining)
 		}
 		return "", fmt.Errorf("need two live hosts, have %d (run ftvm host on another)", len(cands))
 	}

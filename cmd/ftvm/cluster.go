@@ -303,7 +303,7 @@ func runStatus(ctx context.Context, env *cmdEnv, args []string) int {
 	fs.SetOutput(env.stderr)
 	shared := fs.String("shared", "", "shared storage `DIR` (required)")
 	asJSON := fs.Bool("json", false, "print JSON")
-	watch := fs.Bool("watch", false, "redraw every second until interrupted (on a terminal, in place)")
+	watch := fs.Bool("watch", false, "redraw every second until interrupted (on a terminal, in place; with --json, one object a line)")
 	fs.Usage = usageFunc(fs, env.stderr, "status --shared DIR [--json] [--watch]", "Shows the hosts (address, pid, alive) and the VMs: generation, primary, backup, state,\n"+
 		"how far the backup trails, the outputs the Output Rule holds, and over the last 10 s how\n"+
 		"long outputs waited for the backup (OUTPUT DELAY) and the logging channel's round trip.")
@@ -349,18 +349,23 @@ func watchStatus(ctx context.Context, env *cmdEnv, shared string, asJSON bool) i
 		case err != nil:
 			fmt.Fprintf(&b, "ftvm status: %v\n", err)
 		case asJSON:
-			enc := json.NewEncoder(&b)
-			enc.SetIndent("", "  ")
-			_ = enc.Encode(st)
+			// One object a line, nothing between them: a stream for jq
+			// and the like.
+			_ = json.NewEncoder(&b).Encode(st)
 		default:
 			printStatus(&b, st, now)
 		}
-		if tty {
+		switch {
+		case asJSON && err == nil:
+			env.stdout.Write(b.Bytes())
+		case asJSON:
+			env.stderr.Write(b.Bytes())
+		case tty:
 			// Home, the new status with each line's rest cleared, then
 			// clear what the old one left below.
 			out := strings.ReplaceAll(b.String(), "\n", "\033[K\n")
 			fmt.Fprintf(env.stdout, "\033[H%s  (every 1s; Ctrl-C ends)\033[K\n%s\033[J", now.Format(time.TimeOnly), out)
-		} else {
+		default:
 			fmt.Fprintf(env.stdout, "== %s\n%s\n", now.Format(time.TimeOnly), b.String())
 		}
 		select {

@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"slices"
 	"time"
 
 	"ftvm/storage"
@@ -37,11 +38,18 @@ func runEvents(ctx context.Context, env *cmdEnv, args []string) int {
 		return 1
 	}
 	seen := map[storage.Event]bool{}
-	for {
+	for first := true; ; first = false {
 		evs, err := dir.Events()
 		if err != nil {
 			fmt.Fprintf(env.stderr, "ftvm events: %v\n", err)
 			return 1
+		}
+		if first && *vm != "" && !slices.ContainsFunc(evs, func(e storage.Event) bool { return e.VM == *vm }) {
+			// A mistyped name would print every host event and no error.
+			if _, err := dir.VM(*vm); err != nil {
+				fmt.Fprintf(env.stderr, "ftvm events: no vm %q, and no event names it\n", *vm)
+				return 1
+			}
 		}
 		next := make(map[storage.Event]bool, len(evs))
 		for _, e := range evs {

@@ -390,6 +390,9 @@ func TestEventsCLI(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "h1     a          gen 1   started") || strings.Contains(out, "went live") || !strings.Contains(out, "host up") {
 		t.Fatalf("events --vm a: status %d\n%s", code, out)
 	}
+	if code, _, errOut := ftvm(t, "", "events", "--shared", shared, "--vm", "nosuch"); code != 1 || !strings.Contains(errOut, `no vm "nosuch"`) {
+		t.Fatalf("events --vm nosuch: status %d, %s", code, errOut)
+	}
 	code, out, _ = ftvm(t, "", "events", "--shared", shared, "--json")
 	if code != 0 || strings.Count(out, "\n") != 3 || !strings.Contains(out, `"kind":"went live"`) {
 		t.Fatalf("events --json: status %d\n%s", code, out)
