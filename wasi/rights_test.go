@@ -271,3 +271,18 @@ func TestRightsSnapshot(t *testing.T) {
 		h.want(ENOTCAPABLE, "path_open", 3, 0, pp, pl, uint64(OflagTrunc), RightFdWrite, 0, 0, 0x9000)
 	}
 }
+
+// TestRightsStateChecked checks that a state giving a descriptor rights
+// beyond its kind, a directory that may seek, is refused.
+func TestRightsStateChecked(t *testing.T) {
+	x := newHarness(t, Config{Preopens: []Preopen{{GuestPath: "/"}}})
+	x.s.fds[3].rights |= RightFdSeek
+	st, err := x.s.MarshalState()
+	if err != nil {
+		t.Fatal(err)
+	}
+	y := newHarness(t, Config{})
+	if err := y.s.UnmarshalState(st); err == nil {
+		t.Error("a directory with fd_seek was restored")
+	}
+}
