@@ -75,3 +75,29 @@ func TestRecordReplayCAndRust(t *testing.T) {
 		})
 	}
 }
+
+// TestRecordReplayRights records the C guest that drops rights and is
+// refused what they allowed, and the calls on a directory and renames of
+// directories, and replays them: the replay must see the same rights and
+// so the same refusals.
+func TestRecordReplayRights(t *testing.T) {
+	cm, err := wasm.Compile(guesttest.BuildC(t, "wasi-dirops"), wasm.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mode := range []string{"dirops", "rights"} {
+		t.Run(mode, func(t *testing.T) {
+			cfg := wasi.Config{Args: []string{"wasi-dirops", mode},
+				Preopens: []wasi.Preopen{{GuestPath: "/data", HostDir: t.TempDir()}}}
+			rec := record(t, cm, cfg)
+			if rec.exit.Code != 0 || (mode == "rights" && !strings.Contains(rec.stdout, ": 76\n")) {
+				t.Fatalf("exit %d, stdout:\n%s\nstderr:\n%s", rec.exit.Code, rec.stdout, rec.stderr)
+			}
+			rep, err := replay(t, cm, cfg, rec.log.reader())
+			if err != nil {
+				t.Fatal(err)
+			}
+			checkSame(t, rec, rep)
+		})
+	}
+}

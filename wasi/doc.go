@@ -106,6 +106,23 @@
 // in the last component fails with ELOOP. path_symlink refuses absolute
 // targets.
 //
+// # Rights
+//
+// Each descriptor carries preview 1's rights, base and inheriting, as
+// fd_fdstat_get reports them, and every call checks the rights it needs
+// (fd_read needs FD_READ, path_open with OFLAGS_TRUNC needs
+// PATH_FILESTAT_SET_SIZE on the directory, and so on, as in the rights
+// model's reference implementations): one lacking fails with
+// ENOTCAPABLE before the Host sees it. fd_fdstat_set_rights only drops
+// rights. path_open gives a descriptor the rights it asks for that its
+// directory inherits, within what its kind allows; a directory has no
+// FD_SEEK or FD_TELL, and fd_seek, fd_tell, fd_read, fd_pread, fd_write
+// and fd_pwrite on one fail with EISDIR, as in wazero. One right is added
+// to what a directory asks for: PATH_FILESTAT_SET_SIZE when it inherits
+// FD_FILESTAT_SET_SIZE (O_TRUNC then gives no more power than truncating
+// after opening), because Go's wasip1 port opens directories without it
+// and then creates files in them with O_TRUNC (os.Root.Create).
+//
 // # Errors
 //
 // A guest error is an errno, whatever the guest passes: bad pointers give

@@ -23,6 +23,9 @@ func (s *System) fdAdvise(c *call) (Errno, error) {
 	}
 	switch d.kind {
 	case kindFile:
+		if !d.has(RightFdAdvise) {
+			return ENOTCAPABLE, nil
+		}
 		// Advice is only a hint; ignoring it changes nothing the guest sees.
 		return ESUCCESS, nil
 	case kindDir:
@@ -43,6 +46,9 @@ func (s *System) fdAllocate(c *call) (Errno, error) {
 		return EISDIR, nil
 	default:
 		return ESPIPE, nil
+	}
+	if !d.has(RightFdAllocate) {
+		return ENOTCAPABLE, nil
 	}
 	if n == 0 {
 		return EINVAL, nil
@@ -77,6 +83,13 @@ func (s *System) sync(fd uint32, dataOnly bool) Errno {
 	if d.kind != kindFile && d.kind != kindDir {
 		return EINVAL
 	}
+	need := RightFdSync
+	if dataOnly {
+		need = RightFdDatasync
+	}
+	if !d.has(need) {
+		return ENOTCAPABLE
+	}
 	return s.host.Sync(d.handle, dataOnly)
 }
 
@@ -110,12 +123,16 @@ func (s *System) fdFdstatSetFlags(c *call) (Errno, error) {
 	if flags&^uint32(fdflagsAll) != 0 {
 		return EINVAL, nil
 	}
+	if !d.has(RightFdFdstatSetFlags) {
+		return ENOTCAPABLE, nil
+	}
 	keep := FdflagAppend | FdflagNonblock
 	d.flags = d.flags&^keep | uint16(flags)&keep
 	return ESUCCESS, nil
 }
 
-// fdFdstatSetRights may only drop rights.
+// fdFdstatSetRights may only drop rights: asking for one the descriptor
+// lacks is ENOTCAPABLE, so a capability handed away cannot come back.
 func (s *System) fdFdstatSetRights(c *call) (Errno, error) {
 	fd, base, inh := c.u32(0), c.u64(1), c.u64(2)
 	d, errno := s.get(fd)
@@ -152,6 +169,9 @@ func (s *System) fdFilestatGet(c *call) (Errno, error) {
 	if !inRange(c.mem, out, 64) {
 		return EFAULT, nil
 	}
+	if !d.has(RightFdFilestatGet) {
+		return ENOTCAPABLE, nil
+	}
 	var st Filestat
 	switch d.kind {
 	case kindFile, kindDir:
@@ -181,6 +201,9 @@ func (s *System) fdFilestatSetSize(c *call) (Errno, error) {
 	default:
 		return EINVAL, nil
 	}
+	if !d.has(RightFdFilestatSetSize) {
+		return ENOTCAPABLE, nil
+	}
 	if size > math.MaxInt64 {
 		return EFBIG, nil
 	}
@@ -206,6 +229,9 @@ func (s *System) fdFilestatSetTimes(c *call) (Errno, error) {
 	if d.kind != kindFile && d.kind != kindDir {
 		return ENOTSUP, nil
 	}
+	if !d.has(RightFdFilestatSetTimes) {
+		return ENOTCAPABLE, nil
+	}
 	return s.host.SetTimes(d.handle, atim, mtim, uint16(flags)), nil
 }
 
@@ -222,8 +248,10 @@ func (s *System) fdPread(c *call) (Errno, error) {
 	default:
 		return ESPIPE, nil
 	}
-	if d.rights&RightFdRead == 0 {
-		return EBADF, nil
+	// Reading at an offset is a read and a seek, as in the rights model's
+	// reference implementations.
+	if !d.has(RightFdRead | RightFdSeek) {
+		return ENOTCAPABLE, nil
 	}
 	if off > math.MaxInt64 {
 		return EINVAL, nil
@@ -311,8 +339,8 @@ func (s *System) fdPwrite(c *call) (Errno, error) {
 	default:
 		return ESPIPE, nil
 	}
-	if d.rights&RightFdWrite == 0 {
-		return EBADF, nil
+	if !d.has(RightFdWrite | RightFdSeek) {
+		return ENOTCAPABLE, nil
 	}
 	iovs, total, errno := readIovecs(c.mem, iovsPtr, iovsLen)
 	if errno != ESUCCESS {
@@ -362,8 +390,8 @@ func (s *System) fdRead(c *call) (Errno, error) {
 	case kindListener:
 		return ENOTCONN, nil
 	}
-	if d.rights&RightFdRead == 0 {
-		return EBADF, nil
+	if !d.has(RightFdRead) {
+		return ENOTCAPABLE, nil
 	}
 	iovs, total, errno := readIovecs(c.mem, iovsPtr, iovsLen)
 	if errno != ESUCCESS {
@@ -426,6 +454,9 @@ func (s *System) fdReaddir(c *call) (Errno, error) {
 	}
 	if d.kind != kindDir {
 		return ENOTDIR, nil
+	}
+	if !d.has(RightFdReaddir) {
+		return ENOTCAPABLE, nil
 	}
 	if !inRange(c.mem, buf, bufLen) || !inRange(c.mem, out, 4) {
 		return EFAULT, nil
@@ -491,8 +522,23 @@ func (s *System) fdSeek(c *call) (Errno, error) {
 	if errno != ESUCCESS {
 		return errno, nil
 	}
-	if d.kind != kindFile && d.kind != kindDir {
+	// A directory has no offset a guest could use (listings go by cookie),
+	// so seeking one fails, as with wazero; Go's os.File.Seek(0, 0) of a
+	// directory resets its cookie without calling fd_seek.
+	switch d.kind {
+	case kindFile:
+	case kindDir:
+		return EISDIR, nil
+	default:
 		return ESPIPE, nil
+	}
+	// Asking where the offset is (0 from the current one) is fd_tell.
+	need := RightFdSeek
+	if delta == 0 && whence == uint32(WhenceCur) {
+		need = RightFdTell
+	}
+	if !d.has(need) {
+		return ENOTCAPABLE, nil
 	}
 	if !inRange(c.mem, out, 8) {
 		return EFAULT, nil
@@ -506,9 +552,6 @@ func (s *System) fdSeek(c *call) (Errno, error) {
 	case WhenceCur:
 		base = int64(d.offset)
 	case WhenceEnd:
-		if d.kind == kindDir {
-			return EINVAL, nil
-		}
 		st, errno := s.host.Filestat(d.handle)
 		if errno != ESUCCESS {
 			return errno, nil
@@ -532,8 +575,15 @@ func (s *System) fdTell(c *call) (Errno, error) {
 	if errno != ESUCCESS {
 		return errno, nil
 	}
-	if d.kind != kindFile && d.kind != kindDir {
+	switch d.kind {
+	case kindFile:
+	case kindDir:
+		return EISDIR, nil
+	default:
 		return ESPIPE, nil
+	}
+	if !d.has(RightFdTell) {
+		return ENOTCAPABLE, nil
 	}
 	if !c.mem.PutUint64(out, d.offset) {
 		return EFAULT, nil
@@ -548,13 +598,15 @@ func (s *System) fdWrite(c *call) (Errno, error) {
 		return errno, nil
 	}
 	switch d.kind {
-	case kindDir, kindStdin:
+	case kindDir:
+		return EISDIR, nil // as fd_pwrite, and as wazero
+	case kindStdin:
 		return EBADF, nil
 	case kindListener:
 		return ENOTCONN, nil
 	}
-	if d.rights&RightFdWrite == 0 {
-		return EBADF, nil
+	if !d.has(RightFdWrite) {
+		return ENOTCAPABLE, nil
 	}
 	iovs, total, errno := readIovecs(c.mem, iovsPtr, iovsLen)
 	if errno != ESUCCESS {

@@ -73,8 +73,14 @@ func FuzzCall(f *testing.F) {
 				t.Fatalf("%s%v = %v", name, args, res)
 			}
 		}
-		if _, err := s.MarshalState(); err != nil {
+		st, err := s.MarshalState()
+		if err != nil {
 			t.Fatal(err)
+		}
+		// Whatever the calls did, rights included, the state restores.
+		s2, _ := New(Config{}, h)
+		if err := s2.UnmarshalState(st); err != nil {
+			t.Fatalf("the state after the calls does not restore: %v", err)
 		}
 	})
 }
@@ -90,6 +96,15 @@ func FuzzUnmarshalState(f *testing.F) {
 	st, _ := s.MarshalState()
 	f.Add(st)
 	f.Add([]byte(stateMagic))
+	// With rights dropped, and with a file and a directory opened.
+	s.Call(context.Background(), nil, "fd_fdstat_set_rights", []uint64{3, rightsDir &^ RightPathUnlinkFile, rightsFile})
+	mem := wasm.NewMemory(1, 1)
+	mem.Write(0x100, []byte("fd"))
+	s.Call(context.Background(), mem, "path_open", []uint64{3, 0, 0x100, 1, uint64(OflagCreat), RightFdRead | RightFdSeek, 0, 0, 0x200})
+	s.Call(context.Background(), mem, "path_create_directory", []uint64{3, 0x101, 1})
+	s.Call(context.Background(), mem, "path_open", []uint64{3, 0, 0x101, 1, uint64(OflagDirectory), rightsDir, rightsFile, 0, 0x200})
+	st, _ = s.MarshalState()
+	f.Add(st)
 	f.Fuzz(func(t *testing.T, data []byte) {
 		s, _ := New(Config{}, newMemHost(0))
 		if err := s.UnmarshalState(data); err != nil {

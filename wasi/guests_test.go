@@ -318,3 +318,43 @@ func TestRustGuest(t *testing.T) {
 		t.Errorf("status %d, stdout:\n%s\nstderr:\n%s", res.code, res.stdout, res.stderr)
 	}
 }
+
+// TestCGuestDirectoryOps compares, with wazero, what System answers to
+// calls that make no sense on a directory and to renames of directories.
+func TestCGuestDirectoryOps(t *testing.T) {
+	bin := buildC(t, "wasi-dirops")
+	res := compare(t, bin, func() wasi.Config {
+		return wasi.Config{Args: []string{"wasi-dirops"}, Preopens: []wasi.Preopen{{GuestPath: "/data", HostDir: t.TempDir()}}}
+	})
+	t.Logf("transcript:\n%s", res.stdout)
+}
+
+// TestCGuestRights runs the preview-1 rights model from a guest: wazero
+// does not implement it, so the transcript is checked as it is.
+func TestCGuestRights(t *testing.T) {
+	bin := buildC(t, "wasi-dirops")
+	dir := t.TempDir()
+	res := mustRun(t, bin, wasi.Config{Args: []string{"wasi-dirops", "rights"},
+		Preopens: []wasi.Preopen{{GuestPath: "/data", HostDir: dir}}})
+	const notCapable = 76
+	want := fmt.Sprintf(`put f: 0
+raise directory to seek: %[1]d
+drop path_filestat_set_size: 0
+open O_TRUNC: %[1]d
+open: 0
+read: 0
+drop fd_read: 0
+read without fd_read: %[1]d
+raise fd_read again: %[1]d
+seek: 0
+file rights: %#[2]x
+drop path_unlink_file: 0
+unlink without the right: %[1]d
+`, notCapable, wasi.RightFdSeek|wasi.RightFdTell)
+	if res.stdout != want {
+		t.Errorf("transcript:\n%s\nwant:\n%s\nstderr:\n%s", res.stdout, want, res.stderr)
+	}
+	if b, err := os.ReadFile(filepath.Join(dir, "f")); err != nil || string(b) != "data" {
+		t.Errorf("f = %q, %v; the refused O_TRUNC must leave it whole", b, err)
+	}
+}

@@ -528,7 +528,53 @@ func (h *OSHost) Rename(oldDir Handle, oldPath string, newDir Handle, newPath st
 			}
 		}
 	}
-	return errnoOf(root.Rename(op, np))
+	return renameIn(root, op, np)
+}
+
+// renameIn renames op to np, both relative to root, as rename(2) does: a
+// directory replaces an empty directory (ENOTEMPTY for one that is not),
+// a directory onto a file is ENOTDIR and a file onto a directory EISDIR.
+// os.Root.Rename refuses to replace any directory with EEXIST, as
+// os.Rename does, so renameat is called directly on the two parents,
+// which are opened through root and so confined to it; renameat does not
+// follow a symbolic link in the last component.
+func renameIn(root *os.Root, op, np string) Errno {
+	oparent, obase := splitLast(op)
+	nparent, nbase := splitLast(np)
+	if isDot(obase) || isDot(nbase) {
+		return EBUSY // as rename(2) of "." or ".." on Linux
+	}
+	of, err := root.OpenFile(oparent, os.O_RDONLY|syscall.O_DIRECTORY, 0)
+	if err != nil {
+		return errnoOf(err)
+	}
+	defer of.Close()
+	nf, err := root.OpenFile(nparent, os.O_RDONLY|syscall.O_DIRECTORY, 0)
+	if err != nil {
+		return errnoOf(err)
+	}
+	defer nf.Close()
+	return errnoOf(unix.Renameat(int(of.Fd()), obase, int(nf.Fd()), nbase))
+}
+
+// splitLast splits a relative path into its parent directory and its
+// last component, which keeps a trailing slash (rename(2) then requires
+// a directory).
+func splitLast(p string) (parent, last string) {
+	trimmed := strings.TrimRight(p, "/")
+	if trimmed == "" {
+		return ".", "."
+	}
+	last = path.Base(trimmed)
+	if len(trimmed) < len(p) {
+		last += "/"
+	}
+	return path.Dir(trimmed), last
+}
+
+func isDot(name string) bool {
+	name = strings.TrimRight(name, "/")
+	return name == "." || name == ".."
 }
 
 // Link implements Host.

@@ -480,6 +480,55 @@ func TestOSHostOpenDirectoryNotDir(t *testing.T) {
 	}
 }
 
+// TestOSHostRenameDirectories checks rename(2)'s rules for directories:
+// os.Root.Rename, which OSHost used before, refused to replace an empty
+// directory (EEXIST).
+func TestOSHostRenameDirectories(t *testing.T) {
+	fx := newOSFixture(t, Config{})
+	h := fx.host
+	data := filepath.Join(fx.root, "data")
+	for _, d := range []string{"a", "empty", "c", "full", "full/sub"} {
+		if err := os.Mkdir(filepath.Join(data, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(data, "a", "x"), []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		from, to string
+		want     Errno
+	}{
+		{"a", "empty", ESUCCESS},  // replaces the empty directory
+		{"c", "full", ENOTEMPTY},  // not a non-empty one
+		{"c", "top", ENOTDIR},     // a directory onto a file
+		{"top", "c", EISDIR},      // a file onto a directory
+		{"top", "new/", ENOTDIR},  // a trailing slash asks for a directory
+		{"c", "c2/", ESUCCESS},    // which c is
+		{"sub/.", "z", EBUSY},     // as rename(2) of "."
+		{"missing", "m", ENOENT},  //
+		{"rel", "rel2", ESUCCESS}, // the link itself, not its target
+	} {
+		if got := h.Rename(3, c.from, 3, c.to); got != c.want {
+			t.Errorf("Rename(%q, %q) = %v, want %v", c.from, c.to, got, c.want)
+		}
+	}
+	if b, err := os.ReadFile(filepath.Join(data, "empty", "x")); err != nil || string(b) != "x" {
+		t.Errorf("empty/x after the rename: %q, %v", b, err)
+	}
+	for _, gone := range []string{"a", "c"} {
+		if _, err := os.Lstat(filepath.Join(data, gone)); err == nil {
+			t.Errorf("%s still exists", gone)
+		}
+	}
+	if target, err := os.Readlink(filepath.Join(data, "rel2")); err != nil || target != "../outside" {
+		t.Errorf("rel2 = %q, %v", target, err)
+	}
+	if _, err := os.Stat(filepath.Join(fx.root, "outside", "secret")); err != nil {
+		t.Errorf("the outside file is gone: %v", err)
+	}
+}
+
 // Unlisten frees a listener's address for another process while the
 // guest keeps its connections; Relisten takes the address again. A
 // switchover's old primary does this while it waits for its backup to

@@ -35,12 +35,15 @@ func checkPath(p string) Errno {
 	return ESUCCESS
 }
 
-// dirPath returns the directory descriptor fd and the checked path at
-// ptr, n.
-func (s *System) dirPath(c *call, fd, ptr, n uint32) (*descriptor, string, Errno) {
+// dirPath returns the directory descriptor fd, which must hold the rights
+// need, and the checked path at ptr, n.
+func (s *System) dirPath(c *call, fd, ptr, n uint32, need uint64) (*descriptor, string, Errno) {
 	d, errno := s.getDir(fd)
 	if errno != ESUCCESS {
 		return nil, "", errno
+	}
+	if !d.has(need) {
+		return nil, "", ENOTCAPABLE
 	}
 	p, errno := readPath(c.mem, ptr, n)
 	if errno != ESUCCESS {
@@ -53,7 +56,7 @@ func (s *System) dirPath(c *call, fd, ptr, n uint32) (*descriptor, string, Errno
 }
 
 func (s *System) pathCreateDirectory(c *call) (Errno, error) {
-	d, p, errno := s.dirPath(c, c.u32(0), c.u32(1), c.u32(2))
+	d, p, errno := s.dirPath(c, c.u32(0), c.u32(1), c.u32(2), RightPathCreateDirectory)
 	if errno != ESUCCESS {
 		return errno, nil
 	}
@@ -62,7 +65,7 @@ func (s *System) pathCreateDirectory(c *call) (Errno, error) {
 
 func (s *System) pathFilestatGet(c *call) (Errno, error) {
 	flags, out := c.u32(1), c.u32(4)
-	d, p, errno := s.dirPath(c, c.u32(0), c.u32(2), c.u32(3))
+	d, p, errno := s.dirPath(c, c.u32(0), c.u32(2), c.u32(3), RightPathFilestatGet)
 	if errno != ESUCCESS {
 		return errno, nil
 	}
@@ -79,7 +82,7 @@ func (s *System) pathFilestatGet(c *call) (Errno, error) {
 
 func (s *System) pathFilestatSetTimes(c *call) (Errno, error) {
 	flags, atim, mtim, fst := c.u32(1), c.u64(4), c.u64(5), c.u32(6)
-	d, p, errno := s.dirPath(c, c.u32(0), c.u32(2), c.u32(3))
+	d, p, errno := s.dirPath(c, c.u32(0), c.u32(2), c.u32(3), RightPathFilestatSetTimes)
 	if errno != ESUCCESS {
 		return errno, nil
 	}
@@ -91,11 +94,11 @@ func (s *System) pathFilestatSetTimes(c *call) (Errno, error) {
 
 func (s *System) pathLink(c *call) (Errno, error) {
 	oldFlags := c.u32(1)
-	od, op, errno := s.dirPath(c, c.u32(0), c.u32(2), c.u32(3))
+	od, op, errno := s.dirPath(c, c.u32(0), c.u32(2), c.u32(3), RightPathLinkSource)
 	if errno != ESUCCESS {
 		return errno, nil
 	}
-	nd, np, errno := s.dirPath(c, c.u32(4), c.u32(5), c.u32(6))
+	nd, np, errno := s.dirPath(c, c.u32(4), c.u32(5), c.u32(6), RightPathLinkTarget)
 	if errno != ESUCCESS {
 		return errno, nil
 	}
@@ -104,7 +107,15 @@ func (s *System) pathLink(c *call) (Errno, error) {
 
 func (s *System) pathOpen(c *call) (Errno, error) {
 	dirflags, oflags32, base, inh, fdflags32, out := c.u32(1), c.u32(4), c.u64(5), c.u64(6), c.u32(7), c.u32(8)
-	d, p, errno := s.dirPath(c, c.u32(0), c.u32(2), c.u32(3))
+	// Creating and truncating are rights of the directory, beyond opening.
+	need := RightPathOpen
+	if oflags32&uint32(OflagCreat) != 0 {
+		need |= RightPathCreateFile
+	}
+	if oflags32&uint32(OflagTrunc) != 0 {
+		need |= RightPathFilestatSetSize
+	}
+	d, p, errno := s.dirPath(c, c.u32(0), c.u32(2), c.u32(3), need)
 	if errno != ESUCCESS {
 		return errno, nil
 	}
@@ -138,6 +149,15 @@ func (s *System) pathOpen(c *call) (Errno, error) {
 	nd := &descriptor{handle: res.Handle, filetype: res.Filetype, flags: fdflags, inheriting: inh}
 	if res.Filetype == FiletypeDirectory {
 		nd.kind, nd.rights = kindDir, base&rightsDir
+		// A directory that may hand out files it can truncate
+		// (fd_filestat_set_size inherited) may also open them with
+		// O_TRUNC, which gives no more power. Go's wasip1 port opens
+		// directories read-only without path_filestat_set_size, which
+		// would otherwise make every os.Root.Create fail; a guest that
+		// drops the right later still loses O_TRUNC.
+		if inh&RightFdFilestatSetSize != 0 {
+			nd.rights |= d.inheriting & RightPathFilestatSetSize
+		}
 		nd.flags &^= FdflagAppend
 	} else {
 		if oflags&OflagDirectory != 0 {
@@ -155,7 +175,7 @@ func (s *System) pathOpen(c *call) (Errno, error) {
 
 func (s *System) pathReadlink(c *call) (Errno, error) {
 	buf, bufLen, out := c.u32(3), c.u32(4), c.u32(5)
-	d, p, errno := s.dirPath(c, c.u32(0), c.u32(1), c.u32(2))
+	d, p, errno := s.dirPath(c, c.u32(0), c.u32(1), c.u32(2), RightPathReadlink)
 	if errno != ESUCCESS {
 		return errno, nil
 	}
@@ -174,7 +194,7 @@ func (s *System) pathReadlink(c *call) (Errno, error) {
 }
 
 func (s *System) pathRemoveDirectory(c *call) (Errno, error) {
-	d, p, errno := s.dirPath(c, c.u32(0), c.u32(1), c.u32(2))
+	d, p, errno := s.dirPath(c, c.u32(0), c.u32(1), c.u32(2), RightPathRemoveDirectory)
 	if errno != ESUCCESS {
 		return errno, nil
 	}
@@ -182,11 +202,11 @@ func (s *System) pathRemoveDirectory(c *call) (Errno, error) {
 }
 
 func (s *System) pathRename(c *call) (Errno, error) {
-	od, op, errno := s.dirPath(c, c.u32(0), c.u32(1), c.u32(2))
+	od, op, errno := s.dirPath(c, c.u32(0), c.u32(1), c.u32(2), RightPathRenameSource)
 	if errno != ESUCCESS {
 		return errno, nil
 	}
-	nd, np, errno := s.dirPath(c, c.u32(3), c.u32(4), c.u32(5))
+	nd, np, errno := s.dirPath(c, c.u32(3), c.u32(4), c.u32(5), RightPathRenameTarget)
 	if errno != ESUCCESS {
 		return errno, nil
 	}
@@ -201,7 +221,7 @@ func (s *System) pathSymlink(c *call) (Errno, error) {
 	if errno != ESUCCESS {
 		return errno, nil
 	}
-	d, p, errno := s.dirPath(c, c.u32(2), c.u32(3), c.u32(4))
+	d, p, errno := s.dirPath(c, c.u32(2), c.u32(3), c.u32(4), RightPathSymlink)
 	if errno != ESUCCESS {
 		return errno, nil
 	}
@@ -215,7 +235,7 @@ func (s *System) pathSymlink(c *call) (Errno, error) {
 }
 
 func (s *System) pathUnlinkFile(c *call) (Errno, error) {
-	d, p, errno := s.dirPath(c, c.u32(0), c.u32(1), c.u32(2))
+	d, p, errno := s.dirPath(c, c.u32(0), c.u32(1), c.u32(2), RightPathUnlinkFile)
 	if errno != ESUCCESS {
 		return errno, nil
 	}

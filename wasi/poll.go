@@ -46,8 +46,12 @@ func (s *System) pollOneoff(c *call) (Errno, error) {
 			}
 		case EventFdRead, EventFdWrite:
 			d, errno := s.get(binary.LittleEndian.Uint32(b[16:]))
-			if errno == ESUCCESS && d.kind == kindDir {
+			switch {
+			case errno != ESUCCESS:
+			case d.kind == kindDir:
 				errno = EBADF
+			case !d.has(RightPollFdReadwrite):
+				errno = ENOTCAPABLE
 			}
 			if errno != ESUCCESS {
 				ready = append(ready, Event{Userdata: sub.Userdata, Type: sub.Type, Errno: errno})

@@ -28,6 +28,9 @@ func (s *System) sockAccept(c *call) (Errno, error) {
 	if d.kind != kindListener {
 		return EINVAL, nil
 	}
+	if !d.has(RightSockAccept) {
+		return ENOTCAPABLE, nil
+	}
 	if flags&^uint32(FdflagNonblock) != 0 {
 		return EINVAL, nil
 	}
@@ -63,8 +66,8 @@ func (s *System) sockRecv(c *call) (Errno, error) {
 	if riflags&^uint32(RecvPeek|RecvWaitall) != 0 {
 		return EINVAL, nil
 	}
-	if d.rights&RightFdRead == 0 {
-		return EBADF, nil
+	if !d.has(RightFdRead) {
+		return ENOTCAPABLE, nil
 	}
 	iovs, total, errno := readIovecs(c.mem, iovsPtr, iovsLen)
 	if errno != ESUCCESS {
@@ -101,8 +104,8 @@ func (s *System) sockSend(c *call) (Errno, error) {
 	if siflags != 0 {
 		return EINVAL, nil
 	}
-	if d.rights&RightFdWrite == 0 {
-		return EBADF, nil
+	if !d.has(RightFdWrite) {
+		return ENOTCAPABLE, nil
 	}
 	iovs, total, errno := readIovecs(c.mem, iovsPtr, iovsLen)
 	if errno != ESUCCESS {
@@ -130,6 +133,9 @@ func (s *System) sockShutdown(c *call) (Errno, error) {
 	}
 	if d.kind != kindConn {
 		return ENOTCONN, nil
+	}
+	if !d.has(RightSockShutdown) {
+		return ENOTCAPABLE, nil
 	}
 	d.shut |= uint8(how)
 	if err := s.host.Shutdown(d.handle, uint8(how)); err != nil {

@@ -24,7 +24,10 @@ import (
 //	        inheriting, offset, preopen flag (1 byte), preopen path,
 //	        shutdown bits (1 byte), send credit (connections; 0 otherwise)
 //
-// Version 1 had no send credit; it is no longer read.
+// A descriptor's rights never exceed what its kind allows (maxRights), as
+// System never grants more and fd_fdstat_set_rights only drops them;
+// decoding refuses a state that breaks this. Version 1 had no send
+// credit; it is no longer read.
 
 const stateMagic = "ftvmWASI"
 
@@ -110,6 +113,10 @@ func (s *System) UnmarshalState(data []byte) error {
 			r.fail("bad fdflags")
 		case d.rights&^rightsAll != 0 || d.inheriting&^rightsAll != 0:
 			r.fail("bad rights")
+		case d.rights&^maxRights(kind) != 0:
+			// A restored directory must not gain fd_seek, say, which no
+			// call could have given it.
+			r.fail("rights beyond the descriptor's kind")
 		case d.shut&^(ShutRd|ShutWr) != 0:
 			r.fail("bad shutdown bits")
 		case d.credit > SendWindow || d.credit != 0 && kind != kindConn:

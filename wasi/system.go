@@ -140,7 +140,7 @@ type descriptor struct {
 	flags      uint16 // fdflags
 	rights     uint64
 	inheriting uint64
-	offset     uint64 // files and directories
+	offset     uint64 // files
 	preopen    string // guest path of a preopened directory, else ""
 	isPreopen  bool
 	shut       uint8 // ShutRd|ShutWr done on a connection
@@ -313,6 +313,11 @@ func (s *System) get(fd uint32) (*descriptor, Errno) {
 	}
 	return d, ESUCCESS
 }
+
+// has reports whether d holds every right in need. A call lacking one
+// fails with ENOTCAPABLE, after the checks of what the descriptor is (a
+// directory has no fd_seek right, but seeking it is EISDIR, as elsewhere).
+func (d *descriptor) has(need uint64) bool { return d.rights&need == need }
 
 // getDir returns the directory descriptor fd.
 func (s *System) getDir(fd uint32) (*descriptor, Errno) {

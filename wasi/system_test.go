@@ -355,12 +355,12 @@ func TestStdinReads(t *testing.T) {
 	x.want(EINVAL, "fd_fdstat_set_flags", 0, 1<<5)
 	x.want(ENOTCAPABLE, "fd_fdstat_set_rights", 0, RightFdWrite, 0)
 	x.want(ESUCCESS, "fd_fdstat_set_rights", 0, 0, 0)
-	x.want(EBADF, "fd_read", 0, iovs, n, 0x100)
+	x.want(ENOTCAPABLE, "fd_read", 0, iovs, n, 0x100)
 }
 
 func TestFileOffsetsAndAppend(t *testing.T) {
 	x := newHarness(t, Config{Preopens: []Preopen{{GuestPath: "/"}}})
-	rw := RightFdRead | RightFdWrite | RightFdSeek | RightFdTell
+	rw := rightsFile
 	fd := x.open("f.txt", OflagCreat, rw, 0)
 	if fd != 4 {
 		t.Errorf("first opened fd %d, want 4", fd)
@@ -409,10 +409,11 @@ func TestFileOffsetsAndAppend(t *testing.T) {
 		t.Errorf("file %q", got)
 	}
 
-	// A read-only descriptor cannot write, and the reverse.
+	// A read-only descriptor cannot write, and the reverse: each lacks
+	// the right.
 	rfd := x.open("f.txt", 0, RightFdRead, 0)
-	x.want(EBADF, "fd_write", uint64(rfd), iovs, n, 0x100)
-	x.want(EBADF, "fd_read", uint64(afd), iovs, n, 0x100)
+	x.want(ENOTCAPABLE, "fd_write", uint64(rfd), iovs, n, 0x100)
+	x.want(ENOTCAPABLE, "fd_read", uint64(afd), iovs, n, 0x100)
 	x.want(ESUCCESS, "fd_close", uint64(rfd))
 	x.want(EBADF, "fd_close", uint64(rfd))
 
@@ -492,7 +493,7 @@ func TestDirectories(t *testing.T) {
 		fd := x.open("sub/"+name, OflagCreat, RightFdWrite, 0)
 		x.want(ESUCCESS, "fd_close", uint64(fd))
 	}
-	dfd := x.open("sub", OflagDirectory, RightFdReaddir, 0)
+	dfd := x.open("sub", OflagDirectory, RightFdReaddir|RightPathFilestatGet|RightPathUnlinkFile, 0)
 	x.want(ESUCCESS, "fd_fdstat_get", uint64(dfd), 0x100)
 	if ft := Filetype(x.bytes(0x100, 1)[0]); ft != FiletypeDirectory {
 		t.Errorf("opened directory has filetype %d", ft)
@@ -823,7 +824,7 @@ func TestDeterminism(t *testing.T) {
 func TestMarshalState(t *testing.T) {
 	x := newHarness(t, Config{Args: []string{"p", "q"}, Env: []string{"A=b"},
 		Preopens: []Preopen{{GuestPath: "/data"}}, Listeners: []Listener{{Name: "l"}}})
-	fd := x.open("f", OflagCreat, RightFdRead|RightFdWrite, FdflagAppend)
+	fd := x.open("f", OflagCreat, RightFdRead|RightFdWrite|RightFdTell, FdflagAppend)
 	iovs, n := x.iovs(0x1000, []byte("data"))
 	x.want(ESUCCESS, "fd_write", uint64(fd), iovs, n, 0x100)
 	x.want(ESUCCESS, "fd_close", 0)

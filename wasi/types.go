@@ -118,6 +118,25 @@ const (
 		RightPollFdReadwrite | RightSockAccept
 )
 
+// maxRights returns the rights a descriptor of kind k can have at most.
+func maxRights(k descKind) uint64 {
+	switch k {
+	case kindStdin:
+		return rightsStdin
+	case kindStdout:
+		return rightsStdout
+	case kindFile:
+		return rightsFile
+	case kindDir:
+		return rightsDir
+	case kindListener:
+		return rightsListener
+	case kindConn:
+		return rightsConn
+	}
+	return 0
+}
+
 // ClockID identifies a clock.
 type ClockID uint32
 
