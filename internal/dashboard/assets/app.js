@@ -3,7 +3,7 @@
 // build step.
 'use strict';
 
-const WINDOW_MS = 5 * 60 * 1000; // the charts' span
+const WINDOW_MS = 5 * 60 * 1000; // the charts' longest span
 const SVG = 'http://www.w3.org/2000/svg';
 // How each kind of event shows in the timeline and on the charts.
 const KIND_CLASS = {
@@ -87,11 +87,14 @@ function chart(svg, samples, lines, events, now) {
   const pad = { l: 44, r: 6, t: 8, b: 16 };
   svg.setAttribute('viewBox', `0 0 ${w} ${h}`);
   svg.replaceChildren();
-  const t0 = now - WINDOW_MS;
+  // The span grows with the history, from a minute to WINDOW_MS.
+  const oldest = samples.length ? samples[0].t : now;
+  const span = Math.min(WINDOW_MS, Math.max(60000, now - oldest));
+  const t0 = now - span;
   let max = 1;
   for (const s of samples) for (const l of lines) max = Math.max(max, s[l.key] || 0);
   max *= 1.15;
-  const x = t => pad.l + (w - pad.l - pad.r) * (t - t0) / WINDOW_MS;
+  const x = t => pad.l + (w - pad.l - pad.r) * (t - t0) / span;
   const y = v => h - pad.b - (h - pad.t - pad.b) * v / max;
   for (let i = 0; i <= 2; i++) {
     const v = max * i / 2;
@@ -100,9 +103,10 @@ function chart(svg, samples, lines, events, now) {
     label.textContent = v < 10 ? v.toFixed(2) : v.toFixed(0);
     svg.append(label);
   }
-  for (let m = 0; m <= 5; m++) {
-    const label = svgEl('text', { x: x(t0 + m * 60000), y: h - 3, 'text-anchor': m === 0 ? 'start' : m === 5 ? 'end' : 'middle' });
-    label.textContent = m === 5 ? 'now' : `-${5 - m}m`;
+  for (let m = 0; m <= 4; m++) {
+    const back = span * (4 - m) / 4 / 1000; // seconds before now
+    const label = svgEl('text', { x: x(now - back * 1000), y: h - 3, 'text-anchor': m === 0 ? 'start' : m === 4 ? 'end' : 'middle' });
+    label.textContent = m === 4 ? 'now' : back >= 120 ? `-${(back / 60).toFixed(1).replace(/\.0$/, '')}m` : `-${Math.round(back)}s`;
     svg.append(label);
   }
   for (const e of events) {
