@@ -170,7 +170,8 @@ func runRun(ctx context.Context, env *cmdEnv, args []string) int {
 	for _, n := range runHosts {
 		fmt.Fprintf(out, "ftvm run: host %s is pid %d\n", n, procs[n].cmd.Process.Pid)
 	}
-	printDashboards(out, dir, runHosts)
+	dashboards := map[string]string{}
+	printDashboards(out, dir, runHosts, dashboards)
 	fmt.Fprintf(out, "ftvm run: Ctrl-C stops everything; 'ftvm status --shared %s' shows the pair\n", *shared)
 	restart := make(chan string, len(runHosts))
 	alive := len(procs)
@@ -183,6 +184,7 @@ func runRun(ctx context.Context, env *cmdEnv, args []string) int {
 				fmt.Fprintf(out, "ftvm run: %v\n", err)
 				return exitCodeOf(err)
 			}
+			printDashboards(out, dir, runHosts, dashboards) // of hosts started again
 		case p := <-exited:
 			alive--
 			fmt.Fprintf(out, "ftvm run: host %s exited: %v\n", p.name, p.err)
@@ -248,14 +250,16 @@ func hostHTTP(base string, runHosts []string, name string) (string, error) {
 }
 
 // printDashboards prints the dashboard and metrics addresses the hosts
-// recorded in the registry.
-func printDashboards(w io.Writer, dir *storage.Dir, runHosts []string) {
+// recorded in the registry, those not in shown (by host) yet, and adds
+// them to it.
+func printDashboards(w io.Writer, dir *storage.Dir, runHosts []string, shown map[string]string) {
 	hs, err := dir.Hosts()
 	if err != nil {
 		return
 	}
 	for _, h := range hs {
-		if h.HTTP != "" && slices.Contains(runHosts, h.Name) {
+		if h.HTTP != "" && slices.Contains(runHosts, h.Name) && shown[h.Name] != h.HTTP {
+			shown[h.Name] = h.HTTP
 			fmt.Fprintf(w, "ftvm run: host %s: dashboard http://%s/ metrics http://%s/metrics\n", h.Name, h.HTTP, h.HTTP)
 		}
 	}
