@@ -2,6 +2,7 @@ package host_test
 
 import (
 	"bufio"
+	"context"
 	"fmt"
 	"io"
 	"net/http"
@@ -155,6 +156,12 @@ func TestMetricsLint(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		// Run at once ended: it closes the host's ports.
+		t.Cleanup(func() {
+			ctx, cancel := context.WithCancel(context.Background())
+			cancel()
+			_ = h.Run(ctx)
+		})
 		hs = append(hs, h)
 	}
 	for _, h := range hs {
