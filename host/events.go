@@ -77,9 +77,12 @@ type eventSink struct {
 	// for events whose log line does not say it: read without a lock, as
 	// a log line may be written under any.
 	gens sync.Map // vm name -> uint64
+	// metrics counts the events.
+	metrics *hostMetrics
 }
 
 func (s *eventSink) append(e storage.Event) {
+	s.metrics.event(e.VM, e.Kind)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	_ = s.dir.AppendEvent(e) // history is best effort: storage may be down

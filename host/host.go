@@ -56,6 +56,11 @@ type Config struct {
 	// writes a profile of its guest (vmm.VM.WriteProfile) when its run
 	// here ends, named VM-genN-HOST.pprof.
 	Profiles string
+	// HTTP is the address (HOST:PORT) where the host's HTTP server
+	// (metrics, dashboard) listens, if it has one: recorded in the
+	// registry for others to find. The caller serves it (see
+	// MetricsHandler).
+	HTTP string
 	// Failpoints is the initial failpoint spec (see Failpoints).
 	Failpoints string
 	// Stdout and Stderr receive the output of the guests this host runs
@@ -108,6 +113,7 @@ type Host struct {
 	peers    map[string]storage.HostInfo
 	conns    map[*replog.Conn]string // open logging channels, by peer host
 	info     storage.HostInfo
+	metrics  *hostMetrics
 }
 
 // New opens the shared storage, creates the cluster key if it is the first
@@ -149,6 +155,7 @@ func New(cfg Config) (*Host, error) {
 		conns:    make(map[*replog.Conn]string),
 	}
 	h.epoch = uint64(h.started.UnixNano())
+	h.metrics = newHostMetrics(h)
 	if err := h.fp.Set(cfg.Failpoints); err != nil {
 		return nil, err
 	}
@@ -172,7 +179,7 @@ func New(cfg Config) (*Host, error) {
 	}
 	dir.SetReachable(h.fp.StorageReachable)
 	h.dir = dir
-	h.events = &eventSink{dir: dir, host: cfg.Name}
+	h.events = &eventSink{dir: dir, host: cfg.Name, metrics: h.metrics}
 	h.log = slog.New(newEventHandler(cfg.Logger.Handler(), h.events))
 	if h.key, err = dir.ClusterKey(); err != nil {
 		return nil, fmt.Errorf("host %s: cluster key: %w", cfg.Name, err)
@@ -200,6 +207,7 @@ func New(cfg Config) (*Host, error) {
 		PID:       os.Getpid(),
 		PIDSpace:  pidSpace(),
 		Started:   h.started.UTC(),
+		HTTP:      cfg.HTTP,
 	}
 	return h, nil
 }
@@ -610,6 +618,16 @@ func control(ctx context.Context, addr string, key []byte, req controlRequest) (
 func (h *Host) beatLoop(ctx context.Context) {
 	clock := beatClock{}
 	buf := make([]byte, maxDatagram)
+	// When the last heartbeat of each VM's peer came, for the metrics.
+	interval := h.cfg.Node.HeartbeatInterval
+	if interval <= 0 {
+		interval = ft.DefaultHeartbeatInterval
+	}
+	type beatFrom struct {
+		vm, from string
+		gen      uint64
+	}
+	lastBeat := map[beatFrom]time.Time{}
 	for {
 		n, from, err := h.udp.ReadFromUDP(buf)
 		if err != nil {
@@ -621,13 +639,27 @@ func (h *Host) beatLoop(ctx context.Context) {
 		hb, err := parseHeartbeat(h.key, buf[:n])
 		if err != nil {
 			h.log.Debug("heartbeat dropped", "from", from.String(), "reason", err)
+			h.metrics.dropped()
 			continue
 		}
-		if h.fp.BeatCut(hb.From) || !clock.fresh(hb) {
+		if h.fp.BeatCut(hb.From) {
+			continue
+		}
+		if !clock.fresh(hb) {
+			h.metrics.dropped()
 			continue
 		}
 		if r := h.runner(hb.VM); r != nil && r.softState().Peer == hb.From && r.softState().Gen == hb.Gen {
 			r.event(eventHeartbeat)
+			k, now := beatFrom{hb.VM, hb.From, hb.Gen}, time.Now()
+			var gap time.Duration
+			if at, ok := lastBeat[k]; ok {
+				gap = now.Sub(at)
+			} else if len(lastBeat) > 4096 {
+				clear(lastBeat) // pairs long gone
+			}
+			lastBeat[k] = now
+			h.metrics.beat(gap, interval)
 		}
 	}
 }

@@ -47,7 +47,15 @@ type logBuffer struct {
 	// written (replog.Batch.Out); outAcked, how much of it the backup
 	// acknowledged hearing (replog.Ack.Out).
 	out, outAcked [2]uint64
+	// onRTT, if set, hears each round trip as it is measured (metrics).
+	onRTT func(time.Duration)
+	// byType counts the entries appended, and their encoded bytes, by
+	// entry type (metrics).
+	byType [256]typeCount
 }
+
+// typeCount is how many entries of a type were logged, and their bytes.
+type typeCount struct{ entries, bytes uint64 }
 
 type sample struct {
 	pos uint64
@@ -100,6 +108,9 @@ func (b *logBuffer) Append(e replog.Entry) error {
 	}
 	b.last = e.Seq
 	b.total += uint64(replog.EntrySize(e))
+	tc := &b.byType[e.Type]
+	tc.entries++
+	tc.bytes += uint64(replog.EntrySize(e))
 	if through := vmm.CompleteThrough(e); through > b.pos {
 		// The call at e.Pos has its entry (an intent only announces it):
 		// the log is complete through it.
@@ -192,6 +203,27 @@ func (b *logBuffer) TakeRTT() latency.Histogram {
 	return b.rtt.Take()
 }
 
+// observeRTT makes the buffer call f with each round trip it measures,
+// under its lock: f must be quick.
+func (b *logBuffer) observeRTT(f func(time.Duration)) {
+	b.mu.Lock()
+	b.onRTT = f
+	b.mu.Unlock()
+}
+
+// types calls f with the entries and bytes logged of each entry type that
+// has any.
+func (b *logBuffer) types(f func(t replog.Type, entries, bytes uint64)) {
+	b.mu.Lock()
+	counts := b.byType
+	b.mu.Unlock()
+	for t, c := range counts {
+		if c.entries > 0 {
+			f(replog.Type(t), c.entries, c.bytes)
+		}
+	}
+}
+
 // ack records an acknowledgement and drops what it covers.
 func (b *logBuffer) ack(a replog.Ack) error {
 	now := time.Now()
@@ -204,7 +236,11 @@ func (b *logBuffer) ack(a replog.Ack) error {
 	b.outAcked = a.Out
 	i := 0
 	for i < len(b.inFlight) && b.inFlight[i].seq <= a.Seq {
-		b.rtt.Record(now.Sub(b.inFlight[i].at))
+		d := now.Sub(b.inFlight[i].at)
+		b.rtt.Record(d)
+		if b.onRTT != nil {
+			b.onRTT(d)
+		}
 		i++
 	}
 	b.inFlight = b.inFlight[i:]

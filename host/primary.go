@@ -112,6 +112,7 @@ func (r *runner) newPrimarySide(oh *wasi.OSHost, buf *logBuffer) *primarySide {
 	armSent := func() { p.crashSent.Store(p.vm.Seq() + 1) }
 	p.gate = vmm.NewGate(crashHost{oh, r.h.fp, armSent}, func() uint64 { return p.vm.Seq() })
 	p.gate.OnWritten(buf.written)
+	r.h.metrics.watch(r.vm, p.gate, buf)
 	p.vmCtx, p.vmCancel = context.WithCancel(r.ctx)
 	return p
 }

@@ -107,3 +107,28 @@ func (d *Dir) Events() ([]Event, error) {
 	sort.SliceStable(out, func(i, j int) bool { return out[i].Time.Before(out[j].Time) })
 	return out, nil
 }
+
+// EventsStamp returns a string that changes whenever the event history
+// does (its files' names, sizes and modification times), so that a reader
+// that polls it rereads the history only when it changed.
+func (d *Dir) EventsStamp() (string, error) {
+	if err := d.check(); err != nil {
+		return "", err
+	}
+	ents, err := os.ReadDir(d.eventsDir())
+	if errors.Is(err, fs.ErrNotExist) {
+		return "", nil
+	}
+	if err != nil {
+		return "", d.wrap("events", err)
+	}
+	var b strings.Builder
+	for _, e := range ents {
+		fi, err := e.Info()
+		if err != nil {
+			continue // rotated meanwhile
+		}
+		fmt.Fprintf(&b, "%s %d %d\n", e.Name(), fi.Size(), fi.ModTime().UnixNano())
+	}
+	return b.String(), nil
+}

@@ -67,6 +67,9 @@ type HostInfo struct {
 	// Draining is set on a host being emptied for maintenance (ftvm
 	// drain): no VM is placed or cloned onto it.
 	Draining bool `json:"draining,omitempty"`
+	// HTTP is the address of the host's HTTP server (metrics, dashboard),
+	// if it serves one.
+	HTTP string `json:"http,omitempty"`
 }
 
 // Dir is shared storage in a directory.

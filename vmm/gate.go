@@ -38,6 +38,8 @@ type Gate struct {
 	// if set, hears each new count (from the release goroutine).
 	written   [2]uint64
 	onWritten func([2]uint64)
+	// onDelay, if set, hears how long each output performed waited.
+	onDelay func(time.Duration)
 	// inflight is the output the release goroutine is performing.
 	inflight heldOutput
 }
@@ -87,6 +89,16 @@ func NewGate(inner wasi.Host, tag func() uint64) *Gate {
 	g.cond = sync.NewCond(&g.mu)
 	go g.release()
 	return g
+}
+
+// OnDelay makes the Gate call f with how long each output it performs
+// waited (what TakeDelays counts), from its release goroutine, under its
+// lock: f must be quick and must not call the Gate. Call it before the
+// guest runs.
+func (g *Gate) OnDelay(f func(time.Duration)) {
+	g.mu.Lock()
+	g.onDelay = f
+	g.mu.Unlock()
 }
 
 // OnWritten makes the Gate call f with the bytes of stdout and stderr it
@@ -312,7 +324,11 @@ func (g *Gate) release() {
 				_ = g.Host.Close(o.h)
 			}
 			g.mu.Lock()
-			g.delays.Record(time.Since(o.at))
+			d := time.Since(o.at)
+			g.delays.Record(d)
+			if g.onDelay != nil {
+				g.onDelay(d)
+			}
 			g.releasing, g.inflight = false, heldOutput{}
 			if g.waiting {
 				g.cond.Broadcast() // an effect may wait for this output

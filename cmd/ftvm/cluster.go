@@ -65,6 +65,7 @@ func runHost(ctx context.Context, env *cmdEnv, args []string) int {
 	shared := fs.String("shared", "", "shared storage `DIR` (required)")
 	name := fs.String("name", "", "this host's `NAME` in the cluster (required)")
 	addr := fs.String("addr", "127.0.0.1:0", "TCP `HOST:PORT` of the logging channel and control port (UDP heartbeats use the same)")
+	httpAddr := fs.String("http", "", "serve Prometheus metrics (/metrics) and the cluster's live dashboard (/) on `HOST:PORT` (port 0 picks one; the registry records it)")
 	var hf hostFlags
 	hf.register(fs)
 	fs.Usage = usageFunc(fs, env.stderr, "host --shared DIR --name NAME [flags]",
@@ -84,8 +85,17 @@ func runHost(ctx context.Context, env *cmdEnv, args []string) int {
 		return 2
 	}
 	logger := slog.New(slog.NewTextHandler(env.stderr, &slog.HandlerOptions{Level: level}))
+	httpLn, err := listenHTTP(*httpAddr)
+	if err != nil {
+		fmt.Fprintf(env.stderr, "ftvm host: %v\n", err)
+		return 1
+	}
+	var httpBound string
+	if httpLn != nil {
+		httpBound = httpLn.Addr().String()
+	}
 	h, err := host.New(host.Config{
-		Shared: *shared, Name: *name, Addr: *addr,
+		Shared: *shared, Name: *name, Addr: *addr, HTTP: httpBound,
 		Node:       ft.Config{HeartbeatInterval: hf.heartbeat, FailureTimeout: hf.timeout, GoneTimeout: hf.goneTimeout, ClaimRetry: hf.claimRetry},
 		LagBound:   hf.lagBound,
 		Coalesce:   hf.coalesce,
@@ -96,10 +106,27 @@ func runHost(ctx context.Context, env *cmdEnv, args []string) int {
 		Stdout:     env.stdout, Stderr: env.stderr, Logger: logger,
 	})
 	if err != nil {
+		if httpLn != nil {
+			httpLn.Close()
+		}
 		fmt.Fprintf(env.stderr, "ftvm host: %v\n", err)
 		return 1
 	}
-	if err := h.Run(ctx); err != nil {
+	ctx, cancel := context.WithCancel(ctx)
+	httpDone := make(chan struct{})
+	go func() {
+		defer close(httpDone)
+		if httpLn == nil {
+			return
+		}
+		if err := serveHTTP(ctx, httpLn, h, *shared, *name, logger); err != nil {
+			logger.Error("http server failed", "host", *name, "err", err)
+		}
+	}()
+	err = h.Run(ctx)
+	cancel()
+	<-httpDone
+	if err != nil {
 		fmt.Fprintf(env.stderr, "ftvm host: %v\n", err)
 		return 1
 	}

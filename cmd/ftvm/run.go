@@ -7,10 +7,12 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -48,6 +50,7 @@ func runRun(ctx context.Context, env *cmdEnv, args []string) int {
 	hf.register(fs)
 	nHosts := fs.Int("hosts", 3, "how many host processes to start (at least 2): h1, h2, ...")
 	noRestart := fs.Bool("no-restart", false, "do not start a host process that died again")
+	httpAddr := fs.String("http", "127.0.0.1:0", "each host serves its metrics (/metrics) and the cluster's dashboard (/) on `HOST:PORT`: port 0 picks free ones, a fixed port P gives h1 P, h2 P+1, ...; \"\" serves none")
 	var err error
 	fs.Usage = usageFunc(fs, env.stderr, "run [flags] [GUEST.wasm [ARGS...]]",
 		"Runs a guest under fault tolerance on this machine: starts host processes (h1, h2, h3 by\n"+
@@ -128,8 +131,13 @@ func runRun(ctx context.Context, env *cmdEnv, args []string) int {
 		}
 	}()
 	exited := make(chan *hostProc, 2*len(runHosts))
+	httpOf := func(n string) (string, error) { return hostHTTP(*httpAddr, runHosts, n) }
 	for _, n := range runHosts {
-		p, err := spawnHost(exe, dirPath, n, &hf, env.stdout, out, exited)
+		ha, err := httpOf(n)
+		if err != nil {
+			return fail(err)
+		}
+		p, err := spawnHost(exe, dirPath, n, ha, &hf, env.stdout, out, exited)
 		if err != nil {
 			return fail(err)
 		}
@@ -162,6 +170,8 @@ func runRun(ctx context.Context, env *cmdEnv, args []string) int {
 	for _, n := range runHosts {
 		fmt.Fprintf(out, "ftvm run: host %s is pid %d\n", n, procs[n].cmd.Process.Pid)
 	}
+	dashboards := map[string]string{}
+	printDashboards(out, dir, runHosts, dashboards)
 	fmt.Fprintf(out, "ftvm run: Ctrl-C stops everything; 'ftvm status --shared %s' shows the pair\n", *shared)
 	restart := make(chan string, len(runHosts))
 	alive := len(procs)
@@ -174,6 +184,7 @@ func runRun(ctx context.Context, env *cmdEnv, args []string) int {
 				fmt.Fprintf(out, "ftvm run: %v\n", err)
 				return exitCodeOf(err)
 			}
+			printDashboards(out, dir, runHosts, dashboards) // of hosts started again
 		case p := <-exited:
 			alive--
 			fmt.Fprintf(out, "ftvm run: host %s exited: %v\n", p.name, p.err)
@@ -181,7 +192,8 @@ func runRun(ctx context.Context, env *cmdEnv, args []string) int {
 				time.AfterFunc(restartDelay, func() { restart <- p.name })
 			}
 		case n := <-restart:
-			p, err := spawnHost(exe, dirPath, n, &hf, env.stdout, out, exited)
+			ha, _ := httpOf(n) // it was valid at start
+			p, err := spawnHost(exe, dirPath, n, ha, &hf, env.stdout, out, exited)
 			if err != nil {
 				fmt.Fprintf(out, "ftvm run: %v\n", err)
 				continue
@@ -216,6 +228,43 @@ func vmEnd(dir *storage.Dir, name string) error {
 	return nil
 }
 
+// hostHTTP returns the --http address of host name of runHosts, given
+// run's --http: "" for none; HOST:0 for each; from HOST:P, HOST:P+i for
+// the i-th host.
+func hostHTTP(base string, runHosts []string, name string) (string, error) {
+	if base == "" {
+		return "", nil
+	}
+	h, port, err := net.SplitHostPort(base)
+	if err != nil {
+		return "", fmt.Errorf("--http %q: %w", base, err)
+	}
+	p, err := strconv.Atoi(port)
+	if err != nil || p < 0 || p+len(runHosts) > 65536 {
+		return "", fmt.Errorf("--http %q: bad port", base)
+	}
+	if p == 0 {
+		return base, nil
+	}
+	return net.JoinHostPort(h, strconv.Itoa(p+slices.Index(runHosts, name))), nil
+}
+
+// printDashboards prints the dashboard and metrics addresses the hosts
+// recorded in the registry, those not in shown (by host) yet, and adds
+// them to it.
+func printDashboards(w io.Writer, dir *storage.Dir, runHosts []string, shown map[string]string) {
+	hs, err := dir.Hosts()
+	if err != nil {
+		return
+	}
+	for _, h := range hs {
+		if h.HTTP != "" && slices.Contains(runHosts, h.Name) && shown[h.Name] != h.HTTP {
+			shown[h.Name] = h.HTTP
+			fmt.Fprintf(w, "ftvm run: host %s: dashboard http://%s/ metrics http://%s/metrics\n", h.Name, h.HTTP, h.HTTP)
+		}
+	}
+}
+
 // hostProc is a host daemon started by ftvm run.
 type hostProc struct {
 	name string
@@ -224,8 +273,11 @@ type hostProc struct {
 	err  error
 }
 
-func spawnHost(exe, shared, name string, hf *hostFlags, stdout io.Writer, events *lineWriter, exited chan<- *hostProc) (*hostProc, error) {
+func spawnHost(exe, shared, name, httpAddr string, hf *hostFlags, stdout io.Writer, events *lineWriter, exited chan<- *hostProc) (*hostProc, error) {
 	args := append([]string{"host", "--shared", shared, "--name", name}, hf.args()...)
+	if httpAddr != "" {
+		args = append(args, "--http", httpAddr)
+	}
 	cmd := exec.Command(exe, args...)
 	cmd.Stdout = stdout
 	stderr, err := cmd.StderrPipe()
