@@ -229,7 +229,7 @@ func StartVM(dir *storage.Dir, spec storage.VMSpec, module []byte, now time.Time
 		return spec, storage.Owner{}, err
 	}
 	for _, v := range vms {
-		if vmEnded(v.State) || v.Name == spec.Name {
+		if VMEnded(v.State) || v.Name == spec.Name {
 			continue
 		}
 		load[v.Primary]++

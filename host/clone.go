@@ -636,7 +636,7 @@ func (h *Host) pickSpare(avoid []string) (string, bool) {
 	}
 	load := map[string]int{}
 	for _, v := range vms {
-		if vmEnded(v.State) {
+		if VMEnded(v.State) {
 			continue
 		}
 		load[v.Primary]++

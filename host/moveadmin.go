@@ -121,7 +121,7 @@ func moveVM(ctx context.Context, dir *storage.Dir, hosts []HostState, vs VMState
 		if err != nil {
 			return err
 		}
-		if vmEnded(cur.State) {
+		if VMEnded(cur.State) {
 			return fmt.Errorf("vm %s ended during the move: %s", vs.Name, cur.State)
 		}
 		// The steps the hosts report, and a failure.
@@ -299,7 +299,7 @@ func DrainVMs(ctx context.Context, dir *storage.Dir, name string, undo bool, pro
 // is on the host but whose state is not known yet; "" for nothing.
 func drainWait(ctx context.Context, key []byte, addr string, vms []VMState, name string) (string, error) {
 	for _, v := range vms {
-		if (v.Primary == name || v.Backup == name) && !strings.HasPrefix(v.State, "running") && !vmEnded(v.State) {
+		if (v.Primary == name || v.Backup == name) && !strings.HasPrefix(v.State, "running") && !VMEnded(v.State) {
 			return fmt.Sprintf("vm %s's generation %d is on it, and its state is not known yet", v.Name, v.Generation), nil
 		}
 	}
@@ -383,8 +383,9 @@ func findVM(dir *storage.Dir, now time.Time, hosts []HostState, vm string) (VMSt
 	return VMState{}, fmt.Errorf("no vm %q", vm)
 }
 
-// vmEnded reports whether a VM in state runs nowhere any more.
-func vmEnded(state string) bool {
+// VMEnded reports whether a VM in state (VMState.State) runs nowhere any
+// more.
+func VMEnded(state string) bool {
 	switch {
 	case state == "stopped", state == "exited", state == "failed", state == "halted", strings.HasPrefix(state, "lost"):
 		return true

@@ -450,7 +450,12 @@ func printStatus(w io.Writer, st clusterStatus, now time.Time) {
 			backup = "-"
 		}
 		protected := "yes"
-		if !v.Protected {
+		switch {
+		case host.VMEnded(v.State):
+			// Its state says why; old delays would read as current.
+			protected = "no"
+			v.OutputDelayP50, v.OutputDelayP99, v.AckRTTP50, v.AckRTTP99 = 0, 0, 0, 0
+		case !v.Protected:
 			protected = "no: " + v.Protection
 		}
 		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%d entries, %d B, %.1f ms\t%d outputs, %d B\t%s\t%s\n",
@@ -467,6 +472,13 @@ func printStatus(w io.Writer, st clusterStatus, now time.Time) {
 		}
 		if v.LastClone != "" {
 			fmt.Fprintf(w, "%s: last clone %s\n", v.Name, v.LastClone)
+		}
+		// A planned move under way, or the last one, as the host running
+		// it says (only from hosts still writing their status).
+		for _, hs := range v.Hosts {
+			if hs.Move != "" && now.Sub(hs.Updated) <= host.AliveWindow {
+				fmt.Fprintf(w, "%s: on %s: %s\n", v.Name, hs.Host, hs.Move)
+			}
 		}
 	}
 	for _, u := range st.Unreadable {
