@@ -370,6 +370,7 @@ func (r *runner) halt() {
 	if p := r.primarySide(); p != nil && p.handedOver.Load() {
 		// A switchover: the backup's claim won, as it should.
 		to := r.softState().Peer
+		r.setMove("handed the primary over to " + to)
 		p.stop("handed over to "+to, false)
 		r.end("moved", "handed over to "+to)
 		return
