@@ -848,6 +848,11 @@ func (c *cluster) checkDetector(h *chost, claiming bool) {
 	if h.watchFrom.After(due) {
 		due = h.watchFrom
 	}
+	// A host that did not run for a while (frozen) gives its peer's
+	// heartbeats time to be read first (see Node.Tick's stalls).
+	if g := h.node.graceUntil; g.After(due) {
+		due = g
+	}
 	if !claiming && !c.now.Before(due.Add(cStep)) {
 		c.fail("%s has not declared its peer failed after %v of silence (channel ended: %v); the rule asks %v", h.name, silence, h.ended, need)
 	}

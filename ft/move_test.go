@@ -5,6 +5,15 @@ import (
 	"time"
 )
 
+// advance ticks n every 10 ms up to to, as a live host does (a single
+// late tick would be a stall: see Tick).
+func advance(n *Node, to time.Time) {
+	for at := n.now.Add(10 * time.Millisecond); at.Before(to); at = at.Add(10 * time.Millisecond) {
+		n.Tick(at)
+	}
+	n.Tick(to)
+}
+
 func kinds(as []Action) []ActionKind {
 	var ks []ActionKind
 	for _, a := range as {
@@ -37,7 +46,7 @@ func TestMoveBackup(t *testing.T) {
 		t.Fatal("a second move or a handover accepted while cloning")
 	}
 	// The old backup falls silent: no claim while the clone runs.
-	n.Tick(t0.Add(2 * time.Second))
+	advance(n, t0.Add(2*time.Second))
 	if n.Claiming() || !n.Next().After(t0.Add(2*time.Second)) {
 		t.Fatalf("claiming %v, next %v while moving the backup", n.Claiming(), n.Next())
 	}
@@ -114,7 +123,7 @@ func TestHandover(t *testing.T) {
 
 	// Its claim lost: the backup took over after all.
 	p = handedOver()
-	p.Tick(t0.Add(time.Second))
+	advance(p, t0.Add(time.Second))
 	p.Ready()
 	p.Step(Event{Kind: EvClaimed, Gen: 5, Won: false})
 	if p.Role() != Halted {
@@ -133,7 +142,7 @@ func TestHandover(t *testing.T) {
 	// A primary already claiming refuses to hand over.
 	c := NewNode(cfg, Primary, 4, "B", t0)
 	c.Step(Event{Kind: EvHeartbeat})
-	c.Tick(t0.Add(time.Second))
+	advance(c, t0.Add(time.Second))
 	if !c.Claiming() || c.CanHandOver() {
 		t.Fatalf("claiming %v, can hand over %v", c.Claiming(), c.CanHandOver())
 	}

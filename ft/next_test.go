@@ -181,3 +181,45 @@ func silentUntilClaim(cfg Config, t0 time.Time) (*Node, time.Duration) {
 	}
 	return n, -1
 }
+
+// TestStallIsNoEvidence: a host that did not run for a while (its node
+// ticked long after the time it asked for) does not take the silence of
+// that while for its peer's failure: heartbeats may wait unread in its
+// socket. For two heartbeat intervals it waits for them; a peer heard
+// then stays; one still silent is declared failed after them.
+func TestStallIsNoEvidence(t *testing.T) {
+	t0 := time.Unix(1_700_000_000, 0)
+	cfg := Config{HeartbeatInterval: 50 * time.Millisecond, FailureTimeout: 500 * time.Millisecond}
+	for _, heard := range []bool{true, false} {
+		n := NewNode(cfg, Backup, 1, "A", t0)
+		n.Step(Event{Kind: EvHeartbeat})
+		n.Tick(t0.Add(10 * time.Millisecond))
+		// The host stalls for a second: the next tick comes that late.
+		stall := t0.Add(time.Second)
+		n.Tick(stall)
+		if n.Claiming() {
+			t.Fatal("claimed at the first tick after a stall")
+		}
+		if heard {
+			n.Tick(stall.Add(5 * time.Millisecond))
+			n.Step(Event{Kind: EvHeartbeat}) // read from the socket at last
+		}
+		advance(n, stall.Add(99*time.Millisecond))
+		if n.Claiming() {
+			t.Fatalf("heard after the stall %v: claimed within the grace", heard)
+		}
+		advance(n, stall.Add(100*time.Millisecond))
+		if n.Claiming() == heard {
+			t.Fatalf("heard after the stall %v: claiming %v at the grace's end", heard, n.Claiming())
+		}
+	}
+	// Ticks that come when asked are no stall, however far apart: a node
+	// that asks for its timeout only is ticked then, and claims then.
+	p := NewNode(cfg, Primary, 1, "B", t0)
+	p.Step(Event{Kind: EvHeartbeat})
+	p.Step(Event{Kind: EvHandedOver})
+	p.Tick(p.Next())
+	if !p.Claiming() {
+		t.Fatalf("a node ticked at its own deadline %v did not claim", p.Next().Sub(t0))
+	}
+}

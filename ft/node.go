@@ -22,7 +22,11 @@
 //     heartbeats keep coming whatever happens to the channel, so a peer
 //     process that crashed is found in a few heartbeat intervals, while a
 //     silent peer (frozen, or cut off by the network, which closes
-//     nothing) still gets the whole failure timeout.
+//     nothing) still gets the whole failure timeout. Silence while this
+//     host itself did not run (a tick that came well after the time the
+//     node asked for: CPU starvation, a pause) is no evidence: the peer's
+//     heartbeats may be waiting unread, and they get two heartbeat
+//     intervals to be heard first.
 //  2. Whoever wants to go live (the backup when the primary failed, the
 //     primary when the backup failed) first claims the VM's next
 //     generation on shared storage, an atomic test-and-set. The winner goes
@@ -315,6 +319,10 @@ type Node struct {
 	reason     string
 	cloning    bool      // a clone is in flight
 	cloneAt    time.Time // when a node running alone next tries to clone
+	// expect is when the node last asked to be ticked (Next after its
+	// last input), zero if only an event moves it on; graceUntil, until
+	// when silence is no evidence, after a tick that came late (a stall).
+	expect, graceUntil time.Time
 
 	ready []Action
 	soft  SoftState // as last reported
@@ -408,21 +416,36 @@ func (n *Node) goAlone() {
 
 func (n *Node) act(a Action) { n.ready = append(n.ready, a) }
 
+// Stalls: a tick that comes more than stallAfter heartbeat intervals
+// after the time the node asked for (Next) means this host did not run
+// meanwhile (CPU starvation, a pause): the peer's heartbeats may be
+// waiting unread in its socket, so for stallGrace heartbeat intervals
+// silence is no evidence that the peer failed. A host starved for longer
+// than the failure timeout would otherwise fail over a live peer.
+const (
+	stallAfter = 2
+	stallGrace = 2
+)
+
 // Tick advances the node's clock to now.
 func (n *Node) Tick(now time.Time) {
 	if now.Before(n.now) {
 		return
 	}
+	defer n.expectNext()
 	n.now = now
 	if n.role == Halted {
 		return
+	}
+	if !n.expect.IsZero() && now.Sub(n.expect) > stallAfter*n.cfg.HeartbeatInterval {
+		n.graceUntil = now.Add(stallGrace * n.cfg.HeartbeatInterval)
 	}
 	if (n.role == Primary || n.role == Backup) && !n.claiming && now.Sub(n.lastBeat) >= n.cfg.HeartbeatInterval {
 		n.lastBeat = now
 		n.act(Action{Kind: ActSendHeartbeat})
 	}
 	// A primary moving its backup leaves the old one to the clone's claim.
-	if (n.role == Primary && !n.cloning || n.role == Backup || n.role == HandingOver) && !n.claiming && now.Sub(n.lastHeard) >= n.timeout() {
+	if (n.role == Primary && !n.cloning || n.role == Backup || n.role == HandingOver) && !n.claiming && now.Sub(n.lastHeard) >= n.timeout() && !now.Before(n.graceUntil) {
 		n.claiming = true
 		n.claimGen = n.gen + 1
 		n.claimAt = now
@@ -460,6 +483,9 @@ func (n *Node) Next() time.Time {
 	}
 	if !n.claiming {
 		timeout := n.lastHeard.Add(n.timeout())
+		if timeout.Before(n.graceUntil) {
+			timeout = n.graceUntil
+		}
 		if n.role == HandingOver {
 			return timeout
 		}
@@ -475,11 +501,21 @@ func (n *Node) Next() time.Time {
 	return time.Time{}
 }
 
+// expectNext notes when the node asks to be ticked next: at Next, or at
+// once if that is past.
+func (n *Node) expectNext() {
+	n.expect = n.Next()
+	if !n.expect.IsZero() && n.expect.Before(n.now) {
+		n.expect = n.now
+	}
+}
+
 // Step feeds the node an event.
 func (n *Node) Step(ev Event) {
 	if n.role == Halted {
 		return
 	}
+	defer n.expectNext()
 	switch ev.Kind {
 	case EvHeartbeat, EvLogTraffic:
 		// Once a node has decided its peer failed, hearing from it again
