@@ -307,7 +307,7 @@ func (h *handshake) client(br *bufio.Reader, hello []byte) (*Conn, error) {
 	if _, err := io.ReadFull(br, reply[:]); err != nil {
 		if closedByPeer(err) {
 			// What a server does with a hello it cannot take.
-			return nil, errors.New("the server closed the connection instead of answering the hello (not an ftvm channel port, another protocol version, or an oversized hello?)")
+			return nil, errors.New("the server closed the connection instead of answering the hello (a host going down, not an ftvm channel port, another protocol version, or an oversized hello?)")
 		}
 		return nil, h.ioErr("reading the server's proof", err)
 	}
@@ -360,7 +360,7 @@ func (h *handshake) server(br *bufio.Reader) (*Conn, error) {
 	if _, err := io.ReadFull(br, proof[:]); err != nil {
 		if closedByPeer(err) {
 			// What a client does when our MAC fails its check.
-			return nil, kindf(ErrAuth, "the client closed the connection instead of proving it holds the cluster key (wrong cluster key?)")
+			return nil, kindf(ErrAuth, "the client closed the connection instead of proving it holds the cluster key (a client that gave up or ended, or a wrong cluster key)")
 		}
 		return nil, h.ioErr("reading the client's proof", err)
 	}

@@ -261,7 +261,7 @@ func TestHandshakeWrongKey(t *testing.T) {
 	}
 	t.Log("client:", err)
 	a := <-ch
-	if !errors.Is(a.err, ErrAuth) || !strings.Contains(a.err.Error(), "wrong cluster key?") {
+	if !errors.Is(a.err, ErrAuth) || !strings.Contains(a.err.Error(), "wrong cluster key") {
 		t.Fatalf("server: %v", a.err)
 	}
 	t.Log("server:", a.err)
