@@ -37,10 +37,13 @@ type backupSide struct {
 	halted   atomic.Bool
 	// left: the primary said goodbye for good (a handover, a move): the
 	// channel is not dialed again.
-	left  atomic.Bool
-	ch    channel
-	aside *stepAside
-	prio  *replayPriority // used by the replay goroutine only
+	left atomic.Bool
+	// everUp: the logging channel came up at least once (the primary
+	// ran the VM).
+	everUp atomic.Bool
+	ch     channel
+	aside  *stepAside
+	prio   *replayPriority // used by the replay goroutine only
 	// ackLoop waits on kick while the replay stands still; a batch or the
 	// replay moving on wakes it.
 	kick    chan struct{}
@@ -409,6 +412,7 @@ func (b *backupSide) serve(c *replog.Conn) (up bool) {
 			if !up {
 				r.log.Info("logging channel up", "primary", b.peer)
 				up = true
+				b.everUp.Store(true)
 			}
 			r.event(eventTraffic)
 			if len(batch.Entries) > 0 || b.src.Written() != ackedOut {

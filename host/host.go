@@ -330,6 +330,7 @@ func (h *Host) scan(ctx context.Context, refresh bool) {
 		}
 		if r != nil && !r.finished() {
 			h.checkSuperseded(r, owner)
+			h.checkStartFailed(r)
 			continue
 		}
 		started := owner.Reason == reasonStart || owner.Reason == reasonRestart

@@ -1,6 +1,7 @@
 package host_test
 
 import (
+	"net"
 	"os/exec"
 	"strings"
 	"syscall"
@@ -96,4 +97,41 @@ func TestHostNameTaken(t *testing.T) {
 	c.signal("h1", syscall.SIGKILL)
 	<-c.hosts["h1"].done
 	c.startHost("h1") // a dead host's name is free
+}
+
+// TestStartFailureStaysFailed: a VM whose primary cannot bind its
+// listener (another program holds the port) fails to start, and stays
+// failed: its backup, which never heard from the primary, does not take
+// over after the start timeout, even once the port is free, so nothing
+// runs the VM that ftvm start said failed.
+func TestStartFailureStaysFailed(t *testing.T) {
+	c := newCluster(t)
+	for _, h := range []string{"h1", "h2"} {
+		c.startHost(h)
+	}
+	held, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := held.Addr().String()
+	_, owner, err := host.StartVM(c.store, storage.VMSpec{Name: "counter", Listeners: []string{addr}, Primary: "h1", Backup: "h2", Args: []string{"ft-counter"}}, counterGuest(t), time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.waitFor(20*time.Second, "the start failed", func() bool { return c.status("counter", "h1").State == "failed" })
+	if d := c.status("counter", "h1").Detail; !strings.Contains(d, "address already in use") || !strings.Contains(d, "held by") {
+		t.Errorf("failed start's detail %q: want the bind error naming the holder", d)
+	}
+	held.Close()
+	c.waitFor(20*time.Second, "the backup ended", func() bool { return c.status("counter", "h2").State == "failed" })
+	// Longer than the start timeout (5 s) after which a backup that never
+	// heard its primary would take over.
+	time.Sleep(6 * time.Second)
+	if o := c.owner("counter"); o.Generation != owner.Generation {
+		t.Fatalf("the backup took over a vm whose start failed: %+v", o)
+	}
+	if conn, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
+		conn.Close()
+		t.Fatalf("something serves %s, the failed vm's address", addr)
+	}
 }

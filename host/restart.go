@@ -122,14 +122,47 @@ func (h *Host) checkSuperseded(r *runner, owner storage.Owner) {
 	if st.Role != ft.Alone && st.Role != ft.Primary && st.Role != ft.HandingOver {
 		return
 	}
-	// Its own clone claims the next generation for itself.
+	// Its own clone claims the next generation for itself. Once told, the
+	// node halts; a scan before it did tells it nothing new.
 	if owner.Generation > st.Gen+1 || owner.Generation == st.Gen+1 && owner.Host != h.cfg.Name {
+		for {
+			prev := r.superseded.Load()
+			if prev >= owner.Generation {
+				return
+			}
+			if r.superseded.CompareAndSwap(prev, owner.Generation) {
+				break
+			}
+		}
 		if st.Role == ft.HandingOver {
 			r.log.Info("switchover: the backup's claim won", "generation", owner.Generation, "by", owner.Host)
 		} else {
 			r.log.Warn("a later generation was claimed by another host: halting", "generation", st.Gen, "claimed", owner.Generation, "by", owner.Host)
 		}
 		r.event(ft.Event{Kind: ft.EvSuperseded, Gen: owner.Generation})
+	}
+}
+
+// checkStartFailed ends runner r if it is a backup whose primary failed
+// to start the VM (its logging channel never came up, and the primary's
+// status says the VM failed in their generation): ftvm start reported the
+// start failed, and taking over after the start timeout would start the
+// VM after all, on this host.
+func (h *Host) checkStartFailed(r *runner) {
+	b, ok := r.currentSide().(*backupSide)
+	if !ok || b.everUp.Load() {
+		return
+	}
+	sts, err := h.dir.Statuses(r.vm)
+	if err != nil {
+		return
+	}
+	for _, st := range sts {
+		if st.Host == b.peer && st.Generation == b.gen && st.State == "failed" {
+			r.log.Warn("the primary failed to start the vm: not taking over", "primary", b.peer, "detail", st.Detail)
+			go r.shutdownAs("the primary failed to start it: "+st.Detail, "failed", false)
+			return
+		}
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"ftvm/ft"
@@ -66,9 +67,12 @@ type runner struct {
 	detail      string
 	exitCode    *int // the guest's exit status, once it ended
 	ended       bool // the VM has ended (exited, halted, stopped, failed)
-	stopping    bool // shutdown has begun
-	lastLag     time.Time
-	lagLine     string // the last lag event logged
+	// superseded is the latest later generation checkSuperseded told the
+	// node of.
+	superseded atomic.Uint64
+	stopping   bool // shutdown has begun
+	lastLag    time.Time
+	lagLine    string // the last lag event logged
 	// The status last written, with its time zeroed, and when: an
 	// unchanged status is rewritten only every statusRefresh.
 	lastStatus storage.VMStatus

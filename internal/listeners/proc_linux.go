@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"unicode"
 	"syscall"
 )
 
@@ -158,7 +159,22 @@ func command(pid int) string {
 	if err != nil || len(b) == 0 {
 		return "?"
 	}
-	return strings.TrimSpace(strings.ReplaceAll(string(b), "\x00", " "))
+	return printable(string(b))
+}
+
+// maxCommand bounds a command line in an error message.
+const maxCommand = 120
+
+// printable makes a command line fit one line of an error message: its
+// arguments (NUL-separated) and any control characters (a script passed
+// with -c has newlines) become spaces, runs of them one, and it is cut at
+// maxCommand runes.
+func printable(cmd string) string {
+	s := strings.Join(strings.FieldsFunc(cmd, func(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) }), " ")
+	if r := []rune(s); len(r) > maxCommand {
+		s = string(r[:maxCommand]) + "…"
+	}
+	return s
 }
 
 // inode returns the inode of a listener's socket.
