@@ -371,7 +371,9 @@ func (r *runner) cloneOnce(gen uint64, target string) (out cloneOutcome) {
 	c, err := replog.Dial(dctx, peer.Addr, r.h.key, cloneHello{VM: r.vm, Gen: gen, Primary: r.h.cfg.Name}.marshal())
 	dcancel()
 	if err != nil {
-		out.err = err
+		// The registry says a host is alive for a few seconds after it
+		// died or froze.
+		out.err = fmt.Errorf("host %s did not answer, it may be down or frozen: %w", target, err)
 		return out
 	}
 	committed := false
