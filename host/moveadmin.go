@@ -100,7 +100,8 @@ func moveVM(ctx context.Context, dir *storage.Dir, hosts []HostState, vs VMState
 	progress(step("%s: moving the %s to %s (primary %s, backup %s, generation %d)", vs.Name, what, to, vs.Primary, orNone(vs.Backup), vs.Generation))
 	ctx, cancel = context.WithTimeout(ctx, moveWait)
 	defer cancel()
-	last := ""
+	// The host's first step says what the line above said.
+	last := fmt.Sprintf("moving the %s to %s", what, to)
 	var switched time.Time
 	for {
 		select {
