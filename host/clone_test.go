@@ -41,6 +41,21 @@ func (c *cluster) cloneAfterBackupKill(vm string) {
 	c.t.Logf("cloned: %s", c.status(vm, "h1").LastClone)
 }
 
+// finishCounter ends load l on the Go counter at addr, and checks that
+// every client saw strictly increasing values, none twice, and that the
+// counter's memory and its disk agree.
+func (c *cluster) finishCounter(t *testing.T, l *load, addr string) {
+	t.Helper()
+	seen, lost := l.finish()
+	final := get(t, addr, 10*time.Second)
+	checkCounter(t, seen, final)
+	disk := strings.TrimSpace(readDisk(t, c.dir+"/vms/counter/disk", "counter"))
+	if v, err := strconv.ParseUint(disk, 10, 64); err != nil || v != final {
+		t.Errorf("the disk holds %q, the counter's memory %d", disk, final)
+	}
+	t.Logf("%d replies, %d unanswered, final %d, generation %d", len(seen), lost, final, c.owner("counter").Generation)
+}
+
 // protected waits until vm's latest generation has a primary and a backup
 // on live hosts, both running and connected, and returns that owner.
 func (c *cluster) protected(vm string, after uint64, max time.Duration) storage.Owner {
@@ -99,14 +114,7 @@ func cloneAfterEachKill(t *testing.T, primary bool) {
 	}
 	c.protected("counter", gen, 30*time.Second)
 	l.waitReplies(t, 10, 20*time.Second)
-	seen, lost := l.finish()
-	final := get(t, addr, 10*time.Second)
-	checkCounter(t, seen, final)
-	disk := strings.TrimSpace(readDisk(t, c.dir+"/vms/counter/disk", "counter"))
-	if v, err := strconv.ParseUint(disk, 10, 64); err != nil || v != final {
-		t.Errorf("the disk holds %q, the counter's memory %d", disk, final)
-	}
-	t.Logf("%d replies, %d unanswered, final %d", len(seen), lost, final)
+	c.finishCounter(t, l, addr)
 }
 
 var memOnce sync.Once
@@ -428,15 +436,8 @@ func TestCloneCommitLostWithThePrimary(t *testing.T) {
 		t.Fatalf("generation %d: %+v, want h1's clone onto h3", before.Generation+1, o)
 	}
 	l.waitReplies(t, 50, 30*time.Second)
-	seen, lost := l.finish()
-	final := get(t, addr, 10*time.Second)
-	checkCounter(t, seen, final)
-	disk := strings.TrimSpace(readDisk(t, c.dir+"/vms/counter/disk", "counter"))
-	if v, err := strconv.ParseUint(disk, 10, 64); err != nil || v != final {
-		t.Errorf("the disk holds %q, the counter's memory %d", disk, final)
-	}
+	c.finishCounter(t, l, addr)
 	if st := c.status("counter", "h3"); st.Restarted != "" {
 		t.Errorf("the vm was restarted from its disk (its memory lost): %+v", st)
 	}
-	t.Logf("%d replies, %d unanswered, final %d", len(seen), lost, final)
 }

@@ -2,7 +2,6 @@ package host_test
 
 import (
 	"context"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -111,14 +110,7 @@ func TestMoveUnderLoad(t *testing.T) {
 		return !h.Draining
 	})
 
-	seen, lost := l.finish()
-	final := get(t, addr, 10*time.Second)
-	checkCounter(t, seen, final)
-	disk := strings.TrimSpace(readDisk(t, c.dir+"/vms/counter/disk", "counter"))
-	if v, err := strconv.ParseUint(disk, 10, 64); err != nil || v != final {
-		t.Errorf("the disk holds %q, the counter's memory %d", disk, final)
-	}
-	t.Logf("%d replies, %d unanswered, final %d, generation %d", len(seen), lost, final, o.Generation)
+	c.finishCounter(t, l, addr)
 }
 
 func findHostState(hs []host.HostState, name string) (host.HostState, bool) {
@@ -229,12 +221,5 @@ func TestSwitchoverToABackupThatDies(t *testing.T) {
 		t.Errorf("generation %d went to %+v, want h1's claim", before.Generation+1, won)
 	}
 	l.waitReplies(t, 50, 20*time.Second)
-	seen, lost := l.finish()
-	final := get(t, addr, 10*time.Second)
-	checkCounter(t, seen, final)
-	disk := strings.TrimSpace(readDisk(t, c.dir+"/vms/counter/disk", "counter"))
-	if v, err := strconv.ParseUint(disk, 10, 64); err != nil || v != final {
-		t.Errorf("the disk holds %q, the counter's memory %d", disk, final)
-	}
-	t.Logf("%d replies, %d unanswered, final %d, generation %d", len(seen), lost, final, o.Generation)
+	c.finishCounter(t, l, addr)
 }
