@@ -15,8 +15,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"unicode"
 	"syscall"
+	"unicode"
 )
 
 // tcpListen is the LISTEN state in /proc/net/tcp.
