@@ -147,6 +147,7 @@ type cloneResume struct {
 	commit bool
 	conn   *replog.Conn // the new backup's logging channel, if commit
 	peer   string
+	gen    uint64 // the new pair's generation, if commit
 }
 
 // cloneStep is the VM's goroutine's part of a clone, at a pause of the
@@ -222,7 +223,7 @@ func (p *primarySide) cloneFinish(j *cloneJob, chunks []vmm.CloneChunk, at time.
 			// from there, and outputs wait for its acks.
 			p.buf.attach(seq)
 			p.gate.Rearm(seq)
-			p.startChannel(d.conn, seq, d.peer)
+			p.startChannel(d.conn, seq, d.peer, d.gen)
 		}
 	case <-p.vmCtx.Done():
 	}
@@ -595,7 +596,7 @@ func (r *runner) cloneOnce(gen uint64, target string) (out cloneOutcome) {
 	}
 	c.SetDeadline(time.Time{})
 	committed = true
-	resume(cloneResume{commit: true, conn: c, peer: target})
+	resume(cloneResume{commit: true, conn: c, peer: target, gen: gen})
 	out.rounds, out.bytes = int(j.round.Load()), sent
 	return out
 }

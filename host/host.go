@@ -481,7 +481,7 @@ func (h *Host) serveConn(ctx context.Context, nc net.Conn) {
 			reason = fmt.Sprintf("serving %s generation %d with backup %s", lh.VM, st.Gen, st.Peer)
 		}
 		if reason == "" {
-			reason = r.primarySide().attach(c, lh.HaveSeq, lh.Backup)
+			reason = r.primarySide().attach(c, lh.HaveSeq, lh.Backup, lh.Gen)
 		}
 		if reason != "" {
 			h.log.Debug("logging channel refused", "vm", lh.VM, "from", lh.Backup, "reason", reason)

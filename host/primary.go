@@ -209,20 +209,22 @@ func (p *primarySide) poke() {
 
 // attach makes c, from backup peer, the logging channel, sending from the
 // entry after have. It returns a reason to refuse c, or "".
-func (p *primarySide) attach(c *replog.Conn, have uint64, peer string) string {
+func (p *primarySide) attach(c *replog.Conn, have uint64, peer string, gen uint64) string {
 	if !p.paired() || p.halted.Load() {
 		return "no longer paired"
 	}
-	p.startChannel(c, have, peer)
+	p.startChannel(c, have, peer, gen)
 	return ""
 }
 
-// startChannel makes c, from backup peer, the logging channel, sending from
-// the entry after have.
-func (p *primarySide) startChannel(c *replog.Conn, have uint64, peer string) {
+// startChannel makes c, from backup peer of the pair's generation gen,
+// the logging channel, sending from the entry after have.
+func (p *primarySide) startChannel(c *replog.Conn, have uint64, peer string, gen uint64) {
 	id := p.ch.set(c)
 	p.r.h.track(c, peer)
-	p.r.log.Info("backup connected", "backup", peer, "from_entry", have+1)
+	// The generation is said: after a clone's commit the node may not
+	// have taken the new one yet (the event history reads it here).
+	p.r.log.Info("backup connected", "backup", peer, "from_entry", have+1, "generation", gen)
 	ctx, cancel := context.WithCancel(p.vmCtx)
 	go p.send(ctx, cancel, c, have, peer)
 	go p.readAcks(ctx, cancel, c, id, peer)
