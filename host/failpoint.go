@@ -36,6 +36,11 @@ import (
 //	crash-on=clone-commit  kill it when, as a primary, its clone's claim of
 //	                    the new pair's generation won, before it tells the
 //	                    new backup (the commit)
+//	output-rule=off     break the Output Rule on purpose: a primary on this
+//	                    host lets each output out at once, without waiting
+//	                    for the backup's acknowledgement of the entries it
+//	                    depends on (the linearizability test shows that its
+//	                    checker catches this; never for real use)
 //
 // A cut works in both directions at this host: its heartbeats to PEER are
 // not sent and PEER's are dropped on arrival; its logging channels with PEER
@@ -53,6 +58,9 @@ type Failpoints struct {
 	onCut   func(peer string)   // closes channels with peer when it is cut
 	// crashing is set while any crash point is: every effect looks at it.
 	crashing atomic.Bool
+	// noOutputRule is output-rule=off: every output a primary produces
+	// looks at it, so it is an atomic rather than under mu.
+	noOutputRule atomic.Bool
 }
 
 // The points in an effect's life where a crash failpoint kills the host.
@@ -76,7 +84,7 @@ const EnvFailpoints = "FTVM_FAILPOINTS"
 func (f *Failpoints) Set(spec string) error {
 	var cutLog, cutBeat []string
 	var crash [crashPoints]string
-	noStore, noFence, crashOn := false, false, ""
+	noStore, noFence, crashOn, noRule := false, false, "", false
 
 	for _, item := range strings.Split(spec, ",") {
 		item = strings.TrimSpace(item)
@@ -109,10 +117,15 @@ func (f *Failpoints) Set(spec string) error {
 				return fmt.Errorf("failpoint %q: crash-on names a moment: handover or clone-commit", item)
 			}
 			crashOn = v
+		case "output-rule":
+			if v != "off" && v != "on" {
+				return fmt.Errorf("failpoint %q: output-rule is on or off", item)
+			}
+			noRule = v == "off"
 		default:
 			i := slices.Index(crashNames[:], k)
 			if i < 0 {
-				return fmt.Errorf("failpoint %q: unknown (want cut, cut-log, cut-heartbeat, storage, fence, crash-on, %s)", item, strings.Join(crashNames[:], ", "))
+				return fmt.Errorf("failpoint %q: unknown (want cut, cut-log, cut-heartbeat, storage, fence, crash-on, output-rule, %s)", item, strings.Join(crashNames[:], ", "))
 			}
 			if !slices.Contains(effectMethods, v) {
 				return fmt.Errorf("failpoint %q: %s names an effect: %s", item, k, strings.Join(effectMethods, ", "))
@@ -123,6 +136,7 @@ func (f *Failpoints) Set(spec string) error {
 	f.mu.Lock()
 	f.cutLog, f.cutBeat, f.noStore, f.noFence, f.crash, f.crashOn = cutLog, cutBeat, noStore, noFence, crash, crashOn
 	f.crashing.Store(crash != [crashPoints]string{})
+	f.noOutputRule.Store(noRule)
 	onCut := f.onCut
 	f.mu.Unlock()
 	if onCut != nil {
@@ -164,6 +178,9 @@ func (f *Failpoints) String() string {
 	if f.crashOn != "" {
 		items = append(items, "crash-on="+f.crashOn)
 	}
+	if f.noOutputRule.Load() {
+		items = append(items, "output-rule=off")
+	}
 	return strings.Join(items, ",")
 }
 
@@ -173,6 +190,10 @@ func (f *Failpoints) CrashOn(moment string) bool {
 	defer f.mu.Unlock()
 	return f.crashOn == moment
 }
+
+// OutputRuleOff reports whether output-rule=off is set: a primary's
+// outputs leave without waiting for its backup.
+func (f *Failpoints) OutputRuleOff() bool { return f.noOutputRule.Load() }
 
 // crashAt reports whether a crash failpoint waits at point for an effect
 // of Host method m.

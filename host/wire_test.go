@@ -95,7 +95,7 @@ func TestFailpoints(t *testing.T) {
 	if err := f.Set(""); err != nil || f.LogCut("h2") || !f.StorageReachable() || !f.Fence() || f.String() != "" {
 		t.Fatalf("clear: %v %q", err, f.String())
 	}
-	for _, bad := range []string{"cut", "cut=", "explode=h1", "storage=maybe", "fence=maybe"} {
+	for _, bad := range []string{"cut", "cut=", "explode=h1", "storage=maybe", "fence=maybe", "output-rule=maybe"} {
 		if err := f.Set(bad); err == nil {
 			t.Errorf("%q accepted", bad)
 		}
@@ -107,7 +107,7 @@ func TestFailpoints(t *testing.T) {
 // shows a host's failpoints this way, to be edited and set again).
 func FuzzFailpoints(f *testing.F) {
 	for _, s := range []string{"cut=h2, cut-heartbeat=h3,storage=unreachable,fence=off", "cut-log=a,cut-heartbeat=a", "cut=a=b,,", "storage=reachable,fence=on", "cut",
-		"crash-before-effect=Mkdir,crash-after-send=any", "crash-after-effect=Pwrite,crash-after-effect=Open"} {
+		"crash-before-effect=Mkdir,crash-after-send=any", "crash-after-effect=Pwrite,crash-after-effect=Open", "output-rule=off,cut=a", "output-rule=on"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, spec string) {
@@ -123,7 +123,7 @@ func FuzzFailpoints(f *testing.F) {
 		if b.String() != shown {
 			t.Fatalf("Set(%q): String %q, then %q", spec, shown, b.String())
 		}
-		if a.StorageReachable() != b.StorageReachable() || a.Fence() != b.Fence() || a.crash != b.crash {
+		if a.StorageReachable() != b.StorageReachable() || a.Fence() != b.Fence() || a.crash != b.crash || a.OutputRuleOff() != b.OutputRuleOff() {
 			t.Fatalf("Set(%q) and Set(%q) differ on storage or fencing", spec, shown)
 		}
 		for _, p := range append(append([]string{}, a.cutLog...), a.cutBeat...) {

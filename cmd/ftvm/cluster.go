@@ -505,7 +505,9 @@ func runFailpoint(ctx context.Context, env *cmdEnv, args []string) int {
 			"SPEC is a comma-separated list of cut=PEER, cut-log=PEER, cut-heartbeat=PEER,\n"+
 			"storage=unreachable, fence=off, and crash-before-effect=M, crash-after-effect=M,\n"+
 			"crash-after-send=M (kill the host at that point of a primary's next effect of\n"+
-			"Host method M: Open, Pwrite, SetSize, Mkdir, Rename, ... or any); an empty SPEC\n"+
+			"Host method M: Open, Pwrite, SetSize, Mkdir, Rename, ... or any), and\n"+
+			"output-rule=off (a primary's outputs leave without waiting for its backup: a\n"+
+			"deliberately broken build, for tests of the tests); an empty SPEC\n"+
 			"(\"\") clears them.")
 	if err := fs.Parse(args); err != nil {
 		return 2
