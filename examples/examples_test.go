@@ -209,7 +209,7 @@ var (
 // stops everything when the test ends.
 func startPair(t *testing.T, guest string, disk bool) *pair {
 	t.Helper()
-	p := &pair{t: t, addr: freeAddr(t), stdout: &guesttest.SyncBuffer{}, stderr: &guesttest.SyncBuffer{}, done: make(chan struct{})}
+	p := &pair{t: t, addr: guesttest.FreeAddr(t), stdout: &guesttest.SyncBuffer{}, stderr: &guesttest.SyncBuffer{}, done: make(chan struct{})}
 	dir := t.TempDir()
 	p.shared = filepath.Join(dir, "ftvm-data")
 	args := []string{"run", "--shared", p.shared, "--hosts", "2", "--no-restart", "--listen", p.addr}
@@ -291,17 +291,6 @@ func (p *pair) stop() {
 		p.t.Logf("ftvm run's events:\n%s", p.stderr)
 		p.t.Logf("the guest's output:\n%s", p.stdout)
 	}
-}
-
-// freeAddr returns a loopback address with a port no one listens on now.
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
 }
 
 var (

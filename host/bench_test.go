@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"ftvm/cmd/ftvm/defaultguest"
+	"ftvm/internal/guesttest"
 	"ftvm/storage"
 )
 
@@ -117,7 +118,7 @@ func benchFT(b *testing.B, guest []byte, clients int, hostArgs ...string) {
 	for _, h := range []string{"h1", "h2"} {
 		c.startHost(h, cpuProfileEnv(prof, h)...)
 	}
-	addr := freeAddr(b)
+	addr := guesttest.FreeAddr(b)
 	c.startVM("counter", guest, storage.VMSpec{Listeners: []string{addr}, Primary: "h1", Backup: "h2"})
 	get(b, addr, 20*time.Second)
 	time.Sleep(300 * time.Millisecond)
@@ -271,7 +272,7 @@ func benchFailover(b *testing.B, sig syscall.Signal, hostArgs ...string) {
 		c := newCluster(b, hostArgs...)
 		c.startHost("h1")
 		c.startHost("h2")
-		addr := freeAddr(b)
+		addr := guesttest.FreeAddr(b)
 		c.startVM("counter", guest, storage.VMSpec{Listeners: []string{addr}, Primary: "h1", Backup: "h2"})
 		l := startLoad(addr, 2)
 		l.waitReplies(b, 50, 20*time.Second)

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"ftvm/internal/guesttest"
 	"ftvm/storage"
 )
 
@@ -49,7 +50,7 @@ func benchClone(b *testing.B, mib, pages int, kill string) {
 		for _, h := range []string{"h1", "h2", "h3"} {
 			c.startHost(h)
 		}
-		addr := freeAddr(b)
+		addr := guesttest.FreeAddr(b)
 		c.startVM("mem", guest, storage.VMSpec{Listeners: []string{addr}, Primary: "h1", Backup: "h2",
 			Args: []string{"ft-mem", strconv.Itoa(mib), strconv.Itoa(pages)}})
 		get(b, addr, 60*time.Second) // the guest has filled its memory

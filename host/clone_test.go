@@ -23,7 +23,7 @@ func newCounterCluster(t *testing.T) (*cluster, string) {
 	for _, h := range []string{"h1", "h2", "h3"} {
 		c.startHost(h)
 	}
-	addr := freeAddr(t)
+	addr := guesttest.FreeAddr(t)
 	c.startVM("counter", counterGuest(t), storage.VMSpec{Listeners: []string{addr}, Primary: "h1", Backup: "h2",
 		Disk: true, Args: []string{"ft-counter", "-file", "/disk/counter"}})
 	return c, addr
@@ -180,7 +180,7 @@ func TestCloneSurvivesFailingSpares(t *testing.T) {
 	for _, h := range []string{"h1", "h2", "h3", "h4"} {
 		c.startHost(h)
 	}
-	addr := freeAddr(t)
+	addr := guesttest.FreeAddr(t)
 	c.startVM("mem", guest, storage.VMSpec{Listeners: []string{addr}, Primary: "h1", Backup: "h2", Args: []string{"ft-mem", "48", "8"}})
 	l := startLoad(addr, 2)
 	l.waitReplies(t, 20, 30*time.Second)
@@ -232,7 +232,7 @@ func TestClonePrimaryKilledMidClone(t *testing.T) {
 			for _, h := range []string{"h1", "h2", "h3"} {
 				c.startHost(h)
 			}
-			addr := freeAddr(t)
+			addr := guesttest.FreeAddr(t)
 			spec := storage.VMSpec{Listeners: []string{addr}, Primary: "h1", Backup: "h2", Args: []string{"ft-mem", "48", "8"}}
 			if never {
 				spec.Restart = storage.RestartNever
@@ -325,7 +325,7 @@ func TestClone256MiB(t *testing.T) {
 			for _, h := range []string{"h1", "h2", "h3"} {
 				c.startHost(h)
 			}
-			addr := freeAddr(t)
+			addr := guesttest.FreeAddr(t)
 			c.startVM("mem", guest, storage.VMSpec{Listeners: []string{addr}, Primary: "h1", Backup: "h2",
 				Args: []string{"ft-mem", "256", strconv.Itoa(pages)}})
 			get(t, addr, 2*time.Minute)
@@ -363,7 +363,7 @@ func TestCloneOfAGuestFillingItsMemory(t *testing.T) {
 	for _, h := range []string{"h1", "h2", "h3"} {
 		c.startHost(h)
 	}
-	addr := freeAddr(t)
+	addr := guesttest.FreeAddr(t)
 	c.startVM("mem", guest, storage.VMSpec{Listeners: []string{addr}, Primary: "h1", Backup: "h2",
 		Args: []string{"ft-mem", "160", "64"}})
 	c.cloneAfterBackupKill("mem")
@@ -399,7 +399,7 @@ func TestCloneOfAGuestRewritingAllItsMemory(t *testing.T) {
 		t.Skip("a guest slowed to a crawl in -short")
 	}
 	guest := guesttest.BuildC(t, "ft-touch")
-	c, addr := newCluster(t), freeAddr(t)
+	c, addr := newCluster(t), guesttest.FreeAddr(t)
 	for _, h := range []string{"h1", "h2", "h3"} {
 		c.startHost(h)
 	}

@@ -252,17 +252,6 @@ func (c *cluster) waitFor(max time.Duration, what string, cond func() bool) {
 	}
 }
 
-// freeAddr returns a loopback address with a port free now.
-func freeAddr(t testing.TB) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
 // lineClient talks to a guest that answers each request line with one
 // reply line.
 type lineClient struct {

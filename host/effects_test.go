@@ -162,7 +162,7 @@ func crashInEffect(t *testing.T, guest []byte, ec effectCase, point string) {
 	c := newCluster(t)
 	c.startHost("h1")
 	c.startHost("h2")
-	addr := freeAddr(t)
+	addr := guesttest.FreeAddr(t)
 	c.startVM("effects", guest, storage.VMSpec{Listeners: []string{addr}, Primary: "h1", Backup: "h2",
 		Disk: true, Args: []string{"ft-effects", "/disk"}})
 	cl := &effectsClient{lineClient{addr: addr}}

@@ -35,7 +35,7 @@ func counterPair(t *testing.T, c *cluster, disk bool, h2Env ...string) string {
 	t.Helper()
 	c.startHost("h1")
 	c.startHost("h2", h2Env...)
-	addr := freeAddr(t)
+	addr := guesttest.FreeAddr(t)
 	spec := storage.VMSpec{Listeners: []string{addr}, Primary: "h1", Backup: "h2", Disk: disk, Args: []string{"ft-counter"}}
 	if disk {
 		spec.Args = append(spec.Args, "-file", "/disk/counter")

@@ -169,7 +169,7 @@ func TestFailoverJournalExactlyOnce(t *testing.T) {
 			c := newCluster(t)
 			c.startHost("h1")
 			c.startHost("h2")
-			addr := freeAddr(t)
+			addr := guesttest.FreeAddr(t)
 			c.startVM("journal", journalGuest(t), storage.VMSpec{Listeners: []string{addr}, Primary: "h1", Backup: "h2",
 				Disk: true, Args: []string{"ft-journal", "/disk"}})
 			disk := filepath.Join(c.dir, "vms", "journal", "disk")

@@ -286,7 +286,7 @@ func kvCluster(t *testing.T, hostArgs ...string) (*cluster, string) {
 	for _, h := range []string{"h1", "h2", "h3"} {
 		c.startHost(h)
 	}
-	addr := freeAddr(t)
+	addr := guesttest.FreeAddr(t)
 	c.startVM("kv", kvGuest(t), storage.VMSpec{Listeners: []string{addr}, Primary: "h1", Backup: "h2", Args: []string{"ft-kv"}})
 	return c, addr
 }

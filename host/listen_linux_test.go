@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"ftvm/host"
+	"ftvm/internal/guesttest"
 	"ftvm/storage"
 )
 
@@ -17,7 +18,7 @@ import (
 // the kernel would let a VM bind it too and split the connections.
 func takenAddr(t *testing.T) string {
 	t.Helper()
-	ln, err := host.ReusePortListen(freeAddr(t))
+	ln, err := host.ReusePortListen(guesttest.FreeAddr(t))
 	if err != nil {
 		t.Fatal(err)
 	}

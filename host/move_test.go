@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"ftvm/host"
+	"ftvm/internal/guesttest"
 	"ftvm/storage"
 )
 
@@ -130,7 +131,7 @@ func TestMoveRefusesBadRequests(t *testing.T) {
 	for _, h := range []string{"h1", "h2", "h3"} {
 		c.startHost(h)
 	}
-	addr := freeAddr(t)
+	addr := guesttest.FreeAddr(t)
 	c.startVM("counter", counterGuest(t), storage.VMSpec{Listeners: []string{addr}, Primary: "h1", Backup: "h2", Args: []string{"ft-counter"}})
 	before := c.owner("counter")
 	ctx := context.Background()

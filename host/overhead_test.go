@@ -10,6 +10,7 @@ import (
 
 	"ftvm/cmd/ftvm/defaultguest"
 	"ftvm/host"
+	"ftvm/internal/guesttest"
 	"ftvm/storage"
 )
 
@@ -149,7 +150,7 @@ func benchOverhead(b *testing.B, guest []byte, run guestRun, place placement) {
 				b.Fatal(err)
 			}
 		}
-		s := &side{name: name, addr: freeAddr(b), pids: []int{c.hosts["h1"].cmd.Process.Pid, c.hosts["h2"].cmd.Process.Pid}, pair: c}
+		s := &side{name: name, addr: guesttest.FreeAddr(b), pids: []int{c.hosts["h1"].cmd.Process.Pid, c.hosts["h2"].cmd.Process.Pid}, pair: c}
 		c.startVM("counter", guest, storage.VMSpec{Listeners: []string{s.addr}, Primary: "h1", Backup: "h2",
 			Disk: run.disk, Args: append([]string{"counter"}, run.args...)})
 		get(b, s.addr, 20*time.Second)
@@ -248,7 +249,7 @@ type side struct {
 // answers: listening before the hosts start, whose ports could be the
 // same. With prof set, it writes its profiles there.
 func startExecSide(b *testing.B, guest []byte, run guestRun, prof, name string, args ...string) *side {
-	s := &side{name: name, addr: freeAddr(b)}
+	s := &side{name: name, addr: guesttest.FreeAddr(b)}
 	path := filepath.Join(b.TempDir(), "counter.wasm")
 	writeFile(b, path, guest)
 	args = append([]string{"exec", "--listen", s.addr}, args...)

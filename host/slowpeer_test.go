@@ -18,7 +18,7 @@ func TestSlowPeer(t *testing.T) {
 	c := newCluster(t)
 	c.startHost("h1")
 	c.startHost("h2")
-	addr := freeAddr(t)
+	addr := guesttest.FreeAddr(t)
 	echo := guesttest.Build(t, "wasi-echo")
 	c.startVM("echo", echo, storage.VMSpec{Listeners: []string{addr}, Primary: "h1", Backup: "h2", Args: []string{"wasi-echo", "100"}})
 	t.Run("primary", func(t *testing.T) { guesttest.CheckSlowPeer(t, addr) })

@@ -35,16 +35,6 @@ func hostInProcess(t *testing.T, shared, name string) *guesttest.SyncBuffer {
 	return logs
 }
 
-func freePort(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
 func counterRequest(t *testing.T, addr, req string) string {
 	t.Helper()
 	deadline := time.Now().Add(15 * time.Second)
@@ -91,7 +81,7 @@ func TestStartStatusStopFailpointCLI(t *testing.T) {
 	hostInProcess(t, shared, "a")
 	hostInProcess(t, shared, "b")
 	g := guestFile(t, "ft-counter")
-	addr := freePort(t)
+	addr := guesttest.FreeAddr(t)
 	waitHosts(t, shared, "a", "b")
 	if code, _, errs := ftvm(t, "", "start", "--shared", shared, "--name", "c", "--listen", "127.0.0.1:0", g); code != 1 || !strings.Contains(errs, "fixed port") {
 		t.Fatalf("start with port 0: status %d, %s", code, errs)
@@ -184,7 +174,7 @@ func TestRunEmbeddedDefault(t *testing.T) {
 	bin := ftvmBinary(t)
 	g := guestFile(t, "ft-counter")
 	work := t.TempDir()
-	addr := freePort(t)
+	addr := guesttest.FreeAddr(t)
 	cmd := exec.Command(bin, "run", "--listen", addr, g)
 	cmd.Dir = work
 	var out guesttest.SyncBuffer

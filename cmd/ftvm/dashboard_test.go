@@ -59,7 +59,7 @@ func waitJS(t *testing.T, ctx context.Context, what, expr string) {
 func TestDashboardShowsFailover(t *testing.T) {
 	chrome := chromium(t)
 	bin := ftvmBinary(t)
-	listen := freePort(t)
+	listen := guesttest.FreeAddr(t)
 	// The browser starts first, as it loads the CPU a while; and a
 	// host silent for less than 3 s is not taken for failed, so that a
 	// busy machine does not fail the pair over before the test does. A

@@ -196,7 +196,7 @@ func TestReplayUntilSaveFrom(t *testing.T) {
 // holds up neither the guest nor its other clients.
 func TestExecSlowPeer(t *testing.T) {
 	g := guestFile(t, "wasi-echo")
-	addr := freePort(t)
+	addr := guesttest.FreeAddr(t)
 	done := make(chan int, 1)
 	go func() {
 		// Three connections: the probe of dialGuest and the two of
@@ -234,7 +234,7 @@ func dialGuest(t *testing.T, addr string) net.Conn {
 
 func TestExecListen(t *testing.T) {
 	g := guestFile(t, "wasi-echo")
-	addr := freePort(t)
+	addr := guesttest.FreeAddr(t)
 	type result struct {
 		code      int
 		out, errs string
