@@ -1063,16 +1063,12 @@ func (c *cluster) jobStep(h *chost) {
 		if j.lostAns {
 			// As cloneOnce: the owner record, read again, says; until it
 			// can be read, the guest stays paused.
-			c.logf("%s claim %d: happened (won=%v) but the answer was lost; the record, read again, says", h.name, j.gen, won)
+			c.logf("%s claim %d: happened (won=%v) but the answer was lost; it reads the owner record", h.name, j.gen, won)
 			j.won, j.claimAt = won, c.now
 			c.setPhase(j, jUnknown)
 			return
 		}
-		if !won {
-			c.cloneFailed(h, true, fmt.Sprintf("generation %d is owned by %s", j.gen, hostName(c.owners[j.gen].host)))
-			return
-		}
-		c.setPhase(j, jClaimed)
+		c.claimOutcome(h, j, won)
 	case jUnknown:
 		if c.now.Before(j.claimAt) {
 			return
@@ -1085,11 +1081,7 @@ func (c *cluster) jobStep(h *chost) {
 			j.claimAt = c.now.Add(c.cfg.withDefaults().ClaimRetry)
 			return
 		}
-		if !j.won {
-			c.cloneFailed(h, true, fmt.Sprintf("generation %d is owned by %s", j.gen, hostName(c.owners[j.gen].host)))
-			return
-		}
-		c.setPhase(j, jClaimed)
+		c.claimOutcome(h, j, j.won)
 	case jClaimed:
 		if j.since.Equal(c.now) {
 			return
@@ -1158,6 +1150,16 @@ func (c *cluster) cloneFailed(h *chost, lost bool, why string) {
 		h.watchFrom = c.now
 	}
 	c.step1(h, Event{Kind: EvCloneFailed, Gen: j.gen, Lost: lost})
+}
+
+// claimOutcome goes on with clone j once its claim's outcome is known: the
+// commit is next, or the generation is another host's.
+func (c *cluster) claimOutcome(h *chost, j *cjob, won bool) {
+	if !won {
+		c.cloneFailed(h, true, fmt.Sprintf("generation %d is owned by %s", j.gen, hostName(c.owners[j.gen].host)))
+		return
+	}
+	c.setPhase(j, jClaimed)
 }
 
 // recvStep moves the clones a spare receives on.

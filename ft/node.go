@@ -378,6 +378,13 @@ func (n *Node) PeerSilence() time.Duration { return n.now.Sub(n.lastHeard) }
 // node since its last log traffic (see EvPeerGone).
 func (n *Node) PeerGone() bool { return n.gone }
 
+// watchesPeer reports whether the node declares its peer failed when it
+// is silent: a backup, a primary that handed over, and a primary unless
+// it moves its backup (the clone's claim shuts the old one out).
+func (n *Node) watchesPeer() bool {
+	return n.role == Primary && !n.cloning || n.role == Backup || n.role == HandingOver
+}
+
 // timeout is how long the peer may be silent now.
 func (n *Node) timeout() time.Duration {
 	switch {
@@ -444,8 +451,7 @@ func (n *Node) Tick(now time.Time) {
 		n.lastBeat = now
 		n.act(Action{Kind: ActSendHeartbeat})
 	}
-	// A primary moving its backup leaves the old one to the clone's claim.
-	if (n.role == Primary && !n.cloning || n.role == Backup || n.role == HandingOver) && !n.claiming && now.Sub(n.lastHeard) >= n.timeout() && !now.Before(n.graceUntil) {
+	if n.watchesPeer() && !n.claiming && now.Sub(n.lastHeard) >= n.timeout() && !now.Before(n.graceUntil) {
 		n.claiming = true
 		n.claimGen = n.gen + 1
 		n.claimAt = now
@@ -490,7 +496,7 @@ func (n *Node) Next() time.Time {
 			return timeout
 		}
 		beat := n.lastBeat.Add(n.cfg.HeartbeatInterval)
-		if timeout.Before(beat) && !(n.role == Primary && n.cloning) {
+		if timeout.Before(beat) && n.watchesPeer() {
 			return timeout
 		}
 		return beat
