@@ -169,10 +169,11 @@ const (
 	kCommit
 	kCloneEnd // the clone connection conn ended; rst: a reset or a crash rather than a close
 	kBye      // a goodbye on the pair's channel conn, gen: bye says why (a planned move's)
+	kJoin     // a backup dials its primary for the pair's channel conn of generation gen (after a switchover)
 )
 
 func (k ckind) String() string {
-	return [...]string{"heartbeat", "log", "ack", "end", "hello", "ready", "chunk", "final", "restored", "commit", "clone-end", "bye"}[k]
+	return [...]string{"heartbeat", "log", "ack", "end", "hello", "ready", "chunk", "final", "restored", "commit", "clone-end", "bye", "join"}[k]
 }
 
 type cmsg struct {
@@ -308,6 +309,13 @@ type chost struct {
 	claimGen  uint64
 	claimAt   time.Time
 	claimLost bool
+	// claimNames is the backup the claim in flight names (a
+	// switchover's: the old primary), "" for none; livePeer, the one a
+	// node going live pairs with (ActGoLive's Peer).
+	claimNames, livePeer string
+	// joinAt, if set, is when a node that became the backup after a
+	// switchover (ActFollow) dials its new primary for the channel.
+	joinAt time.Time
 	// loseAnswer loses the answer of this host's next claim (a fault).
 	loseAnswer bool
 
@@ -718,11 +726,18 @@ func (c *cluster) owner(g uint64) (o cowner, paired int) {
 // send puts m on the link from -> to.
 func (c *cluster) send(from, to int, m cmsg) {
 	m.from = from
+	if to < 0 {
+		c.fail("%s sends a %v to no host", hostName(from), m.kind)
+		return
+	}
 	dst := c.hosts[to]
 	if dst.crashed {
 		if m.kind == kHello && !dst.silent {
 			// The crashed process's port refuses the connection.
 			c.send(to, from, cmsg{kind: kCloneEnd, conn: m.conn, gen: m.gen, rst: true})
+		}
+		if m.kind == kJoin && !dst.silent {
+			c.send(to, from, cmsg{kind: kEnd, conn: m.conn, gen: m.gen, rst: true})
 		}
 		return
 	}
@@ -779,6 +794,7 @@ func (c *cluster) hostStep(h *chost) {
 	c.deliver(h)
 	c.claimStep(h)
 	c.liveStep(h)
+	c.joinStep(h)
 	c.jobStep(h)
 	if h.move != nil || len(h.requests) > 0 {
 		c.moveStep(h)
@@ -887,6 +903,10 @@ func (c *cluster) act(h *chost, a Action) {
 		at := c.now.Add(time.Duration(1+c.rng.IntN(4)) * cStep)
 		lost := c.flaky() && c.rng.IntN(10) == 0
 		h.claimGen, h.claimAt, h.claimLost, h.loseAnswer = a.Gen, at, lost || h.loseAnswer, false
+		h.claimNames = a.Peer
+		if a.Peer != "" && (a.Reason != reasonSwitchover || a.Peer != n.Peer()) {
+			c.fail("%s's claim of generation %d (%s) names %q its backup; only a switchover names one, its old primary %q", h.name, a.Gen, a.Reason, a.Peer, n.Peer())
+		}
 	case ActGoLive:
 		c.logf("%s won generation %d (%s)", h.name, a.Gen, a.Reason)
 		if o, _ := c.owner(a.Gen); o.host != h.i {
@@ -904,7 +924,10 @@ func (c *cluster) act(h *chost, a Action) {
 				c.fail("%s (%s) goes live as the backup of %q in generation %d, which %s owns paired with %s", h.name, h.origin, n.Peer(), a.Gen-1, hostName(o.host), hostName(b))
 			}
 			h.goingLive, h.liveAt = true, c.now.Add(time.Duration(c.rng.IntN(4))*cStep)
-			h.pairConn = 0
+			h.pairConn, h.livePeer = 0, a.Peer
+			if a.Peer != "" && c.pair[a.Gen] != hostIndex(a.Peer) {
+				c.fail("%s goes live paired with %s in generation %d, which names %s the backup", h.name, a.Peer, a.Gen, hostName(c.pair[a.Gen]))
+			}
 		default:
 			c.fail("%s goes live with its vm %v", h.name, h.vm)
 		}
@@ -924,6 +947,8 @@ func (c *cluster) act(h *chost, a Action) {
 			}
 			h.job = nil
 		}
+	case ActFollow:
+		c.follow(h, a)
 	case ActClone:
 		if h.job != nil {
 			c.fail("%s asked for a clone with one in flight", h.name)
@@ -1368,6 +1393,17 @@ func (c *cluster) handle(h *chost, m cmsg) {
 		}
 	case kBye:
 		c.handleBye(h, m)
+	case kJoin:
+		// As host.serveConn: a primary of that generation with that
+		// backup takes the channel; anything else refuses it with a
+		// goodbye (the backup dials again; a refusal is no evidence).
+		if n != nil && n.Role() == Primary && n.Generation() == m.gen && hostIndex(n.Peer()) == m.from && h.vm == vmLive && h.pairConn == 0 {
+			h.known = append(h.known, m.conn)
+			h.pairConn, h.sentSeq, h.backupHeard = m.conn, m.seq, false
+			c.logf("%s: %s joins as its backup (#%d, entries through %d)", h.name, hostName(m.from), m.conn, m.seq)
+			return
+		}
+		c.send(h.i, m.from, cmsg{kind: kBye, conn: m.conn, gen: m.gen, bye: byeRefused})
 	case kCloneEnd:
 		if j := h.job; j != nil && j.id == m.conn && j.phase >= jRestored {
 			// Once the spare said restored, host/clone.go reads the
@@ -1430,7 +1466,14 @@ func (c *cluster) claimStep(h *chost) {
 		c.step1(h, Event{Kind: EvClaimFailed, Gen: gen})
 		return
 	}
-	won := c.claim(gen, h.i, -1)
+	won := c.claim(gen, h.i, hostIndex(h.claimNames))
+	if !won && !h.claimLost && h.node.Role() == HandingOver && gen == c.latest() && c.owners[gen].host == hostIndex(h.node.Peer()) && c.pair[gen] == h.i {
+		// As runner.claim: the answer shows the backup's switchover
+		// claim, which names this host its backup, and nothing after it.
+		c.logf("%s claim %d: lost to %s, which names it its backup", h.name, gen, h.node.Peer())
+		c.step1(h, Event{Kind: EvFollow, Gen: gen, Peer: h.node.Peer()})
+		return
+	}
 	if h.claimLost {
 		c.logf("%s claim %d: happened (won=%v) but the answer was lost", h.name, gen, won)
 		c.step1(h, Event{Kind: EvClaimFailed, Gen: gen})
@@ -1446,7 +1489,11 @@ func (c *cluster) liveStep(h *chost) {
 		return
 	}
 	h.goingLive = false
-	if !isPrefix(c.seen, h.log) {
+	// A switchover's go-live (livePeer) may come late (the node froze
+	// while going live) after its old primary, which followed it, took
+	// over again and went on: it goes live paired, and releases nothing
+	// that its backup did not acknowledge (release checks those).
+	if h.livePeer == "" && !isPrefix(c.seen, h.log) {
 		c.fail("contradiction: clients saw output of entries through %d, %s goes live with %d that do not hold them", len(c.seen), h.name, len(h.log))
 	}
 	// Its replay produced the outputs through its position; it writes
@@ -1456,7 +1503,60 @@ func (c *cluster) liveStep(h *chost) {
 		c.checkContinuity(h)
 	}
 	c.logf("%s goes live with entries through %d", h.name, len(h.log))
+	if h.livePeer != "" {
+		// A switchover's: paired with the old primary, its gate armed
+		// at the end of the log, its channel up once the old primary
+		// follows and dials (host: promote with a peer).
+		h.open, h.acked, h.pairConn, h.backupHeard = false, uint64(len(h.log)), 0, false
+		h.heardAt, h.heardEver, h.ended = c.now, true, false
+	}
+	h.livePeer = ""
 	c.step1(h, Event{Kind: EvLive})
+}
+
+// follow is ActFollow: a primary that handed its VM over becomes its new
+// primary's backup (host: runner.follow). Its paused state is the new
+// primary's at the start of the generation: it replays from there, and
+// dials the new primary once the state is turned into a replaying VM.
+func (c *cluster) follow(h *chost, a Action) {
+	n := h.node
+	if h.vm != vmLive || len(h.held) > 0 || h.produced != h.written {
+		c.fail("%s follows %s with its vm %v, %d outputs held, %d produced, %d written", h.name, a.Peer, h.vm, len(h.held), h.produced, h.written)
+	}
+	if o, b := c.owner(a.Gen); o.host != hostIndex(a.Peer) || b != h.i || n.Role() != Backup || n.Generation() != a.Gen {
+		c.fail("%s follows %s in generation %d as %v, which %s owns paired with %s", h.name, a.Peer, a.Gen, n.Role(), hostName(o.host), hostName(b))
+	}
+	if !isPrefix(c.seen, h.log) {
+		c.fail("contradiction: %s follows with %d entries; clients saw output of entries through %d", h.name, len(h.log), len(c.seen))
+	}
+	c.logf("%s follows %s: its backup in generation %d, entries through %d", h.name, a.Peer, a.Gen, len(h.log))
+	if c.mv != nil {
+		c.mv.stats.follows++
+	}
+	h.origin = fmt.Sprintf("switchover to %s", a.Peer)
+	h.vm, h.open, h.acked, h.pairConn, h.goingLive = vmReplay, false, 0, 0, false
+	h.heardOut, h.heardProd = h.written, h.produced
+	h.heardAt, h.heardEver, h.ended = c.now, true, false
+	h.joinAt = c.now.Add(time.Duration(1+c.rng.IntN(3)) * cStep)
+}
+
+// joinStep dials the new primary of a node that followed (joinAt), and
+// again after a refusal.
+func (c *cluster) joinStep(h *chost) {
+	if h.joinAt.IsZero() || c.now.Before(h.joinAt) {
+		return
+	}
+	h.joinAt = time.Time{}
+	n := h.node
+	if n == nil || n.Role() != Backup || h.goingLive || h.pairConn != 0 {
+		// A backup that won stops dialing (host: dialLoop ends with the
+		// log).
+		return
+	}
+	c.nextConn++
+	h.known = append(h.known, c.nextConn)
+	h.pairConn = c.nextConn
+	c.send(h.i, hostIndex(n.Peer()), cmsg{kind: kJoin, conn: c.nextConn, gen: n.Generation(), seq: len(h.log)})
 }
 
 // guest runs the guest of a live VM: inputs become entries, outputs are
@@ -1543,9 +1643,15 @@ func (c *cluster) scan(h *chost) {
 	if h.node != nil && h.node.Role() == HandingOver {
 		// A primary that handed the VM over watches the storage closely
 		// for its backup's claim (runner.switchover).
-		if g, o := c.latest(), c.owners[c.latest()]; g > h.node.Generation() && o.host != h.i {
+		n := h.node
+		if g, o := c.latest(), c.owners[c.latest()]; g > n.Generation() && o.host != h.i {
 			c.logf("%s finds generation %d claimed by %s", h.name, g, hostName(o.host))
-			c.step1(h, Event{Kind: EvSuperseded, Gen: g})
+			if g == n.Generation()+1 && o.host == hostIndex(n.Peer()) && c.pair[g] == h.i {
+				// Its backup's switchover claim, naming it the backup.
+				c.step1(h, Event{Kind: EvFollow, Gen: g, Peer: n.Peer()})
+			} else {
+				c.step1(h, Event{Kind: EvSuperseded, Gen: g})
+			}
 		}
 		return
 	}

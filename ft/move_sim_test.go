@@ -42,11 +42,15 @@ import (
 //     the channel is up and the node can hand over (CanHandOver), the
 //     node steps EvHandedOver (HandingOver), the side says goodbye
 //     "handover" and stays paused (nothing leaves it), watching the
-//     storage at every step: the backup's claim there halts it (the move
-//     is done); a backup silent for the failure timeout makes it claim,
-//     and going on alone after a won claim fails the move. A backup that
-//     hears the goodbye steps EvHandover, claims at once, and goes live
-//     at the end of its log.
+//     storage at every step: the backup's claim there, which names it the
+//     backup, makes it follow (EvFollow, ActFollow: its VM replays from
+//     its paused state, and it dials the new primary, which takes the
+//     channel once live; the move is done), another claim halts it; a
+//     backup silent for the failure timeout makes it claim (a claim that
+//     loses to the backup's, naming it, makes it follow too), and going
+//     on alone after a won claim fails the move. A backup that hears the
+//     goodbye steps EvHandover, claims at once naming the old primary its
+//     backup, and goes live at the end of its log, paired with it.
 //   - A drain (DrainVMs) refuses a host that is down, the last live one,
 //     or one whose VM has nowhere to go; marks the host draining in the
 //     registry (clones avoid it: pickSpare; it loses the mark when it
@@ -114,6 +118,9 @@ const (
 	byeMoved         = "moved"
 	byeHandover      = "handover"
 	reasonSwitchover = "switchover"
+	// byeRefused stands for any refusal of a logging channel (host:
+	// serveConn's goodbye with its reason).
+	byeRefused = "refused"
 )
 
 // Timing of moves, scaled down from the hosts' as the clone timeouts are.
@@ -319,12 +326,14 @@ func (m *moveSim) over() bool { return m.cur >= len(m.ops) }
 // moveStats adds to a move schedule's cloneStats.
 type moveStats struct {
 	handovers int
+	follows   int              // old primaries that became their new primary's backup
 	results   [nOpKinds][2]int // failed, done
 	hit       [nMPhases][nMTargets]int
 }
 
 func (s *moveStats) add(o moveStats) {
 	s.handovers += o.handovers
+	s.follows += o.follows
 	for k := range s.results {
 		for d := range s.results[k] {
 			s.results[k][d] += o.results[k][d]
@@ -905,6 +914,8 @@ func (c *cluster) hostMoveStep(h *chost) {
 		switch n.Role() {
 		case Halted:
 			c.hostMoveDone(h, "handed the primary over")
+		case Backup:
+			c.hostMoveDone(h, "handed the primary over, and follows as its backup")
 		case Alone:
 			c.hostMoveFailed(h, fmt.Sprintf("%s did not take over: the vm goes on here", hostName(m.to)))
 		}
@@ -1038,6 +1049,9 @@ func (c *cluster) handleBye(h *chost, m cmsg) {
 		return
 	}
 	switch m.bye {
+	case byeRefused:
+		// Not (yet) the primary of that pair: it dials again.
+		h.pairConn, h.joinAt = 0, c.now.Add(5*cStep)
 	case byeMoved:
 		// The primary sends it at a commit only: the storage gives the
 		// next generation to it and another backup.
@@ -1239,7 +1253,9 @@ func (c *cluster) movePhaseNow(f *cfault) (p, b, s int, ok bool) {
 		case mpHandRecv:
 			ok = r.received && n.Role() == Backup && n.Claiming() && n.Generation() == r.gen
 		case mpHandLive:
-			ok = n.Generation() == r.gen+1 && (bh.goingLive || n.Role() == Alone) && (bh.job == nil || bh.job.phase < jClaimed)
+			// Going live, or live before the old primary joined it (or,
+			// had the old primary not followed, alone).
+			ok = n.Generation() == r.gen+1 && (bh.goingLive || n.Role() == Alone || n.Role() == Primary && bh.pairConn == 0) && (bh.job == nil || bh.job.phase < jClaimed)
 		}
 	}
 	if !ok {
@@ -1307,8 +1323,8 @@ func TestMoveSchedules(t *testing.T) {
 	for k := range nOpKinds {
 		fmt.Fprintf(&b, "; %v: %d done, %d failed", k, total.results[k][1], total.results[k][0])
 	}
-	t.Logf("%d schedules: %d switchovers, %d clones committed (%d failed); %d phase faults (%d given up), %d time faults; VM lost in %d; protected again at most %v after the last fault or operation (seed %d)%s",
-		cl.schedules, total.handovers, cl.commits, cl.cloneFails, cl.phaseFaults, cl.givenUp, cl.timeFaults, cl.lost, cl.maxProtect, cl.maxSeed, b.String())
+	t.Logf("%d schedules: %d switchovers (%d old primaries followed as backups), %d clones committed (%d failed); %d phase faults (%d given up), %d time faults; VM lost in %d; protected again at most %v after the last fault or operation (seed %d)%s",
+		cl.schedules, total.handovers, total.follows, cl.commits, cl.cloneFails, cl.phaseFaults, cl.givenUp, cl.timeFaults, cl.lost, cl.maxProtect, cl.maxSeed, b.String())
 	var phases, targets []string
 	for ph := mpMoveStart; ph < nMPhases; ph++ {
 		phases = append(phases, ph.String())
@@ -1336,13 +1352,27 @@ func moveScenario(t *testing.T, n int, ops []*moveOp, faults ...*cfault) *cluste
 }
 
 // TestSwitchover: the primary hands the VM over to its backup, which goes
-// live exactly where it stopped and clones a new backup onto the spare.
+// live exactly where it stopped, paired with the old primary: the roles
+// swap in one generation, with no clone.
 func TestSwitchover(t *testing.T) {
 	op := &moveOp{kind: opMovePrimary, to: toBackup}
 	c := moveScenario(t, 3, []*moveOp{op})
-	if !op.done || c.mv.stats.handovers != 1 || c.owners[c.latest()].host != 1 || !c.protected() {
-		c.fail("switchover: op %q, %d handovers, latest generation %d owned by %s, protected %v",
-			op.result, c.mv.stats.handovers, c.latest(), hostName(c.owners[c.latest()].host), c.protected())
+	if o, b := c.owner(c.latest()); !op.done || c.mv.stats.handovers != 1 || c.mv.stats.follows != 1 || c.latest() != 2 || o.host != 1 || b != 0 || !c.protected() {
+		c.fail("switchover: op %q, %d handovers, %d follows, latest generation %d owned by %s paired with %s, protected %v",
+			op.result, c.mv.stats.handovers, c.mv.stats.follows, c.latest(), hostName(o.host), hostName(b), c.protected())
+	}
+}
+
+// TestSwitchoverThenNewPrimaryDies: the new primary crashes right after
+// the switchover, long before a clone could have completed. The old
+// primary, its backup since the switchover, takes over: nothing is lost.
+func TestSwitchoverThenNewPrimaryDies(t *testing.T) {
+	op := &moveOp{kind: opMovePrimary, to: toBackup}
+	crash := &cfault{phase: phTime, kind: fCrash, a: 1, after: 350 * time.Millisecond, dur: time.Second}
+	c := moveScenario(t, 3, []*moveOp{op}, crash)
+	if o, _ := c.owner(c.latest()); c.lost || c.mv.stats.follows != 1 || o.host != 0 || !c.protected() {
+		c.fail("new primary crashed after a switchover: lost %v, %d follows, latest generation %d owned by %s, protected %v",
+			c.lost, c.mv.stats.follows, c.latest(), hostName(o.host), c.protected())
 	}
 }
 

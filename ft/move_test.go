@@ -68,9 +68,11 @@ func TestMoveBackup(t *testing.T) {
 
 // TestHandover: a switchover. The primary that handed over sends nothing,
 // not even heartbeats, and waits for its backup's claim: the storage
-// showing it (EvSuperseded) halts it; a backup that falls silent instead
-// makes it claim the next generation itself, and go on alone if it wins.
-// Its backup claims the next generation at once, with no timeout.
+// showing it naming it the backup (EvFollow) makes it the backup, another
+// claim (EvSuperseded) halts it; a backup that falls silent instead makes
+// it claim the next generation itself, and go on alone if it wins. Its
+// backup claims the next generation at once, with no timeout, naming it
+// the backup, and goes live paired with it.
 func TestHandover(t *testing.T) {
 	t0 := time.Unix(1_700_000_000, 0)
 	cfg := Config{HeartbeatInterval: 50 * time.Millisecond, FailureTimeout: 500 * time.Millisecond}
@@ -135,8 +137,67 @@ func TestHandover(t *testing.T) {
 	b.Ready()
 	b.Step(Event{Kind: EvHandover})
 	b.Tick(t0.Add(10 * time.Millisecond))
-	if a := b.Ready().Actions; len(a) != 1 || a[0].Kind != ActClaim || a[0].Gen != 5 || a[0].Reason != "switchover" {
-		t.Fatalf("backup told to take over: actions %+v; want a claim of 5 at once", a)
+	if a := b.Ready().Actions; len(a) != 1 || a[0].Kind != ActClaim || a[0].Gen != 5 || a[0].Reason != "switchover" || a[0].Peer != "A" {
+		t.Fatalf("backup told to take over: actions %+v; want a claim of 5 at once, naming A the backup", a)
+	}
+	// Won, it goes live paired with the old primary, which counts as
+	// heard from as of then: its outputs wait for A's acknowledgements.
+	b.Step(Event{Kind: EvClaimed, Gen: 5, Won: true})
+	if a := b.Ready().Actions; len(a) != 1 || a[0].Kind != ActGoLive || a[0].Peer != "A" {
+		t.Fatalf("switchover won: actions %+v; want to go live paired with A", a)
+	}
+	b.Tick(t0.Add(30 * time.Millisecond))
+	b.Step(Event{Kind: EvLive})
+	if st := b.SoftState(); st != (SoftState{Role: Primary, Gen: 5, Peer: "A"}) || !b.Paired() || b.Claiming() {
+		t.Fatalf("live after a switchover: %+v, paired %v, claiming %v", st, b.Paired(), b.Claiming())
+	}
+	if next := b.Next(); next.After(t0.Add(30 * time.Millisecond)) {
+		t.Fatalf("first heartbeat to the old primary at %v, want at once", next.Sub(t0))
+	}
+	advance(b, t0.Add(529*time.Millisecond))
+	if b.Claiming() {
+		t.Fatal("the new primary declared the old one failed before the failure timeout")
+	}
+	advance(b, t0.Add(530*time.Millisecond))
+	if a := b.Ready().Actions; !b.Claiming() || len(kinds(a)) != 1 || kinds(a)[0] != ActClaim || a[len(a)-1].Gen != 6 || a[len(a)-1].Peer != "" {
+		t.Fatalf("old primary silent: actions %+v; want a claim of 6 naming no backup", a)
+	}
+
+	// The old primary reads the claim naming it (EvFollow): it becomes
+	// the backup in 5, heartbeats again, and watches its new primary.
+	p = handedOver()
+	p.Step(Event{Kind: EvFollow, Gen: 6, Peer: "B"}) // not the next generation
+	p.Step(Event{Kind: EvFollow, Gen: 5, Peer: "C"}) // not its backup
+	if p.Role() != HandingOver || len(p.Ready().Actions) != 0 {
+		t.Fatalf("followed a claim that is not its backup's: role %v", p.Role())
+	}
+	p.Tick(t0.Add(100 * time.Millisecond))
+	p.Step(Event{Kind: EvFollow, Gen: 5, Peer: "B"})
+	a = p.Ready().Actions
+	if st := p.SoftState(); st != (SoftState{Role: Backup, Gen: 5, Peer: "B"}) || len(a) != 1 || a[0].Kind != ActFollow || a[0].Gen != 5 || a[0].Peer != "B" {
+		t.Fatalf("followed: %+v, actions %+v; want the backup of B in 5, following", st, a)
+	}
+	p.Tick(t0.Add(110 * time.Millisecond))
+	if k := p.Ready().Actions; len(k) != 1 || k[0].Kind != ActSendHeartbeat {
+		t.Fatalf("a follower's first tick: %+v; want a heartbeat", k)
+	}
+	advance(p, t0.Add(600*time.Millisecond))
+	if !p.Claiming() {
+		t.Fatal("a follower whose new primary is silent does not claim")
+	}
+
+	// Its own claim in flight lost to the backup's, which names it: it
+	// follows, and the claim's answer changes nothing.
+	p = handedOver()
+	advance(p, t0.Add(time.Second))
+	if !p.Claiming() {
+		t.Fatal("no claim")
+	}
+	p.Ready()
+	p.Step(Event{Kind: EvFollow, Gen: 5, Peer: "B"})
+	p.Step(Event{Kind: EvClaimed, Gen: 5, Won: false})
+	if st := p.SoftState(); st != (SoftState{Role: Backup, Gen: 5, Peer: "B"}) || p.Claiming() {
+		t.Fatalf("followed with a claim in flight: %+v, claiming %v", st, p.Claiming())
 	}
 
 	// A primary already claiming refuses to hand over.

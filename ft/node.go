@@ -43,15 +43,19 @@
 //     clone that fails is tried again after the clone retry interval. The
 //     new backup's own node starts only once the clone is complete, so a
 //     half-cloned backup never takes part in failure detection or claims.
-//  6. A planned switchover hands the primary role to the backup: the
-//     primary, once the backup has every entry and every output is out,
-//     hands over (EvHandedOver) and waits, its guest paused and silent
-//     (HandingOver); the backup claims the next generation at once
-//     (EvHandover). The test-and-set decides as in rule 2: once the
-//     backup's claim shows on storage the old primary halts; a backup
-//     silent for the failure timeout instead makes the old primary claim
-//     that generation itself, and go on where it paused if it wins. A
-//     handover to a backup that dies never loses the VM.
+//  6. A planned switchover swaps the roles of the pair: the primary, once
+//     the backup has every entry and every output is out, hands over
+//     (EvHandedOver) and waits, its guest paused and silent (HandingOver);
+//     the backup claims the next generation at once (EvHandover), naming
+//     the old primary its backup. The test-and-set decides as in rule 2:
+//     the winner's node goes live paired with the old primary, whose
+//     state at the pause is the new primary's at the end of the log, so
+//     the VM is never unprotected; the old primary, once the storage shows
+//     the claim naming it (EvFollow), becomes the backup in that
+//     generation (ActFollow: its host turns the paused VM into a replaying
+//     one). A backup silent for the failure timeout instead makes the old
+//     primary claim that generation itself, and go on where it paused if
+//     it wins. A handover to a backup that dies never loses the VM.
 package ft
 
 import (
@@ -77,11 +81,12 @@ const (
 	// planned switchover, EvHandedOver). Its guest stays paused where it
 	// handed over and it emits nothing, not even heartbeats, until the
 	// storage shows the backup's claim of the next generation
-	// (EvSuperseded: it halts) or the backup falls silent for the failure
+	// (EvFollow: it becomes the backup; EvSuperseded: it halts) or the backup falls silent for the failure
 	// timeout: then it claims that generation itself, and, won, goes on
 	// alone where it paused (the backup never went live), lost, halts.
 	// So a handover to a backup that crashes, or never hears it, does not
-	// lose the VM.
+	// lose the VM. A claim that names it the backup of the generation
+	// (EvFollow) makes it that backup.
 	HandingOver
 )
 
@@ -217,6 +222,12 @@ const (
 	// backup's claim. Ignored unless the node is a primary that is neither
 	// claiming nor cloning (check CanHandOver first).
 	EvHandedOver
+	// EvFollow: the storage shows generation Gen claimed by Peer, this
+	// node's backup, with this node named as its backup: the switchover
+	// this node handed over (HandingOver) took place. The node becomes
+	// Peer's backup in Gen (ActFollow). Also taken while its own claim of
+	// Gen is in flight, which then lost to Peer's.
+	EvFollow
 	// EvMoveBackup: an operator moves the backup to host Peer. A primary
 	// that is neither claiming nor cloning, or a node alone that is not
 	// cloning, clones the VM onto Peer (ActClone with Peer). Until the
@@ -257,6 +268,11 @@ const (
 	// commit the new pair by claiming generation Gen for it, then report
 	// EvCloneDone or EvCloneFailed. The guest runs on meanwhile.
 	ActClone
+	// ActFollow: this node, which handed the VM over, is now the backup of
+	// Peer in generation Gen: the host turns its paused VM, whose state is
+	// the new primary's at the start of Gen, into one that replays Peer's
+	// log from there.
+	ActFollow
 )
 
 func (k ActionKind) String() string {
@@ -271,6 +287,8 @@ func (k ActionKind) String() string {
 		return "halt"
 	case ActClone:
 		return "clone"
+	case ActFollow:
+		return "follow"
 	}
 	return fmt.Sprintf("action(%d)", int(k))
 }
@@ -280,7 +298,11 @@ type Action struct {
 	Kind   ActionKind
 	Gen    uint64
 	Reason string
-	Peer   string // the host to clone onto (ActClone), "" for any spare
+	// Peer is the host to clone onto (ActClone), "" for any spare; the
+	// backup a claim names (ActClaim of a switchover: the old primary),
+	// and that a winner goes live paired with (ActGoLive); the new
+	// primary (ActFollow).
+	Peer string
 }
 
 // SoftState is what a node is: its role, the generation it serves in, and
@@ -314,11 +336,15 @@ type Node struct {
 	claimAt    time.Time
 	claimInFly bool
 	goingLive  bool // won; a backup is replaying the rest
-	gone       bool // the channel closed under this node since its last log traffic
-	heard      bool // the peer was heard from at least once
-	reason     string
-	cloning    bool      // a clone is in flight
-	cloneAt    time.Time // when a node running alone next tries to clone
+	// swap: the claim in flight or due is a switchover's, which names
+	// the peer (the old primary) the backup of the next generation; the
+	// node goes live paired with it.
+	swap    bool
+	gone    bool // the channel closed under this node since its last log traffic
+	heard   bool // the peer was heard from at least once
+	reason  string
+	cloning bool      // a clone is in flight
+	cloneAt time.Time // when a node running alone next tries to clone
 	// expect is when the node last asked to be ticked (Next after its
 	// last input), zero if only an event moves it on; graceUntil, until
 	// when silence is no evidence, after a tick that came late (a stall).
@@ -466,7 +492,11 @@ func (n *Node) Tick(now time.Time) {
 	}
 	if n.claiming && !n.claimInFly && !n.goingLive && !now.Before(n.claimAt) {
 		n.claimInFly = true
-		n.act(Action{Kind: ActClaim, Gen: n.claimGen, Reason: n.reason})
+		a := Action{Kind: ActClaim, Gen: n.claimGen, Reason: n.reason}
+		if n.swap {
+			a.Peer = n.peer
+		}
+		n.act(a)
 	}
 	if n.role == Alone && !n.cloning && !now.Before(n.cloneAt) {
 		n.cloning = true
@@ -558,7 +588,11 @@ func (n *Node) Step(ev Event) {
 			return
 		}
 		n.goingLive = true
-		n.act(Action{Kind: ActGoLive, Gen: ev.Gen, Reason: n.reason})
+		a := Action{Kind: ActGoLive, Gen: ev.Gen, Reason: n.reason}
+		if n.swap {
+			a.Peer = n.peer
+		}
+		n.act(a)
 	case EvClaimFailed:
 		if !n.claimInFly || ev.Gen != n.claimGen {
 			return
@@ -566,14 +600,34 @@ func (n *Node) Step(ev Event) {
 		n.claimInFly = false
 		n.claimAt = n.now.Add(n.cfg.ClaimRetry)
 	case EvLive:
-		if n.goingLive {
-			n.goingLive = false
-			n.goAlone()
+		if !n.goingLive {
+			return
 		}
+		n.goingLive = false
+		if !n.swap {
+			n.goAlone()
+			return
+		}
+		// A switchover: paired with the old primary, which follows as
+		// soon as it reads the claim. It counts as heard from now.
+		n.swap, n.claiming = false, false
+		n.role = Primary
+		n.lastHeard, n.lastBeat, n.gone, n.heard = n.now, n.now.Add(-time.Hour), false, true
 	case EvHandover:
 		if n.role == Backup && !n.claiming {
 			n.claiming, n.claimGen, n.claimAt, n.reason = true, n.gen+1, n.now, "switchover"
+			n.swap = true
 		}
+	case EvFollow:
+		if n.role != HandingOver || ev.Gen != n.gen+1 || ev.Peer != n.peer || n.claiming && n.claimGen != ev.Gen {
+			return
+		}
+		// Its own claim, if one is in flight, lost to the peer's: its
+		// answer is ignored from now on.
+		n.claiming, n.claimInFly = false, false
+		n.role, n.gen = Backup, ev.Gen
+		n.lastHeard, n.lastBeat, n.gone, n.heard = n.now, n.now.Add(-time.Hour), false, true
+		n.act(Action{Kind: ActFollow, Gen: ev.Gen, Peer: ev.Peer})
 	case EvHandedOver:
 		if n.CanHandOver() {
 			n.role = HandingOver
