@@ -52,6 +52,9 @@ type backupSide struct {
 	// written, and when this backup won the next generation.
 	primaryEnded, wonCh chan struct{}
 	endedOnce, wonOnce  sync.Once
+	// pairWith is the backup this side goes live paired with (a
+	// switchover's: the old primary), set before the log ends.
+	pairWith atomic.Pointer[string]
 }
 
 // advance records that the replay reached pos, waking an idle ackLoop:
@@ -281,7 +284,11 @@ func (b *backupSide) goLive() *primarySide {
 	start := time.Now()
 	seq, _ := b.src.Received()
 	b.fencePrimary()
-	p, err := r.promote(b.vm, b.peer)
+	pairWith := ""
+	if s := b.pairWith.Load(); s != nil {
+		pairWith = *s
+	}
+	p, err := r.promote(b.vm, b.peer, pairWith)
 	if err != nil {
 		r.log.Error("go-live failed", "err", err)
 		r.end("failed", "go-live: "+err.Error())
@@ -516,7 +523,8 @@ func (b *backupSide) ackLoop(ctx context.Context, c *replog.Conn) {
 // log has ended: the replay runs to its end and goes live (see run), or,
 // if the guest has ended already, the backup writes what the primary may
 // not have (see guestEnded).
-func (b *backupSide) won() {
+func (b *backupSide) won(pairWith string) {
+	b.pairWith.Store(&pairWith)
 	b.src.End()
 	b.wonOnce.Do(func() { close(b.wonCh) })
 }

@@ -82,6 +82,7 @@ func (h *Host) serveClone(ctx context.Context, c *replog.Conn, ch cloneHello) {
 		h.mu.Unlock()
 	}()
 	r := h.newRunner(ctx, spec, ft.NewNode(h.cfg.Node, ft.Backup, ch.Gen, ch.Primary, time.Now()))
+	r.cm = cm
 	b, err := r.receiveClone(c, cm, ch)
 	if err != nil {
 		log.Warn("clone abandoned", "from", ch.Primary, "err", err)

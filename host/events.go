@@ -52,6 +52,8 @@ func eventKind(msg string) (string, bool) {
 		return "clone failed", true
 	case "switchover: handed over":
 		return "handed over", true
+	case "switchover: following the new primary as its backup":
+		return "following", true
 	case "switchover: the backup did not take over; the guest goes on here":
 		return "handover undone", true
 	case "the primary handed the vm over: taking over":

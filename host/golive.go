@@ -11,12 +11,13 @@ import (
 // this host's (its disk, its listeners' addresses, its output streams),
 // which adopts the handles the guest holds, and hands it to a primary's
 // side that runs alone: its log goes on, its gate lets everything out,
-// until a clone gives it a backup again. The old primary must be unable to
+// until a clone gives it a backup again; or, with pairWith (a
+// switchover), one paired with that backup from the start. The old primary must be unable to
 // perform anything more by now (dead or fenced): an effect it announced and
 // may have performed is settled first, against the disk as it left it. Its
 // listeners may share their addresses with oldPrimary's host process (a
 // fence it could not do), but with no one else.
-func (r *runner) promote(vm *vmm.VM, oldPrimary string) (*primarySide, error) {
+func (r *runner) promote(vm *vmm.VM, oldPrimary, pairWith string) (*primarySide, error) {
 	cfg := r.wasiConfig(oldPrimary)
 	s, err := vm.Settle(cfg)
 	if err != nil {
@@ -37,7 +38,15 @@ func (r *runner) promote(vm *vmm.VM, oldPrimary string) (*primarySide, error) {
 	// the instruction before it.
 	p := r.newPrimarySide(oh, newAloneLogBuffer(vm.Seq(), max(vm.Position(), 1)-1))
 	p.vm = vm
-	p.gate.Release()
+	if pairWith != "" {
+		// A switchover: the old primary, whose state is this VM's now,
+		// follows as the backup. The log is kept from here, and outputs
+		// wait for its acknowledgements from the start.
+		p.buf.attach(vm.Seq())
+		p.gate.Rearm(vm.Seq())
+	} else {
+		p.gate.Release()
+	}
 	if err := vm.GoLiveRecording(p.gate, oh, p.buf); err != nil {
 		p.gate.Discard()
 		oh.CloseAll()

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"ftvm/ft"
+	"ftvm/storage"
+	"ftvm/vmm"
 )
 
 // Planned moves (VMware's VMotion of the halves of an FT VM), asked for by
@@ -20,16 +22,21 @@ import (
 //     its guest between two calls, waits until the backup has every
 //     entry and has heard how much output was written, lets out the
 //     outputs that were waiting for them, closes its listening sockets and
-//     hands over: the backup claims the next generation at once and goes
-//     live where the log ends. The old primary, its guest still paused,
-//     watches the storage: once the backup's claim shows there it leaves
-//     (its clients see their connections close and reconnect, as after a
-//     failure, but nothing is lost or repeated); should the backup fall
-//     silent first (it crashed, or never heard the goodbye and took the
-//     silence for a failure), the old primary claims the next generation
-//     itself, and if it wins it goes on alone where it paused. Either
-//     way the test-and-set decides, and a handover never loses the VM.
-//     The new primary, alone, clones a new backup onto a spare. To move
+//     hands over: the backup claims the next generation at once, naming
+//     the old primary its backup, and goes live where the log ends,
+//     paired with it (its outputs wait for the old primary's
+//     acknowledgements). The old primary, its guest still paused, watches
+//     the storage: once the backup's claim shows there it follows
+//     (follow): its paused VM, whose state is the new primary's at the
+//     end of the log, becomes a VM that replays the new primary's log
+//     from there, and it dials the new primary as any backup does. Its
+//     clients see their connections close and reconnect to the new
+//     primary, as after a failure, but nothing is lost or repeated; and
+//     the VM is never without a backup. Should the backup fall silent
+//     first (it crashed, or never heard the goodbye and took the silence
+//     for a failure), the old primary claims the next generation itself,
+//     and if it wins it goes on alone where it paused. Either way the
+//     test-and-set decides, and a handover never loses the VM. To move
 //     the primary to a host that is not the backup, the backup is moved
 //     there first.
 //
@@ -208,11 +215,13 @@ func (r *runner) tellNode(ev ft.Event) error {
 // switchover hands the VM over to its backup to: the guest pauses, the
 // backup gets every entry, the outputs waiting for them leave, and the
 // backup is told to take over; this side then waits, paused, until the
-// storage shows the backup's claim (it halts) or it wins the next
-// generation itself (the backup did not take over: it goes on alone).
+// storage shows the backup's claim (it follows as the backup, or halts
+// if the claim does not name it) or it wins the next generation itself
+// (the backup did not take over: it goes on alone).
 func (r *runner) switchover(to string) error {
 	p := r.primarySide()
-	if p == nil || r.role() != ft.Primary || r.softState().Peer != to {
+	st := r.softState()
+	if p == nil || st.Role != ft.Primary || st.Peer != to {
 		return fmt.Errorf("%s is not the backup", to)
 	}
 	r.setMove("handing the primary over to " + to)
@@ -247,8 +256,13 @@ func (r *runner) switchover(to string) error {
 			r.setMove("handed the primary over to " + to)
 			return nil
 		}
-		if r.role() == ft.Alone {
+		switch cur := r.softState(); {
+		case cur.Role == ft.Alone:
 			return fmt.Errorf("%s did not take over (silent): the vm goes on here", to)
+		case cur.Role == ft.Backup && cur.Gen > st.Gen:
+			// follow reports how turning into its backup went.
+			r.log.Info("switchover: handed over", "to", to, "generation", cur.Gen, "following", true)
+			return nil
 		}
 		if owner, ok, err := r.h.dir.Latest(r.vm); err == nil && ok {
 			r.h.checkSuperseded(r, owner)
@@ -279,6 +293,8 @@ func (p *primarySide) handoverStep() {
 		select {
 		case <-resume:
 			p.r.log.Info("switchover: the backup did not take over; the guest goes on here")
+		case f := <-p.takeState:
+			f()
 		case <-p.vmCtx.Done():
 		}
 	}
@@ -357,4 +373,76 @@ func (p *primarySide) goOnAfterHandover() bool {
 		close(*ch)
 	}
 	return true
+}
+
+// namesFollower reports whether owner record o is a switchover's claim by
+// this runner's peer that names this host its backup.
+func (r *runner) namesFollower(o storage.Owner) bool {
+	return o.Host == r.softState().Peer && o.Backup == r.h.cfg.Name
+}
+
+// follow makes this host, which handed its VM over to peer, peer's backup
+// in generation gen (ft.ActFollow). The guest is paused where it handed
+// over, with every entry acknowledged and every output written: its state
+// is the new primary's at the start of gen. It is taken on the VM's
+// goroutine, as a clone's final state is, and restored here as a VM that
+// replays peer's log from there; the primary's side ends (its client
+// connections close: the clients reconnect to the new primary) and a
+// backup's side runs the new VM and dials peer. Should that fail, the VM
+// ends here, and peer, its backup silent, goes on alone and clones a new
+// one.
+func (r *runner) follow(gen uint64, peer string) {
+	start := time.Now()
+	p := r.primarySide()
+	if p == nil || !p.handedOver.Load() {
+		r.log.Error("switchover: cannot follow: this side did not hand over")
+		r.end("failed", "switchover: cannot follow "+peer)
+		return
+	}
+	var (
+		final []byte
+		seq   uint64
+		err   error
+	)
+	taken := make(chan struct{})
+	take := func() {
+		defer close(taken)
+		// Nothing more runs on this side: the guest is the backup's now.
+		p.halted.Store(true)
+		p.vmCancel()
+		var src *vmm.CloneSource
+		if src, err = p.vm.StartClone(); err == nil {
+			written, unwritten := p.gate.Output()
+			final, seq, err = src.Finish(written, unwritten)
+		}
+	}
+	select {
+	case p.takeState <- take:
+		<-taken
+	case <-p.vmDone:
+		err = errors.New("the guest is no longer paused")
+	case <-r.ctx.Done():
+		return
+	}
+	p.stop("now the backup of "+peer, false)
+	var b *backupSide
+	var vm *vmm.VM
+	if err == nil {
+		b = r.newBackupSide(vmm.NewLiveSource(seq))
+		cfg := r.vmConfig(vmm.Config{WASI: b.wasiConfig(), Replay: trackedSource{b.src, b}})
+		vm, _, err = vmm.NewCloneTarget(r.cm).Finish(r.cm, cfg, final)
+	}
+	if err != nil {
+		r.log.Error("switchover: cannot follow as the backup", "primary", peer, "err", err)
+		r.setMove(fmt.Sprintf("handed the primary over to %s; following it as its backup failed: %v", peer, err))
+		r.end("failed", "switchover: following "+peer+": "+err.Error())
+		return
+	}
+	r.mu.Lock()
+	r.primary = nil
+	r.mu.Unlock()
+	b.start(vm, nil)
+	r.log.Info("switchover: following the new primary as its backup", "primary", peer, "generation", gen, "from_entry", seq+1,
+		"took", time.Since(start).Round(time.Microsecond).String())
+	r.setMove("handed the primary over to " + peer + ", and follows it as its backup")
 }

@@ -67,11 +67,13 @@ func TestMoveUnderLoad(t *testing.T) {
 		t.Errorf("moving the backup broke %d requests; the clients should not notice it", e-errs)
 	}
 
-	// The primary, to its backup: a switchover.
+	// The primary, to its backup: a switchover, which swaps the roles in
+	// one generation (the old primary follows as the backup, no clone).
 	c.move("counter", "h3", true)
+	before := o.Generation
 	o = c.protected("counter", o.Generation, 30*time.Second)
-	if o.Host != "h3" {
-		t.Fatalf("after the switchover the primary is %s, want h3", o.Host)
+	if o.Host != "h3" || o.Backup != "h1" || o.Generation != before+1 {
+		t.Fatalf("after the switchover: primary %s, backup %s, generation %d; want h3, h1, %d", o.Host, o.Backup, o.Generation, before+1)
 	}
 	l.waitReplies(t, 50, 20*time.Second)
 
@@ -220,6 +222,30 @@ func TestSwitchoverToABackupThatDies(t *testing.T) {
 	}
 	if won, ok, err := c.store.Owner("counter", before.Generation+1); err != nil || !ok || won.Host != "h1" {
 		t.Errorf("generation %d went to %+v, want h1's claim", before.Generation+1, won)
+	}
+	l.waitReplies(t, 50, 20*time.Second)
+	c.finishCounter(t, l, addr)
+}
+
+// TestSwitchoverThenNewPrimaryDies: right after a switchover, long before
+// a clone could complete, the new primary is killed. The old primary,
+// which followed as its backup, takes over: the VM keeps its memory, and
+// nothing a client saw is lost or repeated.
+func TestSwitchoverThenNewPrimaryDies(t *testing.T) {
+	c, addr := newCounterCluster(t)
+	l := startLoad(addr, 8)
+	l.waitReplies(t, 50, 20*time.Second)
+	before := c.owner("counter")
+	c.move("counter", "h2", true)
+	o := c.protected("counter", before.Generation, 30*time.Second)
+	if o.Host != "h2" || o.Backup != "h1" {
+		t.Fatalf("after the switchover: primary %s, backup %s; want h2, h1", o.Host, o.Backup)
+	}
+	l.waitReplies(t, 50, 20*time.Second)
+	c.signal("h2", syscall.SIGKILL)
+	o = c.protected("counter", o.Generation, time.Minute)
+	if o.Host != "h1" || o.Reason == "restart" {
+		t.Fatalf("after the new primary died: primary %s (%s), want h1 with the VM's memory", o.Host, o.Reason)
 	}
 	l.waitReplies(t, 50, 20*time.Second)
 	c.finishCounter(t, l, addr)

@@ -153,7 +153,7 @@ func moveVM(ctx context.Context, dir *storage.Dir, hosts []HostState, vs VMState
 		case primary && cur.Primary == to && strings.HasPrefix(cur.State, "running"):
 			if switched.IsZero() {
 				switched = now
-				progress(step("%s: %s is the primary (generation %d); cloning a new backup", vs.Name, to, cur.Generation))
+				progress(step("%s: %s is the primary (generation %d)", vs.Name, to, cur.Generation))
 			}
 			if cur.Protected {
 				progress(step("%s: done: primary %s, backup %s, generation %d", vs.Name, cur.Primary, cur.Backup, cur.Generation))
@@ -170,7 +170,8 @@ func moveVM(ctx context.Context, dir *storage.Dir, hosts []HostState, vs VMState
 // DrainVMs empties host name for maintenance: it marks the host draining
 // (no VM is placed or cloned onto it) and moves every VM off it, one at a
 // time: a backup to the least loaded other host, a primary to its backup
-// (which a new backup then joins). With undo it clears the mark. A host
+// (the old primary, which follows as the backup, is then moved off as a
+// backup). With undo it clears the mark. A host
 // that is down, or the last live host, is refused and nothing changes.
 func DrainVMs(ctx context.Context, dir *storage.Dir, name string, undo bool, progress func(MoveProgress)) error {
 	now := time.Now()

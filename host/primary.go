@@ -52,6 +52,10 @@ type primarySide struct {
 	// paused, for the outcome; resume lets it go on (goOnAfterHandover).
 	handedOver atomic.Bool
 	resume     atomic.Pointer[chan struct{}]
+	// takeState carries, to the VM's goroutine paused after a handover,
+	// the function that takes the VM's state for the backup this host
+	// becomes (see follow).
+	takeState chan func()
 	// pokeRun interrupts the guest's current run, even in a call that
 	// waits, so that the run loop pauses for a clone.
 	pokeMu  sync.Mutex
@@ -102,7 +106,7 @@ func (r *runner) startPrimary(cm *wasm.CompiledModule, alone bool) error {
 // buffer buf: its Gate in front of oh; the caller sets its VM.
 func (r *runner) newPrimarySide(oh *wasi.OSHost, buf *logBuffer) *primarySide {
 	p := &primarySide{
-		r: r, buf: buf, os: oh, vmDone: make(chan struct{}),
+		r: r, buf: buf, os: oh, vmDone: make(chan struct{}), takeState: make(chan func()),
 		delays: latency.NewWindow(delayWindow), rtts: latency.NewWindow(delayWindow),
 	}
 	// The Gate's tag is the last entry the guest's state depends on: the
@@ -171,6 +175,9 @@ func (p *primarySide) run() {
 		}
 		p.cloneStep()
 		p.handoverStep()
+		if p.vmCtx.Err() != nil {
+			return
+		}
 		// Flow control: a backup that trails by more than the lag bound
 		// slows the guest, and so does a reader of its stdout that does
 		// not keep up: the backup keeps only so much of what is held.
@@ -344,7 +351,7 @@ func (p *primarySide) readAcks(ctx context.Context, cancel context.CancelFunc, c
 
 // won: the backup failed and this primary won the next generation. Held
 // outputs leave, new ones leave at once, and the log is no longer kept.
-func (p *primarySide) won() {
+func (p *primarySide) won(string) {
 	p.goOnAfterHandover()
 	p.buf.detach()
 	p.gate.Release()

@@ -122,6 +122,12 @@ func (h *Host) checkSuperseded(r *runner, owner storage.Owner) {
 	if st.Role != ft.Alone && st.Role != ft.Primary && st.Role != ft.HandingOver {
 		return
 	}
+	if st.Role == ft.HandingOver && owner.Generation == st.Gen+1 && r.namesFollower(owner) {
+		// The switchover took place: this host follows as the backup
+		// (told at every look until the node did).
+		r.event(ft.Event{Kind: ft.EvFollow, Gen: owner.Generation, Peer: owner.Host})
+		return
+	}
 	// Its own clone claims the next generation for itself. Once told, the
 	// node halts; a scan before it did tells it nothing new.
 	if owner.Generation > st.Gen+1 || owner.Generation == st.Gen+1 && owner.Host != h.cfg.Name {
@@ -135,7 +141,7 @@ func (h *Host) checkSuperseded(r *runner, owner storage.Owner) {
 			}
 		}
 		if st.Role == ft.HandingOver {
-			r.log.Info("switchover: the backup's claim won", "generation", owner.Generation, "by", owner.Host)
+			r.log.Info("switchover: another host's claim won", "generation", owner.Generation, "by", owner.Host)
 		} else {
 			r.log.Warn("a later generation was claimed by another host: halting", "generation", st.Gen, "claimed", owner.Generation, "by", owner.Host)
 		}

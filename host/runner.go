@@ -28,7 +28,8 @@ type runner struct {
 	h        *Host
 	vm       string
 	spec     storage.VMSpec
-	startGen uint64 // the generation it started in
+	cm       *wasm.CompiledModule // the guest, compiled
+	startGen uint64               // the generation it started in
 	log      *slog.Logger
 
 	events chan ft.Event
@@ -81,8 +82,10 @@ type runner struct {
 
 // side is the role-specific half of a runner: its primary or its backup.
 type side interface {
-	// won: this host won the next generation after its peer failed.
-	won()
+	// won: this host won the next generation after its peer failed, or
+	// its primary handed it the VM; pairWith, if set, is the backup it
+	// goes live paired with (a switchover's: the old primary).
+	won(pairWith string)
 	// stop ends the VM: it lost (halt), it was stopped for good (ftvm
 	// stop), or its host goes down; reason is told to the peer.
 	stop(reason string, stopped bool)
@@ -119,6 +122,7 @@ func (h *Host) startRunner(ctx context.Context, spec storage.VMSpec, gen uint64,
 	}
 	node := ft.NewNode(h.cfg.Node, role, gen, peer, time.Now())
 	r := h.newRunner(ctx, spec, node)
+	r.cm = cm
 	if role == ft.Backup {
 		err = r.startBackup(cm)
 	} else {
@@ -283,10 +287,14 @@ func (r *runner) act(node *ft.Node, a ft.Action) {
 		} else {
 			r.log.Info("peer silent, claiming", "generation", a.Gen, "reason", a.Reason, "silence", node.PeerSilence().Round(time.Millisecond).String(), "channel_ended", node.PeerGone())
 		}
-		go r.claim(a.Gen, a.Reason)
+		go r.claim(a.Gen, a.Reason, a.Peer)
 	case ft.ActGoLive:
-		r.log.Info("won generation", "generation", a.Gen, "reason", a.Reason)
-		r.currentSide().won()
+		if a.Peer != "" {
+			r.log.Info("won generation", "generation", a.Gen, "reason", a.Reason, "backup", a.Peer)
+		} else {
+			r.log.Info("won generation", "generation", a.Gen, "reason", a.Reason)
+		}
+		r.currentSide().won(a.Peer)
 	case ft.ActHalt:
 		if p := r.primarySide(); p != nil && p.handedOver.Load() {
 			r.log.Info("switchover: leaving to the new primary", "generation", a.Gen)
@@ -296,8 +304,10 @@ func (r *runner) act(node *ft.Node, a ft.Action) {
 		r.halt()
 	case ft.ActClone:
 		go r.clone(a.Gen, a.Peer)
+	case ft.ActFollow:
+		go r.follow(a.Gen, a.Peer)
 	}
-	if a.Kind == ft.ActGoLive || a.Kind == ft.ActHalt {
+	if a.Kind == ft.ActGoLive || a.Kind == ft.ActHalt || a.Kind == ft.ActFollow {
 		r.writeStatus()
 	}
 }
@@ -352,15 +362,22 @@ func (r *runner) primarySide() *primarySide {
 // role returns the node's role as last reported.
 func (r *runner) role() ft.Role { return r.softState().Role }
 
-// claim performs the test-and-set for gen and reports the outcome.
-func (r *runner) claim(gen uint64, reason string) {
-	won, cur, err := r.h.dir.Claim(r.vm, storage.Owner{Generation: gen, Host: r.h.cfg.Name, Role: "primary", Reason: reason})
+// claim performs the test-and-set for gen, naming backup the backup (a
+// switchover's claim names the old primary), and reports the outcome. A
+// claim lost to a switchover claim that names this host the backup, with
+// no generation after it, makes the node follow (a primary that handed
+// over and claimed when its backup seemed silent).
+func (r *runner) claim(gen uint64, reason, backup string) {
+	won, cur, err := r.h.dir.Claim(r.vm, storage.Owner{Generation: gen, Host: r.h.cfg.Name, Role: "primary", Reason: reason, Backup: backup})
 	ev := ft.Event{Kind: ft.EvClaimed, Gen: gen, Won: won}
 	if err != nil {
 		r.log.Warn("claim failed, will retry", "generation", gen, "err", err)
 		ev = ft.Event{Kind: ft.EvClaimFailed, Gen: gen}
 	} else if !won {
 		r.log.Info("generation already claimed", "generation", gen, "by", cur.Host)
+		if latest, ok, err := r.h.dir.Latest(r.vm); err == nil && ok && latest.Generation == gen && r.namesFollower(cur) {
+			ev = ft.Event{Kind: ft.EvFollow, Gen: gen, Peer: cur.Host}
+		}
 	}
 	select {
 	case r.events <- ev:
