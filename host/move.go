@@ -384,9 +384,9 @@ func (r *runner) namesFollower(o storage.Owner) bool {
 // follow makes this host, which handed its VM over to peer, peer's backup
 // in generation gen (ft.ActFollow). The guest is paused where it handed
 // over, with every entry acknowledged and every output written: its state
-// is the new primary's at the start of gen. It is taken on the VM's
-// goroutine, as a clone's final state is, and restored here as a VM that
-// replays peer's log from there; the primary's side ends (its client
+// is the new primary's at the start of gen. On the VM's goroutine, the VM
+// becomes one that replays peer's log from there (vmm.VM.Replaying: the
+// memory moves over, uncopied); the primary's side ends (its client
 // connections close: the clients reconnect to the new primary) and a
 // backup's side runs the new VM and dials peer. Should that fail, the VM
 // ends here, and peer, its backup silent, goes on alone and clones a new
@@ -400,9 +400,10 @@ func (r *runner) follow(gen uint64, peer string) {
 		return
 	}
 	var (
-		final []byte
-		seq   uint64
-		err   error
+		b   *backupSide
+		vm  *vmm.VM
+		seq uint64
+		err error
 	)
 	taken := make(chan struct{})
 	take := func() {
@@ -410,11 +411,11 @@ func (r *runner) follow(gen uint64, peer string) {
 		// Nothing more runs on this side: the guest is the backup's now.
 		p.halted.Store(true)
 		p.vmCancel()
-		var src *vmm.CloneSource
-		if src, err = p.vm.StartClone(); err == nil {
-			written, unwritten := p.gate.Output()
-			final, seq, err = src.Finish(written, unwritten)
-		}
+		seq = p.vm.Seq()
+		b = r.newBackupSide(vmm.NewLiveSource(seq))
+		cfg := r.vmConfig(vmm.Config{WASI: b.wasiConfig(), Replay: trackedSource{b.src, b}})
+		written, unwritten := p.gate.Output()
+		vm, _, err = p.vm.Replaying(r.cm, cfg, written, unwritten)
 	}
 	select {
 	case p.takeState <- take:
@@ -424,14 +425,9 @@ func (r *runner) follow(gen uint64, peer string) {
 	case <-r.ctx.Done():
 		return
 	}
+	// Its client connections close: the clients reconnect to the new
+	// primary.
 	p.stop("now the backup of "+peer, false)
-	var b *backupSide
-	var vm *vmm.VM
-	if err == nil {
-		b = r.newBackupSide(vmm.NewLiveSource(seq))
-		cfg := r.vmConfig(vmm.Config{WASI: b.wasiConfig(), Replay: trackedSource{b.src, b}})
-		vm, _, err = vmm.NewCloneTarget(r.cm).Finish(r.cm, cfg, final)
-	}
 	if err != nil {
 		r.log.Error("switchover: cannot follow as the backup", "primary", peer, "err", err)
 		r.setMove(fmt.Sprintf("handed the primary over to %s; following it as its backup failed: %v", peer, err))

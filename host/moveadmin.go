@@ -239,7 +239,9 @@ func DrainVMs(ctx context.Context, dir *storage.Dir, name string, undo bool, pro
 		return nil
 	}
 	progress(step("%s: draining: no VM is placed on it any more", name))
-	moved := 0
+	// The VMs moved off: one may move twice (its primary hands over to
+	// its backup, then the old primary, now its backup, moves off).
+	moved := map[string]bool{}
 	var waited time.Time
 	for {
 		if err := ctx.Err(); err != nil {
@@ -279,10 +281,10 @@ func DrainVMs(ctx context.Context, dir *storage.Dir, name string, undo bool, pro
 				}
 				continue
 			}
-			if moved == 1 {
+			if len(moved) == 1 {
 				progress(step("%s: drained: 1 VM moved off", name))
 			} else {
-				progress(step("%s: drained: %d VMs moved off", name, moved))
+				progress(step("%s: drained: %d VMs moved off", name, len(moved)))
 			}
 			return nil
 		}
@@ -292,7 +294,7 @@ func DrainVMs(ctx context.Context, dir *storage.Dir, name string, undo bool, pro
 		if err := moveVM(ctx, dir, hosts, *next, to, primary, progress); err != nil {
 			return err
 		}
-		moved++
+		moved[next.Name] = true
 	}
 }
 

@@ -247,6 +247,36 @@ func (c *CloneSource) Finish(written [2]uint64, unwritten [2][]byte) (final []by
 
 const cloneMagic = "FTVMCLN1"
 
+// Replaying turns vm, a recording VM paused between two runs, into a VM
+// that replays (cfg.Replay, with the entries after the one it returns)
+// from where vm stands, in this process: a primary that handed its VM
+// over becomes its new primary's backup. The state crosses as a clone's
+// final state would, but the memory moves to the new VM without a copy,
+// so vm must never run again. written and unwritten are as for Finish.
+func (vm *VM) Replaying(cm *wasm.CompiledModule, cfg Config, written [2]uint64, unwritten [2][]byte) (*VM, uint64, error) {
+	if vm.rec == nil {
+		return nil, 0, errors.New("vmm: only a recording VM can become a replaying one")
+	}
+	if vm.exit != nil {
+		return nil, 0, errors.New("vmm: the guest has ended")
+	}
+	t := NewCloneTarget(cm)
+	if mem := vm.inst.Memory(); mem != nil {
+		// Finish then carries no pages: the target has them all.
+		mem.ResetDirty()
+		t.mem = mem.Bytes()
+	}
+	final, seq, err := (&CloneSource{vm: vm}).Finish(written, unwritten)
+	if err != nil {
+		return nil, 0, err
+	}
+	nvm, _, err := t.Finish(cm, cfg, final)
+	if err != nil {
+		return nil, 0, err
+	}
+	return nvm, seq, nil
+}
+
 // EncodeChunk appends the encoding of a pre-copy chunk to b, for the
 // channel that carries it.
 func EncodeChunk(b []byte, c CloneChunk) []byte {

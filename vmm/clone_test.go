@@ -225,3 +225,77 @@ func cloneThenGoLive(t *testing.T, cm *wasm.CompiledModule, args, paths []string
 		}
 	}
 }
+
+// TestReplaying: a recording VM paused mid-run becomes, in place, a VM
+// that replays from where it stood (a primary that handed over becoming
+// the backup): it has the same memory, system state and last entry, and,
+// its log ending there, goes live and finishes the run as an
+// uninterrupted one would.
+func TestReplaying(t *testing.T) {
+	cm, err := wasm.Compile(guesttest.BuildC(t, "wasi-effects"), wasm.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	args, paths := []string{"wasi-effects", "/data"}, []string{"/data"}
+	probe := recordCut(t, cm, args, paths, 0, false)
+	for _, at := range []uint64{probe.stopped / 5, probe.stopped / 2, probe.stopped * 4 / 5} {
+		t.Run(fmt.Sprint(at), func(t *testing.T) {
+			var out, errb bytes.Buffer
+			dir := t.TempDir()
+			cfg := wasi.Config{Args: args, Stdout: &out, Stderr: &errb, Preopens: []wasi.Preopen{{GuestPath: paths[0], HostDir: dir}}}
+			oh, err := wasi.NewOSHost(cfg, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer oh.CloseAll()
+			vm, err := vmm.New(cm, vmm.Config{WASI: cfg, Record: &cutSink{stop: func() {}}, Host: skewedClock{oh, skew}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx := context.Background()
+			if paused, _, err := vm.RunUntil(ctx, at); err != nil || !paused {
+				t.Fatalf("run to %d: paused %v, err %v", at, paused, err)
+			}
+			memHash := sha256.Sum256(vm.Instance().Memory().Bytes())
+			state, _ := vm.System().MarshalState()
+			seq, printed := vm.Seq(), out.Len()
+			oh.CloseAll()
+
+			src := vmm.NewLiveSource(seq)
+			var out2 bytes.Buffer
+			cfg2 := cfg
+			cfg2.Stdout = &out2
+			r, got, err := vm.Replaying(cm, vmm.Config{WASI: cfg2, Replay: src}, [2]uint64{uint64(printed), uint64(errb.Len())}, [2][]byte{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer r.Close()
+			if got != seq || r.Seq() != seq {
+				t.Fatalf("replaying from entry %d (VM at %d), want %d", got, r.Seq(), seq)
+			}
+			if h := sha256.Sum256(r.Instance().Memory().Bytes()); h != memHash {
+				t.Fatal("the replaying VM's memory differs from the recording one's")
+			}
+			if st, _ := r.System().MarshalState(); !bytes.Equal(st, state) {
+				t.Fatal("the replaying VM's system state differs from the recording one's")
+			}
+			src.End()
+			if _, err := r.Run(ctx); !errors.Is(err, vmm.ErrLogEnded) {
+				t.Fatalf("replay: %v, want ErrLogEnded", err)
+			}
+			if _, err := r.Settle(cfg2); err != nil {
+				t.Fatal(err)
+			}
+			if err := r.GoLive(); err != nil {
+				t.Fatal(err)
+			}
+			exit, err := r.Run(ctx)
+			if err != nil {
+				t.Fatalf("live run: %v (stderr %s)", err, errb.String())
+			}
+			if whole := out.String() + out2.String(); exit != probe.exit || whole != probe.stdout {
+				t.Fatalf("exit %+v, output:\n%s\nwant exit %+v:\n%s", exit, whole, probe.exit, probe.stdout)
+			}
+		})
+	}
+}
