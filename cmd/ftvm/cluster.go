@@ -474,9 +474,10 @@ func printStatus(w io.Writer, st clusterStatus, now time.Time) {
 			fmt.Fprintf(w, "%s: last clone %s\n", v.Name, v.LastClone)
 		}
 		// A planned move under way, or the last one, as the host running
-		// it says (only from hosts still writing their status).
+		// it says (only from hosts still writing their status, in the
+		// current generation: not one the VM has left).
 		for _, hs := range v.Hosts {
-			if hs.Move != "" && now.Sub(hs.Updated) <= host.AliveWindow {
+			if hs.Move != "" && now.Sub(hs.Updated) <= host.AliveWindow && hs.Generation == v.Generation {
 				fmt.Fprintf(w, "%s: on %s: %s\n", v.Name, hs.Host, hs.Move)
 			}
 		}
