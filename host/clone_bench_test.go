@@ -83,3 +83,66 @@ func benchClone(b *testing.B, mib, pages int, kill string) {
 	rate := median(sent) / median(clones).Seconds()
 	b.ReportMetric(float64(mib)/rate*1000, "stop-and-copy-ms")
 }
+
+// BenchmarkSwitchover measures a switchover (ftvm move --primary to the
+// backup) of the ft-mem guest (64 or 256 MiB, rewriting 4 pages a turn):
+// the time from the request to the VM protected with the roles swapped,
+// and the old primary's follow (its paused VM turned into a replaying one,
+// as it logs it). The comparison, from the same run: a live clone of the
+// same VM onto a spare (a move of its backup), which is how long the new
+// primary would run without a backup if the old primary left instead of
+// following.
+//
+//	go test ./host -run '^$' -bench BenchmarkSwitchover -benchtime 3x
+func BenchmarkSwitchover(b *testing.B) {
+	for _, mib := range []int{64, 256} {
+		b.Run(fmt.Sprintf("%dMiB", mib), func(b *testing.B) { benchSwitchover(b, mib) })
+	}
+}
+
+var (
+	followed   = regexp.MustCompile(`following the new primary as its backup.* took=(\S+)`)
+	backupMove = regexp.MustCompile(`clone done: the backup moved.* took=(\S+)`)
+)
+
+func benchSwitchover(b *testing.B, mib int) {
+	guest := memGuest(b)
+	var switches, follows, clones []time.Duration
+	for range b.N {
+		b.StopTimer()
+		c := newCluster(b)
+		for _, h := range []string{"h1", "h2", "h3"} {
+			c.startHost(h)
+		}
+		addr := guesttest.FreeAddr(b)
+		c.startVM("mem", guest, storage.VMSpec{Listeners: []string{addr}, Primary: "h1", Backup: "h2",
+			Args: []string{"ft-mem", strconv.Itoa(mib), "4"}})
+		get(b, addr, 60*time.Second) // the guest has filled its memory
+		c.move("mem", "h3", false)
+		o := c.protected("mem", c.owner("mem").Generation-1, time.Minute)
+		m := backupMove.FindStringSubmatch(c.hosts["h1"].logs.String())
+		if m == nil {
+			b.Fatal("no clone in h1's log")
+		}
+		took, _ := time.ParseDuration(m[1])
+		clones = append(clones, took)
+		b.StartTimer()
+		start := time.Now()
+		c.move("mem", "h3", true)
+		o = c.protected("mem", o.Generation, time.Minute)
+		switches = append(switches, time.Since(start))
+		b.StopTimer()
+		if o.Host != "h3" || o.Backup != "h1" {
+			b.Fatalf("after the switchover: primary %s, backup %s; want h3, h1", o.Host, o.Backup)
+		}
+		m = followed.FindStringSubmatch(c.hosts["h1"].logs.String())
+		if m == nil {
+			b.Fatal("no follow in h1's log")
+		}
+		took, _ = time.ParseDuration(m[1])
+		follows = append(follows, took)
+	}
+	b.ReportMetric(float64(median(switches).Microseconds())/1000, "switchover-ms")
+	b.ReportMetric(float64(median(follows).Microseconds())/1000, "follow-ms")
+	b.ReportMetric(float64(median(clones).Milliseconds()), "clone-to-spare-ms")
+}
