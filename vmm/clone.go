@@ -245,7 +245,7 @@ func (c *CloneSource) Finish(written [2]uint64, unwritten [2][]byte) (final []by
 	return replog.AppendFrame(nil, e.B), vm.seq, nil
 }
 
-const cloneMagic = "FTVMCLN1"
+const cloneMagic = "FTVMCLN2"
 
 // Replaying turns vm, a recording VM paused between two runs, into a VM
 // that replays (cfg.Replay, with the entries after the one it returns)
@@ -493,6 +493,9 @@ func (t *handleTracker) encode(e *replog.Encoder) {
 		e.Uint(uint64(r.req.Oflags))
 		e.Uint(uint64(r.req.Fdflags))
 		e.Uint(flags(r.req.Read, r.req.Write, r.req.Follow))
+		e.String(r.session)
+		e.Uint(r.in)
+		e.Uint(r.out)
 	}
 	closed := slices.Sorted(maps.Keys(t.closed))
 	e.Uint(uint64(len(closed)))
@@ -534,6 +537,10 @@ func decodeTracker(d *replog.Decoder, cfg *wasi.Config) *handleTracker {
 		r.req.Oflags, r.req.Fdflags = uint16(d.Uint()), uint16(d.Uint())
 		f := d.Uint()
 		r.req.Read, r.req.Write, r.req.Follow = f&1 != 0, f&2 != 0, f&4 != 0
+		r.session, r.in, r.out = d.String(), d.Uint(), d.Uint()
+		if r.session != "" && r.kind != wasi.AdoptConn {
+			return bad()
+		}
 		if t == nil {
 			continue
 		}

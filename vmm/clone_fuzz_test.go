@@ -47,7 +47,7 @@ func FuzzCloneFinish(f *testing.F) {
 		}
 		f.Add(vmm.EncodeChunk(nil, chunk), final)
 	}
-	f.Add([]byte{}, []byte("FTVMCLN1"))
+	f.Add([]byte{}, []byte("FTVMCLN2"))
 	f.Fuzz(func(t *testing.T, chunk, final []byte) {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()

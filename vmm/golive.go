@@ -199,7 +199,12 @@ type handleTracker struct {
 }
 
 type tracked struct {
-	kind    wasi.AdoptKind
+	kind wasi.AdoptKind
+	// For a session (see wasi.Session): its id, and how many bytes of its
+	// input the guest read and of its output it wrote.
+	session string
+	in, out uint64
+
 	preopen int
 	rel     string // in the preopen
 	req     wasi.OpenRequest
@@ -256,9 +261,29 @@ func (t *handleTracker) opened(dir wasi.Handle, p string, req wasi.OpenRequest, 
 	t.handles[res.Handle] = &tracked{kind: kind, preopen: preopen, rel: rel, req: req}
 }
 
-// accepted notes a successful Accept.
-func (t *handleTracker) accepted(h wasi.Handle) {
-	t.handles[h] = &tracked{kind: wasi.AdoptConn}
+// accepted notes a successful Accept of a connection, session id ("" for
+// none).
+func (t *handleTracker) accepted(h wasi.Handle, id string) {
+	t.handles[h] = &tracked{kind: wasi.AdoptConn, session: id}
+}
+
+// read notes that the guest read n bytes from h.
+func (t *handleTracker) read(h wasi.Handle, n int) {
+	if r := t.handles[h]; r != nil && r.session != "" {
+		r.in += uint64(n)
+	}
+}
+
+// wrote notes that the guest wrote n bytes to h; for a session it returns
+// its id and the offset of those bytes in its output.
+func (t *handleTracker) wrote(h wasi.Handle, n int) (id string, off uint64, ok bool) {
+	r := t.handles[h]
+	if r == nil || r.session == "" {
+		return "", 0, false
+	}
+	off = r.out
+	r.out += uint64(n)
+	return r.session, off, true
 }
 
 // released notes a Close.
@@ -354,7 +379,7 @@ func (t *handleTracker) adoption() (wasi.Adoption, error) {
 		if r.startup {
 			continue
 		}
-		ad := wasi.Adopted{Handle: h, Kind: r.kind}
+		ad := wasi.Adopted{Handle: h, Kind: r.kind, Session: r.session, In: r.in, Out: r.out}
 		if r.kind == wasi.AdoptFile || r.kind == wasi.AdoptDir {
 			ad.Preopen, ad.Rel, ad.Req = r.preopen, r.rel, r.req
 		}

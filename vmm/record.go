@@ -29,6 +29,9 @@ type recorder struct {
 	track *handleTracker
 	// intent is the call's intent, once logged.
 	intent *intent
+	// sessionOf names the session an accepted connection is (see
+	// Config.SessionOf); nil: none is.
+	sessionOf func(wasi.Handle) string
 }
 
 var _ wasi.Host = (*recorder)(nil)
@@ -137,6 +140,7 @@ func (r *recorder) Read(ctx context.Context, h wasi.Handle, n uint32, flags wasi
 	}
 	r.op(mRead, e)
 	r.enc.Blob(b)
+	r.track.read(h, len(b))
 	return b, e, nil
 }
 
@@ -145,11 +149,16 @@ func (r *recorder) Accept(ctx context.Context, h wasi.Handle, nonblock bool) (wa
 	if err != nil {
 		return 0, 0, err
 	}
+	id := ""
 	if e == wasi.ESUCCESS {
-		r.track.accepted(c)
+		if r.sessionOf != nil {
+			id = r.sessionOf(c)
+		}
+		r.track.accepted(c, id)
 	}
 	r.op(mAccept, e)
 	r.enc.Uint(uint64(c))
+	r.enc.String(id)
 	return c, e, nil
 }
 
@@ -313,7 +322,11 @@ func (r *recorder) PathSetTimes(dir wasi.Handle, path string, follow bool, atim,
 	return e
 }
 
-func (r *recorder) Write(h wasi.Handle, data []byte) error  { return r.inner.Write(h, data) }
+func (r *recorder) Write(h wasi.Handle, data []byte) error {
+	r.track.wrote(h, len(data))
+	return r.inner.Write(h, data)
+}
+
 func (r *recorder) Shutdown(h wasi.Handle, how uint8) error { return r.inner.Shutdown(h, how) }
 
 func (r *recorder) Close(h wasi.Handle) error {

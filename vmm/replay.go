@@ -98,6 +98,9 @@ type replayer struct {
 	// unless it writes the stream itself.
 	written func() [2]uint64
 	tails   [2]outTail
+	// sessionOutput receives the guest's writes to sessions (see
+	// Config.SessionOutput).
+	sessionOutput func(id string, off uint64, data []byte)
 
 	// The call in progress.
 	name   string
@@ -319,12 +322,15 @@ func (p *replayer) Poll(context.Context, []wasi.Subscription) ([]wasi.Event, err
 	return evs, p.err
 }
 
-func (p *replayer) Read(_ context.Context, _ wasi.Handle, n uint32, _ wasi.ReadFlags) ([]byte, wasi.Errno, error) {
+func (p *replayer) Read(_ context.Context, h wasi.Handle, n uint32, _ wasi.ReadFlags) ([]byte, wasi.Errno, error) {
 	d, e := p.take(mRead)
 	b := d.Blob()
 	p.check()
 	if p.err == nil && len(b) > int(n) {
 		p.diverge(fmt.Sprintf("read of at most %d bytes, %d recorded", n, len(b)))
+	}
+	if p.err == nil {
+		p.track.read(h, len(b))
 	}
 	return b, e, p.err
 }
@@ -332,9 +338,10 @@ func (p *replayer) Read(_ context.Context, _ wasi.Handle, n uint32, _ wasi.ReadF
 func (p *replayer) Accept(context.Context, wasi.Handle, bool) (wasi.Handle, wasi.Errno, error) {
 	d, e := p.take(mAccept)
 	h := wasi.Handle(d.Uint())
+	id := d.String()
 	p.check()
 	if p.err == nil && e == wasi.ESUCCESS {
-		p.track.accepted(h)
+		p.track.accepted(h, id)
 	}
 	return h, e, p.err
 }
@@ -481,6 +488,9 @@ func (p *replayer) Write(h wasi.Handle, data []byte) error {
 	case 2:
 		w = p.stderr
 	default:
+		if id, off, ok := p.track.wrote(h, len(data)); ok && p.sessionOutput != nil {
+			p.sessionOutput(id, off, data)
+		}
 		return nil
 	}
 	if w != nil {

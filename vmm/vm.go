@@ -61,6 +61,17 @@ type Config struct {
 	// every ProfilePeriod instructions, for WriteProfile.
 	ProfilePeriod uint64
 	Logger        *slog.Logger
+	// SessionOf names the session (see wasi.Session) a connection the
+	// guest accepted is, "" for a plain one: a recording VM logs it with
+	// the accept, so that its replay, and the host it goes live on, know
+	// the guest's sessions. Without it, the VM asks the OS host it opened
+	// (none when Host is set).
+	SessionOf func(wasi.Handle) string
+	// SessionOutput, if set, receives at a replaying VM every write of the
+	// guest to a session, with the offset of its first byte in the
+	// session's output: the output the replay regenerates, which the
+	// backup keeps until the session's client has it.
+	SessionOutput func(id string, off uint64, data []byte)
 }
 
 const defaultSlice = 1 << 22
@@ -160,7 +171,7 @@ func newVM(cm *wasm.CompiledModule, cfg Config) (*VM, error) {
 	switch {
 	case cfg.Replay != nil:
 		vm.rep = &replayer{src: cfg.Replay, stdout: cfg.WASI.Stdout, stderr: cfg.WASI.Stderr,
-			track: newHandleTracker(cfg.WASI)}
+			track: newHandleTracker(cfg.WASI), sessionOutput: cfg.SessionOutput}
 		if w, ok := cfg.Replay.(interface{ Written() [2]uint64 }); ok {
 			vm.rep.written = w.Written
 		}
@@ -176,7 +187,10 @@ func newVM(cm *wasm.CompiledModule, cfg Config) (*VM, error) {
 		host = oh
 	}
 	if cfg.Record != nil {
-		vm.rec = &recorder{inner: host, emit: vm.emit, track: newHandleTracker(cfg.WASI)}
+		vm.rec = &recorder{inner: host, emit: vm.emit, track: newHandleTracker(cfg.WASI), sessionOf: cfg.SessionOf}
+		if vm.rec.sessionOf == nil && vm.os != nil {
+			vm.rec.sessionOf = vm.os.SessionOf
+		}
 		host = vm.rec
 	}
 	sys, err := wasi.New(cfg.WASI, host)

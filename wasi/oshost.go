@@ -48,6 +48,8 @@ type OSHost struct {
 	monoOffset, cpuOffset uint64
 	coalesce              time.Duration  // Config.Coalesce
 	timer                 *deadlineTimer // Poll's clock deadlines
+	// sessions resumes an adopted session (Config.Sessions).
+	sessions func(id string, in, out uint64) (net.Conn, error)
 
 	mu      sync.Mutex
 	changed chan struct{} // closed and replaced whenever readiness changes, if watched
@@ -101,6 +103,7 @@ type osListener struct {
 	// How to listen again after Unlisten: the address, and the options
 	// the listener was opened with.
 	addr  string
+	spec  string // the address as the Config gave it
 	lc    net.ListenConfig
 	guard func(net.Listener) error
 	// off: Unlisten closed ln; Relisten opens a new one.
@@ -137,6 +140,7 @@ func newOSHost(cfg Config, logger *slog.Logger, skip func(Handle) bool) (*OSHost
 	h := &OSHost{
 		log:      logger,
 		coalesce: cfg.Coalesce,
+		sessions: cfg.Sessions,
 		timer:    timer,
 		changed:  make(chan struct{}),
 		res:      make(map[Handle]any),
@@ -199,7 +203,7 @@ func newOSHost(cfg Config, logger *slog.Logger, skip func(Handle) bool) (*OSHost
 			h.CloseAll()
 			return nil, fmt.Errorf("wasi: listener %d: neither an address nor a listener", i)
 		}
-		ol := &osListener{ln: ln, addr: l.Addr, guard: l.Guard}
+		ol := &osListener{ln: ln, addr: l.Addr, spec: l.Addr, guard: l.Guard}
 		if l.Shared {
 			ol.lc.Control = reuseAddrPort
 		}
@@ -604,7 +608,11 @@ func (h *OSHost) Accept(ctx context.Context, hd Handle, nonblock bool) (Handle, 
 		if len(l.queue) > 0 {
 			c := l.queue[0]
 			l.queue = l.queue[1:]
-			nh := h.add(h.newConn(c))
+			oc := h.newConn(c)
+			if s, ok := c.(Session); ok {
+				oc.session = s.SessionID()
+			}
+			nh := h.add(oc)
 			h.broadcastLocked()
 			return nh, ESUCCESS, nil
 		}

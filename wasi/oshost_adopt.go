@@ -53,6 +53,11 @@ func (k AdoptKind) String() string {
 type Adopted struct {
 	Handle Handle
 	Kind   AdoptKind
+	// For a connection that is a session (see OSHost.Offer): its id, and
+	// how many bytes of its input the guest read and of its output it
+	// wrote, which the adopting host resumes it from.
+	Session string
+	In, Out uint64
 	// For files and directories: the index in Config.Preopens of the
 	// preopened directory the resource lies in, its path relative to that
 	// directory ("." for the directory itself; joined lexically, as the
@@ -91,6 +96,7 @@ type Adoption struct {
 //     logged and becomes a lost handle (see AdoptLost), not an error;
 //   - a connection becomes one reset by its peer: reads fail with
 //     ECONNRESET, it is always ready for Poll, and writes are dropped;
+//     unless it is a session that cfg.Sessions resumes: then it goes on;
 //   - the handles the host chooses from now on are above every adopted
 //     one, so that none is ever reused.
 //
@@ -177,6 +183,17 @@ func clockOffset(h *OSHost, id ClockID, floor uint64) uint64 {
 func (h *OSHost) adopt(ad Adopted) any {
 	switch ad.Kind {
 	case AdoptConn:
+		if ad.Session != "" && h.sessions != nil {
+			c, err := h.sessions(ad.Session, ad.In, ad.Out)
+			if err == nil {
+				h.mu.Lock()
+				defer h.mu.Unlock()
+				oc := h.newConn(c)
+				oc.session = ad.Session
+				return oc
+			}
+			h.log.Warn("wasi: adopt: cannot resume a session; it is reset", "handle", ad.Handle, "session", ad.Session, "err", err)
+		}
 		return newDeadConn()
 	case AdoptFile, AdoptDir:
 		r, err := h.reopen(ad)

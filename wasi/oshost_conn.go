@@ -3,6 +3,7 @@
 package wasi
 
 import (
+	"fmt"
 	"net"
 	"syscall"
 	"time"
@@ -14,10 +15,11 @@ import (
 // a pump goroutine, its writing side the socket itself or, for what the
 // socket does not take at once, a queue emptied by a sender goroutine.
 type osConn struct {
-	c   net.Conn
-	raw syscall.RawConn // c's socket, for writes that must not wait; nil if none
-	in  *stream
-	out *connOut
+	c       net.Conn
+	session string          // the session's id, if it is one (see Session)
+	raw     syscall.RawConn // c's socket, for writes that must not wait; nil if none
+	in      *stream
+	out     *connOut
 }
 
 // connOut is the sending side of a connection: what the guest wrote that
@@ -45,6 +47,51 @@ type connOut struct {
 // closeLinger bounds how long a released connection may take to hand its
 // queued bytes to a peer that does not read, before it is closed anyway.
 const closeLinger = 2 * time.Second
+
+// Session is a connection that is a session: one that outlives the host
+// that serves it, resumed on the host that adopts the guest (see Offer and
+// Config.Sessions). Its id names it in the log.
+type Session interface {
+	net.Conn
+	SessionID() string
+}
+
+// Offer hands c to the guest's listener of address addr ("" for the only
+// one) as if it had just been accepted there: a Session reaches the guest
+// this way. It fails if there is no such listener or it is closed.
+func (h *OSHost) Offer(addr string, c net.Conn) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var l *osListener
+	for _, x := range h.listeners {
+		if x != nil && (x.addr == addr || x.spec == addr || addr == "" && len(h.listeners) == 1) {
+			l = x
+			break
+		}
+	}
+	switch {
+	case l == nil:
+		return fmt.Errorf("wasi: offer: no listener %q", addr)
+	case l.closed || h.closed:
+		return fmt.Errorf("wasi: offer: listener %q is closed", addr)
+	case len(l.queue) >= acceptBacklog:
+		return fmt.Errorf("wasi: offer: listener %q has %d connections waiting", addr, len(l.queue))
+	}
+	l.queue = append(l.queue, c)
+	h.broadcastLocked()
+	return nil
+}
+
+// SessionOf returns the id of the session connection hd is, "" if it is
+// none.
+func (h *OSHost) SessionOf(hd Handle) string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if oc, ok := h.res[hd].(*osConn); ok {
+		return oc.session
+	}
+	return ""
+}
 
 // newConn wraps an accepted connection and starts its goroutines. h.mu is
 // held.

@@ -50,6 +50,13 @@ type Config struct {
 	// client is not delayed. Zero turns it off. It changes no result a
 	// guest could not have seen anyway (readiness is an input).
 	Coalesce time.Duration
+
+	// Sessions, if set, resumes the session connection id on a host that
+	// adopts a guest (NewOSHostAdopting): the guest had read in bytes of
+	// its input and written out bytes of its output. A session the host
+	// cannot resume (nil, or an error) is adopted as a reset connection.
+	// See OSHost.Offer for how sessions reach a guest.
+	Sessions func(id string, in, out uint64) (net.Conn, error)
 }
 
 // Preopen is a directory handed to the guest.
