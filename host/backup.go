@@ -295,6 +295,9 @@ func (b *backupSide) goLive() *primarySide {
 		b.vm.Close()
 		return nil
 	}
+	if pairWith != "" && r.h.fp.CrashOn("switched") {
+		crash()
+	}
 	// A primary that was only frozen must hear nothing more from its old
 	// backup, and may send nothing it would take.
 	b.ch.bye("the backup went live")

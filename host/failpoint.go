@@ -36,6 +36,9 @@ import (
 //	crash-on=clone-commit  kill it when, as a primary, its clone's claim of
 //	                    the new pair's generation won, before it tells the
 //	                    new backup (the commit)
+//	crash-on=switched   kill it when, as a backup handed the VM over, it
+//	                    won the switchover's claim and went live, before
+//	                    its first heartbeat as the new primary
 //	output-rule=off     break the Output Rule on purpose: a primary on this
 //	                    host lets each output out at once, without waiting
 //	                    for the backup's acknowledgement of the entries it
@@ -113,8 +116,8 @@ func (f *Failpoints) Set(spec string) error {
 			}
 			noFence = v == "off"
 		case "crash-on":
-			if v != "handover" && v != "clone-commit" {
-				return fmt.Errorf("failpoint %q: crash-on names a moment: handover or clone-commit", item)
+			if v != "handover" && v != "clone-commit" && v != "switched" {
+				return fmt.Errorf("failpoint %q: crash-on names a moment: handover, clone-commit or switched", item)
 			}
 			crashOn = v
 		case "output-rule":

@@ -316,6 +316,9 @@ func (p *primarySide) handOver() error {
 		if st.Acked >= st.Last && p.gate.Flushed() && heard == written {
 			break
 		}
+		if p.r.claiming.Load() {
+			return errors.New("the backup failed (its failover is under way)")
+		}
 		select {
 		case <-p.buf.wait():
 		case <-time.After(time.Millisecond):

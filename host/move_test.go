@@ -250,3 +250,29 @@ func TestSwitchoverThenNewPrimaryDies(t *testing.T) {
 	l.waitReplies(t, 50, 20*time.Second)
 	c.finishCounter(t, l, addr)
 }
+
+// TestSwitchoverNewPrimaryDiesAtOnce: the backup handed the VM over wins
+// its claim, goes live, and dies before its first heartbeat. The old
+// primary, named its backup, follows it, finds it silent and takes over
+// with the VM's memory; ftvm move reports what happened at once instead of
+// waiting for a primary that is gone.
+func TestSwitchoverNewPrimaryDiesAtOnce(t *testing.T) {
+	c, addr := newCounterCluster(t)
+	l := startLoad(addr, 8)
+	l.waitReplies(t, 50, 20*time.Second)
+	before := c.owner("counter")
+	c.failpoint("h2", "crash-on=switched")
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	err := host.MoveVM(ctx, c.store, "counter", "h2", true, c.logProgress)
+	if err == nil || !strings.Contains(err.Error(), "then failed over to h1") {
+		t.Fatalf("switchover to a new primary that died: err %v, want one saying it failed over back to h1", err)
+	}
+	t.Logf("move: %v", err)
+	o := c.protected("counter", before.Generation+1, time.Minute)
+	if o.Host != "h1" || o.Reason == "restart" {
+		t.Fatalf("after the new primary died: primary %s (%s), want h1 with the VM's memory", o.Host, o.Reason)
+	}
+	l.waitReplies(t, 50, 20*time.Second)
+	c.finishCounter(t, l, addr)
+}

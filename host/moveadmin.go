@@ -110,7 +110,7 @@ func moveVM(ctx context.Context, dir *storage.Dir, hosts []HostState, vs VMState
 			if errors.Is(ctx.Err(), context.Canceled) {
 				return fmt.Errorf("%s: stopped following the move; %s goes on with it (see ftvm status): %w", vs.Name, vs.Primary, ctx.Err())
 			}
-			return fmt.Errorf("%s: the move did not finish: %w (see ftvm status)", vs.Name, ctx.Err())
+			return fmt.Errorf("%s: the move did not finish within %v (see ftvm status)", vs.Name, moveWait)
 		case <-time.After(100 * time.Millisecond):
 		}
 		now := time.Now()
@@ -140,6 +140,13 @@ func moveVM(ctx context.Context, dir *storage.Dir, hosts []HostState, vs VMState
 		for _, st := range sts {
 			if st.Clone != nil && st.Host == cur.Primary && st.Generation == cur.Generation {
 				progress(MoveProgress{Clone: st.Clone})
+			}
+		}
+		// A switchover that took place, then a failover away from its
+		// new primary (it died): the move is over, the VM went on.
+		for g := vs.Generation + 1; primary && cur.Primary != to && g < cur.Generation; g++ {
+			if o, ok, err := dir.Owner(vs.Name, g); err == nil && ok && o.Host == to {
+				return fmt.Errorf("%s: the primary moved to %s (generation %d), then failed over to %s (generation %d)", vs.Name, to, g, cur.Primary, cur.Generation)
 			}
 		}
 		switch {

@@ -71,6 +71,9 @@ type runner struct {
 	// superseded is the latest later generation checkSuperseded told the
 	// node of.
 	superseded atomic.Uint64
+	// claiming mirrors the node's Claiming after each of its turns: its
+	// peer was declared failed (a switchover waiting for acks gives up).
+	claiming atomic.Bool
 	stopping   bool // shutdown has begun
 	lastLag    time.Time
 	lagLine    string // the last lag event logged
@@ -245,6 +248,10 @@ func (r *runner) drive(node *ft.Node) {
 			r.mu.Lock()
 			if rd.SoftState.Role == ft.Alone && r.soft.Role != ft.Alone {
 				r.aloneSince, r.cloneState = time.Now(), ""
+				if !r.moving {
+					// A move's last words no longer describe the VM.
+					r.moveState = ""
+				}
 				// The peer just found failed stays alive in the registry
 				// for a while (a frozen host, for as long as it is
 				// frozen): clones try other spares first.
@@ -261,6 +268,7 @@ func (r *runner) drive(node *ft.Node) {
 				ev.gens.Store(r.vm, rd.SoftState.Gen)
 			}
 		}
+		r.claiming.Store(node.Claiming())
 		for _, a := range rd.Actions {
 			r.act(node, a)
 		}

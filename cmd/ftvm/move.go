@@ -25,8 +25,8 @@ func runMove(ctx context.Context, env *cmdEnv, args []string) int {
 	fs.Usage = usageFunc(fs, env.stderr, "move --shared DIR --name VM --to HOST [--primary]",
 		"Moves a running VM's backup to HOST while the guest runs (a live clone; the new\n"+
 			"pair takes the next generation and the old backup leaves), or with --primary its\n"+
-			"primary: the guest pauses, the backup gets every log entry and takes over, and a\n"+
-			"new backup is cloned onto a spare. Clients of a moved primary see their\n"+
+			"primary: the guest pauses, the backup gets every log entry and takes over, and the\n"+
+			"old primary follows as its backup (the roles swap). Clients of a moved primary see their\n"+
 			"connections close and reconnect; no output is lost or repeated. Waits until the\n"+
 			"move is done and prints each step.")
 	if err := fs.Parse(args); err != nil {
@@ -61,7 +61,8 @@ func runDrain(ctx context.Context, env *cmdEnv, args []string) int {
 	fs.Usage = usageFunc(fs, env.stderr, "drain --shared DIR [--undo] HOST",
 		"Empties a host for maintenance: marks it draining (no VM is placed or cloned onto\n"+
 			"it any more) and moves every VM off it, one at a time, as ftvm move does: a backup\n"+
-			"to the least loaded other host, a primary to its backup. The last live host\n"+
+			"to the least loaded other host, a primary to its backup (then the old primary, now\n"+
+			"the backup, to such a host). The last live host\n"+
 			"cannot be drained. The mark lasts until --undo or the host restarts.")
 	if err := fs.Parse(args); err != nil {
 		return 2
