@@ -74,9 +74,9 @@ type runner struct {
 	// claiming mirrors the node's Claiming after each of its turns: its
 	// peer was declared failed (a switchover waiting for acks gives up).
 	claiming atomic.Bool
-	stopping   bool // shutdown has begun
-	lastLag    time.Time
-	lagLine    string // the last lag event logged
+	stopping bool // shutdown has begun
+	lastLag  time.Time
+	lagLine  string // the last lag event logged
 	// The status last written, with its time zeroed, and when: an
 	// unchanged status is rewritten only every statusRefresh.
 	lastStatus storage.VMStatus
