@@ -156,6 +156,11 @@ func vmStates(dir *storage.Dir, now time.Time, hosts []HostState) ([]VMState, er
 			}
 		}
 		if spec.Stopped {
+			if vs.State != "stopped" && vs.State != "exited" && vs.Detail != "" {
+				// How it stood when stopped (a failed start, say), not
+				// what stopped it.
+				vs.Detail = "was " + vs.State + " before: " + vs.Detail
+			}
 			vs.State = "stopped"
 		}
 		if vs.Protected && !strings.HasPrefix(vs.State, "running") {
@@ -256,8 +261,10 @@ func StartVM(dir *storage.Dir, spec storage.VMSpec, module []byte, now time.Time
 	sort.SliceStable(cands, func(i, j int) bool { return load[cands[i]] < load[cands[j]] })
 	pick := func(want, other string) (string, error) {
 		if want != "" {
-			if !alive[want] {
-				return "", fmt.Errorf("host %s is not alive", want)
+			if up, known := alive[want]; !known {
+				return "", fmt.Errorf("no host %q in the registry", want)
+			} else if !up {
+				return "", fmt.Errorf("host %s is down", want)
 			}
 			return want, nil
 		}
