@@ -46,14 +46,7 @@ func benchClone(b *testing.B, mib, pages int, kill string) {
 	var rounds, sent []float64
 	for range b.N {
 		b.StopTimer()
-		c := newCluster(b)
-		for _, h := range []string{"h1", "h2", "h3"} {
-			c.startHost(h)
-		}
-		addr := guesttest.FreeAddr(b)
-		c.startVM("mem", guest, storage.VMSpec{Listeners: []string{addr}, Primary: "h1", Backup: "h2",
-			Args: []string{"ft-mem", strconv.Itoa(mib), strconv.Itoa(pages)}})
-		get(b, addr, 60*time.Second) // the guest has filled its memory
+		c := memCluster(b, guest, mib, pages)
 		gen := c.owner("mem").Generation
 		b.StartTimer()
 		killed := time.Now()
@@ -110,14 +103,7 @@ func benchSwitchover(b *testing.B, mib int) {
 	var switches, follows, clones []time.Duration
 	for range b.N {
 		b.StopTimer()
-		c := newCluster(b)
-		for _, h := range []string{"h1", "h2", "h3"} {
-			c.startHost(h)
-		}
-		addr := guesttest.FreeAddr(b)
-		c.startVM("mem", guest, storage.VMSpec{Listeners: []string{addr}, Primary: "h1", Backup: "h2",
-			Args: []string{"ft-mem", strconv.Itoa(mib), "4"}})
-		get(b, addr, 60*time.Second) // the guest has filled its memory
+		c := memCluster(b, guest, mib, 4)
 		c.move("mem", "h3", false)
 		o := c.protected("mem", c.owner("mem").Generation-1, time.Minute)
 		m := backupMove.FindStringSubmatch(c.hosts["h1"].logs.String())
@@ -145,4 +131,19 @@ func benchSwitchover(b *testing.B, mib int) {
 	b.ReportMetric(float64(median(switches).Microseconds())/1000, "switchover-ms")
 	b.ReportMetric(float64(median(follows).Microseconds())/1000, "follow-ms")
 	b.ReportMetric(float64(median(clones).Milliseconds()), "clone-to-spare-ms")
+}
+
+// memCluster starts three hosts and the ft-mem guest (mib MiB, rewriting
+// pages a turn) on h1 and h2 as VM "mem", and returns once it has filled
+// its memory.
+func memCluster(b *testing.B, guest []byte, mib, pages int) *cluster {
+	c := newCluster(b)
+	for _, h := range []string{"h1", "h2", "h3"} {
+		c.startHost(h)
+	}
+	addr := guesttest.FreeAddr(b)
+	c.startVM("mem", guest, storage.VMSpec{Listeners: []string{addr}, Primary: "h1", Backup: "h2",
+		Args: []string{"ft-mem", strconv.Itoa(mib), strconv.Itoa(pages)}})
+	get(b, addr, 60*time.Second) // the guest has filled its memory
+	return c
 }

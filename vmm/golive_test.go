@@ -377,21 +377,9 @@ func TestGoLiveEchoServer(t *testing.T) {
 	}
 	defer backup.Close()
 	ctx := context.Background()
-	type result struct {
-		exit vmm.Exit
-		err  error
-	}
-	run := func(vm *vmm.VM, ctx context.Context) chan result {
-		ch := make(chan result, 1)
-		go func() {
-			x, err := vm.Run(ctx)
-			ch <- result{x, err}
-		}()
-		return ch
-	}
-	bdone := run(backup, ctx)
+	bdone := runAsync(backup, ctx)
 	pctx, kill := context.WithCancel(ctx)
-	pdone := run(primary, pctx)
+	pdone := runAsync(primary, pctx)
 
 	// A client talks to the primary.
 	c1, err := net.Dial("tcp", addr.String())
@@ -431,7 +419,7 @@ func TestGoLiveEchoServer(t *testing.T) {
 		t.Fatalf("backup listens on %v, want %v", baddr, addr)
 	}
 	primary.Close()
-	bdone = run(backup, ctx)
+	bdone = runAsync(backup, ctx)
 
 	// A new client is served by the backup.
 	c2, err := net.Dial("tcp", addr.String())
@@ -674,21 +662,9 @@ func TestGoLiveSession(t *testing.T) {
 	}
 	defer backup.Close()
 	ctx := context.Background()
-	type result struct {
-		exit vmm.Exit
-		err  error
-	}
-	run := func(vm *vmm.VM, ctx context.Context) chan result {
-		ch := make(chan result, 1)
-		go func() {
-			x, err := vm.Run(ctx)
-			ch <- result{x, err}
-		}()
-		return ch
-	}
-	bdone := run(backup, ctx)
+	bdone := runAsync(backup, ctx)
 	pctx, kill := context.WithCancel(ctx)
-	pdone := run(primary, pctx)
+	pdone := runAsync(primary, pctx)
 
 	client1, guest1 := tcpPair(t)
 	if err := primary.OSHost().Offer(addr.String(), sessionConn{guest1, "s1"}); err != nil {
@@ -727,7 +703,7 @@ func TestGoLiveSession(t *testing.T) {
 	if resumedIn != 5 || resumedOut != 5 {
 		t.Fatalf("resumed at input %d, output %d; want 5 and 5", resumedIn, resumedOut)
 	}
-	bdone = run(backup, ctx)
+	bdone = runAsync(backup, ctx)
 	// The session goes on: the guest still holds the same connection.
 	go func() {
 		io.WriteString(client2, "world!")
@@ -767,4 +743,20 @@ func tcpPair(t *testing.T) (client, server *net.TCPConn) {
 	}
 	t.Cleanup(func() { c.Close(); s.Close() })
 	return c.(*net.TCPConn), s.(*net.TCPConn)
+}
+
+// runResult is how a VM's Run ended.
+type runResult struct {
+	exit vmm.Exit
+	err  error
+}
+
+// runAsync runs vm in the background and returns where its outcome comes.
+func runAsync(vm *vmm.VM, ctx context.Context) chan runResult {
+	ch := make(chan runResult, 1)
+	go func() {
+		x, err := vm.Run(ctx)
+		ch <- runResult{x, err}
+	}()
+	return ch
 }
