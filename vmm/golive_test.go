@@ -387,24 +387,10 @@ func TestGoLiveEchoServer(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c1.Close()
-	if _, err := io.WriteString(c1, "hello"); err != nil {
-		t.Fatal(err)
-	}
-	buf := make([]byte, 5)
-	if _, err := io.ReadFull(c1, buf); err != nil || string(buf) != "hello" {
-		t.Fatalf("echo from the primary: %q, %v", buf, err)
-	}
-
+	echoHello(t, c1)
 	// The primary dies (its host stays open for now, listener and all);
 	// the backup replays to the end of the log.
-	kill()
-	if r := <-pdone; !errors.Is(r.err, context.Canceled) {
-		t.Fatalf("primary: %+v", r)
-	}
-	src.End()
-	if r := <-bdone; !errors.Is(r.err, vmm.ErrLogEnded) {
-		t.Fatalf("backup: %v, want ErrLogEnded", r.err)
-	}
+	primaryDies(t, kill, pdone, src, bdone)
 	a, err := backup.Adoption()
 	if err != nil {
 		t.Fatal(err)
@@ -670,22 +656,8 @@ func TestGoLiveSession(t *testing.T) {
 	if err := primary.OSHost().Offer(addr.String(), sessionConn{guest1, "s1"}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := io.WriteString(client1, "hello"); err != nil {
-		t.Fatal(err)
-	}
-	buf := make([]byte, 5)
-	if _, err := io.ReadFull(client1, buf); err != nil || string(buf) != "hello" {
-		t.Fatalf("echo from the primary: %q, %v", buf, err)
-	}
-
-	kill()
-	if r := <-pdone; !errors.Is(r.err, context.Canceled) {
-		t.Fatalf("primary: %+v", r)
-	}
-	src.End()
-	if r := <-bdone; !errors.Is(r.err, vmm.ErrLogEnded) {
-		t.Fatalf("backup: %v, want ErrLogEnded", r.err)
-	}
+	echoHello(t, client1)
+	primaryDies(t, kill, pdone, src, bdone)
 	if regenerated.String() != "hello" {
 		t.Fatalf("the replay regenerated %q of the session's output, want %q", regenerated.String(), "hello")
 	}
@@ -759,4 +731,30 @@ func runAsync(vm *vmm.VM, ctx context.Context) chan runResult {
 		ch <- runResult{x, err}
 	}()
 	return ch
+}
+
+// echoHello checks that the echo guest behind c echoes "hello".
+func echoHello(t *testing.T, c net.Conn) {
+	t.Helper()
+	if _, err := io.WriteString(c, "hello"); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 5)
+	if _, err := io.ReadFull(c, buf); err != nil || string(buf) != "hello" {
+		t.Fatalf("echo from the primary: %q, %v", buf, err)
+	}
+}
+
+// primaryDies stops the primary's run (kill), ends the backup's log, and
+// checks that the backup replayed to its end.
+func primaryDies(t *testing.T, kill context.CancelFunc, pdone chan runResult, src *vmm.LiveSource, bdone chan runResult) {
+	t.Helper()
+	kill()
+	if r := <-pdone; !errors.Is(r.err, context.Canceled) {
+		t.Fatalf("primary: %+v", r)
+	}
+	src.End()
+	if r := <-bdone; !errors.Is(r.err, vmm.ErrLogEnded) {
+		t.Fatalf("backup: %v, want ErrLogEnded", r.err)
+	}
 }
