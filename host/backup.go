@@ -52,6 +52,9 @@ type backupSide struct {
 	// written, and when this backup won the next generation.
 	primaryEnded, wonCh chan struct{}
 	endedOnce, wonOnce  sync.Once
+	// kept is the sessions' output the replay regenerated that their
+	// clients may not have yet.
+	kept *keptOutput
 	// pairWith is the backup this side goes live paired with (a
 	// switchover's: the old primary), set before the log ends.
 	pairWith atomic.Pointer[string]
@@ -94,7 +97,7 @@ func (s trackedSource) Peek(ctx context.Context, pos uint64) (replog.Entry, bool
 
 func (r *runner) startBackup(cm *wasm.CompiledModule) error {
 	b := r.newBackupSide(vmm.NewLiveSource(0))
-	vm, err := vmm.New(cm, r.vmConfig(vmm.Config{WASI: b.wasiConfig(), Replay: trackedSource{b.src, b}}))
+	vm, err := vmm.New(cm, b.vmConfig())
 	if err != nil {
 		return err
 	}
@@ -107,10 +110,17 @@ func (r *runner) startBackup(cm *wasm.CompiledModule) error {
 func (r *runner) newBackupSide(src *vmm.LiveSource) *backupSide {
 	st := r.softState()
 	b := &backupSide{r: r, peer: st.Peer, gen: st.Gen, src: src, vmDone: make(chan struct{}), aside: newStepAside(), kick: make(chan struct{}, 1),
-		primaryEnded: make(chan struct{}), wonCh: make(chan struct{})}
+		primaryEnded: make(chan struct{}), wonCh: make(chan struct{}), kept: newKeptOutput()}
 	b.prio = newReplayPriority(r.h.cfg.ReplayNice, r.h.cfg.LagBound, b.src.Behind, r.log)
 	b.vmCtx, b.vmCancel = context.WithCancel(r.ctx)
 	return b
+}
+
+// vmConfig is the configuration of the backup's replaying VM: it keeps
+// its sessions' output for their clients.
+func (b *backupSide) vmConfig() vmm.Config {
+	return b.r.vmConfig(vmm.Config{WASI: b.wasiConfig(), Replay: trackedSource{b.src, b},
+		SessionOutput: b.kept.output, SessionClosed: b.kept.closed})
 }
 
 // wasiConfig is the guest's system configuration for the backup: a backup
@@ -288,7 +298,7 @@ func (b *backupSide) goLive() *primarySide {
 	if s := b.pairWith.Load(); s != nil {
 		pairWith = *s
 	}
-	p, err := r.promote(b.vm, b.peer, pairWith)
+	p, err := r.promote(b.vm, b.peer, pairWith, b.kept)
 	if err != nil {
 		r.log.Error("go-live failed", "err", err)
 		r.end("failed", "go-live: "+err.Error())
@@ -432,6 +442,17 @@ func (b *backupSide) serve(c *replog.Conn) (up bool) {
 			}
 			b.aside.took()
 			b.kickAcks()
+		case frameSessionAck, frameSessionEnd:
+			id, pos, err := parseSessionFrame(payload)
+			if err != nil {
+				r.log.Warn("logging channel closed", "primary", b.peer, "reason", err)
+				return
+			}
+			if typ == frameSessionAck {
+				b.kept.ack(id, pos)
+			} else {
+				b.kept.end(id)
+			}
 		case replog.FrameBye:
 			reason := string(payload)
 			switch reason {

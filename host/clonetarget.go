@@ -154,7 +154,7 @@ func (r *runner) receiveClone(c *replog.Conn, cm *wasm.CompiledModule, ch cloneH
 		}
 		// The backup's log starts after the state's last entry.
 		b := r.newBackupSide(vmm.NewLiveSource(st.Seq()))
-		vm, err := target.Restore(cm, r.vmConfig(vmm.Config{WASI: b.wasiConfig(), Replay: trackedSource{b.src, b}}), st)
+		vm, err := target.Restore(cm, b.vmConfig(), st)
 		if err != nil {
 			return nil, err
 		}

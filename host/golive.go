@@ -2,6 +2,7 @@ package host
 
 import (
 	"fmt"
+	"net"
 
 	"ftvm/vmm"
 	"ftvm/wasi"
@@ -17,8 +18,10 @@ import (
 // may have performed is settled first, against the disk as it left it. Its
 // listeners may share their addresses with oldPrimary's host process (a
 // fence it could not do), but with no one else.
-func (r *runner) promote(vm *vmm.VM, oldPrimary, pairWith string) (*primarySide, error) {
+func (r *runner) promote(vm *vmm.VM, oldPrimary, pairWith string, kept *keptOutput) (*primarySide, error) {
 	cfg := r.wasiConfig(oldPrimary)
+	// The guest's sessions go on here: the clients resume them.
+	cfg.Sessions = func(id string, in, out uint64) (net.Conn, error) { return r.restoreSession(kept, id, in, out) }
 	s, err := vm.Settle(cfg)
 	if err != nil {
 		return nil, err
@@ -55,6 +58,7 @@ func (r *runner) promote(vm *vmm.VM, oldPrimary, pairWith string) (*primarySide,
 	if stdout, stderr := vm.Rewritten(); stdout+stderr > 0 {
 		r.log.Info("wrote again the output the old primary may not have written", "stdout_bytes", stdout, "stderr_bytes", stderr)
 	}
+	r.restoreGone(kept)
 	r.mu.Lock()
 	r.side, r.primary = p, p
 	r.mu.Unlock()

@@ -61,6 +61,17 @@ type Config struct {
 	// registry for others to find. The caller serves it (see
 	// MetricsHandler).
 	HTTP string
+	// SessionAddr is the TCP address where the host serves sessions
+	// (package session); "" means the logging channel's IP with a free
+	// port. The registry records it.
+	SessionAddr string
+	// SessionTimeout is how long a session whose client is gone is kept
+	// before it ends (the guest sees its connection reset); 0 means
+	// DefaultSessionTimeout.
+	SessionTimeout time.Duration
+	// SessionWindow bounds, per session, the output kept for its client and
+	// the input buffered for its guest; 0 means session.DefaultWindow.
+	SessionWindow int
 	// Failpoints is the initial failpoint spec (see Failpoints).
 	Failpoints string
 	// Stdout and Stderr receive the output of the guests this host runs
@@ -97,6 +108,7 @@ type Host struct {
 	dir     *storage.Dir
 	key     []byte
 	ln      net.Listener
+	sln     net.Listener // sessions
 	udp     *net.UDPConn
 	fp      *Failpoints
 	started time.Time
@@ -136,6 +148,9 @@ func New(cfg Config) (*Host, error) {
 	}
 	if cfg.Addr == "" {
 		cfg.Addr = "127.0.0.1:0"
+	}
+	if cfg.SessionTimeout <= 0 {
+		cfg.SessionTimeout = DefaultSessionTimeout
 	}
 	if cfg.Stdout == nil {
 		cfg.Stdout = io.Discard
@@ -200,6 +215,15 @@ func New(cfg Config) (*Host, error) {
 		h.ln.Close()
 		return nil, fmt.Errorf("host %s: heartbeat port: %w", cfg.Name, err)
 	}
+	saddr := cfg.SessionAddr
+	if saddr == "" {
+		saddr = net.JoinHostPort(tcp.IP.String(), "0")
+	}
+	if h.sln, err = net.Listen("tcp", saddr); err != nil {
+		h.ln.Close()
+		h.udp.Close()
+		return nil, fmt.Errorf("host %s: session port: %w", cfg.Name, err)
+	}
 	h.info = storage.HostInfo{
 		Name:      cfg.Name,
 		Addr:      h.ln.Addr().String(),
@@ -208,6 +232,7 @@ func New(cfg Config) (*Host, error) {
 		PIDSpace:  pidSpace(),
 		Started:   h.started.UTC(),
 		HTTP:      cfg.HTTP,
+		Sessions:  h.sln.Addr().String(),
 	}
 	return h, nil
 }
@@ -252,8 +277,9 @@ func (h *Host) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
-	wg.Add(2)
+	wg.Add(3)
 	go func() { defer wg.Done(); h.acceptLoop(ctx) }()
+	go func() { defer wg.Done(); h.sessionAcceptLoop(ctx) }()
 	go func() { defer wg.Done(); h.beatLoop(ctx) }()
 	h.log.Info("host up", "host", h.cfg.Name, "addr", h.info.Addr, "shared", h.cfg.Shared, "failpoints", h.fp.String())
 	h.scan(ctx, true)
@@ -269,9 +295,11 @@ func (h *Host) Run(ctx context.Context) error {
 				refreshed = now
 			}
 			h.scan(ctx, refresh)
+			h.expireSessions(now)
 		}
 	}
 	h.ln.Close()
+	h.sln.Close()
 	h.udp.Close()
 	h.mu.Lock()
 	rs := make([]*runner, 0, len(h.runners))
@@ -396,6 +424,19 @@ func (h *Host) peer(name string) (storage.HostInfo, bool) {
 	defer h.mu.Unlock()
 	p, ok := h.peers[name]
 	return p, ok
+}
+
+// expireSessions ends the sessions whose clients are gone too long.
+func (h *Host) expireSessions(now time.Time) {
+	h.mu.Lock()
+	rs := make([]*runner, 0, len(h.runners))
+	for _, r := range h.runners {
+		rs = append(rs, r)
+	}
+	h.mu.Unlock()
+	for _, r := range rs {
+		r.expireSessions(now)
+	}
 }
 
 func (h *Host) runner(vm string) *runner {

@@ -2,6 +2,7 @@ package host_test
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -17,7 +18,9 @@ import (
 
 	"github.com/anishathalye/porcupine"
 
+	"ftvm/client"
 	"ftvm/internal/guesttest"
+	"ftvm/session"
 	"ftvm/storage"
 )
 
@@ -177,6 +180,9 @@ func (h *kvHistory) operations() []porcupine.Operation {
 // after a failure.
 type kvClient struct {
 	addr string
+	// sess, if set, makes the client's connection a session (through
+	// the VM's current primary) rather than a plain one to addr.
+	sess *session.Config
 	h    *kvHistory
 	id   int
 	conn net.Conn
@@ -191,7 +197,15 @@ var errNotSent = errors.New("not sent")
 // request was not sent, another error when its outcome is unknown.
 func (kc *kvClient) do(in kvInput, timeout time.Duration) (kvOutput, error) {
 	if kc.conn == nil {
-		c, err := net.DialTimeout("tcp", kc.addr, timeout)
+		var c net.Conn
+		var err error
+		if kc.sess != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), timeout)
+			c, err = session.Dial(ctx, *kc.sess)
+			cancel()
+		} else {
+			c, err = net.DialTimeout("tcp", kc.addr, timeout)
+		}
 		if err != nil {
 			return kvOutput{}, fmt.Errorf("%w: %w", errNotSent, err)
 		}
@@ -204,6 +218,10 @@ func (kc *kvClient) do(in kvInput, timeout time.Duration) (kvOutput, error) {
 	if err != nil {
 		// Sent, perhaps in part, perhaps run: the outcome is unknown.
 		op.Output = kvOutput{Unknown: true}
+		if kc.sess != nil {
+			// A session hides failovers: failing is a failure.
+			kc.h.fail("%s over a session: %v", req, err)
+		}
 		kc.conn.Close()
 		kc.conn = nil
 		kc.id = kc.h.newClient()
@@ -246,8 +264,14 @@ func (kc *kvClient) close() {
 
 // runKVClient runs random operations over keys until stop is closed. Every
 // value a client writes is unique, so that a lost write shows.
-func runKVClient(addr string, h *kvHistory, keys []string, stop <-chan struct{}) {
-	kc := &kvClient{addr: addr, h: h, id: h.newClient()}
+func runKVClient(addr string, sess *session.Config, h *kvHistory, keys []string, stop <-chan struct{}) {
+	kc := &kvClient{addr: addr, sess: sess, h: h, id: h.newClient()}
+	timeout := 2 * time.Second
+	if sess != nil {
+		// No deadline short of the session's own: a failover must not
+		// show.
+		timeout = 2 * sess.Timeout
+	}
 	defer kc.close()
 	seen := map[string]string{} // the last value this client read or wrote per key
 	for n := 0; ; n++ {
@@ -265,7 +289,7 @@ func runKVClient(addr string, h *kvHistory, keys []string, stop <-chan struct{})
 		case p < 6 && seen[k] != "":
 			in = kvInput{Op: "cas", Key: k, Value: seen[k], New: val}
 		}
-		out, err := kc.do(in, 2*time.Second)
+		out, err := kc.do(in, timeout)
 		switch {
 		case err != nil:
 			delete(seen, k)
@@ -368,6 +392,9 @@ type linzConfig struct {
 	// broken runs with the Output Rule off on each primary, and only the
 	// lostWrite fault.
 	broken bool
+	// sessions: the clients' connections are sessions, which carry them
+	// across failovers: every operation must be answered.
+	sessions bool
 }
 
 // linearizability runs the workload and the nemesis and returns porcupine's
@@ -389,13 +416,21 @@ func linearizability(t *testing.T, cfg linzConfig) (porcupine.CheckResult, strin
 	for i := range keys {
 		keys[i] = fmt.Sprintf("k%d", i)
 	}
+	var sess *session.Config
+	if cfg.sessions {
+		sc, err := client.Config(c.dir, "kv", &client.Options{Timeout: 30 * time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		sess = &sc
+	}
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	for range cfg.clients {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			runKVClient(addr, h, keys, stop)
+			runKVClient(addr, sess, h, keys, stop)
 		}()
 	}
 	defer func() {
@@ -475,7 +510,11 @@ func linearizability(t *testing.T, cfg linzConfig) (porcupine.CheckResult, strin
 	final.close()
 
 	for _, e := range h.errs {
-		t.Errorf("bad reply: %s", e)
+		if cfg.broken {
+			t.Logf("with the Output Rule off: %s", e)
+		} else {
+			t.Errorf("bad reply: %s", e)
+		}
 	}
 	ops := h.operations()
 	ok, unknown := 0, len(h.pending)
@@ -529,6 +568,21 @@ func TestLinearizableUnderFaults(t *testing.T) {
 		d = 8 * time.Second
 	}
 	res, path := linearizability(t, linzConfig{duration: d, clients: 5, keys: 4})
+	if res != porcupine.Ok {
+		t.Fatalf("porcupine: %s: the history is not linearizable; visualization in %s", res, path)
+	}
+}
+
+// TestLinearizableThroughSessions: TestLinearizableUnderFaults with every
+// client over a session, which carries it across the failovers: every
+// operation is answered (none has an unknown outcome), and the history
+// must be linearizable.
+func TestLinearizableThroughSessions(t *testing.T) {
+	d := 16 * time.Second
+	if testing.Short() {
+		d = 8 * time.Second
+	}
+	res, path := linearizability(t, linzConfig{duration: d, clients: 5, keys: 4, sessions: true})
 	if res != porcupine.Ok {
 		t.Fatalf("porcupine: %s: the history is not linearizable; visualization in %s", res, path)
 	}

@@ -416,7 +416,8 @@ func (r *runner) follow(gen uint64, peer string) {
 		p.vmCancel()
 		seq = p.vm.Seq()
 		b = r.newBackupSide(vmm.NewLiveSource(seq))
-		cfg := r.vmConfig(vmm.Config{WASI: b.wasiConfig(), Replay: trackedSource{b.src, b}})
+		r.keepSessions(b.kept)
+		cfg := b.vmConfig()
 		written, unwritten := p.gate.Output()
 		vm, _, err = p.vm.Replaying(r.cm, cfg, written, unwritten)
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -56,6 +57,9 @@ type primarySide struct {
 	// the function that takes the VM's state for the backup this host
 	// becomes (see follow).
 	takeState chan func()
+	// safe holds the sessions' input the guest read until the backup
+	// has the entries that logged it.
+	safe safeInput
 	// pokeRun interrupts the guest's current run, even in a call that
 	// waits, so that the run loop pauses for a clone.
 	pokeMu  sync.Mutex
@@ -86,7 +90,7 @@ func (r *runner) startPrimary(cm *wasm.CompiledModule, alone bool) error {
 		p.buf.detach()
 		p.gate.Release()
 	}
-	cfg := r.vmConfig(vmm.Config{WASI: wcfg, Host: p.gate, Record: p.buf})
+	cfg := r.vmConfig(vmm.Config{WASI: wcfg, Host: p.gate, Record: p.buf, SessionOf: oh.SessionOf})
 	vm, err := vmm.New(cm, cfg)
 	if err != nil {
 		p.gate.Discard()
@@ -248,6 +252,7 @@ func (p *primarySide) startChannel(c *replog.Conn, have uint64, peer string, gen
 	ctx, cancel := context.WithCancel(p.vmCtx)
 	go p.send(ctx, cancel, c, have, peer)
 	go p.readAcks(ctx, cancel, c, id, peer)
+	p.r.sessionsToBackup(c)
 }
 
 // send streams the log to the backup: every entry after have, then each new
@@ -335,6 +340,7 @@ func (p *primarySide) readAcks(ctx context.Context, cancel context.CancelFunc, c
 				return
 			}
 			p.gate.Ack(a.Seq)
+			p.inputAcked(a.Seq)
 			p.r.event(eventTraffic)
 		case replog.FrameBye:
 			p.r.log.Info("backup closed the logging channel", "reason", string(payload))
@@ -355,6 +361,7 @@ func (p *primarySide) won(string) {
 	p.goOnAfterHandover()
 	p.buf.detach()
 	p.gate.Release()
+	p.inputAcked(math.MaxUint64)
 	p.ch.bye("primary goes on alone")
 }
 
@@ -373,6 +380,9 @@ func (p *primarySide) stop(reason string, stopped bool) {
 		p.ch.bye(reason)
 	}
 	<-p.vmDone
+	// The sessions' clients resume with the survivor (or, the VM
+	// stopped, are refused): their connections close, with no Close.
+	p.r.sessions.endAll(errSessionLeft)
 	p.os.CloseAll()
 }
 

@@ -44,6 +44,9 @@ type runner struct {
 	// currentSide.
 	side    side
 	primary *primarySide // side, when it is a primary's
+	// sessions are the guest's sessions this host serves (as the live
+	// primary).
+	sessions sessionTable
 
 	mu sync.Mutex
 	// soft is the node's role, generation and peer, as its last Ready
@@ -501,6 +504,7 @@ func (r *runner) writeStatus() {
 // vmConfig completes a side's VM configuration with what the host adds.
 func (r *runner) vmConfig(cfg vmm.Config) vmm.Config {
 	cfg.Slice, cfg.Logger = chunk, r.log
+	cfg.SessionInput = r.sessionInput
 	if r.h.cfg.Profiles != "" {
 		cfg.ProfilePeriod = vmm.DefaultProfilePeriod
 	}

@@ -47,6 +47,8 @@ type ResumeRequest struct {
 	// one if it closed its input).
 	Sent  uint64
 	Proof [32]byte
+	// Target is the session's target, as its Open named it.
+	Target string
 	// Nonce is the nonce of the Hello the proof must cover.
 	Nonce Nonce
 }
@@ -79,7 +81,7 @@ func Accept(c net.Conn) (Request, error) {
 		case FrameOpen:
 			req.Open = &OpenRequest{Target: f.Target}
 		case FrameResume:
-			req.Resume = &ResumeRequest{ID: f.ID, Received: f.Received, Sent: f.Sent, Proof: f.Proof, Nonce: nonce}
+			req.Resume = &ResumeRequest{ID: f.ID, Received: f.Received, Sent: f.Sent, Proof: f.Proof, Target: f.Target, Nonce: nonce}
 		default:
 			err = protoErrorf("expected Open or Resume, got %v", f.Type)
 		}

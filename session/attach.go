@@ -84,7 +84,7 @@ func (s *ServerSession) attach(a *attachment, req Request) (Frame, string) {
 	case req.Resume != nil:
 		r := req.Resume
 		if r.ID != s.id {
-			return Frame{}, "unknown session"
+			return Frame{}, ReasonUnknownSession
 		}
 		if !r.Verify(s.secret) {
 			return Frame{}, "bad proof"

@@ -19,8 +19,24 @@ var ErrRefused = errors.New("session: refused")
 // when the session ends (or its host goes down).
 var errServerClosed = errors.New("the server closed the connection")
 
-func refusedError(reason string) error {
-	return &kindError{ErrRefused, "session: refused by the server: " + reason}
+// ReasonUnknownSession is the refusal of a Resume for a session the server
+// does not have: it ended, or never reached the server. A client that has
+// neither output nor acknowledged input of the session opens it again
+// instead (see connect).
+const ReasonUnknownSession = "unknown session"
+
+// refusedErr is the error of a refused Open or Resume.
+type refusedErr struct{ reason string }
+
+func (e *refusedErr) Error() string        { return "session: refused by the server: " + e.reason }
+func (e *refusedErr) Is(target error) bool { return target == ErrRefused }
+
+func refusedError(reason string) error { return &refusedErr{reason} }
+
+// unknownSession reports whether err is the refusal of an unknown session.
+func unknownSession(err error) bool {
+	var r *refusedErr
+	return errors.As(err, &r) && r.reason == ReasonUnknownSession
 }
 
 // fatal reports whether err ends a session rather than just a connection.

@@ -23,6 +23,13 @@ func (c *ClientConn) connect(ctx context.Context, open bool) (*clientAttachment,
 		switch {
 		case err == nil:
 			return a, d, nil
+		case !open && unknownSession(err) && c.unseen():
+			// The server that survived never had the session: its Open
+			// reached only a server that failed before its backup logged
+			// the guest's accept. Nothing of it happened, as far as
+			// anyone can tell: open it again, and send all the input.
+			open = true
+			continue
 		case fatal(err):
 			return nil, nil, err
 		case ctx.Err() != nil:
@@ -94,7 +101,7 @@ func (c *ClientConn) exchange(a *clientAttachment, d *Decoder, open bool) error 
 		req = Frame{Type: FrameOpen, Target: c.cfg.Target}
 	} else {
 		c.mu.Lock()
-		req = Frame{Type: FrameResume, ID: c.id, Received: c.outPos(), Sent: c.inPos()}
+		req = Frame{Type: FrameResume, ID: c.id, Received: c.outPos(), Sent: c.inPos(), Target: c.cfg.Target}
 		c.mu.Unlock()
 		req.Proof = Proof(c.secret, nonce, c.id, req.Received, req.Sent)
 	}
@@ -109,6 +116,8 @@ func (c *ClientConn) exchange(a *clientAttachment, d *Decoder, open bool) error 
 	case f.Type == FrameRefuse:
 		return refusedError(f.Reason)
 	case open && f.Type == FrameOpened:
+		c.mu.Lock()
+		defer c.mu.Unlock()
 		c.id, c.secret = f.ID, f.Secret
 		c.window = uint64(max(f.Window, 1))
 		return nil

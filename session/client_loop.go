@@ -54,6 +54,14 @@ func (c *ClientConn) complete(a *clientAttachment) bool {
 	return c.over() && a.ackWritten == c.outEnd()+1
 }
 
+// unseen reports whether nothing of the session is known to have reached
+// the guest: no output arrived and no input was acknowledged.
+func (c *ClientConn) unseen() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.readPos == 0 && c.out.len() == 0 && !c.outClosed && c.inBase == 0 && !c.inCloseAcked
+}
+
 // run serves the session over a and its successors until it is over.
 func (c *ClientConn) run(ctx context.Context, a *clientAttachment, d *Decoder) {
 	defer close(c.done)

@@ -25,7 +25,7 @@
 //	Hello    server → client  version u8, nonce [32]      first frame on every connection
 //	Open     client → server  target (the rest)           "" is the VM's only listener
 //	Opened   server → client  id [16], secret [32], window u32
-//	Resume   client → server  id [16], received u64, sent u64, proof [32]
+//	Resume   client → server  id [16], received u64, sent u64, proof [32], target (the rest)
 //	Resumed  server → client  consumed u64, window u32
 //	Data     both ways        offset u64, bytes (the rest)
 //	Ack      both ways        offset u64
@@ -37,6 +37,13 @@
 // position n+1 of an n-byte stream means "all of it and its end". Acks,
 // Resume's received and sent, and Resumed's consumed are positions; Data
 // offsets and Close's offset are byte offsets.
+//
+// A target names what the session is for; its meaning is the host's (ftvm
+// hosts take "VM" or "VM LISTENER"). A Resume repeats its session's
+// target, so that a host serving many VMs finds the session without a
+// table of every session it ever saw, and can tell "not yet here" (a
+// failover in progress: it closes the connection, and the client retries)
+// from "unknown" (a Refuse).
 //
 // The client's first frame after Hello is Open or Resume. A Resume's proof
 // is HMAC-SHA256(secret, "ftvm-session-resume" ‖ nonce ‖ id ‖ received ‖

@@ -29,7 +29,7 @@ const (
 	FrameHello   FrameType = 1 // server → client: Version, Nonce
 	FrameOpen    FrameType = 2 // client → server: Target
 	FrameOpened  FrameType = 3 // server → client: ID, Secret, Window
-	FrameResume  FrameType = 4 // client → server: ID, Received, Sent, Proof
+	FrameResume  FrameType = 4 // client → server: ID, Received, Sent, Proof, Target
 	FrameResumed FrameType = 5 // server → client: Consumed, Window
 	FrameData    FrameType = 6 // both ways: Offset, Data
 	FrameAck     FrameType = 7 // both ways: Offset
@@ -87,7 +87,7 @@ type Frame struct {
 
 	Version  uint8    // Hello
 	Nonce    Nonce    // Hello
-	Target   string   // Open
+	Target   string   // Open, Resume
 	ID       ID       // Opened, Resume
 	Secret   Secret   // Opened
 	Window   uint32   // Opened, Resumed
@@ -120,15 +120,16 @@ func protoErrorf(format string, args ...any) error {
 	return &kindError{ErrProtocol, "session: " + fmt.Sprintf(format, args...)}
 }
 
-// fixed payload sizes; Open, Data and Refuse vary.
+// resumeFixed is the size of a Resume's payload before its target.
+const resumeFixed = 16 + 8 + 8 + 32
+
+// fixed payload sizes; Open, Resume, Data and Refuse vary.
 func payloadSize(t FrameType) int {
 	switch t {
 	case FrameHello:
 		return 1 + 32
 	case FrameOpened:
 		return 16 + 32 + 4
-	case FrameResume:
-		return 16 + 8 + 8 + 32
 	case FrameResumed:
 		return 8 + 4
 	case FrameAck, FrameClose:
@@ -158,6 +159,7 @@ func AppendFrame(dst []byte, f *Frame) ([]byte, error) {
 		dst = be.AppendUint64(dst, f.Received)
 		dst = be.AppendUint64(dst, f.Sent)
 		dst = append(dst, f.Proof[:]...)
+		dst = append(dst, f.Target...)
 	case FrameResumed:
 		dst = be.AppendUint64(dst, f.Consumed)
 		dst = be.AppendUint32(dst, f.Window)
@@ -204,10 +206,14 @@ func ParseFrame(t FrameType, p []byte) (Frame, error) {
 		copy(f.Secret[:], p[16:])
 		f.Window = be.Uint32(p[48:])
 	case FrameResume:
+		if len(p) < resumeFixed {
+			return Frame{}, protoErrorf("Resume payload of %d bytes, want at least %d", len(p), resumeFixed)
+		}
 		copy(f.ID[:], p)
 		f.Received = be.Uint64(p[16:])
 		f.Sent = be.Uint64(p[24:])
 		copy(f.Proof[:], p[32:])
+		f.Target = string(p[resumeFixed:])
 	case FrameResumed:
 		f.Consumed = be.Uint64(p)
 		f.Window = be.Uint32(p[8:])

@@ -70,6 +70,9 @@ type HostInfo struct {
 	// HTTP is the address of the host's HTTP server (metrics, dashboard),
 	// if it serves one.
 	HTTP string `json:"http,omitempty"`
+	// Sessions is the TCP address where the host serves sessions (package
+	// session) with the guests of the VMs it runs.
+	Sessions string `json:"sessions,omitempty"`
 }
 
 // Dir is shared storage in a directory.

@@ -492,7 +492,7 @@ func (t *handleTracker) encode(e *replog.Encoder) {
 		e.String(r.rel)
 		e.Uint(uint64(r.req.Oflags))
 		e.Uint(uint64(r.req.Fdflags))
-		e.Uint(flags(r.req.Read, r.req.Write, r.req.Follow))
+		e.Uint(flags(r.req.Read, r.req.Write, r.req.Follow, r.eof, r.shut))
 		e.String(r.session)
 		e.Uint(r.in)
 		e.Uint(r.out)
@@ -537,6 +537,7 @@ func decodeTracker(d *replog.Decoder, cfg *wasi.Config) *handleTracker {
 		r.req.Oflags, r.req.Fdflags = uint16(d.Uint()), uint16(d.Uint())
 		f := d.Uint()
 		r.req.Read, r.req.Write, r.req.Follow = f&1 != 0, f&2 != 0, f&4 != 0
+		r.eof, r.shut = f&8 != 0, f&16 != 0
 		r.session, r.in, r.out = d.String(), d.Uint(), d.Uint()
 		if r.session != "" && r.kind != wasi.AdoptConn {
 			return bad()

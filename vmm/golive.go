@@ -114,7 +114,7 @@ func (vm *VM) goLive(host wasi.Host, oh *wasi.OSHost, sink Sink) error {
 		g.startWritten(written)
 	}
 	if sink != nil {
-		vm.rec = &recorder{inner: host, emit: vm.emit, track: vm.rep.track}
+		vm.rec = vm.newRecorder(host, vm.rep.track, oh)
 		vm.cfg.Record = sink
 		host = vm.rec
 	}
@@ -204,6 +204,8 @@ type tracked struct {
 	// input the guest read and of its output it wrote.
 	session string
 	in, out uint64
+	// eof: the guest read the session's end; shut: it ended its output.
+	eof, shut bool
 
 	preopen int
 	rel     string // in the preopen
@@ -267,11 +269,37 @@ func (t *handleTracker) accepted(h wasi.Handle, id string) {
 	t.handles[h] = &tracked{kind: wasi.AdoptConn, session: id}
 }
 
-// read notes that the guest read n bytes from h.
-func (t *handleTracker) read(h wasi.Handle, n int) {
-	if r := t.handles[h]; r != nil && r.session != "" {
-		r.in += uint64(n)
+// read notes that the guest read n bytes from h, or its end (eof); for a
+// session it returns its id and input position (its bytes, plus one once
+// its end was read).
+func (t *handleTracker) read(h wasi.Handle, n int, eof bool) (id string, pos uint64, ok bool) {
+	r := t.handles[h]
+	if r == nil || r.session == "" {
+		return "", 0, false
 	}
+	r.in += uint64(n)
+	r.eof = r.eof || eof
+	pos = r.in
+	if r.eof {
+		pos++
+	}
+	return r.session, pos, true
+}
+
+// shut notes that the guest ended its output to h, or closed h (gone);
+// for a session, the first time its output ends and when it is closed, it
+// returns its id, output length and input position.
+func (t *handleTracker) shut(h wasi.Handle, gone bool) (id string, out, in uint64, ok bool) {
+	r := t.handles[h]
+	if r == nil || r.session == "" || r.shut && !gone {
+		return "", 0, 0, false
+	}
+	r.shut = true
+	in = r.in
+	if r.eof {
+		in++
+	}
+	return r.session, r.out, in, true
 }
 
 // wrote notes that the guest wrote n bytes to h; for a session it returns

@@ -32,6 +32,8 @@ type recorder struct {
 	// sessionOf names the session an accepted connection is (see
 	// Config.SessionOf); nil: none is.
 	sessionOf func(wasi.Handle) string
+	// sessionInput hears each read from a session (Config.SessionInput).
+	sessionInput func(id string, pos uint64)
 }
 
 var _ wasi.Host = (*recorder)(nil)
@@ -140,7 +142,9 @@ func (r *recorder) Read(ctx context.Context, h wasi.Handle, n uint32, flags wasi
 	}
 	r.op(mRead, e)
 	r.enc.Blob(b)
-	r.track.read(h, len(b))
+	if id, pos, ok := r.track.read(h, len(b), e == wasi.ESUCCESS && len(b) == 0 && n > 0); ok && r.sessionInput != nil {
+		r.sessionInput(id, pos)
+	}
 	return b, e, nil
 }
 

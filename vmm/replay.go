@@ -101,6 +101,9 @@ type replayer struct {
 	// sessionOutput receives the guest's writes to sessions (see
 	// Config.SessionOutput).
 	sessionOutput func(id string, off uint64, data []byte)
+	// sessionClosed hears the end of the guest's output to a session
+	// (Config.SessionClosed).
+	sessionClosed func(id string, out uint64, gone bool, in uint64)
 
 	// The call in progress.
 	name   string
@@ -330,7 +333,7 @@ func (p *replayer) Read(_ context.Context, h wasi.Handle, n uint32, _ wasi.ReadF
 		p.diverge(fmt.Sprintf("read of at most %d bytes, %d recorded", n, len(b)))
 	}
 	if p.err == nil {
-		p.track.read(h, len(b))
+		p.track.read(h, len(b), e == wasi.ESUCCESS && len(b) == 0 && n > 0)
 	}
 	return b, e, p.err
 }
@@ -503,9 +506,23 @@ func (p *replayer) Write(h wasi.Handle, data []byte) error {
 	return nil
 }
 
-func (p *replayer) Shutdown(wasi.Handle, uint8) error { return nil }
+func (p *replayer) Shutdown(h wasi.Handle, how uint8) error {
+	if how&wasi.ShutWr != 0 {
+		p.endSession(h, false)
+	}
+	return nil
+}
 
 func (p *replayer) Close(h wasi.Handle) error {
+	p.endSession(h, true)
 	p.track.released(h)
 	return nil
+}
+
+// endSession tells the host that the guest's output to h ended, or that
+// it closed h (gone), if h is a session.
+func (p *replayer) endSession(h wasi.Handle, gone bool) {
+	if id, out, in, ok := p.track.shut(h, gone); ok && p.sessionClosed != nil {
+		p.sessionClosed(id, out, gone, in)
+	}
 }

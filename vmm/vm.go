@@ -72,6 +72,18 @@ type Config struct {
 	// session's output: the output the replay regenerates, which the
 	// backup keeps until the session's client has it.
 	SessionOutput func(id string, off uint64, data []byte)
+	// SessionInput, if set, hears at a recording VM every read of the
+	// guest from a session: seq is the entry that logs it, and pos the
+	// session's input position after it (its bytes, plus one once the
+	// guest read its end). Once the backup has acknowledged seq, the host
+	// may acknowledge that input to the client (session.ServerSession's
+	// SafeInput): the backup can replay the read.
+	SessionInput func(seq uint64, id string, pos uint64)
+	// SessionClosed, if set, hears at a replaying VM that the guest ended
+	// its output to a session after out bytes: by a shutdown of its
+	// writing side, or by closing it (gone), having read its input to
+	// position in. The backup keeps that end for the client too.
+	SessionClosed func(id string, out uint64, gone bool, in uint64)
 }
 
 const defaultSlice = 1 << 22
@@ -171,7 +183,7 @@ func newVM(cm *wasm.CompiledModule, cfg Config) (*VM, error) {
 	switch {
 	case cfg.Replay != nil:
 		vm.rep = &replayer{src: cfg.Replay, stdout: cfg.WASI.Stdout, stderr: cfg.WASI.Stderr,
-			track: newHandleTracker(cfg.WASI), sessionOutput: cfg.SessionOutput}
+			track: newHandleTracker(cfg.WASI), sessionOutput: cfg.SessionOutput, sessionClosed: cfg.SessionClosed}
 		if w, ok := cfg.Replay.(interface{ Written() [2]uint64 }); ok {
 			vm.rep.written = w.Written
 		}
@@ -187,10 +199,7 @@ func newVM(cm *wasm.CompiledModule, cfg Config) (*VM, error) {
 		host = oh
 	}
 	if cfg.Record != nil {
-		vm.rec = &recorder{inner: host, emit: vm.emit, track: newHandleTracker(cfg.WASI), sessionOf: cfg.SessionOf}
-		if vm.rec.sessionOf == nil && vm.os != nil {
-			vm.rec.sessionOf = vm.os.SessionOf
-		}
+		vm.rec = vm.newRecorder(host, newHandleTracker(cfg.WASI), vm.os)
 		host = vm.rec
 	}
 	sys, err := wasi.New(cfg.WASI, host)
@@ -378,6 +387,21 @@ func (vm *VM) service(ctx context.Context, f *wasm.Function, args []uint64) (end
 		return true, vm.end(Exit{Code: exit.Code})
 	}
 	return false, vm.inst.Resume(results)
+}
+
+// newRecorder returns the recorder in front of host, tracking handles with
+// track; oh, if not nil, is the OS host that names the guest's sessions
+// when the Config does not.
+func (vm *VM) newRecorder(host wasi.Host, track *handleTracker, oh *wasi.OSHost) *recorder {
+	r := &recorder{inner: host, emit: vm.emit, track: track, sessionOf: vm.cfg.SessionOf}
+	if r.sessionOf == nil && oh != nil {
+		r.sessionOf = oh.SessionOf
+	}
+	if f := vm.cfg.SessionInput; f != nil {
+		// The read's entry is the next one the VM emits.
+		r.sessionInput = func(id string, pos uint64) { f(vm.seq+1, id, pos) }
+	}
+	return r
 }
 
 func (vm *VM) emit(e replog.Entry) error {

@@ -27,6 +27,7 @@ import (
 // hostFlags are the tuning flags of ftvm host and ftvm run.
 type hostFlags struct {
 	heartbeat, timeout, goneTimeout, claimRetry, lagBound, coalesce, clonePause time.Duration
+	sessionTimeout                                                              time.Duration
 	replayNice                                                                  int
 	logLevel, guestProfiles                                                     string
 	verifyClones                                                                bool
@@ -42,6 +43,7 @@ func (f *hostFlags) register(fs *flag.FlagSet) {
 	fs.BoolVar(&f.verifyClones, "verify-clones", false, "check each clone's memory against a hash of the primary's, taken in the final pause (lengthens it by the hashing: about 1 ms per 2 MiB)")
 	fs.DurationVar(&f.clonePause, "clone-pause", host.DefaultClonePause, "the longest pause of a guest whose primary clones a new backup (restoring redundancy): the rest of its memory is copied while it runs, and a guest that writes its memory faster than that is slowed")
 	fs.IntVar(&f.replayNice, "replay-nice", host.DefaultReplayNice, "a backup's replay runs this much nicer (lower in priority) than the host while it keeps up with its primary, leaving busy CPUs to latency-bound work first (0: off)")
+	fs.DurationVar(&f.sessionTimeout, "session-timeout", host.DefaultSessionTimeout, "how long a session (ftvm proxy, package client) outlives its client's last connection before it ends and the guest sees its connection reset")
 	fs.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fs.StringVar(&f.guestProfiles, "guest-profiles", "", "write a profile of each guest this host runs to `DIR`/VM-genN-HOST.pprof when it stops (see exec --profile)")
 }
@@ -52,6 +54,7 @@ func (f *hostFlags) args() []string {
 		"--claim-retry", f.claimRetry.String(), "--lag-bound", f.lagBound.String(),
 		"--coalesce", f.coalesce.String(), "--clone-pause", f.clonePause.String(), "--replay-nice", strconv.Itoa(f.replayNice),
 		"--log-level", f.logLevel, "--verify-clones=" + strconv.FormatBool(f.verifyClones),
+		"--session-timeout", f.sessionTimeout.String(),
 	}
 	if f.guestProfiles != "" {
 		args = append(args, "--guest-profiles", f.guestProfiles)
@@ -66,6 +69,7 @@ func runHost(ctx context.Context, env *cmdEnv, args []string) int {
 	name := fs.String("name", "", "this host's `NAME` in the cluster (required)")
 	addr := fs.String("addr", "127.0.0.1:0", "TCP `HOST:PORT` of the logging channel and control port (UDP heartbeats use the same)")
 	httpAddr := fs.String("http", "", "serve Prometheus metrics (/metrics) and the cluster's live dashboard (/) on `HOST:PORT` (port 0 picks one; the registry records it)")
+	sessions := fs.String("sessions", "", "TCP `HOST:PORT` where clients' sessions (ftvm proxy, package client) reach the guests this host runs; \"\": the --addr IP, a free port (the registry records it)")
 	var hf hostFlags
 	hf.register(fs)
 	fs.Usage = usageFunc(fs, env.stderr, "host --shared DIR --name NAME [flags]",
@@ -95,7 +99,7 @@ func runHost(ctx context.Context, env *cmdEnv, args []string) int {
 		httpBound = httpLn.Addr().String()
 	}
 	h, err := host.New(host.Config{
-		Shared: *shared, Name: *name, Addr: *addr, HTTP: httpBound,
+		Shared: *shared, Name: *name, Addr: *addr, HTTP: httpBound, SessionAddr: *sessions, SessionTimeout: hf.sessionTimeout,
 		Node:       ft.Config{HeartbeatInterval: hf.heartbeat, FailureTimeout: hf.timeout, GoneTimeout: hf.goneTimeout, ClaimRetry: hf.claimRetry},
 		LagBound:   hf.lagBound,
 		Coalesce:   hf.coalesce,

@@ -42,6 +42,7 @@ func commands() map[string]command {
 		"status":    {"show hosts and VMs", runStatus},
 		"events":    {"show the cluster's event history (failovers, claims, clones, ...)", runEvents},
 		"move":      {"move a VM's backup or primary to another host, live", runMove},
+		"proxy":     {"a local gateway whose clients' connections survive failovers (sessions)", runProxy},
 		"drain":     {"move every VM off a host for maintenance", runDrain},
 		"failpoint": {"show or set a running host's failpoints (tests)", runFailpoint},
 		"record":    {"run a guest and write its event log", runRecord},
