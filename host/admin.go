@@ -66,6 +66,8 @@ type VMState struct {
 	LagMillis  float64  `json:"lag_ms"`
 	HeldOut    int      `json:"held_outputs"`
 	HeldBytes  int      `json:"held_bytes"`
+	// Sessions counts the client sessions the primary serves.
+	Sessions int `json:"sessions,omitempty"`
 	// Protected: the primary's backup (one that started with it or
 	// completed its clone) is connected. Protection says why not
 	// otherwise, and how restoring redundancy goes; LastClone describes
@@ -134,6 +136,7 @@ func vmStates(dir *storage.Dir, now time.Time, hosts []HostState) ([]VMState, er
 			}
 			vs.LagEntries, vs.LagBytes, vs.LagMillis = st.LagEntries, st.LagBytes, st.LagMillis
 			vs.HeldOut, vs.HeldBytes = st.HeldOut, st.HeldBytes
+			vs.Sessions = st.Sessions
 			vs.OutputDelays = st.OutputDelays
 			vs.Protected, vs.Protection, vs.LastClone, vs.Restarted = st.Protected, st.Protection, st.LastClone, st.Restarted
 			if st.Role == "alone" {

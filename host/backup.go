@@ -568,6 +568,7 @@ func (b *backupSide) fill(st *storage.VMStatus) {
 	seq, known := b.src.Received()
 	st.Connected = b.ch.up()
 	st.Seq, st.Pos = seq, b.at.Load()
+	st.Sessions, st.SessionBytes = b.kept.size()
 	if known > st.Pos {
 		// How far the primary's log reaches beyond the replay, in
 		// instructions; the primary reports the lag in time.

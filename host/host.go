@@ -281,7 +281,7 @@ func (h *Host) Run(ctx context.Context) error {
 	go func() { defer wg.Done(); h.acceptLoop(ctx) }()
 	go func() { defer wg.Done(); h.sessionAcceptLoop(ctx) }()
 	go func() { defer wg.Done(); h.beatLoop(ctx) }()
-	h.log.Info("host up", "host", h.cfg.Name, "addr", h.info.Addr, "shared", h.cfg.Shared, "failpoints", h.fp.String())
+	h.log.Info("host up", "host", h.cfg.Name, "addr", h.info.Addr, "sessions", h.info.Sessions, "shared", h.cfg.Shared, "failpoints", h.fp.String())
 	h.scan(ctx, true)
 	t := time.NewTicker(scanInterval)
 	defer t.Stop()

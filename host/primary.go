@@ -415,6 +415,7 @@ func (p *primarySide) fill(st *storage.VMStatus) {
 		st.LagMillis = millis(lag.Time)
 	}
 	st.HeldOut, st.HeldBytes = held.Outputs, held.Bytes
+	st.Sessions = len(p.r.sessions.all())
 	d, rtt := p.gate.TakeDelays(), p.buf.TakeRTT()
 	p.delays.Rotate()
 	p.delays.Add(&d)

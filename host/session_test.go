@@ -2,8 +2,10 @@ package host_test
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"slices"
 	"strconv"
@@ -14,7 +16,10 @@ import (
 	"time"
 
 	"ftvm/client"
+	"ftvm/host"
+	"ftvm/internal/guesttest"
 	"ftvm/session"
+	"ftvm/storage"
 )
 
 // startProxy serves sessions with vm's guest on a local port, as ftvm proxy
@@ -177,4 +182,182 @@ func TestSessionsAcrossPrimaryKills(t *testing.T) {
 	}
 	l.waitReplies(t, 10, 30*time.Second)
 	l.finish(t, addr)
+}
+
+// TestSessionEchoStreamAcrossFailover: 100 MiB sent through a session to an
+// echo guest while its primary is killed midway come back byte-identical,
+// then end with the guest's close.
+func TestSessionEchoStreamAcrossFailover(t *testing.T) {
+	size := 100 << 20
+	if testing.Short() {
+		size = 16 << 20
+	}
+	c := newCluster(t)
+	for _, h := range []string{"h1", "h2", "h3"} {
+		c.startHost(h)
+	}
+	addr := guesttest.FreeAddr(t)
+	c.startVM("echo", guesttest.Build(t, "wasi-echo"), storage.VMSpec{Listeners: []string{addr}, Primary: "h1", Backup: "h2", Args: []string{"wasi-echo", "100"}})
+	o := c.protected("echo", 0, time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	conn, err := client.Dial(ctx, c.dir, "echo", &client.Options{Timeout: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	stream := func(off, n int) []byte {
+		b := make([]byte, n)
+		for i := range b {
+			x := uint64(off + i)
+			b[i] = byte(x*2654435761>>13) ^ byte(x>>8)
+		}
+		return b
+	}
+	sendErr := make(chan error, 1)
+	go func() {
+		const chunk = 64 << 10
+		for off := 0; off < size; off += chunk {
+			if _, err := conn.Write(stream(off, min(chunk, size-off))); err != nil {
+				sendErr <- err
+				return
+			}
+		}
+		sendErr <- conn.(*session.ClientConn).CloseWrite()
+	}()
+	buf := make([]byte, 256<<10)
+	got, killed := 0, false
+	for got < size {
+		if !killed && got >= size/3 {
+			t.Logf("%d MiB echoed: killing the primary %s", got>>20, o.Host)
+			c.signal(o.Host, syscall.SIGKILL)
+			killed = true
+		}
+		conn.SetReadDeadline(time.Now().Add(time.Minute))
+		n, err := conn.Read(buf)
+		if n > 0 {
+			if want := stream(got, n); !bytes.Equal(buf[:n], want) {
+				i := 0
+				for buf[i] == want[i] {
+					i++
+				}
+				t.Fatalf("byte %d differs: got %#x, want %#x", got+i, buf[i], want[i])
+			}
+			got += n
+		}
+		if err != nil {
+			t.Fatalf("after %d of %d bytes: %v", got, size, err)
+		}
+	}
+	if err := <-sendErr; err != nil {
+		t.Fatalf("send: %v", err)
+	}
+	if n, err := conn.Read(buf); n != 0 || err != io.EOF {
+		t.Fatalf("after the stream: %d bytes, %v; want the guest's close (EOF)", n, err)
+	}
+	if now := c.owner("echo"); now.Generation == o.Generation {
+		t.Fatalf("no failover happened (generation %d)", now.Generation)
+	}
+	t.Logf("%d MiB echoed byte-identical across the failover", size>>20)
+}
+
+// TestSessionResumeRefusals: a session's resumes that are not its client's
+// are refused with a reason, and change nothing: garbage, an unknown
+// session, a forged proof, a recorded resume replayed, and offsets out of
+// range. The session goes on as if nothing happened.
+func TestSessionResumeRefusals(t *testing.T) {
+	c, addr := newCounterCluster(t)
+	get(t, addr, 30*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	conn, err := client.Dial(ctx, c.dir, "counter", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	r := bufio.NewReader(conn)
+	inc := func() uint64 {
+		t.Helper()
+		fmt.Fprintf(conn, "inc\n")
+		line, err := r.ReadString('\n')
+		if err != nil {
+			t.Fatal(err)
+		}
+		v, err := strconv.ParseUint(strings.TrimSpace(line), 10, 64)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	first := inc()
+	id := conn.(*session.ClientConn).ID()
+	secret := host.SessionSecret(c.key, "counter", id)
+	hosts, err := c.store.Hosts()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var saddr string
+	for _, h := range hosts {
+		if h.Name == c.owner("counter").Host {
+			saddr = h.Sessions
+		}
+	}
+	// try sends first (a Resume, or raw bytes) on a fresh connection and
+	// returns the server's answer: a Refuse's reason, or what else came.
+	try := func(first func(nonce session.Nonce) []byte) string {
+		t.Helper()
+		nc, err := net.Dial("tcp", saddr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer nc.Close()
+		nc.SetDeadline(time.Now().Add(10 * time.Second))
+		d := session.NewDecoder(nc)
+		hello, err := d.Decode()
+		if err != nil || hello.Type != session.FrameHello {
+			t.Fatalf("hello: %v %v", hello.Type, err)
+		}
+		if _, err := nc.Write(first(hello.Nonce)); err != nil {
+			t.Fatal(err)
+		}
+		f, err := d.Decode()
+		if err != nil {
+			return "error: " + err.Error()
+		}
+		if f.Type != session.FrameRefuse {
+			return "answer: " + f.Type.String()
+		}
+		return f.Reason
+	}
+	resume := func(id session.ID, received, sent uint64, proof func(session.Nonce) [32]byte) func(session.Nonce) []byte {
+		return func(nonce session.Nonce) []byte {
+			b, err := session.AppendFrame(nil, &session.Frame{Type: session.FrameResume, ID: id, Received: received, Sent: sent, Proof: proof(nonce), Target: "counter"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return b
+		}
+	}
+	good := func(received, sent uint64) func(session.Nonce) [32]byte {
+		return func(n session.Nonce) [32]byte { return session.Proof(secret, n, id, received, sent) }
+	}
+	recorded := session.Proof(secret, session.Nonce{1}, id, 0, 4)
+	for _, tc := range []struct {
+		name, want string
+		first      func(session.Nonce) []byte
+	}{
+		{"garbage", "unknown frame type", func(session.Nonce) []byte { return []byte("GET / HTTP/1.1\r\n\r\n") }},
+		{"unknown session", session.ReasonUnknownSession, resume(session.NewID(), 0, 0, good(0, 0))},
+		{"forged proof", "bad proof", resume(id, 0, 4, func(session.Nonce) [32]byte { return [32]byte{1, 2, 3} })},
+		{"replayed resume", "bad proof", resume(id, 0, 4, func(session.Nonce) [32]byte { return recorded })},
+		{"output beyond what the guest wrote", "out of range", resume(id, 1<<20, 4, good(1<<20, 4))},
+		{"input behind what the host has", "out of range", resume(id, 0, 0, good(0, 0))},
+	} {
+		if got := try(tc.first); !strings.Contains(got, tc.want) {
+			t.Errorf("%s: answered %q, want a refusal with %q", tc.name, got, tc.want)
+		}
+	}
+	if next := inc(); next != first+1 {
+		t.Fatalf("after the refusals the session answered %d, want %d", next, first+1)
+	}
 }

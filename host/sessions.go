@@ -502,15 +502,14 @@ func (k *keptOutput) forgetDone(id string, ks *keptSession) {
 	}
 }
 
-// bytes returns how many bytes it keeps in all.
-func (k *keptOutput) bytes() int {
+// size returns how many sessions it keeps output of, and how many bytes.
+func (k *keptOutput) size() (sessions, bytes int) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	n := 0
 	for _, ks := range k.m {
-		n += len(ks.buf)
+		bytes += len(ks.buf)
 	}
-	return n
+	return len(k.m), bytes
 }
 
 // take removes session id's record for a go-live; nil if the session

@@ -565,6 +565,11 @@ type VMStatus struct {
 	LagMillis  float64 `json:"lag_ms"`
 	HeldOut    int     `json:"held_outputs"`
 	HeldBytes  int     `json:"held_bytes"`
+	// Sessions counts the guest's sessions: those a primary serves, or
+	// those a backup keeps output of (SessionBytes in all) for their
+	// clients.
+	Sessions     int `json:"sessions,omitempty"`
+	SessionBytes int `json:"session_bytes,omitempty"`
 	// Protected is set on a primary whose backup (one that started with it
 	// or completed its clone) is connected; Protection says otherwise why
 	// not, or how restoring redundancy goes; LastClone describes the last

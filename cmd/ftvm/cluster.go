@@ -477,6 +477,9 @@ func printStatus(w io.Writer, st clusterStatus, now time.Time) {
 		if v.LastClone != "" {
 			fmt.Fprintf(w, "%s: last clone %s\n", v.Name, v.LastClone)
 		}
+		if v.Sessions > 0 {
+			fmt.Fprintf(w, "%s: %d client sessions\n", v.Name, v.Sessions)
+		}
 		// A planned move under way, or the last one, as the host running
 		// it says (only from hosts still writing their status, in the
 		// current generation: not one the VM has left).

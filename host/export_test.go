@@ -1,0 +1,4 @@
+package host
+
+// SessionSecret is sessionSecret for the session tests.
+var SessionSecret = sessionSecret
