@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
+	"os/exec"
 	"slices"
 	"strconv"
 	"strings"
@@ -359,5 +361,176 @@ func TestSessionResumeRefusals(t *testing.T) {
 	}
 	if next := inc(); next != first+1 {
 		t.Fatalf("after the refusals the session answered %d, want %d", next, first+1)
+	}
+}
+
+// TestHTTPThroughProxyAcrossFailovers: a Go net/http client posts requests,
+// each with an id of its own, through a proxy to a net/http guest while its
+// primary is killed over and over: every request is answered once, and the
+// guest counted each once.
+func TestHTTPThroughProxyAcrossFailovers(t *testing.T) {
+	rounds := 5
+	if testing.Short() {
+		rounds = 2
+	}
+	c := newCluster(t)
+	for _, h := range []string{"h1", "h2", "h3"} {
+		c.startHost(h)
+	}
+	addr := guesttest.FreeAddr(t)
+	c.startVM("web", guesttest.Build(t, "ft-http"), storage.VMSpec{Listeners: []string{addr}, Primary: "h1", Backup: "h2", Args: []string{"ft-http"}})
+	proxy := c.startProxy("web")
+	hc := &http.Client{Transport: &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, "tcp", proxy)
+		},
+		MaxIdleConnsPerHost: 4,
+	}}
+	defer hc.CloseIdleConnections()
+	var mu sync.Mutex
+	counts := map[int]string{} // the guest's count → the request it counted
+	var errs []error
+	var replies int
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for g := range 4 {
+		wg.Go(func() {
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				id := fmt.Sprintf("%d-%d", g, i)
+				body, err := post(hc, "http://web/count/"+id)
+				var n int
+				if err == nil {
+					var rid string
+					if _, err = fmt.Sscanf(body, "%d %s", &n, &rid); err == nil && rid != id {
+						err = fmt.Errorf("request %s answered %q", id, body)
+					}
+				}
+				mu.Lock()
+				if err != nil {
+					errs = append(errs, fmt.Errorf("request %s: %w", id, err))
+				} else if prev, dup := counts[n]; dup {
+					errs = append(errs, fmt.Errorf("count %d answered to %s and %s", n, prev, id))
+				} else {
+					counts[n] = id
+					replies++
+				}
+				mu.Unlock()
+				if err != nil {
+					return
+				}
+			}
+		})
+	}
+	waitReplies := func(n int) {
+		t.Helper()
+		mu.Lock()
+		want := replies + n
+		mu.Unlock()
+		c.waitFor(time.Minute, fmt.Sprintf("%d more replies", n), func() bool {
+			mu.Lock()
+			defer mu.Unlock()
+			return replies >= want || len(errs) > 0
+		})
+	}
+	gen := uint64(0)
+	for i := range rounds {
+		o := c.protected("web", gen, time.Minute)
+		gen = o.Generation
+		waitReplies(20)
+		c.signal(o.Host, syscall.SIGKILL)
+		waitReplies(20)
+		t.Logf("round %d: killed %s (generation %d)", i, o.Host, o.Generation)
+		c.startHost(o.Host)
+	}
+	close(stop)
+	wg.Wait()
+	if len(errs) > 0 {
+		t.Fatalf("requests failed: %v", errs)
+	}
+	body, err := post(hc, "http://web/count/final")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var final int
+	fmt.Sscanf(body, "%d", &final)
+	if final != replies+1 {
+		t.Fatalf("the guest counted %d requests, the clients got %d replies (and the last one)", final, replies+1)
+	}
+	for n := 1; n <= replies; n++ {
+		if _, ok := counts[n]; !ok {
+			t.Fatalf("no reply carried count %d", n)
+		}
+	}
+	t.Logf("%d requests across %d kills, each answered and counted once", replies, rounds)
+}
+
+func post(hc *http.Client, url string) (string, error) {
+	resp, err := hc.Post(url, "text/plain", nil)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return "", err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return "", fmt.Errorf("%s: %s", resp.Status, b)
+	}
+	return string(b), nil
+}
+
+// TestProxyProcessKilled runs ftvm proxy as its own process. A client that
+// closes its connection ends its session at once; a proxy killed (SIGKILL)
+// leaves its sessions to the hosts' session timeout: they then end, the
+// guest sees their connections close, as after a client crash, and the
+// primary serves none.
+func TestProxyProcessKilled(t *testing.T) {
+	c := newCluster(t, "--session-timeout", "2s")
+	for _, h := range []string{"h1", "h2"} {
+		c.startHost(h)
+	}
+	addr := guesttest.FreeAddr(t)
+	c.startVM("counter", counterGuest(t), storage.VMSpec{Listeners: []string{addr}, Primary: "h1", Backup: "h2", Args: []string{"ft-counter"}})
+	get(t, addr, 30*time.Second)
+	listen := guesttest.FreeAddr(t)
+	logs := &guesttest.SyncBuffer{}
+	proxy := exec.Command(c.bin, "proxy", "--shared", c.dir, "--name", "counter", "--listen", listen)
+	proxy.Stdout, proxy.Stderr = logs, logs
+	if err := proxy.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer proxy.Process.Kill()
+	c.waitFor(10*time.Second, "the proxy up", func() bool { return strings.Contains(logs.String(), "proxy up") })
+	sessions := func() int { return c.status("counter", "h1").Sessions }
+	dial := func() *counterClient {
+		cc := &counterClient{lineClient{addr: listen}}
+		if _, err := cc.do("inc", 10*time.Second); err != nil {
+			t.Fatalf("through the proxy: %v (proxy log: %s)", err, logs.String())
+		}
+		return cc
+	}
+	a, b := dial(), dial()
+	defer b.close()
+	c.waitFor(10*time.Second, "two sessions", func() bool { return sessions() == 2 })
+	a.close()
+	c.waitFor(10*time.Second, "one session after a client closed its own", func() bool { return sessions() == 1 })
+	if strings.Contains(c.hosts["h1"].logs.String(), "session expired") {
+		t.Fatal("a closed session expired rather than ending")
+	}
+	proxy.Process.Kill()
+	proxy.Wait()
+	c.waitFor(20*time.Second, "no session once the killed proxy's expired", func() bool { return sessions() == 0 })
+	if !strings.Contains(c.hosts["h1"].logs.String(), "session expired") {
+		t.Fatalf("the killed proxy's session did not expire:\n%s", c.hosts["h1"].logs.String())
+	}
+	// The guest serves on.
+	if v := get(t, addr, 10*time.Second); v != 2 {
+		t.Fatalf("counter %d, want 2", v)
 	}
 }
