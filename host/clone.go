@@ -47,6 +47,7 @@ const (
 	frameCloneFinal    = replog.FrameControl + 3 // primary → spare: the final state
 	frameCloneRestored = replog.FrameControl + 4 // spare → primary: the VM is restored
 	frameCloneCommit   = replog.FrameControl + 5 // primary → spare: the pair owns the generation
+	frameCloneSessions = replog.FrameControl + 7 // primary → spare, before the final state: the sessions' output (sessionSeed)
 	// frameCloneSync (primary → spare) asks for a frameCloneReady once
 	// every chunk before it is in, so that the final pause does not wait
 	// for chunks still in flight.
@@ -133,6 +134,8 @@ func (p *primarySide) runLength() uint64 {
 type cloneFinal struct {
 	chunks []vmm.CloneChunk // the last pages, before the state
 	state  []byte
+	// sessions is what the sessions hold for their clients (sessionSeed).
+	sessions []byte
 	seq    uint64
 	err    error
 	at     time.Time // when the pause began
@@ -209,7 +212,11 @@ func (p *primarySide) cloneStep() {
 func (p *primarySide) cloneFinish(j *cloneJob, chunks []vmm.CloneChunk, at time.Time) {
 	written, unwritten := p.gate.Output()
 	state, seq, err := j.src.Finish(written, unwritten)
-	j.final <- cloneFinal{chunks: chunks, state: state, seq: seq, err: err, at: at}
+	var sessions []byte
+	if err == nil {
+		sessions = p.r.sessionSeed(p.vm)
+	}
+	j.final <- cloneFinal{chunks: chunks, state: state, sessions: sessions, seq: seq, err: err, at: at}
 	if err != nil {
 		return
 	}
@@ -542,6 +549,11 @@ func (r *runner) cloneOnce(gen uint64, target string) (out cloneOutcome) {
 		sent += uint64(chunk.Bytes())
 	}
 	c.SetDeadline(time.Now().Add(finalTimeout))
+	if err := c.WriteFrame(frameCloneSessions, f.sessions); err != nil {
+		out.err = err
+		return out
+	}
+	sent += uint64(len(f.sessions))
 	if err := c.WriteFrame(frameCloneFinal, f.state); err != nil {
 		out.err = err
 		return out

@@ -117,6 +117,7 @@ func (h *Host) serveClone(ctx context.Context, c *replog.Conn, ch cloneHello) {
 // (see awaitCommit).
 func (r *runner) receiveClone(c *replog.Conn, cm *wasm.CompiledModule, ch cloneHello) (*backupSide, error) {
 	target := vmm.NewCloneTarget(cm)
+	var sessions []byte
 	for {
 		c.SetReadDeadline(time.Now().Add(cloneStepTimeout))
 		typ, p, err := c.ReadFrame()
@@ -138,6 +139,9 @@ func (r *runner) receiveClone(c *replog.Conn, cm *wasm.CompiledModule, ch cloneH
 				return nil, err
 			}
 			continue
+		case frameCloneSessions:
+			sessions = append(sessions[:0], p...)
+			continue
 		case frameCloneFinal:
 		case replog.FrameBye:
 			return nil, fmt.Errorf("the primary gave up: %s", p)
@@ -154,6 +158,9 @@ func (r *runner) receiveClone(c *replog.Conn, cm *wasm.CompiledModule, ch cloneH
 		}
 		// The backup's log starts after the state's last entry.
 		b := r.newBackupSide(vmm.NewLiveSource(st.Seq()))
+		if err := b.kept.seed(sessions); err != nil {
+			return nil, err
+		}
 		vm, err := target.Restore(cm, b.vmConfig(), st)
 		if err != nil {
 			return nil, err

@@ -416,7 +416,9 @@ func (r *runner) follow(gen uint64, peer string) {
 		p.vmCancel()
 		seq = p.vm.Seq()
 		b = r.newBackupSide(vmm.NewLiveSource(seq))
-		r.keepSessions(b.kept)
+		if serr := b.kept.seed(r.sessionSeed(p.vm)); serr != nil {
+			r.log.Warn("switchover: the sessions' output was not kept", "err", serr)
+		}
 		cfg := b.vmConfig()
 		written, unwritten := p.gate.Output()
 		vm, _, err = p.vm.Replaying(r.cm, cfg, written, unwritten)

@@ -17,6 +17,7 @@ import (
 	"ftvm/client"
 	"ftvm/replog"
 	"ftvm/session"
+	"ftvm/vmm"
 )
 
 // Sessions (package session) are the connections that outlive the primary.
@@ -543,19 +544,76 @@ func (k *keptOutput) takeGone() map[string]*keptSession {
 	return out
 }
 
-// keepSessions seeds k, the store of a backup this primary becomes (a
-// switchover), with what its sessions hold for their clients.
-func (r *runner) keepSessions(k *keptOutput) {
-	for _, s := range r.sessions.all() {
+// seedDrain bounds how long a paused primary waits for what its guest
+// wrote to its sessions to reach them (see sessionSeed).
+const seedDrain = 200 * time.Millisecond
+
+// sessionSeed returns, for a backup that starts from this primary's state
+// (a clone's, or this host's own after a switchover), what the sessions
+// hold for their clients: the backup's replay regenerates only what the
+// guest writes from that state on. The guest is paused (vm does not run);
+// what it wrote may still be on its way to the sessions (the Gate, the OS
+// host's queues), so it waits, for seedDrain at most, until each session
+// has all of it. A session that does not (its client reads nothing, and
+// its window is full) is seeded with what it has: should the primary fail
+// before that client has the rest, its resume is refused as out of range.
+func (r *runner) sessionSeed(vm *vmm.VM) []byte {
+	written := vm.SessionsWritten()
+	var e replog.Encoder
+	deadline := time.Now().Add(seedDrain)
+	ss := r.sessions.all()
+	e.Uint(uint64(len(ss)))
+	for _, s := range ss {
 		st := s.State()
-		k.mu.Lock()
-		ks := k.get(st.ID.String())
-		ks.start, ks.buf, ks.acked = st.OutStart, st.Retained, st.OutStart
-		if st.OutClosed {
-			ks.closed, ks.closedAt = true, st.Produced
+		for want, ok := written[st.ID.String()]; ok && st.Produced < want && time.Now().Before(deadline); {
+			time.Sleep(time.Millisecond)
+			st = s.State()
 		}
-		k.mu.Unlock()
+		if want, ok := written[st.ID.String()]; ok && st.Produced != want {
+			r.log.Warn("a session's output did not reach it in time for a new backup; its client may not resume it should this primary fail before the client has it",
+				"session", st.ID.String(), "written", want, "in_session", st.Produced)
+		}
+		acked := st.OutStart
+		if st.OutCloseAcked {
+			acked = st.Produced + 1
+		}
+		e.String(st.ID.String())
+		e.Uint(st.OutStart)
+		e.Blob(st.Retained)
+		e.Uint(acked)
+		closed := uint64(0)
+		if st.OutClosed {
+			closed = 1
+		}
+		e.Uint(closed)
 	}
+	return e.B
+}
+
+// seed fills k from a sessionSeed.
+func (k *keptOutput) seed(b []byte) error {
+	d := replog.NewDecoder(b)
+	n := d.Uint()
+	if n > uint64(d.Len()) {
+		return errors.New("session seed: bad count")
+	}
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	for range n {
+		id, start, buf, acked, closed := d.String(), d.Uint(), d.Blob(), d.Uint(), d.Uint()
+		if d.Err() != nil {
+			break
+		}
+		ks := k.get(id)
+		ks.start, ks.buf, ks.acked = start, append([]byte(nil), buf...), acked
+		if closed == 1 {
+			ks.closed, ks.closedAt = true, start+uint64(len(buf))
+		}
+	}
+	if err := d.Finish(); err != nil {
+		return fmt.Errorf("session seed: %w", err)
+	}
+	return nil
 }
 
 // restoreSession recreates session id at a go-live, from the replay's

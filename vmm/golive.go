@@ -263,6 +263,18 @@ func (t *handleTracker) opened(dir wasi.Handle, p string, req wasi.OpenRequest, 
 	t.handles[res.Handle] = &tracked{kind: kind, preopen: preopen, rel: rel, req: req}
 }
 
+// sessionsWritten returns how many bytes of output the guest wrote to each
+// session it holds.
+func (t *handleTracker) sessionsWritten() map[string]uint64 {
+	out := make(map[string]uint64)
+	for _, r := range t.handles {
+		if r.session != "" {
+			out[r.session] = r.out
+		}
+	}
+	return out
+}
+
 // accepted notes a successful Accept of a connection, session id ("" for
 // none).
 func (t *handleTracker) accepted(h wasi.Handle, id string) {

@@ -244,6 +244,19 @@ func (vm *VM) Seq() uint64 {
 	return vm.seq
 }
 
+// SessionsWritten returns, for each session the guest holds (see
+// wasi.Session), how many bytes of output the guest wrote to it. Call it
+// only while the VM does not run.
+func (vm *VM) SessionsWritten() map[string]uint64 {
+	switch {
+	case vm.rec != nil:
+		return vm.rec.track.sessionsWritten()
+	case vm.rep != nil:
+		return vm.rep.track.sessionsWritten()
+	}
+	return nil
+}
+
 // Close releases the VM's host resources.
 func (vm *VM) Close() error {
 	if vm.os != nil {
