@@ -136,9 +136,9 @@ type cloneFinal struct {
 	state  []byte
 	// sessions is what the sessions hold for their clients (sessionSeed).
 	sessions []byte
-	seq    uint64
-	err    error
-	at     time.Time // when the pause began
+	seq      uint64
+	err      error
+	at       time.Time // when the pause began
 	// again: the guest wrote more since the driver asked for the final
 	// pause than the pause can carry (left bytes); the pre-copy goes on.
 	again bool

@@ -42,10 +42,12 @@ func unknownSession(err error) bool {
 // fatal reports whether err ends a session rather than just a connection.
 func fatal(err error) bool { return errors.Is(err, ErrRefused) || errors.Is(err, ErrProtocol) }
 
-// Reconnection backoff.
+// Reconnection backoff. Its cap bounds what it adds to a failover's stall
+// (the server comes back at an unknown moment); an attempt costs a resolve
+// and a TCP connect, which a client can afford 20 times a second.
 const (
-	minBackoff = 10 * time.Millisecond
-	maxBackoff = 500 * time.Millisecond
+	minBackoff = 5 * time.Millisecond
+	maxBackoff = 50 * time.Millisecond
 )
 
 // Dialer dials the connections a client carries its session over;
