@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"os"
 	"sync"
@@ -72,6 +73,9 @@ type Config struct {
 	Window int
 	// Dialer dials the connections; nil means a net.Dialer.
 	Dialer Dialer
+	// Logger, if set, hears how the session goes: opened, its connection
+	// lost, resumed (and where, after how long), ended with an error.
+	Logger *slog.Logger
 }
 
 // ClientConn is the client's end of a session: one connection to the
@@ -148,12 +152,16 @@ func Dial(ctx context.Context, cfg Config) (net.Conn, error) {
 	if cfg.Dialer == nil {
 		cfg.Dialer = &net.Dialer{}
 	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
 	c := &ClientConn{cfg: cfg, done: make(chan struct{})}
 	c.cond = sync.NewCond(&c.mu)
 	a, d, err := c.connect(ctx, true)
 	if err != nil {
 		return nil, fmt.Errorf("session: dial %q: %w", cfg.Target, err)
 	}
+	c.cfg.Logger.Debug("session opened", "session", c.id.String(), "server", a.c.RemoteAddr().String())
 	bg, cancel := context.WithCancel(context.Background())
 	c.cancel = cancel
 	go c.run(bg, a, d)
@@ -161,7 +169,11 @@ func Dial(ctx context.Context, cfg Config) (net.Conn, error) {
 }
 
 // ID returns the session's ID.
-func (c *ClientConn) ID() ID { return c.id }
+func (c *ClientConn) ID() ID {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.id
+}
 
 // Read reads output. After the last byte it returns io.EOF; if the session
 // ended otherwise, the error saying why.

@@ -90,6 +90,10 @@ func (c *ClientConn) run(ctx context.Context, a *clientAttachment, d *Decoder) {
 			c.finish(err)
 			return
 		}
+		lost := time.Now()
+		if !over {
+			c.cfg.Logger.Info("session connection lost: resuming", "session", c.id.String(), "err", err)
+		}
 		if a, d, err = c.connect(ctx, false); err != nil {
 			if over {
 				err = nil
@@ -97,11 +101,18 @@ func (c *ClientConn) run(ctx context.Context, a *clientAttachment, d *Decoder) {
 			c.finish(err)
 			return
 		}
+		if !over {
+			c.cfg.Logger.Info("session resumed", "session", c.id.String(), "server", a.c.RemoteAddr().String(),
+				"after", time.Since(lost).Round(time.Millisecond).String())
+		}
 	}
 }
 
 func (c *ClientConn) finish(err error) {
 	c.cancel()
+	if err != nil {
+		c.cfg.Logger.Warn("session failed", "session", c.id.String(), "err", err)
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.finished = true

@@ -477,7 +477,10 @@ func printStatus(w io.Writer, st clusterStatus, now time.Time) {
 		if v.LastClone != "" {
 			fmt.Fprintf(w, "%s: last clone %s\n", v.Name, v.LastClone)
 		}
-		if v.Sessions > 0 {
+		switch {
+		case v.Sessions == 1:
+			fmt.Fprintf(w, "%s: 1 client session\n", v.Name)
+		case v.Sessions > 1:
 			fmt.Fprintf(w, "%s: %d client sessions\n", v.Name, v.Sessions)
 		}
 		// A planned move under way, or the last one, as the host running

@@ -47,6 +47,7 @@ func runProxy(ctx context.Context, env *cmdEnv, args []string) int {
 		return 1
 	}
 	log := slog.New(slog.NewTextHandler(env.stderr, nil))
+	cfg.Logger = log
 	if addr, err := cfg.Resolve(ctx); err == nil {
 		log.Info("proxy up", "listen", ln.Addr().String(), "vm", *name, "primary_sessions", addr)
 	} else {
