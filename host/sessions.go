@@ -201,11 +201,15 @@ func (h *Host) serveSession(c net.Conn) {
 		p = r.livePrimary()
 	}
 	if p == nil {
-		if _, err := h.dir.VM(vm); err != nil {
+		switch spec, err := h.dir.VM(vm); {
+		case err != nil:
 			session.Refuse(c, fmt.Sprintf("no VM named %q", vm))
-			return
+		case spec.Stopped:
+			session.Refuse(c, fmt.Sprintf("VM %q is stopped", vm))
+		default:
+			// Not its live primary (yet): the client tries again.
+			c.Close()
 		}
-		c.Close()
 		return
 	}
 	if req.Open != nil {
