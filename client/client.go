@@ -12,7 +12,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net"
+	"slices"
 	"strings"
 	"time"
 
@@ -58,8 +60,20 @@ func Config(shared, vm string, opts *Options) (session.Config, error) {
 	if err != nil {
 		return session.Config{}, fmt.Errorf("client: %w", err)
 	}
-	if _, err := dir.VM(vm); err != nil {
+	spec, err := dir.VM(vm)
+	if errors.Is(err, fs.ErrNotExist) {
+		return session.Config{}, fmt.Errorf("client: no VM %q in shared storage %s", vm, shared)
+	}
+	if err != nil {
 		return session.Config{}, fmt.Errorf("client: VM %q: %w", vm, err)
+	}
+	switch {
+	case opts.Listener == "" && len(spec.Listeners) > 1:
+		return session.Config{}, fmt.Errorf("client: VM %q has %d listeners (%s): name one", vm, len(spec.Listeners), strings.Join(spec.Listeners, ", "))
+	case opts.Listener != "" && !slices.Contains(spec.Listeners, opts.Listener):
+		return session.Config{}, fmt.Errorf("client: VM %q has no listener %q (it has %s)", vm, opts.Listener, strings.Join(spec.Listeners, ", "))
+	case len(spec.Listeners) == 0:
+		return session.Config{}, fmt.Errorf("client: VM %q has no listener", vm)
 	}
 	return session.Config{
 		Resolve: Resolver(dir, vm),
@@ -94,6 +108,9 @@ var ErrNoPrimary = errors.New("client: no host serves the VM now")
 // generation.
 func Resolver(dir *storage.Dir, vm string) func(context.Context) (string, error) {
 	return func(context.Context) (string, error) {
+		if spec, err := dir.VM(vm); err == nil && spec.Stopped {
+			return "", session.Refusal(fmt.Sprintf("VM %q is stopped", vm))
+		}
 		o, ok, err := dir.Latest(vm)
 		if err != nil {
 			return "", fmt.Errorf("client: VM %q: %w", vm, err)

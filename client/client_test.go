@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"ftvm/session"
 	"ftvm/storage"
 )
 
@@ -31,7 +32,7 @@ func TestConfigErrors(t *testing.T) {
 	if _, err := storage.Open(dir); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := Config(dir, "kv", nil); err == nil || !strings.Contains(err.Error(), `no vm "kv"`) {
+	if _, err := Config(dir, "kv", nil); err == nil || !strings.Contains(err.Error(), `no VM "kv" in shared storage`) {
 		t.Errorf("unknown VM: %v", err)
 	}
 }
@@ -44,5 +45,45 @@ func TestResolverWithoutPrimary(t *testing.T) {
 	_, err = Resolver(d, "kv")(context.Background())
 	if !errors.Is(err, ErrNoPrimary) {
 		t.Fatalf("resolving a VM with no owner: %v, want ErrNoPrimary", err)
+	}
+}
+
+// TestConfigListeners: a listener must be one of the VM's, and named when
+// it has several.
+func TestConfigListeners(t *testing.T) {
+	dir := t.TempDir()
+	d, err := storage.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec := storage.VMSpec{Name: "two", Listeners: []string{"127.0.0.1:7001", "127.0.0.1:7002"}}
+	if err := d.PutVM(spec, []byte("\x00asm\x01\x00\x00\x00")); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ listener, want string }{
+		{"", "has 2 listeners"},
+		{"127.0.0.1:9", `no listener "127.0.0.1:9"`},
+		{"127.0.0.1:7002", ""},
+	} {
+		cfg, err := Config(dir, "two", &Options{Listener: tc.listener})
+		switch {
+		case tc.want == "" && err != nil:
+			t.Errorf("listener %q: %v", tc.listener, err)
+		case tc.want == "" && cfg.Target != "two 127.0.0.1:7002":
+			t.Errorf("listener %q: target %q", tc.listener, cfg.Target)
+		case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+			t.Errorf("listener %q: %v, want an error with %q", tc.listener, err, tc.want)
+		}
+	}
+	spec.Stopped = true
+	if err := d.PutVM(spec, []byte("\x00asm\x01\x00\x00\x00")); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := Config(dir, "two", &Options{Listener: "127.0.0.1:7001"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cfg.Resolve(context.Background()); !errors.Is(err, session.ErrRefused) {
+		t.Fatalf("resolving a stopped VM: %v, want a refusal", err)
 	}
 }

@@ -149,7 +149,10 @@ func New(cfg Config) (*Host, error) {
 	if cfg.Addr == "" {
 		cfg.Addr = "127.0.0.1:0"
 	}
-	if cfg.SessionTimeout <= 0 {
+	if cfg.SessionTimeout < 0 {
+		return nil, fmt.Errorf("host: negative session timeout %v", cfg.SessionTimeout)
+	}
+	if cfg.SessionTimeout == 0 {
 		cfg.SessionTimeout = DefaultSessionTimeout
 	}
 	if cfg.Stdout == nil {

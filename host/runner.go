@@ -470,6 +470,10 @@ func (r *runner) writeStatus() {
 	}
 	if r.soft.Role == ft.Alone {
 		st.Protection = "backup lost " + time.Since(r.aloneSince).Round(time.Second).String() + " ago"
+		if r.aloneSince.IsZero() {
+			// Started alone (again from its disk, or at a restart).
+			st.Protection = "no backup yet"
+		}
 		if r.cloneState != "" {
 			st.Protection += "; " + r.cloneState
 		}

@@ -34,6 +34,11 @@ func (e *refusedErr) Is(target error) bool { return target == ErrRefused }
 
 func refusedError(reason string) error { return &refusedErr{reason} }
 
+// Refusal returns an error matching ErrRefused: a Config.Resolve that
+// returns one ends the session's attempt at once (the VM was stopped, say),
+// where other errors are retried.
+func Refusal(reason string) error { return refusedError(reason) }
+
 // unknownSession reports whether err is the refusal of an unknown session.
 func unknownSession(err error) bool {
 	var r *refusedErr
@@ -60,7 +65,8 @@ type Dialer interface {
 // Config configures the client side of a session.
 type Config struct {
 	// Resolve returns where the VM's primary accepts sessions now (a TCP
-	// address). It is called again before every reconnection.
+	// address). It is called again before every reconnection. Its errors
+	// are retried, but for one that matches ErrRefused (see Refusal).
 	Resolve func(ctx context.Context) (addr string, err error)
 	// Target is the guest listener the session is for ("" for the VM's
 	// only listener).
@@ -259,15 +265,23 @@ func (c *ClientConn) CloseWrite() error {
 	return nil
 }
 
-// Close ends the session for the application: Read and Write fail with
-// net.ErrClosed from now on. As with TCP, input written before is still
-// delivered: the ClientConn closes the input after it, drops (and
-// acknowledges) further output, and lingers in the background, reconnecting
-// if need be, until the session is over or for at most Config.Timeout.
+// Close ends the session: Read and Write fail with net.ErrClosed from
+// now on. Input written before is still delivered: the ClientConn closes
+// the input after it, and drops (and acknowledges) further output. Unlike
+// a TCP socket's, whose kernel goes on delivering after the process exits,
+// a session's delivery is this process's, so Close waits for it,
+// reconnecting if need be, for at most Config.Timeout: it returns once
+// the session is over, or once the server acknowledged all the input and
+// its end and the guest has not closed its side within closeGrace (the
+// session's end then lingers in the background; should the process exit,
+// the server ends the session after its timeout, and the guest sees its
+// connection reset). A program may exit once Close returned. It returns an
+// error if the input could not all be delivered (the session was refused,
+// or no server was reached in time).
 func (c *ClientConn) Close() error {
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	if c.closed {
+		c.mu.Unlock()
 		return nil
 	}
 	c.closed = true
@@ -279,13 +293,42 @@ func (c *ClientConn) Close() error {
 		c.linger = time.AfterFunc(c.cfg.Timeout, c.cancel)
 	}
 	c.cond.Broadcast()
-	return nil
+	c.mu.Unlock()
+	t := time.NewTicker(2 * time.Millisecond)
+	defer t.Stop()
+	var acked time.Time
+	for {
+		select {
+		case <-c.done:
+			c.mu.Lock()
+			defer c.mu.Unlock()
+			if c.inCloseAcked {
+				return nil // all delivered: how the rest ended is the guest's
+			}
+			return c.err
+		case now := <-t.C:
+			c.mu.Lock()
+			in := c.inCloseAcked
+			c.mu.Unlock()
+			switch {
+			case !in:
+			case acked.IsZero():
+				acked = now
+			case now.Sub(acked) >= closeGrace:
+				return nil
+			}
+		}
+	}
 }
+
+// closeGrace is how long Close waits, once the server has all the input,
+// for the guest to close its side and so end the session.
+const closeGrace = time.Second
 
 // abort ends the session at once, dropping what is not delivered yet.
 func (c *ClientConn) abort() {
-	c.Close()
 	c.cancel()
+	c.Close()
 }
 
 // LocalAddr returns the session's Addr.

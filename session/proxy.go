@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"sync"
 )
@@ -20,6 +21,9 @@ import (
 // and waits for the connections it serves. When ctx is done, their sessions
 // are abandoned at once, without delivering what is pending.
 func Proxy(ctx context.Context, ln net.Listener, cfg Config) error {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	stop := context.AfterFunc(ctx, func() { ln.Close() })
@@ -45,6 +49,9 @@ func proxyConn(ctx context.Context, c net.Conn, cfg Config) {
 	defer c.Close()
 	s, err := Dial(ctx, cfg)
 	if err != nil {
+		if ctx.Err() == nil {
+			cfg.Logger.Warn("client's connection closed: no session", "client", c.RemoteAddr().String(), "err", err)
+		}
 		return
 	}
 	defer s.Close()

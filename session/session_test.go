@@ -224,3 +224,25 @@ func TestReplaceAfterEOF(t *testing.T) {
 		t.Fatalf("final state %+v", st)
 	}
 }
+
+// TestCloseReturnsOnceOver: Close returns once the session is over at the
+// server too, so a program may exit right after it without leaving the
+// session to expire there.
+func TestCloseReturnsOnceOver(t *testing.T) {
+	cl := newCluster(t, 0)
+	c := cl.dial(cl.config())
+	msg := []byte("one request, then exit")
+	if _, err := c.Write(msg); err != nil {
+		t.Fatal(err)
+	}
+	got := make([]byte, len(msg))
+	if _, err := io.ReadFull(c, got); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	if !cl.endedNormally(c.ID()) {
+		t.Fatal("Close returned before the server ended the session")
+	}
+}

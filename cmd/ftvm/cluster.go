@@ -43,7 +43,7 @@ func (f *hostFlags) register(fs *flag.FlagSet) {
 	fs.BoolVar(&f.verifyClones, "verify-clones", false, "check each clone's memory against a hash of the primary's, taken in the final pause (lengthens it by the hashing: about 1 ms per 2 MiB)")
 	fs.DurationVar(&f.clonePause, "clone-pause", host.DefaultClonePause, "the longest pause of a guest whose primary clones a new backup (restoring redundancy): the rest of its memory is copied while it runs, and a guest that writes its memory faster than that is slowed")
 	fs.IntVar(&f.replayNice, "replay-nice", host.DefaultReplayNice, "a backup's replay runs this much nicer (lower in priority) than the host while it keeps up with its primary, leaving busy CPUs to latency-bound work first (0: off)")
-	fs.DurationVar(&f.sessionTimeout, "session-timeout", host.DefaultSessionTimeout, "how long a session (ftvm proxy, package client) outlives its client's last connection before it ends and the guest sees its connection reset")
+	fs.DurationVar(&f.sessionTimeout, "session-timeout", host.DefaultSessionTimeout, "how long a session (ftvm proxy, package client) outlives its client's last connection to this host before it ends and the guest sees its connection reset (0: the default)")
 	fs.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fs.StringVar(&f.guestProfiles, "guest-profiles", "", "write a profile of each guest this host runs to `DIR`/VM-genN-HOST.pprof when it stops (see exec --profile)")
 }

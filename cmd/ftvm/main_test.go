@@ -427,3 +427,19 @@ func (w *watchFor) Write(p []byte) (int, error) {
 	}
 	return n, err
 }
+
+func TestProxyUsageErrors(t *testing.T) {
+	shared := t.TempDir()
+	if code, _, errs := ftvm(t, "", "proxy", "--shared", shared); code != 2 || !strings.Contains(errs, "--name, --listen required") {
+		t.Errorf("proxy without --name and --listen: status %d, %q", code, errs)
+	}
+	if code, _, errs := ftvm(t, "", "proxy", "--shared", shared, "--name", "x", "--listen", "127.0.0.1:0", "extra"); code != 2 || !strings.Contains(errs, "unexpected arguments: extra") {
+		t.Errorf("proxy with an argument: status %d, %q", code, errs)
+	}
+	if code, _, errs := ftvm(t, "", "proxy", "--shared", shared, "--name", "x", "--listen", "127.0.0.1:0"); code != 1 || !strings.Contains(errs, `no VM "x"`) {
+		t.Errorf("proxy for no VM: status %d, %q", code, errs)
+	}
+	if code, _, errs := ftvm(t, "", "proxy", "--shared", shared+"/nosuch", "--name", "x", "--listen", "127.0.0.1:0"); code != 1 || !strings.Contains(errs, "no such file") {
+		t.Errorf("proxy on missing storage: status %d, %q", code, errs)
+	}
+}

@@ -2,10 +2,12 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
 	"net"
+	"strings"
 	"time"
 
 	"ftvm/client"
@@ -20,7 +22,7 @@ func runProxy(ctx context.Context, env *cmdEnv, args []string) int {
 	listen := fs.String("listen", "", "TCP `HOST:PORT` where the clients connect (required; port 0 picks one)")
 	to := fs.String("to", "", "the guest listener `ADDR` (as ftvm start --listen gave it) when the VM has several")
 	timeout := fs.Duration("timeout", session.DefaultTimeout, "how long a session keeps trying to reach the VM's primary (across a failover) before its client's connection is reset")
-	fs.Usage = usageFunc(fs, env.stderr, "proxy --shared DIR --name VM --listen HOST:PORT [--to ADDR]",
+	fs.Usage = usageFunc(fs, env.stderr, "proxy --shared DIR --name VM --listen HOST:PORT [--to ADDR] [--timeout 30s]",
 		"Runs a local gateway for unmodified TCP clients: each connection accepted on --listen\n"+
 			"becomes a session with the VM's guest, through its current primary. When the primary\n"+
 			"fails, the session resumes with the host that takes over: the client and the guest\n"+
@@ -32,7 +34,19 @@ func runProxy(ctx context.Context, env *cmdEnv, args []string) int {
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	if *shared == "" || *name == "" || *listen == "" || fs.NArg() != 0 {
+	var missing []string
+	for _, f := range []struct{ flag, v string }{{"--shared", *shared}, {"--name", *name}, {"--listen", *listen}} {
+		if f.v == "" {
+			missing = append(missing, f.flag)
+		}
+	}
+	switch {
+	case len(missing) > 0:
+		fmt.Fprintf(env.stderr, "ftvm proxy: %s required\n\n", strings.Join(missing, ", "))
+		fs.Usage()
+		return 2
+	case fs.NArg() != 0:
+		fmt.Fprintf(env.stderr, "ftvm proxy: unexpected arguments: %s\n\n", strings.Join(fs.Args(), " "))
 		fs.Usage()
 		return 2
 	}
@@ -48,9 +62,12 @@ func runProxy(ctx context.Context, env *cmdEnv, args []string) int {
 	}
 	log := slog.New(slog.NewTextHandler(env.stderr, nil))
 	cfg.Logger = log
-	if addr, err := cfg.Resolve(ctx); err == nil {
+	switch addr, err := cfg.Resolve(ctx); {
+	case err == nil:
 		log.Info("proxy up", "listen", ln.Addr().String(), "vm", *name, "primary_sessions", addr)
-	} else {
+	case errors.Is(err, session.ErrRefused):
+		log.Warn("proxy up, but the VM does not run: connections are closed until it runs again", "listen", ln.Addr().String(), "vm", *name, "err", err)
+	default:
 		log.Warn("proxy up, but the VM has no primary now: connections wait for one", "listen", ln.Addr().String(), "vm", *name, "err", err)
 	}
 	start := time.Now()
