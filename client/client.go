@@ -106,7 +106,7 @@ var ErrNoPrimary = errors.New("client: no host serves the VM now")
 // Resolver returns a function that says where VM vm's primary serves
 // sessions now: the session address of the host that owns the VM's latest
 // generation.
-func Resolver(dir *storage.Dir, vm string) func(context.Context) (string, error) {
+func Resolver(dir storage.Store, vm string) func(context.Context) (string, error) {
 	return func(context.Context) (string, error) {
 		if spec, err := dir.VM(vm); err == nil && spec.Stopped {
 			return "", session.Refusal(fmt.Sprintf("VM %q is stopped", vm))

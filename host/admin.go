@@ -26,7 +26,7 @@ type HostState struct {
 
 // Hosts returns the registered hosts; a host is alive if it refreshed its
 // entry within AliveWindow.
-func Hosts(dir *storage.Dir, now time.Time) ([]HostState, error) {
+func Hosts(dir storage.Store, now time.Time) ([]HostState, error) {
 	hs, err := dir.Hosts()
 	if err != nil {
 		return nil, err
@@ -81,7 +81,7 @@ type VMState struct {
 }
 
 // VMs returns the state of every VM.
-func VMs(dir *storage.Dir, now time.Time) ([]VMState, error) {
+func VMs(dir storage.Store, now time.Time) ([]VMState, error) {
 	hosts, err := Hosts(dir, now)
 	if err != nil {
 		return nil, err
@@ -90,7 +90,7 @@ func VMs(dir *storage.Dir, now time.Time) ([]VMState, error) {
 }
 
 // vmStates is VMs with the hosts already read.
-func vmStates(dir *storage.Dir, now time.Time, hosts []HostState) ([]VMState, error) {
+func vmStates(dir storage.Store, now time.Time, hosts []HostState) ([]VMState, error) {
 	names, err := dir.VMs()
 	if err != nil {
 		return nil, err
@@ -185,7 +185,7 @@ func vmStates(dir *storage.Dir, now time.Time, hosts []HostState) ([]VMState, er
 // vmOver reports whether VM name runs nowhere any more: its guest ended
 // (exited, trapped, failed, halted) or every replica of it is lost. It may
 // be started again without a stop.
-func vmOver(dir *storage.Dir, now time.Time, name string) bool {
+func vmOver(dir storage.Store, now time.Time, name string) bool {
 	vms, err := VMs(dir, now)
 	if err != nil {
 		return false
@@ -210,7 +210,7 @@ var ErrRunning = errors.New("vm is running (stop it first)")
 // its next generation for the primary with reason "start": the hosts see
 // the record and start it. A VM that runs somewhere is refused; one that
 // was stopped, ended, or lost every replica starts afresh (its disk kept).
-func StartVM(dir *storage.Dir, spec storage.VMSpec, module []byte, now time.Time) (storage.VMSpec, storage.Owner, error) {
+func StartVM(dir storage.Store, spec storage.VMSpec, module []byte, now time.Time) (storage.VMSpec, storage.Owner, error) {
 	if old, err := dir.VM(spec.Name); err == nil && !old.Stopped && !vmOver(dir, now, spec.Name) {
 		return spec, storage.Owner{}, fmt.Errorf("%s: %w", spec.Name, ErrRunning)
 	}
@@ -312,7 +312,7 @@ func StartVM(dir *storage.Dir, spec storage.VMSpec, module []byte, now time.Time
 }
 
 // StopVM marks a VM stopped; its hosts stop it within a scan.
-func StopVM(dir *storage.Dir, name string) error {
+func StopVM(dir storage.Store, name string) error {
 	spec, err := dir.VM(name)
 	if err != nil {
 		return err

@@ -73,7 +73,7 @@ func eventKind(msg string) (string, bool) {
 // eventSink appends a host's events to storage, one at a time.
 type eventSink struct {
 	mu   sync.Mutex
-	dir  *storage.Dir
+	dir  storage.Store
 	host string
 	// gens holds each VM's generation on this host (the runners' nodes'),
 	// for events whose log line does not say it: read without a lock, as

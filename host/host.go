@@ -105,7 +105,7 @@ const (
 type Host struct {
 	cfg     Config
 	log     *slog.Logger
-	dir     *storage.Dir
+	dir     storage.Store
 	key     []byte
 	ln      net.Listener
 	sln     net.Listener // sessions

@@ -41,7 +41,7 @@ const protectedWait = 20 * time.Second
 // hears each step. Bad requests (an unknown or dead host, an unknown VM,
 // a VM that is not running, a move to where it already is) fail at once and
 // change nothing.
-func MoveVM(ctx context.Context, dir *storage.Dir, vm, to string, primary bool, progress func(MoveProgress)) error {
+func MoveVM(ctx context.Context, dir storage.Store, vm, to string, primary bool, progress func(MoveProgress)) error {
 	now := time.Now()
 	hosts, err := Hosts(dir, now)
 	if err != nil {
@@ -72,7 +72,7 @@ func MoveVM(ctx context.Context, dir *storage.Dir, vm, to string, primary bool, 
 }
 
 // moveVM asks vs's primary's host for the move and follows it.
-func moveVM(ctx context.Context, dir *storage.Dir, hosts []HostState, vs VMState, to string, primary bool, progress func(MoveProgress)) error {
+func moveVM(ctx context.Context, dir storage.Store, hosts []HostState, vs VMState, to string, primary bool, progress func(MoveProgress)) error {
 	prim, ok := findHost(hosts, vs.Primary)
 	if !ok || !prim.Alive {
 		return fmt.Errorf("%s's primary's host %s is down", vs.Name, vs.Primary)
@@ -180,7 +180,7 @@ func moveVM(ctx context.Context, dir *storage.Dir, hosts []HostState, vs VMState
 // (the old primary, which follows as the backup, is then moved off as a
 // backup). With undo it clears the mark. A host
 // that is down, or the last live host, is refused and nothing changes.
-func DrainVMs(ctx context.Context, dir *storage.Dir, name string, undo bool, progress func(MoveProgress)) error {
+func DrainVMs(ctx context.Context, dir storage.Store, name string, undo bool, progress func(MoveProgress)) error {
 	now := time.Now()
 	hosts, err := Hosts(dir, now)
 	if err != nil {
@@ -368,7 +368,7 @@ func drainTarget(v VMState, vms []VMState, hosts []HostState, name string) (VMSt
 }
 
 // runningVM returns VM vm's state, or an error unless it runs.
-func runningVM(dir *storage.Dir, now time.Time, hosts []HostState, vm string) (VMState, error) {
+func runningVM(dir storage.Store, now time.Time, hosts []HostState, vm string) (VMState, error) {
 	v, err := findVM(dir, now, hosts, vm)
 	switch {
 	case err != nil:
@@ -381,7 +381,7 @@ func runningVM(dir *storage.Dir, now time.Time, hosts []HostState, vm string) (V
 }
 
 // findVM returns VM vm's state.
-func findVM(dir *storage.Dir, now time.Time, hosts []HostState, vm string) (VMState, error) {
+func findVM(dir storage.Store, now time.Time, hosts []HostState, vm string) (VMState, error) {
 	vms, err := vmStates(dir, now, hosts)
 	if err != nil {
 		return VMState{}, err

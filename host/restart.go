@@ -175,7 +175,7 @@ func (h *Host) checkStartFailed(r *runner) {
 // place picks a primary and a backup for VM vm among the live hosts: the
 // least loaded (the fewest VMs they are primary or backup of), then by
 // name. With one live host the backup is "".
-func place(dir *storage.Dir, now time.Time, vm string) (primary, backup string, err error) {
+func place(dir storage.Store, now time.Time, vm string) (primary, backup string, err error) {
 	hosts, err := Hosts(dir, now)
 	if err != nil {
 		return "", "", err

@@ -10,8 +10,10 @@
 // failed, the primary when the backup failed) claims the next generation
 // first; the loser halts.
 //
-// Dir is the directory backend: on one machine a local directory, across
-// machines a shared file system (NFS, which makes link(2) atomic). Claim
+// Store is the interface the hosts, the commands and the clients use.
+// Dir, the directory backend, implements it: on one machine a local
+// directory, across machines a shared file system (NFS, which makes
+// link(2) atomic). Claim
 // writes the record to a temporary file and links it into place; link
 // fails if the name exists, on local file systems and NFS alike.
 //

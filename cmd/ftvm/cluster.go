@@ -222,7 +222,7 @@ func runStart(ctx context.Context, env *cmdEnv, args []string) int {
 }
 
 // startAndWait starts a VM and waits until its backup is connected.
-func startAndWait(ctx context.Context, w io.Writer, dir *storage.Dir, spec storage.VMSpec, mod []byte, wait time.Duration) error {
+func startAndWait(ctx context.Context, w io.Writer, dir storage.Store, spec storage.VMSpec, mod []byte, wait time.Duration) error {
 	old, oldErr := dir.Module(spec.Name)
 	spec, owner, err := host.StartVM(dir, spec, mod, time.Now())
 	if err != nil {

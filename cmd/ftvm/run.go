@@ -210,7 +210,7 @@ func runRun(ctx context.Context, env *cmdEnv, args []string) int {
 
 // vmEnd returns a *vmEnded once VM name ended by itself: its guest exited
 // or trapped, or it failed where it ran last.
-func vmEnd(dir *storage.Dir, name string) error {
+func vmEnd(dir storage.Store, name string) error {
 	vms, err := host.VMs(dir, time.Now())
 	if err != nil {
 		return nil
@@ -252,7 +252,7 @@ func hostHTTP(base string, runHosts []string, name string) (string, error) {
 // printDashboards prints the dashboard and metrics addresses the hosts
 // recorded in the registry, those not in shown (by host) yet, and adds
 // them to it.
-func printDashboards(w io.Writer, dir *storage.Dir, runHosts []string, shown map[string]string) {
+func printDashboards(w io.Writer, dir storage.Store, runHosts []string, shown map[string]string) {
 	hs, err := dir.Hosts()
 	if err != nil {
 		return
@@ -320,7 +320,7 @@ func (p *hostProc) terminate() {
 	}
 }
 
-func waitRegistered(ctx context.Context, dir *storage.Dir, runHosts []string, since time.Time, exited <-chan *hostProc) error {
+func waitRegistered(ctx context.Context, dir storage.Store, runHosts []string, since time.Time, exited <-chan *hostProc) error {
 	deadline := time.Now().Add(15 * time.Second)
 	for time.Now().Before(deadline) {
 		n := 0
@@ -345,7 +345,7 @@ func waitRegistered(ctx context.Context, dir *storage.Dir, runHosts []string, si
 	return fmt.Errorf("the hosts did not register within 15s")
 }
 
-func waitStopped(dir *storage.Dir, vm string, max time.Duration) {
+func waitStopped(dir storage.Store, vm string, max time.Duration) {
 	deadline := time.Now().Add(max)
 	for time.Now().Before(deadline) {
 		sts, err := dir.Statuses(vm)

@@ -67,7 +67,7 @@ type State struct {
 
 // Server is a cluster's dashboard, as seen by host Self.
 type Server struct {
-	dir      *storage.Dir
+	dir      storage.Store
 	self     string
 	log      *slog.Logger
 	interval time.Duration
@@ -86,7 +86,7 @@ type Server struct {
 
 // New returns the dashboard of the cluster in dir, served by host self.
 // Run keeps it current; log may be nil.
-func New(dir *storage.Dir, self string, log *slog.Logger) *Server {
+func New(dir storage.Store, self string, log *slog.Logger) *Server {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
