@@ -669,3 +669,7 @@ func Size(n uint64) string {
 	}
 	return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
 }
+
+// CheckName reports whether name is a valid name of a kind ("vm", "host")
+// in any backend: usable as one element of a path or key.
+func CheckName(kind, name string) error { return validName(kind, name) }

@@ -49,6 +49,9 @@ func runProxy(ctx context.Context, env *cmdEnv, args []string) int {
 		fmt.Fprintf(env.stderr, "ftvm proxy: unexpected arguments: %s\n\n", strings.Join(fs.Args(), " "))
 		fs.Usage()
 		return 2
+	case *timeout <= 0:
+		fmt.Fprintf(env.stderr, "ftvm proxy: --timeout %v: must be positive\n", *timeout)
+		return 2
 	}
 	cfg, err := client.Config(*shared, *name, &client.Options{Listener: *to, Timeout: *timeout})
 	if err != nil {
