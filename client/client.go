@@ -20,6 +20,7 @@ import (
 
 	"ftvm/session"
 	"ftvm/storage"
+	"ftvm/storage/backend"
 )
 
 // Options tune Dial; the zero value is fine.
@@ -37,11 +38,14 @@ type Options struct {
 	Window int
 	// Dialer dials the TCP connections; nil means a net.Dialer.
 	Dialer session.Dialer
+	// Store says how to reach an etcd store (TLS, user), if the cluster
+	// keeps its records in one.
+	Store backend.Options
 }
 
-// Dial opens a session with the guest of VM vm in the cluster whose shared
-// storage is the directory shared. ctx bounds the opening only. The result
-// is a *session.ClientConn.
+// Dial opens a session with the guest of VM vm in the cluster whose store
+// is at shared: its shared directory, or its etcd cluster's etcd:// URL.
+// ctx bounds the opening only. The result is a *session.ClientConn.
 func Dial(ctx context.Context, shared, vm string, opts *Options) (net.Conn, error) {
 	cfg, err := Config(shared, vm, opts)
 	if err != nil {
@@ -56,7 +60,7 @@ func Config(shared, vm string, opts *Options) (session.Config, error) {
 	if opts == nil {
 		opts = &Options{}
 	}
-	dir, err := storage.OpenExisting(shared)
+	dir, _, err := backend.Open(shared, opts.Store, false)
 	if err != nil {
 		return session.Config{}, fmt.Errorf("client: %w", err)
 	}

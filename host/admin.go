@@ -214,6 +214,9 @@ func StartVM(dir storage.Store, spec storage.VMSpec, module []byte, now time.Tim
 	if old, err := dir.VM(spec.Name); err == nil && !old.Stopped && !vmOver(dir, now, spec.Name) {
 		return spec, storage.Owner{}, fmt.Errorf("%s: %w", spec.Name, ErrRunning)
 	}
+	if spec.Disk && dir.DiskDir(spec.Name) == "" {
+		return spec, storage.Owner{}, errors.New("a virtual disk needs a shared directory as the store (--shared DIR): this store has no shared file system")
+	}
 	for _, a := range spec.Listeners {
 		_, port, err := net.SplitHostPort(a)
 		if err != nil {

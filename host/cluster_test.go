@@ -18,8 +18,10 @@ import (
 	"time"
 
 	"ftvm/host"
+	"ftvm/internal/etcdtest"
 	"ftvm/internal/guesttest"
 	"ftvm/storage"
+	"ftvm/storage/backend"
 )
 
 // The tests in this package's failover_test.go run real host processes
@@ -58,7 +60,9 @@ type cluster struct {
 	t     testing.TB
 	bin   string
 	dir   string
-	store *storage.Dir
+	store storage.Store
+	// loc is where the hosts find the store: dir, or an etcd:// URL.
+	loc   string
 	key   []byte
 	hosts map[string]*hostProc
 	args  []string // extra flags for every host
@@ -75,10 +79,35 @@ type hostProc struct {
 func newCluster(t testing.TB, hostArgs ...string) *cluster {
 	t.Helper()
 	c := &cluster{t: t, bin: ftvmBinary(t), dir: t.TempDir(), hosts: map[string]*hostProc{}, args: hostArgs}
+	c.loc = c.dir
 	var err error
 	if c.store, err = storage.Open(c.dir); err != nil {
 		t.Fatal(err)
 	}
+	c.setUp()
+	return c
+}
+
+// newEtcdCluster is newCluster with the store in an etcd server that runs
+// in the test process: the hosts share no directory.
+func newEtcdCluster(t testing.TB, hostArgs ...string) *cluster {
+	t.Helper()
+	c := &cluster{t: t, bin: ftvmBinary(t), dir: t.TempDir(), hosts: map[string]*hostProc{}, args: hostArgs}
+	c.loc = "etcd://" + etcdtest.Start(t)
+	s, closer, err := backend.Open(c.loc, backend.Options{}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { closer.Close() })
+	c.store = s
+	c.setUp()
+	return c
+}
+
+// setUp reads the cluster key and arranges the hosts' end.
+func (c *cluster) setUp() {
+	t := c.t
+	var err error
 	if c.key, err = c.store.ClusterKey(); err != nil {
 		t.Fatal(err)
 	}
@@ -99,7 +128,6 @@ func newCluster(t testing.TB, hostArgs ...string) *cluster {
 			}
 		}
 	})
-	return c
 }
 
 // startHost starts a host process and waits until it has registered.
@@ -112,7 +140,7 @@ func (c *cluster) startHost(name string, env ...string) *hostProc {
 // going to stdout, if not nil, rather than to the host's out buffer.
 func (c *cluster) startHostWith(name string, stdout io.Writer, env ...string) *hostProc {
 	c.t.Helper()
-	args := []string{"host", "--shared", c.dir, "--name", name, "--log-level", "debug"}
+	args := []string{"host", "--shared", c.loc, "--name", name, "--log-level", "debug"}
 	if _, bench := c.t.(*testing.B); !bench {
 		// Every clone of the tests checks the memory it restored (the
 		// benchmarks measure pauses without the hashing).

@@ -19,12 +19,16 @@ import (
 	"ftvm/ft"
 	"ftvm/replog"
 	"ftvm/storage"
+	"ftvm/storage/backend"
 )
 
 // Config describes a host daemon.
 type Config struct {
-	// Shared is the shared storage's directory.
-	Shared string
+	// Shared is where the cluster's store is: a directory (created if its
+	// parent exists), or an etcd cluster's etcd:// URL (see
+	// storage/backend); StoreOptions say how to reach etcd.
+	Shared       string
+	StoreOptions backend.Options
 	// Name is the host's name in the registry, unique in the cluster.
 	Name string
 	// Addr is the TCP address of the logging channel and control port;
@@ -103,17 +107,19 @@ const (
 
 // Host is a running host daemon.
 type Host struct {
-	cfg     Config
-	log     *slog.Logger
-	dir     storage.Store
-	key     []byte
-	ln      net.Listener
-	sln     net.Listener // sessions
-	udp     *net.UDPConn
-	fp      *Failpoints
-	started time.Time
-	epoch   uint64
-	beats   atomic.Uint64
+	cfg Config
+	log *slog.Logger
+	dir storage.Store
+	// closeStore releases the store's connections when the host is down.
+	closeStore io.Closer
+	key        []byte
+	ln         net.Listener
+	sln        net.Listener // sessions
+	udp        *net.UDPConn
+	fp         *Failpoints
+	started    time.Time
+	epoch      uint64
+	beats      atomic.Uint64
 
 	mu      sync.Mutex
 	runners map[string]*runner // by VM name
@@ -182,16 +188,19 @@ func New(cfg Config) (*Host, error) {
 	// mistyped path deep in nothing is refused rather than made into
 	// another, empty cluster.
 	fresh := false
-	if _, err := os.Stat(cfg.Shared); errors.Is(err, fs.ErrNotExist) {
+	if backend.IsEtcd(cfg.Shared) {
+		// Nothing to create.
+	} else if _, err := os.Stat(cfg.Shared); errors.Is(err, fs.ErrNotExist) {
 		if _, err := os.Stat(filepath.Dir(filepath.Clean(cfg.Shared))); err != nil {
 			return nil, fmt.Errorf("shared storage %s does not exist, nor does its parent directory (a mistyped path?)", cfg.Shared)
 		}
 		fresh = true
 	}
-	dir, err := storage.Open(cfg.Shared)
+	dir, closer, err := backend.Open(cfg.Shared, cfg.StoreOptions, true)
 	if err != nil {
 		return nil, err
 	}
+	h.closeStore = closer
 	if fresh {
 		cfg.Logger.Info("created shared storage for a new cluster", "shared", cfg.Shared)
 	}
@@ -281,8 +290,8 @@ func (h *Host) Run(ctx context.Context) error {
 	defer cancel()
 	var wg sync.WaitGroup
 	wg.Add(3)
-	go func() { defer wg.Done(); h.acceptLoop(ctx) }()
-	go func() { defer wg.Done(); h.sessionAcceptLoop(ctx) }()
+	go func() { defer wg.Done(); h.acceptLoop(ctx, h.ln, func(c net.Conn) { h.serveConn(ctx, c) }) }()
+	go func() { defer wg.Done(); h.acceptLoop(ctx, h.sln, h.serveSession) }()
 	go func() { defer wg.Done(); h.beatLoop(ctx) }()
 	h.log.Info("host up", "host", h.cfg.Name, "addr", h.info.Addr, "sessions", h.info.Sessions, "shared", h.cfg.Shared, "failpoints", h.fp.String())
 	h.scan(ctx, true)
@@ -304,17 +313,12 @@ func (h *Host) Run(ctx context.Context) error {
 	h.ln.Close()
 	h.sln.Close()
 	h.udp.Close()
-	h.mu.Lock()
-	rs := make([]*runner, 0, len(h.runners))
-	for _, r := range h.runners {
-		rs = append(rs, r)
-	}
-	h.mu.Unlock()
-	for _, r := range rs {
+	for _, r := range h.allRunners() {
 		r.shutdown(byeHostDown, false)
 	}
 	wg.Wait()
 	h.log.Info("host down", "host", h.cfg.Name)
+	h.closeStore.Close()
 	return nil
 }
 
@@ -431,16 +435,24 @@ func (h *Host) peer(name string) (storage.HostInfo, bool) {
 
 // expireSessions ends the sessions whose clients are gone too long.
 func (h *Host) expireSessions(now time.Time) {
+	for _, r := range h.allRunners() {
+		r.expireSessions(now)
+	}
+}
+
+// allRunners returns the runners, in no order.
+func (h *Host) allRunners() []*runner {
 	h.mu.Lock()
+	defer h.mu.Unlock()
 	rs := make([]*runner, 0, len(h.runners))
 	for _, r := range h.runners {
 		rs = append(rs, r)
 	}
-	h.mu.Unlock()
-	for _, r := range rs {
-		r.expireSessions(now)
-	}
+	return rs
 }
+
+// Store returns the cluster's store, as the host reaches it.
+func (h *Host) Store() storage.Store { return h.dir }
 
 func (h *Host) runner(vm string) *runner {
 	h.mu.Lock()
@@ -476,18 +488,20 @@ func (h *Host) closeChannels(peer string) {
 	}
 }
 
-func (h *Host) acceptLoop(ctx context.Context) {
+// acceptLoop serves each connection ln accepts on a goroutine of its own,
+// until ln is closed.
+func (h *Host) acceptLoop(ctx context.Context, ln net.Listener, serve func(net.Conn)) {
 	for {
-		nc, err := h.ln.Accept()
+		nc, err := ln.Accept()
 		if err != nil {
 			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
 				return
 			}
-			h.log.Warn("accept failed", "err", err)
+			h.log.Warn("accept failed", "addr", ln.Addr().String(), "err", err)
 			time.Sleep(10 * time.Millisecond)
 			continue
 		}
-		go h.serveConn(ctx, nc)
+		go serve(nc)
 	}
 }
 

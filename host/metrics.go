@@ -211,12 +211,7 @@ func (c *hostCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(descBeatsDropped, float64(m.beatsDropped.Load()))
 	gauge(descStarted, float64(h.started.UnixNano())/1e9)
 
-	h.mu.Lock()
-	rs := make([]*runner, 0, len(h.runners))
-	for _, r := range h.runners {
-		rs = append(rs, r)
-	}
-	h.mu.Unlock()
+	rs := h.allRunners()
 	gauge(descRunners, float64(len(rs)))
 	now := time.Now()
 	for _, r := range rs {

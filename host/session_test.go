@@ -28,7 +28,7 @@ import (
 // does, until the test ends; it returns the port's address.
 func (c *cluster) startProxy(vm string) string {
 	c.t.Helper()
-	cfg, err := client.Config(c.dir, vm, &client.Options{Timeout: time.Minute})
+	cfg, err := client.Config(c.loc, vm, &client.Options{Timeout: time.Minute})
 	if err != nil {
 		c.t.Fatal(err)
 	}

@@ -1,7 +1,6 @@
 package host
 
 import (
-	"context"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
@@ -158,22 +157,6 @@ func (t *sessionTable) all() []*session.ServerSession {
 func (t *sessionTable) endAll(err error) {
 	for _, s := range t.all() {
 		s.End(err)
-	}
-}
-
-// sessionAcceptLoop accepts session connections until the listener closes.
-func (h *Host) sessionAcceptLoop(ctx context.Context) {
-	for {
-		c, err := h.sln.Accept()
-		if err != nil {
-			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
-				return
-			}
-			h.log.Warn("session accept failed", "err", err)
-			time.Sleep(10 * time.Millisecond)
-			continue
-		}
-		go h.serveSession(c)
 	}
 }
 

@@ -65,7 +65,8 @@ func (f *hostFlags) args() []string {
 func runHost(ctx context.Context, env *cmdEnv, args []string) int {
 	fs := flag.NewFlagSet("host", flag.ContinueOnError)
 	fs.SetOutput(env.stderr)
-	shared := fs.String("shared", "", "shared storage `DIR` (required)")
+	sf := addStoreFlags(fs)
+	shared := &sf.resolved
 	name := fs.String("name", "", "this host's `NAME` in the cluster (required)")
 	addr := fs.String("addr", "127.0.0.1:0", "TCP `HOST:PORT` of the logging channel and control port (UDP heartbeats use the same)")
 	httpAddr := fs.String("http", "", "serve Prometheus metrics (/metrics) and the cluster's live dashboard (/) on `HOST:PORT` (port 0 picks one; the registry records it)")
@@ -77,6 +78,10 @@ func runHost(ctx context.Context, env *cmdEnv, args []string) int {
 			"backup, and takes over when a peer fails. Guest output goes to stdout; events to stderr.\n"+
 			"Failpoints for tests: "+host.EnvFailpoints+"=SPEC or 'ftvm failpoint'.")
 	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if err := sf.resolve(); err != nil {
+		fmt.Fprintf(env.stderr, "ftvm %s: %v\n", fs.Name(), err)
 		return 2
 	}
 	if *shared == "" || *name == "" || fs.NArg() != 0 {
@@ -99,7 +104,7 @@ func runHost(ctx context.Context, env *cmdEnv, args []string) int {
 		httpBound = httpLn.Addr().String()
 	}
 	h, err := host.New(host.Config{
-		Shared: *shared, Name: *name, Addr: *addr, HTTP: httpBound, SessionAddr: *sessions, SessionTimeout: hf.sessionTimeout,
+		Shared: *shared, StoreOptions: sf.options(), Name: *name, Addr: *addr, HTTP: httpBound, SessionAddr: *sessions, SessionTimeout: hf.sessionTimeout,
 		Node:       ft.Config{HeartbeatInterval: hf.heartbeat, FailureTimeout: hf.timeout, GoneTimeout: hf.goneTimeout, ClaimRetry: hf.claimRetry},
 		LagBound:   hf.lagBound,
 		Coalesce:   hf.coalesce,
@@ -123,7 +128,7 @@ func runHost(ctx context.Context, env *cmdEnv, args []string) int {
 		if httpLn == nil {
 			return
 		}
-		if err := serveHTTP(ctx, httpLn, h, *shared, *name, logger); err != nil {
+		if err := serveHTTP(ctx, httpLn, h, *name, logger); err != nil {
 			logger.Error("http server failed", "host", *name, "err", err)
 		}
 	}()
@@ -186,7 +191,8 @@ func (f *vmFlags) specOf(name, argv0 string, mod []byte, args []string) (storage
 func runStart(ctx context.Context, env *cmdEnv, args []string) int {
 	fs := flag.NewFlagSet("start", flag.ContinueOnError)
 	fs.SetOutput(env.stderr)
-	shared := fs.String("shared", "", "shared storage `DIR` (required)")
+	sf := addStoreFlags(fs)
+	shared := &sf.resolved
 	name := fs.String("name", "", "the VM's `NAME` (required)")
 	primary := fs.String("primary", "", "place the primary on `HOST` (default: least loaded)")
 	backup := fs.String("backup", "", "place the backup on `HOST` (default: least loaded)")
@@ -199,11 +205,15 @@ func runStart(ctx context.Context, env *cmdEnv, args []string) int {
 	if err != nil {
 		return 2
 	}
+	if err := sf.resolve(); err != nil {
+		fmt.Fprintf(env.stderr, "ftvm start: %v\n", err)
+		return 2
+	}
 	if *shared == "" || *name == "" {
 		fs.Usage()
 		return 2
 	}
-	dir, err := storage.OpenExisting(*shared)
+	dir, _, err := sf.open(false)
 	if err != nil {
 		fmt.Fprintf(env.stderr, "ftvm start: %v\n", err)
 		return 1
@@ -298,17 +308,22 @@ func exitCodeOf(err error) int {
 func runStop(ctx context.Context, env *cmdEnv, args []string) int {
 	fs := flag.NewFlagSet("stop", flag.ContinueOnError)
 	fs.SetOutput(env.stderr)
-	shared := fs.String("shared", "", "shared storage `DIR` (required)")
+	sf := addStoreFlags(fs)
+	shared := &sf.resolved
 	name := fs.String("name", "", "the VM's `NAME` (required)")
 	fs.Usage = usageFunc(fs, env.stderr, "stop --shared DIR --name VM", "Stops a VM on both its hosts.")
 	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if err := sf.resolve(); err != nil {
+		fmt.Fprintf(env.stderr, "ftvm %s: %v\n", fs.Name(), err)
 		return 2
 	}
 	if *shared == "" || *name == "" {
 		fs.Usage()
 		return 2
 	}
-	dir, err := storage.OpenExisting(*shared)
+	dir, _, err := sf.open(false)
 	if err == nil {
 		err = host.StopVM(dir, *name)
 	}
@@ -332,7 +347,8 @@ type clusterStatus struct {
 func runStatus(ctx context.Context, env *cmdEnv, args []string) int {
 	fs := flag.NewFlagSet("status", flag.ContinueOnError)
 	fs.SetOutput(env.stderr)
-	shared := fs.String("shared", "", "shared storage `DIR` (required)")
+	sf := addStoreFlags(fs)
+	shared := &sf.resolved
 	asJSON := fs.Bool("json", false, "print JSON")
 	watch := fs.Bool("watch", false, "redraw every second until interrupted (on a terminal, in place; with --json, one object a line)")
 	fs.Usage = usageFunc(fs, env.stderr, "status --shared DIR [--json] [--watch]", "Shows the hosts (address, pid, alive) and the VMs: generation, primary, backup, state,\n"+
@@ -341,14 +357,25 @@ func runStatus(ctx context.Context, env *cmdEnv, args []string) int {
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
+	if err := sf.resolve(); err != nil {
+		fmt.Fprintf(env.stderr, "ftvm %s: %v\n", fs.Name(), err)
+		return 2
+	}
 	if *shared == "" {
 		fs.Usage()
 		return 2
 	}
-	if *watch {
-		return watchStatus(ctx, env, *shared, *asJSON)
+	// Status only reads: it must not create an empty storage where a
+	// mistyped path points.
+	dir, _, err := sf.open(false)
+	if err != nil {
+		fmt.Fprintf(env.stderr, "ftvm status: %v\n", err)
+		return 1
 	}
-	st, err := readStatus(*shared)
+	if *watch {
+		return watchStatus(ctx, env, dir, *asJSON)
+	}
+	st, err := readStatus(dir)
 	if err != nil {
 		fmt.Fprintf(env.stderr, "ftvm status: %v\n", err)
 		return 1
@@ -365,7 +392,7 @@ func runStatus(ctx context.Context, env *cmdEnv, args []string) int {
 
 // watchStatus prints the status every second until ctx ends: redrawn in
 // place on a terminal, else one after the other, each under its time.
-func watchStatus(ctx context.Context, env *cmdEnv, shared string, asJSON bool) int {
+func watchStatus(ctx context.Context, env *cmdEnv, dir storage.Store, asJSON bool) int {
 	tty := false
 	if f, ok := env.stdout.(*os.File); ok {
 		tty = term.IsTerminal(int(f.Fd()))
@@ -375,7 +402,7 @@ func watchStatus(ctx context.Context, env *cmdEnv, shared string, asJSON bool) i
 	for {
 		now := time.Now()
 		var b bytes.Buffer
-		st, err := readStatus(shared)
+		st, err := readStatus(dir)
 		switch {
 		case err != nil:
 			fmt.Fprintf(&b, "ftvm status: %v\n", err)
@@ -407,15 +434,10 @@ func watchStatus(ctx context.Context, env *cmdEnv, shared string, asJSON bool) i
 	}
 }
 
-func readStatus(shared string) (clusterStatus, error) {
-	// Status only reads: it must not create an empty storage where a
-	// mistyped path points.
-	dir, err := storage.OpenExisting(shared)
-	if err != nil {
-		return clusterStatus{}, err
-	}
+func readStatus(dir storage.Store) (clusterStatus, error) {
 	now := time.Now()
 	var st clusterStatus
+	var err error
 	if st.Hosts, err = host.Hosts(dir, now); err != nil {
 		return st, err
 	}
@@ -509,7 +531,8 @@ func quantiles(p50, p99 float64) string {
 func runFailpoint(ctx context.Context, env *cmdEnv, args []string) int {
 	fs := flag.NewFlagSet("failpoint", flag.ContinueOnError)
 	fs.SetOutput(env.stderr)
-	shared := fs.String("shared", "", "shared storage `DIR` (required)")
+	sf := addStoreFlags(fs)
+	shared := &sf.resolved
 	hostName := fs.String("host", "", "the host `NAME` (required)")
 	fs.Usage = usageFunc(fs, env.stderr, "failpoint --shared DIR --host NAME [SPEC]",
 		"Shows, or with SPEC replaces, a running host's failpoints (fault injection for tests).\n"+
@@ -523,6 +546,10 @@ func runFailpoint(ctx context.Context, env *cmdEnv, args []string) int {
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
+	if err := sf.resolve(); err != nil {
+		fmt.Fprintf(env.stderr, "ftvm %s: %v\n", fs.Name(), err)
+		return 2
+	}
 	if *shared == "" || *hostName == "" || fs.NArg() > 1 {
 		fs.Usage()
 		return 2
@@ -531,7 +558,7 @@ func runFailpoint(ctx context.Context, env *cmdEnv, args []string) int {
 		fmt.Fprintf(env.stderr, "ftvm failpoint: %v\n", err)
 		return 1
 	}
-	dir, err := storage.OpenExisting(*shared)
+	dir, _, err := sf.open(false)
 	if err != nil {
 		return fail(err)
 	}

@@ -15,7 +15,8 @@ import (
 func runEvents(ctx context.Context, env *cmdEnv, args []string) int {
 	fs := flag.NewFlagSet("events", flag.ContinueOnError)
 	fs.SetOutput(env.stderr)
-	shared := fs.String("shared", "", "shared storage `DIR` (required)")
+	sf := addStoreFlags(fs)
+	shared := &sf.resolved
 	vm := fs.String("vm", "", "only the events of VM `NAME` (and the hosts')")
 	follow := fs.Bool("follow", false, "print new events as they come, until interrupted")
 	asJSON := fs.Bool("json", false, "print one JSON object a line")
@@ -28,11 +29,15 @@ func runEvents(ctx context.Context, env *cmdEnv, args []string) int {
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
+	if err := sf.resolve(); err != nil {
+		fmt.Fprintf(env.stderr, "ftvm %s: %v\n", fs.Name(), err)
+		return 2
+	}
 	if *shared == "" || fs.NArg() > 0 {
 		fs.Usage()
 		return 2
 	}
-	dir, err := storage.OpenExisting(*shared)
+	dir, _, err := sf.open(false)
 	if err != nil {
 		fmt.Fprintf(env.stderr, "ftvm events: %v\n", err)
 		return 1

@@ -11,7 +11,6 @@ import (
 
 	"ftvm/host"
 	"ftvm/internal/dashboard"
-	"ftvm/storage"
 )
 
 // listenHTTP binds a host's HTTP address, if it has one (addr not "").
@@ -28,13 +27,8 @@ func listenHTTP(addr string) (net.Listener, error) {
 
 // serveHTTP serves h's metrics (/metrics) and the cluster's dashboard (/)
 // on ln until ctx is done; it returns once the server has stopped.
-func serveHTTP(ctx context.Context, ln net.Listener, h *host.Host, shared, name string, log *slog.Logger) error {
-	dir, err := storage.Open(shared)
-	if err != nil {
-		ln.Close()
-		return err
-	}
-	dash := dashboard.New(dir, name, log)
+func serveHTTP(ctx context.Context, ln net.Listener, h *host.Host, name string, log *slog.Logger) error {
+	dash := dashboard.New(h.Store(), name, log)
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", h.MetricsHandler())
 	mux.Handle("/", dash)

@@ -18,7 +18,8 @@ import (
 func runMove(ctx context.Context, env *cmdEnv, args []string) int {
 	fs := flag.NewFlagSet("move", flag.ContinueOnError)
 	fs.SetOutput(env.stderr)
-	shared := fs.String("shared", "", "shared storage `DIR` (required)")
+	sf := addStoreFlags(fs)
+	shared := &sf.resolved
 	name := fs.String("name", "", "the VM's `NAME` (required)")
 	to := fs.String("to", "", "the `HOST` to move to (required)")
 	primary := fs.Bool("primary", false, "move the primary (a switchover to its backup; the backup moves to HOST first if it is elsewhere), not the backup")
@@ -32,6 +33,10 @@ func runMove(ctx context.Context, env *cmdEnv, args []string) int {
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
+	if err := sf.resolve(); err != nil {
+		fmt.Fprintf(env.stderr, "ftvm %s: %v\n", fs.Name(), err)
+		return 2
+	}
 	if *shared == "" || *name == "" || *to == "" || fs.NArg() > 0 {
 		if fs.NArg() > 0 {
 			fmt.Fprintf(env.stderr, "ftvm move: unexpected arguments: %s\n", strings.Join(fs.Args(), " "))
@@ -41,7 +46,7 @@ func runMove(ctx context.Context, env *cmdEnv, args []string) int {
 		fs.Usage()
 		return 2
 	}
-	dir, err := storage.OpenExisting(*shared)
+	dir, _, err := sf.open(false)
 	if err == nil {
 		err = host.MoveVM(ctx, dir, *name, *to, *primary, newMoveProgress(env).report)
 	}
@@ -55,7 +60,8 @@ func runMove(ctx context.Context, env *cmdEnv, args []string) int {
 func runDrain(ctx context.Context, env *cmdEnv, args []string) int {
 	fs := flag.NewFlagSet("drain", flag.ContinueOnError)
 	fs.SetOutput(env.stderr)
-	shared := fs.String("shared", "", "shared storage `DIR` (required)")
+	sf := addStoreFlags(fs)
+	shared := &sf.resolved
 	hostName := fs.String("host", "", "the host `NAME` (or give it as the argument)")
 	undo := fs.Bool("undo", false, "end the drain: VMs may be placed on the host again")
 	fs.Usage = usageFunc(fs, env.stderr, "drain --shared DIR [--undo] HOST",
@@ -74,6 +80,10 @@ func runDrain(ctx context.Context, env *cmdEnv, args []string) int {
 			return 2
 		}
 	}
+	if err := sf.resolve(); err != nil {
+		fmt.Fprintf(env.stderr, "ftvm drain: %v\n", err)
+		return 2
+	}
 	if fs.NArg() > 0 {
 		fmt.Fprintf(env.stderr, "ftvm drain: unexpected arguments: %s\n", strings.Join(fs.Args(), " "))
 		fs.Usage()
@@ -84,7 +94,7 @@ func runDrain(ctx context.Context, env *cmdEnv, args []string) int {
 		fs.Usage()
 		return 2
 	}
-	dir, err := storage.OpenExisting(*shared)
+	dir, _, err := sf.open(false)
 	if err == nil {
 		err = host.DrainVMs(ctx, dir, *hostName, *undo, newMoveProgress(env).report)
 	}

@@ -17,7 +17,8 @@ import (
 func runProxy(ctx context.Context, env *cmdEnv, args []string) int {
 	fs := flag.NewFlagSet("proxy", flag.ContinueOnError)
 	fs.SetOutput(env.stderr)
-	shared := fs.String("shared", "", "shared storage `DIR` (required)")
+	sf := addStoreFlags(fs)
+	shared := &sf.resolved
 	name := fs.String("name", "", "the `VM` whose guest the clients reach (required)")
 	listen := fs.String("listen", "", "TCP `HOST:PORT` where the clients connect (required; port 0 picks one)")
 	to := fs.String("to", "", "the guest listener `ADDR` (as ftvm start --listen gave it) when the VM has several")
@@ -34,8 +35,12 @@ func runProxy(ctx context.Context, env *cmdEnv, args []string) int {
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
+	if err := sf.resolve(); err != nil {
+		fmt.Fprintf(env.stderr, "ftvm %s: %v\n", fs.Name(), err)
+		return 2
+	}
 	var missing []string
-	for _, f := range []struct{ flag, v string }{{"--shared", *shared}, {"--name", *name}, {"--listen", *listen}} {
+	for _, f := range []struct{ flag, v string }{{"--shared (or --store)", *shared}, {"--name", *name}, {"--listen", *listen}} {
 		if f.v == "" {
 			missing = append(missing, f.flag)
 		}
@@ -53,7 +58,7 @@ func runProxy(ctx context.Context, env *cmdEnv, args []string) int {
 		fmt.Fprintf(env.stderr, "ftvm proxy: --timeout %v: must be positive\n", *timeout)
 		return 2
 	}
-	cfg, err := client.Config(*shared, *name, &client.Options{Listener: *to, Timeout: *timeout})
+	cfg, err := client.Config(*shared, *name, &client.Options{Listener: *to, Timeout: *timeout, Store: sf.options()})
 	if err != nil {
 		fmt.Fprintf(env.stderr, "ftvm proxy: %v\n", err)
 		return 1

@@ -379,7 +379,10 @@ func (s *Store) lease(name string) (clientv3.LeaseID, error) {
 	return g.ID, nil
 }
 
-// Hosts returns the registered hosts whose leases are alive, by name.
+// Hosts returns the registered hosts whose leases are alive, by name. An
+// entry is there only while its host's lease lives, so each is stamped
+// as seen now, by the reader's clock: readers that judge liveness by
+// HostInfo.Seen then never compare their clock with another machine's.
 func (s *Store) Hosts() ([]storage.HostInfo, error) {
 	kvs, err := s.list("list hosts", s.key("hosts")+"/")
 	if err != nil {
@@ -389,6 +392,7 @@ func (s *Store) Hosts() ([]storage.HostInfo, error) {
 	for _, x := range kvs {
 		var h storage.HostInfo
 		if json.Unmarshal(x.value, &h) == nil {
+			h.Seen = time.Now().UTC()
 			out = append(out, h)
 		}
 	}

@@ -5,50 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"net"
-	"net/url"
 	"sync"
 	"testing"
 	"time"
 
-	"go.etcd.io/etcd/server/v3/embed"
-
+	"ftvm/internal/etcdtest"
 	"ftvm/storage"
 )
-
-// startEtcd runs a one-member etcd in this process until the test ends and
-// returns its client endpoint.
-func startEtcd(t *testing.T) string {
-	t.Helper()
-	cfg := embed.NewConfig()
-	cfg.Dir = t.TempDir()
-	cfg.LogLevel = "error"
-	peer, client := freeURL(t), freeURL(t)
-	cfg.ListenPeerUrls, cfg.AdvertisePeerUrls = []url.URL{peer}, []url.URL{peer}
-	cfg.ListenClientUrls, cfg.AdvertiseClientUrls = []url.URL{client}, []url.URL{client}
-	cfg.InitialCluster = cfg.Name + "=" + peer.String()
-	e, err := embed.StartEtcd(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(e.Close)
-	select {
-	case <-e.Server.ReadyNotify():
-	case <-time.After(30 * time.Second):
-		t.Fatal("etcd did not start")
-	}
-	return client.Host
-}
-
-func freeURL(t *testing.T) url.URL {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return url.URL{Scheme: "http", Host: ln.Addr().String()}
-}
 
 func open(t *testing.T, endpoint string, cfg Config) *Store {
 	t.Helper()
@@ -65,7 +28,7 @@ func open(t *testing.T, endpoint string, cfg Config) *Store {
 // their own clients, exactly one wins, and every one reads its record; a
 // retry of the winner's claim reports the win.
 func TestClaimOneWinner(t *testing.T) {
-	ep := startEtcd(t)
+	ep := etcdtest.Start(t)
 	const hosts = 8
 	stores := make([]*Store, hosts)
 	for i := range stores {
@@ -116,7 +79,7 @@ func TestClaimOneWinner(t *testing.T) {
 // TestLatestOrdersGenerations: generation 10 is newer than 9 (keys are
 // zero-padded).
 func TestLatestOrdersGenerations(t *testing.T) {
-	s := open(t, startEtcd(t), Config{})
+	s := open(t, etcdtest.Start(t), Config{})
 	for _, g := range []uint64{9, 10, 2} {
 		if _, _, err := s.Claim("vm", storage.Owner{Generation: g, Host: "h"}); err != nil {
 			t.Fatal(err)
@@ -136,7 +99,7 @@ func TestLatestOrdersGenerations(t *testing.T) {
 // TestHostLeaseExpires: a host's registry entry goes when the store that
 // kept its lease alive goes (the host died), after the lease's TTL.
 func TestHostLeaseExpires(t *testing.T) {
-	ep := startEtcd(t)
+	ep := etcdtest.Start(t)
 	reader := open(t, ep, Config{})
 	h := open(t, ep, Config{HostTTL: time.Second})
 	if err := h.PutHost(storage.HostInfo{Name: "h1", Addr: "127.0.0.1:1"}); err != nil {
@@ -173,7 +136,7 @@ func TestHostLeaseExpires(t *testing.T) {
 // TestVMsAndModules: specs and modules round-trip, large modules in
 // chunks; a module damaged in etcd is refused.
 func TestVMsAndModules(t *testing.T) {
-	s := open(t, startEtcd(t), Config{})
+	s := open(t, etcdtest.Start(t), Config{})
 	mod := make([]byte, 3*chunkSize+12345)
 	for i := range mod {
 		mod[i] = byte(i * 7)
@@ -217,7 +180,7 @@ func TestVMsAndModules(t *testing.T) {
 // TestStatusesEventsAndKey: statuses by host, events oldest first and
 // trimmed to the newest, one cluster key for every client.
 func TestStatusesEventsAndKey(t *testing.T) {
-	ep := startEtcd(t)
+	ep := etcdtest.Start(t)
 	s := open(t, ep, Config{EventsMax: 20})
 	for _, h := range []string{"h2", "h1"} {
 		if err := s.PutStatus(storage.VMStatus{VM: "vm", Host: h, State: "running"}); err != nil {
@@ -265,7 +228,7 @@ func TestStatusesEventsAndKey(t *testing.T) {
 // TestUnreachable: the failpoint makes every operation fail as
 // unreachable; so does an etcd that is gone, within the request timeout.
 func TestUnreachable(t *testing.T) {
-	s := open(t, startEtcd(t), Config{RequestTimeout: 500 * time.Millisecond})
+	s := open(t, etcdtest.Start(t), Config{RequestTimeout: 500 * time.Millisecond})
 	down := true
 	s.SetReachable(func() bool { return !down })
 	if _, _, err := s.Claim("vm", storage.Owner{Generation: 1, Host: "h"}); !errors.Is(err, storage.ErrUnreachable) {
@@ -275,7 +238,7 @@ func TestUnreachable(t *testing.T) {
 	if won, _, err := s.Claim("vm", storage.Owner{Generation: 1, Host: "h"}); err != nil || !won {
 		t.Fatalf("claim: %v %v", won, err)
 	}
-	gone := open(t, freeURL(t).Host, Config{RequestTimeout: 300 * time.Millisecond, DialTimeout: 300 * time.Millisecond})
+	gone := open(t, etcdtest.FreeURL(t).Host, Config{RequestTimeout: 300 * time.Millisecond, DialTimeout: 300 * time.Millisecond})
 	if _, err := gone.Hosts(); !errors.Is(err, storage.ErrUnreachable) {
 		t.Fatalf("hosts from no etcd: %v", err)
 	}
