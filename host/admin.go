@@ -58,9 +58,12 @@ type VMState struct {
 	State      string `json:"state"`
 	// Detail says why a VM ended or failed (its exit status, its trap, the
 	// error); ExitCode is the exit status of a guest that ended.
-	Detail     string   `json:"detail,omitempty"`
-	ExitCode   *int     `json:"exit_code,omitempty"`
-	Listeners  []string `json:"listeners"`
+	Detail    string   `json:"detail,omitempty"`
+	ExitCode  *int     `json:"exit_code,omitempty"`
+	Listeners []string `json:"listeners"`
+	// Served is where clients reach the listeners now, at the primary
+	// (see Where).
+	Served     []string `json:"served,omitempty"`
 	LagEntries uint64   `json:"lag_entries"`
 	LagBytes   uint64   `json:"lag_bytes"`
 	LagMillis  float64  `json:"lag_ms"`
@@ -96,8 +99,9 @@ func vmStates(dir storage.Store, now time.Time, hosts []HostState) ([]VMState, e
 		return nil, err
 	}
 	alive := map[string]bool{}
+	addrs := map[string]string{}
 	for _, h := range hosts {
-		alive[h.Name] = h.Alive
+		alive[h.Name], addrs[h.Name] = h.Alive, h.Addr
 	}
 	var out []VMState
 	for _, name := range names {
@@ -112,6 +116,7 @@ func vmStates(dir storage.Store, now time.Time, hosts []HostState) ([]VMState, e
 		}
 		if ok {
 			vs.Generation, vs.Primary, vs.Backup = owner.Generation, owner.Host, owner.Backup
+			vs.Served = servedAt(spec.Listeners, addrs[owner.Host])
 			if owner.Reason == reasonStart && vs.Backup == "" {
 				vs.Backup = spec.Backup // a record from before owners named it
 			}

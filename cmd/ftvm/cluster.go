@@ -499,6 +499,9 @@ func printStatus(w io.Writer, st clusterStatus, now time.Time) {
 		if v.LastClone != "" {
 			fmt.Fprintf(w, "%s: last clone %s\n", v.Name, v.LastClone)
 		}
+		if len(v.Served) > 0 && !host.VMEnded(v.State) {
+			fmt.Fprintf(w, "%s: served at %s (on %s)\n", v.Name, strings.Join(v.Served, ", "), v.Primary)
+		}
 		switch {
 		case v.Sessions == 1:
 			fmt.Fprintf(w, "%s: 1 client session\n", v.Name)

@@ -128,6 +128,18 @@ func TestStartStatusStopFailpointCLI(t *testing.T) {
 		t.Fatalf("status table without the output delay:\n%s", out)
 	}
 	primary := st.VMs[0].Primary
+	if !strings.Contains(out, "c: served at "+addr+" (on "+primary+")") {
+		t.Fatalf("status does not say where c is served:\n%s", out)
+	}
+	if code, out, errs := ftvm(t, "", "where", "--shared", shared, "c"); code != 0 || out != addr+"\n" {
+		t.Fatalf("where: status %d, %q, %q", code, out, errs)
+	}
+	if code, out, _ := ftvm(t, "", "where", "--shared", shared, "c", "--json"); code != 0 || !strings.Contains(out, `"primary": "`+primary+`"`) {
+		t.Fatalf("where --json: status %d, %s", code, out)
+	}
+	if code, _, errs := ftvm(t, "", "where", "--shared", shared, "nosuch"); code != 1 || !strings.Contains(errs, `no vm "nosuch"`) {
+		t.Fatalf("where of no VM: status %d, %q", code, errs)
+	}
 	code, out, _ = ftvm(t, "", "failpoint", "--shared", shared, "--host", primary, "cut-heartbeat=nobody")
 	if code != 0 || !strings.Contains(out, "cut-heartbeat=nobody") {
 		t.Fatalf("failpoint: %d %s", code, out)

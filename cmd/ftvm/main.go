@@ -43,6 +43,7 @@ func commands() map[string]command {
 		"events":    {"show the cluster's event history (failovers, claims, clones, ...)", runEvents},
 		"move":      {"move a VM's backup or primary to another host, live", runMove},
 		"proxy":     {"a local gateway whose clients' connections survive failovers (sessions)", runProxy},
+		"where":     {"print where a VM's listeners are served now (its primary's addresses)", runWhere},
 		"drain":     {"move every VM off a host for maintenance", runDrain},
 		"failpoint": {"show or set a running host's failpoints (tests)", runFailpoint},
 		"record":    {"run a guest and write its event log", runRecord},
