@@ -9,7 +9,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"hash"
+	"crypto/aes"
+	"crypto/cipher"
 	"io"
 	"net"
 	"os"
@@ -73,16 +74,20 @@ import (
 //
 //	length   uvarint, minimal   bytes of payload, at most MaxFrameSize
 //	type     1 byte             FrameBatch, FrameAck, FrameBye, or FrameControl..FrameControlLast
-//	payload  length bytes
-//	tag      16 bytes           HMAC-SHA256(direction key, counter ‖ type ‖ payload), first 16 bytes
+//	payload  length bytes       encrypted
+//	tag      16 bytes
 //
-// where counter is the number of frames sent before this one in this
-// direction, as 8 little-endian bytes. The counter is implicit, so a
-// replayed, reordered or dropped frame fails its tag (or the next frame's).
-// The length is covered by the tag through the payload's extent, and only
-// its minimal encoding is accepted, so every valid frame has exactly one
-// encoding. A bad length, an unknown type or a bad tag is an error, after
-// which the connection is unusable: its reader must close it.
+// The payload is sealed with AES-256-GCM under the direction's key (a
+// fresh one per connection, from the handshake), with the frame's type as
+// additional data and as nonce the number of frames sent before this one
+// in this direction (8 little-endian bytes, then 4 zero bytes): a nonce
+// never repeats under a key, the clients' data on the channel (what the
+// guest reads, what it writes) is secret, and a replayed, reordered,
+// dropped or altered frame fails its tag (or the next frame's). The length
+// is covered through the ciphertext's extent, and only its minimal
+// encoding is accepted, so every valid frame has exactly one encoding. A
+// bad length, an unknown type or a bad tag is an error, after which the
+// connection is unusable: its reader must close it.
 //
 // Payloads: a Batch (FrameBatch) is
 //
@@ -110,27 +115,26 @@ type Conn struct {
 	hello []byte
 
 	// Reader state, owned by the one reading goroutine.
-	br   *bufio.Reader
-	rmac hash.Hash
-	rseq uint64
-	rbuf []byte
-	rctr [9]byte // counter and type, the tag's prefix
-	rsum [sha256.Size]byte
-	rerr error
+	br     *bufio.Reader
+	raead  cipher.AEAD
+	rseq   uint64
+	rbuf   []byte
+	rnonce [12]byte
+	rerr   error
 
-	wmu  sync.Mutex
-	wmac hash.Hash
-	wseq uint64
-	wbuf []byte
-	wctr [8]byte
-	werr error
+	wmu    sync.Mutex
+	waead  cipher.AEAD
+	wseq   uint64
+	wbuf   []byte
+	wnonce [12]byte
+	werr   error
 }
 
 // Protocol constants.
 const (
 	// ProtocolVersion is the version byte of the handshake. Version 2
-	// added the output marks to batches.
-	ProtocolVersion = 2
+	// added the output marks to batches, version 3 encrypted the frames.
+	ProtocolVersion = 3
 	// MinKeySize is the smallest cluster key accepted.
 	MinKeySize = 32
 	// MaxHelloSize bounds the client's hello.
@@ -318,7 +322,7 @@ func (h *handshake) client(br *bufio.Reader, hello []byte) (*Conn, error) {
 	if _, err := h.nc.Write(h.mac(labelClient, t)); err != nil {
 		return nil, h.ioErr("sending the client's proof", err)
 	}
-	return h.conn(br, true, t), nil
+	return h.conn(br, true, t)
 }
 
 func (h *handshake) server(br *bufio.Reader) (*Conn, error) {
@@ -367,7 +371,7 @@ func (h *handshake) server(br *bufio.Reader) (*Conn, error) {
 	if !hmac.Equal(proof[:], h.mac(labelClient, t)) {
 		return nil, kindf(ErrAuth, "bad client MAC (wrong cluster key?)")
 	}
-	return h.conn(br, false, t), nil
+	return h.conn(br, false, t)
 }
 
 // ioErr explains a failed read or write: the context's end, the deadline,
@@ -400,18 +404,34 @@ func (h *handshake) mac(label string, t []byte) []byte {
 	return m.Sum(nil)
 }
 
-func (h *handshake) conn(br *bufio.Reader, client bool, t []byte) *Conn {
+func (h *handshake) conn(br *bufio.Reader, client bool, t []byte) (*Conn, error) {
 	send, recv := h.mac(labelC2S, t), h.mac(labelS2C, t)
 	if !client {
 		send, recv = recv, send
 	}
-	return &Conn{
-		nc:    h.nc,
-		hello: t[1+2*nonceSize:],
-		br:    br,
-		rmac:  hmac.New(sha256.New, recv),
-		wmac:  hmac.New(sha256.New, send),
+	raead, err := newAEAD(recv)
+	if err != nil {
+		return nil, err
 	}
+	waead, err := newAEAD(send)
+	if err != nil {
+		return nil, err
+	}
+	return &Conn{nc: h.nc, hello: t[1+2*nonceSize:], br: br, raead: raead, waead: waead}, nil
+}
+
+// newAEAD returns AES-256-GCM under key (32 bytes: an HMAC-SHA256). Go's
+// AES uses the CPU's instructions for it where there are some.
+func newAEAD(key []byte) (cipher.AEAD, error) {
+	block, err := aes.NewCipher(key)
+	if err != nil {
+		return nil, fmt.Errorf("replog: frame cipher: %w", err)
+	}
+	aead, err := cipher.NewGCM(block)
+	if err != nil {
+		return nil, fmt.Errorf("replog: frame cipher: %w", err)
+	}
+	return aead, nil
 }
 
 func transcript(cn, sn, hello []byte) []byte {
@@ -526,11 +546,8 @@ func (c *Conn) writeFrame(typ byte, appendPayload func([]byte) []byte) error {
 		c.keepWriteBuffer(b)
 		return fmt.Errorf("replog: write to %s: frame of %d bytes exceeds the limit of %d", peerName(c.nc), n, MaxFrameSize)
 	}
-	binary.LittleEndian.PutUint64(c.wctr[:], c.wseq)
-	c.wmac.Reset()
-	c.wmac.Write(c.wctr[:])
-	c.wmac.Write(b[head-1:])
-	b = c.wmac.Sum(b)[:len(b)+tagSize]
+	binary.LittleEndian.PutUint64(c.wnonce[:8], c.wseq)
+	b = c.waead.Seal(b[:head], c.wnonce[:], b[head:], b[head-1:head])
 	start := head - 1 - uvarintLen(uint64(n))
 	binary.PutUvarint(b[start:], uint64(n))
 	_, err := c.nc.Write(b[start:])
@@ -595,12 +612,14 @@ func (c *Conn) readFrame() (byte, []byte, error) {
 	if cap(c.rbuf) > bufKeep {
 		c.rbuf = nil
 	}
+	// The ciphertext and its tag.
+	sealed := int(size) + tagSize
 	p := c.rbuf[:0]
-	for len(p) < int(size) {
+	for len(p) < sealed {
 		if len(p) == cap(p) {
-			p = append(p, make([]byte, min(int(size)-len(p), max(len(p), 64<<10)))...)[:len(p)]
+			p = append(p, make([]byte, min(sealed-len(p), max(len(p), 64<<10)))...)[:len(p)]
 		}
-		k := min(int(size), cap(p))
+		k := min(sealed, cap(p))
 		if _, err := io.ReadFull(c.br, p[len(p):k]); err != nil {
 			c.rbuf = p
 			return 0, nil, unexpectedEOF(err)
@@ -608,19 +627,12 @@ func (c *Conn) readFrame() (byte, []byte, error) {
 		p = p[:k]
 	}
 	c.rbuf = p
-	var tag [tagSize]byte
-	if _, err := io.ReadFull(c.br, tag[:]); err != nil {
-		return 0, nil, unexpectedEOF(err)
-	}
-	binary.LittleEndian.PutUint64(c.rctr[:8], c.rseq)
-	c.rctr[8] = typ
-	c.rmac.Reset()
-	c.rmac.Write(c.rctr[:])
-	c.rmac.Write(p)
-	if !hmac.Equal(c.rmac.Sum(c.rsum[:0])[:tagSize], tag[:]) {
+	binary.LittleEndian.PutUint64(c.rnonce[:8], c.rseq)
+	plain, err := c.raead.Open(p[:0], c.rnonce[:], p, []byte{typ})
+	if err != nil {
 		return 0, nil, kindf(ErrAuth, "bad frame tag (frame altered, replayed, reordered or dropped in transit)")
 	}
-	return typ, p, nil
+	return typ, plain, nil
 }
 
 func unexpectedEOF(err error) error {

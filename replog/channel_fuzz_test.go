@@ -29,7 +29,11 @@ func (streamConn) SetWriteDeadline(time.Time) error { return nil }
 func fixedSession(nc net.Conn, client bool) *Conn {
 	h := handshake{nc: nc, key: testKey(7)}
 	t := transcript(make([]byte, nonceSize), bytes.Repeat([]byte{1}, nonceSize), []byte("fuzz"))
-	return h.conn(bufio.NewReaderSize(nc, 64<<10), client, t)
+	c, err := h.conn(bufio.NewReaderSize(nc, 64<<10), client, t)
+	if err != nil {
+		panic(err)
+	}
+	return c
 }
 
 // clientStream returns the bytes a client of fixedSession sends for frames.
@@ -139,4 +143,29 @@ func FuzzParseAck(f *testing.F) {
 			t.Fatalf("ack %+v re-encodes as % x: %+v, %v", a, enc, a2, err)
 		}
 	})
+}
+
+// TestFramesAreEncrypted: what a frame carries (the clients' data, in
+// batches) does not cross in the clear, and the same payload sent twice
+// crosses as two different ciphertexts.
+func TestFramesAreEncrypted(t *testing.T) {
+	secret := []byte("a client's password: hunter2, hunter2, hunter2")
+	wire := clientStream(
+		func(c *Conn) error { return c.WriteFrame(FrameControl, secret) },
+		func(c *Conn) error { return c.WriteFrame(FrameControl, secret) },
+	)
+	if bytes.Contains(wire, []byte("hunter2")) {
+		t.Fatalf("the payload crossed in the clear: %q", wire)
+	}
+	half := len(wire) / 2
+	if bytes.Equal(wire[:half], wire[half:]) {
+		t.Fatal("the same payload sent twice crossed as the same bytes")
+	}
+	r := fixedSession(streamConn{bytes.NewReader(wire), nil}, false)
+	for range 2 {
+		typ, p, err := r.ReadFrame()
+		if err != nil || typ != FrameControl || !bytes.Equal(p, secret) {
+			t.Fatalf("read back: %d %q %v", typ, p, err)
+		}
+	}
 }
