@@ -26,7 +26,7 @@ import (
 // protocol, a later Attach replaced it, End). The session lives on for the
 // client to resume, until it ends.
 func (s *ServerSession) Attach(c net.Conn, req Request) error {
-	a := &attachment{c: c}
+	a := &attachment{c: c, lastWrite: time.Now()}
 	first, reason := s.attach(a, req)
 	if reason != "" {
 		Refuse(c, reason)
@@ -54,6 +54,7 @@ func (s *ServerSession) Attach(c net.Conn, req Request) error {
 		defer close(readerDone)
 		s.readLoop(a, NewDecoder(bufio.NewReaderSize(c, 64<<10)))
 	}()
+	go keepalive(&s.mu, s.cond, func() bool { return a.err != nil || s.ended })
 	err := s.writeLoop(a)
 	if ke := (*kindError)(nil); errors.As(err, &ke) && ke.kind == ErrProtocol {
 		// The reader found it and has stopped reading: tell the client.
@@ -149,6 +150,9 @@ func (s *ServerSession) writeLoop(a *attachment) error {
 				return a.err
 			}
 			buf = s.appendWork(a, buf[:0])
+			if len(buf) == 0 && time.Since(a.lastWrite) >= KeepaliveInterval {
+				buf, _ = AppendFrame(buf, &Frame{Type: FrameAck, Offset: a.ackQueued})
+			}
 			if len(buf) > 0 {
 				break
 			}
@@ -161,6 +165,7 @@ func (s *ServerSession) writeLoop(a *attachment) error {
 			continue
 		}
 		s.mu.Lock()
+		a.lastWrite = time.Now()
 		a.ackWritten = ack
 		s.checkDone()
 		s.mu.Unlock()
@@ -190,7 +195,7 @@ func (s *ServerSession) appendWork(a *attachment, buf []byte) []byte {
 
 func (s *ServerSession) readLoop(a *attachment, d *Decoder) {
 	for {
-		f, err := d.Decode()
+		f, err := readFrame(a.c, d)
 		if err == io.EOF {
 			err = errors.New("client closed the connection")
 		}

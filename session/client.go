@@ -133,6 +133,7 @@ type ClientConn struct {
 // clientAttachment is one connection to a server.
 type clientAttachment struct {
 	c          net.Conn
+	lastWrite  time.Time
 	err        error  // why it ended; nil while it serves
 	sendPos    uint64 // input byte offset to send from
 	closeSent  bool

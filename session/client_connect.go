@@ -66,7 +66,7 @@ func (c *ClientConn) handshake(ctx context.Context, open bool) (*clientAttachmen
 		nc.SetDeadline(dl)
 	}
 	stop := context.AfterFunc(ctx, func() { nc.SetDeadline(time.Unix(1, 0)) })
-	a := &clientAttachment{c: nc}
+	a := &clientAttachment{c: nc, lastWrite: time.Now()}
 	d := NewDecoder(bufio.NewReaderSize(nc, 64<<10))
 	err = c.exchange(a, d, open)
 	if !stop() && err == nil {

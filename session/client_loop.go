@@ -145,6 +145,7 @@ func (c *ClientConn) serve(ctx context.Context, a *clientAttachment, d *Decoder)
 		defer close(readerDone)
 		c.readLoop(a, d)
 	}()
+	go keepalive(&c.mu, c.cond, func() bool { return a.err != nil || c.finished || c.complete(a) })
 	err := c.writeLoop(a)
 	if err == nil {
 		// Over: the server closes the connection once it has our last
@@ -189,6 +190,9 @@ func (c *ClientConn) writeLoop(a *clientAttachment) error {
 				return a.err
 			}
 			buf = c.appendWork(a, buf[:0])
+			if len(buf) == 0 && time.Since(a.lastWrite) >= KeepaliveInterval {
+				buf, _ = AppendFrame(buf, &Frame{Type: FrameAck, Offset: a.ackQueued})
+			}
 			if len(buf) > 0 {
 				break
 			}
@@ -201,6 +205,7 @@ func (c *ClientConn) writeLoop(a *clientAttachment) error {
 			continue
 		}
 		c.mu.Lock()
+		a.lastWrite = time.Now()
 		a.ackWritten = ack
 		c.mu.Unlock()
 	}
@@ -230,7 +235,7 @@ func (c *ClientConn) appendWork(a *clientAttachment, buf []byte) []byte {
 
 func (c *ClientConn) readLoop(a *clientAttachment, d *Decoder) {
 	for {
-		f, err := d.Decode()
+		f, err := readFrame(a.c, d)
 		if err == io.EOF {
 			err = errServerClosed
 		}

@@ -68,6 +68,12 @@
 // resumes once more to deliver its last Ack (a server that ended the
 // session refuses it, which is as good).
 //
+// Each side sends an Ack (its position, perhaps again) when it has sent
+// nothing for KeepaliveInterval, and takes a connection on which it heard
+// nothing for IdleTimeout as broken: a frozen host or a cut network ends
+// no TCP connection, and the client must go and resume elsewhere, the
+// server detach a client that is gone.
+//
 // Windows bound memory. The server's window (sent in Opened and Resumed)
 // bounds the input it buffers: a client sends at most that far past the
 // server's last Ack, and more is a protocol error. The same window bounds

@@ -9,6 +9,13 @@ import (
 )
 
 const (
+	// KeepaliveInterval is how long a side that has sent nothing waits
+	// before it sends an Ack (its position again); IdleTimeout how long a
+	// side hears nothing before it takes the connection for broken: a
+	// frozen host, or a network cut, ends no TCP connection, and the
+	// client must go and resume with the survivor.
+	KeepaliveInterval = 250 * time.Millisecond
+	IdleTimeout       = 2 * time.Second
 	// DefaultWindow is the window of a session or client configured with
 	// none.
 	DefaultWindow = 1 << 20
@@ -74,7 +81,8 @@ type ServerSession struct {
 
 // attachment is one client connection of a session.
 type attachment struct {
-	c       net.Conn
+	c         net.Conn
+	lastWrite time.Time
 	err     error  // why it ended; nil while it serves
 	sendPos uint64 // output byte offset to send from
 	// closeSent: the output's Close went out on this connection.
@@ -82,6 +90,30 @@ type attachment struct {
 	// ackQueued and ackWritten are the input acknowledgment queued and
 	// written on this connection.
 	ackQueued, ackWritten uint64
+}
+
+// keepalive wakes a writer waiting on cond every KeepaliveInterval, so
+// that it sends a keepalive, until over (called with mu held) says the
+// connection is done.
+func keepalive(mu *sync.Mutex, cond *sync.Cond, over func() bool) {
+	t := time.NewTicker(KeepaliveInterval)
+	defer t.Stop()
+	for range t.C {
+		mu.Lock()
+		done := over()
+		cond.Broadcast()
+		mu.Unlock()
+		if done {
+			return
+		}
+	}
+}
+
+// readFrame reads the next frame of a connection that must not stay
+// silent longer than IdleTimeout.
+func readFrame(c net.Conn, d *Decoder) (Frame, error) {
+	c.SetReadDeadline(time.Now().Add(IdleTimeout))
+	return d.Decode()
 }
 
 func clampWindow(w int) int {
