@@ -83,8 +83,8 @@ type ServerSession struct {
 type attachment struct {
 	c         net.Conn
 	lastWrite time.Time
-	err     error  // why it ended; nil while it serves
-	sendPos uint64 // output byte offset to send from
+	err       error  // why it ended; nil while it serves
+	sendPos   uint64 // output byte offset to send from
 	// closeSent: the output's Close went out on this connection.
 	closeSent bool
 	// ackQueued and ackWritten are the input acknowledgment queued and
