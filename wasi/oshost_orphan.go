@@ -122,8 +122,17 @@ func (h *OSHost) releaseFile(f *osFile) error {
 // clearOrphans removes what a previous run left in root's OrphanDir. A
 // name there that is not one the OS host makes (a directory of files named
 // after handles) was put there by someone else: it is refused, and nothing
-// is removed.
+// is removed. OrphanDir, or a name in it, vanishing meanwhile is no error:
+// another OS host on the same directory cleared it first.
 func clearOrphans(root *os.Root) error {
+	err := clearOrphanDir(root)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	return err
+}
+
+func clearOrphanDir(root *os.Root) error {
 	fi, err := root.Lstat(OrphanDir)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -186,4 +187,38 @@ func listTree(t *testing.T, dir string) string {
 		t.Fatal(err)
 	}
 	return strings.Join(out, "\n")
+}
+
+// Many OS hosts starting at once on one directory (ftvm exec runs of
+// tests with / as their preopen) each clear what a previous run left in
+// OrphanDir: the one that finds it gone, because another cleared it first,
+// starts as well.
+func TestOSHostsClearOrphansAtOnce(t *testing.T) {
+	fx := newAdoptFixture(t)
+	for round := range 20 {
+		dir := filepath.Join(fx.data, OrphanDir)
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		for i := range 20 {
+			if err := os.WriteFile(filepath.Join(dir, strconv.Itoa(i)), nil, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		errs := make(chan error, 8)
+		for range 8 {
+			go func() {
+				h, err := NewOSHost(fx.cfg, nil)
+				if err == nil {
+					h.CloseAll()
+				}
+				errs <- err
+			}()
+		}
+		for range 8 {
+			if err := <-errs; err != nil {
+				t.Fatalf("round %d: %v", round, err)
+			}
+		}
+	}
 }
