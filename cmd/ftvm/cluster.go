@@ -381,9 +381,7 @@ func runStatus(ctx context.Context, env *cmdEnv, args []string) int {
 		return 1
 	}
 	if *asJSON {
-		enc := json.NewEncoder(env.stdout)
-		enc.SetIndent("", "  ")
-		_ = enc.Encode(st)
+		printJSON(env.stdout, st)
 		return 0
 	}
 	printStatus(env.stdout, st, time.Now())

@@ -5,11 +5,19 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"io"
 	"strings"
 	"time"
 
 	"ftvm/host"
 )
+
+// printJSON prints v as indented JSON.
+func printJSON(w io.Writer, v any) {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}
 
 func runWhere(_ context.Context, env *cmdEnv, args []string) int {
 	fs := flag.NewFlagSet("where", flag.ContinueOnError)
@@ -55,9 +63,7 @@ func runWhere(_ context.Context, env *cmdEnv, args []string) int {
 		return 1
 	}
 	if *asJSON {
-		enc := json.NewEncoder(env.stdout)
-		enc.SetIndent("", "  ")
-		_ = enc.Encode(loc)
+		printJSON(env.stdout, loc)
 		return 0
 	}
 	if !loc.Alive {
