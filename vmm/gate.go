@@ -42,6 +42,9 @@ type Gate struct {
 	onDelay func(time.Duration)
 	// inflight is the output the release goroutine is performing.
 	inflight heldOutput
+	// localFile, if set, says the guest's files are this replica's own
+	// (see LocalFiles) and tells a file's handle.
+	localFile func(wasi.Handle) bool
 }
 
 // reserver is a Host that counts the bytes a Gate holds for a connection
@@ -282,9 +285,30 @@ func (g *Gate) Shutdown(h wasi.Handle, how uint8) error {
 	return g.push(heldOutput{kind: outShutdown, h: h, how: how})
 }
 
-// Close queues the release of h.
+// Close queues the release of h; with LocalFiles, a file's is performed
+// at once.
 func (g *Gate) Close(h wasi.Handle) error {
+	g.mu.Lock()
+	local := g.localFile
+	g.mu.Unlock()
+	if local != nil && local(h) {
+		return g.Host.Close(h)
+	}
 	return g.push(heldOutput{kind: outClose, h: h})
+}
+
+// LocalFiles makes the Gate treat the guest's files as this replica's own
+// (a local disk, which its backup keeps a copy of by performing the same
+// effects as it replays them): nobody else sees them, so an effect on them
+// and a file's close are internal state, not outputs, and pass at once.
+// What the primary writes beyond what its backup has is lost with it,
+// along with the guest state that wrote it; outputs still wait. isFile
+// tells whether a handle is a file or a directory. Call it before the
+// guest runs.
+func (g *Gate) LocalFiles(isFile func(wasi.Handle) bool) {
+	g.mu.Lock()
+	g.localFile = isFile
+	g.mu.Unlock()
 }
 
 func (g *Gate) release() {

@@ -13,7 +13,8 @@ import (
 // the backup has acknowledged the entries before it, then runs. A Gate that
 // is open (the primary runs alone) lets effects through at once; one that
 // was discarded (the primary lost) fails them with EIO, and the halting VM
-// never sees the answer leave.
+// never sees the answer leave. Files that are the replica's own (see
+// LocalFiles) are internal state: their effects do not wait.
 
 // barrier waits until the effect about to run may run, and reports whether
 // it may: once the backup has acknowledged the entries before it, and the
@@ -24,6 +25,9 @@ func (g *Gate) barrier() bool {
 	tag := g.tag()
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	if g.localFile != nil {
+		return !g.closed
+	}
 	g.waiting = true
 	for !g.closed && (!ft.MayRelease(g.open, g.acked, tag) || g.releasing || len(g.queue) > 0 && g.queue[0].seq <= tag) {
 		g.cond.Wait()

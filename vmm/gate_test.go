@@ -283,3 +283,36 @@ func TestGateEffectWaitsForEarlierOutputs(t *testing.T) {
 		t.Fatal(errno)
 	}
 }
+
+// TestGateLocalFiles: with the guest's files the replica's own, an effect
+// and a file's close pass at once, nothing acked; a connection's close and
+// every other output still wait for their entry's ack.
+func TestGateLocalFiles(t *testing.T) {
+	eh := &effectHost{writes: make(chan uint64, 4)}
+	sink := &sinkHost{Host: eh, got: make(chan struct{}, 10)}
+	g := NewGate(sink, func() uint64 { return 4 })
+	defer g.Stop()
+	g.LocalFiles(func(h wasi.Handle) bool { return h == 9 })
+	if _, errno := g.Pwrite(9, 100, []byte("x")); errno != wasi.ESUCCESS {
+		t.Fatalf("pwrite: %v", errno)
+	}
+	if off := <-eh.writes; off != 100 {
+		t.Fatalf("write at %d, want 100", off)
+	}
+	g.Close(9)
+	g.Close(12)
+	g.Write(1, []byte("out"))
+	if got := sink.outputs(); len(got) != 1 || got[0] != "<close>" {
+		t.Fatalf("performed %v before any ack, want the file's close alone", got)
+	}
+	<-sink.got
+	if held := g.Held(); held.Outputs != 2 {
+		t.Fatalf("held %+v, want the connection's close and the write", held)
+	}
+	g.Ack(4)
+	<-sink.got
+	<-sink.got
+	if got := sink.outputs(); len(got) != 3 || got[1] != "<close>" || got[2] != "out" {
+		t.Fatalf("outputs %v", got)
+	}
+}

@@ -134,6 +134,7 @@ func (vm *VM) goLive(host wasi.Host, oh *wasi.OSHost, sink Sink) error {
 		}
 	}
 	vm.seq = vm.rep.seq
+	vm.closeMirror()
 	vm.rep = nil
 	vm.os = oh
 	return nil

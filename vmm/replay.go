@@ -104,6 +104,9 @@ type replayer struct {
 	// sessionClosed hears the end of the guest's output to a session
 	// (Config.SessionClosed).
 	sessionClosed func(id string, out uint64, gone bool, in uint64)
+	// mirror, if set, is this replica's own copy of the guest's files (see
+	// Config.Mirror): every file effect is performed on it too.
+	mirror *wasi.OSHost
 
 	// The call in progress.
 	name   string
@@ -405,6 +408,7 @@ func (p *replayer) Open(dir wasi.Handle, path string, req wasi.OpenRequest) (was
 	if p.err == nil && e == wasi.ESUCCESS {
 		p.track.opened(dir, path, req, res)
 	}
+	p.mirrorOpen(dir, path, req, res, e)
 	return res, e
 }
 
@@ -420,6 +424,13 @@ func (p *replayer) Pwrite(h wasi.Handle, off uint64, data []byte) (uint32, wasi.
 	if p.err == nil && n > uint64(len(data)) {
 		p.diverge(fmt.Sprintf("pwrite of %d bytes, %d recorded as written", len(data), n))
 	}
+	if p.mirror != nil && p.err == nil {
+		got, ge := p.mirror.Pwrite(h, off, data)
+		if ge != e || uint64(got) != n {
+			p.diverge(fmt.Sprintf("pwrite of %d bytes at offset %d to handle %d: the log has %d written (%v), this replica's own disk %d (%v)",
+				len(data), off, h, n, e, got, ge))
+		}
+	}
 	return uint32(n), e
 }
 
@@ -429,15 +440,35 @@ func (p *replayer) errnoOnly(m method) wasi.Errno {
 	return e
 }
 
-func (p *replayer) SetSize(wasi.Handle, uint64) wasi.Errno { return p.errnoOnly(mSetSize) }
-func (p *replayer) SetTimes(wasi.Handle, uint64, uint64, uint16) wasi.Errno {
-	return p.errnoOnly(mSetTimes)
+func (p *replayer) SetSize(h wasi.Handle, size uint64) wasi.Errno {
+	e := p.errnoOnly(mSetSize)
+	p.mirrorErrno(e, func(m *wasi.OSHost) wasi.Errno { return m.SetSize(h, size) }, "set the size of handle %d", h)
+	return e
 }
-func (p *replayer) Sync(wasi.Handle, bool) wasi.Errno               { return p.errnoOnly(mSync) }
-func (p *replayer) Allocate(wasi.Handle, uint64, uint64) wasi.Errno { return p.errnoOnly(mAllocate) }
+
+func (p *replayer) SetTimes(h wasi.Handle, atim, mtim uint64, flags uint16) wasi.Errno {
+	e := p.errnoOnly(mSetTimes)
+	p.mirrorErrno(e, func(m *wasi.OSHost) wasi.Errno { return m.SetTimes(h, atim, mtim, flags) }, "set the times of handle %d", h)
+	return e
+}
+
+func (p *replayer) Sync(h wasi.Handle, dataOnly bool) wasi.Errno {
+	e := p.errnoOnly(mSync)
+	p.mirrorErrno(e, func(m *wasi.OSHost) wasi.Errno { return m.Sync(h, dataOnly) }, "sync handle %d", h)
+	return e
+}
+
+func (p *replayer) Allocate(h wasi.Handle, off, n uint64) wasi.Errno {
+	e := p.errnoOnly(mAllocate)
+	p.mirrorErrno(e, func(m *wasi.OSHost) wasi.Errno { return m.Allocate(h, off, n) }, "allocate in handle %d", h)
+	return e
+}
+
 func (p *replayer) Mkdir(dir wasi.Handle, path string) wasi.Errno {
 	p.effect(effect{m: mMkdir, dir: dir, path: path})
-	return p.errnoOnly(mMkdir)
+	e := p.errnoOnly(mMkdir)
+	p.mirrorErrno(e, func(m *wasi.OSHost) wasi.Errno { return m.Mkdir(dir, path) }, "mkdir %q", path)
+	return e
 }
 
 func (p *replayer) Rmdir(dir wasi.Handle, path string) wasi.Errno {
@@ -446,6 +477,7 @@ func (p *replayer) Rmdir(dir wasi.Handle, path string) wasi.Errno {
 	if p.err == nil && e == wasi.ESUCCESS {
 		p.track.removed(dir, path, false)
 	}
+	p.mirrorErrno(e, func(m *wasi.OSHost) wasi.Errno { return m.Rmdir(dir, path) }, "rmdir %q", path)
 	return e
 }
 
@@ -455,6 +487,7 @@ func (p *replayer) Unlink(dir wasi.Handle, path string) wasi.Errno {
 	if p.err == nil && e == wasi.ESUCCESS {
 		p.track.removed(dir, path, true)
 	}
+	p.mirrorErrno(e, func(m *wasi.OSHost) wasi.Errno { return m.Unlink(dir, path) }, "unlink %q", path)
 	return e
 }
 
@@ -464,21 +497,28 @@ func (p *replayer) Rename(oldDir wasi.Handle, oldPath string, newDir wasi.Handle
 	if p.err == nil && e == wasi.ESUCCESS {
 		p.track.renamed(oldDir, oldPath, newDir, newPath, sameFile(p.intent))
 	}
+	p.mirrorErrno(e, func(m *wasi.OSHost) wasi.Errno { return m.Rename(oldDir, oldPath, newDir, newPath) }, "rename %q to %q", oldPath, newPath)
 	return e
 }
 
 func (p *replayer) Link(oldDir wasi.Handle, oldPath string, follow bool, newDir wasi.Handle, newPath string) wasi.Errno {
 	p.effect(effect{m: mLink, dir: oldDir, path: oldPath, dir2: newDir, path2: newPath, follow: follow})
-	return p.errnoOnly(mLink)
+	e := p.errnoOnly(mLink)
+	p.mirrorErrno(e, func(m *wasi.OSHost) wasi.Errno { return m.Link(oldDir, oldPath, follow, newDir, newPath) }, "link %q to %q", newPath, oldPath)
+	return e
 }
 
 func (p *replayer) Symlink(target string, dir wasi.Handle, path string) wasi.Errno {
 	p.effect(effect{m: mSymlink, dir: dir, path: path, target: target})
-	return p.errnoOnly(mSymlink)
+	e := p.errnoOnly(mSymlink)
+	p.mirrorErrno(e, func(m *wasi.OSHost) wasi.Errno { return m.Symlink(target, dir, path) }, "symlink %q", path)
+	return e
 }
 
-func (p *replayer) PathSetTimes(wasi.Handle, string, bool, uint64, uint64, uint16) wasi.Errno {
-	return p.errnoOnly(mPathSetTimes)
+func (p *replayer) PathSetTimes(dir wasi.Handle, path string, follow bool, atim, mtim uint64, flags uint16) wasi.Errno {
+	e := p.errnoOnly(mPathSetTimes)
+	p.mirrorErrno(e, func(m *wasi.OSHost) wasi.Errno { return m.PathSetTimes(dir, path, follow, atim, mtim, flags) }, "set the times of %q", path)
+	return e
 }
 
 // Write reproduces stdout and stderr, or keeps what the primary may not
@@ -516,6 +556,7 @@ func (p *replayer) Shutdown(h wasi.Handle, how uint8) error {
 func (p *replayer) Close(h wasi.Handle) error {
 	p.endSession(h, true)
 	p.track.released(h)
+	p.mirrorClose(h)
 	return nil
 }
 

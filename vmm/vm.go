@@ -84,6 +84,13 @@ type Config struct {
 	// writing side, or by closing it (gone), having read its input to
 	// position in. The backup keeps that end for the client too.
 	SessionClosed func(id string, out uint64, gone bool, in uint64)
+	// Mirror, if set at a replaying VM, is an OS host over this replica's
+	// own copy of the guest's files (a local disk), holding what the
+	// guest holds: the replay performs every file effect on it too and
+	// checks the results against the log (see mirror.go). The VM closes
+	// it when it goes live, before opening the host it goes on with, and
+	// in Close.
+	Mirror *wasi.OSHost
 }
 
 const defaultSlice = 1 << 22
@@ -183,7 +190,8 @@ func newVM(cm *wasm.CompiledModule, cfg Config) (*VM, error) {
 	switch {
 	case cfg.Replay != nil:
 		vm.rep = &replayer{src: cfg.Replay, stdout: cfg.WASI.Stdout, stderr: cfg.WASI.Stderr,
-			track: newHandleTracker(cfg.WASI), sessionOutput: cfg.SessionOutput, sessionClosed: cfg.SessionClosed}
+			track: newHandleTracker(cfg.WASI), sessionOutput: cfg.SessionOutput, sessionClosed: cfg.SessionClosed,
+			mirror: cfg.Mirror}
 		if w, ok := cfg.Replay.(interface{ Written() [2]uint64 }); ok {
 			vm.rep.written = w.Written
 		}
@@ -259,10 +267,21 @@ func (vm *VM) SessionsWritten() map[string]uint64 {
 
 // Close releases the VM's host resources.
 func (vm *VM) Close() error {
+	vm.closeMirror()
 	if vm.os != nil {
 		return vm.os.CloseAll()
 	}
 	return nil
+}
+
+// closeMirror closes the replay's mirror, if it has one. Its CloseAll
+// leaves the orphans of the files the guest holds where they are, for the
+// host the VM goes live on to adopt.
+func (vm *VM) closeMirror() {
+	if vm.rep != nil && vm.rep.mirror != nil {
+		vm.rep.mirror.CloseAll()
+		vm.rep.mirror = nil
+	}
 }
 
 // WriteProfile writes the guest profile sampled so far (see
