@@ -219,7 +219,7 @@ func StartVM(dir storage.Store, spec storage.VMSpec, module []byte, now time.Tim
 	if old, err := dir.VM(spec.Name); err == nil && !old.Stopped && !vmOver(dir, now, spec.Name) {
 		return spec, storage.Owner{}, fmt.Errorf("%s: %w", spec.Name, ErrRunning)
 	}
-	if spec.Disk && dir.DiskDir(spec.Name) == "" {
+	if spec.Disk && !spec.LocalDisk() && dir.DiskDir(spec.Name) == "" {
 		return spec, storage.Owner{}, errors.New("a virtual disk needs a shared directory as the store (--shared DIR): this store has no shared file system")
 	}
 	for _, a := range spec.Listeners {
@@ -289,6 +289,22 @@ func StartVM(dir storage.Store, spec storage.VMSpec, module []byte, now time.Tim
 		}
 		return "", fmt.Errorf("need two live hosts, have %d (run ftvm host on another)", len(cands))
 	}
+	prev, hadPrev, err := dir.Latest(spec.Name)
+	if err != nil {
+		return spec, storage.Owner{}, err
+	}
+	if spec.LocalDisk() && hadPrev {
+		// Its latest disk is the copy on the host that ran it last (see
+		// localdisk.go): it starts there, alone, and a clone gives it
+		// its backup.
+		switch {
+		case spec.Primary != "" && spec.Primary != prev.Host:
+			return spec, storage.Owner{}, fmt.Errorf("%s: its local disk's latest copy is on host %s, where it starts again (not %s)", spec.Name, prev.Host, spec.Primary)
+		case !alive[prev.Host]:
+			return spec, storage.Owner{}, fmt.Errorf("%s: its local disk's latest copy is on host %s, which is down: start that host first", spec.Name, prev.Host)
+		}
+		spec.Primary = prev.Host
+	}
 	if spec.Primary, err = pick(spec.Primary, spec.Backup); err != nil {
 		return spec, storage.Owner{}, err
 	}
@@ -303,12 +319,15 @@ func StartVM(dir storage.Store, spec storage.VMSpec, module []byte, now time.Tim
 		return spec, storage.Owner{}, err
 	}
 	gen := uint64(1)
-	if o, ok, err := dir.Latest(spec.Name); err != nil {
-		return spec, storage.Owner{}, err
-	} else if ok {
-		gen = o.Generation + 1
+	if hadPrev {
+		gen = prev.Generation + 1
 	}
 	owner := storage.Owner{Generation: gen, Host: spec.Primary, Role: "primary", Reason: reasonStart, Backup: spec.Backup, Time: now.UTC()}
+	if spec.LocalDisk() {
+		// Alone: its backup is a clone (spec.Backup is only where the
+		// clone goes first).
+		owner.Backup = ""
+	}
 	won, cur, err := dir.Claim(spec.Name, owner)
 	if err != nil {
 		return spec, storage.Owner{}, err

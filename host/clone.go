@@ -398,6 +398,21 @@ func (r *runner) cloneOnce(gen uint64, target string) (out cloneOutcome) {
 		return out
 	}
 
+	var disk *diskSender
+	if r.spec.LocalDisk() {
+		// The disk first, while the guest runs; what changes meanwhile
+		// goes again in the final pause (see diskcopy.go).
+		r.setClone("cloning to " + target + ": copying the disk")
+		disk = newDiskSender(r.h.localDiskDir(r.vm), func(rec []byte) error {
+			c.SetWriteDeadline(time.Now().Add(cloneStepTimeout))
+			return c.WriteFrame(frameCloneDisk, rec)
+		})
+		if err := disk.pass(false); err != nil {
+			out.err = fmt.Errorf("copy the local disk: %w", err)
+			return out
+		}
+	}
+
 	j := &cloneJob{chunks: make(chan vmm.CloneChunk, cloneQueue), final: make(chan cloneFinal, 1), resume: make(chan cloneResume, 1)}
 	if !p.job.CompareAndSwap(nil, j) {
 		out.err = errors.New("a clone is already in progress")
@@ -523,6 +538,17 @@ func (r *runner) cloneOnce(gen uint64, target string) (out cloneOutcome) {
 			resume(cloneResume{})
 		}
 	}()
+	if disk != nil {
+		// The guest is paused: what it changed on its disk since the
+		// pre-copy, and the list of every path.
+		before := disk.bytes
+		if err := disk.pass(true); err != nil {
+			out.err = fmt.Errorf("copy the local disk: %w", err)
+			return out
+		}
+		sent += disk.bytes
+		r.log.Info("clone: local disk copied", "bytes", disk.bytes, "in_final_pause", disk.bytes-before)
+	}
 	// Chunks the guest's pauses queued after the check above hold pages
 	// the final state leaves out (they were taken from the round): they
 	// cross first.

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"sync/atomic"
 	"time"
 
@@ -52,6 +54,10 @@ func (h *Host) serveClone(ctx context.Context, c *replog.Conn, ch cloneHello) {
 	}
 	if h.draining() {
 		refuse("this host is draining")
+		return
+	}
+	if spec.LocalDisk() && h.cfg.Data == "" {
+		refuse("%v", errNoData)
 		return
 	}
 	mod, err := h.dir.Module(ch.VM)
@@ -118,6 +124,13 @@ func (h *Host) serveClone(ctx context.Context, c *replog.Conn, ch cloneHello) {
 func (r *runner) receiveClone(c *replog.Conn, cm *wasm.CompiledModule, ch cloneHello) (*backupSide, error) {
 	target := vmm.NewCloneTarget(cm)
 	var sessions []byte
+	var disk *diskReceiver
+	incoming := filepath.Join(r.h.diskRoot(r.vm), "incoming")
+	defer func() {
+		if disk != nil {
+			os.RemoveAll(incoming) // the clone failed before it was used
+		}
+	}()
 	for {
 		c.SetReadDeadline(time.Now().Add(cloneStepTimeout))
 		typ, p, err := c.ReadFrame()
@@ -142,6 +155,23 @@ func (r *runner) receiveClone(c *replog.Conn, cm *wasm.CompiledModule, ch cloneH
 		case frameCloneSessions:
 			sessions = append(sessions[:0], p...)
 			continue
+		case frameCloneDisk:
+			if !r.spec.LocalDisk() {
+				return nil, errors.New("a disk record for a vm without a local disk")
+			}
+			if disk == nil {
+				if err := os.RemoveAll(incoming); err != nil {
+					return nil, err
+				}
+				if err := os.MkdirAll(incoming, 0o755); err != nil {
+					return nil, err
+				}
+				disk = &diskReceiver{dir: incoming}
+			}
+			if err := disk.apply(p); err != nil {
+				return nil, fmt.Errorf("local disk: %w", err)
+			}
+			continue
 		case frameCloneFinal:
 		case replog.FrameBye:
 			return nil, fmt.Errorf("the primary gave up: %s", p)
@@ -151,6 +181,21 @@ func (r *runner) receiveClone(c *replog.Conn, cm *wasm.CompiledModule, ch cloneH
 		// A host marked draining since the clone began takes no VM.
 		if r.h.draining() {
 			return nil, errors.New("this host is draining")
+		}
+		if r.spec.LocalDisk() {
+			if disk == nil || !disk.ended {
+				return nil, errors.New("local disk: the copy did not end before the final state")
+			}
+			// The copy replaces whatever this host had: a copy left
+			// behind is never used again (see localdisk.go).
+			own := r.h.localDiskDir(r.vm)
+			if err := os.RemoveAll(own); err != nil {
+				return nil, err
+			}
+			if err := os.Rename(incoming, own); err != nil {
+				return nil, err
+			}
+			disk = nil
 		}
 		st, err := target.DecodeFinal(p)
 		if err != nil {
@@ -163,6 +208,10 @@ func (r *runner) receiveClone(c *replog.Conn, cm *wasm.CompiledModule, ch cloneH
 		}
 		vm, err := target.Restore(cm, b.vmConfig(), st)
 		if err != nil {
+			return nil, err
+		}
+		if err := r.attachMirror(vm); err != nil {
+			vm.Close()
 			return nil, err
 		}
 		b.vm = vm

@@ -29,6 +29,11 @@ type Config struct {
 	// storage/backend); StoreOptions say how to reach etcd.
 	Shared       string
 	StoreOptions backend.Options
+	// Data is this host's own directory, where it keeps its copies of
+	// the local disks of the VMs it runs (see localdisk.go). "" means
+	// Shared/local/Name with a directory store; with etcd, local disks
+	// are refused.
+	Data string
 	// Name is the host's name in the registry, unique in the cluster.
 	Name string
 	// Addr is the TCP address of the logging channel and control port;
@@ -160,6 +165,9 @@ func New(cfg Config) (*Host, error) {
 	}
 	if cfg.SessionTimeout == 0 {
 		cfg.SessionTimeout = DefaultSessionTimeout
+	}
+	if cfg.Data == "" && !backend.IsEtcd(cfg.Shared) && cfg.Shared != "" {
+		cfg.Data = filepath.Join(cfg.Shared, "local", cfg.Name)
 	}
 	if cfg.Stdout == nil {
 		cfg.Stdout = io.Discard
@@ -380,7 +388,7 @@ func (h *Host) scan(ctx context.Context, refresh bool) {
 			continue
 		}
 		backup := owner.Backup
-		if backup == "" && owner.Reason == reasonStart {
+		if backup == "" && owner.Reason == reasonStart && !spec.LocalDisk() {
 			backup = spec.Backup // a record from before owners named it
 		}
 		var role ft.Role

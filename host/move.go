@@ -440,6 +440,12 @@ func (r *runner) follow(gen uint64, peer string) {
 		r.end("failed", "switchover: following "+peer+": "+err.Error())
 		return
 	}
+	if err := r.attachMirror(vm); err != nil {
+		vm.Close()
+		r.log.Error("switchover: cannot follow as the backup", "primary", peer, "err", err)
+		r.end("failed", "switchover: following "+peer+": "+err.Error())
+		return
+	}
 	r.mu.Lock()
 	r.primary = nil
 	r.mu.Unlock()

@@ -133,6 +133,9 @@ func (r *runner) newPrimarySide(oh *wasi.OSHost, buf *logBuffer) *primarySide {
 	}
 	p.gate = vmm.NewGate(crashHost{oh, r.h.fp, armSent}, tag)
 	p.gate.OnWritten(buf.written)
+	if r.spec.LocalDisk() {
+		p.gate.LocalFiles(oh.IsFile)
+	}
 	r.h.metrics.watch(r.vm, p.gate, buf)
 	p.vmCtx, p.vmCancel = context.WithCancel(r.ctx)
 	return p

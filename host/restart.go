@@ -103,6 +103,16 @@ func (h *Host) restartIfLost(spec storage.VMSpec, owner storage.Owner, hosts []H
 	if err != nil {
 		return // no live host: try again at the next scan
 	}
+	if spec.LocalDisk() {
+		// The latest copy of its disk is on the host that ran it last:
+		// it starts there, alone, once that host is up (see
+		// localdisk.go), and a clone gives it its backup.
+		up := slices.ContainsFunc(hosts, func(hs HostState) bool { return hs.Name == owner.Host && hs.Alive })
+		if !up {
+			return
+		}
+		primary, backup = owner.Host, ""
+	}
 	o := storage.Owner{Generation: owner.Generation + 1, Host: primary, Role: "primary", Reason: reasonRestart, Backup: backup, Time: now.UTC()}
 	won, _, err := h.dir.Claim(spec.Name, o)
 	delete(h.lost, spec.Name)

@@ -129,9 +129,17 @@ func (h *Host) startRunner(ctx context.Context, spec storage.VMSpec, gen uint64,
 	node := ft.NewNode(h.cfg.Node, role, gen, peer, time.Now())
 	r := h.newRunner(ctx, spec, node)
 	r.cm = cm
-	if role == ft.Backup {
+	switch {
+	case role == ft.Backup && spec.LocalDisk():
+		// Only a clone makes a copy of the disk known to agree.
+		err = errors.New("a backup of a vm with a local disk is made by cloning its primary, not started afresh")
+	case role == ft.Backup:
 		err = r.startBackup(cm)
-	} else {
+	case spec.LocalDisk():
+		if err = h.prepareLocalDisk(spec.Name, gen); err == nil {
+			err = r.startPrimary(cm, role == ft.Alone)
+		}
+	default:
 		err = r.startPrimary(cm, role == ft.Alone)
 	}
 	if err != nil {
@@ -168,7 +176,10 @@ func (h *Host) newRunner(ctx context.Context, spec storage.VMSpec, node *ft.Node
 // peers (an old primary going down).
 func (r *runner) wasiConfig(peers ...string) wasi.Config {
 	cfg := wasi.Config{Args: r.spec.Args, Env: r.spec.Env, Stdout: r.h.cfg.Stdout, Stderr: r.h.cfg.Stderr, Coalesce: r.h.cfg.Coalesce}
-	if r.spec.Disk {
+	switch {
+	case r.spec.LocalDisk():
+		cfg.Preopens = []wasi.Preopen{{GuestPath: "/disk", HostDir: r.h.localDiskDir(r.vm)}}
+	case r.spec.Disk:
 		cfg.Preopens = []wasi.Preopen{{GuestPath: "/disk", HostDir: r.h.dir.DiskDir(r.vm)}}
 	}
 	for _, a := range r.spec.Listeners {
@@ -246,6 +257,13 @@ func (r *runner) drive(node *ft.Node) {
 			continue
 		}
 		rd := node.Ready()
+		if st := rd.SoftState; st != nil && r.spec.LocalDisk() && (st.Role == ft.Alone || st.Role == ft.Primary) {
+			// This host's copy of the disk is the latest in this
+			// generation (see localdisk.go).
+			if err := r.h.markDisk(r.vm, st.Gen); err != nil {
+				r.log.Warn("local disk: cannot mark this host's copy as the latest", "err", err)
+			}
+		}
 		if rd.SoftState != nil {
 			// Before the actions, which may depend on it.
 			r.mu.Lock()

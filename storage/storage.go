@@ -328,6 +328,11 @@ type VMSpec struct {
 	Env       []string `json:"env"`
 	Listeners []string `json:"listeners"`
 	Disk      bool     `json:"disk"` // preopen the VM's disk directory as /disk
+	// DiskKind is where the disk lives: "" (DiskShared), in the store's
+	// shared directory, which both replicas use; or DiskLocal, a copy on
+	// each replica's host (ftvm host --data), kept equal by the backup
+	// performing the primary's writes as it replays them.
+	DiskKind string `json:"disk_kind,omitempty"`
 	// Primary and Backup are the hosts the VM was placed on at its last
 	// start; who runs it now is the latest owner record's business.
 	Primary string    `json:"primary"`
@@ -339,6 +344,15 @@ type VMSpec struct {
 	// restarts a VM whose FT pair is gone; "never" leave it down.
 	Restart string `json:"restart,omitempty"`
 }
+
+// Disk kinds (VMSpec.DiskKind).
+const (
+	DiskShared = ""
+	DiskLocal  = "local"
+)
+
+// LocalDisk reports whether the VM has a disk kept on each replica's host.
+func (s VMSpec) LocalDisk() bool { return s.Disk && s.DiskKind == DiskLocal }
 
 // RestartNever is VMSpec.Restart for a VM that stays down when every
 // replica is lost.

@@ -71,6 +71,7 @@ func runHost(ctx context.Context, env *cmdEnv, args []string) int {
 	addr := fs.String("addr", "127.0.0.1:0", "TCP `HOST:PORT` of the logging channel and control port (UDP heartbeats use the same)")
 	httpAddr := fs.String("http", "", "serve Prometheus metrics (/metrics) and the cluster's live dashboard (/) on `HOST:PORT` (port 0 picks one; the registry records it)")
 	sessions := fs.String("sessions", "", "TCP `HOST:PORT` where clients' sessions (ftvm proxy, package client) reach the guests this host runs; \"\": the --addr IP, a free port (the registry records it)")
+	data := fs.String("data", "", "this host's own `DIR`, where it keeps its copies of the VMs' local disks (ftvm start --disk local); default: SHARED/local/NAME with a directory store, none with etcd (local disks refused)")
 	var hf hostFlags
 	hf.register(fs)
 	fs.Usage = usageFunc(fs, env.stderr, "host --shared DIR --name NAME [flags]",
@@ -104,7 +105,7 @@ func runHost(ctx context.Context, env *cmdEnv, args []string) int {
 		httpBound = httpLn.Addr().String()
 	}
 	h, err := host.New(host.Config{
-		Shared: *shared, StoreOptions: sf.options(), Name: *name, Addr: *addr, HTTP: httpBound, SessionAddr: *sessions, SessionTimeout: hf.sessionTimeout,
+		Shared: *shared, StoreOptions: sf.options(), Data: *data, Name: *name, Addr: *addr, HTTP: httpBound, SessionAddr: *sessions, SessionTimeout: hf.sessionTimeout,
 		Node:       ft.Config{HeartbeatInterval: hf.heartbeat, FailureTimeout: hf.timeout, GoneTimeout: hf.goneTimeout, ClaimRetry: hf.claimRetry},
 		LagBound:   hf.lagBound,
 		Coalesce:   hf.coalesce,
@@ -145,14 +146,78 @@ func runHost(ctx context.Context, env *cmdEnv, args []string) int {
 // vmFlags are the flags of ftvm start and ftvm run that describe a VM.
 type vmFlags struct {
 	listen, env listFlag
-	disk        bool
+	disk        diskFlag
 	restart     string
+}
+
+// diskFlag is --disk: none, shared (--disk, or --disk shared) or local
+// (--disk local).
+type diskFlag struct{ on, local bool }
+
+func (d *diskFlag) String() string {
+	switch {
+	case d == nil || !d.on:
+		return ""
+	case d.local:
+		return "local"
+	}
+	return "shared"
+}
+
+func (d *diskFlag) Set(v string) error {
+	switch v {
+	case "true", "shared":
+		*d = diskFlag{on: true}
+	case "local":
+		*d = diskFlag{on: true, local: true}
+	case "false":
+		*d = diskFlag{}
+	default:
+		return fmt.Errorf("want shared or local, not %q", v)
+	}
+	return nil
+}
+
+// IsBoolFlag lets --disk stand alone, for a shared disk.
+func (d *diskFlag) IsBoolFlag() bool { return true }
+
+// joinDiskKind turns "--disk local" (or shared) among the flags of args
+// into "--disk=local": a flag that may stand alone takes a value only
+// with "=" in package flag. It stops at the first argument that is not a
+// flag (the guest's own arguments follow).
+func joinDiskKind(fs *flag.FlagSet, args []string) []string {
+	out := make([]string, 0, len(args))
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		out = append(out, a)
+		if a == "--" || !strings.HasPrefix(a, "-") || a == "-" {
+			return append(out, args[i+1:]...)
+		}
+		name := strings.TrimLeft(a, "-")
+		if strings.Contains(name, "=") {
+			continue
+		}
+		if name == "disk" && i+1 < len(args) && (args[i+1] == "local" || args[i+1] == "shared") {
+			out[len(out)-1] = "--disk=" + args[i+1]
+			i++
+			continue
+		}
+		f := fs.Lookup(name)
+		if f == nil {
+			continue // package flag reports it
+		}
+		if b, ok := f.Value.(interface{ IsBoolFlag() bool }); (!ok || !b.IsBoolFlag()) && i+1 < len(args) {
+			i++
+			out = append(out, args[i])
+		}
+	}
+	return out
 }
 
 func (f *vmFlags) register(fs *flag.FlagSet) {
 	fs.Var(&f.listen, "listen", "serve a TCP listener on `ADDR` (repeatable; a fixed port, which the backup takes over)")
 	fs.Var(&f.env, "env", "set guest environment variable `K=V` (repeatable)")
-	fs.BoolVar(&f.disk, "disk", false, "give the guest its virtual disk (in shared storage) as /disk")
+	fs.Var(&f.disk, "disk", "give the guest a virtual disk as /disk, of `KIND` shared (--disk alone) or local: shared keeps it in the shared directory; --disk local keeps a copy on each replica's host (ftvm host --data), kept equal by the backup")
 	fs.StringVar(&f.restart, "restart", "always", "when every replica is lost, start the VM again from its disk (`always`) or leave it down (never)")
 }
 
@@ -184,7 +249,8 @@ func (f *vmFlags) specOf(name, argv0 string, mod []byte, args []string) (storage
 	}
 	return storage.VMSpec{
 		Name: name, Args: append([]string{argv0}, args...),
-		Env: f.env, Listeners: f.listen, Disk: f.disk, Restart: restart,
+		Env: f.env, Listeners: f.listen, Disk: f.disk.on, Restart: restart,
+		DiskKind: map[bool]string{true: storage.DiskLocal, false: storage.DiskShared}[f.disk.local],
 	}, mod, nil
 }
 
@@ -201,7 +267,7 @@ func runStart(ctx context.Context, env *cmdEnv, args []string) int {
 	vf.register(fs)
 	fs.Usage = usageFunc(fs, env.stderr, "start --shared DIR --name VM [flags] GUEST.wasm [ARGS...]",
 		"Starts a fault-tolerant VM: its primary and backup on two different live hosts.")
-	guest, gargs, err := parseGuestCommand(fs, args)
+	guest, gargs, err := parseGuestCommand(fs, joinDiskKind(fs, args))
 	if err != nil {
 		return 2
 	}

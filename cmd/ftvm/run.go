@@ -63,7 +63,7 @@ func runRun(ctx context.Context, env *cmdEnv, args []string) int {
 			"Without a guest it runs the embedded default: a TCP counter server (one line in, the new\n"+
 			"count out; \"get\" reads it) on "+defaultListen+" (or --listen), persisting its count to\n"+
 			"its virtual disk.")
-	if err := fs.Parse(args); err != nil {
+	if err := fs.Parse(joinDiskKind(fs, args)); err != nil {
 		return 2
 	}
 	fail := func(err error) int {
@@ -88,7 +88,9 @@ func runRun(ctx context.Context, env *cmdEnv, args []string) int {
 		if len(vf.listen) == 0 {
 			vf.listen = listFlag{defaultListen}
 		}
-		vf.disk = true
+		if !vf.disk.on {
+			vf.disk = diskFlag{on: true}
+		}
 		spec, mod, err = vf.specOf(*name, defaultguest.Name, defaultguest.Counter(), []string{"-file", "/disk/counter"})
 	} else {
 		guest := fs.Arg(0)

@@ -1,0 +1,151 @@
+package host_test
+
+import (
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"ftvm/host"
+	"ftvm/internal/guesttest"
+	"ftvm/storage"
+)
+
+// startLocalCounter starts hosts h1, h2 and h3, each with a data directory
+// of its own, and the Go counter with a local disk: alone on h1, until a
+// clone gives it its backup.
+func startLocalCounter(t *testing.T) (*cluster, string) {
+	t.Helper()
+	c := newCluster(t)
+	for _, h := range []string{"h1", "h2", "h3"} {
+		c.startHost(h)
+	}
+	addr := guesttest.FreeAddr(t)
+	spec := storage.VMSpec{Name: "counter", Listeners: []string{addr}, Primary: "h1", Disk: true, DiskKind: storage.DiskLocal,
+		Args: []string{"ft-counter", "-file", "/disk/counter"}}
+	if _, _, err := host.StartVM(c.store, spec, counterGuest(t), time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	c.protected("counter", 0, time.Minute)
+	return c, addr
+}
+
+// localCopy is host's copy of the counter's local disk (ftvm host's
+// default data directory on a directory store).
+func (c *cluster) localCopy(hostName string) string {
+	return filepath.Join(c.dir, "local", hostName, "vms", "counter", "disk")
+}
+
+// copyHolds waits until host's copy of the disk holds want.
+func (c *cluster) copyHolds(hostName string, want uint64) {
+	c.t.Helper()
+	var got string
+	defer func() {
+		if c.t.Failed() {
+			ents, _ := os.ReadDir(c.localCopy(hostName))
+			c.t.Logf("%s's copy holds %q; entries %v", hostName, got, ents)
+		}
+	}()
+	c.waitFor(20*time.Second, hostName+"'s copy holding "+strconv.FormatUint(want, 10), func() bool {
+		b, _ := os.ReadFile(filepath.Join(c.localCopy(hostName), "counter"))
+		got = strings.TrimSpace(string(b))
+		v, err := strconv.ParseUint(got, 10, 64)
+		return err == nil && v == want
+	})
+}
+
+// TestLocalDiskAcrossPrimaryKills: the Go counter persists its count on a
+// local disk: each replica keeps its own copy, the backup performing the
+// primary's writes as it replays them. Under load, the primary's host is
+// killed again and again (and started again as a spare): each time the
+// backup goes live on its own copy and a clone, disk included, makes a new
+// backup on a spare. Nothing a client saw is lost or repeated, and at the
+// end the counter's memory, the primary's copy and the backup's copy
+// agree. No copy is ever shared: the store holds no disk.
+func TestLocalDiskAcrossPrimaryKills(t *testing.T) {
+	rounds := 5
+	if testing.Short() {
+		rounds = 2
+	}
+	c, addr := startLocalCounter(t)
+	l := startLoad(addr, 4)
+	l.waitReplies(t, 20, 20*time.Second)
+	gen := uint64(0)
+	for i := range rounds {
+		o := c.protected("counter", gen, time.Minute)
+		gen = o.Generation
+		t.Logf("round %d: generation %d, primary %s, backup %s", i, o.Generation, o.Host, o.Backup)
+		l.waitReplies(t, 10, 20*time.Second)
+		time.Sleep(randDuration(t, 0, 200*time.Millisecond))
+		c.signal(o.Host, syscall.SIGKILL)
+		l.waitReplies(t, 10, 30*time.Second)
+		time.Sleep(time.Second)
+		c.startHost(o.Host)
+	}
+	o := c.protected("counter", gen, time.Minute)
+	l.waitReplies(t, 10, 20*time.Second)
+	seen, lost := l.finish()
+	final := get(t, addr, 10*time.Second)
+	checkCounter(t, seen, final)
+	c.copyHolds(o.Host, final)
+	c.copyHolds(o.Backup, final)
+	if fi, err := os.Stat(c.store.DiskDir("counter")); err == nil {
+		if ents, _ := os.ReadDir(c.store.DiskDir("counter")); len(ents) != 0 {
+			t.Errorf("the shared disk directory %s holds %d entries: a local disk must not be shared", fi.Name(), len(ents))
+		}
+	}
+	t.Logf("%d replies, %d unanswered, final %d, generation %d", len(seen), lost, final, c.owner("counter").Generation)
+}
+
+// TestLocalDiskStoppedAndStartedAgain: a VM with a local disk, stopped
+// and started again, starts on the host that ran it last, from its copy
+// (the count goes on), and is cloned onto a backup again; a start that
+// names another primary is refused, since its copy is not the latest.
+func TestLocalDiskStoppedAndStartedAgain(t *testing.T) {
+	c, addr := startLocalCounter(t)
+	first := get(t, addr, 10*time.Second)
+	lc := &lineClient{addr: addr}
+	for range 5 {
+		if _, err := lc.do("inc", 5*time.Second); err != nil {
+			t.Fatal(err)
+		}
+	}
+	lc.close()
+	before := get(t, addr, 10*time.Second)
+	if before != first+5 {
+		t.Fatalf("count %d, want %d", before, first+5)
+	}
+	o := c.owner("counter")
+	if err := host.StopVM(c.store, "counter"); err != nil {
+		t.Fatal(err)
+	}
+	c.waitFor(20*time.Second, "counter stopped", func() bool { return c.status("counter", o.Host).State == "stopped" })
+	spec, err := c.store.VM("counter")
+	if err != nil {
+		t.Fatal(err)
+	}
+	other := "h1"
+	if o.Host == "h1" {
+		other = "h2"
+	}
+	wrong := spec
+	wrong.Primary, wrong.Backup = other, ""
+	if _, _, err := host.StartVM(c.store, wrong, nil, time.Now()); err == nil || !strings.Contains(err.Error(), "latest copy") {
+		t.Fatalf("a start on %s, whose copy is not the latest: %v, want refused", other, err)
+	}
+	spec.Primary, spec.Backup = "", ""
+	got, _, err := host.StartVM(c.store, spec, nil, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Primary != o.Host {
+		t.Fatalf("started on %s, want %s, whose copy is the latest", got.Primary, o.Host)
+	}
+	c.protected("counter", o.Generation, time.Minute)
+	if after := get(t, addr, 10*time.Second); after != before {
+		t.Fatalf("started again with count %d, want %d from its disk", after, before)
+	}
+}
