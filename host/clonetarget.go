@@ -128,6 +128,7 @@ func (r *runner) receiveClone(c *replog.Conn, cm *wasm.CompiledModule, ch cloneH
 	incoming := filepath.Join(r.h.diskRoot(r.vm), "incoming")
 	defer func() {
 		if disk != nil {
+			disk.close()
 			os.RemoveAll(incoming) // the clone failed before it was used
 		}
 	}()
@@ -188,6 +189,7 @@ func (r *runner) receiveClone(c *replog.Conn, cm *wasm.CompiledModule, ch cloneH
 			}
 			// The copy replaces whatever this host had: a copy left
 			// behind is never used again (see localdisk.go).
+			disk.close()
 			own := r.h.localDiskDir(r.vm)
 			if err := os.RemoveAll(own); err != nil {
 				return nil, err

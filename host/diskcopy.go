@@ -214,10 +214,21 @@ func (s *diskSender) sendFile(p, rel string, fi fs.FileInfo) error {
 	}
 }
 
-// diskReceiver builds a copy of a disk from records, in dir.
+// diskReceiver builds a copy of a disk from records, in dir. Every path
+// goes through an os.Root: no record reaches outside the copy, through
+// ".." or a symbolic link.
 type diskReceiver struct {
 	dir   string
+	root  *os.Root
 	ended bool
+}
+
+// close releases the receiver's root.
+func (r *diskReceiver) close() {
+	if r.root != nil {
+		r.root.Close()
+		r.root = nil
+	}
 }
 
 // cleanRel checks that a record's path stays inside the disk.
@@ -235,6 +246,13 @@ func (r *diskReceiver) apply(rec []byte) error {
 	}
 	if r.ended {
 		return errors.New("local disk record after the end")
+	}
+	if r.root == nil {
+		root, err := os.OpenRoot(r.dir)
+		if err != nil {
+			return err
+		}
+		r.root = root
 	}
 	d := replog.NewDecoder(rec[1:])
 	kind := rec[0]
@@ -257,24 +275,24 @@ func (r *diskReceiver) apply(rec []byte) error {
 		r.ended = true
 		return r.prune(keep)
 	}
-	rel, err := cleanRel(d.String())
+	p, err := cleanRel(d.String())
 	if err != nil {
 		return err
 	}
-	p := filepath.Join(r.dir, rel)
+	root := r.root
 	switch kind {
 	case diskDir:
 		mode := fs.FileMode(d.Uint()) & fs.ModePerm
 		if err := d.Finish(); err != nil {
 			return fmt.Errorf("local disk record: %w", err)
 		}
-		if fi, err := os.Lstat(p); err == nil && !fi.IsDir() {
-			os.Remove(p)
+		if fi, err := root.Lstat(p); err == nil && !fi.IsDir() {
+			root.Remove(p)
 		}
-		if err := os.MkdirAll(p, 0o700); err != nil {
+		if err := root.MkdirAll(p, 0o700); err != nil {
 			return err
 		}
-		return os.Chmod(p, mode|0o700)
+		return root.Chmod(p, mode|0o700)
 	case diskFile:
 		mode := fs.FileMode(d.Uint()) & fs.ModePerm
 		size := d.Uint()
@@ -287,7 +305,7 @@ func (r *diskReceiver) apply(rec []byte) error {
 		if err := r.replace(p); err != nil {
 			return err
 		}
-		f, err := os.OpenFile(p, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, mode)
+		f, err := root.OpenFile(p, os.O_CREATE|os.O_WRONLY|os.O_TRUNC|syscall.O_NOFOLLOW, mode)
 		if err != nil {
 			return err
 		}
@@ -306,7 +324,7 @@ func (r *diskReceiver) apply(rec []byte) error {
 		if off > 1<<62 {
 			return fmt.Errorf("local disk record: offset %d", off)
 		}
-		f, err := os.OpenFile(p, os.O_WRONLY, 0)
+		f, err := root.OpenFile(p, os.O_WRONLY|syscall.O_NOFOLLOW, 0)
 		if err != nil {
 			return err
 		}
@@ -323,7 +341,7 @@ func (r *diskReceiver) apply(rec []byte) error {
 		if err := r.replace(p); err != nil {
 			return err
 		}
-		return os.Symlink(target, p)
+		return root.Symlink(target, p)
 	case diskLink:
 		first, err := cleanRel(d.String())
 		if err != nil {
@@ -335,7 +353,7 @@ func (r *diskReceiver) apply(rec []byte) error {
 		if err := r.replace(p); err != nil {
 			return err
 		}
-		return os.Link(filepath.Join(r.dir, first), p)
+		return root.Link(first, p)
 	}
 	return fmt.Errorf("local disk record: unknown kind %q", kind)
 }
@@ -343,10 +361,13 @@ func (r *diskReceiver) apply(rec []byte) error {
 // replace makes room at p for a new file: whatever was there goes, and its
 // directory exists.
 func (r *diskReceiver) replace(p string) error {
-	if err := os.RemoveAll(p); err != nil {
+	if err := r.root.RemoveAll(p); err != nil {
 		return err
 	}
-	return os.MkdirAll(filepath.Dir(p), 0o700)
+	if dir := filepath.Dir(p); dir != "." {
+		return r.root.MkdirAll(dir, 0o700)
+	}
+	return nil
 }
 
 // prune removes every path of the copy not in keep.
@@ -373,7 +394,8 @@ func (r *diskReceiver) prune(keep map[string]bool) error {
 	}
 	slices.Reverse(gone)
 	for _, p := range gone {
-		if err := os.RemoveAll(p); err != nil {
+		rel, _ := filepath.Rel(r.dir, p)
+		if err := r.root.RemoveAll(rel); err != nil {
 			return err
 		}
 	}
