@@ -146,6 +146,11 @@ func (c *cluster) startHostWith(name string, stdout io.Writer, env ...string) *h
 		// benchmarks measure pauses without the hashing).
 		args = append(args, "--verify-clones")
 	}
+	if backend.IsEtcd(c.loc) {
+		// No shared directory: each host its own data directory, for
+		// local disks.
+		args = append(args, "--data", filepath.Join(c.dir, "data", name))
+	}
 	args = append(args, c.args...)
 	cmd := exec.Command(c.bin, args...)
 	logs, out := &guesttest.SyncBuffer{}, &guesttest.SyncBuffer{}

@@ -12,6 +12,7 @@ import (
 	"ftvm/host"
 	"ftvm/internal/guesttest"
 	"ftvm/storage"
+	"ftvm/storage/backend"
 )
 
 // startLocalCounter starts hosts h1, h2 and h3, each with a data directory
@@ -19,9 +20,13 @@ import (
 // clone gives it its backup.
 func startLocalCounter(t *testing.T) (*cluster, string) {
 	t.Helper()
-	c := newCluster(t)
+	return startLocalCounterOn(t, newCluster(t))
+}
+
+func startLocalCounterOn(t *testing.T, c *cluster, env ...string) (*cluster, string) {
+	t.Helper()
 	for _, h := range []string{"h1", "h2", "h3"} {
-		c.startHost(h)
+		c.startHost(h, env...)
 	}
 	addr := guesttest.FreeAddr(t)
 	spec := storage.VMSpec{Name: "counter", Listeners: []string{addr}, Primary: "h1", Disk: true, DiskKind: storage.DiskLocal,
@@ -36,6 +41,9 @@ func startLocalCounter(t *testing.T) (*cluster, string) {
 // localCopy is host's copy of the counter's local disk (ftvm host's
 // default data directory on a directory store).
 func (c *cluster) localCopy(hostName string) string {
+	if backend.IsEtcd(c.loc) {
+		return filepath.Join(c.dir, "data", hostName, "vms", "counter", "disk")
+	}
 	return filepath.Join(c.dir, "local", hostName, "vms", "counter", "disk")
 }
 
@@ -148,4 +156,82 @@ func TestLocalDiskStoppedAndStartedAgain(t *testing.T) {
 	if after := get(t, addr, 10*time.Second); after != before {
 		t.Fatalf("started again with count %d, want %d from its disk", after, before)
 	}
+}
+
+// TestEtcdLocalDiskPrimaryFrozenThaws: fencing across machines, with a
+// local disk. The store is etcd, each host keeps its own copy of the disk,
+// and no fence reaches the primary (fence=off, as on another machine):
+// frozen (SIGSTOP) and resumed after its backup went live, it releases
+// nothing (its outputs wait for a backup that left), its claim is refused
+// (the survivor holds the generation), and it halts. Whatever it wrote on
+// its own copy meanwhile stays there: the survivor reads its own copy, and
+// the frozen host's copy is never used again (a start there is refused).
+// Clients through a proxy saw nothing lost or repeated, and the survivor's
+// memory and both current copies agree.
+func TestEtcdLocalDiskPrimaryFrozenThaws(t *testing.T) {
+	c, addr := startLocalCounterOn(t, newEtcdCluster(t), host.EnvFailpoints+"=fence=off")
+	o := c.owner("counter")
+	sl := startSessionLoad(t, c.startProxy("counter"), 2)
+	sl.waitReplies(t, 20, 30*time.Second)
+	c.signal(o.Host, syscall.SIGSTOP)
+	c.waitFor(10*time.Second, "the backup goes live", func() bool {
+		n := c.owner("counter")
+		return n.Generation > o.Generation && n.Host == o.Backup
+	})
+	sl.waitReplies(t, 20, 30*time.Second)
+	c.signal(o.Host, syscall.SIGCONT)
+	c.waitFor(10*time.Second, "the thawed primary halts", func() bool {
+		return c.status("counter", o.Host).State == "halted"
+	})
+	now := c.protected("counter", o.Generation, time.Minute)
+	sl.waitReplies(t, 20, 30*time.Second)
+	final := sl.finish(t, addr)
+	c.copyHolds(now.Host, final)
+	c.copyHolds(now.Backup, final)
+	if err := host.StopVM(c.store, "counter"); err != nil {
+		t.Fatal(err)
+	}
+	c.waitFor(20*time.Second, "counter stopped", func() bool { return c.status("counter", now.Host).State == "stopped" })
+	spec, err := c.store.VM("counter")
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec.Primary, spec.Backup = o.Host, ""
+	if _, _, err := host.StartVM(c.store, spec, nil, time.Now()); err == nil {
+		t.Fatalf("a start on %s, the thawed primary, whose copy was left behind, was not refused", o.Host)
+	}
+}
+
+// TestLocalDiskMoves: planned moves of a VM with a local disk under load:
+// the backup moved (a clone, disk included, onto the spare), a switchover
+// (the old primary follows as the backup, on its own copy, now mirroring
+// the new primary's writes), and the primary moved to the spare. Clients
+// see nothing lost or repeated, and the memory and both copies agree.
+func TestLocalDiskMoves(t *testing.T) {
+	c, addr := startLocalCounter(t)
+	l := startLoad(addr, 4)
+	l.waitReplies(t, 20, 20*time.Second)
+	o := c.owner("counter")
+	spare := c.spareOf(o)
+	c.move("counter", spare, false)
+	o = c.protected("counter", o.Generation, time.Minute)
+	if o.Backup != spare {
+		t.Fatalf("after moving the backup to %s: backup %s", spare, o.Backup)
+	}
+	l.waitReplies(t, 20, 20*time.Second)
+	c.move("counter", o.Backup, true)
+	o = c.protected("counter", o.Generation, time.Minute)
+	l.waitReplies(t, 20, 20*time.Second)
+	to := c.spareOf(o)
+	c.move("counter", to, true)
+	o = c.protected("counter", o.Generation, time.Minute)
+	if o.Host != to {
+		t.Fatalf("after moving the primary to %s it is on %s", to, o.Host)
+	}
+	l.waitReplies(t, 20, 20*time.Second)
+	seen, _ := l.finish()
+	final := get(t, addr, 10*time.Second)
+	checkCounter(t, seen, final)
+	c.copyHolds(o.Host, final)
+	c.copyHolds(o.Backup, final)
 }

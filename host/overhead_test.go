@@ -81,11 +81,33 @@ func BenchmarkEffects(b *testing.B) {
 	}
 }
 
+// BenchmarkLocalDisk is BenchmarkEffects with a fifth side, "ft-local": the
+// same guests on an FT pair whose disk is local (each replica its own
+// copy, the backup performing the writes as it replays them), against the
+// shared disk's "ft" in the same interleaved rounds (ft-local/ft).
+//
+//	go test ./host -run '^$' -bench BenchmarkLocalDisk -benchtime 2000x
+func BenchmarkLocalDisk(b *testing.B) {
+	runs := []struct {
+		name string
+		wasm func(testing.TB) []byte
+		run  guestRun
+	}{
+		{"journal", journalGuest, guestRun{args: []string{"/disk"}, disk: true, local: true}},
+		{"counter-file", func(testing.TB) []byte { return defaultguest.Counter() }, guestRun{args: []string{"-file", "/disk/counter"}, disk: true, local: true}},
+	}
+	for _, g := range runs {
+		b.Run(g.name+"/hosts", func(b *testing.B) { benchOverhead(b, g.wasm(b), g.run, hosts) })
+	}
+}
+
 // guestRun is how a benchmark runs its guest: with these arguments, and a
-// disk (a directory as /disk) or not.
+// disk (a directory as /disk) or not; with local, an FT pair with a local
+// disk runs too, as the side "ft-local".
 type guestRun struct {
-	args []string
-	disk bool
+	args  []string
+	disk  bool
+	local bool
 }
 
 // overheadRounds is how many times BenchmarkOverhead measures each side.
@@ -129,7 +151,7 @@ func benchOverhead(b *testing.B, guest []byte, run guestRun, place placement) {
 	// The FT pair, and with FTVM_BENCH_BASE another one running that
 	// binary.
 	var pairs []*cluster
-	startPair := func(name, bin string) (*side, *cluster) {
+	startPair := func(name, bin string, local bool) (*side, *cluster) {
 		var hostArgs []string
 		if prof != "" {
 			dir := filepath.Join(prof, name)
@@ -151,18 +173,33 @@ func benchOverhead(b *testing.B, guest []byte, run guestRun, place placement) {
 			}
 		}
 		s := &side{name: name, addr: guesttest.FreeAddr(b), pids: []int{c.hosts["h1"].cmd.Process.Pid, c.hosts["h2"].cmd.Process.Pid}, pair: c}
-		c.startVM("counter", guest, storage.VMSpec{Listeners: []string{s.addr}, Primary: "h1", Backup: "h2",
-			Disk: run.disk, Args: append([]string{"counter"}, run.args...)})
+		spec := storage.VMSpec{Listeners: []string{s.addr}, Primary: "h1", Backup: "h2",
+			Disk: run.disk, Args: append([]string{"counter"}, run.args...)}
+		if local {
+			// Alone on h1, then cloned onto h2, its only spare.
+			spec.Name, spec.Backup, spec.DiskKind = "counter", "", storage.DiskLocal
+			if _, _, err := host.StartVM(c.store, spec, guest, time.Now()); err != nil {
+				b.Fatal(err)
+			}
+			c.protected("counter", 0, time.Minute)
+		} else {
+			c.startVM("counter", guest, spec)
+		}
+		s.gen = c.owner("counter").Generation
 		get(b, s.addr, 20*time.Second)
 		pairs = append(pairs, c)
 		return s, c
 	}
-	ft, c := startPair("ft", "")
+	ft, _ := startPair("ft", "", false)
 	sides := []*side{ex, exc, ft}
-	var base *side
+	var base, local *side
 	if bin := os.Getenv(envBenchBase); bin != "" {
-		base, _ = startPair("ft-base", bin)
+		base, _ = startPair("ft-base", bin, false)
 		sides = append(sides, base)
+	}
+	if run.local {
+		local, _ = startPair("ft-local", "", true)
+		sides = append(sides, local)
 	}
 	if place == hostsClientsWithBackup {
 		if err := pinProcess(os.Getpid(), backupCPUs); err != nil {
@@ -181,8 +218,13 @@ func benchOverhead(b *testing.B, guest []byte, run guestRun, place placement) {
 		}
 	}
 	b.StopTimer()
-	if st := c.status("counter", "h1"); st.Generation != 1 || st.Role != "primary" {
-		b.Fatalf("the pair did not hold through the run: %+v", st)
+	for _, s := range sides {
+		if s.pair == nil {
+			continue
+		}
+		if st := s.pair.status("counter", "h1"); st.Generation != s.gen || st.Role != "primary" {
+			b.Fatalf("%s: the pair did not hold through the run: %+v", s.name, st)
+		}
 	}
 	if prof != "" {
 		for _, s := range []*side{ex, exc} {
@@ -195,17 +237,25 @@ func benchOverhead(b *testing.B, guest []byte, run guestRun, place placement) {
 		}
 	}
 
-	for _, against := range []*side{ex, exc, base} {
-		if against == nil {
-			continue
-		}
+	ratio := func(of, against *side) {
 		var ratios []float64
-		for i := range ft.rates {
-			ratios = append(ratios, ft.rates[i]/against.rates[i])
+		for i := range of.rates {
+			ratios = append(ratios, of.rates[i]/against.rates[i])
 		}
-		b.ReportMetric(median(ratios), "ft/"+against.name)
-		b.ReportMetric(slices.Min(ratios), "ft/"+against.name+"-min")
-		b.ReportMetric(slices.Max(ratios), "ft/"+against.name+"-max")
+		b.ReportMetric(median(ratios), of.name+"/"+against.name)
+		b.ReportMetric(slices.Min(ratios), of.name+"/"+against.name+"-min")
+		b.ReportMetric(slices.Max(ratios), of.name+"/"+against.name+"-max")
+	}
+	for _, against := range []*side{ex, exc, base} {
+		if against != nil {
+			ratio(ft, against)
+		}
+	}
+	if local != nil {
+		ratio(local, ft)
+		ratio(local, exc)
+		b.ReportMetric(local.cpuPerReq(0), "ft-local-primary-cpu-µs/req")
+		b.ReportMetric(local.cpuPerReq(1), "ft-local-backup-cpu-µs/req")
 	}
 	for _, s := range sides {
 		b.ReportMetric(median(s.rates), s.name+"-req/s")
@@ -239,6 +289,8 @@ type side struct {
 	p50s  []time.Duration
 	cpu   []time.Duration // per process, over every round
 	n     int
+	// gen is the generation its VM runs in throughout.
+	gen uint64
 	// An FT side's pair, and after each round the primary's output delay
 	// (p50, p99) and log round trip (p50), in ms, from its status.
 	pair   *cluster

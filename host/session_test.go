@@ -127,8 +127,8 @@ func (l *sessionLoad) waitReplies(t *testing.T, n int, max time.Duration) {
 
 // finish stops the clients and checks what they saw: no error, each
 // client's values increasing, and all of them together exactly 1..final,
-// the counter's final value (read from addr).
-func (l *sessionLoad) finish(t *testing.T, addr string) {
+// the counter's final value (read from addr), which it returns.
+func (l *sessionLoad) finish(t *testing.T, addr string) uint64 {
 	t.Helper()
 	close(l.stop)
 	l.wg.Wait()
@@ -155,6 +155,7 @@ func (l *sessionLoad) finish(t *testing.T, addr string) {
 		t.Errorf("%d replies, final value %d", len(all), final)
 	}
 	t.Logf("%d replies over %d clients, final %d", len(all), len(l.seen), final)
+	return final
 }
 
 // TestSessionsAcrossPrimaryKills: four clients increment the counter
