@@ -63,12 +63,15 @@ type VMState struct {
 	Listeners []string `json:"listeners"`
 	// Served is where clients reach the listeners now, at the primary
 	// (see Where).
-	Served     []string `json:"served,omitempty"`
-	LagEntries uint64   `json:"lag_entries"`
-	LagBytes   uint64   `json:"lag_bytes"`
-	LagMillis  float64  `json:"lag_ms"`
-	HeldOut    int      `json:"held_outputs"`
-	HeldBytes  int      `json:"held_bytes"`
+	Served []string `json:"served,omitempty"`
+	// Disk is the kind of the VM's virtual disk: "shared", "local" (a
+	// copy on each replica's host), or "" (none).
+	Disk       string  `json:"disk,omitempty"`
+	LagEntries uint64  `json:"lag_entries"`
+	LagBytes   uint64  `json:"lag_bytes"`
+	LagMillis  float64 `json:"lag_ms"`
+	HeldOut    int     `json:"held_outputs"`
+	HeldBytes  int     `json:"held_bytes"`
 	// Sessions counts the client sessions the primary serves.
 	Sessions int `json:"sessions,omitempty"`
 	// Protected: the primary's backup (one that started with it or
@@ -110,6 +113,12 @@ func vmStates(dir storage.Store, now time.Time, hosts []HostState) ([]VMState, e
 			continue // being created
 		}
 		vs := VMState{Name: name, Listeners: spec.Listeners, State: "starting"}
+		switch {
+		case spec.LocalDisk():
+			vs.Disk = "local"
+		case spec.Disk:
+			vs.Disk = "shared"
+		}
 		owner, ok, err := dir.Latest(name)
 		if err != nil {
 			return nil, err

@@ -339,7 +339,13 @@ func (r *runner) cloneOnce(gen uint64, target string) (out cloneOutcome) {
 		}
 		r.mu.Unlock()
 		var ok bool
-		if target, ok = r.h.pickSpare(avoid); !ok {
+		// A VM with a local disk starts alone: its first clone goes
+		// where its start placed the backup.
+		prefer := ""
+		if r.spec.LocalDisk() && r.startGen == gen-1 {
+			prefer = r.spec.Backup
+		}
+		if target, ok = r.h.pickSpare(avoid, prefer); !ok {
 			return cloneOutcome{noSpare: true, err: errors.New("no spare host")}
 		}
 	}
@@ -665,7 +671,7 @@ const cloneAvoid = 10 * time.Second
 // one, the least loaded first (the fewest VMs it is primary or backup of),
 // then by name; hosts in avoid (that failed a clone lately) only if no
 // other is left.
-func (h *Host) pickSpare(avoid []string) (string, bool) {
+func (h *Host) pickSpare(avoid []string, prefer string) (string, bool) {
 	now := time.Now()
 	hosts, err := Hosts(h.dir, now)
 	if err != nil {
@@ -693,6 +699,9 @@ func (h *Host) pickSpare(avoid []string) (string, bool) {
 	}
 	if len(cands) == 0 {
 		return "", false
+	}
+	if prefer != "" && slices.Contains(cands, prefer) && !slices.Contains(avoid, prefer) {
+		return prefer, true
 	}
 	sort.Slice(cands, func(i, j int) bool {
 		ai, aj := slices.Contains(avoid, cands[i]), slices.Contains(avoid, cands[j])

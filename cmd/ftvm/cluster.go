@@ -566,6 +566,9 @@ func printStatus(w io.Writer, st clusterStatus, now time.Time) {
 		if len(v.Served) > 0 && !host.VMEnded(v.State) {
 			fmt.Fprintf(w, "%s: served at %s (on %s)\n", v.Name, strings.Join(v.Served, ", "), v.Primary)
 		}
+		if v.Disk == "local" {
+			fmt.Fprintf(w, "%s: local disk: a copy on each replica's host\n", v.Name)
+		}
 		switch {
 		case v.Sessions == 1:
 			fmt.Fprintf(w, "%s: 1 client session\n", v.Name)
