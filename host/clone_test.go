@@ -95,10 +95,21 @@ func cloneAfterEachKill(t *testing.T, primary bool) {
 	}
 	c, addr := newCounterCluster(t)
 	l := startLoad(addr, 4)
+	c.killRounds(l, rounds, primary)
+	c.finishCounter(t, l, addr)
+}
+
+// killRounds kills, rounds times, the host that is the counter's primary
+// (or backup) under load l, and starts it again a second later as a
+// spare; it returns the owner once the VM is protected again after the
+// last.
+func (c *cluster) killRounds(l *load, rounds int, primary bool) storage.Owner {
+	t := c.t
+	t.Helper()
 	l.waitReplies(t, 20, 20*time.Second)
 	gen := uint64(0)
 	for i := range rounds {
-		o := c.protected("counter", gen, 30*time.Second)
+		o := c.protected("counter", gen, time.Minute)
 		gen = o.Generation
 		t.Logf("round %d: generation %d, primary %s, backup %s", i, o.Generation, o.Host, o.Backup)
 		l.waitReplies(t, 10, 20*time.Second)
@@ -112,9 +123,9 @@ func cloneAfterEachKill(t *testing.T, primary bool) {
 		time.Sleep(time.Second)
 		c.startHost(victim)
 	}
-	c.protected("counter", gen, 30*time.Second)
+	o := c.protected("counter", gen, time.Minute)
 	l.waitReplies(t, 10, 20*time.Second)
-	c.finishCounter(t, l, addr)
+	return o
 }
 
 var memOnce sync.Once

@@ -20,7 +20,7 @@ import (
 	"ftvm/storage"
 )
 
-func randDuration(t *testing.T, lo, hi time.Duration) time.Duration {
+func randDuration(t testing.TB, lo, hi time.Duration) time.Duration {
 	n, err := rand.Int(rand.Reader, big.NewInt(int64(hi-lo)))
 	if err != nil {
 		t.Fatal(err)

@@ -47,6 +47,21 @@ func (c *cluster) localCopy(hostName string) string {
 	return filepath.Join(c.dir, "local", hostName, "vms", "counter", "disk")
 }
 
+// stopCounter stops the counter, waits until its primary on host says so,
+// and returns its spec.
+func (c *cluster) stopCounter(primary string) storage.VMSpec {
+	c.t.Helper()
+	if err := host.StopVM(c.store, "counter"); err != nil {
+		c.t.Fatal(err)
+	}
+	c.waitFor(20*time.Second, "counter stopped", func() bool { return c.status("counter", primary).State == "stopped" })
+	spec, err := c.store.VM("counter")
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	return spec
+}
+
 // copyHolds waits until host's copy of the disk holds want.
 func (c *cluster) copyHolds(hostName string, want uint64) {
 	c.t.Helper()
@@ -80,21 +95,7 @@ func TestLocalDiskAcrossPrimaryKills(t *testing.T) {
 	}
 	c, addr := startLocalCounter(t)
 	l := startLoad(addr, 4)
-	l.waitReplies(t, 20, 20*time.Second)
-	gen := uint64(0)
-	for i := range rounds {
-		o := c.protected("counter", gen, time.Minute)
-		gen = o.Generation
-		t.Logf("round %d: generation %d, primary %s, backup %s", i, o.Generation, o.Host, o.Backup)
-		l.waitReplies(t, 10, 20*time.Second)
-		time.Sleep(randDuration(t, 0, 200*time.Millisecond))
-		c.signal(o.Host, syscall.SIGKILL)
-		l.waitReplies(t, 10, 30*time.Second)
-		time.Sleep(time.Second)
-		c.startHost(o.Host)
-	}
-	o := c.protected("counter", gen, time.Minute)
-	l.waitReplies(t, 10, 20*time.Second)
+	o := c.killRounds(l, rounds, true)
 	seen, lost := l.finish()
 	final := get(t, addr, 10*time.Second)
 	checkCounter(t, seen, final)
@@ -127,14 +128,7 @@ func TestLocalDiskStoppedAndStartedAgain(t *testing.T) {
 		t.Fatalf("count %d, want %d", before, first+5)
 	}
 	o := c.owner("counter")
-	if err := host.StopVM(c.store, "counter"); err != nil {
-		t.Fatal(err)
-	}
-	c.waitFor(20*time.Second, "counter stopped", func() bool { return c.status("counter", o.Host).State == "stopped" })
-	spec, err := c.store.VM("counter")
-	if err != nil {
-		t.Fatal(err)
-	}
+	spec := c.stopCounter(o.Host)
 	other := "h1"
 	if o.Host == "h1" {
 		other = "h2"
@@ -188,14 +182,7 @@ func TestEtcdLocalDiskPrimaryFrozenThaws(t *testing.T) {
 	final := sl.finish(t, addr)
 	c.copyHolds(now.Host, final)
 	c.copyHolds(now.Backup, final)
-	if err := host.StopVM(c.store, "counter"); err != nil {
-		t.Fatal(err)
-	}
-	c.waitFor(20*time.Second, "counter stopped", func() bool { return c.status("counter", now.Host).State == "stopped" })
-	spec, err := c.store.VM("counter")
-	if err != nil {
-		t.Fatal(err)
-	}
+	spec := c.stopCounter(now.Host)
 	spec.Primary, spec.Backup = o.Host, ""
 	if _, _, err := host.StartVM(c.store, spec, nil, time.Now()); err == nil {
 		t.Fatalf("a start on %s, the thawed primary, whose copy was left behind, was not refused", o.Host)
