@@ -137,39 +137,11 @@ func (s *ServerSession) detach(a *attachment) {
 // writeLoop sends output, the output's Close and input acks on a until it
 // ends, and returns why.
 func (s *ServerSession) writeLoop(a *attachment) error {
-	var buf []byte
-	for {
-		s.mu.Lock()
-		for {
-			if s.ended && s.endErr == nil {
-				s.mu.Unlock()
-				return nil
-			}
-			if a.err != nil {
-				s.mu.Unlock()
-				return a.err
-			}
-			buf = s.appendWork(a, buf[:0])
-			if len(buf) == 0 && time.Since(a.lastWrite) >= KeepaliveInterval {
-				buf, _ = AppendFrame(buf, &Frame{Type: FrameAck, Offset: a.ackQueued})
-			}
-			if len(buf) > 0 {
-				break
-			}
-			s.cond.Wait()
-		}
-		ack := a.ackQueued
-		s.mu.Unlock()
-		if _, err := a.c.Write(buf); err != nil {
-			s.fail(a, fmt.Errorf("session %v: writing to %s: %w", s.id, a.c.RemoteAddr(), err))
-			continue
-		}
-		s.mu.Lock()
-		a.lastWrite = time.Now()
-		a.ackWritten = ack
-		s.checkDone()
-		s.mu.Unlock()
-	}
+	return writeLoop(&s.mu, s.cond, a,
+		func() bool { return s.ended && s.endErr == nil },
+		func(buf []byte) []byte { return s.appendWork(a, buf) },
+		func(err error) { s.fail(a, fmt.Errorf("session %v: %w", s.id, err)) },
+		s.checkDone)
 }
 
 // appendWork appends to buf the frames a should send now.

@@ -126,19 +126,8 @@ type ClientConn struct {
 	finished bool  // the session is over
 	err      error // why, if not normally
 	linger   *time.Timer
-	att      *clientAttachment
+	att      *attachment
 	rdl, wdl deadline
-}
-
-// clientAttachment is one connection to a server.
-type clientAttachment struct {
-	c          net.Conn
-	lastWrite  time.Time
-	err        error  // why it ended; nil while it serves
-	sendPos    uint64 // input byte offset to send from
-	closeSent  bool
-	ackQueued  uint64
-	ackWritten uint64
 }
 
 // Dial opens a session with the guest at cfg.Target. It tries servers

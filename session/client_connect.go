@@ -9,7 +9,7 @@ import (
 
 // connect reaches a server that opens (open) or resumes the session,
 // retrying with backoff for cfg.Timeout.
-func (c *ClientConn) connect(ctx context.Context, open bool) (*clientAttachment, *Decoder, error) {
+func (c *ClientConn) connect(ctx context.Context, open bool) (*attachment, *Decoder, error) {
 	deadline := time.Now().Add(c.cfg.Timeout)
 	backoff := minBackoff
 	for {
@@ -53,7 +53,7 @@ func (c *ClientConn) connect(ctx context.Context, open bool) (*clientAttachment,
 
 // handshake makes one attempt at reaching a server: resolve, dial, Hello,
 // then Open or Resume.
-func (c *ClientConn) handshake(ctx context.Context, open bool) (*clientAttachment, *Decoder, error) {
+func (c *ClientConn) handshake(ctx context.Context, open bool) (*attachment, *Decoder, error) {
 	addr, err := c.cfg.Resolve(ctx)
 	if err != nil {
 		return nil, nil, fmt.Errorf("session: resolving the server: %w", err)
@@ -66,7 +66,7 @@ func (c *ClientConn) handshake(ctx context.Context, open bool) (*clientAttachmen
 		nc.SetDeadline(dl)
 	}
 	stop := context.AfterFunc(ctx, func() { nc.SetDeadline(time.Unix(1, 0)) })
-	a := &clientAttachment{c: nc, lastWrite: time.Now()}
+	a := &attachment{c: nc, lastWrite: time.Now()}
 	d := NewDecoder(bufio.NewReaderSize(nc, 64<<10))
 	err = c.exchange(a, d, open)
 	if !stop() && err == nil {
@@ -82,7 +82,7 @@ func (c *ClientConn) handshake(ctx context.Context, open bool) (*clientAttachmen
 	return a, d, nil
 }
 
-func (c *ClientConn) exchange(a *clientAttachment, d *Decoder, open bool) error {
+func (c *ClientConn) exchange(a *attachment, d *Decoder, open bool) error {
 	f, err := d.Decode()
 	if err != nil {
 		return fmt.Errorf("reading Hello: %w", err)

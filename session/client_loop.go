@@ -50,7 +50,7 @@ func (c *ClientConn) over() bool {
 
 // complete reports whether the session is over for the client and a
 // carried the last acknowledgment to the server.
-func (c *ClientConn) complete(a *clientAttachment) bool {
+func (c *ClientConn) complete(a *attachment) bool {
 	return c.over() && a.ackWritten == c.outEnd()+1
 }
 
@@ -63,7 +63,7 @@ func (c *ClientConn) unseen() bool {
 }
 
 // run serves the session over a and its successors until it is over.
-func (c *ClientConn) run(ctx context.Context, a *clientAttachment, d *Decoder) {
+func (c *ClientConn) run(ctx context.Context, a *attachment, d *Decoder) {
 	defer close(c.done)
 	retried := false
 	for {
@@ -131,7 +131,7 @@ func (c *ClientConn) finish(err error) {
 }
 
 // serve runs the session over a until it is over (nil) or a fails.
-func (c *ClientConn) serve(ctx context.Context, a *clientAttachment, d *Decoder) error {
+func (c *ClientConn) serve(ctx context.Context, a *attachment, d *Decoder) error {
 	c.mu.Lock()
 	c.att = a
 	c.mu.Unlock()
@@ -167,7 +167,7 @@ func (c *ClientConn) serve(ctx context.Context, a *clientAttachment, d *Decoder)
 	return err
 }
 
-func (c *ClientConn) fail(a *clientAttachment, err error) {
+func (c *ClientConn) fail(a *attachment, err error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if a.err == nil {
@@ -176,43 +176,16 @@ func (c *ClientConn) fail(a *clientAttachment, err error) {
 	c.cond.Broadcast()
 }
 
-func (c *ClientConn) writeLoop(a *clientAttachment) error {
-	var buf []byte
-	for {
-		c.mu.Lock()
-		for {
-			if c.complete(a) {
-				c.mu.Unlock()
-				return nil
-			}
-			if a.err != nil {
-				c.mu.Unlock()
-				return a.err
-			}
-			buf = c.appendWork(a, buf[:0])
-			if len(buf) == 0 && time.Since(a.lastWrite) >= KeepaliveInterval {
-				buf, _ = AppendFrame(buf, &Frame{Type: FrameAck, Offset: a.ackQueued})
-			}
-			if len(buf) > 0 {
-				break
-			}
-			c.cond.Wait()
-		}
-		ack := a.ackQueued
-		c.mu.Unlock()
-		if _, err := a.c.Write(buf); err != nil {
-			c.fail(a, fmt.Errorf("session: writing to %s: %w", a.c.RemoteAddr(), err))
-			continue
-		}
-		c.mu.Lock()
-		a.lastWrite = time.Now()
-		a.ackWritten = ack
-		c.mu.Unlock()
-	}
+func (c *ClientConn) writeLoop(a *attachment) error {
+	return writeLoop(&c.mu, c.cond, a,
+		func() bool { return c.complete(a) },
+		func(buf []byte) []byte { return c.appendWork(a, buf) },
+		func(err error) { c.fail(a, fmt.Errorf("session: %w", err)) },
+		nil)
 }
 
 // appendWork appends to buf the frames a should send now.
-func (c *ClientConn) appendWork(a *clientAttachment, buf []byte) []byte {
+func (c *ClientConn) appendWork(a *attachment, buf []byte) []byte {
 	// Acknowledge output as the application consumes it: in batches of a
 	// quarter window, or whenever it has caught up.
 	if p := c.ackPos(); p > a.ackQueued && (p-a.ackQueued >= max(c.window/4, 1) || c.out.len() == 0) {
@@ -233,7 +206,7 @@ func (c *ClientConn) appendWork(a *clientAttachment, buf []byte) []byte {
 	return buf
 }
 
-func (c *ClientConn) readLoop(a *clientAttachment, d *Decoder) {
+func (c *ClientConn) readLoop(a *attachment, d *Decoder) {
 	for {
 		f, err := readFrame(a.c, d)
 		if err == io.EOF {

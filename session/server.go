@@ -2,6 +2,7 @@ package session
 
 import (
 	"errors"
+	"fmt"
 	"math"
 	"net"
 	"sync"
@@ -79,17 +80,61 @@ type ServerSession struct {
 	done       chan struct{}
 }
 
-// attachment is one client connection of a session.
+// attachment is one connection of a session, at either end.
 type attachment struct {
 	c         net.Conn
 	lastWrite time.Time
 	err       error  // why it ended; nil while it serves
-	sendPos   uint64 // output byte offset to send from
-	// closeSent: the output's Close went out on this connection.
+	sendPos   uint64 // the offset of the data to send from (output, or input at the client)
+	// closeSent: the data's Close went out on this connection.
 	closeSent bool
-	// ackQueued and ackWritten are the input acknowledgment queued and
-	// written on this connection.
+	// ackQueued and ackWritten are the acknowledgment of the peer's data
+	// queued and written on this connection.
 	ackQueued, ackWritten uint64
+}
+
+// writeLoop sends on a what work appends to its buffer (with mu held),
+// and a keepalive when a has been silent for KeepaliveInterval, until
+// done (with mu held) says all is written, or a fails (its err: fail
+// records a write's failure as a's). cond signals new work; wrote, if not
+// nil, runs with mu held after each write.
+func writeLoop(mu *sync.Mutex, cond *sync.Cond, a *attachment, done func() bool, work func([]byte) []byte,
+	fail func(error), wrote func()) error {
+	var buf []byte
+	for {
+		mu.Lock()
+		for {
+			if done() {
+				mu.Unlock()
+				return nil
+			}
+			if a.err != nil {
+				mu.Unlock()
+				return a.err
+			}
+			buf = work(buf[:0])
+			if len(buf) == 0 && time.Since(a.lastWrite) >= KeepaliveInterval {
+				buf, _ = AppendFrame(buf, &Frame{Type: FrameAck, Offset: a.ackQueued})
+			}
+			if len(buf) > 0 {
+				break
+			}
+			cond.Wait()
+		}
+		ack := a.ackQueued
+		mu.Unlock()
+		if _, err := a.c.Write(buf); err != nil {
+			fail(fmt.Errorf("writing to %s: %w", a.c.RemoteAddr(), err))
+			continue
+		}
+		mu.Lock()
+		a.lastWrite = time.Now()
+		a.ackWritten = ack
+		if wrote != nil {
+			wrote()
+		}
+		mu.Unlock()
+	}
 }
 
 // keepalive wakes a writer waiting on cond every KeepaliveInterval, so
