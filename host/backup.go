@@ -569,9 +569,10 @@ func (b *backupSide) fill(st *storage.VMStatus) {
 	st.Connected = b.ch.up()
 	st.Seq, st.Pos = seq, b.at.Load()
 	st.Sessions, st.SessionBytes = b.kept.size()
-	if known > st.Pos {
+	if known > st.Pos && st.Detail == "" {
 		// How far the primary's log reaches beyond the replay, in
-		// instructions; the primary reports the lag in time.
+		// instructions; the primary reports the lag in time. A backup
+		// that ended keeps the detail that says why.
 		st.Detail = fmt.Sprintf("replay %d instructions behind the log", known-st.Pos)
 	}
 }

@@ -1,6 +1,7 @@
 package host_test
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -25,17 +26,24 @@ func startLocalCounter(t *testing.T) (*cluster, string) {
 
 func startLocalCounterOn(t *testing.T, c *cluster, env ...string) (*cluster, string) {
 	t.Helper()
+	return c, startLocalVM(t, c, counterGuest(t), []string{"ft-counter", "-file", "/disk/counter"}, env...)
+}
+
+// startLocalVM starts hosts h1, h2 and h3 on c and the guest as the VM
+// "counter" with a local disk, and waits until it is protected; it
+// returns the guest's address.
+func startLocalVM(t *testing.T, c *cluster, guest []byte, args []string, env ...string) string {
+	t.Helper()
 	for _, h := range []string{"h1", "h2", "h3"} {
 		c.startHost(h, env...)
 	}
 	addr := guesttest.FreeAddr(t)
-	spec := storage.VMSpec{Name: "counter", Listeners: []string{addr}, Primary: "h1", Disk: true, DiskKind: storage.DiskLocal,
-		Args: []string{"ft-counter", "-file", "/disk/counter"}}
-	if _, _, err := host.StartVM(c.store, spec, counterGuest(t), time.Now()); err != nil {
+	spec := storage.VMSpec{Name: "counter", Listeners: []string{addr}, Primary: "h1", Disk: true, DiskKind: storage.DiskLocal, Args: args}
+	if _, _, err := host.StartVM(c.store, spec, guest, time.Now()); err != nil {
 		t.Fatal(err)
 	}
 	c.protected("counter", 0, time.Minute)
-	return c, addr
+	return addr
 }
 
 // localCopy is host's copy of the counter's local disk (ftvm host's
@@ -221,4 +229,56 @@ func TestLocalDiskMoves(t *testing.T) {
 	checkCounter(t, seen, final)
 	c.copyHolds(o.Host, final)
 	c.copyHolds(o.Backup, final)
+}
+
+// TestLocalDiskBackupDiverges: the backup's copy is changed behind its
+// back (a lock directory the journal guest will make, made there first):
+// when the replay reaches that mkdir, its own disk answers EEXIST where
+// the primary's succeeded, and the backup stops with a divergence that
+// says so. The primary goes on alone, with nothing a client saw lost or
+// repeated, and a clone replaces the backup, copy included: at the end the
+// journal's state in memory and on both copies agree.
+func TestLocalDiskBackupDiverges(t *testing.T) {
+	c := newCluster(t)
+	addr := startLocalVM(t, c, journalGuest(t), []string{"ft-journal", "/disk"})
+	l := startLoad(addr, 2)
+	l.waitReplies(t, 20, 20*time.Second)
+	o := c.owner("counter")
+	state, err := os.ReadFile(filepath.Join(c.localCopy(o.Backup), "state"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := strconv.ParseUint(strings.TrimSpace(string(state)), 10, 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	trap := filepath.Join(c.localCopy(o.Backup), fmt.Sprintf("lock-%d", n+30))
+	if err := os.Mkdir(trap, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	var st storage.VMStatus
+	defer func() {
+		if t.Failed() {
+			t.Logf("backup status: %+v", st)
+		}
+	}()
+	c.waitFor(30*time.Second, "the backup diverges", func() bool {
+		st = c.status("counter", o.Backup)
+		return st.Generation == o.Generation && st.State == "failed" && strings.Contains(st.Detail, "this replica's own disk")
+	})
+	t.Logf("backup %s: %s", o.Backup, c.status("counter", o.Backup).Detail)
+	now := c.protected("counter", o.Generation, time.Minute)
+	if now.Host != o.Host {
+		t.Fatalf("the primary moved from %s to %s: the backup's divergence should leave it", o.Host, now.Host)
+	}
+	l.waitReplies(t, 20, 20*time.Second)
+	seen, _ := l.finish()
+	final := get(t, addr, 10*time.Second)
+	checkCounter(t, seen, final)
+	for _, h := range []string{now.Host, now.Backup} {
+		c.waitFor(20*time.Second, h+"'s copy of the state", func() bool {
+			b, _ := os.ReadFile(filepath.Join(c.localCopy(h), "state"))
+			return strings.TrimSpace(string(b)) == strconv.FormatUint(final, 10)
+		})
+	}
 }
