@@ -84,6 +84,9 @@ type runner struct {
 	// unchanged status is rewritten only every statusRefresh.
 	lastStatus storage.VMStatus
 	statusAt   time.Time
+	// kickStatus asks drive's status writer to write the status now
+	// (set by drive before the node acts).
+	kickStatus func()
 }
 
 // side is the role-specific half of a runner: its primary or its backup.
@@ -238,7 +241,27 @@ func (r *runner) drive(node *ft.Node) {
 	defer tick.Stop()
 	status := time.NewTicker(250 * time.Millisecond)
 	defer status.Stop()
-	defer r.writeStatus()
+	// The store is written from a goroutine of its own: a store that
+	// does not answer (etcd cut off) must not hold up the node, whose
+	// heartbeats and timeouts are what the pair lives by.
+	kick, stopped := make(chan struct{}, 1), make(chan struct{})
+	go func() {
+		defer close(stopped)
+		for range kick {
+			r.writeStatus()
+		}
+	}()
+	r.kickStatus = func() {
+		select {
+		case kick <- struct{}{}:
+		default:
+		}
+	}
+	defer func() {
+		close(kick)
+		<-stopped
+		r.writeStatus() // the last word, once the VM has ended
+	}()
 	for {
 		select {
 		case <-r.ctx.Done():
@@ -253,7 +276,7 @@ func (r *runner) drive(node *ft.Node) {
 		case now := <-tick.C:
 			node.Tick(now)
 		case <-status.C:
-			r.writeStatus()
+			r.kickStatus()
 			continue
 		}
 		rd := node.Ready()
@@ -337,7 +360,7 @@ func (r *runner) act(node *ft.Node, a ft.Action) {
 		go r.follow(a.Gen, a.Peer)
 	}
 	if a.Kind == ft.ActGoLive || a.Kind == ft.ActHalt || a.Kind == ft.ActFollow {
-		r.writeStatus()
+		r.kickStatus()
 	}
 }
 
@@ -478,7 +501,8 @@ func (r *runner) waitVM() {
 // that ftvm status can tell a silent host (AliveWindow) from an idle one.
 const statusRefresh = time.Second
 
-// writeStatus publishes the runner's status to shared storage.
+// writeStatus publishes the runner's status to the store: from drive's
+// status writer only (see drive), since it may block on the store.
 func (r *runner) writeStatus() {
 	r.mu.Lock()
 	st := storage.VMStatus{
