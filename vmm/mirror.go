@@ -62,3 +62,17 @@ func (p *replayer) mirrorClose(h wasi.Handle) {
 		p.mirror.Close(h)
 	}
 }
+
+// SetMirror gives a replaying VM made without one (restored from a clone,
+// or turned from a primary into a backup) the mirror of Config.Mirror,
+// which must hold what the guest holds (see Adoption). The VM closes it.
+func (vm *VM) SetMirror(m *wasi.OSHost) error {
+	if vm.rep == nil {
+		return errNotReplaying
+	}
+	if vm.rep.mirror != nil {
+		vm.rep.mirror.CloseAll()
+	}
+	vm.rep.mirror = m
+	return nil
+}
