@@ -12,6 +12,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"net"
 	"slices"
@@ -47,37 +48,53 @@ type Options struct {
 // is at shared: its shared directory, or its etcd cluster's etcd:// URL.
 // ctx bounds the opening only. The result is a *session.ClientConn.
 func Dial(ctx context.Context, shared, vm string, opts *Options) (net.Conn, error) {
-	cfg, err := Config(shared, vm, opts)
+	cfg, store, err := Config(shared, vm, opts)
 	if err != nil {
 		return nil, err
 	}
-	return session.Dial(ctx, cfg)
+	c, err := session.Dial(ctx, cfg)
+	if err != nil {
+		store.Close()
+		return nil, err
+	}
+	// The session finds its server in the store until it ends.
+	go func() {
+		<-c.(*session.ClientConn).Done()
+		store.Close()
+	}()
+	return c, nil
 }
 
 // Config returns the session configuration Dial uses: for session.Proxy,
-// or a session.Dial of one's own.
-func Config(shared, vm string, opts *Options) (session.Config, error) {
+// or a session.Dial of one's own. Its Resolve reads the store, which the
+// caller closes (store) once no session uses the configuration any more.
+func Config(shared, vm string, opts *Options) (cfg session.Config, store io.Closer, err error) {
 	if opts == nil {
 		opts = &Options{}
 	}
-	dir, _, err := backend.Open(shared, opts.Store, false)
+	dir, closer, err := backend.Open(shared, opts.Store, false)
 	if err != nil {
-		return session.Config{}, fmt.Errorf("client: %w", err)
+		return session.Config{}, nil, fmt.Errorf("client: %w", err)
 	}
+	defer func() {
+		if err != nil {
+			closer.Close()
+		}
+	}()
 	spec, err := dir.VM(vm)
 	if errors.Is(err, fs.ErrNotExist) {
-		return session.Config{}, fmt.Errorf("client: no VM %q in shared storage %s", vm, shared)
+		return session.Config{}, nil, fmt.Errorf("client: no VM %q in shared storage %s", vm, shared)
 	}
 	if err != nil {
-		return session.Config{}, fmt.Errorf("client: VM %q: %w", vm, err)
+		return session.Config{}, nil, fmt.Errorf("client: VM %q: %w", vm, err)
 	}
 	switch {
 	case opts.Listener == "" && len(spec.Listeners) > 1:
-		return session.Config{}, fmt.Errorf("client: VM %q has %d listeners (%s): name one", vm, len(spec.Listeners), strings.Join(spec.Listeners, ", "))
+		return session.Config{}, nil, fmt.Errorf("client: VM %q has %d listeners (%s): name one", vm, len(spec.Listeners), strings.Join(spec.Listeners, ", "))
 	case opts.Listener != "" && !slices.Contains(spec.Listeners, opts.Listener):
-		return session.Config{}, fmt.Errorf("client: VM %q has no listener %q (it has %s)", vm, opts.Listener, strings.Join(spec.Listeners, ", "))
+		return session.Config{}, nil, fmt.Errorf("client: VM %q has no listener %q (it has %s)", vm, opts.Listener, strings.Join(spec.Listeners, ", "))
 	case len(spec.Listeners) == 0:
-		return session.Config{}, fmt.Errorf("client: VM %q has no listener", vm)
+		return session.Config{}, nil, fmt.Errorf("client: VM %q has no listener", vm)
 	}
 	return session.Config{
 		Resolve: Resolver(dir, vm),
@@ -85,7 +102,7 @@ func Config(shared, vm string, opts *Options) (session.Config, error) {
 		Timeout: opts.Timeout,
 		Window:  opts.Window,
 		Dialer:  opts.Dialer,
-	}, nil
+	}, closer, nil
 }
 
 // Target is the session target of VM vm's guest listener listener ("" for

@@ -6,8 +6,12 @@ import (
 	"strings"
 	"testing"
 
+	"ftvm/internal/etcdtest"
 	"ftvm/session"
 	"ftvm/storage"
+	"ftvm/storage/backend"
+	"runtime"
+	"time"
 )
 
 func TestTargets(t *testing.T) {
@@ -25,14 +29,14 @@ func TestTargets(t *testing.T) {
 }
 
 func TestConfigErrors(t *testing.T) {
-	if _, err := Config(t.TempDir()+"/nosuch", "kv", nil); err == nil || !strings.Contains(err.Error(), "no such file") {
+	if _, _, err := Config(t.TempDir()+"/nosuch", "kv", nil); err == nil || !strings.Contains(err.Error(), "no such file") {
 		t.Errorf("missing storage: %v", err)
 	}
 	dir := t.TempDir()
 	if _, err := storage.Open(dir); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := Config(dir, "kv", nil); err == nil || !strings.Contains(err.Error(), `no VM "kv" in shared storage`) {
+	if _, _, err := Config(dir, "kv", nil); err == nil || !strings.Contains(err.Error(), `no VM "kv" in shared storage`) {
 		t.Errorf("unknown VM: %v", err)
 	}
 }
@@ -65,7 +69,7 @@ func TestConfigListeners(t *testing.T) {
 		{"127.0.0.1:9", `no listener "127.0.0.1:9"`},
 		{"127.0.0.1:7002", ""},
 	} {
-		cfg, err := Config(dir, "two", &Options{Listener: tc.listener})
+		cfg, _, err := Config(dir, "two", &Options{Listener: tc.listener})
 		switch {
 		case tc.want == "" && err != nil:
 			t.Errorf("listener %q: %v", tc.listener, err)
@@ -79,11 +83,48 @@ func TestConfigListeners(t *testing.T) {
 	if err := d.PutVM(spec, []byte("\x00asm\x01\x00\x00\x00")); err != nil {
 		t.Fatal(err)
 	}
-	cfg, err := Config(dir, "two", &Options{Listener: "127.0.0.1:7001"})
+	cfg, store, err := Config(dir, "two", &Options{Listener: "127.0.0.1:7001"})
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer store.Close()
 	if _, err := cfg.Resolve(context.Background()); !errors.Is(err, session.ErrRefused) {
 		t.Fatalf("resolving a stopped VM: %v, want a refusal", err)
+	}
+}
+
+// TestStoreReleased: Config's store is the caller's to close, and Dial
+// closes its own, also when it fails: opening sessions again and again
+// against etcd leaves no etcd client behind (each holds goroutines and
+// connections).
+func TestStoreReleased(t *testing.T) {
+	loc := "etcd://" + etcdtest.Start(t)
+	s, closer, err := backend.Open(loc, backend.Options{}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.PutVM(storage.VMSpec{Name: "kv", Listeners: []string{"127.0.0.1:7001"}}, []byte("\x00asm\x01\x00\x00\x00")); err != nil {
+		t.Fatal(err)
+	}
+	closer.Close()
+	before := runtime.NumGoroutine()
+	for range 20 {
+		_, store, err := Config(loc, "kv", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		store.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+		if _, err := Dial(ctx, loc, "kv", &Options{Timeout: 50 * time.Millisecond}); err == nil {
+			t.Fatal("a session opened with a VM that has no primary")
+		}
+		cancel()
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for runtime.NumGoroutine() > before+20 && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if n := runtime.NumGoroutine(); n > before+20 {
+		t.Fatalf("%d goroutines after 40 stores opened and closed, %d before: the stores were not released", n, before)
 	}
 }

@@ -418,10 +418,11 @@ func linearizability(t *testing.T, cfg linzConfig) (porcupine.CheckResult, strin
 	}
 	var sess *session.Config
 	if cfg.sessions {
-		sc, err := client.Config(c.dir, "kv", &client.Options{Timeout: 30 * time.Second})
+		sc, store, err := client.Config(c.dir, "kv", &client.Options{Timeout: 30 * time.Second})
 		if err != nil {
 			t.Fatal(err)
 		}
+		t.Cleanup(func() { store.Close() })
 		sess = &sc
 	}
 	stop := make(chan struct{})

@@ -28,10 +28,11 @@ import (
 // does, until the test ends; it returns the port's address.
 func (c *cluster) startProxy(vm string) string {
 	c.t.Helper()
-	cfg, err := client.Config(c.loc, vm, &client.Options{Timeout: time.Minute})
+	cfg, store, err := client.Config(c.loc, vm, &client.Options{Timeout: time.Minute})
 	if err != nil {
 		c.t.Fatal(err)
 	}
+	c.t.Cleanup(func() { store.Close() })
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		c.t.Fatal(err)

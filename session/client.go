@@ -164,6 +164,11 @@ func Dial(ctx context.Context, cfg Config) (net.Conn, error) {
 	return c, nil
 }
 
+// Done is closed once the session has ended (over, failed, or given up
+// by Close), when nothing more goes to any server and Resolve is not
+// called again.
+func (c *ClientConn) Done() <-chan struct{} { return c.done }
+
 // ID returns the session's ID.
 func (c *ClientConn) ID() ID {
 	c.mu.Lock()

@@ -58,11 +58,12 @@ func runProxy(ctx context.Context, env *cmdEnv, args []string) int {
 		fmt.Fprintf(env.stderr, "ftvm proxy: --timeout %v: must be positive\n", *timeout)
 		return 2
 	}
-	cfg, err := client.Config(*shared, *name, &client.Options{Listener: *to, Timeout: *timeout, Store: sf.options()})
+	cfg, store, err := client.Config(*shared, *name, &client.Options{Listener: *to, Timeout: *timeout, Store: sf.options()})
 	if err != nil {
 		fmt.Fprintf(env.stderr, "ftvm proxy: %v\n", err)
 		return 1
 	}
+	defer store.Close()
 	ln, err := net.Listen("tcp", *listen)
 	if err != nil {
 		fmt.Fprintf(env.stderr, "ftvm proxy: %v\n", err)
