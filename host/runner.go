@@ -313,6 +313,7 @@ func (r *runner) drive(node *ft.Node) {
 			}
 		}
 		r.claiming.Store(node.Claiming())
+		r.sessions.setQuiet(node.Claiming())
 		for _, a := range rd.Actions {
 			r.act(node, a)
 		}

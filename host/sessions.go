@@ -116,6 +116,8 @@ func drainSession(s *session.ServerSession) {
 type sessionTable struct {
 	mu sync.Mutex
 	m  map[string]*session.ServerSession
+	// quiet: the sessions send no keepalives (see setQuiet).
+	quiet bool
 }
 
 func (t *sessionTable) add(s *session.ServerSession) {
@@ -125,6 +127,25 @@ func (t *sessionTable) add(s *session.ServerSession) {
 		t.m = make(map[string]*session.ServerSession)
 	}
 	t.m[s.ID().String()] = s
+	s.SetQuiet(t.quiet)
+}
+
+// setQuiet makes every session, and every one added later, stay quiet
+// (no keepalives) while q holds: the runner's node has found its peer
+// silent and claims the next generation, and until it wins, it serves no
+// client; one that hears nothing for session.IdleTimeout then looks for
+// the VM again, and finds the survivor if the peer won instead (across
+// machines no fence closes this host's connections).
+func (t *sessionTable) setQuiet(q bool) {
+	t.mu.Lock()
+	changed := t.quiet != q
+	t.quiet = q
+	t.mu.Unlock()
+	if changed {
+		for _, s := range t.all() {
+			s.SetQuiet(q)
+		}
+	}
 }
 
 func (t *sessionTable) get(id string) *session.ServerSession {

@@ -139,6 +139,7 @@ func (s *ServerSession) detach(a *attachment) {
 func (s *ServerSession) writeLoop(a *attachment) error {
 	return writeLoop(&s.mu, s.cond, a,
 		func() bool { return s.ended && s.endErr == nil },
+		func() bool { return s.quiet },
 		func(buf []byte) []byte { return s.appendWork(a, buf) },
 		func(err error) { s.fail(a, fmt.Errorf("session %v: %w", s.id, err)) },
 		s.checkDone)

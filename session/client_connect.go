@@ -66,7 +66,7 @@ func (c *ClientConn) handshake(ctx context.Context, open bool) (*attachment, *De
 		nc.SetDeadline(dl)
 	}
 	stop := context.AfterFunc(ctx, func() { nc.SetDeadline(time.Unix(1, 0)) })
-	a := &attachment{c: nc, lastWrite: time.Now()}
+	a := &attachment{c: nc, addr: addr, lastWrite: time.Now(), lastRead: time.Now()}
 	d := NewDecoder(bufio.NewReaderSize(nc, 64<<10))
 	err = c.exchange(a, d, open)
 	if !stop() && err == nil {

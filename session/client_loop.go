@@ -146,6 +146,7 @@ func (c *ClientConn) serve(ctx context.Context, a *attachment, d *Decoder) error
 		c.readLoop(a, d)
 	}()
 	go keepalive(&c.mu, c.cond, func() bool { return a.err != nil || c.finished || c.complete(a) })
+	go c.watch(ctx, a)
 	err := c.writeLoop(a)
 	if err == nil {
 		// Over: the server closes the connection once it has our last
@@ -167,6 +168,37 @@ func (c *ClientConn) serve(ctx context.Context, a *attachment, d *Decoder) error
 	return err
 }
 
+// watch looks for the VM served elsewhere while the server is silent:
+// across machines a primary that froze or was cut off closes nothing, and
+// its client would wait IdleTimeout, though the survivor is live sooner.
+// After twice KeepaliveInterval without a frame it asks Resolve where the
+// VM is served, at every interval, and leaves at once for another server.
+func (c *ClientConn) watch(ctx context.Context, a *attachment) {
+	t := time.NewTicker(KeepaliveInterval)
+	defer t.Stop()
+	for range t.C {
+		c.mu.Lock()
+		over := a.err != nil || c.finished || c.complete(a)
+		silent := time.Since(a.lastRead)
+		c.mu.Unlock()
+		if over {
+			return
+		}
+		if silent < 2*KeepaliveInterval {
+			continue
+		}
+		rctx, cancel := context.WithTimeout(ctx, KeepaliveInterval)
+		addr, err := c.cfg.Resolve(rctx)
+		cancel()
+		if err != nil || addr == a.addr {
+			continue
+		}
+		c.fail(a, fmt.Errorf("session: %s went silent, and the VM is served at %s now", a.addr, addr))
+		a.c.Close()
+		return
+	}
+}
+
 func (c *ClientConn) fail(a *attachment, err error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -178,7 +210,7 @@ func (c *ClientConn) fail(a *attachment, err error) {
 
 func (c *ClientConn) writeLoop(a *attachment) error {
 	return writeLoop(&c.mu, c.cond, a,
-		func() bool { return c.complete(a) },
+		func() bool { return c.complete(a) }, nil,
 		func(buf []byte) []byte { return c.appendWork(a, buf) },
 		func(err error) { c.fail(a, fmt.Errorf("session: %w", err)) },
 		nil)
@@ -214,6 +246,7 @@ func (c *ClientConn) readLoop(a *attachment, d *Decoder) {
 		}
 		if err == nil {
 			c.mu.Lock()
+			a.lastRead = time.Now()
 			err = c.take(&f)
 			c.cond.Broadcast()
 			c.mu.Unlock()

@@ -77,15 +77,19 @@ type ServerSession struct {
 	detachedAt time.Time
 	ended      bool
 	endErr     error // nil for a normal end
+	quiet      bool  // no keepalives (SetQuiet)
 	done       chan struct{}
 }
 
 // attachment is one connection of a session, at either end.
 type attachment struct {
-	c         net.Conn
+	c net.Conn
+	// addr is the server's address as Resolve gave it (at the client).
+	addr      string
 	lastWrite time.Time
-	err       error  // why it ended; nil while it serves
-	sendPos   uint64 // the offset of the data to send from (output, or input at the client)
+	lastRead  time.Time // when a frame last came (at the client)
+	err       error     // why it ended; nil while it serves
+	sendPos   uint64    // the offset of the data to send from (output, or input at the client)
 	// closeSent: the data's Close went out on this connection.
 	closeSent bool
 	// ackQueued and ackWritten are the acknowledgment of the peer's data
@@ -94,11 +98,12 @@ type attachment struct {
 }
 
 // writeLoop sends on a what work appends to its buffer (with mu held),
-// and a keepalive when a has been silent for KeepaliveInterval, until
-// done (with mu held) says all is written, or a fails (its err: fail
-// records a write's failure as a's). cond signals new work; wrote, if not
-// nil, runs with mu held after each write.
-func writeLoop(mu *sync.Mutex, cond *sync.Cond, a *attachment, done func() bool, work func([]byte) []byte,
+// and a keepalive when a has been silent for KeepaliveInterval unless
+// quiet (with mu held; nil: never), until done (with mu held) says all is
+// written, or a fails (its err: fail records a write's failure as a's).
+// cond signals new work; wrote, if not nil, runs with mu held after each
+// write.
+func writeLoop(mu *sync.Mutex, cond *sync.Cond, a *attachment, done, quiet func() bool, work func([]byte) []byte,
 	fail func(error), wrote func()) error {
 	var buf []byte
 	for {
@@ -113,7 +118,7 @@ func writeLoop(mu *sync.Mutex, cond *sync.Cond, a *attachment, done func() bool,
 				return a.err
 			}
 			buf = work(buf[:0])
-			if len(buf) == 0 && time.Since(a.lastWrite) >= KeepaliveInterval {
+			if len(buf) == 0 && time.Since(a.lastWrite) >= KeepaliveInterval && (quiet == nil || !quiet()) {
 				buf, _ = AppendFrame(buf, &Frame{Type: FrameAck, Offset: a.ackQueued})
 			}
 			if len(buf) > 0 {
@@ -258,6 +263,18 @@ func (s *ServerSession) SafeInput(offset uint64) {
 		s.safe = offset
 		s.cond.Broadcast()
 	}
+}
+
+// SetQuiet makes the session send no keepalives while q holds (its data
+// still flows): a host that cannot serve the guest for now (its backup
+// silent, its claim of the next generation unanswered) stays quiet, so
+// that its clients, hearing nothing for IdleTimeout, look for the guest
+// elsewhere (the survivor, if there is one) rather than wait on it.
+func (s *ServerSession) SetQuiet(q bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.quiet = q
+	s.cond.Broadcast()
 }
 
 // SetTimeout sets how long the client may be gone before Expired reports
