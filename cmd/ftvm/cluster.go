@@ -308,7 +308,11 @@ func startAndWait(ctx context.Context, w io.Writer, dir storage.Store, spec stor
 		// Started again with another module: its disk is kept.
 		fmt.Fprintf(w, "vm %s: started again with a new module (%d bytes, was %d); its disk is kept\n", spec.Name, len(mod), len(old))
 	}
-	fmt.Fprintf(w, "vm %s: generation %d, primary %s, backup %s\n", spec.Name, owner.Generation, spec.Primary, spec.Backup)
+	if spec.LocalDisk() {
+		fmt.Fprintf(w, "vm %s: generation %d, primary %s alone, its backup a clone onto %s (local disk)\n", spec.Name, owner.Generation, spec.Primary, spec.Backup)
+	} else {
+		fmt.Fprintf(w, "vm %s: generation %d, primary %s, backup %s\n", spec.Name, owner.Generation, spec.Primary, spec.Backup)
+	}
 	if wait <= 0 {
 		return nil
 	}
@@ -317,7 +321,9 @@ func startAndWait(ctx context.Context, w io.Writer, dir storage.Store, spec stor
 		sts, err := dir.Statuses(spec.Name)
 		if err == nil {
 			for _, st := range sts {
-				if st.Host == spec.Primary && st.Generation == owner.Generation && st.Updated.After(owner.Time) {
+				// A local disk's backup comes with the clone's generation.
+				gen := st.Generation == owner.Generation || spec.LocalDisk() && st.Generation > owner.Generation
+				if st.Host == spec.Primary && gen && st.Updated.After(owner.Time) {
 					if err := endOf(st); err != nil {
 						return err
 					}
