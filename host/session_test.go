@@ -137,25 +137,8 @@ func (l *sessionLoad) finish(t *testing.T, addr string) uint64 {
 	if len(l.errs) > 0 {
 		t.Fatalf("clients failed: %v", l.errs)
 	}
-	var all []uint64
-	for i, s := range l.seen {
-		for j := 1; j < len(s); j++ {
-			if s[j] <= s[j-1] {
-				t.Errorf("client %d saw %d after %d", i, s[j], s[j-1])
-			}
-		}
-		all = append(all, s...)
-	}
-	slices.Sort(all)
-	for i, v := range all {
-		if v != uint64(i+1) {
-			t.Fatalf("the replies are not exactly 1..%d: the %dth smallest is %d (lost or repeated increments)", final, i+1, v)
-		}
-	}
-	if uint64(len(all)) != final {
-		t.Errorf("%d replies, final value %d", len(all), final)
-	}
-	t.Logf("%d replies over %d clients, final %d", len(all), len(l.seen), final)
+	n := guesttest.CheckExactlyOnce(t, l.seen, final)
+	t.Logf("%d replies over %d clients, final %d", n, len(l.seen), final)
 	return final
 }
 

@@ -9,7 +9,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -20,6 +19,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"ftvm/client"
+	"ftvm/internal/guesttest"
 	"ftvm/internal/netns"
 	"ftvm/storage"
 	"ftvm/storage/backend"
@@ -480,25 +480,8 @@ func (l *load) finish(c *ftCluster) {
 	}
 	l.count(t)
 	final := c.get()
-	var all []uint64
-	for i, s := range l.seen {
-		for j := 1; j < len(s); j++ {
-			if s[j] <= s[j-1] {
-				t.Errorf("client %d saw %d after %d", i, s[j], s[j-1])
-			}
-		}
-		all = append(all, s...)
-	}
-	slices.Sort(all)
-	for i, v := range all {
-		if v != uint64(i+1) {
-			t.Fatalf("the replies are not exactly 1..%d: the %dth smallest is %d (an increment lost or repeated)", final, i+1, v)
-		}
-	}
-	if uint64(len(all)) != final {
-		t.Errorf("%d replies, but the counter is at %d: an increment no client saw", len(all), final)
-	}
-	t.Logf("%d replies to %d clients, the counter at %d", len(all), len(l.seen), final)
+	n := guesttest.CheckExactlyOnce(t, l.seen, final)
+	t.Logf("%d replies to %d clients, the counter at %d", n, len(l.seen), final)
 	if c.etcdOn() {
 		// The local disk: the primary's copy and its backup's (which
 		// performs the writes as it replays them) hold the count too.
