@@ -302,17 +302,32 @@ func StartVM(dir storage.Store, spec storage.VMSpec, module []byte, now time.Tim
 	if err != nil {
 		return spec, storage.Owner{}, err
 	}
-	if spec.LocalDisk() && hadPrev {
-		// Its latest disk is the copy on the host that ran it last (see
-		// localdisk.go): it starts there, alone, and a clone gives it
-		// its backup.
-		switch {
-		case spec.Primary != "" && spec.Primary != prev.Host:
-			return spec, storage.Owner{}, fmt.Errorf("%s: its local disk's latest copy is on host %s, where it starts again (not %s)", spec.Name, prev.Host, spec.Primary)
-		case !alive[prev.Host]:
-			return spec, storage.Owner{}, fmt.Errorf("%s: its local disk's latest copy is on host %s, which is down: start that host first", spec.Name, prev.Host)
+	fromCopy := false
+	if spec.LocalDisk() {
+		// Only hosts with a data directory hold local disks.
+		data := map[string]bool{}
+		for _, h := range hosts {
+			data[h.Name] = h.Data
 		}
-		spec.Primary = prev.Host
+		cands = slices.DeleteFunc(cands, func(c string) bool { return !data[c] })
+		for _, want := range []string{spec.Primary, spec.Backup} {
+			if want != "" && alive[want] && !data[want] {
+				return spec, storage.Owner{}, fmt.Errorf("host %s has no data directory for local disks (ftvm host --data DIR)", want)
+			}
+		}
+		switch {
+		case !hadPrev:
+		case spec.Primary != "" && spec.Primary != prev.Host:
+			// The operator's choice: that host's copy, whatever it is.
+			fromCopy = true
+		case !alive[prev.Host]:
+			return spec, storage.Owner{}, fmt.Errorf("%s: its local disk's latest copy is on host %s, which ran it last and is down: start that host first (or name another with --primary to start from that host's own copy)", spec.Name, prev.Host)
+		default:
+			// Its latest disk is the copy on the host that ran it last
+			// (see localdisk.go): it starts there, alone, and a clone
+			// gives it its backup.
+			spec.Primary = prev.Host
+		}
 	}
 	if spec.Primary, err = pick(spec.Primary, spec.Backup); err != nil {
 		return spec, storage.Owner{}, err
@@ -335,7 +350,7 @@ func StartVM(dir storage.Store, spec storage.VMSpec, module []byte, now time.Tim
 	if spec.LocalDisk() {
 		// Alone: its backup is a clone (spec.Backup is only where the
 		// clone goes first).
-		owner.Backup = ""
+		owner.Backup, owner.FromCopy = "", fromCopy
 	}
 	won, cur, err := dir.Claim(spec.Name, owner)
 	if err != nil {

@@ -345,7 +345,7 @@ func (r *runner) cloneOnce(gen uint64, target string) (out cloneOutcome) {
 		if r.spec.LocalDisk() && r.startGen == gen-1 {
 			prefer = r.spec.Backup
 		}
-		if target, ok = r.h.pickSpare(avoid, prefer); !ok {
+		if target, ok = r.h.pickSpare(avoid, prefer, r.spec.LocalDisk()); !ok {
 			return cloneOutcome{noSpare: true, err: errors.New("no spare host")}
 		}
 	}
@@ -420,11 +420,28 @@ func (r *runner) cloneOnce(gen uint64, target string) (out cloneOutcome) {
 	}
 
 	j := &cloneJob{chunks: make(chan vmm.CloneChunk, cloneQueue), final: make(chan cloneFinal, 1), resume: make(chan cloneResume, 1)}
-	if !p.job.CompareAndSwap(nil, j) {
-		out.err = errors.New("a clone is already in progress")
-		return out
+	// A clone that failed leaves its job for the guest's goroutine to
+	// drop at its next pause, which it was poked to take: give it a
+	// moment.
+	for wait := time.Now().Add(time.Second); !p.job.CompareAndSwap(nil, j); {
+		old := p.job.Load()
+		if old == nil {
+			continue
+		}
+		if !old.stopped.Load() || time.Now().After(wait) {
+			out.err = errors.New("a clone is already in progress")
+			return out
+		}
+		p.poke()
+		time.Sleep(5 * time.Millisecond)
 	}
-	defer j.stopped.Store(true)
+	defer func() {
+		// The guest's goroutine drops the job at its next pause: an
+		// idle guest is poked to take one, or the job would stay and
+		// refuse every later clone.
+		j.stopped.Store(true)
+		p.poke()
+	}()
 	pause := r.h.cfg.ClonePause
 	var sent uint64
 	copyStart := time.Now()
@@ -671,7 +688,7 @@ const cloneAvoid = 10 * time.Second
 // one, the least loaded first (the fewest VMs it is primary or backup of),
 // then by name; hosts in avoid (that failed a clone lately) only if no
 // other is left.
-func (h *Host) pickSpare(avoid []string, prefer string) (string, bool) {
+func (h *Host) pickSpare(avoid []string, prefer string, needData bool) (string, bool) {
 	now := time.Now()
 	hosts, err := Hosts(h.dir, now)
 	if err != nil {
@@ -693,7 +710,7 @@ func (h *Host) pickSpare(avoid []string, prefer string) (string, bool) {
 	}
 	var cands []string
 	for _, hs := range hosts {
-		if hs.Alive && !hs.Draining && hs.Name != h.cfg.Name && !h.fp.LogCut(hs.Name) {
+		if hs.Alive && !hs.Draining && hs.Name != h.cfg.Name && !h.fp.LogCut(hs.Name) && (hs.Data || !needData) {
 			cands = append(cands, hs.Name)
 		}
 	}

@@ -125,3 +125,28 @@ func FuzzDiskRecord(f *testing.F) {
 		}
 	})
 }
+
+// TestDataLocked: a second host given a data directory another holds is
+// refused (it would overwrite the first one's copies), and one that is a
+// file is refused at once.
+func TestDataLocked(t *testing.T) {
+	dir := t.TempDir()
+	f, err := lockData(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := lockData(dir); err == nil || !strings.Contains(err.Error(), "another running host's") {
+		t.Fatalf("a second lock: %v, want refused", err)
+	}
+	f.Close()
+	g, err := lockData(dir)
+	if err != nil {
+		t.Fatalf("after the first host ended: %v", err)
+	}
+	g.Close()
+	file := filepath.Join(dir, "file")
+	os.WriteFile(file, nil, 0o644)
+	if _, err := lockData(file); err == nil {
+		t.Fatal("a file as the data directory was accepted")
+	}
+}

@@ -137,6 +137,8 @@ type Host struct {
 	conns    map[*replog.Conn]string // open logging channels, by peer host
 	info     storage.HostInfo
 	metrics  *hostMetrics
+	// dataLock holds the data directory (see lockData).
+	dataLock *os.File
 }
 
 // New opens the shared storage, creates the cluster key if it is the first
@@ -227,12 +229,19 @@ func New(cfg Config) (*Host, error) {
 			}
 		}
 	}
+	if cfg.Data != "" {
+		if h.dataLock, err = lockData(cfg.Data); err != nil {
+			return nil, fmt.Errorf("host %s: %w", cfg.Name, err)
+		}
+	}
 	if h.ln, err = net.Listen("tcp", cfg.Addr); err != nil {
+		h.unlockData()
 		return nil, fmt.Errorf("host %s: %w", cfg.Name, err)
 	}
 	tcp := h.ln.Addr().(*net.TCPAddr)
 	if h.udp, err = net.ListenUDP("udp", &net.UDPAddr{IP: tcp.IP, Port: tcp.Port}); err != nil {
 		h.ln.Close()
+		h.unlockData()
 		return nil, fmt.Errorf("host %s: heartbeat port: %w", cfg.Name, err)
 	}
 	saddr := cfg.SessionAddr
@@ -242,6 +251,7 @@ func New(cfg Config) (*Host, error) {
 	if h.sln, err = net.Listen("tcp", saddr); err != nil {
 		h.ln.Close()
 		h.udp.Close()
+		h.unlockData()
 		return nil, fmt.Errorf("host %s: session port: %w", cfg.Name, err)
 	}
 	h.info = storage.HostInfo{
@@ -253,6 +263,7 @@ func New(cfg Config) (*Host, error) {
 		Started:   h.started.UTC(),
 		HTTP:      cfg.HTTP,
 		Sessions:  h.sln.Addr().String(),
+		Data:      cfg.Data != "",
 	}
 	return h, nil
 }
@@ -327,6 +338,7 @@ func (h *Host) Run(ctx context.Context) error {
 	wg.Wait()
 	h.log.Info("host down", "host", h.cfg.Name)
 	h.closeStore.Close()
+	h.unlockData()
 	return nil
 }
 

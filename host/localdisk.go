@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"syscall"
 	"time"
 
 	"ftvm/vmm"
@@ -35,6 +36,37 @@ import (
 // for the first generation): so a host that lost a test-and-set, whose
 // copy another host has since gone past, never uses it again; a clone
 // replaces it.
+
+// lockData makes dir, the host's data directory, its own: created if
+// missing, refused if it is not a directory, and locked (flock on
+// dir/.lock) so that a second host given the same directory fails to
+// start rather than overwrite the first one's copies. The lock goes with
+// the process.
+func lockData(dir string) (*os.File, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("data directory: %w", err)
+	}
+	f, err := os.OpenFile(filepath.Join(dir, ".lock"), os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("data directory: %w", err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			return nil, fmt.Errorf("data directory %s is another running host's: each host needs its own --data", dir)
+		}
+		return nil, fmt.Errorf("data directory %s: lock: %w", dir, err)
+	}
+	return f, nil
+}
+
+// unlockData releases the data directory.
+func (h *Host) unlockData() {
+	if h.dataLock != nil {
+		h.dataLock.Close()
+		h.dataLock = nil
+	}
+}
 
 // errNoData refuses a VM with a local disk on a host that has no data
 // directory.
@@ -98,17 +130,30 @@ func (h *Host) prepareLocalDisk(vm string, gen uint64) error {
 		return errNoData
 	}
 	m, ok, err := h.readMark(vm)
-	switch {
-	case err != nil:
+	if err != nil {
 		return err
+	}
+	if o, found, oerr := h.dir.Owner(vm, gen); oerr == nil && found && o.FromCopy && o.Host == h.cfg.Name {
+		// The operator named this host: its own copy, whatever it is.
+		if !ok {
+			h.log.Warn("local disk: started from this host's copy as asked, but it has none: the disk starts empty", "vm", vm, "generation", gen)
+		} else if m.Generation+1 != gen {
+			h.log.Warn("local disk: started from this host's copy as asked, which is from an earlier generation", "vm", vm, "copy_generation", m.Generation, "generation", gen)
+		}
+		if err := os.MkdirAll(h.localDiskDir(vm), 0o755); err != nil {
+			return fmt.Errorf("local disk of %s: %w", vm, err)
+		}
+		return h.markDisk(vm, gen)
+	}
+	switch {
 	case !ok && gen == 1:
 		if err := os.MkdirAll(h.localDiskDir(vm), 0o755); err != nil {
 			return fmt.Errorf("local disk of %s: %w", vm, err)
 		}
 	case !ok:
-		return fmt.Errorf("local disk of %s: this host has no copy of it, and generation %d is not its first: the latest copy is on the host that ran it last", vm, gen)
+		return fmt.Errorf("local disk of %s: this host has no copy of it, and generation %d is not its first (did it last run without a local disk?): start it with --primary naming a host whose copy to use", vm, gen)
 	case m.Generation+1 != gen:
-		return fmt.Errorf("local disk of %s: this host's copy is from generation %d, not the latest (%d): it was left behind (a lost test-and-set, or a backup); only a clone makes it current again", vm, m.Generation, gen-1)
+		return fmt.Errorf("local disk of %s: this host's copy is from generation %d, not the latest (%d): it was left behind (a lost test-and-set, or a backup), and only a clone makes it current again; to use it anyway, start the VM with --primary naming this host", vm, m.Generation, gen-1)
 	}
 	return h.markDisk(vm, gen)
 }

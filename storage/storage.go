@@ -52,6 +52,10 @@ type Owner struct {
 	// start, the clone's target at a clone, "" for a host alone.
 	Backup string    `json:"backup,omitempty"`
 	Time   time.Time `json:"time"`
+	// FromCopy, at a start of a VM with a local disk, says that the
+	// operator named the primary: it starts from its own copy of the disk,
+	// whatever generation that copy is from (an empty one if it has none).
+	FromCopy bool `json:"from_copy,omitempty"`
 }
 
 // HostInfo is a host daemon's entry in the registry.
@@ -75,6 +79,9 @@ type HostInfo struct {
 	// Sessions is the TCP address where the host serves sessions (package
 	// session) with the guests of the VMs it runs.
 	Sessions string `json:"sessions,omitempty"`
+	// Data is set on a host with a data directory of its own (ftvm host
+	// --data), which can hold copies of local disks.
+	Data bool `json:"data,omitempty"`
 }
 
 // Dir is shared storage in a directory.

@@ -153,6 +153,11 @@ func runRun(ctx context.Context, env *cmdEnv, args []string) int {
 		return fail(err)
 	}
 	spec.Primary, spec.Backup = runHosts[0], runHosts[1]
+	if _, ran, err := dir.Latest(*name); err == nil && ran && spec.LocalDisk() {
+		// A local disk run before: it starts on the host that ran it
+		// last, whose copy is the latest.
+		spec.Primary, spec.Backup = "", ""
+	}
 	stop := func() int {
 		fmt.Fprintf(out, "ftvm run: stopping vm %s\n", *name)
 		if err := host.StopVM(dir, *name); err != nil {
