@@ -1,7 +1,9 @@
 package host
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"time"
 
@@ -29,6 +31,9 @@ type Location struct {
 // generation, as the store says.
 func Where(dir storage.Store, vm string, now time.Time) (Location, error) {
 	spec, err := dir.VM(vm)
+	if errors.Is(err, fs.ErrNotExist) {
+		return Location{}, fmt.Errorf("no vm %q", vm)
+	}
 	if err != nil {
 		return Location{}, err
 	}
@@ -41,6 +46,13 @@ func Where(dir storage.Store, vm string, now time.Time) (Location, error) {
 	}
 	if !ok {
 		return Location{}, fmt.Errorf("vm %s has no primary yet", vm)
+	}
+	if sts, err := dir.Statuses(vm); err == nil {
+		for _, st := range sts {
+			if st.Host == o.Host && st.Generation == o.Generation && VMEnded(st.State) {
+				return Location{}, fmt.Errorf("vm %s is served nowhere: it %s (ftvm status says more)", vm, st.State)
+			}
+		}
 	}
 	loc := Location{VM: vm, Generation: o.Generation, Primary: o.Host}
 	hosts, err := Hosts(dir, now)

@@ -67,7 +67,8 @@ func runWhere(_ context.Context, env *cmdEnv, args []string) int {
 		return 0
 	}
 	if !loc.Alive {
-		fmt.Fprintf(env.stderr, "ftvm where: vm %s: its primary %s is not alive (a failover may be under way)\n", vm, loc.Primary)
+		fmt.Fprintf(env.stderr, "ftvm where: vm %s: its primary %s is not alive (a failover may be under way: try again)\n", vm, loc.Primary)
+		return 1
 	}
 	for _, a := range loc.Listeners {
 		fmt.Fprintln(env.stdout, a)
