@@ -309,7 +309,7 @@ func startAndWait(ctx context.Context, w io.Writer, dir storage.Store, spec stor
 		fmt.Fprintf(w, "vm %s: started again with a new module (%d bytes, was %d); its disk is kept\n", spec.Name, len(mod), len(old))
 	}
 	if spec.LocalDisk() {
-		fmt.Fprintf(w, "vm %s: generation %d, primary %s alone, its backup a clone onto %s (local disk)\n", spec.Name, owner.Generation, spec.Primary, spec.Backup)
+		fmt.Fprintf(w, "vm %s: generation %d, primary %s, alone until its backup is cloned onto %s (local disk)\n", spec.Name, owner.Generation, spec.Primary, spec.Backup)
 	} else {
 		fmt.Fprintf(w, "vm %s: generation %d, primary %s, backup %s\n", spec.Name, owner.Generation, spec.Primary, spec.Backup)
 	}
