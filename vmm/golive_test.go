@@ -185,10 +185,10 @@ func TestGoLiveAtRandomPoints(t *testing.T) {
 			for range cuts {
 				cut := 1 + rng.IntN(len(probe.entries)*3/4)
 				t.Run(fmt.Sprintf("after-entry-%d", cut), func(t *testing.T) {
-					goLiveAfter(t, cm, c.args, c.paths, probe, cut, false, rng, c.check)
+					goLiveAfter(t, cm, c.args, c.paths, probe, cut, false, false, rng, c.check)
 				})
 				t.Run(fmt.Sprintf("entry-%d-lost", cut), func(t *testing.T) {
-					goLiveAfter(t, cm, c.args, c.paths, probe, cut, true, rng, c.check)
+					goLiveAfter(t, cm, c.args, c.paths, probe, cut, true, false, rng, c.check)
 				})
 			}
 		})
@@ -247,10 +247,10 @@ func TestGoLiveExactlyOnce(t *testing.T) {
 	}
 	for cut := 1; cut < len(probe.entries); cut++ {
 		t.Run(fmt.Sprintf("after-entry-%d", cut), func(t *testing.T) {
-			goLiveAfter(t, cm, args, paths, probe, cut, false, rng, nil)
+			goLiveAfter(t, cm, args, paths, probe, cut, false, false, rng, nil)
 		})
 		t.Run(fmt.Sprintf("entry-%d-lost", cut), func(t *testing.T) {
-			goLiveAfter(t, cm, args, paths, probe, cut, true, rng, nil)
+			goLiveAfter(t, cm, args, paths, probe, cut, true, false, rng, nil)
 		})
 	}
 }
@@ -258,8 +258,10 @@ func TestGoLiveExactlyOnce(t *testing.T) {
 // goLiveAfter records the guest's run until its primary dies at entry cut
 // (see cutSink), and lets a backup that has the log the primary left go
 // live with the disk it left, and finish the run, which must end as the
-// uninterrupted run probe did.
-func goLiveAfter(t *testing.T, cm *wasm.CompiledModule, args, paths []string, probe cutRun, cut int, lost bool, rng *rand.Rand,
+// uninterrupted run probe did. With local, the backup has a disk of its
+// own instead, empty at the start, on which its replay performs the
+// guest's file effects (vmm.Config.Mirror), and goes live on it.
+func goLiveAfter(t *testing.T, cm *wasm.CompiledModule, args, paths []string, probe cutRun, cut int, lost, local bool, rng *rand.Rand,
 	check func(t *testing.T, cut int, a wasi.Adoption)) {
 	rec := recordCut(t, cm, args, paths, cut, lost)
 	have := len(rec.entries)
@@ -277,12 +279,21 @@ func goLiveAfter(t *testing.T, cm *wasm.CompiledModule, args, paths []string, pr
 	}
 	src.End()
 
+	dirs := rec.dirs
+	var mirror *wasi.OSHost
+	if local {
+		dirs = make([]string, len(paths))
+		for i := range dirs {
+			dirs[i] = t.TempDir()
+		}
+		mirror = mirrorOf(t, paths, dirs)
+	}
 	var out, errb bytes.Buffer
 	cfg := wasi.Config{Args: args, Stdout: &out, Stderr: &errb}
 	for i, g := range paths {
-		cfg.Preopens = append(cfg.Preopens, wasi.Preopen{GuestPath: g, HostDir: rec.dirs[i]})
+		cfg.Preopens = append(cfg.Preopens, wasi.Preopen{GuestPath: g, HostDir: dirs[i]})
 	}
-	backup, err := vmm.New(cm, vmm.Config{WASI: cfg, Replay: src})
+	backup, err := vmm.New(cm, vmm.Config{WASI: cfg, Replay: src, Mirror: mirror})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -331,7 +342,7 @@ func goLiveAfter(t *testing.T, cm *wasm.CompiledModule, args, paths []string, pr
 		t.Fatalf("backup exit %+v, stdout\n%s\nwant exit %+v, stdout\n%s\nstderr %s", exit, out.String(), probe.exit, probe.stdout, errb.String())
 	}
 	for i := range paths {
-		want, got := tree(t, probe.dirs[i]), tree(t, rec.dirs[i])
+		want, got := tree(t, probe.dirs[i]), tree(t, dirs[i])
 		if fmt.Sprint(want) != fmt.Sprint(got) {
 			t.Errorf("%s after going live:\n%v\nwant\n%v", paths[i], got, want)
 		}

@@ -1,7 +1,6 @@
 package vmm_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -57,43 +56,7 @@ func TestGoLiveLocalDisk(t *testing.T) {
 	for cut := 1; cut < len(probe.entries); cut += step {
 		for _, lost := range []bool{false, true} {
 			t.Run(fmt.Sprintf("entry-%d-lost-%v", cut, lost), func(t *testing.T) {
-				rec := recordCut(t, cm, args, paths, cut, lost)
-				own := []string{t.TempDir()}
-				src := vmm.NewLiveSource(0)
-				lo := uint64(0)
-				if n := len(rec.entries); n > 0 {
-					lo = vmm.CompleteThrough(rec.entries[n-1])
-				}
-				known := lo + rng.Uint64N(max(lo, rec.stopped-1)-lo+1)
-				if err := src.Push(replog.Batch{Entries: rec.entries, Pos: known}); err != nil {
-					t.Fatal(err)
-				}
-				src.End()
-				var out, errb bytes.Buffer
-				cfg := wasi.Config{Args: args, Stdout: &out, Stderr: &errb,
-					Preopens: []wasi.Preopen{{GuestPath: paths[0], HostDir: own[0]}}}
-				backup, err := vmm.New(cm, vmm.Config{WASI: cfg, Replay: src, Mirror: mirrorOf(t, paths, own)})
-				if err != nil {
-					t.Fatal(err)
-				}
-				defer backup.Close()
-				ctx := context.Background()
-				if _, err := backup.Run(ctx); !errors.Is(err, vmm.ErrLogEnded) {
-					t.Fatalf("backup: %v, want ErrLogEnded", err)
-				}
-				if err := backup.GoLive(); err != nil {
-					t.Fatal(err)
-				}
-				exit, err := backup.Run(ctx)
-				if err != nil {
-					t.Fatalf("live run: %v (stderr %s)", err, errb.String())
-				}
-				if exit != probe.exit || out.String() != probe.stdout {
-					t.Fatalf("backup exit %+v, stdout\n%s\nwant exit %+v, stdout\n%s\nstderr %s", exit, out.String(), probe.exit, probe.stdout, errb.String())
-				}
-				if want, got := tree(t, probe.dirs[0]), tree(t, own[0]); fmt.Sprint(want) != fmt.Sprint(got) {
-					t.Errorf("the backup's own copy after going live:\n%v\nwant\n%v", got, want)
-				}
+				goLiveAfter(t, cm, args, paths, probe, cut, lost, true, rng, nil)
 			})
 		}
 	}
