@@ -607,15 +607,22 @@ func (k *keptOutput) seed(b []byte) error {
 	}
 	k.mu.Lock()
 	defer k.mu.Unlock()
+	seen := make(map[string]bool, n)
 	for range n {
 		id, start, buf, acked, closed := d.String(), d.Uint(), d.Blob(), d.Uint(), d.Uint()
 		if d.Err() != nil {
 			break
 		}
+		if seen[id] || closed > 1 {
+			// A seed names each session once, closed 0 or 1.
+			return fmt.Errorf("session seed: session %q: listed twice, or closed %d", id, closed)
+		}
+		seen[id] = true
 		ks := k.get(id)
 		ks.start, ks.buf, ks.acked = start, append([]byte(nil), buf...), acked
-		if closed == 1 {
-			ks.closed, ks.closedAt = true, start+uint64(len(buf))
+		ks.closed, ks.closedAt = closed == 1, 0
+		if ks.closed {
+			ks.closedAt = start + uint64(len(buf))
 		}
 	}
 	if err := d.Finish(); err != nil {
