@@ -17,6 +17,10 @@
 // writes the record to a temporary file and links it into place; link
 // fails if the name exists, on local file systems and NFS alike.
 //
+// Hosts follow the VMs' specs and owner records through Watcher, which
+// both backends implement (Dir with the file system's notifications), so
+// that they need not rescan every VM to notice a change.
+//
 // Every method may fail with an error wrapping ErrUnreachable when the
 // storage cannot be reached; such a failure says nothing about whether the
 // operation happened, so callers retry (Claim is safe to retry: a retry by
@@ -641,6 +645,27 @@ func (d *Dir) PutStatus(st VMStatus) error {
 		return d.wrap("write status", err)
 	}
 	return d.wrap("write status", os.Rename(tmp, path))
+}
+
+// PutStatuses records several statuses: each as PutStatus does (files
+// have no batch), all tried even after a failure. It returns the first
+// failure, with the count of the others rather than each of them (while
+// the storage is unreachable, they all say the same).
+func (d *Dir) PutStatuses(sts []VMStatus) error {
+	var first error
+	failed := 0
+	for _, st := range sts {
+		if err := d.PutStatus(st); err != nil {
+			if first == nil {
+				first = err
+			}
+			failed++
+		}
+	}
+	if failed > 1 {
+		return fmt.Errorf("%w (and %d more statuses not written)", first, failed-1)
+	}
+	return first
 }
 
 // Statuses returns every host's status of vm, sorted by host.

@@ -1,5 +1,7 @@
 package storage
 
+import "context"
+
 // Store is what ftvm keeps where every host can reach it: the arbiter's
 // owner records (Claim, the test-and-set), the host registry, the VMs'
 // specs and modules, the hosts' statuses of the VMs, the event history and
@@ -44,6 +46,9 @@ type Store interface {
 	// host's status of vm, sorted by host.
 	PutStatus(st VMStatus) error
 	Statuses(vm string) ([]VMStatus, error)
+	// PutStatuses records several statuses at once (PutStatus for each,
+	// in as few round trips as the backend allows).
+	PutStatuses(sts []VMStatus) error
 
 	// AppendEvent appends to the event history; Events returns it,
 	// oldest first; EventsStamp returns a string that changes whenever
@@ -61,4 +66,20 @@ type Store interface {
 	SetReachable(f func() bool)
 }
 
-var _ Store = (*Dir)(nil)
+// Watcher is a Store that can tell which VMs changed, so that hosts follow
+// changes instead of rescanning.
+type Watcher interface {
+	// WatchVMs reports, until ctx ends, the names of the VMs whose spec or
+	// owner records changed (a VM created, its spec written or removed, a
+	// generation claimed), in batches, each name once per batch. A nil
+	// batch means changes may have been missed (an overflow, a watch
+	// restarted after an error): the caller looks at every VM. Changes
+	// made after WatchVMs returned are reported; the channel is closed
+	// when ctx ends.
+	WatchVMs(ctx context.Context) (<-chan []string, error)
+}
+
+var (
+	_ Store   = (*Dir)(nil)
+	_ Watcher = (*Dir)(nil)
+)

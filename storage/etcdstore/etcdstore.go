@@ -514,6 +514,66 @@ func (s *Store) PutStatus(st storage.VMStatus) error {
 	return s.put("write status", s.key("vms", st.VM, "status", st.Host), st)
 }
 
+// maxTxnOps is etcd's default limit on the operations of a transaction
+// (--max-txn-ops).
+const maxTxnOps = 128
+
+// PutStatuses records several statuses, in transactions of up to
+// maxTxnOps puts, each as PutStatus writes it. A status with an invalid
+// name is refused; the others are still written.
+func (s *Store) PutStatuses(sts []storage.VMStatus) error {
+	var errs []error
+	var ops []clientv3.Op
+	at := make(map[string]int) // ops' index by key
+	commit := func() {
+		if len(ops) == 0 {
+			return
+		}
+		if err := s.check(); err != nil {
+			errs = append(errs, err)
+		} else {
+			ctx, cancel := s.ctx()
+			_, err := s.cli.Txn(ctx).Then(ops...).Commit()
+			cancel()
+			if err != nil {
+				errs = append(errs, wrap(fmt.Sprintf("write %d statuses", len(ops)), err))
+			}
+		}
+		ops = nil
+		clear(at)
+	}
+	for _, st := range sts {
+		if err := storage.CheckName("vm", st.VM); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if err := storage.CheckName("host", st.Host); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		b, err := json.Marshal(st)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("etcd: status of %s on %s: %w", st.VM, st.Host, err))
+			continue
+		}
+		key := s.key("vms", st.VM, "status", st.Host)
+		op := clientv3.OpPut(key, string(b))
+		// etcd refuses a transaction that puts a key twice; the later
+		// status is the one PutStatus in turn would have left.
+		if i, ok := at[key]; ok {
+			ops[i] = op
+			continue
+		}
+		at[key] = len(ops)
+		ops = append(ops, op)
+		if len(ops) == maxTxnOps {
+			commit()
+		}
+	}
+	commit()
+	return errors.Join(errs...)
+}
+
 // Statuses returns every host's status of vm, by host.
 func (s *Store) Statuses(vm string) ([]storage.VMStatus, error) {
 	kvs, err := s.list("list statuses", s.key("vms", vm, "status")+"/")
