@@ -223,3 +223,131 @@ func TestStallIsNoEvidence(t *testing.T) {
 		t.Fatalf("a node ticked at its own deadline %v did not claim", p.Next().Sub(t0))
 	}
 }
+
+// TestHostHeartbeatsAsDense: a node whose host sends the heartbeats
+// (HostHeartbeats), run as a host runs one, ticked only when its deadline
+// comes and the peer was not heard within SilenceTimeout since, and, while
+// SilenceTimeout is ok, told what it heard (EvHeartbeat with At) only when
+// it runs, does what a node
+// told of every heartbeat at once and ticked every millisecond does: the
+// same actions at the same times, over random schedules of heartbeats
+// with silences, log traffic, channels closed under it and claim answers.
+func TestHostHeartbeatsAsDense(t *testing.T) {
+	for seed := range uint64(300) {
+		rng := rand.New(rand.NewPCG(seed, 11))
+		cfg := Config{
+			HeartbeatInterval: time.Duration(5+rng.IntN(60)) * time.Millisecond,
+			FailureTimeout:    time.Duration(20+rng.IntN(600)) * time.Millisecond,
+			ClaimRetry:        time.Duration(1+rng.IntN(100)) * time.Millisecond,
+			GoneTimeout:       time.Duration(rng.IntN(300)) * time.Millisecond,
+			CloneRetry:        time.Duration(1+rng.IntN(500)) * time.Millisecond,
+			HostHeartbeats:    true,
+		}
+		role := Primary
+		if rng.IntN(2) == 0 {
+			role = Backup
+		}
+		start := time.Unix(1000, 0)
+		type event struct {
+			at time.Duration
+			ev Event
+		}
+		var evs []event
+		at := time.Duration(0)
+		for range 300 {
+			at += time.Duration(rng.IntN(40)) * time.Millisecond
+			if rng.IntN(25) == 0 {
+				at += cfg.FailureTimeout
+			}
+			var ev Event
+			switch r := rng.IntN(20); {
+			case r < 12:
+				ev = Event{Kind: EvHeartbeat}
+			case r < 14:
+				ev = Event{Kind: EvLogTraffic}
+			case r == 14:
+				ev = Event{Kind: EvPeerGone}
+			case r == 15:
+				ev = Event{Kind: EvClaimFailed, Gen: 2}
+			case r == 16:
+				ev = Event{Kind: EvClaimed, Gen: 2, Won: rng.IntN(3) > 0}
+			case r == 17:
+				ev = Event{Kind: EvCloneFailed, Gen: 3}
+			case r == 18:
+				ev = Event{Kind: EvCloneDone, Gen: 3, Peer: "C"}
+			default:
+				ev = Event{Kind: EvLive}
+			}
+			evs = append(evs, event{at, ev})
+		}
+		end := at + time.Second
+
+		run := func(dense bool) (out []string) {
+			n := NewNode(cfg, role, 1, "B", start)
+			record := func(now time.Time) {
+				rd := n.Ready()
+				for _, a := range rd.Actions {
+					if a.Kind == ActSendHeartbeat {
+						t.Fatalf("seed %d: a node whose host sends heartbeats asked to send one", seed)
+					}
+					out = append(out, fmt.Sprintf("%v %v %d %s", now.Sub(start), a.Kind, a.Gen, a.Reason))
+				}
+				if rd.SoftState != nil {
+					out = append(out, fmt.Sprintf("%v %+v", now.Sub(start), *rd.SoftState))
+				}
+			}
+			// What the host noted, and told the node; when it last ran it.
+			var heardAt, told, ran time.Time
+			wake := func(now time.Time) {
+				if heardAt.After(told) {
+					n.Step(Event{Kind: EvHeartbeat, At: heardAt})
+					told = heardAt
+				}
+				if !now.Equal(ran) { // once a millisecond, as the dense run
+					n.Tick(now)
+					ran = now
+				}
+				record(now)
+			}
+			i := 0
+			for ms := time.Duration(0); ms <= end; ms += time.Millisecond {
+				now := start.Add(ms)
+				switch next := n.Next(); {
+				case dense:
+					n.Tick(now)
+					record(now)
+				case next.IsZero() || now.Before(next):
+				default:
+					if d, ok := n.SilenceTimeout(); !ok || now.Sub(heardAt) >= d {
+						wake(now)
+					}
+				}
+				for ; i < len(evs) && evs[i].at == ms; i++ {
+					ev := evs[i].ev
+					switch {
+					case dense:
+						n.Step(ev)
+					case ev.Kind == EvHeartbeat && lazy(n):
+						heardAt = now // noted, not told
+						continue
+					default:
+						wake(now)
+						n.Step(ev)
+					}
+					record(now)
+				}
+			}
+			return out
+		}
+		if d, s := run(true), run(false); !slices.Equal(d, s) {
+			t.Fatalf("seed %d, %+v, %v: told at once and ticked every ms gave\n%v\nrun lazily gave\n%v", seed, cfg, role, d, s)
+		}
+	}
+}
+
+// lazy reports whether a host may note the peer's heartbeats without
+// telling n at once.
+func lazy(n *Node) bool {
+	_, ok := n.SilenceTimeout()
+	return ok
+}

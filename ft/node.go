@@ -129,6 +129,13 @@ type Config struct {
 	// heard from: a peer's host may take a while to start the VM (to
 	// compile its module) before it says anything.
 	StartTimeout time.Duration
+	// HostHeartbeats says that the host sends the heartbeats, one stream
+	// per peer host for all the VMs they share, rather than each node its
+	// own: the node then asks for none (no ActSendHeartbeat) and needs no
+	// tick for them, so an idle node needs a tick only at its peer's
+	// timeout, which a host that notes when it heard the peer may skip
+	// (see SilenceTimeout).
+	HostHeartbeats bool
 }
 
 // Default timing suits one machine and a LAN: a heartbeat every 50 ms,
@@ -245,6 +252,11 @@ type Event struct {
 	Lost  bool
 	Owned bool
 	Peer  string
+	// At, for EvHeartbeat, is when the peer was heard, if not at the
+	// node's last tick: a host that notes heartbeats as they arrive and
+	// tells the node only when it next runs it. The node keeps the
+	// latest time it heard the peer.
+	At time.Time
 }
 
 // ActionKind says what the host must do.
@@ -473,7 +485,7 @@ func (n *Node) Tick(now time.Time) {
 	if !n.expect.IsZero() && now.Sub(n.expect) > stallAfter*n.cfg.HeartbeatInterval {
 		n.graceUntil = now.Add(stallGrace * n.cfg.HeartbeatInterval)
 	}
-	if (n.role == Primary || n.role == Backup) && !n.claiming && now.Sub(n.lastBeat) >= n.cfg.HeartbeatInterval {
+	if (n.role == Primary || n.role == Backup) && !n.claiming && !n.cfg.HostHeartbeats && now.Sub(n.lastBeat) >= n.cfg.HeartbeatInterval {
 		n.lastBeat = now
 		n.act(Action{Kind: ActSendHeartbeat})
 	}
@@ -525,6 +537,12 @@ func (n *Node) Next() time.Time {
 		if n.role == HandingOver {
 			return timeout
 		}
+		if n.cfg.HostHeartbeats {
+			if n.watchesPeer() {
+				return timeout
+			}
+			return time.Time{}
+		}
 		beat := n.lastBeat.Add(n.cfg.HeartbeatInterval)
 		if timeout.Before(beat) && n.watchesPeer() {
 			return timeout
@@ -535,6 +553,27 @@ func (n *Node) Next() time.Time {
 		return n.claimAt
 	}
 	return time.Time{}
+}
+
+// SilenceTimeout reports how long the peer may stay silent, when the only
+// thing Next waits for is the peer's failure timeout (the peer last heard
+// plus that long) and a heartbeat would change nothing else: a host that
+// heard the peer within it since may skip the tick at Next, and tell the
+// node what it heard (EvHeartbeat with At) when it next runs it. ok is
+// false otherwise (the peer never heard yet, its channel closed, a stall's
+// grace, anything else due): the host then tells the node of every
+// heartbeat at once and ticks it at Next.
+func (n *Node) SilenceTimeout() (d time.Duration, ok bool) {
+	if !n.cfg.HostHeartbeats || n.claiming || !n.watchesPeer() || !n.heard || n.gone {
+		return 0, false
+	}
+	if n.role != Primary && n.role != Backup && n.role != HandingOver {
+		return 0, false
+	}
+	if n.graceUntil.After(n.lastHeard.Add(n.timeout())) {
+		return 0, false
+	}
+	return n.timeout(), true
 }
 
 // expectNext notes when the node asks to be ticked next: at Next, or at
@@ -558,7 +597,14 @@ func (n *Node) Step(ev Event) {
 		// changes nothing: the claim decides. (A paused peer that resumes
 		// will find it lost.)
 		if !n.claiming {
-			n.lastHeard, n.heard = n.now, true
+			at := n.now
+			if ev.Kind == EvHeartbeat && !ev.At.IsZero() {
+				at = ev.At
+			}
+			if at.After(n.lastHeard) {
+				n.lastHeard = at
+			}
+			n.heard = true
 			if ev.Kind == EvLogTraffic {
 				// The channel is up again. A heartbeat does not say so:
 				// one sent just before the peer died may arrive after the

@@ -6,7 +6,6 @@ import (
 	"net"
 	"net/netip"
 	"slices"
-	"sort"
 	"strings"
 	"syscall"
 	"time"
@@ -103,8 +102,13 @@ func vmStates(dir storage.Store, now time.Time, hosts []HostState) ([]VMState, e
 	}
 	alive := map[string]bool{}
 	addrs := map[string]string{}
+	// A host whose process runs but which stopped refreshing its registry
+	// entry (frozen, or cut off from the store) is silent: its statuses,
+	// written only when they change, say nothing of that.
+	silent := map[string]bool{}
 	for _, h := range hosts {
 		alive[h.Name], addrs[h.Name] = h.Alive, h.Addr
+		silent[h.Name] = now.Sub(h.Seen) > AliveWindow
 	}
 	var out []VMState
 	for _, name := range names {
@@ -145,7 +149,7 @@ func vmStates(dir storage.Store, now time.Time, hosts []HostState) ([]VMState, e
 				// It won the generation and replays the rest of the log.
 				vs.State = "going live"
 			}
-			if now.Sub(st.Updated) > AliveWindow && st.State == "running" {
+			if silent[st.Host] && st.State == "running" {
 				vs.State = "primary's host silent"
 			}
 			vs.LagEntries, vs.LagBytes, vs.LagMillis = st.LagEntries, st.LagBytes, st.LagMillis
@@ -244,7 +248,6 @@ func StartVM(dir storage.Store, spec storage.VMSpec, module []byte, now time.Tim
 	if err != nil {
 		return spec, storage.Owner{}, err
 	}
-	load := map[string]int{}
 	alive := map[string]bool{}
 	for _, h := range hosts {
 		alive[h.Name] = h.Alive
@@ -253,12 +256,11 @@ func StartVM(dir storage.Store, spec storage.VMSpec, module []byte, now time.Tim
 	if err != nil {
 		return spec, storage.Owner{}, err
 	}
+	load := loadOf(vms, spec.Name, false)
 	for _, v := range vms {
 		if VMEnded(v.State) || v.Name == spec.Name {
 			continue
 		}
-		load[v.Primary]++
-		load[v.Backup]++
 		// A pair's listeners share their port with the next copy of
 		// the same VM, so a clash with another VM would not fail to
 		// bind: it is refused here.
@@ -278,8 +280,7 @@ func StartVM(dir storage.Store, spec storage.VMSpec, module []byte, now time.Tim
 			cands = append(cands, h.Name)
 		}
 	}
-	sort.SliceStable(cands, func(i, j int) bool { return load[cands[i]] < load[cands[j]] })
-	pick := func(want, other string) (string, error) {
+	pick := func(want, other string, primary bool) (string, error) {
 		if want != "" {
 			if up, known := alive[want]; !known {
 				return "", fmt.Errorf("no host %q in the registry", want)
@@ -288,6 +289,7 @@ func StartVM(dir storage.Store, spec storage.VMSpec, module []byte, now time.Tim
 			}
 			return want, nil
 		}
+		byLoad(cands, load, primary)
 		for _, c := range cands {
 			if c != other {
 				return c, nil
@@ -329,10 +331,10 @@ func StartVM(dir storage.Store, spec storage.VMSpec, module []byte, now time.Tim
 			spec.Primary = prev.Host
 		}
 	}
-	if spec.Primary, err = pick(spec.Primary, spec.Backup); err != nil {
+	if spec.Primary, err = pick(spec.Primary, spec.Backup, true); err != nil {
 		return spec, storage.Owner{}, err
 	}
-	if spec.Backup, err = pick(spec.Backup, spec.Primary); err != nil {
+	if spec.Backup, err = pick(spec.Backup, spec.Primary, false); err != nil {
 		return spec, storage.Owner{}, err
 	}
 	if spec.Primary == spec.Backup {

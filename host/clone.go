@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"math"
 	"slices"
-	"sort"
 	"sync/atomic"
 	"time"
 
@@ -271,7 +270,11 @@ func (r *runner) clone(gen uint64, target string) {
 		}
 		return
 	}
-	out := r.cloneOnce(gen, target)
+	out := cloneOutcome{err: r.ctx.Err()}
+	if r.h.cloneSlot(r) {
+		out = r.cloneOnce(gen, target)
+		r.h.releaseCloneSlot()
+	}
 	if target != "" {
 		r.mu.Lock()
 		if r.moveWait != nil {
@@ -317,6 +320,7 @@ func (r *runner) setClone(s string) {
 	r.mu.Lock()
 	r.cloneState = s
 	r.mu.Unlock()
+	r.statusDirty.Store(true)
 }
 
 // cloneOnce runs one clone attempt, onto target, or a spare it picks if
@@ -348,6 +352,7 @@ func (r *runner) cloneOnce(gen uint64, target string) (out cloneOutcome) {
 		if target, ok = r.h.pickSpare(avoid, prefer, r.spec.LocalDisk()); !ok {
 			return cloneOutcome{noSpare: true, err: errors.New("no spare host")}
 		}
+		defer r.h.doneClone(target)
 	}
 	out.target = target
 	defer func() {
@@ -680,33 +685,44 @@ func expectFrame(c *replog.Conn, want byte) error {
 	return nil
 }
 
+// MaxClones is how many clones a host has in flight at most, by default
+// (Config.MaxClones): after a failure it may have hundreds to make, and
+// all at once they would take every CPU of it and of its spares, from
+// the guests, their replays and their heartbeats.
+const MaxClones = 4
+
+// cloneSlot waits for a clone slot for r, saying so in r's status; false
+// if r ended first.
+func (h *Host) cloneSlot(r *runner) bool {
+	select {
+	case h.cloneSlots <- struct{}{}:
+		return true
+	default:
+	}
+	r.setClone(fmt.Sprintf("waiting for a clone slot (%d in flight on this host)", cap(h.cloneSlots)))
+	select {
+	case h.cloneSlots <- struct{}{}:
+		return true
+	case <-r.ctx.Done():
+		return false
+	}
+}
+
+func (h *Host) releaseCloneSlot() { <-h.cloneSlots }
+
 // cloneAvoid is how long a clone avoids a spare that failed it, while
 // others are left.
 const cloneAvoid = 10 * time.Second
 
 // pickSpare chooses the host to clone vm onto: a live host other than this
-// one, the least loaded first (the fewest VMs it is primary or backup of),
-// then by name; hosts in avoid (that failed a clone lately) only if no
-// other is left.
+// one, the least loaded first (see byLoad; the clones this host has in
+// flight count as VMs of their targets), then by name; hosts in avoid
+// (that failed a clone lately) only if no other is left. The caller holds
+// a clone slot, and releases the pick with doneClone.
 func (h *Host) pickSpare(avoid []string, prefer string, needData bool) (string, bool) {
-	now := time.Now()
-	hosts, err := Hosts(h.dir, now)
+	hosts, load, err := h.placement()
 	if err != nil {
 		return "", false
-	}
-	vms, err := vmStates(h.dir, now, hosts)
-	if err != nil {
-		return "", false
-	}
-	load := map[string]int{}
-	for _, v := range vms {
-		if VMEnded(v.State) {
-			continue
-		}
-		load[v.Primary]++
-		if v.Backup != "" {
-			load[v.Backup]++
-		}
 	}
 	var cands []string
 	for _, hs := range hosts {
@@ -717,18 +733,73 @@ func (h *Host) pickSpare(avoid []string, prefer string, needData bool) (string, 
 	if len(cands) == 0 {
 		return "", false
 	}
-	if prefer != "" && slices.Contains(cands, prefer) && !slices.Contains(avoid, prefer) {
-		return prefer, true
+	pick := func(target string) (string, bool) {
+		h.mu.Lock()
+		h.cloningTo[target]++
+		h.mu.Unlock()
+		return target, true
 	}
-	sort.Slice(cands, func(i, j int) bool {
-		ai, aj := slices.Contains(avoid, cands[i]), slices.Contains(avoid, cands[j])
-		if ai != aj {
-			return aj
+	if prefer != "" && slices.Contains(cands, prefer) && !slices.Contains(avoid, prefer) {
+		return pick(prefer)
+	}
+	byLoad(cands, load, false)
+	// Stable: within each group, least loaded first.
+	slices.SortStableFunc(cands, func(a, b string) int {
+		ai, bi := slices.Contains(avoid, a), slices.Contains(avoid, b)
+		switch {
+		case ai == bi:
+			return 0
+		case bi:
+			return -1
 		}
-		if load[cands[i]] != load[cands[j]] {
-			return load[cands[i]] < load[cands[j]]
-		}
-		return cands[i] < cands[j]
+		return 1
 	})
-	return cands[0], true
+	return pick(cands[0])
+}
+
+// doneClone releases a target pickSpare picked.
+func (h *Host) doneClone(target string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.cloningTo[target]--; h.cloningTo[target] <= 0 {
+		delete(h.cloningTo, target)
+	}
+}
+
+// placementTTL is how long a host reuses what it read of the cluster's
+// load for its clones' targets: a host that lost its peer clones hundreds
+// of VMs at once, and each reading every VM's records would cost as much
+// as all the clones.
+const placementTTL = time.Second
+
+// placement returns the registry and each host's load, read at most
+// placementTTL ago, with the clones this host has in flight counted as
+// VMs of their targets.
+func (h *Host) placement() ([]HostState, map[string]hostLoad, error) {
+	h.placeMu.Lock()
+	defer h.placeMu.Unlock()
+	now := time.Now()
+	if h.placed.load == nil || now.Sub(h.placed.at) >= placementTTL {
+		hosts, err := Hosts(h.dir, now)
+		if err != nil {
+			return nil, nil, err
+		}
+		vms, err := vmStates(h.dir, now, hosts)
+		if err != nil {
+			return nil, nil, err
+		}
+		h.placed.at, h.placed.hosts, h.placed.load = now, hosts, loadOf(vms, "", false)
+	}
+	load := make(map[string]hostLoad, len(h.placed.load))
+	for k, v := range h.placed.load {
+		load[k] = v
+	}
+	h.mu.Lock()
+	for target, n := range h.cloningTo {
+		l := load[target]
+		l.vms += n
+		load[target] = l
+	}
+	h.mu.Unlock()
+	return h.placed.hosts, load, nil
 }

@@ -39,6 +39,10 @@ import (
 //	crash-on=switched   kill it when, as a backup handed the VM over, it
 //	                    won the switchover's claim and went live, before
 //	                    its first heartbeat as the new primary
+//	stall=VM            hold the runner of VM (its node) still at its next
+//	                    turn, as a runner stuck in a bug would be: this host
+//	                    stops vouching for VM in its heartbeats, and its
+//	                    peer takes VM over, while the host's other VMs go on
 //	output-rule=off     break the Output Rule on purpose: a primary on this
 //	                    host lets each output out at once, without waiting
 //	                    for the backup's acknowledgement of the entries it
@@ -58,6 +62,7 @@ type Failpoints struct {
 	noFence bool
 	crash   [crashPoints]string // the effect method each crash point waits for, or ""
 	crashOn string              // the moment crash-on waits for, or ""
+	stall   []string            // VMs whose runners stand still
 	onCut   func(peer string)   // closes channels with peer when it is cut
 	// crashing is set while any crash point is: every effect looks at it.
 	crashing atomic.Bool
@@ -85,7 +90,7 @@ const EnvFailpoints = "FTVM_FAILPOINTS"
 
 // Set replaces the failpoints with those of spec.
 func (f *Failpoints) Set(spec string) error {
-	var cutLog, cutBeat []string
+	var cutLog, cutBeat, stall []string
 	var crash [crashPoints]string
 	noStore, noFence, crashOn, noRule := false, false, "", false
 
@@ -105,6 +110,8 @@ func (f *Failpoints) Set(spec string) error {
 			cutLog = append(cutLog, v)
 		case "cut-heartbeat":
 			cutBeat = append(cutBeat, v)
+		case "stall":
+			stall = append(stall, v)
 		case "storage":
 			if v != "unreachable" && v != "reachable" {
 				return fmt.Errorf("failpoint %q: storage is reachable or unreachable", item)
@@ -128,7 +135,7 @@ func (f *Failpoints) Set(spec string) error {
 		default:
 			i := slices.Index(crashNames[:], k)
 			if i < 0 {
-				return fmt.Errorf("failpoint %q: unknown (want cut, cut-log, cut-heartbeat, storage, fence, crash-on, output-rule, %s)", item, strings.Join(crashNames[:], ", "))
+				return fmt.Errorf("failpoint %q: unknown (want cut, cut-log, cut-heartbeat, stall, storage, fence, crash-on, output-rule, %s)", item, strings.Join(crashNames[:], ", "))
 			}
 			if !slices.Contains(effectMethods, v) {
 				return fmt.Errorf("failpoint %q: %s names an effect: %s", item, k, strings.Join(effectMethods, ", "))
@@ -137,7 +144,7 @@ func (f *Failpoints) Set(spec string) error {
 		}
 	}
 	f.mu.Lock()
-	f.cutLog, f.cutBeat, f.noStore, f.noFence, f.crash, f.crashOn = cutLog, cutBeat, noStore, noFence, crash, crashOn
+	f.cutLog, f.cutBeat, f.noStore, f.noFence, f.crash, f.crashOn, f.stall = cutLog, cutBeat, noStore, noFence, crash, crashOn, stall
 	f.crashing.Store(crash != [crashPoints]string{})
 	f.noOutputRule.Store(noRule)
 	onCut := f.onCut
@@ -167,6 +174,9 @@ func (f *Failpoints) String() string {
 			items = append(items, "cut-heartbeat="+p)
 		}
 	}
+	for _, vm := range f.stall {
+		items = append(items, "stall="+vm)
+	}
 	if f.noStore {
 		items = append(items, "storage=unreachable")
 	}
@@ -185,6 +195,13 @@ func (f *Failpoints) String() string {
 		items = append(items, "output-rule=off")
 	}
 	return strings.Join(items, ",")
+}
+
+// Stalled reports whether a stall failpoint holds vm's runner still.
+func (f *Failpoints) Stalled(vm string) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Contains(f.stall, vm)
 }
 
 // CrashOn reports whether a crash-on failpoint waits for moment.

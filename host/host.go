@@ -53,6 +53,9 @@ type Config struct {
 	// value (lowers its priority) while it keeps up with its primary (see
 	// replayPriority); 0 turns it off. ftvm host uses DefaultReplayNice.
 	ReplayNice int
+	// MaxClones bounds the clones this host makes at once (more wait
+	// their turn); 0 means MaxClones.
+	MaxClones int
 	// ClonePause bounds the final pause of a live clone (see clone.go); 0
 	// means DefaultClonePause.
 	ClonePause time.Duration
@@ -125,6 +128,18 @@ type Host struct {
 	started    time.Time
 	epoch      uint64
 	beats      atomic.Uint64
+	pulse      pulse
+	statusKick chan struct{} // see statusLoop
+	hostsNow   chan struct{} // see readHosts
+	cloneSlots chan struct{} // one per clone in flight (see cloneSlot)
+	statusMu   sync.Mutex    // one status write at a time (see writeStatuses)
+	// placed is what placement read last, and when.
+	placeMu sync.Mutex
+	placed  struct {
+		at    time.Time
+		hosts []HostState
+		load  map[string]hostLoad
+	}
 
 	mu      sync.Mutex
 	runners map[string]*runner // by VM name
@@ -134,9 +149,13 @@ type Host struct {
 	incoming map[string]int
 	lost     map[string]time.Time // when each VM was first seen with every replica lost
 	peers    map[string]storage.HostInfo
-	conns    map[*replog.Conn]string // open logging channels, by peer host
-	info     storage.HostInfo
-	metrics  *hostMetrics
+	alive    map[string]bool // each peer's liveness, as last read
+	// cloningTo counts the clones in flight from this host, by target.
+	cloningTo map[string]int
+	hosts     []HostState             // the registry, as last read
+	conns     map[*replog.Conn]string // open logging channels, by peer host
+	info      storage.HostInfo
+	metrics   *hostMetrics
 	// dataLock holds the data directory (see lockData).
 	dataLock *os.File
 }
@@ -186,9 +205,23 @@ func New(cfg Config) (*Host, error) {
 		incoming: make(map[string]int),
 		lost:     make(map[string]time.Time),
 		peers:    make(map[string]storage.HostInfo),
+		alive:    make(map[string]bool),
 		conns:    make(map[*replog.Conn]string),
 	}
 	h.epoch = uint64(h.started.UnixNano())
+	h.pulse.resched = make(chan struct{}, 1)
+	h.statusKick = make(chan struct{}, 1)
+	h.hostsNow = make(chan struct{}, 1)
+	if cfg.MaxClones <= 0 {
+		cfg.MaxClones = MaxClones
+	}
+	h.cloneSlots = make(chan struct{}, cfg.MaxClones)
+	h.cloningTo = make(map[string]int)
+	// Heartbeats are the pulse's, per peer host (see pulse.go).
+	h.cfg.Node.HostHeartbeats = true
+	if h.cfg.Node.HeartbeatInterval <= 0 {
+		h.cfg.Node.HeartbeatInterval = ft.DefaultHeartbeatInterval
+	}
 	h.metrics = newHostMetrics(h)
 	if err := h.fp.Set(cfg.Failpoints); err != nil {
 		return nil, err
@@ -308,27 +341,14 @@ func (h *Host) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
-	wg.Add(3)
+	wg.Add(5)
 	go func() { defer wg.Done(); h.acceptLoop(ctx, h.ln, func(c net.Conn) { h.serveConn(ctx, c) }) }()
 	go func() { defer wg.Done(); h.acceptLoop(ctx, h.sln, h.serveSession) }()
 	go func() { defer wg.Done(); h.beatLoop(ctx) }()
+	go func() { defer wg.Done(); h.pulseLoop(ctx) }()
+	go func() { defer wg.Done(); h.statusLoop(ctx) }()
 	h.log.Info("host up", "host", h.cfg.Name, "addr", h.info.Addr, "sessions", h.info.Sessions, "shared", h.cfg.Shared, "failpoints", h.fp.String())
-	h.scan(ctx, true)
-	t := time.NewTicker(scanInterval)
-	defer t.Stop()
-	refreshed := time.Now()
-	for ctx.Err() == nil {
-		select {
-		case <-ctx.Done():
-		case now := <-t.C:
-			refresh := now.Sub(refreshed) >= registryInterval
-			if refresh {
-				refreshed = now
-			}
-			h.scan(ctx, refresh)
-			h.expireSessions(now)
-		}
-	}
+	h.discover(ctx)
 	h.ln.Close()
 	h.sln.Close()
 	h.udp.Close()
@@ -342,98 +362,127 @@ func (h *Host) Run(ctx context.Context) error {
 	return nil
 }
 
-// scan refreshes the registry entry (with refresh) and starts or stops
-// runners as the VMs' specs and owner records say.
-func (h *Host) scan(ctx context.Context, refresh bool) {
-	if refresh {
+// refresh refreshes the host's registry entry (with put) and its view of
+// its peers.
+// It reports whether a host came up, went down or restarted since the
+// last refresh (hosts is what it read, nil if the read failed).
+func (h *Host) refresh(put bool) (hosts []HostState, changed bool) {
+	if put {
 		info := h.self()
 		info.Seen = time.Now().UTC()
 		if err := h.dir.PutHost(info); err != nil {
 			h.log.Debug("registry refresh failed", "err", err)
-			return
 		}
 	}
 	hosts, err := Hosts(h.dir, time.Now())
-	if err == nil {
-		h.mu.Lock()
-		for _, p := range hosts {
-			h.peers[p.Name] = p.HostInfo
-		}
-		h.mu.Unlock()
+	if err != nil {
+		return nil, false
 	}
-	names, err := h.dir.VMs()
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, p := range hosts {
+		old, ok := h.peers[p.Name]
+		if !ok || old.Started != p.Started || h.alive[p.Name] != p.Alive {
+			changed = true
+		}
+		h.peers[p.Name] = p.HostInfo
+		h.alive[p.Name] = p.Alive
+	}
+	h.hosts = hosts
+	return hosts, changed
+}
+
+// knownHosts returns the registry as last read.
+func (h *Host) knownHosts() []HostState {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.hosts
+}
+
+// scan starts or stops runners as the named VMs' specs and owner records
+// say; names nil means every VM.
+func (h *Host) scan(ctx context.Context, names []string) {
+	hosts := h.knownHosts()
+	if names == nil {
+		var err error
+		if names, err = h.dir.VMs(); err != nil {
+			return
+		}
+	}
+	for _, name := range names {
+		h.scanVM(ctx, name, hosts)
+	}
+}
+
+// scanVM is scan of one VM.
+func (h *Host) scanVM(ctx context.Context, name string, hosts []HostState) {
+	spec, err := h.dir.VM(name)
 	if err != nil {
 		return
 	}
-	for _, name := range names {
-		spec, err := h.dir.VM(name)
-		if err != nil {
-			continue
-		}
-		h.mu.Lock()
-		r := h.runners[name]
-		h.mu.Unlock()
-		if spec.Stopped {
-			if r != nil && !r.finished() {
-				r.shutdown("stopped", true)
-			}
-			continue
-		}
-		owner, ok, err := h.dir.Latest(name)
-		if err != nil || !ok {
-			continue
-		}
+	h.mu.Lock()
+	r := h.runners[name]
+	h.mu.Unlock()
+	if spec.Stopped {
 		if r != nil && !r.finished() {
-			h.checkSuperseded(r, owner)
-			h.checkStartFailed(r)
-			continue
+			r.shutdown("stopped", true)
 		}
-		started := owner.Reason == reasonStart || owner.Reason == reasonRestart
-		if !started || owner.Time.Before(h.started) {
-			// Running elsewhere, or a start from before this host came
-			// up (a restarted host must not restart a guest whose state
-			// it lost): started again only if every replica is lost.
-			h.restartIfLost(spec, owner, hosts)
-			continue
-		}
-		if r != nil && r.startGen == owner.Generation {
-			continue
-		}
-		backup := owner.Backup
-		if backup == "" && owner.Reason == reasonStart && !spec.LocalDisk() {
-			backup = spec.Backup // a record from before owners named it
-		}
-		var role ft.Role
-		var peer string
-		switch {
-		case owner.Host == h.cfg.Name && backup == "":
-			role = ft.Alone // restarted with no other host live
-		case owner.Host == h.cfg.Name:
-			role, peer = ft.Primary, backup
-		case backup == h.cfg.Name:
-			role, peer = ft.Backup, owner.Host
-		default:
-			continue
-		}
-		r, err = h.startRunner(ctx, spec, owner.Generation, role, peer)
-		if err == nil && owner.Reason == reasonRestart {
-			r.mu.Lock()
-			r.restarted = fmt.Sprintf("restarted from its disk at %s: every replica of generation %d was lost, and its memory with them",
-				owner.Time.Format(time.TimeOnly), owner.Generation-1)
-			r.mu.Unlock()
-		}
-		if err != nil {
-			h.log.Error("cannot run vm", "vm", name, "err", err)
-			st := storage.VMStatus{VM: name, Host: h.cfg.Name, Generation: owner.Generation, Role: role.String(), State: "failed", Detail: err.Error(), Updated: time.Now().UTC()}
-			_ = h.dir.PutStatus(st)
-			// Remember the failure so the next scan does not retry it.
-			r = &runner{h: h, vm: name, startGen: owner.Generation, done: make(chan struct{})}
-			close(r.done)
-		}
-		h.mu.Lock()
-		h.runners[name] = r
-		h.mu.Unlock()
+		return
 	}
+	owner, ok, err := h.dir.Latest(name)
+	if err != nil || !ok {
+		return
+	}
+	if r != nil && !r.finished() {
+		h.checkOwner(r, owner)
+		return
+	}
+	started := owner.Reason == reasonStart || owner.Reason == reasonRestart
+	if !started || owner.Time.Before(h.started) {
+		// Running elsewhere, or a start from before this host came
+		// up (a restarted host must not restart a guest whose state
+		// it lost): started again only if every replica is lost.
+		h.restartIfLost(spec, owner, hosts)
+		return
+	}
+	if r != nil && r.startGen == owner.Generation {
+		return
+	}
+	backup := owner.Backup
+	if backup == "" && owner.Reason == reasonStart && !spec.LocalDisk() {
+		backup = spec.Backup // a record from before owners named it
+	}
+	var role ft.Role
+	var peer string
+	switch {
+	case owner.Host == h.cfg.Name && backup == "":
+		role = ft.Alone // restarted with no other host live
+	case owner.Host == h.cfg.Name:
+		role, peer = ft.Primary, backup
+	case backup == h.cfg.Name:
+		role, peer = ft.Backup, owner.Host
+	default:
+		return
+	}
+	r, err = h.startRunner(ctx, spec, owner.Generation, role, peer)
+	if err == nil && owner.Reason == reasonRestart {
+		r.mu.Lock()
+		r.restarted = fmt.Sprintf("restarted from its disk at %s: every replica of generation %d was lost, and its memory with them",
+			owner.Time.Format(time.TimeOnly), owner.Generation-1)
+		r.mu.Unlock()
+		r.statusDirty.Store(true)
+	}
+	if err != nil {
+		h.log.Error("cannot run vm", "vm", name, "err", err)
+		st := storage.VMStatus{VM: name, Host: h.cfg.Name, Generation: owner.Generation, Role: role.String(), State: "failed", Detail: err.Error(), Updated: time.Now().UTC()}
+		_ = h.dir.PutStatus(st)
+		// Remember the failure so the next scan does not retry it.
+		r = &runner{h: h, vm: name, startGen: owner.Generation, done: make(chan struct{})}
+		close(r.done)
+	}
+	h.mu.Lock()
+	h.runners[name] = r
+	h.mu.Unlock()
 }
 
 // reasonStart marks the owner record `ftvm start` writes.
@@ -693,20 +742,14 @@ func control(ctx context.Context, addr string, key []byte, req controlRequest) (
 	return reply, nil
 }
 
-// beatLoop receives heartbeats and hands each to its VM's runner.
+// beatLoop receives heartbeats and notes each in the runners of the VMs
+// it vouches for (see pulse.go).
 func (h *Host) beatLoop(ctx context.Context) {
 	clock := beatClock{}
-	buf := make([]byte, maxDatagram)
-	// When the last heartbeat of each VM's peer came, for the metrics.
+	buf := make([]byte, 64<<10)
 	interval := h.cfg.Node.HeartbeatInterval
-	if interval <= 0 {
-		interval = ft.DefaultHeartbeatInterval
-	}
-	type beatFrom struct {
-		vm, from string
-		gen      uint64
-	}
-	lastBeat := map[beatFrom]time.Time{}
+	// When the last heartbeat of each peer host came, for the metrics.
+	lastBeat := map[string]time.Time{}
 	for {
 		n, from, err := h.udp.ReadFromUDP(buf)
 		if err != nil {
@@ -728,34 +771,22 @@ func (h *Host) beatLoop(ctx context.Context) {
 			h.metrics.dropped()
 			continue
 		}
-		if r := h.runner(hb.VM); r != nil && r.softState().Peer == hb.From && r.softState().Gen == hb.Gen {
-			r.event(eventHeartbeat)
-			k, now := beatFrom{hb.VM, hb.From, hb.Gen}, time.Now()
-			var gap time.Duration
-			if at, ok := lastBeat[k]; ok {
-				gap = now.Sub(at)
-			} else if len(lastBeat) > 4096 {
-				clear(lastBeat) // pairs long gone
+		now := time.Now()
+		for _, v := range hb.VMs {
+			if r := h.runner(v.VM); r != nil {
+				r.heard(hb.From, v.Gen, now)
 			}
-			lastBeat[k] = now
+		}
+		var gap time.Duration
+		if at, ok := lastBeat[hb.From]; ok {
+			gap = now.Sub(at)
+		} else if len(lastBeat) > 4096 {
+			clear(lastBeat) // hosts long gone
+		}
+		if gap > interval/2 || gap == 0 {
+			// A heartbeat in several datagrams counts once.
+			lastBeat[hb.From] = now
 			h.metrics.beat(gap, interval)
 		}
 	}
-}
-
-// sendBeat sends one heartbeat for vm to peer.
-func (h *Host) sendBeat(vm string, gen uint64, peer string) {
-	if h.fp.BeatCut(peer) {
-		return
-	}
-	p, ok := h.peer(peer)
-	if !ok || p.Heartbeat == "" {
-		return
-	}
-	addr, err := net.ResolveUDPAddr("udp", p.Heartbeat)
-	if err != nil {
-		return
-	}
-	hb := heartbeat{Epoch: h.epoch, Counter: h.beats.Add(1), VM: vm, Gen: gen, From: h.cfg.Name}
-	_, _ = h.udp.WriteToUDP(hb.marshal(h.key), addr)
 }

@@ -115,6 +115,7 @@ func (r *runner) setMove(s string) {
 	r.mu.Lock()
 	r.moveState = s
 	r.mu.Unlock()
+	r.statusDirty.Store(true)
 }
 
 // moveTo carries out a planned move (see move).

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"sort"
 	"strings"
 	"time"
 
@@ -347,20 +346,13 @@ func drainTarget(v VMState, vms []VMState, hosts []HostState, name string) (VMSt
 			return v, v.Backup, true
 		}
 	}
-	load := map[string]int{}
-	for _, o := range vms {
-		if strings.HasPrefix(o.State, "running") {
-			load[o.Primary]++
-			load[o.Backup]++
-		}
-	}
 	var cands []string
 	for _, h := range hosts {
 		if h.Alive && !h.Draining && h.Name != name && h.Name != v.Primary && h.Name != v.Backup {
 			cands = append(cands, h.Name)
 		}
 	}
-	sort.SliceStable(cands, func(i, j int) bool { return load[cands[i]] < load[cands[j]] })
+	byLoad(cands, loadOf(vms, "", true), v.Primary == name)
 	if len(cands) == 0 {
 		return v, "", v.Primary == name
 	}

@@ -40,6 +40,7 @@ type primarySide struct {
 	// Output delays and logging-channel round trips over the last few
 	// status intervals; only fill touches them.
 	delays, rtts *latency.Window
+	windowAt     time.Time // the start of the windows' current interval
 
 	// crashSent, if not 0, is the entry after whose send a crash
 	// failpoint kills this host (see crashHost).
@@ -71,7 +72,7 @@ type primarySide struct {
 // backup's acknowledgements and its log is kept for the backup.
 func (p *primarySide) paired() bool { return p.r.role() == ft.Primary }
 
-// delayWindow is how many status intervals (250 ms) the quantiles in the
+// delayWindow is how many status intervals (statusInterval) the quantiles in the
 // status cover: 10 s, so that someone who looks at it after trying a few
 // requests by hand still sees them.
 const delayWindow = 40
@@ -420,9 +421,22 @@ func (p *primarySide) fill(st *storage.VMStatus) {
 	st.HeldOut, st.HeldBytes = held.Outputs, held.Bytes
 	st.Sessions = len(p.r.sessions.all())
 	d, rtt := p.gate.TakeDelays(), p.buf.TakeRTT()
-	p.delays.Rotate()
+	// The window moves with time, whenever the status is looked at (an
+	// idle VM's is looked at rarely).
+	now := time.Now()
+	if p.windowAt.IsZero() {
+		p.windowAt = now
+	}
+	steps := min(int(now.Sub(p.windowAt)/statusInterval), delayWindow)
+	p.windowAt = p.windowAt.Add(time.Duration(steps) * statusInterval)
+	if steps == delayWindow {
+		p.windowAt = now
+	}
+	for range steps {
+		p.delays.Rotate()
+		p.rtts.Rotate()
+	}
 	p.delays.Add(&d)
-	p.rtts.Rotate()
 	p.rtts.Add(&rtt)
 	if p.paired() {
 		d, rtt = p.delays.Sum(), p.rtts.Sum()

@@ -3,7 +3,6 @@ package host
 import (
 	"errors"
 	"slices"
-	"strings"
 	"time"
 
 	"ftvm/ft"
@@ -194,34 +193,22 @@ func place(dir storage.Store, now time.Time, vm string) (primary, backup string,
 	if err != nil {
 		return "", "", err
 	}
-	load := map[string]int{}
-	for _, v := range vms {
-		if v.Name == vm || v.State == "stopped" || v.State == "exited" || v.State == "failed" {
-			continue
-		}
-		load[v.Primary]++
-		if v.Backup != "" {
-			load[v.Backup]++
-		}
-	}
 	var cands []string
 	for _, hs := range hosts {
 		if hs.Alive && !hs.Draining {
 			cands = append(cands, hs.Name)
 		}
 	}
-	slices.SortFunc(cands, func(a, b string) int {
-		if load[a] != load[b] {
-			return load[a] - load[b]
-		}
-		return strings.Compare(a, b)
-	})
 	if len(cands) == 0 {
 		return "", "", errNoLiveHost
 	}
-	primary, backup = cands[0], ""
-	if len(cands) > 1 {
-		backup = cands[1]
+	load := loadOf(vms, vm, false)
+	byLoad(cands, load, true)
+	primary = cands[0]
+	cands = cands[1:]
+	byLoad(cands, load, false)
+	if len(cands) > 0 {
+		backup = cands[0]
 	}
 	return primary, backup, nil
 }

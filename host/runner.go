@@ -80,13 +80,21 @@ type runner struct {
 	stopping bool // shutdown has begun
 	lastLag  time.Time
 	lagLine  string // the last lag event logged
-	// The status last written, with its time zeroed, and when: an
-	// unchanged status is rewritten only every statusRefresh.
-	lastStatus storage.VMStatus
-	statusAt   time.Time
-	// kickStatus asks drive's status writer to write the status now
-	// (set by drive before the node acts).
-	kickStatus func()
+	// The status last written, with its time zeroed, and when (see
+	// status.go), under the host's statusMu.
+	lastStatus  storage.VMStatus
+	statusAt    time.Time
+	statusDirty atomic.Bool  // something happened since the last look
+	activeAt    atomic.Int64 // when it last did, Unix ns
+
+	// Between the runner and the host's pulse (see pulse.go).
+	wake      chan struct{} // the node's deadline came
+	heardAt   atomic.Int64  // when the peer was last heard, Unix ns
+	next      atomic.Int64  // the node's deadline, Unix ns; 0 for none
+	silence   atomic.Int64  // ft.Node.SilenceTimeout, when lazy
+	lazy      atomic.Bool   // heartbeats may be noted without waking drive
+	beating   atomic.Bool   // this host vouches for the VM in heartbeats
+	busySince atomic.Int64  // when drive's current turn began; 0 between turns
 }
 
 // side is the role-specific half of a runner: its primary or its backup.
@@ -165,12 +173,14 @@ func (h *Host) newRunner(ctx context.Context, spec storage.VMSpec, node *ft.Node
 		h: h, vm: spec.Name, spec: spec, startGen: st.Gen,
 		log:    h.log.With("vm", spec.Name),
 		events: make(chan ft.Event, 256),
+		wake:   make(chan struct{}, 1),
 		ops:    make(chan func(*ft.Node)),
 		done:   make(chan struct{}),
 		soft:   st,
 		state:  "starting",
 	}
 	r.ctx, r.cancel = context.WithCancel(ctx)
+	r.statusDirty.Store(true) // its first status
 	return r
 }
 
@@ -197,6 +207,7 @@ func (r *runner) setState(state, detail string) {
 	r.mu.Lock()
 	r.state, r.detail = state, detail
 	r.mu.Unlock()
+	r.kickStatus()
 }
 
 // exited records that the guest ended, with exit's detail and status.
@@ -218,6 +229,7 @@ func (r *runner) end(state, detail string) {
 		r.state, r.detail = state, detail
 	}
 	r.mu.Unlock()
+	r.statusDirty.Store(true)
 	r.cancel()
 }
 
@@ -230,54 +242,50 @@ func (r *runner) finished() bool {
 	}
 }
 
-// drive runs the node: ticks, events, and the actions they produce, until
-// the runner ends. It alone touches the node. It ticks the node when the
-// node says (its next heartbeat, timeout or claim retry; at least every
-// maxTickWait) and before every event, not on a fixed period: an idle
-// pair wakes for its heartbeats only.
+// drive runs the node: events, operations and the pulse's wake-ups (at the
+// node's deadline, see pulse.go), and the actions they produce, until the
+// runner ends. It alone touches the node. It ticks the node before every
+// event, after telling it when its peer was last heard (heartbeats are
+// noted by the host as they come, not handed over one by one), and holds
+// no timer of its own: an idle VM wakes only at its peer's timeout, and
+// then only if the peer fell silent.
 func (r *runner) drive(node *ft.Node) {
 	defer close(r.done)
-	tick := time.NewTimer(0)
-	defer tick.Stop()
-	status := time.NewTicker(250 * time.Millisecond)
-	defer status.Stop()
-	// The store is written from a goroutine of its own: a store that
-	// does not answer (etcd cut off) must not hold up the node, whose
-	// heartbeats and timeouts are what the pair lives by.
-	kick, stopped := make(chan struct{}, 1), make(chan struct{})
-	go func() {
-		defer close(stopped)
-		for range kick {
-			r.writeStatus()
-		}
-	}()
-	r.kickStatus = func() {
-		select {
-		case kick <- struct{}{}:
-		default:
-		}
-	}
 	defer func() {
-		close(kick)
-		<-stopped
+		r.next.Store(0)
+		r.beating.Store(false)
 		r.writeStatus() // the last word, once the VM has ended
 	}()
+	var told int64 // the latest heartbeat the node was told of
+	r.publish(node)
 	for {
+		var ev *ft.Event
+		var op func(*ft.Node)
 		select {
 		case <-r.ctx.Done():
 			r.waitVM()
 			return
-		case ev := <-r.events:
-			node.Tick(time.Now())
-			node.Step(ev)
-		case op := <-r.ops:
-			node.Tick(time.Now())
+		case e := <-r.events:
+			ev = &e
+		case op = <-r.ops:
+		case <-r.wake:
+		}
+		now := time.Now()
+		r.busySince.Store(now.UnixNano())
+		for r.h.fp.Stalled(r.vm) && r.ctx.Err() == nil {
+			time.Sleep(10 * time.Millisecond)
+		}
+		now = time.Now()
+		if at := r.heardAt.Load(); at > told {
+			node.Step(ft.Event{Kind: ft.EvHeartbeat, At: time.Unix(0, at)})
+			told = at
+		}
+		node.Tick(now)
+		switch {
+		case ev != nil:
+			node.Step(*ev)
+		case op != nil:
 			op(node)
-		case now := <-tick.C:
-			node.Tick(now)
-		case <-status.C:
-			r.kickStatus()
-			continue
 		}
 		rd := node.Ready()
 		if st := rd.SoftState; st != nil && r.spec.LocalDisk() && (st.Role == ft.Alone || st.Role == ft.Primary) {
@@ -311,29 +319,55 @@ func (r *runner) drive(node *ft.Node) {
 			if ev := r.h.events; ev != nil {
 				ev.gens.Store(r.vm, rd.SoftState.Gen)
 			}
+			r.kickStatus()
 		}
 		r.claiming.Store(node.Claiming())
 		r.sessions.setQuiet(node.Claiming())
 		for _, a := range rd.Actions {
 			r.act(node, a)
 		}
-		wait := maxTickWait
-		if next := node.Next(); !next.IsZero() {
-			wait = min(max(time.Until(next), 0), maxTickWait)
-		}
-		tick.Reset(wait)
+		r.publish(node)
+		r.statusDirty.Store(true)
+		r.busySince.Store(0)
 	}
 }
 
-// maxTickWait bounds the wait between two ticks of a node that has no
-// deadline (a claim in flight, a VM running alone).
-const maxTickWait = 100 * time.Millisecond
+// publish tells the pulse what it needs of the node between turns: its
+// deadline, whether heartbeats may be noted without waking it, and
+// whether this host vouches for the VM in its heartbeats.
+func (r *runner) publish(node *ft.Node) {
+	d, lazy := node.SilenceTimeout()
+	r.silence.Store(int64(d))
+	r.lazy.Store(lazy)
+	st := node.SoftState()
+	r.beating.Store((st.Role == ft.Primary || st.Role == ft.Backup) && !node.Claiming())
+	var next int64
+	if t := node.Next(); !t.IsZero() {
+		next = t.UnixNano()
+	}
+	r.next.Store(next)
+	r.h.deadlineChanged(next)
+}
+
+// heard notes a heartbeat from host from for the VM in generation gen, at
+// now: if from is the runner's peer in that generation, the node hears of
+// it when it next runs, or at once when it needs to (see
+// ft.Node.SilenceTimeout).
+func (r *runner) heard(from string, gen uint64, now time.Time) {
+	if r.wake == nil {
+		return
+	}
+	if st := r.softState(); st.Peer != from || st.Gen != gen {
+		return
+	}
+	r.heardAt.Store(now.UnixNano())
+	if !r.lazy.Load() {
+		r.event(eventHeartbeat)
+	}
+}
 
 func (r *runner) act(node *ft.Node, a ft.Action) {
 	switch a.Kind {
-	case ft.ActSendHeartbeat:
-		st := node.SoftState()
-		r.h.sendBeat(r.vm, st.Gen, st.Peer)
 	case ft.ActClaim:
 		if a.Reason == "switchover" {
 			r.log.Info("handed the vm, claiming", "generation", a.Gen, "reason", a.Reason)
@@ -494,56 +528,6 @@ func (r *runner) waitVM() {
 		sd.wait()
 		if r.currentSide() == sd {
 			return
-		}
-	}
-}
-
-// statusRefresh is how often an unchanged status is written again, so
-// that ftvm status can tell a silent host (AliveWindow) from an idle one.
-const statusRefresh = time.Second
-
-// writeStatus publishes the runner's status to the store: from drive's
-// status writer only (see drive), since it may block on the store.
-func (r *runner) writeStatus() {
-	r.mu.Lock()
-	st := storage.VMStatus{
-		VM: r.vm, Host: r.h.cfg.Name, Generation: r.soft.Gen, Role: r.soft.Role.String(),
-		State: r.state, Detail: r.detail, ExitCode: r.exitCode, Peer: r.soft.Peer, LastClone: r.lastClone, Restarted: r.restarted, Move: r.moveState, MoveID: r.moveID,
-		Clone: r.cloneProg, Updated: time.Now().UTC(),
-	}
-	if r.soft.Role == ft.Alone {
-		st.Protection = "backup lost " + time.Since(r.aloneSince).Round(time.Second).String() + " ago"
-		if r.aloneSince.IsZero() {
-			// Started alone (again from its disk, or at a restart).
-			st.Protection = "no backup yet"
-		}
-		if r.cloneState != "" {
-			st.Protection += "; " + r.cloneState
-		}
-	}
-	r.mu.Unlock()
-	if sd := r.currentSide(); sd != nil {
-		sd.fill(&st)
-	}
-	st.Protected = st.Protected && st.Role == ft.Primary.String()
-	if st.Role == ft.Alone.String() || st.Role == ft.Halted.String() {
-		st.Peer = ""
-	}
-	now := st.Updated
-	same := st
-	same.Updated = time.Time{}
-	if same != r.lastStatus || now.Sub(r.statusAt) >= statusRefresh {
-		if r.h.dir.PutStatus(st) == nil {
-			r.lastStatus, r.statusAt = same, now
-		}
-	}
-	// A lag event every 5 s while it changes (so an idle pair is quiet).
-	if r.primarySide() != nil && st.Role == ft.Primary.String() && time.Since(r.lastLag) >= 5*time.Second {
-		line := fmt.Sprintf("%d/%d/%.0f/%d/%v", st.LagEntries, st.LagBytes, st.LagMillis, st.HeldOut, st.Connected)
-		if line != r.lagLine {
-			r.lastLag, r.lagLine = time.Now(), line
-			r.log.Info("lag", "entries", st.LagEntries, "bytes", st.LagBytes, "ms", st.LagMillis, "held_outputs", st.HeldOut, "backup_connected", st.Connected, "log_bytes", st.LogBytes,
-				"output_delay_p50_ms", st.OutputDelayP50, "output_delay_p99_ms", st.OutputDelayP99, "log_rtt_p50_ms", st.AckRTTP50)
 		}
 	}
 }

@@ -86,30 +86,40 @@ func controlHello() []byte {
 	return e.B
 }
 
-// A heartbeat is one UDP datagram:
+// A heartbeat is one UDP datagram from one host to another, for the VMs
+// the two run as a pair (the host sends them all in one stream per peer,
+// in as many datagrams as they need; see pulse.go):
 //
 //	"FTHB"   4 bytes
 //	epoch    uvarint   the sender's start time (Unix ns): a restart is newer
-//	counter  uvarint   increases with every heartbeat of this epoch
-//	vm       string    (uvarint length, bytes)
-//	gen      uvarint   the generation the sender serves in
-//	from     string    the sending host
+//	counter  uvarint   increases with every datagram of this epoch
+//	from     string    the sending host (uvarint length, bytes)
+//	count    uvarint   how many VMs follow
+//	count ×  vm string, gen uvarint: a VM, and the generation the sender
+//	                   serves it in
 //	tag      16 bytes  HMAC-SHA256(key, "ftvm heartbeat\x00" ‖ all of the above)
 //
 // The tag makes heartbeats unforgeable; the (epoch, counter) pair, which a
 // receiver accepts only increasing per sender, makes a recorded one useless.
 type heartbeat struct {
 	Epoch, Counter uint64
-	VM             string
-	Gen            uint64
 	From           string
+	VMs            []beatVM
+}
+
+// beatVM is one VM a heartbeat vouches for.
+type beatVM struct {
+	VM  string
+	Gen uint64
 }
 
 const (
-	hbMagic     = "FTHB"
-	hbLabel     = "ftvm heartbeat\x00"
-	hbTagSize   = 16
-	maxDatagram = 1024
+	hbMagic   = "FTHB"
+	hbLabel   = "ftvm heartbeat\x00"
+	hbTagSize = 16
+	// maxDatagram bounds a heartbeat datagram: within an Ethernet
+	// frame with its IP and UDP headers, so it is never fragmented.
+	maxDatagram = 1400
 )
 
 var errHeartbeat = errors.New("bad heartbeat")
@@ -126,10 +136,36 @@ func (h heartbeat) marshal(key []byte) []byte {
 	e.B = append(e.B, hbMagic...)
 	e.Uint(h.Epoch)
 	e.Uint(h.Counter)
-	e.String(h.VM)
-	e.Uint(h.Gen)
 	e.String(h.From)
+	e.Uint(uint64(len(h.VMs)))
+	for _, v := range h.VMs {
+		e.String(v.VM)
+		e.Uint(v.Gen)
+	}
 	return append(e.B, hbTag(key, e.B)...)
+}
+
+// beatDatagrams splits the heartbeat of vms into datagrams of at most
+// maxDatagram bytes, each with its own counter from next.
+func beatDatagrams(key []byte, epoch uint64, next func() uint64, from string, vms []beatVM) [][]byte {
+	// The fixed part: magic, two uvarints and a count (at most 10 bytes
+	// each), the sender's name and the tag.
+	room := maxDatagram - len(hbMagic) - 3*10 - (10 + len(from)) - hbTagSize
+	var out [][]byte
+	for len(vms) > 0 {
+		n, size := 0, 0
+		for n < len(vms) {
+			s := 10 + len(vms[n].VM) + 10
+			if n > 0 && size+s > room {
+				break
+			}
+			size += s
+			n++
+		}
+		out = append(out, heartbeat{Epoch: epoch, Counter: next(), From: from, VMs: vms[:n]}.marshal(key))
+		vms = vms[n:]
+	}
+	return out
 }
 
 func parseHeartbeat(key, b []byte) (heartbeat, error) {
@@ -141,7 +177,20 @@ func parseHeartbeat(key, b []byte) (heartbeat, error) {
 		return heartbeat{}, fmt.Errorf("%w: tag does not verify", errHeartbeat)
 	}
 	d := replog.NewDecoder(body[len(hbMagic):])
-	h := heartbeat{Epoch: d.Uint(), Counter: d.Uint(), VM: d.String(), Gen: d.Uint(), From: d.String()}
+	h := heartbeat{Epoch: d.Uint(), Counter: d.Uint(), From: d.String()}
+	n := d.Uint()
+	// Each VM takes two bytes at least: a count past that is a lie, and
+	// allocating for it would let a peer with the key make this host
+	// allocate without bound.
+	if d.Err() == nil && n > uint64(len(body)/2) {
+		return heartbeat{}, fmt.Errorf("%w: %d vms in %d bytes", errHeartbeat, n, len(body))
+	}
+	if n > 0 {
+		h.VMs = make([]beatVM, 0, n)
+	}
+	for i := uint64(0); i < n && d.Err() == nil; i++ {
+		h.VMs = append(h.VMs, beatVM{VM: d.String(), Gen: d.Uint()})
+	}
 	if err := d.Finish(); err != nil {
 		return heartbeat{}, fmt.Errorf("%w: %v", errHeartbeat, err)
 	}

@@ -3,16 +3,18 @@ package host
 import (
 	"bytes"
 	"errors"
+	"fmt"
+	"reflect"
 	"testing"
 )
 
 var testKey = bytes.Repeat([]byte{7}, 32)
 
 func TestHeartbeatRoundTripAndTamper(t *testing.T) {
-	hb := heartbeat{Epoch: 99, Counter: 3, VM: "counter", Gen: 2, From: "h1"}
+	hb := heartbeat{Epoch: 99, Counter: 3, From: "h1", VMs: []beatVM{{"counter", 2}, {"kv", 7}}}
 	b := hb.marshal(testKey)
 	got, err := parseHeartbeat(testKey, b)
-	if err != nil || got != hb {
+	if err != nil || !reflect.DeepEqual(got, hb) {
 		t.Fatalf("round trip: %+v, %v", got, err)
 	}
 	for i := range b {
@@ -28,6 +30,39 @@ func TestHeartbeatRoundTripAndTamper(t *testing.T) {
 	}
 	if _, err := parseHeartbeat(testKey, b[:len(b)-1]); err == nil {
 		t.Fatal("truncated heartbeat accepted")
+	}
+}
+
+// TestBeatDatagrams: a thousand VMs' heartbeat is split into datagrams
+// that each fit maxDatagram, carry increasing counters, and together name
+// every VM once, in order.
+func TestBeatDatagrams(t *testing.T) {
+	var vms []beatVM
+	for i := range 1000 {
+		vms = append(vms, beatVM{VM: fmt.Sprintf("vm-with-a-longish-name-%04d", i), Gen: uint64(i)})
+	}
+	var counter uint64
+	next := func() uint64 { counter++; return counter }
+	dgs := beatDatagrams(testKey, 5, next, "host-one", vms)
+	if len(dgs) < 2 {
+		t.Fatalf("%d datagrams for 1000 vms", len(dgs))
+	}
+	var got []beatVM
+	for i, b := range dgs {
+		if len(b) > maxDatagram {
+			t.Fatalf("datagram %d is %d bytes, more than %d", i, len(b), maxDatagram)
+		}
+		hb, err := parseHeartbeat(testKey, b)
+		if err != nil || hb.Counter != uint64(i+1) || hb.From != "host-one" || hb.Epoch != 5 {
+			t.Fatalf("datagram %d: %+v %v", i, hb, err)
+		}
+		got = append(got, hb.VMs...)
+	}
+	if !reflect.DeepEqual(got, vms) {
+		t.Fatalf("the datagrams carry %d vms, not the 1000 given in order", len(got))
+	}
+	if dgs := beatDatagrams(testKey, 5, next, "h", nil); len(dgs) != 0 {
+		t.Fatalf("no vms: %d datagrams", len(dgs))
 	}
 }
 
@@ -135,7 +170,8 @@ func FuzzFailpoints(f *testing.F) {
 }
 
 func FuzzParseHeartbeat(f *testing.F) {
-	f.Add(heartbeat{Epoch: 1, Counter: 2, VM: "v", Gen: 1, From: "h"}.marshal(testKey))
+	f.Add(heartbeat{Epoch: 1, Counter: 2, From: "h", VMs: []beatVM{{"v", 1}}}.marshal(testKey))
+	f.Add(heartbeat{Epoch: 1, Counter: 2, From: "h"}.marshal(testKey))
 	f.Add([]byte("FTHB"))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		hb, err := parseHeartbeat(testKey, b)

@@ -28,7 +28,7 @@ import (
 type hostFlags struct {
 	heartbeat, timeout, goneTimeout, claimRetry, lagBound, coalesce, clonePause time.Duration
 	sessionTimeout                                                              time.Duration
-	replayNice                                                                  int
+	replayNice, maxClones                                                       int
 	logLevel, guestProfiles                                                     string
 	verifyClones                                                                bool
 }
@@ -43,6 +43,7 @@ func (f *hostFlags) register(fs *flag.FlagSet) {
 	fs.BoolVar(&f.verifyClones, "verify-clones", false, "check each clone's memory against a hash of the primary's, taken in the final pause (lengthens it by the hashing: about 1 ms per 2 MiB)")
 	fs.DurationVar(&f.clonePause, "clone-pause", host.DefaultClonePause, "the longest pause of a guest whose primary clones a new backup (restoring redundancy): the rest of its memory is copied while it runs, and a guest that writes its memory faster than that is slowed")
 	fs.IntVar(&f.replayNice, "replay-nice", host.DefaultReplayNice, "a backup's replay runs this much nicer (lower in priority) than the host while it keeps up with its primary, leaving busy CPUs to latency-bound work first (0: off)")
+	fs.IntVar(&f.maxClones, "max-clones", host.MaxClones, "how many clones (new backups, moves) this host makes at once; more wait their turn, so that a host left with hundreds of VMs alone restores them without starving its guests")
 	fs.DurationVar(&f.sessionTimeout, "session-timeout", host.DefaultSessionTimeout, "how long a session (ftvm proxy, package client) outlives its client's last connection to this host before it ends and the guest sees its connection reset (0: the default)")
 	fs.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fs.StringVar(&f.guestProfiles, "guest-profiles", "", "write a profile of each guest this host runs to `DIR`/VM-genN-HOST.pprof when it stops (see exec --profile)")
@@ -54,7 +55,7 @@ func (f *hostFlags) args() []string {
 		"--claim-retry", f.claimRetry.String(), "--lag-bound", f.lagBound.String(),
 		"--coalesce", f.coalesce.String(), "--clone-pause", f.clonePause.String(), "--replay-nice", strconv.Itoa(f.replayNice),
 		"--log-level", f.logLevel, "--verify-clones=" + strconv.FormatBool(f.verifyClones),
-		"--session-timeout", f.sessionTimeout.String(),
+		"--session-timeout", f.sessionTimeout.String(), "--max-clones", strconv.Itoa(f.maxClones),
 	}
 	if f.guestProfiles != "" {
 		args = append(args, "--guest-profiles", f.guestProfiles)
@@ -110,7 +111,7 @@ func runHost(ctx context.Context, env *cmdEnv, args []string) int {
 		LagBound:   hf.lagBound,
 		Coalesce:   hf.coalesce,
 		ReplayNice: hf.replayNice,
-		ClonePause: hf.clonePause, VerifyClones: hf.verifyClones,
+		ClonePause: hf.clonePause, VerifyClones: hf.verifyClones, MaxClones: hf.maxClones,
 		Profiles:   hf.guestProfiles,
 		Failpoints: os.Getenv(host.EnvFailpoints),
 		Stdout:     env.stdout, Stderr: env.stderr, Logger: logger,
@@ -585,7 +586,7 @@ func printStatus(w io.Writer, st clusterStatus, now time.Time) {
 		// it says (only from hosts still writing their status, in the
 		// current generation: not one the VM has left).
 		for _, hs := range v.Hosts {
-			if hs.Move != "" && now.Sub(hs.Updated) <= host.AliveWindow && hs.Generation == v.Generation {
+			if hs.Move != "" && hostAlive(st.Hosts, hs.Host) && hs.Generation == v.Generation {
 				fmt.Fprintf(w, "%s: on %s: %s\n", v.Name, hs.Host, hs.Move)
 			}
 		}
@@ -593,6 +594,16 @@ func printStatus(w io.Writer, st clusterStatus, now time.Time) {
 	for _, u := range st.Unreadable {
 		fmt.Fprintf(w, "warning: unreadable, skipped: %s\n", u)
 	}
+}
+
+// hostAlive reports whether host name is alive in hosts.
+func hostAlive(hosts []host.HostState, name string) bool {
+	for _, h := range hosts {
+		if h.Name == name {
+			return h.Alive
+		}
+	}
+	return false
 }
 
 // quantiles shows a p50 and a p99 in milliseconds, or "-" when nothing was
