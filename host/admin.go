@@ -100,6 +100,12 @@ func vmStates(dir storage.Store, now time.Time, hosts []HostState) ([]VMState, e
 	if err != nil {
 		return nil, err
 	}
+	return vmStatesOf(dir, now, hosts, names)
+}
+
+// vmStatesOf is vmStates of the VMs named, leaving out those that are not
+// there.
+func vmStatesOf(dir storage.Store, now time.Time, hosts []HostState, names []string) ([]VMState, error) {
 	alive := map[string]bool{}
 	addrs := map[string]string{}
 	// A host whose process runs but which stopped refreshing its registry
@@ -204,7 +210,11 @@ func vmStates(dir storage.Store, now time.Time, hosts []HostState) ([]VMState, e
 // (exited, trapped, failed, halted) or every replica of it is lost. It may
 // be started again without a stop.
 func vmOver(dir storage.Store, now time.Time, name string) bool {
-	vms, err := VMs(dir, now)
+	hosts, err := Hosts(dir, now)
+	if err != nil {
+		return false
+	}
+	vms, err := vmStatesOf(dir, now, hosts, []string{name})
 	if err != nil {
 		return false
 	}
@@ -218,6 +228,56 @@ func vmOver(dir storage.Store, now time.Time, name string) bool {
 		}
 	}
 	return false
+}
+
+// startLoad returns each host's load for placing spec's VM, and refuses
+// it if another VM that runs has one of its listeners. It reads the specs
+// of the VMs and nothing else of them (a start in a cluster of a thousand
+// VMs must not read each one's records): the load is what each host last
+// said in the registry, plus the VMs started since (their specs name
+// where they were placed); a VM whose spec is not stopped but that may
+// have ended is looked at closely only if its listeners clash.
+func startLoad(dir storage.Store, now time.Time, hosts []HostState, spec storage.VMSpec) (map[string]hostLoad, error) {
+	load := map[string]hostLoad{}
+	seen := map[string]time.Time{}
+	for _, h := range hosts {
+		load[h.Name] = hostLoad{vms: h.VMs, primaries: h.Primaries}
+		seen[h.Name] = h.Seen
+	}
+	names, err := dir.VMs()
+	if err != nil {
+		return nil, err
+	}
+	for _, name := range names {
+		if name == spec.Name {
+			continue
+		}
+		other, err := dir.VM(name)
+		if err != nil || other.Stopped {
+			continue // being created, or stopped
+		}
+		// A pair's listeners share their port with the next copy of
+		// the same VM, so a clash with another VM would not fail to
+		// bind: it is refused here.
+		for _, a := range spec.Listeners {
+			if slices.ContainsFunc(other.Listeners, func(b string) bool { return sameListener(a, b) }) && !vmOver(dir, now, name) {
+				return nil, fmt.Errorf("listener %s is vm %s's", a, name)
+			}
+		}
+		// Started after its hosts last counted their VMs.
+		if p := other.Primary; p != "" && !other.Created.Before(seen[p]) {
+			l := load[p]
+			l.vms++
+			l.primaries++
+			load[p] = l
+		}
+		if b := other.Backup; b != "" && !other.Created.Before(seen[b]) {
+			l := load[b]
+			l.vms++
+			load[b] = l
+		}
+	}
+	return load, nil
 }
 
 // ErrRunning is returned by StartVM for a VM that runs.
@@ -252,23 +312,9 @@ func StartVM(dir storage.Store, spec storage.VMSpec, module []byte, now time.Tim
 	for _, h := range hosts {
 		alive[h.Name] = h.Alive
 	}
-	vms, err := vmStates(dir, now, hosts)
+	load, err := startLoad(dir, now, hosts, spec)
 	if err != nil {
 		return spec, storage.Owner{}, err
-	}
-	load := loadOf(vms, spec.Name, false)
-	for _, v := range vms {
-		if VMEnded(v.State) || v.Name == spec.Name {
-			continue
-		}
-		// A pair's listeners share their port with the next copy of
-		// the same VM, so a clash with another VM would not fail to
-		// bind: it is refused here.
-		for _, a := range spec.Listeners {
-			if slices.ContainsFunc(v.Listeners, func(b string) bool { return sameListener(a, b) }) {
-				return spec, storage.Owner{}, fmt.Errorf("listener %s is vm %s's", a, v.Name)
-			}
-		}
 	}
 	var cands []string
 	draining := 0

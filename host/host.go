@@ -370,6 +370,7 @@ func (h *Host) refresh(put bool) (hosts []HostState, changed bool) {
 	if put {
 		info := h.self()
 		info.Seen = time.Now().UTC()
+		info.VMs, info.Primaries = h.counts()
 		if err := h.dir.PutHost(info); err != nil {
 			h.log.Debug("registry refresh failed", "err", err)
 		}
@@ -390,6 +391,24 @@ func (h *Host) refresh(put bool) (hosts []HostState, changed bool) {
 	}
 	h.hosts = hosts
 	return hosts, changed
+}
+
+// counts returns how many VMs the host runs, and of how many it is the
+// primary (or runs alone).
+func (h *Host) counts() (vms, primaries int) {
+	for _, r := range h.allRunners() {
+		if r.wake == nil || r.finished() {
+			continue
+		}
+		switch r.role() {
+		case ft.Primary, ft.Alone, ft.HandingOver:
+			vms++
+			primaries++
+		case ft.Backup:
+			vms++
+		}
+	}
+	return vms, primaries
 }
 
 // knownHosts returns the registry as last read.

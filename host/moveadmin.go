@@ -374,7 +374,7 @@ func runningVM(dir storage.Store, now time.Time, hosts []HostState, vm string) (
 
 // findVM returns VM vm's state.
 func findVM(dir storage.Store, now time.Time, hosts []HostState, vm string) (VMState, error) {
-	vms, err := vmStates(dir, now, hosts)
+	vms, err := vmStatesOf(dir, now, hosts, []string{vm})
 	if err != nil {
 		return VMState{}, err
 	}

@@ -86,6 +86,11 @@ type HostInfo struct {
 	// Data is set on a host with a data directory of its own (ftvm host
 	// --data), which can hold copies of local disks.
 	Data bool `json:"data,omitempty"`
+	// VMs and Primaries count the VMs the host runs, and of them those it
+	// is the primary of (or runs alone), as of Seen: its load, which
+	// placement reads here rather than from every VM's records.
+	VMs       int `json:"vms,omitempty"`
+	Primaries int `json:"primaries,omitempty"`
 }
 
 // Dir is shared storage in a directory.
