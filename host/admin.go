@@ -233,17 +233,18 @@ func vmOver(dir storage.Store, now time.Time, name string) bool {
 // startLoad returns each host's load for placing spec's VM, and refuses
 // it if another VM that runs has one of its listeners. It reads the specs
 // of the VMs and nothing else of them (a start in a cluster of a thousand
-// VMs must not read each one's records): the load is what each host last
-// said in the registry, plus the VMs started since (their specs name
-// where they were placed); a VM whose spec is not stopped but that may
-// have ended is looked at closely only if its listeners clash.
+// VMs must not read each one's records). A host's load is the larger of
+// what it last said in the registry (what it runs, after failovers and
+// clones, but a second old, and without the VMs it has not found yet) and
+// what the specs placed on it since it started (exact for starts, blind
+// to failovers). A VM whose spec is not stopped but that may have ended
+// is looked at closely only if its listeners clash.
 func startLoad(dir storage.Store, now time.Time, hosts []HostState, spec storage.VMSpec) (map[string]hostLoad, error) {
-	load := map[string]hostLoad{}
-	seen := map[string]time.Time{}
+	started := map[string]time.Time{}
 	for _, h := range hosts {
-		load[h.Name] = hostLoad{vms: h.VMs, primaries: h.Primaries}
-		seen[h.Name] = h.Seen
+		started[h.Name] = h.Started
 	}
+	placed := map[string]hostLoad{}
 	names, err := dir.VMs()
 	if err != nil {
 		return nil, err
@@ -264,18 +265,22 @@ func startLoad(dir storage.Store, now time.Time, hosts []HostState, spec storage
 				return nil, fmt.Errorf("listener %s is vm %s's", a, name)
 			}
 		}
-		// Started after its hosts last counted their VMs.
-		if p := other.Primary; p != "" && !other.Created.Before(seen[p]) {
-			l := load[p]
+		if p, ok := started[other.Primary]; ok && !other.Created.Before(p) {
+			l := placed[other.Primary]
 			l.vms++
 			l.primaries++
-			load[p] = l
+			placed[other.Primary] = l
 		}
-		if b := other.Backup; b != "" && !other.Created.Before(seen[b]) {
-			l := load[b]
+		if b, ok := started[other.Backup]; ok && !other.Created.Before(b) {
+			l := placed[other.Backup]
 			l.vms++
-			load[b] = l
+			placed[other.Backup] = l
 		}
+	}
+	load := map[string]hostLoad{}
+	for _, h := range hosts {
+		p := placed[h.Name]
+		load[h.Name] = hostLoad{vms: max(h.VMs, p.vms), primaries: max(h.Primaries, p.primaries)}
 	}
 	return load, nil
 }

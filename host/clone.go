@@ -766,33 +766,19 @@ func (h *Host) doneClone(target string) {
 	}
 }
 
-// placementTTL is how long a host reuses what it read of the cluster's
-// load for its clones' targets: a host that lost its peer clones hundreds
-// of VMs at once, and each reading every VM's records would cost as much
-// as all the clones.
-const placementTTL = time.Second
-
-// placement returns the registry and each host's load, read at most
-// placementTTL ago, with the clones this host has in flight counted as
-// VMs of their targets.
+// placement returns the registry, and each host's load as the registry
+// says (each host counts its VMs there every second), with the clones this
+// host has in flight counted as VMs of their targets. A host that lost its
+// peer clones hundreds of VMs, each picking a target: reading every VM's
+// records for each would cost more than the clones.
 func (h *Host) placement() ([]HostState, map[string]hostLoad, error) {
-	h.placeMu.Lock()
-	defer h.placeMu.Unlock()
-	now := time.Now()
-	if h.placed.load == nil || now.Sub(h.placed.at) >= placementTTL {
-		hosts, err := Hosts(h.dir, now)
-		if err != nil {
-			return nil, nil, err
-		}
-		vms, err := vmStates(h.dir, now, hosts)
-		if err != nil {
-			return nil, nil, err
-		}
-		h.placed.at, h.placed.hosts, h.placed.load = now, hosts, loadOf(vms, "", false)
+	hosts, err := Hosts(h.dir, time.Now())
+	if err != nil {
+		return nil, nil, err
 	}
-	load := make(map[string]hostLoad, len(h.placed.load))
-	for k, v := range h.placed.load {
-		load[k] = v
+	load := make(map[string]hostLoad, len(hosts))
+	for _, hs := range hosts {
+		load[hs.Name] = hostLoad{vms: hs.VMs, primaries: hs.Primaries}
 	}
 	h.mu.Lock()
 	for target, n := range h.cloningTo {
@@ -801,5 +787,5 @@ func (h *Host) placement() ([]HostState, map[string]hostLoad, error) {
 		load[target] = l
 	}
 	h.mu.Unlock()
-	return h.placed.hosts, load, nil
+	return hosts, load, nil
 }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -163,9 +164,10 @@ func BenchmarkMassFailover(b *testing.B) {
 		n, _ = strconv.Atoi(s)
 	}
 	for range b.N {
+		prof := benchProfileDir(b)
 		c := newCluster(b)
 		c.startHost("h1")
-		c.startHost("h2")
+		c.startHost("h2", cpuProfileEnv(prof, "h2")...)
 		names := startVMs(b, c, defaultguest.Counter(), n)
 		waitProtected(b, c, names, time.Duration(n)*200*time.Millisecond+30*time.Second)
 		c.startHost("h3")
@@ -195,6 +197,14 @@ func BenchmarkMassFailover(b *testing.B) {
 		wg.Wait()
 		served := time.Since(killed)
 		waitProtected(b, c, names, 10*time.Minute)
+		if dir := os.Getenv("FTVM_BENCH_LOGS"); dir != "" {
+			for name, h := range c.hosts {
+				_ = os.WriteFile(filepath.Join(dir, name+".log"), []byte(h.logs.String()), 0o644)
+			}
+		}
+		if prof != "" {
+			stopGently(b, c.hosts["h2"].cmd.Process, func() { <-c.hosts["h2"].done })
+		}
 		b.ReportMetric(float64(len(victims)), "primaries-killed")
 		b.ReportMetric(served.Seconds(), "served-again-s")
 		b.ReportMetric(time.Since(killed).Seconds(), "protected-again-s")

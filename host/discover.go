@@ -48,6 +48,11 @@ func (h *Host) discover(ctx context.Context) {
 		}
 	}
 	h.refresh(true)
+	// The registry entry is refreshed apart: discovery may be busy for
+	// seconds starting hundreds of VMs, and the host must not look dead
+	// meanwhile.
+	hostsChanged := make(chan struct{}, 1)
+	go h.registryLoop(ctx, hostsChanged)
 	h.scan(ctx, nil)
 	period := registryInterval
 	if changes == nil {
@@ -56,16 +61,14 @@ func (h *Host) discover(ctx context.Context) {
 	t := time.NewTicker(period)
 	defer t.Stop()
 	now := time.Now()
-	refreshed, scanned := now, now
+	scanned := now
 	lostUntil := now.Add(lostWatch) // a host that just came up is a change
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-h.hostsNow:
-			if _, changed := h.refresh(false); changed {
-				lostUntil = time.Now().Add(lostWatch)
-			}
+		case <-hostsChanged:
+			lostUntil = time.Now().Add(lostWatch)
 		case names, ok := <-changes:
 			if !ok {
 				if ctx.Err() != nil {
@@ -81,13 +84,6 @@ func (h *Host) discover(ctx context.Context) {
 				scanned = time.Now()
 			}
 		case now := <-t.C:
-			// Within half a period of it: ticks jitter.
-			if now.Sub(refreshed) >= registryInterval-period/2 {
-				refreshed = now
-				if _, changed := h.refresh(true); changed {
-					lostUntil = now.Add(lostWatch)
-				}
-			}
 			switch {
 			case changes == nil, now.Before(lostUntil), now.Sub(scanned) >= backstopScan:
 				h.scan(ctx, nil)
@@ -96,6 +92,30 @@ func (h *Host) discover(ctx context.Context) {
 				h.checkStarts()
 			}
 			h.expireSessions(now)
+		}
+	}
+}
+
+// registryLoop refreshes the host's registry entry every registryInterval,
+// and reads the registry at once when asked (readHosts), until ctx is
+// done; changed hears when a host came up, went down or restarted.
+func (h *Host) registryLoop(ctx context.Context, changed chan<- struct{}) {
+	t := time.NewTicker(registryInterval)
+	defer t.Stop()
+	for {
+		put := false
+		select {
+		case <-ctx.Done():
+			return
+		case <-h.hostsNow:
+		case <-t.C:
+			put = true
+		}
+		if _, ch := h.refresh(put); ch {
+			select {
+			case changed <- struct{}{}:
+			default:
+			}
 		}
 	}
 }

@@ -133,13 +133,6 @@ type Host struct {
 	hostsNow   chan struct{} // see readHosts
 	cloneSlots chan struct{} // one per clone in flight (see cloneSlot)
 	statusMu   sync.Mutex    // one status write at a time (see writeStatuses)
-	// placed is what placement read last, and when.
-	placeMu sync.Mutex
-	placed  struct {
-		at    time.Time
-		hosts []HostState
-		load  map[string]hostLoad
-	}
 
 	mu      sync.Mutex
 	runners map[string]*runner // by VM name
@@ -428,10 +421,29 @@ func (h *Host) scan(ctx context.Context, names []string) {
 			return
 		}
 	}
-	for _, name := range names {
-		h.scanVM(ctx, name, hosts)
+	// A few at a time: after a mass start or failover there are hundreds,
+	// each with a module to read and compile. Each VM is scanned by one
+	// goroutine at a time, since scans run only here.
+	work := make(chan string)
+	var wg sync.WaitGroup
+	for range min(scanWorkers, len(names)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for name := range work {
+				h.scanVM(ctx, name, hosts)
+			}
+		}()
 	}
+	for _, name := range names {
+		work <- name
+	}
+	close(work)
+	wg.Wait()
 }
+
+// scanWorkers is how many VMs a scan looks at, or starts, at once.
+const scanWorkers = 4
 
 // scanVM is scan of one VM.
 func (h *Host) scanVM(ctx context.Context, name string, hosts []HostState) {

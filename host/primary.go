@@ -65,6 +65,11 @@ type primarySide struct {
 	// waits, so that the run loop pauses for a clone.
 	pokeMu  sync.Mutex
 	pokeRun context.CancelFunc
+	// pokeDue is a poke the run loop has not paused for yet: one that
+	// came between two runs interrupts the next at once, rather than
+	// being lost on a run that ended (an idle guest would then wait in
+	// its next call, and the clone with it, until a client came).
+	pokeDue bool
 }
 
 // paired reports whether the primary has a backup: its node is a primary's
@@ -155,8 +160,15 @@ func (p *primarySide) run() {
 		runCtx, poked := context.WithCancel(p.vmCtx)
 		p.pokeMu.Lock()
 		p.pokeRun = poked
+		if p.pokeDue {
+			poked()
+		}
 		p.pokeMu.Unlock()
 		paused, exit, err := p.vm.RunUntil(runCtx, p.vm.Position()+p.runLength())
+		// The steps below see whatever the pokes until now were for.
+		p.pokeMu.Lock()
+		p.pokeDue = false
+		p.pokeMu.Unlock()
 		poked()
 		if errors.Is(err, context.Canceled) && p.vmCtx.Err() == nil {
 			p.cloneStep()
@@ -229,6 +241,7 @@ func (p *primarySide) finish(exit vmm.Exit) {
 // poke interrupts the guest's current run, so that the run loop pauses.
 func (p *primarySide) poke() {
 	p.pokeMu.Lock()
+	p.pokeDue = true
 	if p.pokeRun != nil {
 		p.pokeRun()
 	}

@@ -68,6 +68,9 @@ func (h *Histogram) Record(d time.Duration) {
 
 // Merge adds o's counts to h's.
 func (h *Histogram) Merge(o *Histogram) {
+	if o.n == 0 {
+		return // most intervals of an idle VM's windows are empty
+	}
 	for i, c := range o.counts {
 		h.counts[i] += c
 	}

@@ -65,15 +65,5 @@ func Others(ln net.Listener) ([]Socket, error) {
 	if err != nil {
 		return nil, err
 	}
-	all, err := On(addr)
-	if err != nil {
-		return nil, err
-	}
-	var out []Socket
-	for _, s := range all {
-		if s.Inode != self {
-			out = append(out, s)
-		}
-	}
-	return out, nil
+	return on(addr, self)
 }

@@ -24,14 +24,23 @@ const tcpListen = "0A"
 
 // On returns the sockets listening on an address that overlaps addr (see
 // Overlap) in this network namespace, with the processes holding them.
-func On(addr netip.AddrPort) ([]Socket, error) {
+func On(addr netip.AddrPort) ([]Socket, error) { return on(addr, 0) }
+
+// on is On, leaving out the socket with inode skip (a caller's own, whose
+// holder it knows: looking for holders reads every process's descriptors,
+// which on a host with a thousand VMs is most of a go-live's work).
+func on(addr netip.AddrPort, skip uint64) ([]Socket, error) {
 	var socks []Socket
 	for _, f := range []string{"/proc/net/tcp", "/proc/net/tcp6"} {
 		s, err := readTable(f, addr)
 		if err != nil {
 			return nil, err
 		}
-		socks = append(socks, s...)
+		for _, x := range s {
+			if skip == 0 || x.Inode != skip {
+				socks = append(socks, x)
+			}
+		}
 	}
 	if len(socks) > 0 {
 		if err := findHolders(socks); err != nil {
@@ -53,10 +62,18 @@ func readTable(path string, addr netip.AddrPort) ([]Socket, error) {
 	}
 	defer f.Close()
 	var out []Socket
+	// Only the lines that end the local address with the port and are in
+	// state LISTEN are parsed: a host with many VMs has thousands of
+	// connections.
+	port := fmt.Sprintf(":%04X ", addr.Port())
 	sc := bufio.NewScanner(f)
 	sc.Scan() // the header
 	for sc.Scan() {
-		s, ok, err := parseLine(sc.Text())
+		line := sc.Text()
+		if i := strings.Index(line, port); i < 0 || !listensAfter(line, i+len(port)) {
+			continue
+		}
+		s, ok, err := parseLine(line)
 		if err != nil {
 			return nil, fmt.Errorf("listeners: %s: %w", path, err)
 		}
@@ -68,6 +85,14 @@ func readTable(path string, addr netip.AddrPort) ([]Socket, error) {
 		return nil, fmt.Errorf("listeners: %s: %w", path, err)
 	}
 	return out, nil
+}
+
+// listensAfter reports whether the line, whose local address ends at i,
+// has the state LISTEN after the remote address that follows it.
+func listensAfter(line string, i int) bool {
+	rest := strings.TrimLeft(line[i:], " ")
+	_, rest, ok := strings.Cut(rest, " ") // the remote address
+	return ok && strings.HasPrefix(strings.TrimLeft(rest, " "), tcpListen+" ")
 }
 
 // parseLine parses one socket of a /proc/net/tcp table:
