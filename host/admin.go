@@ -233,22 +233,24 @@ func vmOver(dir storage.Store, now time.Time, name string) bool {
 // startLoad returns each host's load for placing spec's VM, and refuses
 // it if another VM that runs has one of its listeners. It reads the specs
 // of the VMs and nothing else of them (a start in a cluster of a thousand
-// VMs must not read each one's records). A host's load is the larger of
-// what it last said in the registry (what it runs, after failovers and
-// clones, but a second old, and without the VMs it has not found yet) and
-// what the specs placed on it since it started (exact for starts, blind
-// to failovers). A VM whose spec is not stopped but that may have ended
-// is looked at closely only if its listeners clash.
+// VMs must not read each one's records). A host's load is what it last
+// said in the registry (what it runs, after failovers and clones), plus
+// the VMs placed on it that it had not counted then (created after the
+// newest it had) and that did not end since. A VM whose spec is not
+// stopped but that may have ended is looked at closely only then, or if
+// its listeners clash.
 func startLoad(dir storage.Store, now time.Time, hosts []HostState, spec storage.VMSpec) (map[string]hostLoad, error) {
-	started := map[string]time.Time{}
+	load := map[string]hostLoad{}
+	counted := map[string]time.Time{}
 	for _, h := range hosts {
-		started[h.Name] = h.Started
+		load[h.Name] = hostLoad{vms: h.VMs, primaries: h.Primaries}
+		counted[h.Name] = h.Counted
 	}
-	placed := map[string]hostLoad{}
 	names, err := dir.VMs()
 	if err != nil {
 		return nil, err
 	}
+	var recent []storage.VMSpec
 	for _, name := range names {
 		if name == spec.Name {
 			continue
@@ -265,22 +267,40 @@ func startLoad(dir storage.Store, now time.Time, hosts []HostState, spec storage
 				return nil, fmt.Errorf("listener %s is vm %s's", a, name)
 			}
 		}
-		if p, ok := started[other.Primary]; ok && !other.Created.Before(p) {
-			l := placed[other.Primary]
-			l.vms++
-			l.primaries++
-			placed[other.Primary] = l
-		}
-		if b, ok := started[other.Backup]; ok && !other.Created.Before(b) {
-			l := placed[other.Backup]
-			l.vms++
-			placed[other.Backup] = l
+		cp, okp := counted[other.Primary]
+		cb, okb := counted[other.Backup]
+		if okp && other.Created.After(cp) || okb && other.Created.After(cb) {
+			recent = append(recent, other)
 		}
 	}
-	load := map[string]hostLoad{}
-	for _, h := range hosts {
-		p := placed[h.Name]
-		load[h.Name] = hostLoad{vms: max(h.VMs, p.vms), primaries: max(h.Primaries, p.primaries)}
+	// Those not counted yet, unless they ended already.
+	var rnames []string
+	for _, r := range recent {
+		rnames = append(rnames, r.Name)
+	}
+	states, err := vmStatesOf(dir, now, hosts, rnames)
+	if err != nil {
+		return nil, err
+	}
+	ended := map[string]bool{}
+	for _, v := range states {
+		ended[v.Name] = VMEnded(v.State)
+	}
+	for _, other := range recent {
+		if ended[other.Name] {
+			continue
+		}
+		if c, ok := counted[other.Primary]; ok && other.Created.After(c) {
+			l := load[other.Primary]
+			l.vms++
+			l.primaries++
+			load[other.Primary] = l
+		}
+		if c, ok := counted[other.Backup]; ok && other.Created.After(c) {
+			l := load[other.Backup]
+			l.vms++
+			load[other.Backup] = l
+		}
 	}
 	return load, nil
 }

@@ -351,7 +351,7 @@ func (b *backupSide) dialLoop(first *replog.Conn) {
 	}
 	for b.vmCtx.Err() == nil && !b.src.Ended() && !b.left.Load() {
 		if !r.h.fp.LogCut(b.peer) {
-			if p, ok := r.h.peer(b.peer); ok && b.session(p.Addr) {
+			if p, ok := r.h.peerNow(b.peer); ok && b.session(p.Addr) {
 				pause = redialFirst
 			}
 		}

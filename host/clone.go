@@ -365,7 +365,7 @@ func (r *runner) cloneOnce(gen uint64, target string) (out cloneOutcome) {
 			r.mu.Unlock()
 		}
 	}()
-	peer, ok := r.h.peer(target)
+	peer, ok := r.h.peerNow(target)
 	if !ok {
 		out.err = fmt.Errorf("host %s is not in the registry", target)
 		return out

@@ -42,9 +42,14 @@ func BenchmarkDensity(b *testing.B) {
 }
 
 func benchDensity(b *testing.B, n int) {
+	prof := benchProfileDir(b)
 	c := newCluster(b)
 	for _, h := range []string{"h1", "h2"} {
-		c.startHost(h)
+		var env []string
+		if prof != "" {
+			env = []string{"FTVM_MEMPROFILE=" + filepath.Join(prof, h+".mem.pprof")}
+		}
+		c.startHost(h, env...)
 	}
 	pids := []int{c.hosts["h1"].cmd.Process.Pid, c.hosts["h2"].cmd.Process.Pid}
 	time.Sleep(time.Second)
@@ -62,6 +67,13 @@ func benchDensity(b *testing.B, n int) {
 	for i, pid := range pids {
 		cpu = max(cpu, float64(procCPU(b, pid)-cpu0[i])/float64(window))
 		rss = max(rss, float64(procRSS(b, pid)-rss0[i]))
+	}
+	if prof != "" {
+		// The live heap of each, with its VMs (see FTVM_MEMPROFILE).
+		for _, h := range c.hosts {
+			_ = h.cmd.Process.Signal(syscall.SIGUSR2)
+		}
+		time.Sleep(time.Second)
 	}
 	b.ReportMetric(100*cpu, "idle-cpu-%/host")
 	b.ReportMetric(100*cpu/float64(n), "idle-cpu-%/vm")

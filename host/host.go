@@ -363,7 +363,7 @@ func (h *Host) refresh(put bool) (hosts []HostState, changed bool) {
 	if put {
 		info := h.self()
 		info.Seen = time.Now().UTC()
-		info.VMs, info.Primaries = h.counts()
+		info.VMs, info.Primaries, info.Counted = h.counts()
 		if err := h.dir.PutHost(info); err != nil {
 			h.log.Debug("registry refresh failed", "err", err)
 		}
@@ -387,9 +387,14 @@ func (h *Host) refresh(put bool) (hosts []HostState, changed bool) {
 }
 
 // counts returns how many VMs the host runs, and of how many it is the
-// primary (or runs alone).
-func (h *Host) counts() (vms, primaries int) {
+// primary (or runs alone), and the creation time of the newest VM spec it
+// has run (or its start).
+func (h *Host) counts() (vms, primaries int, counted time.Time) {
+	counted = h.started.UTC()
 	for _, r := range h.allRunners() {
+		if r.spec.Created.After(counted) {
+			counted = r.spec.Created
+		}
 		if r.wake == nil || r.finished() {
 			continue
 		}
@@ -401,7 +406,7 @@ func (h *Host) counts() (vms, primaries int) {
 			vms++
 		}
 	}
-	return vms, primaries
+	return vms, primaries, counted
 }
 
 // knownHosts returns the registry as last read.
@@ -524,6 +529,16 @@ func (h *Host) self() storage.HostInfo {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	return h.info
+}
+
+// peerNow is peer, reading the registry at once if name is not known yet
+// (a host that came up since it was last read).
+func (h *Host) peerNow(name string) (storage.HostInfo, bool) {
+	if p, ok := h.peer(name); ok {
+		return p, true
+	}
+	h.refresh(false)
+	return h.peer(name)
 }
 
 func (h *Host) peer(name string) (storage.HostInfo, bool) {

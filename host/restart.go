@@ -84,15 +84,24 @@ func lost(owner storage.Owner, hosts []HostState, sts []storage.VMStatus) bool {
 func (h *Host) restartIfLost(spec storage.VMSpec, owner storage.Owner, hosts []HostState) {
 	sts, err := h.dir.Statuses(spec.Name)
 	now := time.Now()
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if err != nil || !lost(owner, hosts, sts) {
+	// h.mu guards the map only: the storage is not to be waited on under
+	// it (the pulse and the heartbeats need it).
+	forget := func() {
+		h.mu.Lock()
 		delete(h.lost, spec.Name)
+		h.mu.Unlock()
+	}
+	if err != nil || !lost(owner, hosts, sts) {
+		forget()
 		return
 	}
+	h.mu.Lock()
 	since, ok := h.lost[spec.Name]
 	if !ok || since.IsZero() {
 		h.lost[spec.Name] = now
+	}
+	h.mu.Unlock()
+	if !ok || since.IsZero() {
 		return
 	}
 	if now.Sub(since) < lostGrace || spec.Restart == storage.RestartNever {
@@ -114,7 +123,7 @@ func (h *Host) restartIfLost(spec storage.VMSpec, owner storage.Owner, hosts []H
 	}
 	o := storage.Owner{Generation: owner.Generation + 1, Host: primary, Role: "primary", Reason: reasonRestart, Backup: backup, Time: now.UTC()}
 	won, _, err := h.dir.Claim(spec.Name, o)
-	delete(h.lost, spec.Name)
+	forget()
 	if err == nil && won {
 		h.log.Warn("every replica of the vm was lost: starting it again from its disk; its memory is lost",
 			"vm", spec.Name, "lost_generation", owner.Generation, "generation", o.Generation, "primary", primary, "backup", backup)

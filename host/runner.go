@@ -82,10 +82,11 @@ type runner struct {
 	lagLine  string // the last lag event logged
 	// The status last written, with its time zeroed, and when (see
 	// status.go), under the host's statusMu.
-	lastStatus  storage.VMStatus
-	statusAt    time.Time
-	statusDirty atomic.Bool  // something happened since the last look
-	activeAt    atomic.Int64 // when it last did, Unix ns
+	lastStatus   storage.VMStatus
+	statusAt     time.Time
+	statusDirty  atomic.Bool  // something happened since the last look
+	statusUrgent atomic.Bool  // and it is to be written at once (kickStatus)
+	activeAt     atomic.Int64 // when it last did, Unix ns
 
 	// Between the runner and the host's pulse (see pulse.go).
 	wake      chan struct{} // the node's deadline came

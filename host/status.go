@@ -12,7 +12,8 @@ import (
 // Statuses are written by one loop per host (statusLoop), for all its
 // VMs at once, and only when they changed: a VM that nothing happens to
 // costs its host nothing here. A runner marks its status dirty at every
-// turn of its node; kickStatus asks for a write at once (a role changed).
+// turn of its node, and the loop writes it within a second;
+// kickStatus asks for a write at once (a role or state changed).
 // An unchanged status is not written again, except, every statusRefresh,
 // one whose text depends on the time (a VM alone: "backup lost 5s ago"; a
 // clone or a move in progress) or whose quantiles still cover recent
@@ -23,8 +24,10 @@ const (
 	// statusInterval is how often the loop looks at dirty statuses.
 	statusInterval = 250 * time.Millisecond
 	// statusRefresh is how often an unchanged status that depends on the
-	// time is written again.
+	// time is written again, and a changed one on a host with more than
+	// manyStatuses VMs.
 	statusRefresh = time.Second
+	manyStatuses  = 100
 )
 
 // statusLoop writes the statuses of the host's VMs, until ctx is done. It
@@ -52,8 +55,19 @@ func (h *Host) writeStatuses(now time.Time) {
 	defer h.statusMu.Unlock()
 	var rs []*runner
 	var sts []storage.VMStatus
-	for _, r := range h.allRunners() {
+	runners := h.allRunners()
+	// A host with many VMs writes a changed status once a second at most
+	// (a thousand busy VMs' statuses four times a second would take a
+	// good part of a CPU); one with a few, at every look.
+	every := statusInterval
+	if len(runners) > manyStatuses {
+		every = statusRefresh
+	}
+	for _, r := range runners {
 		if r.wake == nil || r.finished() {
+			continue
+		}
+		if !r.statusUrgent.Swap(false) && r.statusDirty.Load() && now.Sub(r.statusAt) < every && !r.connectedChanged() {
 			continue
 		}
 		if r.statusDirty.Swap(false) {
@@ -80,11 +94,30 @@ func (h *Host) writeStatuses(now time.Time) {
 
 // kickStatus asks for the runner's status to be written now.
 func (r *runner) kickStatus() {
+	r.statusUrgent.Store(true)
 	r.statusDirty.Store(true)
 	select {
 	case r.h.statusKick <- struct{}{}:
 	default:
 	}
+}
+
+// connectedChanged reports whether the runner's logging channel came up
+// or went down, or its primary became protected or not, since its status
+// was last written: what waits for a pair to be up wants to know at once.
+// The caller holds the host's statusMu.
+func (r *runner) connectedChanged() bool {
+	var st storage.VMStatus
+	switch sd := r.currentSide().(type) {
+	case *primarySide:
+		st.Connected = sd.ch.up()
+		st.Protected = sd.paired() && st.Connected && sd.buf.heardBackup()
+	case *backupSide:
+		st.Connected = sd.ch.up()
+	default:
+		return false
+	}
+	return st.Connected != r.lastStatus.Connected || st.Protected != r.lastStatus.Protected
 }
 
 // timely reports whether the runner's status says something that changes

@@ -91,6 +91,9 @@ type HostInfo struct {
 	// placement reads here rather than from every VM's records.
 	VMs       int `json:"vms,omitempty"`
 	Primaries int `json:"primaries,omitempty"`
+	// Counted is the creation time of the newest VM spec counted in VMs
+	// (or the host's start): a VM created after it is not counted yet.
+	Counted time.Time `json:"counted,omitzero"`
 }
 
 // Dir is shared storage in a directory.

@@ -5,10 +5,12 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"os/signal"
+	"runtime"
 	"runtime/debug"
 	"runtime/pprof"
 	"sort"
@@ -143,6 +145,25 @@ func run(ctx context.Context, env *cmdEnv, args []string) int {
 			return 1
 		}
 		defer func() { pprof.StopCPUProfile(); f.Close() }()
+	}
+	if path := os.Getenv("FTVM_MEMPROFILE"); path != "" {
+		// For memory work: the live heap, written at each SIGUSR2 (a
+		// host's, with its VMs running).
+		usr2 := make(chan os.Signal, 1)
+		signal.Notify(usr2, syscall.SIGUSR2)
+		defer signal.Stop(usr2)
+		go func() {
+			for range usr2 {
+				runtime.GC()
+				f, err := os.Create(path)
+				if err == nil {
+					err = errors.Join(pprof.Lookup("heap").WriteTo(f, 0), f.Close())
+				}
+				if err != nil {
+					fmt.Fprintf(env.stderr, "ftvm: FTVM_MEMPROFILE: %v\n", err)
+				}
+			}
+		}()
 	}
 	return c.run(ctx, env, args[1:])
 }

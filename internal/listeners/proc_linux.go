@@ -31,15 +31,21 @@ func On(addr netip.AddrPort) ([]Socket, error) { return on(addr, 0) }
 // which on a host with a thousand VMs is most of a go-live's work).
 func on(addr netip.AddrPort, skip uint64) ([]Socket, error) {
 	var socks []Socket
-	for _, f := range []string{"/proc/net/tcp", "/proc/net/tcp6"} {
-		s, err := readTable(f, addr)
-		if err != nil {
-			return nil, err
-		}
-		for _, x := range s {
-			if skip == 0 || x.Inode != skip {
-				socks = append(socks, x)
+	all, err := diagListening(addr.Port())
+	if err != nil {
+		// No netlink here: the /proc tables say the same, slowly.
+		all = nil
+		for _, f := range []string{"/proc/net/tcp", "/proc/net/tcp6"} {
+			s, err := readTable(f, addr)
+			if err != nil {
+				return nil, err
 			}
+			all = append(all, s...)
+		}
+	}
+	for _, x := range all {
+		if Overlap(x.Addr, addr) && (skip == 0 || x.Inode != skip) {
+			socks = append(socks, x)
 		}
 	}
 	if len(socks) > 0 {
