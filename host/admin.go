@@ -305,6 +305,10 @@ func startLoad(dir storage.Store, now time.Time, hosts []HostState, spec storage
 	return load, nil
 }
 
+// startWrite bounds how long a start takes from its claim to its spec's
+// write: a start that claimed longer ago and wrote nothing failed.
+const startWrite = 10 * time.Second
+
 // ErrRunning is returned by StartVM for a VM that runs.
 var ErrRunning = errors.New("vm is running (stop it first)")
 
@@ -375,6 +379,12 @@ func StartVM(dir storage.Store, spec storage.VMSpec, module []byte, now time.Tim
 	if err != nil {
 		return spec, storage.Owner{}, err
 	}
+	if hadPrev && prev.Reason == reasonStart && now.Sub(prev.Time) < startWrite {
+		// Another start claimed it and may not have written its spec yet.
+		if old, err := dir.VM(spec.Name); err != nil || old.Created.Before(prev.Time) {
+			return spec, storage.Owner{}, fmt.Errorf("%s: %w (another ftvm start of it is under way)", spec.Name, ErrRunning)
+		}
+	}
 	fromCopy := false
 	if spec.LocalDisk() {
 		// Only hosts with a data directory hold local disks.
@@ -412,9 +422,6 @@ func StartVM(dir storage.Store, spec storage.VMSpec, module []byte, now time.Tim
 		return spec, storage.Owner{}, fmt.Errorf("primary and backup must be different hosts")
 	}
 	spec.Created, spec.Stopped = now.UTC(), false
-	if err := dir.PutVM(spec, module); err != nil {
-		return spec, storage.Owner{}, err
-	}
 	gen := uint64(1)
 	if hadPrev {
 		gen = prev.Generation + 1
@@ -425,12 +432,20 @@ func StartVM(dir storage.Store, spec storage.VMSpec, module []byte, now time.Tim
 		// clone goes first).
 		owner.Backup, owner.FromCopy = "", fromCopy
 	}
+	// The claim first, then the spec: of two starts of one VM at once,
+	// only the one whose claim won writes its spec, and hosts run a
+	// start's VM once its spec is the one the claim was made with (the
+	// same creation time; see scanVM). A claim is this start's only if it
+	// is the very record it wrote: another start may name the same host.
 	won, cur, err := dir.Claim(spec.Name, owner)
 	if err != nil {
 		return spec, storage.Owner{}, err
 	}
-	if !won {
-		return spec, storage.Owner{}, fmt.Errorf("%s: generation %d was claimed meanwhile by %s", spec.Name, gen, cur.Host)
+	if !won || !cur.Time.Equal(owner.Time) || cur.Backup != owner.Backup {
+		return spec, storage.Owner{}, fmt.Errorf("%s: another start claimed generation %d at the same time (on %s)", spec.Name, gen, cur.Host)
+	}
+	if err := dir.PutVM(spec, module); err != nil {
+		return spec, storage.Owner{}, err
 	}
 	return spec, owner, nil
 }

@@ -154,3 +154,52 @@ func TestStuckRunnerIsDetected(t *testing.T) {
 		return false
 	})
 }
+
+// TestFreezeHostWithManyPrimaries: a host holding the primaries of many
+// VMs is frozen (SIGSTOP). Their backups all go live; the first to fence
+// the frozen host kills it, and the others, going live at the same
+// moment, wait for its sockets to close rather than failing on an address
+// that seems taken.
+func TestFreezeHostWithManyPrimaries(t *testing.T) {
+	c := newCluster(t)
+	c.startHost("h1")
+	c.startHost("h2")
+	guest := defaultguest.Counter()
+	const n = 12
+	addrs := freeAddrs(t, n)
+	var names []string
+	for i := range n {
+		vm := fmt.Sprintf("f%02d", i)
+		names = append(names, vm)
+		c.startVM(vm, guest, storage.VMSpec{Args: []string{defaultguest.Name}, Listeners: []string{addrs[i]}, Primary: "h1", Backup: "h2"})
+	}
+	for i := range n {
+		if v := incOnce(t, addrs[i]); v != 1 {
+			t.Fatalf("%s counts %d", names[i], v)
+		}
+	}
+	c.signal("h1", syscall.SIGSTOP)
+	for i, vm := range names {
+		if v := get(t, addrs[i], 30*time.Second); v != 1 {
+			t.Errorf("%s counts %d after the failover, want 1", vm, v)
+		}
+		if o := c.owner(vm); o.Host != "h2" {
+			t.Errorf("%s: %+v, want served by h2", vm, o)
+		}
+		if st := c.status(vm, "h2"); st.State != "running" {
+			t.Errorf("%s on h2: %s %s", vm, st.State, st.Detail)
+		}
+	}
+}
+
+// incOnce increments the counter at addr once and returns its reply.
+func incOnce(t testing.TB, addr string) uint64 {
+	t.Helper()
+	cc := &counterClient{lineClient{addr: addr}}
+	defer cc.close()
+	v, err := cc.do("inc", 5*time.Second)
+	if err != nil {
+		t.Fatalf("inc at %s: %v", addr, err)
+	}
+	return v
+}

@@ -39,10 +39,13 @@ import (
 //	crash-on=switched   kill it when, as a backup handed the VM over, it
 //	                    won the switchover's claim and went live, before
 //	                    its first heartbeat as the new primary
-//	stall=VM            hold the runner of VM (its node) still at its next
-//	                    turn, as a runner stuck in a bug would be: this host
-//	                    stops vouching for VM in its heartbeats, and its
-//	                    peer takes VM over, while the host's other VMs go on
+//	stall=VM            hold the runner of VM (its node) still, from now on,
+//	                    as a runner stuck in a bug would be: this host stops
+//	                    vouching for VM in its heartbeats, and its peer
+//	                    takes VM over, while the host's other VMs go on; the
+//	                    guest runs on, its outputs held (no acknowledgement
+//	                    comes), until the failpoint is cleared and the node
+//	                    finds it lost
 //	output-rule=off     break the Output Rule on purpose: a primary on this
 //	                    host lets each output out at once, without waiting
 //	                    for the backup's acknowledgement of the entries it
@@ -64,6 +67,7 @@ type Failpoints struct {
 	crashOn string              // the moment crash-on waits for, or ""
 	stall   []string            // VMs whose runners stand still
 	onCut   func(peer string)   // closes channels with peer when it is cut
+	onStall func(vm string)     // wakes vm's runner, so that it stalls now
 	// crashing is set while any crash point is: every effect looks at it.
 	crashing atomic.Bool
 	// noOutputRule is output-rule=off: every output a primary produces
@@ -147,11 +151,16 @@ func (f *Failpoints) Set(spec string) error {
 	f.cutLog, f.cutBeat, f.noStore, f.noFence, f.crash, f.crashOn, f.stall = cutLog, cutBeat, noStore, noFence, crash, crashOn, stall
 	f.crashing.Store(crash != [crashPoints]string{})
 	f.noOutputRule.Store(noRule)
-	onCut := f.onCut
+	onCut, onStall := f.onCut, f.onStall
 	f.mu.Unlock()
 	if onCut != nil {
 		for _, p := range cutLog {
 			onCut(p)
+		}
+	}
+	if onStall != nil {
+		for _, vm := range stall {
+			onStall(vm)
 		}
 	}
 	return nil

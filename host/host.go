@@ -205,7 +205,10 @@ func New(cfg Config) (*Host, error) {
 	h.pulse.resched = make(chan struct{}, 1)
 	h.statusKick = make(chan struct{}, 1)
 	h.hostsNow = make(chan struct{}, 1)
-	if cfg.MaxClones <= 0 {
+	if cfg.MaxClones < 0 {
+		return nil, fmt.Errorf("host: negative clone limit %d", cfg.MaxClones)
+	}
+	if cfg.MaxClones == 0 {
 		cfg.MaxClones = MaxClones
 	}
 	h.cloneSlots = make(chan struct{}, cfg.MaxClones)
@@ -220,6 +223,11 @@ func New(cfg Config) (*Host, error) {
 		return nil, err
 	}
 	h.fp.onCut = h.closeChannels
+	h.fp.onStall = func(vm string) {
+		if r := h.runner(vm); r != nil && r.wake != nil {
+			r.poke()
+		}
+	}
 	// The first host of a cluster creates its shared directory; a
 	// mistyped path deep in nothing is refused rather than made into
 	// another, empty cluster.
@@ -471,6 +479,11 @@ func (h *Host) scanVM(ctx context.Context, name string, hosts []HostState) {
 	}
 	if r != nil && !r.finished() {
 		h.checkOwner(r, owner)
+		return
+	}
+	if owner.Reason == reasonStart && !spec.Created.Equal(owner.Time) && owner.Time.After(spec.Created) {
+		// Claimed by a start whose spec is not written yet (see
+		// StartVM): its write is a change the watch reports.
 		return
 	}
 	started := owner.Reason == reasonStart || owner.Reason == reasonRestart

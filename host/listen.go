@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"syscall"
+	"time"
 
 	"ftvm/internal/listeners"
 )
@@ -20,25 +21,43 @@ import (
 // listens there until it halts. /proc that cannot be read is no reason to
 // refuse (it is logged).
 func (h *Host) guardListener(addr string, ln net.Listener, peers []string) error {
-	others, err := listeners.Others(ln)
-	if err != nil {
-		h.log.Warn("could not check who else listens on a VM's address", "addr", ln.Addr().String(), "err", err)
-		return nil
-	}
 	var allow []int
 	for _, name := range peers {
 		if p, ok := h.peer(name); ok && p.PIDSpace != "" && p.PIDSpace == h.self().PIDSpace {
 			allow = append(allow, p.PID)
 		}
 	}
-	for _, s := range others {
-		if slices.ContainsFunc(s.Holders, func(p listeners.Process) bool { return slices.Contains(allow, p.PID) }) {
-			continue
+	for deadline := time.Now().Add(orphanWait); ; {
+		others, err := listeners.Others(ln)
+		if err != nil {
+			h.log.Warn("could not check who else listens on a VM's address", "addr", ln.Addr().String(), "err", err)
+			return nil
 		}
-		return fmt.Errorf("listen address %s is taken: %s listens there too, and would get some of the VM's clients", addr, s)
+		var taken *listeners.Socket
+		orphans := true
+		for _, s := range others {
+			if slices.ContainsFunc(s.Holders, func(p listeners.Process) bool { return slices.Contains(allow, p.PID) }) {
+				continue
+			}
+			taken = &s
+			orphans = orphans && len(s.Holders) == 0
+		}
+		if taken == nil {
+			return nil
+		}
+		// A socket no process holds is one being closed: an old primary
+		// just killed (the fence of another of its VMs killed it while
+		// frozen) whose descriptors the kernel is still releasing.
+		if !orphans || time.Now().After(deadline) {
+			return fmt.Errorf("listen address %s is taken: %s listens there too, and would get some of the VM's clients", addr, taken)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
-	return nil
 }
+
+// orphanWait is how long a go-live waits for a socket on its address that
+// no process holds to go away.
+const orphanWait = 3 * time.Second
 
 // explainListenErr adds to an error opening a VM's listeners, when an
 // address was in use, who holds it (a program that did not set

@@ -1,6 +1,8 @@
 package host_test
 
 import (
+	"errors"
+	"fmt"
 	"os"
 	"strings"
 	"testing"
@@ -84,5 +86,42 @@ func TestStateWhileGoingLive(t *testing.T) {
 	vms, err := host.VMs(dir, now)
 	if err != nil || len(vms) != 1 || vms[0].State != "going live" {
 		t.Fatalf("VMs() = %+v, %v; want a going live", vms, err)
+	}
+}
+
+// TestConcurrentStartsOfOneVM: starts of one VM at the same time, each
+// with its own listener, some on the same host: exactly one succeeds, and
+// the spec stored is the one its claim was made with.
+func TestConcurrentStartsOfOneVM(t *testing.T) {
+	for round := range 20 {
+		dir, now := registeredHosts(t)
+		guest := counterGuest(t)
+		type result struct {
+			spec storage.VMSpec
+			err  error
+		}
+		results := make(chan result, 4)
+		for i := range 4 {
+			go func() {
+				spec := storage.VMSpec{Name: "vm", Args: []string{"ft-counter"}, Listeners: []string{fmt.Sprintf("127.0.0.1:%d", 7100+i)}, Primary: "h1", Backup: "h2"}
+				got, _, err := host.StartVM(dir, spec, guest, now.Add(time.Duration(i)))
+				results <- result{got, err}
+			}()
+		}
+		var won []storage.VMSpec
+		for range 4 {
+			if r := <-results; r.err == nil {
+				won = append(won, r.spec)
+			} else if !strings.Contains(r.err.Error(), "another start") && !errors.Is(r.err, host.ErrRunning) {
+				t.Errorf("round %d: %v", round, r.err)
+			}
+		}
+		if len(won) != 1 {
+			t.Fatalf("round %d: %d starts succeeded, want 1", round, len(won))
+		}
+		stored, err := dir.VM("vm")
+		if err != nil || stored.Listeners[0] != won[0].Listeners[0] {
+			t.Fatalf("round %d: stored spec %+v (%v), but the start that won was %+v", round, stored, err, won[0])
+		}
 	}
 }

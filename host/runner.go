@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -276,7 +277,7 @@ func (r *runner) drive(node *ft.Node) {
 		for r.h.fp.Stalled(r.vm) && r.ctx.Err() == nil {
 			time.Sleep(10 * time.Millisecond)
 		}
-		now = time.Now()
+		now = r.readBeatsFirst(now)
 		if at := r.heardAt.Load(); at > told {
 			node.Step(ft.Event{Kind: ft.EvHeartbeat, At: time.Unix(0, at)})
 			told = at
@@ -332,6 +333,29 @@ func (r *runner) drive(node *ft.Node) {
 		r.busySince.Store(0)
 	}
 }
+
+// readBeatsFirst lets heartbeats that wait unread be read before the node
+// takes its peer's silence for a failure, and returns the time to tick
+// at. With many busy guests on few CPUs, the goroutine that reads them,
+// which the network poller wakes, waits behind every runnable goroutine,
+// while a timer wakes the pulse, and the pulse this node, at once: a busy
+// host would fail over a peer whose heartbeats it had received but not
+// yet read. So while the peer seems silent and datagrams wait, the node
+// yields to the reader (up to beatReadWait).
+func (r *runner) readBeatsFirst(now time.Time) time.Time {
+	for deadline := now.Add(beatReadWait); now.Before(deadline); now = time.Now() {
+		if !r.lazy.Load() || now.UnixNano()-r.heardAt.Load() < r.silence.Load() || !r.h.beatsWaiting() {
+			break
+		}
+		runtime.Gosched()
+		time.Sleep(100 * time.Microsecond)
+	}
+	return now
+}
+
+// beatReadWait bounds how long a node waits for heartbeats that wait
+// unread before it decides on its peer's silence.
+const beatReadWait = 200 * time.Millisecond
 
 // publish tells the pulse what it needs of the node between turns: its
 // deadline, whether heartbeats may be noted without waking it, and

@@ -231,11 +231,18 @@ func (d *Dir) Claim(vm string, o Owner) (won bool, current Owner, err error) {
 		return false, Owner{}, err
 	}
 	final := filepath.Join(dir, genName(o.Generation))
-	tmp := fmt.Sprintf("%s.%s.%d.tmp", final, o.Host, os.Getpid())
+	// A name of its own: two claims by one process (two starts at once)
+	// must not share, and remove, each other's.
+	f, err := os.CreateTemp(dir, fmt.Sprintf("%s.%s.*.tmp", genName(o.Generation), o.Host))
+	if err != nil {
+		return false, Owner{}, d.wrap("claim", err)
+	}
+	tmp := f.Name()
+	f.Close()
+	defer os.Remove(tmp)
 	if err := writeSync(tmp, b, 0o644); err != nil {
 		return false, Owner{}, d.wrap("claim", err)
 	}
-	defer os.Remove(tmp)
 	linkErr := os.Link(tmp, final)
 	if linkErr != nil && !errors.Is(linkErr, fs.ErrExist) {
 		return false, Owner{}, d.wrap("claim", linkErr)

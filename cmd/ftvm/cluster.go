@@ -43,7 +43,7 @@ func (f *hostFlags) register(fs *flag.FlagSet) {
 	fs.BoolVar(&f.verifyClones, "verify-clones", false, "check each clone's memory against a hash of the primary's, taken in the final pause (lengthens it by the hashing: about 1 ms per 2 MiB)")
 	fs.DurationVar(&f.clonePause, "clone-pause", host.DefaultClonePause, "the longest pause of a guest whose primary clones a new backup (restoring redundancy): the rest of its memory is copied while it runs, and a guest that writes its memory faster than that is slowed")
 	fs.IntVar(&f.replayNice, "replay-nice", host.DefaultReplayNice, "a backup's replay runs this much nicer (lower in priority) than the host while it keeps up with its primary, leaving busy CPUs to latency-bound work first (0: off)")
-	fs.IntVar(&f.maxClones, "max-clones", host.MaxClones, "how many clones (new backups, moves) this host makes at once; more wait their turn, so that a host left with hundreds of VMs alone restores them without starving its guests")
+	fs.IntVar(&f.maxClones, "max-clones", host.MaxClones, "how many clones (new backups, moves) this host makes at once; more wait their turn, so that a host left with hundreds of VMs alone restores them without starving its guests (0: the default)")
 	fs.DurationVar(&f.sessionTimeout, "session-timeout", host.DefaultSessionTimeout, "how long a session (ftvm proxy, package client) outlives its client's last connection to this host before it ends and the guest sees its connection reset (0: the default)")
 	fs.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fs.StringVar(&f.guestProfiles, "guest-profiles", "", "write a profile of each guest this host runs to `DIR`/VM-genN-HOST.pprof when it stops (see exec --profile)")
@@ -528,7 +528,26 @@ func readStatus(dir storage.Store) (clusterStatus, error) {
 
 func printStatus(w io.Writer, st clusterStatus, now time.Time) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "HOST\tADDRESS\tPID\tALIVE\tSEEN")
+	// What each host runs, as the owner records say (the registry's own
+	// counts are a second old).
+	primaries, backups := map[string]int{}, map[string]int{}
+	running, protected := 0, 0
+	for _, v := range st.VMs {
+		if host.VMEnded(v.State) {
+			continue
+		}
+		primaries[v.Primary]++
+		if v.Backup != "" {
+			backups[v.Backup]++
+		}
+		if strings.HasPrefix(v.State, "running") {
+			running++
+		}
+		if v.Protected {
+			protected++
+		}
+	}
+	fmt.Fprintln(tw, "HOST\tADDRESS\tPID\tALIVE\tSEEN\tPRIMARIES\tBACKUPS")
 	for _, h := range st.Hosts {
 		alive := "no"
 		if h.Alive {
@@ -537,7 +556,14 @@ func printStatus(w io.Writer, st clusterStatus, now time.Time) {
 		if h.Draining {
 			alive += " (draining)"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s ago\n", h.Name, h.Addr, h.PID, alive, now.Sub(h.Seen).Round(100*time.Millisecond))
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s ago\t%d\t%d\n", h.Name, h.Addr, h.PID, alive, now.Sub(h.Seen).Round(100*time.Millisecond), primaries[h.Name], backups[h.Name])
+	}
+	if len(st.VMs) > 0 {
+		vms := "VMs"
+		if len(st.VMs) == 1 {
+			vms = "VM"
+		}
+		fmt.Fprintf(tw, "\n%d %s: %d running, %d protected\n", len(st.VMs), vms, running, protected)
 	}
 	fmt.Fprintln(tw)
 	fmt.Fprintln(tw, "VM\tGEN\tPRIMARY\tBACKUP\tSTATE\tPROTECTED\tLAG\tHELD\tOUTPUT DELAY\tLOG RTT")
