@@ -3,6 +3,7 @@ package host
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -251,7 +252,16 @@ func (b *logBuffer) ack(a replog.Ack) error {
 			b.bytes -= uint64(replog.EntrySize(b.entries[i]))
 			i++
 		}
+		// The acknowledged entries' data is dropped now, and an array
+		// that a burst grew is given back once mostly empty: an idle
+		// VM's buffer shrinks back.
+		clear(b.entries[:i])
 		b.entries = b.entries[i:]
+		if len(b.entries) == 0 {
+			b.entries = nil
+		} else if cap(b.entries) > 64 && len(b.entries) < cap(b.entries)/4 {
+			b.entries = slices.Clone(b.entries)
+		}
 	}
 	if a.Pos > b.ackPos {
 		b.ackPos = a.Pos

@@ -196,3 +196,31 @@ func TestLogBufferHeardBackup(t *testing.T) {
 		t.Fatalf("after the clone's first ack: heard %v, %v", b.heardBackup(), err)
 	}
 }
+
+// TestLogBufferShrinksWhenAcked: the array a burst of entries grew is
+// given back once the backup acknowledged them, so an idle VM keeps no
+// log memory.
+func TestLogBufferShrinksWhenAcked(t *testing.T) {
+	b := newLogBuffer()
+	for i := uint64(1); i <= 1000; i++ {
+		b.Append(entry(i, i, 64))
+	}
+	if err := b.ack(replog.Ack{Seq: 990, Pos: 990}); err != nil {
+		t.Fatal(err)
+	}
+	b.mu.Lock()
+	n, c := len(b.entries), cap(b.entries)
+	b.mu.Unlock()
+	if n != 10 || c > 64 {
+		t.Fatalf("10 entries left in an array of %d", c)
+	}
+	if err := b.ack(replog.Ack{Seq: 1000, Pos: 1000}); err != nil {
+		t.Fatal(err)
+	}
+	b.mu.Lock()
+	c = cap(b.entries)
+	b.mu.Unlock()
+	if c != 0 {
+		t.Fatalf("no entry left, an array of %d kept", c)
+	}
+}
