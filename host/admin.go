@@ -380,9 +380,14 @@ func StartVM(dir storage.Store, spec storage.VMSpec, module []byte, now time.Tim
 		return spec, storage.Owner{}, err
 	}
 	if hadPrev && prev.Reason == reasonStart && now.Sub(prev.Time) < startWrite {
-		// Another start claimed it and may not have written its spec yet.
-		if old, err := dir.VM(spec.Name); err != nil || old.Created.Before(prev.Time) {
+		// Another start claimed it lately: it may not have written its
+		// spec yet, or have written it since the look above.
+		old, err := dir.VM(spec.Name)
+		if err != nil || old.Created.Before(prev.Time) {
 			return spec, storage.Owner{}, fmt.Errorf("%s: %w (another ftvm start of it is under way)", spec.Name, ErrRunning)
+		}
+		if !old.Stopped && !vmOver(dir, now, spec.Name) {
+			return spec, storage.Owner{}, fmt.Errorf("%s: %w", spec.Name, ErrRunning)
 		}
 	}
 	fromCopy := false
