@@ -124,7 +124,7 @@ func (h *Host) registryLoop(ctx context.Context, changed chan<- struct{}) {
 // whether the primary failed to start the VM.
 func (h *Host) checkStarts() {
 	for _, r := range h.allRunners() {
-		if r.wake == nil || r.finished() || r.role() != ft.Backup {
+		if r.finished() || r.role() != ft.Backup {
 			continue
 		}
 		h.checkStartFailed(r)

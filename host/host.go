@@ -403,7 +403,7 @@ func (h *Host) counts() (vms, primaries int, counted time.Time) {
 		if r.spec.Created.After(counted) {
 			counted = r.spec.Created
 		}
-		if r.wake == nil || r.finished() {
+		if r.finished() {
 			continue
 		}
 		switch r.role() {

@@ -423,9 +423,7 @@ func (p *primarySide) fill(st *storage.VMStatus) {
 	lag := p.buf.lag(time.Now())
 	held := p.gate.Held()
 	st.Connected = p.ch.up()
-	// Protected once the backup was heard on it: a clone's target that
-	// died before its commit has a channel that looks up for a while.
-	st.Protected = p.paired() && st.Connected && p.buf.heardBackup()
+	st.Protected = p.protected(st.Connected)
 	st.Seq, st.Pos, st.Acked, st.LogBytes = lag.Last, lag.Pos, lag.Acked, lag.Total
 	if p.paired() {
 		st.LagEntries, st.LagBytes = lag.Entries, lag.Bytes
@@ -456,6 +454,13 @@ func (p *primarySide) fill(st *storage.VMStatus) {
 		st.OutputDelayP50, st.OutputDelayP99 = millis(d.Quantile(0.5)), millis(d.Quantile(0.99))
 		st.AckRTTP50, st.AckRTTP99 = millis(rtt.Quantile(0.5)), millis(rtt.Quantile(0.99))
 	}
+}
+
+// protected reports whether the VM is protected, its channel being up or
+// not: paired, and the backup heard on it since (a clone's target that
+// died before its commit has a channel that looks up for a while).
+func (p *primarySide) protected(up bool) bool {
+	return p.paired() && up && p.buf.heardBackup()
 }
 
 // millis is d in milliseconds, to the microsecond.

@@ -87,7 +87,7 @@ func (h *Host) pulseLoop(ctx context.Context) {
 // node waits only for the peer's timeout and the peer was heard since,
 // the timeout counted from that.
 func (r *runner) due(now time.Time) time.Time {
-	if r.wake == nil || r.finished() {
+	if r.finished() {
 		return time.Time{}
 	}
 	next := r.next.Load()
@@ -122,7 +122,7 @@ func (h *Host) sendBeats(runners []*runner, now time.Time) {
 	stuck := now.Add(-stuckAfter * h.cfg.Node.HeartbeatInterval).UnixNano()
 	byPeer := map[string][]beatVM{}
 	for _, r := range runners {
-		if r.wake == nil || r.finished() || !r.beating.Load() {
+		if r.finished() || !r.beating.Load() {
 			continue
 		}
 		if b := r.busySince.Load(); b != 0 && b < stuck {

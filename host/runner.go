@@ -379,9 +379,6 @@ func (r *runner) publish(node *ft.Node) {
 // it when it next runs, or at once when it needs to (see
 // ft.Node.SilenceTimeout).
 func (r *runner) heard(from string, gen uint64, now time.Time) {
-	if r.wake == nil {
-		return
-	}
 	if st := r.softState(); st.Peer != from || st.Gen != gen {
 		return
 	}

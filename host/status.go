@@ -64,7 +64,7 @@ func (h *Host) writeStatuses(now time.Time) {
 		every = statusRefresh
 	}
 	for _, r := range runners {
-		if r.wake == nil || r.finished() {
+		if r.finished() {
 			continue
 		}
 		if !r.statusUrgent.Swap(false) && r.statusDirty.Load() && now.Sub(r.statusAt) < every && !r.connectedChanged() {
@@ -111,7 +111,7 @@ func (r *runner) connectedChanged() bool {
 	switch sd := r.currentSide().(type) {
 	case *primarySide:
 		st.Connected = sd.ch.up()
-		st.Protected = sd.paired() && st.Connected && sd.buf.heardBackup()
+		st.Protected = sd.protected(st.Connected)
 	case *backupSide:
 		st.Connected = sd.ch.up()
 	default:
