@@ -226,13 +226,17 @@ func (c *compiler) fixed(n int) (uint64, error) {
 	return v, nil
 }
 
+// emptyBlockType encodes the block type of a block without parameters or
+// results.
+const emptyBlockType = 0x40
+
 // blockType reads a block type: empty, one value type, or a type index.
 func (c *compiler) blockType() (params, results []ValType, err error) {
 	if c.pos >= len(c.body) {
 		return nil, nil, c.errf("unexpected end of function body")
 	}
 	b := c.body[c.pos]
-	if b == 0x40 {
+	if b == emptyBlockType {
 		c.pos++
 		return nil, nil, nil
 	}
@@ -369,7 +373,7 @@ func (c *compiler) fuse(next instr) (instr, bool) {
 	p := c.f.code[last]
 	op, a, b := next.op, next.a, next.b
 	switch {
-	case p.op == 0xa7 && op >= 0x28 && op <= 0x35:
+	case p.op == opcodeI32WrapI64 && op >= opcodeI32Load && op <= opcodeI64Load32U:
 		// i32.wrap_i64 before a load: the load uses only the low 32 bits
 		// of its address anyway.
 		return next, true
@@ -379,21 +383,21 @@ func (c *compiler) fuse(next instr) (instr, bool) {
 		return instr{op: opLocalGetConst, a: p.a, b: b}, true
 	case p.op == opLocalSet && op == opLocalGet:
 		return instr{op: opLocalSetGet, a: p.a, b: uint64(a)}, true
-	case p.op == opConst && op == 0x6a: // i32.add
+	case p.op == opConst && op == opcodeI32Add:
 		return instr{op: opI32AddConst, b: p.b}, true
-	case p.op == opConst && op == 0x7c: // i64.add
+	case p.op == opConst && op == opcodeI64Add:
 		return instr{op: opI64AddConst, b: p.b}, true
-	case p.op == opLocalGetConst && op == 0x6a:
+	case p.op == opLocalGetConst && op == opcodeI32Add:
 		return instr{op: opLocalI32AddConst, a: p.a, b: p.b}, true
-	case p.op == opLocalGetConst && op == 0x7c:
+	case p.op == opLocalGetConst && op == opcodeI64Add:
 		return instr{op: opLocalI64AddConst, a: p.a, b: p.b}, true
-	case p.op == opLocalGet && op == 0x28: // i32.load
+	case p.op == opLocalGet && op == opcodeI32Load:
 		return instr{op: opLocalI32Load, a: p.a, b: b}, true
-	case p.op == opLocalGet && op == 0x29: // i64.load
+	case p.op == opLocalGet && op == opcodeI64Load:
 		return instr{op: opLocalI64Load, a: p.a, b: b}, true
-	case p.op == 0x45 && op == opBrUnless: // i32.eqz; if
+	case p.op == opcodeI32Eqz && op == opBrUnless: // i32.eqz; if
 		return instr{op: opBrIf, a: a}, true
-	case p.op == 0x45 && op == opBrIf: // i32.eqz; br_if
+	case p.op == opcodeI32Eqz && op == opBrIf: // i32.eqz; br_if
 		return instr{op: opBrUnless, a: a}, true
 	}
 	return instr{}, false
@@ -491,11 +495,11 @@ func (c *compiler) body_() error {
 func (c *compiler) instr(op byte) (done bool, err error) {
 	m := c.m
 	switch op {
-	case 0x00: // unreachable
+	case opcodeUnreachable:
 		c.emit(opUnreachable, 0, 0)
 		c.setUnreachable()
-	case 0x01: // nop
-	case 0x02, 0x03: // block, loop
+	case opcodeNop:
+	case opcodeBlock, opcodeLoop:
 		params, results, err := c.blockType()
 		if err != nil {
 			return false, err
@@ -504,11 +508,11 @@ func (c *compiler) instr(op byte) (done bool, err error) {
 			return false, err
 		}
 		kind := ctrlBlock
-		if op == 0x03 {
+		if op == opcodeLoop {
 			kind = ctrlLoop
 		}
 		c.pushCtrl(kind, params, results)
-	case 0x04: // if
+	case opcodeIf:
 		params, results, err := c.blockType()
 		if err != nil {
 			return false, err
@@ -522,7 +526,7 @@ func (c *compiler) instr(op byte) (done bool, err error) {
 		at := c.emit(opBrUnless, 0, 0)
 		c.pushCtrl(ctrlIf, params, results)
 		c.top().elseFixup = at
-	case 0x05: // else
+	case opcodeElse:
 		t := c.top()
 		if t.kind != ctrlIf {
 			return false, c.errf("else without matching if")
@@ -542,7 +546,7 @@ func (c *compiler) instr(op byte) (done bool, err error) {
 		t.unreachable = false
 		c.vals = c.vals[:t.height]
 		c.pushAll(t.params)
-	case 0x0b: // end
+	case opcodeEnd:
 		t := c.top()
 		if err := c.endCheck(); err != nil {
 			return false, err
@@ -566,7 +570,7 @@ func (c *compiler) instr(op byte) (done bool, err error) {
 		c.vals = c.vals[:t.height]
 		c.ctrls = c.ctrls[:len(c.ctrls)-1]
 		c.pushAll(results)
-	case 0x0c: // br
+	case opcodeBr:
 		l, err := c.u32()
 		if err != nil {
 			return false, err
@@ -581,7 +585,7 @@ func (c *compiler) instr(op byte) (done bool, err error) {
 		c.pushAll(lt)
 		c.emitBranch(l, false)
 		c.setUnreachable()
-	case 0x0d: // br_if
+	case opcodeBrIf:
 		l, err := c.u32()
 		if err != nil {
 			return false, err
@@ -598,15 +602,15 @@ func (c *compiler) instr(op byte) (done bool, err error) {
 		}
 		c.pushAll(lt)
 		c.emitBranch(l, true)
-	case 0x0e: // br_table
+	case opcodeBrTable:
 		return false, c.brTable()
-	case 0x0f: // return
+	case opcodeReturn:
 		if err := c.popAll(c.ctrls[0].results); err != nil {
 			return false, err
 		}
 		c.emit(opReturn, 0, 0)
 		c.setUnreachable()
-	case 0x10: // call
+	case opcodeCall:
 		f, err := c.u32()
 		if err != nil {
 			return false, err
@@ -620,7 +624,7 @@ func (c *compiler) instr(op byte) (done bool, err error) {
 		}
 		c.emit(opCall, f, 0)
 		c.pushAll(ft.Results)
-	case 0x11: // call_indirect
+	case opcodeCallIndirect:
 		ti, err := c.u32()
 		if err != nil {
 			return false, err
@@ -648,14 +652,14 @@ func (c *compiler) instr(op byte) (done bool, err error) {
 		}
 		c.emit(opCallIndirect, ti, uint64(tab))
 		c.pushAll(ft.Results)
-	case 0x1a: // drop
+	case opcodeDrop:
 		if _, err := c.pop(); err != nil {
 			return false, err
 		}
 		c.emit(opDrop, 0, 0)
-	case 0x1b, 0x1c: // select, select t
+	case opcodeSelect, opcodeSelectT:
 		var want ValType = unknown
-		if op == 0x1c {
+		if op == opcodeSelectT {
 			n, err := c.u32()
 			if err != nil {
 				return false, err
@@ -683,7 +687,7 @@ func (c *compiler) instr(op byte) (done bool, err error) {
 		if err != nil {
 			return false, err
 		}
-		if op == 0x1b {
+		if op == opcodeSelect {
 			if t1.IsRef() || t2.IsRef() {
 				return false, c.errf("type mismatch: select without a type on reference operands")
 			}
@@ -697,7 +701,7 @@ func (c *compiler) instr(op byte) (done bool, err error) {
 		}
 		c.emit(opSelect, 0, 0)
 		c.push(want)
-	case 0x20, 0x21, 0x22: // local.get, local.set, local.tee
+	case opcodeLocalGet, opcodeLocalSet, opcodeLocalTee:
 		i, err := c.u32()
 		if err != nil {
 			return false, err
@@ -706,18 +710,18 @@ func (c *compiler) instr(op byte) (done bool, err error) {
 			return false, c.errf("unknown local %d", i)
 		}
 		t := c.locals[i]
-		if op == 0x20 {
+		if op == opcodeLocalGet {
 			c.push(t)
 		} else {
 			if _, err := c.popWant(t); err != nil {
 				return false, err
 			}
-			if op == 0x22 {
+			if op == opcodeLocalTee {
 				c.push(t)
 			}
 		}
 		c.emit(opcode(op), i, 0)
-	case 0x23, 0x24: // global.get, global.set
+	case opcodeGlobalGet, opcodeGlobalSet:
 		i, err := c.u32()
 		if err != nil {
 			return false, err
@@ -726,7 +730,7 @@ func (c *compiler) instr(op byte) (done bool, err error) {
 		if !ok {
 			return false, c.errf("unknown global %d", i)
 		}
-		if op == 0x23 {
+		if op == opcodeGlobalGet {
 			c.push(gt.Type)
 		} else {
 			if !gt.Mutable {
@@ -737,7 +741,7 @@ func (c *compiler) instr(op byte) (done bool, err error) {
 			}
 		}
 		c.emit(opcode(op), i, 0)
-	case 0x25, 0x26: // table.get, table.set
+	case opcodeTableGet, opcodeTableSet:
 		i, err := c.u32()
 		if err != nil {
 			return false, err
@@ -746,7 +750,7 @@ func (c *compiler) instr(op byte) (done bool, err error) {
 		if !ok {
 			return false, c.errf("unknown table %d", i)
 		}
-		if op == 0x25 {
+		if op == opcodeTableGet {
 			if _, err := c.popWant(I32); err != nil {
 				return false, err
 			}
@@ -760,7 +764,10 @@ func (c *compiler) instr(op byte) (done bool, err error) {
 			}
 		}
 		c.emit(opcode(op), i, 0)
-	case 0x28, 0x29, 0x2a, 0x2b, 0x2c, 0x2d, 0x2e, 0x2f, 0x30, 0x31, 0x32, 0x33, 0x34, 0x35:
+	case opcodeI32Load, opcodeI64Load, opcodeF32Load, opcodeF64Load,
+		opcodeI32Load8S, opcodeI32Load8U, opcodeI32Load16S, opcodeI32Load16U,
+		opcodeI64Load8S, opcodeI64Load8U, opcodeI64Load16S, opcodeI64Load16U,
+		opcodeI64Load32S, opcodeI64Load32U:
 		t, size := loadType(op)
 		off, err := c.memarg(size)
 		if err != nil {
@@ -771,7 +778,9 @@ func (c *compiler) instr(op byte) (done bool, err error) {
 		}
 		c.push(t)
 		c.emit(opcode(op), 0, uint64(off))
-	case 0x36, 0x37, 0x38, 0x39, 0x3a, 0x3b, 0x3c, 0x3d, 0x3e:
+	case opcodeI32Store, opcodeI64Store, opcodeF32Store, opcodeF64Store,
+		opcodeI32Store8, opcodeI32Store16,
+		opcodeI64Store8, opcodeI64Store16, opcodeI64Store32:
 		t, size := storeType(op)
 		off, err := c.memarg(size)
 		if err != nil {
@@ -784,7 +793,7 @@ func (c *compiler) instr(op byte) (done bool, err error) {
 			return false, err
 		}
 		c.emit(opcode(op), 0, uint64(off))
-	case 0x3f, 0x40: // memory.size, memory.grow
+	case opcodeMemorySize, opcodeMemoryGrow:
 		b, err := c.byte_()
 		if err != nil {
 			return false, err
@@ -795,49 +804,49 @@ func (c *compiler) instr(op byte) (done bool, err error) {
 		if !c.hasMemory() {
 			return false, c.errf("unknown memory 0")
 		}
-		if op == 0x40 {
+		if op == opcodeMemoryGrow {
 			if _, err := c.popWant(I32); err != nil {
 				return false, err
 			}
 		}
 		c.push(I32)
 		c.emit(opcode(op), 0, 0)
-	case 0x41: // i32.const
+	case opcodeI32Const:
 		v, err := c.s32()
 		if err != nil {
 			return false, err
 		}
 		c.push(I32)
 		c.emit(opConst, 0, uint64(uint32(v)))
-	case 0x42: // i64.const
+	case opcodeI64Const:
 		v, err := c.s64()
 		if err != nil {
 			return false, err
 		}
 		c.push(I64)
 		c.emit(opConst, 0, uint64(v))
-	case 0x43: // f32.const
+	case opcodeF32Const:
 		v, err := c.fixed(4)
 		if err != nil {
 			return false, err
 		}
 		c.push(F32)
 		c.emit(opConst, 0, v)
-	case 0x44: // f64.const
+	case opcodeF64Const:
 		v, err := c.fixed(8)
 		if err != nil {
 			return false, err
 		}
 		c.push(F64)
 		c.emit(opConst, 0, v)
-	case 0xd0: // ref.null
+	case opcodeRefNull:
 		t, err := c.refType()
 		if err != nil {
 			return false, err
 		}
 		c.push(t)
 		c.emit(opConst, 0, 0)
-	case 0xd1: // ref.is_null
+	case opcodeRefIsNull:
 		t, err := c.pop()
 		if err != nil {
 			return false, err
@@ -847,7 +856,7 @@ func (c *compiler) instr(op byte) (done bool, err error) {
 		}
 		c.push(I32)
 		c.emit(opRefIsNull, 0, 0)
-	case 0xd2: // ref.func
+	case opcodeRefFunc:
 		f, err := c.u32()
 		if err != nil {
 			return false, err
@@ -860,12 +869,12 @@ func (c *compiler) instr(op byte) (done bool, err error) {
 		}
 		c.push(FuncRef)
 		c.emit(opRefFunc, f, 0)
-	case 0xfc:
+	case opcodeMiscPrefix:
 		return false, c.prefixed()
-	case 0xfd:
+	case opcodeVecPrefix:
 		return false, c.errf("illegal opcode 0xfd: a SIMD instruction (SIMD is not supported: build the guest without it, e.g. without clang's -msimd128)")
 	default:
-		if op >= 0x45 && op <= 0xc4 {
+		if op >= opcodeI32Eqz && op <= opcodeI64Extend32S {
 			a, b, r, n := numericSig(op)
 			if n == 0 {
 				return false, c.errf("illegal opcode 0x%02x", op)
@@ -880,9 +889,11 @@ func (c *compiler) instr(op byte) (done bool, err error) {
 			}
 			c.push(r)
 			switch op {
-			case 0xad, 0xbc, 0xbd, 0xbe, 0xbf:
-				// i64.extend_i32_u and the reinterpretations change no
-				// bits: i32 and f32 values are kept zero-extended.
+			case opcodeI64ExtendI32U,
+				opcodeI32ReinterpretF32, opcodeI64ReinterpretF64,
+				opcodeF32ReinterpretI32, opcodeF64ReinterpretI64:
+				// These change no bits: i32 and f32 values are kept
+				// zero-extended.
 			default:
 				c.emit(opcode(op), 0, 0)
 			}
@@ -993,12 +1004,14 @@ func (c *compiler) prefixed() error {
 	}
 	m := c.m
 	switch {
-	case sub <= 7: // trunc_sat
+	case sub <= opcodeMiscI64TruncSatF64U:
+		// The eight saturating truncations are numbered by their types:
+		// bit 1 set for an f64 operand, the last four for an i64 result.
 		in, out := F32, I32
 		if sub&2 != 0 {
 			in = F64
 		}
-		if sub >= 4 {
+		if sub >= opcodeMiscI64TruncSatF32S {
 			out = I64
 		}
 		if _, err := c.popWant(in); err != nil {
@@ -1006,7 +1019,7 @@ func (c *compiler) prefixed() error {
 		}
 		c.push(out)
 		c.emit(opTruncSat, sub, 0)
-	case sub == 8: // memory.init
+	case sub == opcodeMiscMemoryInit:
 		d, err := c.u32()
 		if err != nil {
 			return err
@@ -1028,7 +1041,7 @@ func (c *compiler) prefixed() error {
 			return err
 		}
 		c.emit(opMemoryInit, d, 0)
-	case sub == 9: // data.drop
+	case sub == opcodeMiscDataDrop:
 		d, err := c.u32()
 		if err != nil {
 			return err
@@ -1037,9 +1050,9 @@ func (c *compiler) prefixed() error {
 			return err
 		}
 		c.emit(opDataDrop, d, 0)
-	case sub == 10 || sub == 11: // memory.copy, memory.fill
+	case sub == opcodeMiscMemoryCopy || sub == opcodeMiscMemoryFill:
 		nz := 2
-		if sub == 11 {
+		if sub == opcodeMiscMemoryFill {
 			nz = 1
 		}
 		for range nz {
@@ -1057,12 +1070,12 @@ func (c *compiler) prefixed() error {
 		if err := c.popAll([]ValType{I32, I32, I32}); err != nil {
 			return err
 		}
-		if sub == 10 {
+		if sub == opcodeMiscMemoryCopy {
 			c.emit(opMemoryCopy, 0, 0)
 		} else {
 			c.emit(opMemoryFill, 0, 0)
 		}
-	case sub == 12: // table.init
+	case sub == opcodeMiscTableInit:
 		e, err := c.u32()
 		if err != nil {
 			return err
@@ -1085,7 +1098,7 @@ func (c *compiler) prefixed() error {
 			return err
 		}
 		c.emit(opTableInit, e, uint64(t))
-	case sub == 13: // elem.drop
+	case sub == opcodeMiscElemDrop:
 		e, err := c.u32()
 		if err != nil {
 			return err
@@ -1094,7 +1107,7 @@ func (c *compiler) prefixed() error {
 			return c.errf("unknown elem segment %d", e)
 		}
 		c.emit(opElemDrop, e, 0)
-	case sub == 14: // table.copy
+	case sub == opcodeMiscTableCopy:
 		dst, err := c.u32()
 		if err != nil {
 			return err
@@ -1118,7 +1131,7 @@ func (c *compiler) prefixed() error {
 			return err
 		}
 		c.emit(opTableCopy, dst, uint64(src))
-	case sub == 15 || sub == 16 || sub == 17: // table.grow, table.size, table.fill
+	case sub == opcodeMiscTableGrow || sub == opcodeMiscTableSize || sub == opcodeMiscTableFill:
 		t, err := c.u32()
 		if err != nil {
 			return err
@@ -1128,16 +1141,16 @@ func (c *compiler) prefixed() error {
 			return c.errf("unknown table %d", t)
 		}
 		switch sub {
-		case 15:
+		case opcodeMiscTableGrow:
 			if err := c.popAll([]ValType{tt.Elem, I32}); err != nil {
 				return err
 			}
 			c.push(I32)
 			c.emit(opTableGrow, t, 0)
-		case 16:
+		case opcodeMiscTableSize:
 			c.push(I32)
 			c.emit(opTableSize, t, 0)
-		case 17:
+		case opcodeMiscTableFill:
 			if err := c.popAll([]ValType{I32, tt.Elem, I32}); err != nil {
 				return err
 			}
@@ -1229,46 +1242,46 @@ func globalType(m *Module, i uint32) (GlobalType, bool) {
 
 func loadType(op byte) (ValType, uint32) {
 	switch op {
-	case 0x28:
+	case opcodeI32Load:
 		return I32, 4
-	case 0x29:
+	case opcodeI64Load:
 		return I64, 8
-	case 0x2a:
+	case opcodeF32Load:
 		return F32, 4
-	case 0x2b:
+	case opcodeF64Load:
 		return F64, 8
-	case 0x2c, 0x2d:
+	case opcodeI32Load8S, opcodeI32Load8U:
 		return I32, 1
-	case 0x2e, 0x2f:
+	case opcodeI32Load16S, opcodeI32Load16U:
 		return I32, 2
-	case 0x30, 0x31:
+	case opcodeI64Load8S, opcodeI64Load8U:
 		return I64, 1
-	case 0x32, 0x33:
+	case opcodeI64Load16S, opcodeI64Load16U:
 		return I64, 2
-	default: // 0x34, 0x35
+	default: // opcodeI64Load32S, opcodeI64Load32U
 		return I64, 4
 	}
 }
 
 func storeType(op byte) (ValType, uint32) {
 	switch op {
-	case 0x36:
+	case opcodeI32Store:
 		return I32, 4
-	case 0x37:
+	case opcodeI64Store:
 		return I64, 8
-	case 0x38:
+	case opcodeF32Store:
 		return F32, 4
-	case 0x39:
+	case opcodeF64Store:
 		return F64, 8
-	case 0x3a:
+	case opcodeI32Store8:
 		return I32, 1
-	case 0x3b:
+	case opcodeI32Store16:
 		return I32, 2
-	case 0x3c:
+	case opcodeI64Store8:
 		return I64, 1
-	case 0x3d:
+	case opcodeI64Store16:
 		return I64, 2
-	default: // 0x3e
+	default: // opcodeI64Store32
 		return I64, 4
 	}
 }
@@ -1277,71 +1290,71 @@ func storeType(op byte) (ValType, uint32) {
 // type of a numeric instruction; n is 0 for an opcode that is not one.
 func numericSig(op byte) (a, b, r ValType, n int) {
 	switch {
-	case op == 0x45:
+	case op == opcodeI32Eqz:
 		return I32, 0, I32, 1
-	case op <= 0x4f:
+	case op <= opcodeI32GeU:
 		return I32, I32, I32, 2
-	case op == 0x50:
+	case op == opcodeI64Eqz:
 		return I64, 0, I32, 1
-	case op <= 0x5a:
+	case op <= opcodeI64GeU:
 		return I64, I64, I32, 2
-	case op <= 0x60:
+	case op <= opcodeF32Ge:
 		return F32, F32, I32, 2
-	case op <= 0x66:
+	case op <= opcodeF64Ge:
 		return F64, F64, I32, 2
-	case op <= 0x69:
+	case op <= opcodeI32Popcnt:
 		return I32, 0, I32, 1
-	case op <= 0x78:
+	case op <= opcodeI32Rotr:
 		return I32, I32, I32, 2
-	case op <= 0x7b:
+	case op <= opcodeI64Popcnt:
 		return I64, 0, I64, 1
-	case op <= 0x8a:
+	case op <= opcodeI64Rotr:
 		return I64, I64, I64, 2
-	case op <= 0x91:
+	case op <= opcodeF32Sqrt:
 		return F32, 0, F32, 1
-	case op <= 0x98:
+	case op <= opcodeF32Copysign:
 		return F32, F32, F32, 2
-	case op <= 0x9f:
+	case op <= opcodeF64Sqrt:
 		return F64, 0, F64, 1
-	case op <= 0xa6:
+	case op <= opcodeF64Copysign:
 		return F64, F64, F64, 2
 	}
 	switch op {
-	case 0xa7:
+	case opcodeI32WrapI64:
 		return I64, 0, I32, 1
-	case 0xa8, 0xa9:
+	case opcodeI32TruncF32S, opcodeI32TruncF32U:
 		return F32, 0, I32, 1
-	case 0xaa, 0xab:
+	case opcodeI32TruncF64S, opcodeI32TruncF64U:
 		return F64, 0, I32, 1
-	case 0xac, 0xad:
+	case opcodeI64ExtendI32S, opcodeI64ExtendI32U:
 		return I32, 0, I64, 1
-	case 0xae, 0xaf:
+	case opcodeI64TruncF32S, opcodeI64TruncF32U:
 		return F32, 0, I64, 1
-	case 0xb0, 0xb1:
+	case opcodeI64TruncF64S, opcodeI64TruncF64U:
 		return F64, 0, I64, 1
-	case 0xb2, 0xb3:
+	case opcodeF32ConvertI32S, opcodeF32ConvertI32U:
 		return I32, 0, F32, 1
-	case 0xb4, 0xb5:
+	case opcodeF32ConvertI64S, opcodeF32ConvertI64U:
 		return I64, 0, F32, 1
-	case 0xb6:
+	case opcodeF32DemoteF64:
 		return F64, 0, F32, 1
-	case 0xb7, 0xb8:
+	case opcodeF64ConvertI32S, opcodeF64ConvertI32U:
 		return I32, 0, F64, 1
-	case 0xb9, 0xba:
+	case opcodeF64ConvertI64S, opcodeF64ConvertI64U:
 		return I64, 0, F64, 1
-	case 0xbb:
+	case opcodeF64PromoteF32:
 		return F32, 0, F64, 1
-	case 0xbc:
+	case opcodeI32ReinterpretF32:
 		return F32, 0, I32, 1
-	case 0xbd:
+	case opcodeI64ReinterpretF64:
 		return F64, 0, I64, 1
-	case 0xbe:
+	case opcodeF32ReinterpretI32:
 		return I32, 0, F32, 1
-	case 0xbf:
+	case opcodeF64ReinterpretI64:
 		return I64, 0, F64, 1
-	case 0xc0, 0xc1:
+	case opcodeI32Extend8S, opcodeI32Extend16S:
 		return I32, 0, I32, 1
-	case 0xc2, 0xc3, 0xc4:
+	case opcodeI64Extend8S, opcodeI64Extend16S, opcodeI64Extend32S:
 		return I64, 0, I64, 1
 	}
 	return 0, 0, 0, 0

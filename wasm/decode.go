@@ -493,7 +493,7 @@ func (d *decoder) constExpr(want ValType) (ConstExpr, error) {
 			return ConstExpr{}, d.failf(ipos, "constant expression required: global %d is mutable", e.Index)
 		}
 		t = g.Type
-	case 0x0b:
+	case opcodeEnd:
 		return ConstExpr{}, d.failf(pos, "type mismatch: empty constant expression, want %v", want)
 	default:
 		return ConstExpr{}, d.failf(pos, "constant expression required: opcode 0x%02x", op)
@@ -503,7 +503,7 @@ func (d *decoder) constExpr(want ValType) (ConstExpr, error) {
 	if err != nil {
 		return ConstExpr{}, err
 	}
-	if b != 0x0b {
+	if b != opcodeEnd {
 		return ConstExpr{}, d.failf(endPos, "constant expression required: expected end, found opcode 0x%02x", b)
 	}
 	if t != want {
@@ -900,7 +900,7 @@ func (d *decoder) codeEntry(c *Code) error {
 	if d.pos == d.end {
 		return d.fail(d.pos, fmt.Errorf("%w: empty function body", ErrUnexpectedEnd))
 	}
-	if d.bin[d.end-1] != 0x0b {
+	if d.bin[d.end-1] != opcodeEnd {
 		return d.failf(d.end-1, "END opcode expected at the end of the function body")
 	}
 	c.Body = d.bin[d.pos:d.end:d.end]

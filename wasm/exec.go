@@ -406,98 +406,98 @@ func (in *Instance) run(budget uint64) (Stop, error) {
 
 		// Loads: the effective address is computed in 64 bits, so it
 		// cannot wrap.
-		case 0x28: // i32.load
+		case opcodeI32Load:
 			ea := uint64(uint32(s[sp-1])) + ins.b
 			if ea+4 > uint64(len(mem)) {
 				trap = TrapMemoryOutOfBounds
 				goto trapped
 			}
 			s[sp-1] = uint64(binary.LittleEndian.Uint32(mem[ea:]))
-		case 0x29: // i64.load
+		case opcodeI64Load:
 			ea := uint64(uint32(s[sp-1])) + ins.b
 			if ea+8 > uint64(len(mem)) {
 				trap = TrapMemoryOutOfBounds
 				goto trapped
 			}
 			s[sp-1] = binary.LittleEndian.Uint64(mem[ea:])
-		case 0x2a: // f32.load
+		case opcodeF32Load:
 			ea := uint64(uint32(s[sp-1])) + ins.b
 			if ea+4 > uint64(len(mem)) {
 				trap = TrapMemoryOutOfBounds
 				goto trapped
 			}
 			s[sp-1] = uint64(binary.LittleEndian.Uint32(mem[ea:]))
-		case 0x2b: // f64.load
+		case opcodeF64Load:
 			ea := uint64(uint32(s[sp-1])) + ins.b
 			if ea+8 > uint64(len(mem)) {
 				trap = TrapMemoryOutOfBounds
 				goto trapped
 			}
 			s[sp-1] = binary.LittleEndian.Uint64(mem[ea:])
-		case 0x2c: // i32.load8_s
+		case opcodeI32Load8S:
 			ea := uint64(uint32(s[sp-1])) + ins.b
 			if ea >= uint64(len(mem)) {
 				trap = TrapMemoryOutOfBounds
 				goto trapped
 			}
 			s[sp-1] = uint64(uint32(int32(int8(mem[ea]))))
-		case 0x2d: // i32.load8_u
+		case opcodeI32Load8U:
 			ea := uint64(uint32(s[sp-1])) + ins.b
 			if ea >= uint64(len(mem)) {
 				trap = TrapMemoryOutOfBounds
 				goto trapped
 			}
 			s[sp-1] = uint64(mem[ea])
-		case 0x2e: // i32.load16_s
+		case opcodeI32Load16S:
 			ea := uint64(uint32(s[sp-1])) + ins.b
 			if ea+2 > uint64(len(mem)) {
 				trap = TrapMemoryOutOfBounds
 				goto trapped
 			}
 			s[sp-1] = uint64(uint32(int32(int16(binary.LittleEndian.Uint16(mem[ea:])))))
-		case 0x2f: // i32.load16_u
+		case opcodeI32Load16U:
 			ea := uint64(uint32(s[sp-1])) + ins.b
 			if ea+2 > uint64(len(mem)) {
 				trap = TrapMemoryOutOfBounds
 				goto trapped
 			}
 			s[sp-1] = uint64(binary.LittleEndian.Uint16(mem[ea:]))
-		case 0x30: // i64.load8_s
+		case opcodeI64Load8S:
 			ea := uint64(uint32(s[sp-1])) + ins.b
 			if ea >= uint64(len(mem)) {
 				trap = TrapMemoryOutOfBounds
 				goto trapped
 			}
 			s[sp-1] = uint64(int64(int8(mem[ea])))
-		case 0x31: // i64.load8_u
+		case opcodeI64Load8U:
 			ea := uint64(uint32(s[sp-1])) + ins.b
 			if ea >= uint64(len(mem)) {
 				trap = TrapMemoryOutOfBounds
 				goto trapped
 			}
 			s[sp-1] = uint64(mem[ea])
-		case 0x32: // i64.load16_s
+		case opcodeI64Load16S:
 			ea := uint64(uint32(s[sp-1])) + ins.b
 			if ea+2 > uint64(len(mem)) {
 				trap = TrapMemoryOutOfBounds
 				goto trapped
 			}
 			s[sp-1] = uint64(int64(int16(binary.LittleEndian.Uint16(mem[ea:]))))
-		case 0x33: // i64.load16_u
+		case opcodeI64Load16U:
 			ea := uint64(uint32(s[sp-1])) + ins.b
 			if ea+2 > uint64(len(mem)) {
 				trap = TrapMemoryOutOfBounds
 				goto trapped
 			}
 			s[sp-1] = uint64(binary.LittleEndian.Uint16(mem[ea:]))
-		case 0x34: // i64.load32_s
+		case opcodeI64Load32S:
 			ea := uint64(uint32(s[sp-1])) + ins.b
 			if ea+4 > uint64(len(mem)) {
 				trap = TrapMemoryOutOfBounds
 				goto trapped
 			}
 			s[sp-1] = uint64(int64(int32(binary.LittleEndian.Uint32(mem[ea:]))))
-		case 0x35: // i64.load32_u
+		case opcodeI64Load32U:
 			ea := uint64(uint32(s[sp-1])) + ins.b
 			if ea+4 > uint64(len(mem)) {
 				trap = TrapMemoryOutOfBounds
@@ -506,7 +506,7 @@ func (in *Instance) run(budget uint64) (Stop, error) {
 			s[sp-1] = uint64(binary.LittleEndian.Uint32(mem[ea:]))
 
 		// Stores mark the pages they touch dirty.
-		case 0x36, 0x38: // i32.store, f32.store
+		case opcodeI32Store, opcodeF32Store:
 			sp -= 2
 			ea := uint64(uint32(s[sp])) + ins.b
 			if ea+4 > uint64(len(mem)) {
@@ -515,7 +515,7 @@ func (in *Instance) run(budget uint64) (Stop, error) {
 			}
 			binary.LittleEndian.PutUint32(mem[ea:], uint32(s[sp+1]))
 			memo.markStore(ea, 4)
-		case 0x37, 0x39: // i64.store, f64.store
+		case opcodeI64Store, opcodeF64Store:
 			sp -= 2
 			ea := uint64(uint32(s[sp])) + ins.b
 			if ea+8 > uint64(len(mem)) {
@@ -524,7 +524,7 @@ func (in *Instance) run(budget uint64) (Stop, error) {
 			}
 			binary.LittleEndian.PutUint64(mem[ea:], s[sp+1])
 			memo.markStore(ea, 8)
-		case 0x3a, 0x3c: // i32.store8, i64.store8
+		case opcodeI32Store8, opcodeI64Store8:
 			sp -= 2
 			ea := uint64(uint32(s[sp])) + ins.b
 			if ea >= uint64(len(mem)) {
@@ -533,7 +533,7 @@ func (in *Instance) run(budget uint64) (Stop, error) {
 			}
 			mem[ea] = byte(s[sp+1])
 			memo.markStore(ea, 1)
-		case 0x3b, 0x3d: // i32.store16, i64.store16
+		case opcodeI32Store16, opcodeI64Store16:
 			sp -= 2
 			ea := uint64(uint32(s[sp])) + ins.b
 			if ea+2 > uint64(len(mem)) {
@@ -542,7 +542,7 @@ func (in *Instance) run(budget uint64) (Stop, error) {
 			}
 			binary.LittleEndian.PutUint16(mem[ea:], uint16(s[sp+1]))
 			memo.markStore(ea, 2)
-		case 0x3e: // i64.store32
+		case opcodeI64Store32:
 			sp -= 2
 			ea := uint64(uint32(s[sp])) + ins.b
 			if ea+4 > uint64(len(mem)) {
@@ -602,130 +602,130 @@ func (in *Instance) run(budget uint64) (Stop, error) {
 			sp++
 
 		// i32 comparisons
-		case 0x45:
+		case opcodeI32Eqz:
 			s[sp-1] = b2u(uint32(s[sp-1]) == 0)
-		case 0x46:
+		case opcodeI32Eq:
 			sp--
 			s[sp-1] = b2u(uint32(s[sp-1]) == uint32(s[sp]))
-		case 0x47:
+		case opcodeI32Ne:
 			sp--
 			s[sp-1] = b2u(uint32(s[sp-1]) != uint32(s[sp]))
-		case 0x48:
+		case opcodeI32LtS:
 			sp--
 			s[sp-1] = b2u(int32(s[sp-1]) < int32(s[sp]))
-		case 0x49:
+		case opcodeI32LtU:
 			sp--
 			s[sp-1] = b2u(uint32(s[sp-1]) < uint32(s[sp]))
-		case 0x4a:
+		case opcodeI32GtS:
 			sp--
 			s[sp-1] = b2u(int32(s[sp-1]) > int32(s[sp]))
-		case 0x4b:
+		case opcodeI32GtU:
 			sp--
 			s[sp-1] = b2u(uint32(s[sp-1]) > uint32(s[sp]))
-		case 0x4c:
+		case opcodeI32LeS:
 			sp--
 			s[sp-1] = b2u(int32(s[sp-1]) <= int32(s[sp]))
-		case 0x4d:
+		case opcodeI32LeU:
 			sp--
 			s[sp-1] = b2u(uint32(s[sp-1]) <= uint32(s[sp]))
-		case 0x4e:
+		case opcodeI32GeS:
 			sp--
 			s[sp-1] = b2u(int32(s[sp-1]) >= int32(s[sp]))
-		case 0x4f:
+		case opcodeI32GeU:
 			sp--
 			s[sp-1] = b2u(uint32(s[sp-1]) >= uint32(s[sp]))
 
 		// i64 comparisons
-		case 0x50:
+		case opcodeI64Eqz:
 			s[sp-1] = b2u(s[sp-1] == 0)
-		case 0x51:
+		case opcodeI64Eq:
 			sp--
 			s[sp-1] = b2u(s[sp-1] == s[sp])
-		case 0x52:
+		case opcodeI64Ne:
 			sp--
 			s[sp-1] = b2u(s[sp-1] != s[sp])
-		case 0x53:
+		case opcodeI64LtS:
 			sp--
 			s[sp-1] = b2u(int64(s[sp-1]) < int64(s[sp]))
-		case 0x54:
+		case opcodeI64LtU:
 			sp--
 			s[sp-1] = b2u(s[sp-1] < s[sp])
-		case 0x55:
+		case opcodeI64GtS:
 			sp--
 			s[sp-1] = b2u(int64(s[sp-1]) > int64(s[sp]))
-		case 0x56:
+		case opcodeI64GtU:
 			sp--
 			s[sp-1] = b2u(s[sp-1] > s[sp])
-		case 0x57:
+		case opcodeI64LeS:
 			sp--
 			s[sp-1] = b2u(int64(s[sp-1]) <= int64(s[sp]))
-		case 0x58:
+		case opcodeI64LeU:
 			sp--
 			s[sp-1] = b2u(s[sp-1] <= s[sp])
-		case 0x59:
+		case opcodeI64GeS:
 			sp--
 			s[sp-1] = b2u(int64(s[sp-1]) >= int64(s[sp]))
-		case 0x5a:
+		case opcodeI64GeU:
 			sp--
 			s[sp-1] = b2u(s[sp-1] >= s[sp])
 
 		// f32 comparisons
-		case 0x5b:
+		case opcodeF32Eq:
 			sp--
 			s[sp-1] = b2u(f32(s[sp-1]) == f32(s[sp]))
-		case 0x5c:
+		case opcodeF32Ne:
 			sp--
 			s[sp-1] = b2u(f32(s[sp-1]) != f32(s[sp]))
-		case 0x5d:
+		case opcodeF32Lt:
 			sp--
 			s[sp-1] = b2u(f32(s[sp-1]) < f32(s[sp]))
-		case 0x5e:
+		case opcodeF32Gt:
 			sp--
 			s[sp-1] = b2u(f32(s[sp-1]) > f32(s[sp]))
-		case 0x5f:
+		case opcodeF32Le:
 			sp--
 			s[sp-1] = b2u(f32(s[sp-1]) <= f32(s[sp]))
-		case 0x60:
+		case opcodeF32Ge:
 			sp--
 			s[sp-1] = b2u(f32(s[sp-1]) >= f32(s[sp]))
 
 		// f64 comparisons
-		case 0x61:
+		case opcodeF64Eq:
 			sp--
 			s[sp-1] = b2u(f64(s[sp-1]) == f64(s[sp]))
-		case 0x62:
+		case opcodeF64Ne:
 			sp--
 			s[sp-1] = b2u(f64(s[sp-1]) != f64(s[sp]))
-		case 0x63:
+		case opcodeF64Lt:
 			sp--
 			s[sp-1] = b2u(f64(s[sp-1]) < f64(s[sp]))
-		case 0x64:
+		case opcodeF64Gt:
 			sp--
 			s[sp-1] = b2u(f64(s[sp-1]) > f64(s[sp]))
-		case 0x65:
+		case opcodeF64Le:
 			sp--
 			s[sp-1] = b2u(f64(s[sp-1]) <= f64(s[sp]))
-		case 0x66:
+		case opcodeF64Ge:
 			sp--
 			s[sp-1] = b2u(f64(s[sp-1]) >= f64(s[sp]))
 
 		// i32 arithmetic
-		case 0x67:
+		case opcodeI32Clz:
 			s[sp-1] = uint64(bits.LeadingZeros32(uint32(s[sp-1])))
-		case 0x68:
+		case opcodeI32Ctz:
 			s[sp-1] = uint64(bits.TrailingZeros32(uint32(s[sp-1])))
-		case 0x69:
+		case opcodeI32Popcnt:
 			s[sp-1] = uint64(bits.OnesCount32(uint32(s[sp-1])))
-		case 0x6a:
+		case opcodeI32Add:
 			sp--
 			s[sp-1] = uint64(uint32(s[sp-1]) + uint32(s[sp]))
-		case 0x6b:
+		case opcodeI32Sub:
 			sp--
 			s[sp-1] = uint64(uint32(s[sp-1]) - uint32(s[sp]))
-		case 0x6c:
+		case opcodeI32Mul:
 			sp--
 			s[sp-1] = uint64(uint32(s[sp-1]) * uint32(s[sp]))
-		case 0x6d: // i32.div_s
+		case opcodeI32DivS:
 			sp--
 			a, b := int32(s[sp-1]), int32(s[sp])
 			if b == 0 {
@@ -737,7 +737,7 @@ func (in *Instance) run(budget uint64) (Stop, error) {
 				goto trapped
 			}
 			s[sp-1] = uint64(uint32(a / b))
-		case 0x6e: // i32.div_u
+		case opcodeI32DivU:
 			sp--
 			a, b := uint32(s[sp-1]), uint32(s[sp])
 			if b == 0 {
@@ -745,7 +745,7 @@ func (in *Instance) run(budget uint64) (Stop, error) {
 				goto trapped
 			}
 			s[sp-1] = uint64(a / b)
-		case 0x6f: // i32.rem_s
+		case opcodeI32RemS:
 			sp--
 			a, b := int32(s[sp-1]), int32(s[sp])
 			if b == 0 {
@@ -757,7 +757,7 @@ func (in *Instance) run(budget uint64) (Stop, error) {
 			} else {
 				s[sp-1] = uint64(uint32(a % b))
 			}
-		case 0x70: // i32.rem_u
+		case opcodeI32RemU:
 			sp--
 			a, b := uint32(s[sp-1]), uint32(s[sp])
 			if b == 0 {
@@ -765,48 +765,48 @@ func (in *Instance) run(budget uint64) (Stop, error) {
 				goto trapped
 			}
 			s[sp-1] = uint64(a % b)
-		case 0x71:
+		case opcodeI32And:
 			sp--
 			s[sp-1] = uint64(uint32(s[sp-1]) & uint32(s[sp]))
-		case 0x72:
+		case opcodeI32Or:
 			sp--
 			s[sp-1] = uint64(uint32(s[sp-1]) | uint32(s[sp]))
-		case 0x73:
+		case opcodeI32Xor:
 			sp--
 			s[sp-1] = uint64(uint32(s[sp-1]) ^ uint32(s[sp]))
-		case 0x74:
+		case opcodeI32Shl:
 			sp--
 			s[sp-1] = uint64(uint32(s[sp-1]) << (uint32(s[sp]) & 31))
-		case 0x75:
+		case opcodeI32ShrS:
 			sp--
 			s[sp-1] = uint64(uint32(int32(s[sp-1]) >> (uint32(s[sp]) & 31)))
-		case 0x76:
+		case opcodeI32ShrU:
 			sp--
 			s[sp-1] = uint64(uint32(s[sp-1]) >> (uint32(s[sp]) & 31))
-		case 0x77:
+		case opcodeI32Rotl:
 			sp--
 			s[sp-1] = uint64(bits.RotateLeft32(uint32(s[sp-1]), int(uint32(s[sp])&31)))
-		case 0x78:
+		case opcodeI32Rotr:
 			sp--
 			s[sp-1] = uint64(bits.RotateLeft32(uint32(s[sp-1]), -int(uint32(s[sp])&31)))
 
 		// i64 arithmetic
-		case 0x79:
+		case opcodeI64Clz:
 			s[sp-1] = uint64(bits.LeadingZeros64(s[sp-1]))
-		case 0x7a:
+		case opcodeI64Ctz:
 			s[sp-1] = uint64(bits.TrailingZeros64(s[sp-1]))
-		case 0x7b:
+		case opcodeI64Popcnt:
 			s[sp-1] = uint64(bits.OnesCount64(s[sp-1]))
-		case 0x7c:
+		case opcodeI64Add:
 			sp--
 			s[sp-1] += s[sp]
-		case 0x7d:
+		case opcodeI64Sub:
 			sp--
 			s[sp-1] -= s[sp]
-		case 0x7e:
+		case opcodeI64Mul:
 			sp--
 			s[sp-1] *= s[sp]
-		case 0x7f: // i64.div_s
+		case opcodeI64DivS:
 			sp--
 			a, b := int64(s[sp-1]), int64(s[sp])
 			if b == 0 {
@@ -818,14 +818,14 @@ func (in *Instance) run(budget uint64) (Stop, error) {
 				goto trapped
 			}
 			s[sp-1] = uint64(a / b)
-		case 0x80: // i64.div_u
+		case opcodeI64DivU:
 			sp--
 			if s[sp] == 0 {
 				trap = TrapIntegerDivideByZero
 				goto trapped
 			}
 			s[sp-1] /= s[sp]
-		case 0x81: // i64.rem_s
+		case opcodeI64RemS:
 			sp--
 			a, b := int64(s[sp-1]), int64(s[sp])
 			if b == 0 {
@@ -837,154 +837,155 @@ func (in *Instance) run(budget uint64) (Stop, error) {
 			} else {
 				s[sp-1] = uint64(a % b)
 			}
-		case 0x82: // i64.rem_u
+		case opcodeI64RemU:
 			sp--
 			if s[sp] == 0 {
 				trap = TrapIntegerDivideByZero
 				goto trapped
 			}
 			s[sp-1] %= s[sp]
-		case 0x83:
+		case opcodeI64And:
 			sp--
 			s[sp-1] &= s[sp]
-		case 0x84:
+		case opcodeI64Or:
 			sp--
 			s[sp-1] |= s[sp]
-		case 0x85:
+		case opcodeI64Xor:
 			sp--
 			s[sp-1] ^= s[sp]
-		case 0x86:
+		case opcodeI64Shl:
 			sp--
 			s[sp-1] <<= s[sp] & 63
-		case 0x87:
+		case opcodeI64ShrS:
 			sp--
 			s[sp-1] = uint64(int64(s[sp-1]) >> (s[sp] & 63))
-		case 0x88:
+		case opcodeI64ShrU:
 			sp--
 			s[sp-1] >>= s[sp] & 63
-		case 0x89:
+		case opcodeI64Rotl:
 			sp--
 			s[sp-1] = bits.RotateLeft64(s[sp-1], int(s[sp]&63))
-		case 0x8a:
+		case opcodeI64Rotr:
 			sp--
 			s[sp-1] = bits.RotateLeft64(s[sp-1], -int(s[sp]&63))
 
 		// f32 arithmetic. abs, neg and copysign work on bits and keep NaN
 		// payloads, as the spec requires.
-		case 0x8b:
+		case opcodeF32Abs:
 			s[sp-1] = uint64(uint32(s[sp-1]) &^ (1 << 31))
-		case 0x8c:
+		case opcodeF32Neg:
 			s[sp-1] = uint64(uint32(s[sp-1]) ^ (1 << 31))
-		case 0x8d:
+		case opcodeF32Ceil:
 			s[sp-1] = canon32(float32(math.Ceil(float64(f32(s[sp-1])))))
-		case 0x8e:
+		case opcodeF32Floor:
 			s[sp-1] = canon32(float32(math.Floor(float64(f32(s[sp-1])))))
-		case 0x8f:
+		case opcodeF32Trunc:
 			s[sp-1] = canon32(float32(math.Trunc(float64(f32(s[sp-1])))))
-		case 0x90:
+		case opcodeF32Nearest:
 			s[sp-1] = canon32(float32(math.RoundToEven(float64(f32(s[sp-1])))))
-		case 0x91:
+		case opcodeF32Sqrt:
 			s[sp-1] = canon32(float32(math.Sqrt(float64(f32(s[sp-1])))))
-		case 0x92:
+		case opcodeF32Add:
 			sp--
 			s[sp-1] = canon32(f32(s[sp-1]) + f32(s[sp]))
-		case 0x93:
+		case opcodeF32Sub:
 			sp--
 			s[sp-1] = canon32(f32(s[sp-1]) - f32(s[sp]))
-		case 0x94:
+		case opcodeF32Mul:
 			sp--
 			s[sp-1] = canon32(f32(s[sp-1]) * f32(s[sp]))
-		case 0x95:
+		case opcodeF32Div:
 			sp--
 			s[sp-1] = canon32(f32(s[sp-1]) / f32(s[sp]))
-		case 0x96:
+		case opcodeF32Min:
 			sp--
 			s[sp-1] = canon32(float32(fmin(float64(f32(s[sp-1])), float64(f32(s[sp])))))
-		case 0x97:
+		case opcodeF32Max:
 			sp--
 			s[sp-1] = canon32(float32(fmax(float64(f32(s[sp-1])), float64(f32(s[sp])))))
-		case 0x98:
+		case opcodeF32Copysign:
 			sp--
 			s[sp-1] = uint64(uint32(s[sp-1])&^(1<<31) | uint32(s[sp])&(1<<31))
 
 		// f64 arithmetic
-		case 0x99:
+		case opcodeF64Abs:
 			s[sp-1] &^= 1 << 63
-		case 0x9a:
+		case opcodeF64Neg:
 			s[sp-1] ^= 1 << 63
-		case 0x9b:
+		case opcodeF64Ceil:
 			s[sp-1] = canon64(math.Ceil(f64(s[sp-1])))
-		case 0x9c:
+		case opcodeF64Floor:
 			s[sp-1] = canon64(math.Floor(f64(s[sp-1])))
-		case 0x9d:
+		case opcodeF64Trunc:
 			s[sp-1] = canon64(math.Trunc(f64(s[sp-1])))
-		case 0x9e:
+		case opcodeF64Nearest:
 			s[sp-1] = canon64(math.RoundToEven(f64(s[sp-1])))
-		case 0x9f:
+		case opcodeF64Sqrt:
 			s[sp-1] = canon64(math.Sqrt(f64(s[sp-1])))
-		case 0xa0:
+		case opcodeF64Add:
 			sp--
 			s[sp-1] = canon64(f64(s[sp-1]) + f64(s[sp]))
-		case 0xa1:
+		case opcodeF64Sub:
 			sp--
 			s[sp-1] = canon64(f64(s[sp-1]) - f64(s[sp]))
-		case 0xa2:
+		case opcodeF64Mul:
 			sp--
 			s[sp-1] = canon64(f64(s[sp-1]) * f64(s[sp]))
-		case 0xa3:
+		case opcodeF64Div:
 			sp--
 			s[sp-1] = canon64(f64(s[sp-1]) / f64(s[sp]))
-		case 0xa4:
+		case opcodeF64Min:
 			sp--
 			s[sp-1] = canon64(fmin(f64(s[sp-1]), f64(s[sp])))
-		case 0xa5:
+		case opcodeF64Max:
 			sp--
 			s[sp-1] = canon64(fmax(f64(s[sp-1]), f64(s[sp])))
-		case 0xa6:
+		case opcodeF64Copysign:
 			sp--
 			s[sp-1] = s[sp-1]&^(1<<63) | s[sp]&(1<<63)
 
 		// conversions
-		case 0xa7:
+		case opcodeI32WrapI64:
 			s[sp-1] = uint64(uint32(s[sp-1]))
-		case 0xa8, 0xa9, 0xaa, 0xab, 0xae, 0xaf, 0xb0, 0xb1:
+		case opcodeI32TruncF32S, opcodeI32TruncF32U, opcodeI32TruncF64S, opcodeI32TruncF64U,
+			opcodeI64TruncF32S, opcodeI64TruncF32U, opcodeI64TruncF64S, opcodeI64TruncF64U:
 			v, t := truncate(byte(ins.op), s[sp-1])
 			if t != 0 {
 				trap = t
 				goto trapped
 			}
 			s[sp-1] = v
-		case 0xac:
+		case opcodeI64ExtendI32S:
 			s[sp-1] = uint64(int64(int32(s[sp-1])))
-		case 0xb2:
+		case opcodeF32ConvertI32S:
 			s[sp-1] = uint64(math.Float32bits(float32(int32(s[sp-1]))))
-		case 0xb3:
+		case opcodeF32ConvertI32U:
 			s[sp-1] = uint64(math.Float32bits(float32(uint32(s[sp-1]))))
-		case 0xb4:
+		case opcodeF32ConvertI64S:
 			s[sp-1] = uint64(math.Float32bits(float32(int64(s[sp-1]))))
-		case 0xb5:
+		case opcodeF32ConvertI64U:
 			s[sp-1] = uint64(math.Float32bits(u64ToF32(s[sp-1])))
-		case 0xb6:
+		case opcodeF32DemoteF64:
 			s[sp-1] = canon32(float32(f64(s[sp-1])))
-		case 0xb7:
+		case opcodeF64ConvertI32S:
 			s[sp-1] = math.Float64bits(float64(int32(s[sp-1])))
-		case 0xb8:
+		case opcodeF64ConvertI32U:
 			s[sp-1] = math.Float64bits(float64(uint32(s[sp-1])))
-		case 0xb9:
+		case opcodeF64ConvertI64S:
 			s[sp-1] = math.Float64bits(float64(int64(s[sp-1])))
-		case 0xba:
+		case opcodeF64ConvertI64U:
 			s[sp-1] = math.Float64bits(float64(s[sp-1]))
-		case 0xbb:
+		case opcodeF64PromoteF32:
 			s[sp-1] = canon64(float64(f32(s[sp-1])))
-		case 0xc0:
+		case opcodeI32Extend8S:
 			s[sp-1] = uint64(uint32(int32(int8(s[sp-1]))))
-		case 0xc1:
+		case opcodeI32Extend16S:
 			s[sp-1] = uint64(uint32(int32(int16(s[sp-1]))))
-		case 0xc2:
+		case opcodeI64Extend8S:
 			s[sp-1] = uint64(int64(int8(s[sp-1])))
-		case 0xc3:
+		case opcodeI64Extend16S:
 			s[sp-1] = uint64(int64(int16(s[sp-1])))
-		case 0xc4:
+		case opcodeI64Extend32S:
 			s[sp-1] = uint64(int64(int32(s[sp-1])))
 
 		case opRefIsNull:
@@ -1164,7 +1165,7 @@ func u64ToF32(v uint64) float32 {
 func truncate(op byte, v uint64) (uint64, TrapCode) {
 	var f float64
 	switch op {
-	case 0xa8, 0xa9, 0xae, 0xaf:
+	case opcodeI32TruncF32S, opcodeI32TruncF32U, opcodeI64TruncF32S, opcodeI64TruncF32U:
 		f = float64(f32(v))
 	default:
 		f = f64(v)
@@ -1173,22 +1174,22 @@ func truncate(op byte, v uint64) (uint64, TrapCode) {
 		return 0, TrapInvalidConversion
 	}
 	switch op {
-	case 0xa8, 0xaa: // i32 signed
+	case opcodeI32TruncF32S, opcodeI32TruncF64S:
 		if f <= -2147483649.0 || f >= 2147483648.0 {
 			return 0, TrapIntegerOverflow
 		}
 		return uint64(uint32(int32(f))), 0
-	case 0xa9, 0xab: // i32 unsigned
+	case opcodeI32TruncF32U, opcodeI32TruncF64U:
 		if f <= -1.0 || f >= 4294967296.0 {
 			return 0, TrapIntegerOverflow
 		}
 		return uint64(uint32(f)), 0
-	case 0xae, 0xb0: // i64 signed
+	case opcodeI64TruncF32S, opcodeI64TruncF64S:
 		if f < -9223372036854775808.0 || f >= 9223372036854775808.0 {
 			return 0, TrapIntegerOverflow
 		}
 		return uint64(int64(f)), 0
-	default: // i64 unsigned
+	default: // opcodeI64TruncF32U, opcodeI64TruncF64U
 		if f <= -1.0 || f >= 18446744073709551616.0 {
 			return 0, TrapIntegerOverflow
 		}
@@ -1204,7 +1205,10 @@ func f2u64(f float64) uint64 {
 	return uint64(int64(f-9223372036854775808.0)) | 1<<63
 }
 
-// truncSat implements the saturating conversions (0xfc 0..7).
+// truncSat implements the saturating conversions, sub being one of
+// opcodeMiscI32TruncSatF32S..opcodeMiscI64TruncSatF64U. Those eight are
+// numbered by their types: bit 0 set for unsigned, bit 1 for an f64 operand,
+// and the last four have an i64 result.
 func truncSat(sub uint32, v uint64) uint64 {
 	var f float64
 	if sub&2 == 0 {
@@ -1216,7 +1220,7 @@ func truncSat(sub uint32, v uint64) uint64 {
 	if f != f {
 		return 0
 	}
-	if sub < 4 {
+	if sub < opcodeMiscI64TruncSatF32S {
 		if signed {
 			switch {
 			case f <= -2147483648.0:

@@ -3,8 +3,9 @@ package wasm
 // The engine executes a flat internal code, produced from each function body
 // by the compiler: structured control flow is replaced by jumps to resolved
 // positions, each branch carries the stack adjustment it implies, and
-// immediates are decoded once. Numeric instructions keep their WebAssembly
-// opcode as their internal opcode; everything else lives at 0x100 and above.
+// immediates are decoded once. Loads, stores and numeric instructions keep
+// their WebAssembly opcode (opcode.go) as their internal opcode; everything
+// else lives at 0x100 and above.
 
 type opcode uint16
 
@@ -25,21 +26,21 @@ type brTarget struct {
 // Internal opcodes that are not WebAssembly opcodes. Those below 0x100 are
 // WebAssembly's own single-byte opcodes with the same meaning.
 const (
-	opUnreachable opcode = 0x00
-	opSelect      opcode = 0x1b
-	opDrop        opcode = 0x1a
-	opLocalGet    opcode = 0x20
-	opLocalSet    opcode = 0x21
-	opLocalTee    opcode = 0x22
-	opGlobalGet   opcode = 0x23
-	opGlobalSet   opcode = 0x24
-	opTableGet    opcode = 0x25
-	opTableSet    opcode = 0x26
-	opMemorySize  opcode = 0x3f
-	opMemoryGrow  opcode = 0x40
-	opConst       opcode = 0x41 // all four const opcodes become this one: push b
-	opRefIsNull   opcode = 0xd1
-	opRefFunc     opcode = 0xd2
+	opUnreachable opcode = opcodeUnreachable
+	opSelect      opcode = opcodeSelect // select and select t*
+	opDrop        opcode = opcodeDrop
+	opLocalGet    opcode = opcodeLocalGet
+	opLocalSet    opcode = opcodeLocalSet
+	opLocalTee    opcode = opcodeLocalTee
+	opGlobalGet   opcode = opcodeGlobalGet
+	opGlobalSet   opcode = opcodeGlobalSet
+	opTableGet    opcode = opcodeTableGet
+	opTableSet    opcode = opcodeTableSet
+	opMemorySize  opcode = opcodeMemorySize
+	opMemoryGrow  opcode = opcodeMemoryGrow
+	opConst       opcode = opcodeI32Const // all four const opcodes and ref.null become this one: push b
+	opRefIsNull   opcode = opcodeRefIsNull
+	opRefFunc     opcode = opcodeRefFunc
 )
 
 const (
@@ -52,7 +53,7 @@ const (
 	opReturn                             // copies the results to the frame base and returns
 	opCall                               // a: function index
 	opCallIndirect                       // a: type index, b: table index
-	opTruncSat                           // a: 0xfc sub-opcode 0..7
+	opTruncSat                           // a: opcodeMiscI32TruncSatF32S..opcodeMiscI64TruncSatF64U
 	opMemoryInit                         // a: data index
 	opDataDrop                           // a: data index
 	opMemoryCopy                         //

@@ -154,13 +154,13 @@ type ConstExpr struct {
 
 // Opcodes that may appear in a constant expression.
 const (
-	OpGlobalGet byte = 0x23
-	OpI32Const  byte = 0x41
-	OpI64Const  byte = 0x42
-	OpF32Const  byte = 0x43
-	OpF64Const  byte = 0x44
-	OpRefNull   byte = 0xd0
-	OpRefFunc   byte = 0xd2
+	OpGlobalGet byte = opcodeGlobalGet
+	OpI32Const  byte = opcodeI32Const
+	OpI64Const  byte = opcodeI64Const
+	OpF32Const  byte = opcodeF32Const
+	OpF64Const  byte = opcodeF64Const
+	OpRefNull   byte = opcodeRefNull
+	OpRefFunc   byte = opcodeRefFunc
 )
 
 // GlobalDecl is a global defined by the module.
