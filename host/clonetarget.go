@@ -65,7 +65,7 @@ func (h *Host) serveClone(ctx context.Context, c *replog.Conn, ch cloneHello) {
 		refuse("%v", err)
 		return
 	}
-	cm, err := wasm.Compile(mod, wasm.Config{})
+	cm, err := h.modules.compile(mod)
 	if err != nil {
 		refuse("%v", err)
 		return

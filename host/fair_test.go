@@ -5,6 +5,7 @@ import (
 	"os"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -32,7 +33,7 @@ func TestBusyVMsShareFairly(t *testing.T) {
 		n, _ = strconv.Atoi(s)
 	}
 	guest := guesttest.Build(t, "ft-spin")
-	c := newCluster(t)
+	c := newCluster(t, strings.Fields(os.Getenv("FTVM_HOST_ARGS"))...)
 	c.startHost("h1")
 	c.startHost("h2")
 	// All started at once, then all waited for: each one started while

@@ -11,6 +11,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -132,6 +133,8 @@ type Host struct {
 	statusKick chan struct{} // see statusLoop
 	hostsNow   chan struct{} // see readHosts
 	cloneSlots chan struct{} // one per clone in flight (see cloneSlot)
+	cpu        *cpuGate      // the processors, in turn, to guests that compute
+	modules    *moduleCache  // compiled modules, shared by the VMs of one binary
 	statusMu   sync.Mutex    // one status write at a time (see writeStatuses)
 
 	mu      sync.Mutex
@@ -212,6 +215,8 @@ func New(cfg Config) (*Host, error) {
 		cfg.MaxClones = MaxClones
 	}
 	h.cloneSlots = make(chan struct{}, cfg.MaxClones)
+	h.cpu = newCPUGate(runtime.GOMAXPROCS(0))
+	h.modules = newModuleCache()
 	h.cloningTo = make(map[string]int)
 	// Heartbeats are the pulse's, per peer host (see pulse.go).
 	h.cfg.Node.HostHeartbeats = true

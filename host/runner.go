@@ -135,7 +135,7 @@ func (h *Host) startRunner(ctx context.Context, spec storage.VMSpec, gen uint64,
 	if err != nil {
 		return nil, err
 	}
-	cm, err := wasm.Compile(mod, wasm.Config{})
+	cm, err := h.modules.compile(mod)
 	if err != nil {
 		return nil, err
 	}
@@ -556,7 +556,7 @@ func (r *runner) waitVM() {
 
 // vmConfig completes a side's VM configuration with what the host adds.
 func (r *runner) vmConfig(cfg vmm.Config) vmm.Config {
-	cfg.Slice, cfg.Logger = chunk, r.log
+	cfg.Slice, cfg.Logger, cfg.CPU = chunk, r.log, r.h.cpu
 	cfg.SessionInput = r.sessionInput
 	if r.h.cfg.Profiles != "" {
 		cfg.ProfilePeriod = vmm.DefaultProfilePeriod

@@ -57,6 +57,10 @@ type Config struct {
 	// Slice is how many instructions the VM runs between checks of its
 	// context; 0 means a default of about 10 ms of guest execution.
 	Slice uint64
+	// CPU, if set, is held while the guest computes, one slice at a time,
+	// and never while a host call waits: a host with many busy guests
+	// hands its processors out in turn (see CPU).
+	CPU CPU
 	// ProfilePeriod, if not 0, makes the VM sample the guest's call stack
 	// every ProfilePeriod instructions, for WriteProfile.
 	ProfilePeriod uint64
@@ -94,6 +98,19 @@ type Config struct {
 }
 
 const defaultSlice = 1 << 22
+
+// CPU is a share of a host's processors, taken for each slice of a guest's
+// computation. Go's scheduler alone serves runnable goroutines in turn: a
+// hundred busy guests would make every other goroutine of the host (the
+// heartbeats' reader, the logging channel) wait behind all of them, for
+// most of a second. Holding a CPU to compute keeps the busy guests that
+// are runnable at once down to the processors there are.
+type CPU interface {
+	// Acquire waits for a turn to compute, or until ctx is done.
+	Acquire(ctx context.Context) error
+	// Release ends the turn.
+	Release()
+}
 
 // Exit is how a guest ended: an exit status, or a trap.
 type Exit struct {
@@ -331,7 +348,15 @@ func (vm *VM) RunUntil(ctx context.Context, pos uint64) (paused bool, exit Exit,
 			}
 			budget = vm.prof.budget(vm.inst.Count(), budget)
 		}
+		if vm.cfg.CPU != nil {
+			if err := vm.cfg.CPU.Acquire(ctx); err != nil {
+				return false, Exit{}, err
+			}
+		}
 		st, err := vm.inst.Run(budget)
+		if vm.cfg.CPU != nil {
+			vm.cfg.CPU.Release()
+		}
 		if vm.prof != nil {
 			vm.prof.sample(vm.inst.Count(), vm.inst.Stack)
 		}

@@ -12,6 +12,7 @@ package latency
 import (
 	"math/bits"
 	"time"
+	"unsafe"
 )
 
 const (
@@ -124,29 +125,54 @@ func (h *Histogram) Quantile(q float64) time.Duration {
 
 // Window is the histogram of the last few intervals: durations are
 // recorded into the current one, and Rotate starts a new interval,
-// forgetting the oldest. The zero value is not usable: see NewWindow.
+// forgetting the oldest. An interval holds a histogram only while it has
+// durations, so the window of an idle VM is a few pointers, not the
+// 40-odd histograms of a busy one. The zero value is not usable: see
+// NewWindow.
 type Window struct {
-	slots []Histogram
+	slots []*Histogram
 	cur   int
 }
 
 // NewWindow returns a Window over n intervals (n >= 1).
-func NewWindow(n int) *Window { return &Window{slots: make([]Histogram, max(n, 1))} }
+func NewWindow(n int) *Window { return &Window{slots: make([]*Histogram, max(n, 1))} }
 
 // Add merges h into the current interval.
-func (w *Window) Add(h *Histogram) { w.slots[w.cur].Merge(h) }
+func (w *Window) Add(h *Histogram) {
+	if h.n == 0 {
+		return
+	}
+	if w.slots[w.cur] == nil {
+		w.slots[w.cur] = new(Histogram)
+	}
+	w.slots[w.cur].Merge(h)
+}
 
 // Rotate starts a new interval, dropping the oldest.
 func (w *Window) Rotate() {
 	w.cur = (w.cur + 1) % len(w.slots)
-	w.slots[w.cur].Reset()
+	w.slots[w.cur] = nil
 }
 
 // Sum returns the histogram of every interval in the window.
 func (w *Window) Sum() Histogram {
 	var h Histogram
-	for i := range w.slots {
-		h.Merge(&w.slots[i])
+	for _, s := range w.slots {
+		if s != nil {
+			h.Merge(s)
+		}
 	}
 	return h
+}
+
+// Bytes returns the memory the window holds: its histograms and their
+// pointers.
+func (w *Window) Bytes() int {
+	n := len(w.slots) * int(unsafe.Sizeof(w.slots[0]))
+	for _, s := range w.slots {
+		if s != nil {
+			n += int(unsafe.Sizeof(*s))
+		}
+	}
+	return n
 }

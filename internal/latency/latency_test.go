@@ -6,6 +6,7 @@ import (
 	"slices"
 	"testing"
 	"time"
+	"unsafe"
 )
 
 func TestBucketsAreOrderedAndBounded(t *testing.T) {
@@ -98,5 +99,32 @@ func TestWindowForgetsOldIntervals(t *testing.T) {
 	w.Rotate() // drops b's
 	if s := w.Sum(); s.Count() != 0 {
 		t.Fatalf("after two rotations: %d durations", s.Count())
+	}
+}
+
+// An idle window gives back the histograms of its busy intervals as they
+// rotate out.
+func TestWindowOfIdleIntervalsIsSmall(t *testing.T) {
+	w := NewWindow(40)
+	empty := w.Bytes()
+	var h Histogram
+	h.Record(time.Millisecond)
+	for range 40 {
+		w.Add(&h)
+		w.Rotate()
+	}
+	if busy := w.Bytes(); busy < 39*int(unsafe.Sizeof(h)) {
+		t.Fatalf("window of 39 busy intervals holds %d bytes", busy)
+	}
+	var none Histogram
+	for range 40 {
+		w.Add(&none)
+		w.Rotate()
+	}
+	if idle := w.Bytes(); idle != empty {
+		t.Fatalf("window of idle intervals holds %d bytes, want %d (as new)", idle, empty)
+	}
+	if s := w.Sum(); s.Count() != 0 {
+		t.Fatal("idle window still counts durations")
 	}
 }
