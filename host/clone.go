@@ -694,6 +694,7 @@ const MaxClones = 4
 // cloneSlot waits for a clone slot for r, saying so in r's status; false
 // if r ended first.
 func (h *Host) cloneSlot(r *runner) bool {
+	h.awaitClaims(r.ctx)
 	select {
 	case h.cloneSlots <- struct{}{}:
 		return true
@@ -709,6 +710,20 @@ func (h *Host) cloneSlot(r *runner) bool {
 }
 
 func (h *Host) releaseCloneSlot() { <-h.cloneSlots }
+
+// claimsFirst bounds how long a clone waits for the claims in flight.
+const claimsFirst = time.Second
+
+// awaitClaims waits, up to claimsFirst, while this host has claims in
+// flight: a host that has just taken over hundreds of VMs goes live for
+// them, which their clients wait for, before it spends CPU on copying
+// their memory.
+func (h *Host) awaitClaims(ctx context.Context) {
+	deadline := time.Now().Add(claimsFirst)
+	for h.claims.Load() > 0 && time.Now().Before(deadline) && ctx.Err() == nil {
+		time.Sleep(5 * time.Millisecond)
+	}
+}
 
 // cloneAvoid is how long a clone avoids a spare that failed it, while
 // others are left.

@@ -17,8 +17,8 @@ import (
 //
 //   - every replica of a VM lost is a change of the hosts, not of the VM:
 //     while a host came up, went down or restarted within the last
-//     lostWatch, every VM is looked at once a period (restartIfLost needs
-//     two looks lostGrace apart);
+//     lostWatch, every VM that does not run here is looked at once a
+//     period (restartIfLost needs two looks lostGrace apart);
 //   - a backup that never heard from its primary looks at the primary's
 //     status, which says if the start failed (checkStartFailed);
 //   - sessions whose clients are gone expire.
@@ -85,14 +85,40 @@ func (h *Host) discover(ctx context.Context) {
 			}
 		case now := <-t.C:
 			switch {
-			case changes == nil, now.Before(lostUntil), now.Sub(scanned) >= backstopScan:
+			case changes == nil, now.Sub(scanned) >= backstopScan:
 				h.scan(ctx, nil)
 				scanned = now
+			case now.Before(lostUntil):
+				h.scanNotRunning(ctx)
+				h.checkStarts()
 			default:
 				h.checkStarts()
 			}
 			h.expireSessions(now)
 		}
+	}
+}
+
+// scanNotRunning scans the VMs that run nowhere on this host: after a
+// change of the hosts, whether every replica of one is lost. The watch
+// tells what happens to those that run here; after a mass failover they
+// are hundreds, whose records a full scan would read every period while
+// they go live.
+func (h *Host) scanNotRunning(ctx context.Context) {
+	names, err := h.dir.VMs()
+	if err != nil {
+		return
+	}
+	h.mu.Lock()
+	idle := names[:0]
+	for _, name := range names {
+		if r := h.runners[name]; r == nil || r.finished() {
+			idle = append(idle, name)
+		}
+	}
+	h.mu.Unlock()
+	if len(idle) > 0 {
+		h.scan(ctx, idle)
 	}
 }
 

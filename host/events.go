@@ -70,9 +70,13 @@ func eventKind(msg string) (string, bool) {
 	return "", false
 }
 
-// eventSink appends a host's events to storage, one at a time.
+// eventSink appends a host's events to storage. A log line that is an
+// event must not wait for the store: runners log as they act, and a
+// thousand runners going live at once, each appending under one lock
+// (a file's open, write and close apiece), made the last wait a second to
+// claim its generation. So append queues the event, and one goroutine
+// (run) writes them in order.
 type eventSink struct {
-	mu   sync.Mutex
 	dir  storage.Store
 	host string
 	// gens holds each VM's generation on this host (the runners' nodes'),
@@ -81,13 +85,56 @@ type eventSink struct {
 	gens sync.Map // vm name -> uint64
 	// metrics counts the events.
 	metrics *hostMetrics
+
+	mu      sync.Mutex
+	pending []storage.Event // at most maxPendingEvents; more are dropped
+	kick    chan struct{}   // capacity 1: events wait
+}
+
+// maxPendingEvents bounds the events waiting to be written; history is
+// best effort, and a store that is down must not grow the host's memory.
+const maxPendingEvents = 10000
+
+func newEventSink(dir storage.Store, host string, metrics *hostMetrics) *eventSink {
+	return &eventSink{dir: dir, host: host, metrics: metrics, kick: make(chan struct{}, 1)}
 }
 
 func (s *eventSink) append(e storage.Event) {
 	s.metrics.event(e.VM, e.Kind)
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	_ = s.dir.AppendEvent(e) // history is best effort: storage may be down
+	if len(s.pending) < maxPendingEvents {
+		s.pending = append(s.pending, e)
+	}
+	s.mu.Unlock()
+	select {
+	case s.kick <- struct{}{}:
+	default:
+	}
+}
+
+// run writes the events as they come until ctx is done, and then those
+// still waiting.
+func (s *eventSink) run(ctx context.Context) {
+	for {
+		select {
+		case <-s.kick:
+			s.flush()
+		case <-ctx.Done():
+			s.flush()
+			return
+		}
+	}
+}
+
+// flush writes the events waiting, oldest first.
+func (s *eventSink) flush() {
+	s.mu.Lock()
+	batch := s.pending
+	s.pending = nil
+	s.mu.Unlock()
+	for _, e := range batch {
+		_ = s.dir.AppendEvent(e) // history is best effort: storage may be down
+	}
 }
 
 // eventHandler passes every record to next, and the events among them to

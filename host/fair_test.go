@@ -22,8 +22,9 @@ import (
 // started at once, some may fail over before their backups first spoke:
 // a host compiling twenty modules while its CPUs are busy can take more
 // than the start timeout, 5 s, to start a backup; the primary then wins
-// and clones.) FTVM_BUSY_VMS sets how many (20 by
-// default; BENCHMARKS.md has 100).
+// and clones.) FTVM_BUSY_VMS sets how many (20 by default;
+// BenchmarkBusyThroughput runs 100), FTVM_HOST_ARGS adds flags to the
+// hosts (to try, say, --replay-nice 0).
 func TestBusyVMsShareFairly(t *testing.T) {
 	if testing.Short() {
 		t.Skip("many busy VMs")

@@ -136,6 +136,7 @@ type Host struct {
 	cpu        *cpuGate      // the processors, in turn, to guests that compute
 	modules    *moduleCache  // compiled modules, shared by the VMs of one binary
 	statusMu   sync.Mutex    // one status write at a time (see writeStatuses)
+	claims     atomic.Int32  // claims in flight, which clones wait for
 
 	mu      sync.Mutex
 	runners map[string]*runner // by VM name
@@ -255,7 +256,7 @@ func New(cfg Config) (*Host, error) {
 	}
 	dir.SetReachable(h.fp.StorageReachable)
 	h.dir = dir
-	h.events = &eventSink{dir: dir, host: cfg.Name, metrics: h.metrics}
+	h.events = newEventSink(dir, cfg.Name, h.metrics)
 	h.log = slog.New(newEventHandler(cfg.Logger.Handler(), h.events))
 	if h.key, err = dir.ClusterKey(); err != nil {
 		return nil, fmt.Errorf("host %s: cluster key: %w", cfg.Name, err)
@@ -344,6 +345,10 @@ func hostRunning(o storage.HostInfo, now time.Time) bool {
 // Run serves until ctx is done, then stops the VMs this host runs (without
 // stopping them for good: their peers take over) and returns.
 func (h *Host) Run(ctx context.Context) error {
+	// The events are written until the last, "host down".
+	evCtx, evStop := context.WithCancel(context.Background())
+	evDone := make(chan struct{})
+	go func() { defer close(evDone); h.events.run(evCtx) }()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
@@ -363,6 +368,8 @@ func (h *Host) Run(ctx context.Context) error {
 	}
 	wg.Wait()
 	h.log.Info("host down", "host", h.cfg.Name)
+	evStop()
+	<-evDone
 	h.closeStore.Close()
 	h.unlockData()
 	return nil

@@ -477,6 +477,8 @@ func (r *runner) role() ft.Role { return r.softState().Role }
 // no generation after it, makes the node follow (a primary that handed
 // over and claimed when its backup seemed silent).
 func (r *runner) claim(gen uint64, reason, backup string) {
+	r.h.claims.Add(1)
+	defer r.h.claims.Add(-1)
 	won, cur, err := r.h.dir.Claim(r.vm, storage.Owner{Generation: gen, Host: r.h.cfg.Name, Role: "primary", Reason: reason, Backup: backup})
 	ev := ft.Event{Kind: ft.EvClaimed, Gen: gen, Won: won}
 	if err != nil {

@@ -38,6 +38,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -102,6 +104,7 @@ type Dir struct {
 	// reachable, if set, is consulted before every operation; fault
 	// injection uses it to cut one host off the storage.
 	reachable func() bool
+	claims    claimQueue
 }
 
 // Open returns the storage in root, creating its layout if needed.
@@ -219,10 +222,6 @@ func (d *Dir) Claim(vm string, o Owner) (won bool, current Owner, err error) {
 	if err := d.check(); err != nil {
 		return false, Owner{}, err
 	}
-	dir := filepath.Join(d.vmDir(vm), "owners")
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return false, Owner{}, d.wrap("claim", err)
-	}
 	if o.Time.IsZero() {
 		o.Time = time.Now().UTC()
 	}
@@ -230,47 +229,138 @@ func (d *Dir) Claim(vm string, o Owner) (won bool, current Owner, err error) {
 	if err != nil {
 		return false, Owner{}, err
 	}
-	final := filepath.Join(dir, genName(o.Generation))
-	// A name of its own: two claims by one process (two starts at once)
-	// must not share, and remove, each other's.
-	f, err := os.CreateTemp(dir, fmt.Sprintf("%s.%s.*.tmp", genName(o.Generation), o.Host))
-	if err != nil {
-		return false, Owner{}, d.wrap("claim", err)
-	}
-	tmp := f.Name()
-	f.Close()
-	defer os.Remove(tmp)
-	if err := writeSync(tmp, b, 0o644); err != nil {
-		return false, Owner{}, d.wrap("claim", err)
-	}
-	linkErr := os.Link(tmp, final)
-	if linkErr != nil && !errors.Is(linkErr, fs.ErrExist) {
-		return false, Owner{}, d.wrap("claim", linkErr)
-	}
-	cur, ok, err := d.Owner(vm, o.Generation)
-	if err != nil {
-		return false, Owner{}, err
-	}
-	if !ok {
-		return false, Owner{}, fmt.Errorf("storage %s: claim of %s generation %d vanished: %w", d.root, vm, o.Generation, ErrUnreachable)
-	}
-	return cur.Host == o.Host, cur, nil
+	req := &claimReq{vm: vm, o: o, b: b, done: make(chan struct{})}
+	d.claims.run(d, req)
+	<-req.done
+	return req.won, req.cur, req.err
 }
 
-func writeSync(path string, b []byte, perm os.FileMode) error {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, perm)
-	if err != nil {
-		return err
+// claimQueue commits claims in groups. Each claim's record must be on
+// disk before it becomes visible (its temp file synced before it is
+// linked into place), and a sync is a journal commit: a thousand claims
+// of a mass failover, arriving over a second, each with a commit of its
+// own, waited in line for the disk one after another. So the claims that
+// arrive while a group commits form the next group: its records are
+// written, then synced at once (syncAll), then linked. The caller that finds no group committing
+// commits the groups until none waits.
+type claimQueue struct {
+	mu      sync.Mutex
+	pending []*claimReq
+	running bool
+}
+
+type claimReq struct {
+	vm   string
+	o    Owner
+	b    []byte
+	done chan struct{}
+	won  bool
+	cur  Owner
+	err  error
+}
+
+// run queues req and, unless a caller already does, commits the groups.
+func (q *claimQueue) run(d *Dir, req *claimReq) {
+	q.mu.Lock()
+	q.pending = append(q.pending, req)
+	if q.running {
+		q.mu.Unlock()
+		return
 	}
-	if _, err := f.Write(b); err != nil {
-		f.Close()
-		return err
+	q.running = true
+	for len(q.pending) > 0 {
+		group := q.pending
+		q.pending = nil
+		q.mu.Unlock()
+		d.claimGroup(group)
+		q.mu.Lock()
 	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
+	q.running = false
+	q.mu.Unlock()
+}
+
+// claimGroup performs a group of claims: every record written, then
+// synced, then linked into place; each request is done at the end.
+func (d *Dir) claimGroup(group []*claimReq) {
+	tmps := make([]*os.File, len(group))
+	defer func() {
+		for i, f := range tmps {
+			if f != nil {
+				f.Close()
+				os.Remove(f.Name())
+			}
+			close(group[i].done)
+		}
+	}()
+	inParallel(len(group), func(i int) {
+		r := group[i]
+		dir := filepath.Join(d.vmDir(r.vm), "owners")
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			r.err = d.wrap("claim", err)
+			return
+		}
+		// A name of its own: two claims by one process (two starts at
+		// once) must not share, and remove, each other's.
+		f, err := os.CreateTemp(dir, fmt.Sprintf("%s.%s.*.tmp", genName(r.o.Generation), r.o.Host))
+		if err != nil {
+			r.err = d.wrap("claim", err)
+			return
+		}
+		tmps[i] = f
+		if _, err := f.Write(r.b); err != nil {
+			r.err = d.wrap("claim", err)
+		}
+	})
+	if err := syncAll(tmps); err != nil {
+		for _, r := range group {
+			if r.err == nil {
+				r.err = d.wrap("claim", err)
+			}
+		}
 	}
-	return f.Close()
+	inParallel(len(group), func(i int) {
+		r := group[i]
+		if r.err != nil {
+			return
+		}
+		final := filepath.Join(d.vmDir(r.vm), "owners", genName(r.o.Generation))
+		if err := os.Link(tmps[i].Name(), final); err != nil && !errors.Is(err, fs.ErrExist) {
+			r.err = d.wrap("claim", err)
+			return
+		}
+		cur, ok, err := d.Owner(r.vm, r.o.Generation)
+		switch {
+		case err != nil:
+			r.err = err
+		case !ok:
+			r.err = fmt.Errorf("storage %s: claim of %s generation %d vanished: %w", d.root, r.vm, r.o.Generation, ErrUnreachable)
+		default:
+			r.won, r.cur = cur.Host == r.o.Host, cur
+		}
+	})
+}
+
+// inParallel runs f(0) to f(n-1), a few at a time: a group's file
+// operations are system calls that wait on the file system, not on the
+// CPU.
+func inParallel(n int, f func(int)) {
+	const workers = 8
+	if n == 1 {
+		f(0)
+		return
+	}
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range min(workers, n) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := int(next.Add(1) - 1); i < n; i = int(next.Add(1) - 1) {
+				f(i)
+			}
+		}()
+	}
+	wg.Wait()
 }
 
 // Owner returns the owner record of generation gen of vm, if there is one.
@@ -734,3 +824,18 @@ func Size(n uint64) string {
 // CheckName reports whether name is a valid name of a kind ("vm", "host")
 // in any backend: usable as one element of a path or key.
 func CheckName(kind, name string) error { return validName(kind, name) }
+func writeSync(path string, b []byte, perm os.FileMode) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, perm)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(b); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}

@@ -307,3 +307,61 @@ func TestEvents(t *testing.T) {
 		t.Errorf("host c keeps %d bytes of events, over %d", total, 2*EventsMax)
 	}
 }
+
+// Claims of many VMs at once, by two hosts each, commit in groups: each
+// generation of each VM still has exactly one winner, who every claimant
+// is told of, and no record is left half-made.
+func TestGroupedClaimsHaveOneWinnerEach(t *testing.T) {
+	d, err := Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	const vms = 200
+	type result struct {
+		vm, host string
+		won      bool
+		cur      Owner
+	}
+	results := make(chan result, 2*vms)
+	var wg sync.WaitGroup
+	for v := range vms {
+		for _, host := range []string{"a", "b"} {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				vm := fmt.Sprintf("vm%03d", v)
+				won, cur, err := d.Claim(vm, Owner{Generation: 2, Host: host})
+				if err != nil {
+					t.Error(err)
+				}
+				results <- result{vm, host, won, cur}
+			}()
+		}
+	}
+	wg.Wait()
+	close(results)
+	winners := map[string]string{}
+	for r := range results {
+		if r.won {
+			if w, ok := winners[r.vm]; ok {
+				t.Fatalf("%s: both %s and %s won generation 2", r.vm, w, r.host)
+			}
+			winners[r.vm] = r.host
+		}
+		if r.won != (r.cur.Host == r.host) {
+			t.Fatalf("%s: %s told won=%v with owner %q", r.vm, r.host, r.won, r.cur.Host)
+		}
+	}
+	if len(winners) != vms {
+		t.Fatalf("%d of %d VMs have a winner", len(winners), vms)
+	}
+	for vm, host := range winners {
+		if o, ok, err := d.Latest(vm); err != nil || !ok || o.Host != host {
+			t.Fatalf("%s: latest owner %+v (%v), want %s", vm, o, err, host)
+		}
+		left, _ := filepath.Glob(filepath.Join(d.vmDir(vm), "owners", "*.tmp"))
+		if len(left) > 0 {
+			t.Fatalf("%s: temporary records left: %v", vm, left)
+		}
+	}
+}

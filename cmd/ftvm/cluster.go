@@ -71,6 +71,7 @@ func runHost(ctx context.Context, env *cmdEnv, args []string) int {
 	name := fs.String("name", "", "this host's `NAME` in the cluster (required)")
 	addr := fs.String("addr", "127.0.0.1:0", "TCP `HOST:PORT` of the logging channel and control port (UDP heartbeats use the same)")
 	httpAddr := fs.String("http", "", "serve Prometheus metrics (/metrics) and the cluster's live dashboard (/) on `HOST:PORT` (port 0 picks one; the registry records it)")
+	pprofOn := fs.Bool("pprof", false, "with --http, also serve the host process's Go profiles (/debug/pprof/: CPU, heap, goroutines) for performance work")
 	sessions := fs.String("sessions", "", "TCP `HOST:PORT` where clients' sessions (ftvm proxy, package client) reach the guests this host runs; \"\": the --addr IP, a free port (the registry records it)")
 	data := fs.String("data", "", "this host's own `DIR`, where it keeps its copies of the VMs' local disks (ftvm start --disk local); default: SHARED/local/NAME with a directory store, none with etcd (local disks refused)")
 	var hf hostFlags
@@ -130,7 +131,7 @@ func runHost(ctx context.Context, env *cmdEnv, args []string) int {
 		if httpLn == nil {
 			return
 		}
-		if err := serveHTTP(ctx, httpLn, h, *name, logger); err != nil {
+		if err := serveHTTP(ctx, httpLn, h, *name, *pprofOn, logger); err != nil {
 			logger.Error("http server failed", "host", *name, "err", err)
 		}
 	}()

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"time"
 
 	"ftvm/host"
@@ -26,11 +27,18 @@ func listenHTTP(addr string) (net.Listener, error) {
 }
 
 // serveHTTP serves h's metrics (/metrics) and the cluster's dashboard (/)
-// on ln until ctx is done; it returns once the server has stopped.
-func serveHTTP(ctx context.Context, ln net.Listener, h *host.Host, name string, log *slog.Logger) error {
+// on ln until ctx is done, and with withPprof its Go profiles; it returns once the server has stopped.
+func serveHTTP(ctx context.Context, ln net.Listener, h *host.Host, name string, withPprof bool, log *slog.Logger) error {
 	dash := dashboard.New(h.Store(), name, log)
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", h.MetricsHandler())
+	if withPprof {
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	}
 	mux.Handle("/", dash)
 	srv := &http.Server{
 		Handler:           mux,
