@@ -174,7 +174,7 @@ func (h *Host) newRunner(ctx context.Context, spec storage.VMSpec, node *ft.Node
 	r := &runner{
 		h: h, vm: spec.Name, spec: spec, startGen: st.Gen,
 		log:    h.log.With("vm", spec.Name),
-		events: make(chan ft.Event, 256),
+		events: make(chan ft.Event, 32), // one per VM: kept small (see event)
 		wake:   make(chan struct{}, 1),
 		ops:    make(chan func(*ft.Node)),
 		done:   make(chan struct{}),

@@ -19,6 +19,11 @@ import (
 	"time"
 )
 
+// readBuffer is the size of a channel's read buffer: one per VM on each of
+// its hosts, so a thousand VMs hold a thousand. Frames larger than it are
+// read straight into place.
+const readBuffer = 16 << 10
+
 // Conn is an authenticated connection between two ftvm hosts: the logging
 // channel (primary → backup: batches of entries; backup → primary: acks) or
 // a control connection. Both ends hold the cluster key (32 or more random
@@ -271,7 +276,7 @@ func (h *handshake) run(client bool, hello []byte) (*Conn, error) {
 	}
 	// A canceled context unblocks the reads and writes at once.
 	stop := context.AfterFunc(h.ctx, func() { h.nc.SetDeadline(time.Unix(1, 0)) })
-	br := bufio.NewReaderSize(h.nc, 64<<10)
+	br := bufio.NewReaderSize(h.nc, readBuffer)
 	var c *Conn
 	var err error
 	if client {
