@@ -72,10 +72,9 @@ func eventKind(msg string) (string, bool) {
 
 // eventSink appends a host's events to storage. A log line that is an
 // event must not wait for the store: runners log as they act, and a
-// thousand runners going live at once, each appending under one lock
-// (a file's open, write and close apiece), made the last wait a second to
-// claim its generation. So append queues the event, and one goroutine
-// (run) writes them in order.
+// thousand runners going live at once each appended under one lock (a
+// file's open, write and close apiece) before acting on. So append
+// queues the event, and one goroutine (run) writes them in order.
 type eventSink struct {
 	dir  storage.Store
 	host string
