@@ -96,6 +96,10 @@ func runHost(ctx context.Context, env *cmdEnv, args []string) int {
 		fmt.Fprintf(env.stderr, "ftvm host: --log-level: %v\n", err)
 		return 2
 	}
+	if *pprofOn && *httpAddr == "" {
+		fmt.Fprintln(env.stderr, "ftvm host: --pprof serves on the --http address: give --http too")
+		return 2
+	}
 	logger := slog.New(slog.NewTextHandler(env.stderr, &slog.HandlerOptions{Level: level}))
 	httpLn, err := listenHTTP(*httpAddr)
 	if err != nil {

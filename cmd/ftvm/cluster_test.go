@@ -244,4 +244,9 @@ func TestClusterCommandsOnMissingThings(t *testing.T) {
 	if code, _, errs := ftvm(t, "", "stop", "--shared", shared, "--name", "nope"); code != 1 || !strings.Contains(errs, `no vm "nope"`) {
 		t.Fatalf("stop of an unknown vm: %d %q", code, errs)
 	}
+	// Profiles are served on the HTTP address: without one, say so
+	// rather than serve nothing.
+	if code, _, errs := ftvm(t, "", "host", "--shared", shared, "--name", "a", "--pprof"); code != 2 || !strings.Contains(errs, "--pprof serves on the --http address") {
+		t.Fatalf("host --pprof without --http: %d %q", code, errs)
+	}
 }
