@@ -258,6 +258,11 @@ func TestClonePrimaryKilledMidClone(t *testing.T) {
 			}
 			c.signal("h2", syscall.SIGKILL)
 			spare := c.waitCloning("mem", "h1")
+			// The kill must land once the spare holds part of the clone,
+			// not while the channel's handshake is still under way.
+			c.waitFor(30*time.Second, spare+" receiving the clone", func() bool {
+				return strings.Contains(c.hosts[spare].logs.String(), "receiving a clone")
+			})
 			lostGen := c.owner("mem").Generation
 			c.signal("h1", syscall.SIGKILL)
 			t.Logf("killed the primary h1 while it cloned generation %d to %s", lostGen+1, spare)
