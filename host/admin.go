@@ -6,7 +6,9 @@ import (
 	"net"
 	"net/netip"
 	"slices"
+	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -230,21 +232,57 @@ func vmOver(dir storage.Store, now time.Time, name string) bool {
 	return false
 }
 
-// startLoad returns each host's load for placing spec's VM, and refuses
-// it if another VM that runs has one of its listeners. It reads the specs
-// of the VMs and nothing else of them (a start in a cluster of a thousand
-// VMs must not read each one's records). A host's load is what it last
-// said in the registry (what it runs, after failovers and clones), plus
-// the VMs placed on it that it had not counted then (created after the
-// newest it had) and that did not end since. A VM whose spec is not
-// stopped but that may have ended is looked at closely only then, or if
-// its listeners clash.
-func startLoad(dir storage.Store, now time.Time, hosts []HostState, spec storage.VMSpec) (map[string]hostLoad, error) {
+// checkListeners refuses spec if another VM that runs has one of its
+// listeners. It reads the specs of the VMs the store indexes on one of
+// spec's ports, and of no other.
+func checkListeners(dir storage.Store, now time.Time, spec storage.VMSpec) error {
+	// A pair's listeners share their port with the next copy of the same
+	// VM, so a clash with another VM would not fail to bind: it is
+	// refused here.
+	for _, port := range storage.ListenerPorts(spec) {
+		users, err := dir.VMsOnPort(port)
+		if err != nil {
+			return err
+		}
+		for _, name := range users {
+			if name == spec.Name {
+				continue
+			}
+			other, err := dir.VM(name)
+			if err != nil || other.Stopped {
+				continue // being created, or stopped
+			}
+			for _, a := range spec.Listeners {
+				if slices.ContainsFunc(other.Listeners, func(b string) bool { return sameListener(a, b) }) && !vmOver(dir, now, name) {
+					return fmt.Errorf("listener %s is vm %s's", a, name)
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// startLoad returns each host's load for placing VMs (leaving out those
+// in skip, which are being started). A start in a cluster of a thousand
+// VMs must not read each one's records: it reads the specs of the VMs that
+// not both of their hosts say they run. A host's
+// load is what it last said in the registry (what it runs, after
+// failovers and clones), plus the VMs placed on it that it had not counted
+// then (created after the newest it had) and that did not end since. A VM
+// whose spec is not stopped but that may have ended is looked at closely
+// only then.
+func startLoad(dir storage.Store, now time.Time, hosts []HostState, skip map[string]bool) (map[string]hostLoad, error) {
 	load := map[string]hostLoad{}
 	counted := map[string]time.Time{}
+	listed := map[string]int{} // VM: how many live hosts say they run it
 	for _, h := range hosts {
 		load[h.Name] = hostLoad{vms: h.VMs, primaries: h.Primaries}
 		counted[h.Name] = h.Counted
+		if h.Alive {
+			for _, vm := range h.Runs {
+				listed[vm]++
+			}
+		}
 	}
 	names, err := dir.VMs()
 	if err != nil {
@@ -252,20 +290,12 @@ func startLoad(dir storage.Store, now time.Time, hosts []HostState, spec storage
 	}
 	var recent []storage.VMSpec
 	for _, name := range names {
-		if name == spec.Name {
-			continue
+		if skip[name] || listed[name] >= 2 {
+			continue // being started, or both its hosts counted it
 		}
 		other, err := dir.VM(name)
 		if err != nil || other.Stopped {
 			continue // being created, or stopped
-		}
-		// A pair's listeners share their port with the next copy of
-		// the same VM, so a clash with another VM would not fail to
-		// bind: it is refused here.
-		for _, a := range spec.Listeners {
-			if slices.ContainsFunc(other.Listeners, func(b string) bool { return sameListener(a, b) }) && !vmOver(dir, now, name) {
-				return nil, fmt.Errorf("listener %s is vm %s's", a, name)
-			}
 		}
 		cp, okp := counted[other.Primary]
 		cb, okb := counted[other.Backup]
@@ -318,6 +348,115 @@ var ErrRunning = errors.New("vm is running (stop it first)")
 // the record and start it. A VM that runs somewhere is refused; one that
 // was stopped, ended, or lost every replica starts afresh (its disk kept).
 func StartVM(dir storage.Store, spec storage.VMSpec, module []byte, now time.Time) (storage.VMSpec, storage.Owner, error) {
+	r := StartVMs(dir, []Start{{Spec: spec, Module: module}}, now)[0]
+	return r.Spec, r.Owner, r.Err
+}
+
+// Start is one VM for StartVMs to start: its spec and its module (nil:
+// the one stored, for a VM started again).
+type Start struct {
+	Spec   storage.VMSpec
+	Module []byte
+}
+
+// Started is the outcome of one Start: the spec as placed and the owner
+// record claimed, or why it did not start.
+type Started struct {
+	Spec  storage.VMSpec
+	Owner storage.Owner
+	Err   error
+}
+
+// StartVMs starts VMs as StartVM does each, but reads the registry and the
+// hosts' loads once and places each VM with those before it counted, then
+// claims and writes them several at a time: a thousand starts take
+// seconds. A VM that cannot start keeps no other from starting; two of the
+// batch with the same name or a listener in common are refused as two
+// separate starts would be.
+func StartVMs(dir storage.Store, starts []Start, now time.Time) []Started {
+	out := make([]Started, len(starts))
+	fail := func(err error) []Started {
+		for i := range out {
+			out[i] = Started{Spec: starts[i].Spec, Err: err}
+		}
+		return out
+	}
+	hosts, err := Hosts(dir, now)
+	if err != nil {
+		return fail(err)
+	}
+	skip := map[string]bool{}
+	for _, st := range starts {
+		skip[st.Spec.Name] = true
+	}
+	load, err := startLoad(dir, now, hosts, skip)
+	if err != nil {
+		return fail(err)
+	}
+	placed := map[string]int{} // name: its index in starts
+	for i, st := range starts {
+		out[i].Spec, out[i].Err = st.Spec, batchClash(starts, placed, out, st.Spec)
+		if out[i].Err != nil {
+			continue
+		}
+		out[i].Spec, out[i].Owner, out[i].Err = placeVM(dir, now, hosts, load, st.Spec)
+		if out[i].Err != nil {
+			continue
+		}
+		placed[st.Spec.Name] = i
+		p, b := out[i].Spec.Primary, out[i].Spec.Backup
+		lp := load[p]
+		lp.vms++
+		lp.primaries++
+		load[p] = lp
+		if b != "" {
+			lb := load[b]
+			lb.vms++
+			load[b] = lb
+		}
+	}
+	sem := make(chan struct{}, startWorkers)
+	var wg sync.WaitGroup
+	for i := range out {
+		if out[i].Err != nil {
+			continue
+		}
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			out[i].Err = commitStart(dir, out[i].Spec, out[i].Owner, starts[i].Module)
+		}()
+	}
+	wg.Wait()
+	return out
+}
+
+// startWorkers is how many of a batch's starts claim and write at once:
+// their claims commit together (see storage.Dir.Claim), and their writes
+// wait on the disk, not on the CPU.
+const startWorkers = 16
+
+// batchClash refuses spec if an earlier VM of the batch, placed already,
+// has its name or one of its listeners.
+func batchClash(starts []Start, placed map[string]int, out []Started, spec storage.VMSpec) error {
+	if _, dup := placed[spec.Name]; dup {
+		return fmt.Errorf("%s: %w (started earlier in this batch)", spec.Name, ErrRunning)
+	}
+	for _, j := range placed {
+		for _, a := range spec.Listeners {
+			if slices.ContainsFunc(out[j].Spec.Listeners, func(b string) bool { return sameListener(a, b) }) {
+				return fmt.Errorf("listener %s is vm %s's (started earlier in this batch)", a, out[j].Spec.Name)
+			}
+		}
+	}
+	return nil
+}
+
+// placeVM is a start's checks and placement, given the registry and the
+// hosts' loads: spec completed with its hosts, and the owner record to
+// claim. It writes nothing.
+func placeVM(dir storage.Store, now time.Time, hosts []HostState, load map[string]hostLoad, spec storage.VMSpec) (storage.VMSpec, storage.Owner, error) {
 	if old, err := dir.VM(spec.Name); err == nil && !old.Stopped && !vmOver(dir, now, spec.Name) {
 		return spec, storage.Owner{}, fmt.Errorf("%s: %w", spec.Name, ErrRunning)
 	}
@@ -329,21 +468,18 @@ func StartVM(dir storage.Store, spec storage.VMSpec, module []byte, now time.Tim
 		if err != nil {
 			return spec, storage.Owner{}, fmt.Errorf("listener %q: %w", a, err)
 		}
-		if port == "0" {
+		if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+			return spec, storage.Owner{}, fmt.Errorf("listener %q: want a port number", a)
+		} else if n == 0 {
 			return spec, storage.Owner{}, fmt.Errorf("listener %q: a fault-tolerant VM needs a fixed port, which its backup takes over", a)
 		}
 	}
-	hosts, err := Hosts(dir, now)
-	if err != nil {
+	if err := checkListeners(dir, now, spec); err != nil {
 		return spec, storage.Owner{}, err
 	}
 	alive := map[string]bool{}
 	for _, h := range hosts {
 		alive[h.Name] = h.Alive
-	}
-	load, err := startLoad(dir, now, hosts, spec)
-	if err != nil {
-		return spec, storage.Owner{}, err
 	}
 	var cands []string
 	draining := 0
@@ -437,6 +573,12 @@ func StartVM(dir storage.Store, spec storage.VMSpec, module []byte, now time.Tim
 		// clone goes first).
 		owner.Backup, owner.FromCopy = "", fromCopy
 	}
+	return spec, owner, nil
+}
+
+// commitStart claims a placed VM's generation, then writes its spec and
+// module.
+func commitStart(dir storage.Store, spec storage.VMSpec, owner storage.Owner, module []byte) error {
 	// The claim first, then the spec: of two starts of one VM at once,
 	// only the one whose claim won writes its spec, and hosts run a
 	// start's VM once its spec is the one the claim was made with (the
@@ -444,15 +586,12 @@ func StartVM(dir storage.Store, spec storage.VMSpec, module []byte, now time.Tim
 	// is the very record it wrote: another start may name the same host.
 	won, cur, err := dir.Claim(spec.Name, owner)
 	if err != nil {
-		return spec, storage.Owner{}, err
+		return err
 	}
 	if !won || !cur.Time.Equal(owner.Time) || cur.Backup != owner.Backup {
-		return spec, storage.Owner{}, fmt.Errorf("%s: another start claimed generation %d at the same time (on %s)", spec.Name, gen, cur.Host)
+		return fmt.Errorf("%s: another start claimed generation %d at the same time (on %s)", spec.Name, owner.Generation, cur.Host)
 	}
-	if err := dir.PutVM(spec, module); err != nil {
-		return spec, storage.Owner{}, err
-	}
-	return spec, owner, nil
+	return dir.PutVM(spec, module)
 }
 
 // StopVM marks a VM stopped; its hosts stop it within a scan.

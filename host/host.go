@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -383,7 +384,7 @@ func (h *Host) refresh(put bool) (hosts []HostState, changed bool) {
 	if put {
 		info := h.self()
 		info.Seen = time.Now().UTC()
-		info.VMs, info.Primaries, info.Counted = h.counts()
+		info.VMs, info.Primaries, info.Counted, info.Runs = h.counts()
 		if err := h.dir.PutHost(info); err != nil {
 			h.log.Debug("registry refresh failed", "err", err)
 		}
@@ -409,7 +410,7 @@ func (h *Host) refresh(put bool) (hosts []HostState, changed bool) {
 // counts returns how many VMs the host runs, and of how many it is the
 // primary (or runs alone), and the creation time of the newest VM spec it
 // has run (or its start).
-func (h *Host) counts() (vms, primaries int, counted time.Time) {
+func (h *Host) counts() (vms, primaries int, counted time.Time, runs []string) {
 	counted = h.started.UTC()
 	for _, r := range h.allRunners() {
 		if r.spec.Created.After(counted) {
@@ -422,11 +423,14 @@ func (h *Host) counts() (vms, primaries int, counted time.Time) {
 		case ft.Primary, ft.Alone, ft.HandingOver:
 			vms++
 			primaries++
+			runs = append(runs, r.spec.Name)
 		case ft.Backup:
 			vms++
+			runs = append(runs, r.spec.Name)
 		}
 	}
-	return vms, primaries, counted
+	slices.Sort(runs)
+	return vms, primaries, counted, runs
 }
 
 // knownHosts returns the registry as last read.

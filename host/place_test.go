@@ -4,7 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -123,5 +125,66 @@ func TestConcurrentStartsOfOneVM(t *testing.T) {
 		if err != nil || stored.Listeners[0] != won[0].Listeners[0] {
 			t.Fatalf("round %d: stored spec %+v (%v), but the start that won was %+v", round, stored, err, won[0])
 		}
+	}
+}
+
+// specReads is a store that counts the reads of each VM's spec.
+type specReads struct {
+	*storage.Dir
+	mu    sync.Mutex
+	reads map[string]int
+}
+
+func (s *specReads) VM(name string) (storage.VMSpec, error) {
+	s.mu.Lock()
+	s.reads[name]++
+	s.mu.Unlock()
+	return s.Dir.VM(name)
+}
+
+// TestStartReadsFewSpecs: in a cluster whose hosts count every VM they
+// run, a start reads the spec of no VM but those indexed on its
+// listeners' ports (to check for a clash), and still refuses a clash; in
+// a store written before the index existed, the first start builds it.
+func TestStartReadsFewSpecs(t *testing.T) {
+	dir, now := registeredHosts(t)
+	guest := counterGuest(t)
+	var names []string
+	for i := range 50 {
+		name := fmt.Sprintf("v%d", i)
+		if _, _, err := host.StartVM(dir, storage.VMSpec{Name: name, Listeners: []string{fmt.Sprintf("127.0.0.1:%d", 7000+i)}, Primary: "h1", Backup: "h2"}, guest, now); err != nil {
+			t.Fatal(err)
+		}
+		names = append(names, name)
+	}
+	for _, h := range []string{"h1", "h2"} {
+		if err := dir.PutHost(storage.HostInfo{Name: h, Addr: "192.0.2.1:7000", PID: os.Getpid(), Started: now, Seen: now, VMs: 50, Counted: now, Runs: names}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s := &specReads{Dir: dir, reads: map[string]int{}}
+	if _, _, err := host.StartVM(s, storage.VMSpec{Name: "new", Listeners: []string{"127.0.0.2:7007"}}, guest, now); err != nil {
+		t.Fatal(err)
+	}
+	delete(s.reads, "new")
+	if len(s.reads) != 1 || s.reads["v7"] != 1 {
+		t.Errorf("a start read the specs %v; want v7's alone (it listens on the same port)", s.reads)
+	}
+	if _, _, err := host.StartVM(s, storage.VMSpec{Name: "clash", Listeners: []string{"0.0.0.0:7008"}}, guest, now); err == nil || !strings.Contains(err.Error(), "is vm v8's") {
+		t.Errorf("start on v8's port: %v; want refused", err)
+	}
+
+	// A store from before the index: the first start indexes it whole.
+	if err := os.RemoveAll(filepath.Join(dir.Root(), "ports")); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := host.StartVM(dir, storage.VMSpec{Name: "clash", Listeners: []string{"127.0.0.1:7009"}}, guest, now); err == nil || !strings.Contains(err.Error(), "is vm v9's") {
+		t.Errorf("start on v9's port in an unindexed store: %v; want refused", err)
+	}
+	if _, _, err := host.StartVM(dir, storage.VMSpec{Name: "clash", Listeners: []string{"127.0.0.1:8000"}}, guest, now); err != nil {
+		t.Errorf("start on a free port: %v", err)
+	}
+	if _, _, err := host.StartVM(dir, storage.VMSpec{Name: "named", Listeners: []string{"127.0.0.1:http"}}, guest, now); err == nil || !strings.Contains(err.Error(), "want a port number") {
+		t.Errorf("start on a named port: %v; want refused", err)
 	}
 }

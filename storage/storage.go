@@ -96,6 +96,9 @@ type HostInfo struct {
 	// Counted is the creation time of the newest VM spec counted in VMs
 	// (or the host's start): a VM created after it is not counted yet.
 	Counted time.Time `json:"counted,omitzero"`
+	// Runs names the VMs counted in VMs, so that a start need not read
+	// the records of the VMs both of whose hosts count them.
+	Runs []string `json:"runs,omitempty"`
 }
 
 // Dir is shared storage in a directory.
@@ -491,6 +494,9 @@ func (d *Dir) PutVM(spec VMSpec, module []byte) error {
 			return d.wrap("write module", err)
 		}
 	}
+	if err := d.indexPorts(spec); err != nil {
+		return d.wrap("index listener ports", err)
+	}
 	return d.putJSON(filepath.Join(dir, "spec.json"), spec, true)
 }
 
@@ -838,4 +844,16 @@ func writeSync(path string, b []byte, perm os.FileMode) error {
 		return err
 	}
 	return f.Close()
+}
+
+// syncEach fsyncs each file, at once: the file system may commit them
+// together.
+func syncEach(files []*os.File) error {
+	errs := make([]error, len(files))
+	inParallel(len(files), func(i int) {
+		if files[i] != nil {
+			errs[i] = files[i].Sync()
+		}
+	})
+	return errors.Join(errs...)
 }

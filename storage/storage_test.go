@@ -365,3 +365,34 @@ func TestGroupedClaimsHaveOneWinnerEach(t *testing.T) {
 		}
 	}
 }
+
+// TestVMsOnPort: the index names every VM that has or had a listener on a
+// port, and a store written before the index gets it at its first use.
+func TestVMsOnPort(t *testing.T) {
+	d, err := Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, spec := range []VMSpec{
+		{Name: "a", Listeners: []string{"127.0.0.1:7000", "0.0.0.0:7001"}},
+		{Name: "b", Listeners: []string{"[::1]:7000"}},
+		{Name: "c"},
+	} {
+		if err := d.PutVM(spec, []byte("\x00asm")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	check := func(when string) {
+		t.Helper()
+		for port, want := range map[int]string{7000: "[a b]", 7001: "[a]", 7002: "[]"} {
+			if got, err := d.VMsOnPort(port); err != nil || fmt.Sprint(got) != want {
+				t.Errorf("%s: VMsOnPort(%d) = %v, %v; want %s", when, port, got, err, want)
+			}
+		}
+	}
+	check("indexed")
+	if err := os.RemoveAll(filepath.Join(d.Root(), "ports")); err != nil {
+		t.Fatal(err)
+	}
+	check("after the index was removed")
+}

@@ -39,6 +39,11 @@ type Store interface {
 	VM(name string) (VMSpec, error)
 	Module(name string) ([]byte, error)
 	VMs() ([]string, error)
+	// VMsOnPort returns the names of the VMs whose spec has, or once had,
+	// a listener on TCP port port (see ListenerPorts): a superset, which
+	// the caller narrows by reading their specs, so that a start need not
+	// read every VM's.
+	VMsOnPort(port int) ([]string, error)
 	// DiskDir returns the host path of a VM's shared virtual disk.
 	DiskDir(vm string) string
 

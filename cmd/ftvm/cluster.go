@@ -237,9 +237,22 @@ func (f *vmFlags) spec(name, guest string, args []string) (storage.VMSpec, []byt
 
 // specOf checks a module and describes the VM running it.
 func (f *vmFlags) specOf(name, argv0 string, mod []byte, args []string) (storage.VMSpec, []byte, error) {
-	if _, err := wasm.Compile(mod, wasm.Config{}); err != nil {
-		return storage.VMSpec{}, nil, fmt.Errorf("%s: %w", argv0, err)
+	if err := checkModule(argv0, mod); err != nil {
+		return storage.VMSpec{}, nil, err
 	}
+	return f.describe(name, argv0, mod, args)
+}
+
+// checkModule reports whether mod compiles.
+func checkModule(argv0 string, mod []byte) error {
+	if _, err := wasm.Compile(mod, wasm.Config{}); err != nil {
+		return fmt.Errorf("%s: %w", argv0, err)
+	}
+	return nil
+}
+
+// describe describes the VM running a module that compiles.
+func (f *vmFlags) describe(name, argv0 string, mod []byte, args []string) (storage.VMSpec, []byte, error) {
 	for _, kv := range f.env {
 		if !strings.Contains(kv, "=") {
 			return storage.VMSpec{}, nil, fmt.Errorf("--env %q: want K=V", kv)
@@ -269,26 +282,65 @@ func runStart(ctx context.Context, env *cmdEnv, args []string) int {
 	primary := fs.String("primary", "", "place the primary on `HOST` (default: least loaded)")
 	backup := fs.String("backup", "", "place the backup on `HOST` (default: least loaded)")
 	wait := fs.Duration("wait", 10*time.Second, "how long to wait for the pair to come up (0: do not wait)")
+	each := fs.String("each", "", "start one VM per line of `FILE` (- for standard input), each line the flags and arguments of one start (--name VM [flags] GUEST.wasm [ARGS...]), split as a shell splits words; all are placed at once and started together")
 	var vf vmFlags
 	vf.register(fs)
-	fs.Usage = usageFunc(fs, env.stderr, "start --shared DIR --name VM [flags] GUEST.wasm [ARGS...]",
-		"Starts a fault-tolerant VM: its primary and backup on two different live hosts.")
-	guest, gargs, err := parseGuestCommand(fs, joinDiskKind(fs, args))
-	if err != nil {
+	fs.Usage = usageFunc(fs, env.stderr, "start --shared DIR --name VM [flags] GUEST.wasm [ARGS...]\n       ftvm start --shared DIR --each FILE [--wait D]",
+		"Starts a fault-tolerant VM: its primary and backup on two different live hosts.\n"+
+			"With --each, starts many: a thousand in a few seconds (a loop of ftvm start pays a process each).")
+	if err := fs.Parse(joinDiskKind(fs, args)); err != nil {
 		return 2
+	}
+	var guest string
+	var gargs []string
+	switch {
+	case *each != "" && (fs.NArg() > 0 || *name != ""):
+		fmt.Fprintln(env.stderr, "ftvm start: with --each, each VM's name, flags and guest are on its line of the file, not on the command line")
+		return 2
+	case *each == "" && fs.NArg() < 1:
+		fs.Usage()
+		return 2
+	case *each == "":
+		guest, gargs = fs.Arg(0), fs.Args()[1:]
 	}
 	if err := sf.resolve(); err != nil {
 		fmt.Fprintf(env.stderr, "ftvm start: %v\n", err)
 		return 2
 	}
-	if *shared == "" || *name == "" {
+	if *each != "" {
+		// The rest of the flags belong on each line.
+		store := flag.NewFlagSet("", flag.ContinueOnError)
+		addStoreFlags(store)
+		var stray []string
+		fs.Visit(func(f *flag.Flag) {
+			if f.Name != "each" && f.Name != "wait" && store.Lookup(f.Name) == nil {
+				stray = append(stray, "--"+f.Name)
+			}
+		})
+		if len(stray) > 0 {
+			fmt.Fprintf(env.stderr, "ftvm start: with --each, %s go on each VM's line of the file\n", strings.Join(stray, ", "))
+			return 2
+		}
+	}
+	if *shared == "" || *name == "" && *each == "" {
 		fs.Usage()
 		return 2
+	}
+	var batch []host.Start
+	if *each != "" {
+		var err error
+		if batch, err = readStarts(env.stdin, *each); err != nil {
+			fmt.Fprintf(env.stderr, "ftvm start: %v\n", err)
+			return 2
+		}
 	}
 	dir, _, err := sf.open(false)
 	if err != nil {
 		fmt.Fprintf(env.stderr, "ftvm start: %v\n", err)
 		return 1
+	}
+	if *each != "" {
+		return startBatch(ctx, env, dir, batch, *wait)
 	}
 	spec, mod, err := vf.spec(*name, guest, gargs)
 	if err != nil {
@@ -314,31 +366,17 @@ func startAndWait(ctx context.Context, w io.Writer, dir storage.Store, spec stor
 		// Started again with another module: its disk is kept.
 		fmt.Fprintf(w, "vm %s: started again with a new module (%d bytes, was %d); its disk is kept\n", spec.Name, len(mod), len(old))
 	}
-	if spec.LocalDisk() {
-		fmt.Fprintf(w, "vm %s: generation %d, primary %s, alone until its backup is cloned onto %s (local disk)\n", spec.Name, owner.Generation, spec.Primary, spec.Backup)
-	} else {
-		fmt.Fprintf(w, "vm %s: generation %d, primary %s, backup %s\n", spec.Name, owner.Generation, spec.Primary, spec.Backup)
-	}
+	announceStart(w, spec, owner)
 	if wait <= 0 {
 		return nil
 	}
 	deadline := time.Now().Add(wait)
 	for time.Now().Before(deadline) {
-		sts, err := dir.Statuses(spec.Name)
-		if err == nil {
-			for _, st := range sts {
-				// A local disk's backup comes with the clone's generation.
-				gen := st.Generation == owner.Generation || spec.LocalDisk() && st.Generation > owner.Generation
-				if st.Host == spec.Primary && gen && st.Updated.After(owner.Time) {
-					if err := endOf(st); err != nil {
-						return err
-					}
-					if st.Connected {
-						fmt.Fprintf(w, "vm %s: running, backup connected\n", spec.Name)
-						return nil
-					}
-				}
-			}
+		if up, err := pairUp(dir, spec, owner); err != nil {
+			return err
+		} else if up {
+			fmt.Fprintf(w, "vm %s: running, backup connected\n", spec.Name)
+			return nil
 		}
 		select {
 		case <-ctx.Done():
@@ -347,6 +385,37 @@ func startAndWait(ctx context.Context, w io.Writer, dir storage.Store, spec stor
 		}
 	}
 	return fmt.Errorf("vm %s: the pair did not come up within %v (see ftvm status)", spec.Name, wait)
+}
+
+// announceStart says where a start placed its VM.
+func announceStart(w io.Writer, spec storage.VMSpec, owner storage.Owner) {
+	if spec.LocalDisk() {
+		fmt.Fprintf(w, "vm %s: generation %d, primary %s, alone until its backup is cloned onto %s (local disk)\n", spec.Name, owner.Generation, spec.Primary, spec.Backup)
+	} else {
+		fmt.Fprintf(w, "vm %s: generation %d, primary %s, backup %s\n", spec.Name, owner.Generation, spec.Primary, spec.Backup)
+	}
+}
+
+// pairUp reports whether a started VM's primary says its backup is
+// connected, or a *vmEnded if it says the VM ended.
+func pairUp(dir storage.Store, spec storage.VMSpec, owner storage.Owner) (bool, error) {
+	sts, err := dir.Statuses(spec.Name)
+	if err != nil {
+		return false, nil // not yet readable: wait on
+	}
+	for _, st := range sts {
+		// A local disk's backup comes with the clone's generation.
+		gen := st.Generation == owner.Generation || spec.LocalDisk() && st.Generation > owner.Generation
+		if st.Host == spec.Primary && gen && st.Updated.After(owner.Time) {
+			if err := endOf(st); err != nil {
+				return false, err
+			}
+			if st.Connected {
+				return true, nil
+			}
+		}
+	}
+	return false, nil
 }
 
 // vmEnded is the end of a VM that ended by itself: its guest exited or

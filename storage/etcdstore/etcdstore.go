@@ -12,6 +12,8 @@
 //	vms/NAME/owners/GGGGGGGGGGGGGGGGGGGG  the owner record of generation G
 //	vms/NAME/status/HOST             HOST's status of the VM
 //	events/HOST/TTTTTTTTTTTTTTTTTTTT     HOST's events, by time (the newest Config.EventsMax kept)
+//	ports/PORT/VM                    VM's spec has, or had, a listener on PORT (see VMsOnPort)
+//	ports-indexed                    every spec is in ports/ (set once it was built)
 //
 // Claim is a transaction that creates the generation's key only if it does
 // not exist: of any number of hosts claiming a generation, exactly one
@@ -32,6 +34,7 @@ import (
 	"fmt"
 	"io/fs"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -427,7 +430,64 @@ func (s *Store) PutVM(spec storage.VMSpec, module []byte) error {
 			return err
 		}
 	}
+	// The ports' index first (see VMsOnPort): a spec is never there
+	// without its entries.
+	for _, p := range storage.ListenerPorts(spec) {
+		if err := s.putRaw("index listener ports", s.key("ports", strconv.Itoa(p), spec.Name), nil); err != nil {
+			return err
+		}
+	}
 	return s.put("write vm spec", s.key("vms", spec.Name, "spec"), spec)
+}
+
+// VMsOnPort returns the VMs whose spec has, or once had, a listener on
+// port, from the index ports/PORT/VM that PutVM keeps. A cluster written
+// before the index existed gets it built at the first use
+// (ports-indexed marks it complete).
+func (s *Store) VMsOnPort(port int) ([]string, error) {
+	_, ok, err := s.get("read ports index", s.key("ports-indexed"))
+	if err != nil {
+		return nil, err
+	}
+	if !ok {
+		if err := s.buildPortIndex(); err != nil {
+			return nil, err
+		}
+	}
+	dir := s.key("ports", strconv.Itoa(port)) + "/"
+	kvs, err := s.list("list port users", dir, clientv3.WithKeysOnly())
+	if err != nil {
+		return nil, err
+	}
+	names := make([]string, 0, len(kvs))
+	for _, x := range kvs {
+		names = append(names, strings.TrimPrefix(x.key, dir))
+	}
+	return names, nil
+}
+
+// buildPortIndex indexes every spec (read one at a time: a listing with
+// values would carry every module), then marks the index complete.
+func (s *Store) buildPortIndex() error {
+	names, err := s.VMs()
+	if err != nil {
+		return err
+	}
+	for _, name := range names {
+		spec, err := s.VM(name)
+		if errors.Is(err, storage.ErrUnreachable) {
+			return err
+		}
+		if err != nil {
+			continue // gone, or Unreadable lists it; nothing runs it
+		}
+		for _, p := range storage.ListenerPorts(spec) {
+			if err := s.putRaw("index listener ports", s.key("ports", strconv.Itoa(p), name), nil); err != nil {
+				return err
+			}
+		}
+	}
+	return s.putRaw("index listener ports", s.key("ports-indexed"), nil)
 }
 
 // VM returns a VM's spec.

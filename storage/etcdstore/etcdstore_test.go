@@ -10,7 +10,9 @@ import (
 	"time"
 
 	"ftvm/internal/etcdtest"
+
 	"ftvm/storage"
+	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
 func open(t *testing.T, endpoint string, cfg Config) *Store {
@@ -242,4 +244,34 @@ func TestUnreachable(t *testing.T) {
 	if _, err := gone.Hosts(); !errors.Is(err, storage.ErrUnreachable) {
 		t.Fatalf("hosts from no etcd: %v", err)
 	}
+}
+
+// TestVMsOnPort: the index names every VM that has or had a listener on a
+// port, and a cluster written before the index gets it at its first use.
+func TestVMsOnPort(t *testing.T) {
+	s := open(t, etcdtest.Start(t), Config{})
+	for _, spec := range []storage.VMSpec{
+		{Name: "a", Listeners: []string{"127.0.0.1:7000", "0.0.0.0:7001"}},
+		{Name: "b", Listeners: []string{"[::1]:7000"}},
+		{Name: "c"},
+	} {
+		if err := s.PutVM(spec, []byte("\x00asm")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	check := func(when string) {
+		t.Helper()
+		for port, want := range map[int]string{7000: "[a b]", 7001: "[a]", 7002: "[]"} {
+			if got, err := s.VMsOnPort(port); err != nil || fmt.Sprint(got) != want {
+				t.Errorf("%s: VMsOnPort(%d) = %v, %v; want %s", when, port, got, err, want)
+			}
+		}
+	}
+	check("indexed")
+	ctx, cancel := s.ctx()
+	defer cancel()
+	if _, err := s.cli.Delete(ctx, s.key("ports"), clientv3.WithPrefix()); err != nil {
+		t.Fatal(err)
+	}
+	check("after the index was removed")
 }
