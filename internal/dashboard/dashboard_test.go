@@ -90,3 +90,18 @@ func TestPageAndStream(t *testing.T) {
 		t.Fatalf("stream: %v, %v", events, sc.Err())
 	}
 }
+
+// TestNextRefreshBoundsItsCost: a reading of the cluster that takes long
+// is made less often, so that the dashboard costs a host at most a
+// twentieth of a CPU; a quick one every interval.
+func TestNextRefreshBoundsItsCost(t *testing.T) {
+	for _, c := range []struct{ took, want time.Duration }{
+		{time.Millisecond, time.Second},
+		{50 * time.Millisecond, time.Second},
+		{150 * time.Millisecond, 3 * time.Second},
+	} {
+		if got := nextRefresh(time.Second, c.took); got != c.want {
+			t.Errorf("a reading that took %v: next in %v, want %v", c.took, got, c.want)
+		}
+	}
+}
