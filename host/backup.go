@@ -66,6 +66,7 @@ type backupSide struct {
 func (b *backupSide) advance(pos uint64) {
 	if pos > b.at.Load() {
 		b.at.Store(pos)
+		b.src.Replayed(pos)
 		if b.ackIdle.Load() {
 			b.kickAcks()
 		}
@@ -111,7 +112,7 @@ func (r *runner) newBackupSide(src *vmm.LiveSource) *backupSide {
 	st := r.softState()
 	b := &backupSide{r: r, peer: st.Peer, gen: st.Gen, src: src, vmDone: make(chan struct{}), aside: newStepAside(), kick: make(chan struct{}, 1),
 		primaryEnded: make(chan struct{}), wonCh: make(chan struct{}), kept: newKeptOutput()}
-	b.prio = newReplayPriority(r.h.cfg.ReplayNice, r.h.cfg.LagBound, b.src.Behind, r.log)
+	b.prio = newReplayPriority(r.h.cfg.ReplayNice, r.h.cfg.LagBound, b.src.BehindAt, r.log)
 	b.vmCtx, b.vmCancel = context.WithCancel(r.ctx)
 	return b
 }

@@ -15,8 +15,8 @@ import (
 )
 
 // TestBusyVMsShareFairly: many VMs that compute without end (ft-spin) on
-// one pair of hosts, far more than its CPUs. Once all are paired, for 10
-// s, each gets a share of the CPU (the one that got least did at least a
+// one pair of hosts, far more than its CPUs. Once all are paired and
+// their backups caught up, for 10 s, each gets a share of the CPU (the one that got least did at least a
 // fifth of what the one that got most did), and none fails over: a busy
 // VM starves neither another's logging channel nor the heartbeats. (All
 // started at once, some may fail over before their backups first spoke:
@@ -62,8 +62,19 @@ func TestBusyVMsShareFairly(t *testing.T) {
 		}
 		return out
 	}
-	// And protected, after the failovers of the start if any.
+	// And protected, after the failovers of the start if any, and caught
+	// up: a backup that connected after its primary ran for seconds
+	// replays them first, and its primary waits meanwhile (the lag bound),
+	// as it should.
 	waitProtected(t, c, names, time.Duration(n)*2*time.Second+30*time.Second)
+	c.waitFor(time.Duration(n)*2*time.Second+30*time.Second, "every backup caught up", func() bool {
+		for _, vm := range names {
+			if st := c.status(vm, "h1"); st.LagMillis > 1000 {
+				return false
+			}
+		}
+		return true
+	})
 	time.Sleep(2 * time.Second)
 	gens := map[string]uint64{}
 	for _, vm := range names {

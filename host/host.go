@@ -55,6 +55,10 @@ type Config struct {
 	// value (lowers its priority) while it keeps up with its primary (see
 	// replayPriority); 0 turns it off. ftvm host uses DefaultReplayNice.
 	ReplayNice int
+	// GuestCPUs is how many guests compute at once (the others wait their
+	// turn, see cpuGate); 0 means GOMAXPROCS. ftvm host runs with one P
+	// more than its guests use, for its own goroutines.
+	GuestCPUs int
 	// MaxClones bounds the clones this host makes at once (more wait
 	// their turn); 0 means MaxClones.
 	MaxClones int
@@ -217,7 +221,11 @@ func New(cfg Config) (*Host, error) {
 		cfg.MaxClones = MaxClones
 	}
 	h.cloneSlots = make(chan struct{}, cfg.MaxClones)
-	h.cpu = newCPUGate(runtime.GOMAXPROCS(0))
+	guests := cfg.GuestCPUs
+	if guests <= 0 {
+		guests = runtime.GOMAXPROCS(0)
+	}
+	h.cpu = newCPUGate(guests)
 	h.modules = newModuleCache()
 	h.cloningTo = make(map[string]int)
 	// Heartbeats are the pulse's, per peer host (see pulse.go).

@@ -28,7 +28,26 @@ type LiveSource struct {
 	// arrivals holds, for each batch with entries still queued, when it
 	// arrived and its last entry: how far behind the replay is (Behind).
 	arrivals []arrival
+	// reached holds when the log first reached beyond each position the
+	// replay has not reached yet (see Replayed), a mark every markEvery at
+	// most: how far behind a replay with no entry to wait on is
+	// (BehindAt). A guest that only computes sends no entry, only its
+	// position.
+	reached []mark
 }
+
+type mark struct {
+	pos uint64
+	at  time.Time
+}
+
+// The marks of reached: one per markEvery at most (what BehindAt may
+// underestimate by), and at most maxMarks (a replay that trails by more
+// is far behind whatever the exact figure).
+const (
+	markEvery = 5 * time.Millisecond
+	maxMarks  = 4096
+)
 
 type arrival struct {
 	lastSeq uint64
@@ -68,6 +87,10 @@ func (s *LiveSource) Push(b replog.Batch) error {
 	}
 	if b.Pos > s.known {
 		s.known = b.Pos
+		now := time.Now()
+		if n := len(s.reached); n < maxMarks && (n == 0 || now.Sub(s.reached[n-1].at) >= markEvery) {
+			s.reached = append(s.reached, mark{b.Pos, now})
+		}
 	}
 	for i, n := range b.Out {
 		s.written[i] = max(s.written[i], n)
@@ -146,6 +169,34 @@ func (s *LiveSource) Consume() {
 		}
 	}
 	s.mu.Unlock()
+}
+
+// Replayed tells the source that the replay reached pos: the marks of
+// how far behind it is (BehindAt) at or before pos are forgotten.
+func (s *LiveSource) Replayed(pos uint64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	i := 0
+	for i < len(s.reached) && s.reached[i].pos <= pos {
+		i++
+	}
+	s.reached = s.reached[i:]
+	if len(s.reached) == 0 {
+		s.reached = nil // the array goes with its last mark
+	}
+}
+
+// BehindAt returns how far the replay trails the primary, in time: the
+// longer of Behind and how long ago the log first reached beyond the
+// position the replay last said it reached (Replayed).
+func (s *LiveSource) BehindAt(now time.Time) time.Duration {
+	d := s.Behind(now)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.reached) == 0 {
+		return d
+	}
+	return max(d, now.Sub(s.reached[0].at))
 }
 
 // Behind returns how long the oldest entry not yet consumed has waited

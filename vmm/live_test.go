@@ -224,3 +224,32 @@ func TestLiveSourceBehind(t *testing.T) {
 		t.Fatalf("all consumed: Behind = %v, want 0", d)
 	}
 }
+
+// TestLiveSourceBehindAt: a replay with no entry to wait on (a guest that
+// only computes) trails by how long ago the log reached beyond where the
+// replay is, and no longer once it caught up.
+func TestLiveSourceBehindAt(t *testing.T) {
+	src := vmm.NewLiveSource(0)
+	var at []time.Time
+	for _, pos := range []uint64{10, 20, 30} {
+		at = append(at, time.Now())
+		if err := src.Push(replog.Batch{Pos: pos}); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(10 * time.Millisecond) // more than a mark's spacing
+	}
+	later := time.Now().Add(time.Second)
+	if d := src.Behind(later); d != 0 {
+		t.Fatalf("Behind = %v, want 0: no entry waits", d)
+	}
+	for i, replayed := range []uint64{0, 10, 25} {
+		src.Replayed(replayed)
+		if d := src.BehindAt(later); d < later.Sub(at[i])-time.Millisecond || d > later.Sub(at[i])+5*time.Millisecond {
+			t.Errorf("replay at %d: BehindAt = %v, want about %v (since the log reached beyond it)", replayed, d, later.Sub(at[i]))
+		}
+	}
+	src.Replayed(30)
+	if d := src.BehindAt(later); d != 0 {
+		t.Errorf("caught up: BehindAt = %v, want 0", d)
+	}
+}

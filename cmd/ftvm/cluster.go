@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -116,6 +117,7 @@ func runHost(ctx context.Context, env *cmdEnv, args []string) int {
 		LagBound:   hf.lagBound,
 		Coalesce:   hf.coalesce,
 		ReplayNice: hf.replayNice,
+		GuestCPUs:  runtime.GOMAXPROCS(0) - env.spareProcs,
 		ClonePause: hf.clonePause, VerifyClones: hf.verifyClones, MaxClones: hf.maxClones,
 		Profiles:   hf.guestProfiles,
 		Failpoints: os.Getenv(host.EnvFailpoints),

@@ -30,6 +30,10 @@ type command struct {
 type cmdEnv struct {
 	stdin          io.Reader
 	stdout, stderr io.Writer
+	// spareProcs is how many of the process's Ps (GOMAXPROCS) were added
+	// for the host's own goroutines: ftvm host lets its guests compute on
+	// the others only (see main).
+	spareProcs int
 }
 
 // commands returns the table of subcommands. It is a function rather than a
@@ -100,7 +104,18 @@ func usage(w io.Writer) {
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	code := run(ctx, &cmdEnv{stdin: os.Stdin, stdout: os.Stdout, stderr: os.Stderr}, os.Args[1:])
+	env := &cmdEnv{stdin: os.Stdin, stdout: os.Stdout, stderr: os.Stderr}
+	if n := runtime.GOMAXPROCS(0); n > 1 && len(os.Args) > 1 && os.Args[1] == "host" {
+		// A host's guests compute on as many Ps as it has CPUs; one P
+		// more is the host's own, so that its heartbeats, logging
+		// channels and timers never wait behind busy guests for a P (they
+		// had waited 300 ms and more, and live peers were failed over).
+		// A one-CPU host keeps its one P: there the backup's replay
+		// steps aside for the logging channel instead (stepaside.go).
+		runtime.GOMAXPROCS(n + 1)
+		env.spareProcs = 1
+	}
+	code := run(ctx, env, os.Args[1:])
 	stop()
 	os.Exit(code)
 }
