@@ -113,7 +113,7 @@ func u32le(v uint32) []byte { return binary.LittleEndian.AppendUint32(nil, v) }
 
 func mustCompile(t testing.TB, bin []byte) *CompiledModule {
 	t.Helper()
-	cm, err := Compile(bin, Config{})
+	cm, err := Compile(bin, Config{Engine: testEngine})
 	if err != nil {
 		t.Fatalf("compile: %v", err)
 	}

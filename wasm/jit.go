@@ -1,0 +1,273 @@
+package wasm
+
+import (
+	"fmt"
+	"unsafe"
+
+	"ftvm/wasm/internal/amd64"
+	"ftvm/wasm/internal/native"
+)
+
+// The compiler tier translates each function's internal code (ir.go, after
+// the peephole) to x86-64, one internal instruction at a time, and works on
+// the interpreter's own state: the value stack, the frames, the memory and
+// the globals. Native code is entered at some program counters, runs until
+// an exit, and leaves that state complete and current, so everything that
+// looks at the state (host calls, snapshots, Resume, the dirty pages) works
+// as under the interpreter, and the interpreter takes over at any exit.
+//
+// The unit of native execution is a segment: a run of natively compiled
+// instructions that starts at a leader (a branch target, the instruction
+// after a branch, or after one the interpreter must execute) and ends at a
+// branch or before the next leader. A segment's first instruction charges
+// the whole segment to the budget at once; when the budget is short, native
+// code exits before the segment and the interpreter runs out the budget, so
+// Run stops at exactly the count the interpreter would. An instruction that
+// would trap gives back the instructions of its segment from itself on, and
+// exits so that the interpreter executes it again and traps as usual.
+//
+// Instructions the compiler does not translate (calls, returns, memory.grow,
+// table instructions, most floating point) exit to the interpreter, which
+// executes exactly that one instruction and re-enters native code after it.
+
+// nativeCtx is what native code reads and writes, through RDI. Native code
+// writes only the integer fields (remaining and the exit record); the
+// pointer fields are set by Go before each entry and keep what they point
+// to alive for the call.
+type nativeCtx struct {
+	stack     unsafe.Pointer // &stack[0]
+	bp        uint64         // frame base, in slots
+	mem       unsafe.Pointer // &memory[0], nil without memory or with size 0
+	memLen    uint64
+	dirty     unsafe.Pointer // &dirty bitmap[0]
+	globals   unsafe.Pointer // &inst.globals[0] ([]*Global)
+	remaining uint64         // budget left; native code updates it
+	target    uintptr        // address to enter at
+	exit      uint64         // pc<<1 | exitBudget or exitStep
+	exitSP    uint64         // sp - bp at the exit
+}
+
+// Exit reasons, in the low bit of nativeCtx.exit.
+const (
+	// exitStep: the interpreter executes the instruction at pc, then
+	// native code may go on.
+	exitStep = 0
+	// exitBudget: the segment at pc needs more budget than is left; the
+	// interpreter runs out the rest.
+	exitBudget = 1
+)
+
+var (
+	ctxStack     = int32(unsafe.Offsetof(nativeCtx{}.stack))
+	ctxBP        = int32(unsafe.Offsetof(nativeCtx{}.bp))
+	ctxMem       = int32(unsafe.Offsetof(nativeCtx{}.mem))
+	ctxMemLen    = int32(unsafe.Offsetof(nativeCtx{}.memLen))
+	ctxDirty     = int32(unsafe.Offsetof(nativeCtx{}.dirty))
+	ctxGlobals   = int32(unsafe.Offsetof(nativeCtx{}.globals))
+	ctxRemaining = int32(unsafe.Offsetof(nativeCtx{}.remaining))
+	ctxTarget    = int32(unsafe.Offsetof(nativeCtx{}.target))
+	ctxExit      = int32(unsafe.Offsetof(nativeCtx{}.exit))
+	ctxExitSP    = int32(unsafe.Offsetof(nativeCtx{}.exitSP))
+	globalVal    = int32(unsafe.Offsetof(Global{}.val))
+)
+
+// nativeFunc is the native code of one function.
+type nativeFunc struct {
+	code *native.Code // shared by the module's functions; keeps the memory mapped
+	// entry[pc] is the offset in code of native code that starts at pc, or
+	// 0 where native code cannot be entered.
+	entry []uint32
+	// height[pc] is sp - bp where entry[pc] is not 0.
+	height []uint32
+}
+
+// Engine selects how a compiled module's code runs.
+type Engine uint8
+
+// Engines.
+const (
+	// EngineInterpreter interprets the internal code: the reference, and
+	// the engine on every platform.
+	EngineInterpreter Engine = iota
+	// EngineCompiler runs native code translated from the internal code,
+	// on linux/amd64; elsewhere it falls back to the interpreter (see
+	// CompilerAvailable). Counts, results, traps and snapshots are the
+	// interpreter's.
+	EngineCompiler
+)
+
+func (e Engine) String() string {
+	switch e {
+	case EngineInterpreter:
+		return "interp"
+	case EngineCompiler:
+		return "compiler"
+	}
+	return fmt.Sprintf("engine(%d)", int(e))
+}
+
+// ParseEngine parses "interp" or "compiler".
+func ParseEngine(s string) (Engine, error) {
+	switch s {
+	case "interp", "interpreter":
+		return EngineInterpreter, nil
+	case "compiler":
+		return EngineCompiler, nil
+	}
+	return 0, fmt.Errorf("wasm: unknown engine %q (want interp or compiler)", s)
+}
+
+// CompilerAvailable reports whether EngineCompiler runs native code on this
+// platform (linux/amd64).
+func CompilerAvailable() bool { return native.Available }
+
+// Engine returns the engine the module's code runs on: EngineCompiler only
+// if it was asked for and is available.
+func (cm *CompiledModule) Engine() Engine {
+	if cm.native {
+		return EngineCompiler
+	}
+	return EngineInterpreter
+}
+
+// compileNative translates every function of cm to native code. A function
+// the translation cannot handle keeps no native code and is interpreted;
+// an error means no native code at all (the module runs on the
+// interpreter).
+func compileNative(cm *CompiledModule) error {
+	var a amd64.Asm
+	emitPrologue(&a)
+	exit := a.NewLabel()
+	a.Bind(exit)
+	a.Store(amd64.W64, amd64.M(amd64.RDI, ctxRemaining), rBudget)
+	a.Ret()
+	type fnLabels struct {
+		f      *compiledFunc
+		labels []amd64.Label // per pc, or -1
+		height []uint32
+	}
+	var done []fnLabels
+	for _, f := range cm.funcs {
+		g := newFuncGen(&a, cm.Module, f, exit)
+		if g == nil {
+			continue
+		}
+		g.emit()
+		if g.failed {
+			continue
+		}
+		done = append(done, fnLabels{f, g.entries, g.entryHeight})
+	}
+	code, err := a.Finish()
+	if err != nil {
+		return err
+	}
+	nc, err := native.New(code)
+	if err != nil {
+		return err
+	}
+	for _, d := range done {
+		nf := &nativeFunc{code: nc, entry: make([]uint32, len(d.f.code)), height: d.height}
+		for pc, l := range d.labels {
+			if l < 0 {
+				continue
+			}
+			off, ok := a.Bound(l)
+			if !ok {
+				return fmt.Errorf("wasm: native code of function %d: entry at %d not bound", d.f.idx, pc)
+			}
+			nf.entry[pc] = uint32(off)
+		}
+		d.f.native = nf
+	}
+	cm.native = true
+	return nil
+}
+
+// Registers of native code.
+const (
+	rCtx    = amd64.RDI // *nativeCtx
+	rFrame  = amd64.RBX // &stack[bp]
+	rMem    = amd64.R8  // &memory[0]
+	rMemLen = amd64.R9
+	rBudget = amd64.R10
+	rDirty  = amd64.R11
+)
+
+// emitPrologue emits the code every entry starts with: load the registers
+// from the context and jump to the target. It is at offset 0.
+func emitPrologue(a *amd64.Asm) {
+	a.Load(amd64.W64, rFrame, amd64.M(rCtx, ctxStack))
+	a.Load(amd64.W64, amd64.RAX, amd64.M(rCtx, ctxBP))
+	a.Lea(rFrame, amd64.MI(rFrame, amd64.RAX, 8, 0))
+	a.Load(amd64.W64, rMem, amd64.M(rCtx, ctxMem))
+	a.Load(amd64.W64, rMemLen, amd64.M(rCtx, ctxMemLen))
+	a.Load(amd64.W64, rDirty, amd64.M(rCtx, ctxDirty))
+	a.Load(amd64.W64, rBudget, amd64.M(rCtx, ctxRemaining))
+	a.JmpMem(amd64.M(rCtx, ctxTarget))
+}
+
+// runCompiled is Run for an instance whose module has native code: native
+// code where it can be entered, the interpreter for single instructions in
+// between and for the rest of a budget too short for a segment.
+func (in *Instance) runCompiled(budget uint64) (Stop, error) {
+	e := &in.exec
+	if e.nat == nil {
+		e.nat = new(nativeCtx)
+	}
+	c := e.nat
+	left := budget
+	for left > 0 {
+		fn := e.cur.fn
+		cf := fn.code
+		nf := cf.native
+		if nf == nil {
+			// Interpreted function: a slice of budget at a time, so native
+			// code is entered again soon after a return to it.
+			n := min(left, 256)
+			c0 := e.count
+			st, err := in.run(n)
+			if err != nil || st.Reason != StopBudget {
+				return st, err
+			}
+			left -= e.count - c0
+			continue
+		}
+		pc := e.cur.pc
+		if off := nf.entry[pc]; off != 0 && e.sp == e.cur.bp+int(nf.height[pc]) &&
+			e.cur.bp+cf.numLocals+cf.maxHeight <= len(e.stack) && len(e.stack) > 0 {
+			inst := fn.inst
+			c.stack = unsafe.Pointer(&e.stack[0])
+			c.bp = uint64(e.cur.bp)
+			c.mem, c.memLen, c.dirty = nil, 0, nil
+			if m := inst.mem; m != nil && len(m.data) > 0 {
+				c.mem = unsafe.Pointer(&m.data[0])
+				c.memLen = uint64(len(m.data))
+				c.dirty = unsafe.Pointer(&m.dirty[0])
+			}
+			c.globals = nil
+			if len(inst.globals) > 0 {
+				c.globals = unsafe.Pointer(&inst.globals[0])
+			}
+			c.remaining = left
+			c.target = nf.code.Addr(int(off))
+			nf.code.Call(nf.code.Addr(0), unsafe.Pointer(c))
+			e.count += left - c.remaining
+			left = c.remaining
+			e.cur.pc = int(c.exit >> 1)
+			e.sp = e.cur.bp + int(c.exitSP)
+			if c.exit&1 == exitBudget {
+				return in.run(left)
+			}
+			if left == 0 {
+				break
+			}
+		}
+		st, err := in.run(1)
+		if err != nil || st.Reason != StopBudget {
+			return st, err
+		}
+		left--
+	}
+	return Stop{Reason: StopBudget}, nil
+}
