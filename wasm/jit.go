@@ -253,6 +253,7 @@ func (in *Instance) runCompiled(budget uint64) (Stop, error) {
 			c.target = nf.code.Addr(int(off))
 			nf.code.Call(nf.code.Addr(0), unsafe.Pointer(c))
 			e.count += left - c.remaining
+			e.nativeCount += left - c.remaining
 			left = c.remaining
 			e.cur.pc = int(c.exit >> 1)
 			e.sp = e.cur.bp + int(c.exitSP)

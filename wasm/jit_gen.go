@@ -251,9 +251,6 @@ func (g *funcGen) effect(ins instr) (pop, push int, ok bool) {
 // supported reports whether ins is translated (else the interpreter
 // executes it).
 func (g *funcGen) supported(ins instr) bool {
-	if true {
-		return false
-	}
 	switch ins.op {
 	case opConst, opLocalGet, opLocalSet, opLocalTee, opGlobalGet, opGlobalSet, opDrop, opSelect,
 		opMemorySize,
