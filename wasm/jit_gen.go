@@ -273,6 +273,17 @@ func (g *funcGen) supported(ins instr) bool {
 	case opcodeI32WrapI64, opcodeI64ExtendI32S,
 		opcodeI32Extend8S, opcodeI32Extend16S, opcodeI64Extend8S, opcodeI64Extend16S, opcodeI64Extend32S:
 		return true
+	case opcodeF32Eq, opcodeF32Ne, opcodeF32Lt, opcodeF32Gt, opcodeF32Le, opcodeF32Ge,
+		opcodeF64Eq, opcodeF64Ne, opcodeF64Lt, opcodeF64Gt, opcodeF64Le, opcodeF64Ge,
+		opcodeF32Abs, opcodeF32Neg, opcodeF32Sqrt, opcodeF32Add, opcodeF32Sub, opcodeF32Mul, opcodeF32Div, opcodeF32Copysign,
+		opcodeF64Abs, opcodeF64Neg, opcodeF64Sqrt, opcodeF64Add, opcodeF64Sub, opcodeF64Mul, opcodeF64Div, opcodeF64Copysign,
+		opcodeF32ConvertI32S, opcodeF32ConvertI32U, opcodeF32ConvertI64S,
+		opcodeF64ConvertI32S, opcodeF64ConvertI32U, opcodeF64ConvertI64S,
+		opcodeF32DemoteF64, opcodeF64PromoteF32:
+		return true
+	case opcodeF32Ceil, opcodeF32Floor, opcodeF32Trunc, opcodeF32Nearest,
+		opcodeF64Ceil, opcodeF64Floor, opcodeF64Trunc, opcodeF64Nearest:
+		return cpu.X86.HasSSE41
 	}
 	return false
 }
@@ -575,6 +586,9 @@ func (g *funcGen) instr(pc int) {
 		a.Store(amd64.W64, top(0), amd64.RAX)
 
 	default:
+		if g.float(op, top) {
+			return
+		}
 		switch {
 		case op >= opcodeI32Eq && op <= opcodeI32GeU:
 			g.compare(amd64.W32, cmpConds[op-opcodeI32Eq], top(1), top(0))
@@ -771,4 +785,198 @@ func (g *funcGen) brTable(ins instr, h int32) {
 		}
 		a.TableEntry(base, l)
 	}
+}
+
+// float translates the floating-point instructions, and reports false for
+// any other. Values travel through RAX into X0 and X1; every arithmetic
+// result that is a NaN is replaced by the canonical NaN, as the
+// interpreter does (canon32, canon64).
+func (g *funcGen) float(op opcode, top func(int32) amd64.Mem) bool {
+	a := g.a
+	switch op {
+	case opcodeF32Add, opcodeF32Sub, opcodeF32Mul, opcodeF32Div,
+		opcodeF64Add, opcodeF64Sub, opcodeF64Mul, opcodeF64Div:
+		w := width(op >= opcodeF64Abs)
+		var fop amd64.FOp
+		switch op {
+		case opcodeF32Add, opcodeF64Add:
+			fop = amd64.FAdd
+		case opcodeF32Sub, opcodeF64Sub:
+			fop = amd64.FSub
+		case opcodeF32Mul, opcodeF64Mul:
+			fop = amd64.FMul
+		default:
+			fop = amd64.FDiv
+		}
+		g.loadF(w, amd64.X0, top(1))
+		g.loadF(w, amd64.X1, top(0))
+		a.FArith(fop, w, amd64.X0, amd64.X1)
+		g.storeCanon(w, top(1), amd64.X0)
+	case opcodeF32Sqrt, opcodeF64Sqrt:
+		w := width(op == opcodeF64Sqrt)
+		g.loadF(w, amd64.X0, top(0))
+		a.FArith(amd64.FSqrt, w, amd64.X0, amd64.X0)
+		g.storeCanon(w, top(0), amd64.X0)
+	case opcodeF32Ceil, opcodeF32Floor, opcodeF32Trunc, opcodeF32Nearest,
+		opcodeF64Ceil, opcodeF64Floor, opcodeF64Trunc, opcodeF64Nearest:
+		w := width(op >= opcodeF64Abs)
+		var mode uint8
+		switch op {
+		case opcodeF32Ceil, opcodeF64Ceil:
+			mode = amd64.RoundUp
+		case opcodeF32Floor, opcodeF64Floor:
+			mode = amd64.RoundDown
+		case opcodeF32Trunc, opcodeF64Trunc:
+			mode = amd64.RoundTrunc
+		default:
+			mode = amd64.RoundNearest
+		}
+		g.loadF(w, amd64.X0, top(0))
+		a.Round(w, mode, amd64.X0, amd64.X0)
+		g.storeCanon(w, top(0), amd64.X0)
+
+	case opcodeF32Eq, opcodeF32Ne, opcodeF32Lt, opcodeF32Gt, opcodeF32Le, opcodeF32Ge,
+		opcodeF64Eq, opcodeF64Ne, opcodeF64Lt, opcodeF64Gt, opcodeF64Le, opcodeF64Ge:
+		w := width(op >= opcodeF64Eq)
+		g.loadF(w, amd64.X0, top(1))
+		g.loadF(w, amd64.X1, top(0))
+		// UCOMIS sets ZF, PF and CF on an unordered result: lt and le
+		// compare the other way round so that "above" is false for NaN.
+		switch op {
+		case opcodeF32Eq, opcodeF64Eq:
+			a.UComis(w, amd64.X0, amd64.X1)
+			g.setCC2(amd64.CondE, amd64.CondNP, amd64.AND)
+		case opcodeF32Ne, opcodeF64Ne:
+			a.UComis(w, amd64.X0, amd64.X1)
+			g.setCC2(amd64.CondNE, amd64.CondP, amd64.OR)
+		case opcodeF32Lt, opcodeF64Lt:
+			a.UComis(w, amd64.X1, amd64.X0)
+			g.setCC(amd64.CondA)
+		case opcodeF32Gt, opcodeF64Gt:
+			a.UComis(w, amd64.X0, amd64.X1)
+			g.setCC(amd64.CondA)
+		case opcodeF32Le, opcodeF64Le:
+			a.UComis(w, amd64.X1, amd64.X0)
+			g.setCC(amd64.CondAE)
+		default:
+			a.UComis(w, amd64.X0, amd64.X1)
+			g.setCC(amd64.CondAE)
+		}
+		a.Store(amd64.W64, top(1), amd64.RAX)
+
+	// abs, neg and copysign work on the bits, keeping NaN payloads.
+	case opcodeF32Abs:
+		a.ALUMI(amd64.AND, amd64.W32, top(0), 0x7fffffff)
+	case opcodeF32Neg:
+		a.ALUMI(amd64.XOR, amd64.W32, top(0), math.MinInt32)
+	case opcodeF32Copysign:
+		a.Load(amd64.W32, amd64.RAX, top(1))
+		a.ALURI(amd64.AND, amd64.W32, amd64.RAX, 0x7fffffff)
+		a.Load(amd64.W32, amd64.RCX, top(0))
+		a.ALURI(amd64.AND, amd64.W32, amd64.RCX, math.MinInt32)
+		a.ALURR(amd64.OR, amd64.W32, amd64.RAX, amd64.RCX)
+		a.Store(amd64.W64, top(1), amd64.RAX)
+	case opcodeF64Abs:
+		a.Load(amd64.W64, amd64.RAX, top(0))
+		a.ShiftImm(amd64.SHL, amd64.W64, amd64.RAX, 1)
+		a.ShiftImm(amd64.SHR, amd64.W64, amd64.RAX, 1)
+		a.Store(amd64.W64, top(0), amd64.RAX)
+	case opcodeF64Neg:
+		a.MovImm(amd64.RAX, 1<<63)
+		a.ALUMR(amd64.XOR, amd64.W64, top(0), amd64.RAX)
+	case opcodeF64Copysign:
+		a.Load(amd64.W64, amd64.RAX, top(1))
+		a.ShiftImm(amd64.SHL, amd64.W64, amd64.RAX, 1)
+		a.ShiftImm(amd64.SHR, amd64.W64, amd64.RAX, 1)
+		a.Load(amd64.W64, amd64.RCX, top(0))
+		a.ShiftImm(amd64.SHR, amd64.W64, amd64.RCX, 63)
+		a.ShiftImm(amd64.SHL, amd64.W64, amd64.RCX, 63)
+		a.ALURR(amd64.OR, amd64.W64, amd64.RAX, amd64.RCX)
+		a.Store(amd64.W64, top(1), amd64.RAX)
+
+	// Conversions from integers: an unsigned 32-bit value is converted as
+	// the (non-negative) 64-bit integer it zero-extends to. None gives a
+	// NaN.
+	case opcodeF32ConvertI32S, opcodeF32ConvertI32U, opcodeF32ConvertI64S,
+		opcodeF64ConvertI32S, opcodeF64ConvertI32U, opcodeF64ConvertI64S:
+		to := width(op >= opcodeF64ConvertI32S)
+		from := amd64.W64
+		switch op {
+		case opcodeF32ConvertI32S, opcodeF64ConvertI32S:
+			from = amd64.W32
+		}
+		a.Load(amd64.W64, amd64.RAX, top(0))
+		if op == opcodeF32ConvertI32U || op == opcodeF64ConvertI32U {
+			a.MovRR(amd64.W32, amd64.RAX, amd64.RAX)
+		}
+		a.CvtInt(from, to, amd64.X0, amd64.RAX)
+		g.storeF(to, top(0), amd64.X0)
+	case opcodeF32DemoteF64:
+		g.loadF(amd64.W64, amd64.X0, top(0))
+		a.CvtFloat(amd64.W32, amd64.X0, amd64.X0)
+		g.storeCanon(amd64.W32, top(0), amd64.X0)
+	case opcodeF64PromoteF32:
+		g.loadF(amd64.W32, amd64.X0, top(0))
+		a.CvtFloat(amd64.W64, amd64.X0, amd64.X0)
+		g.storeCanon(amd64.W64, top(0), amd64.X0)
+	default:
+		return false
+	}
+	return true
+}
+
+// loadF loads the float of width w at m into x (through RAX).
+func (g *funcGen) loadF(w amd64.Width, x amd64.XReg, m amd64.Mem) {
+	g.a.Load(w, amd64.RAX, m)
+	if w == amd64.W32 {
+		g.a.MovDToX(x, amd64.RAX)
+	} else {
+		g.a.MovQToX(x, amd64.RAX)
+	}
+}
+
+// storeF stores the float of width w in x to m, zero-extended.
+func (g *funcGen) storeF(w amd64.Width, m amd64.Mem, x amd64.XReg) {
+	if w == amd64.W32 {
+		g.a.MovDFromX(amd64.RAX, x)
+	} else {
+		g.a.MovQFromX(amd64.RAX, x)
+	}
+	g.a.Store(amd64.W64, m, amd64.RAX)
+}
+
+// storeCanon is storeF with a NaN replaced by the canonical NaN.
+func (g *funcGen) storeCanon(w amd64.Width, m amd64.Mem, x amd64.XReg) {
+	a := g.a
+	ok := a.NewLabel()
+	if w == amd64.W32 {
+		a.MovDFromX(amd64.RAX, x)
+	} else {
+		a.MovQFromX(amd64.RAX, x)
+	}
+	a.UComis(w, x, x)
+	a.Jcc(amd64.CondNP, ok)
+	if w == amd64.W32 {
+		a.MovImm(amd64.RAX, canonNaN32)
+	} else {
+		a.MovImm(amd64.RAX, canonNaN64)
+	}
+	a.Bind(ok)
+	a.Store(amd64.W64, m, amd64.RAX)
+}
+
+// setCC sets RAX to 1 if c holds, else 0.
+func (g *funcGen) setCC(c amd64.Cond) {
+	g.a.SetCC(c, amd64.RAX)
+	g.a.MovZX8(amd64.RAX, amd64.RAX)
+}
+
+// setCC2 sets RAX to c1 op c2 (op AND or OR).
+func (g *funcGen) setCC2(c1, c2 amd64.Cond, op amd64.ALU) {
+	a := g.a
+	a.SetCC(c1, amd64.RAX)
+	a.SetCC(c2, amd64.RCX)
+	a.MovZX8(amd64.RAX, amd64.RAX)
+	a.MovZX8(amd64.RCX, amd64.RCX)
+	a.ALURR(op, amd64.W32, amd64.RAX, amd64.RCX)
 }

@@ -562,3 +562,44 @@ func (a *Asm) UComis(w Width, x, y XReg) {
 	}
 	a.sse(p, false, 0x2e, Reg(x), Reg(y))
 }
+
+// CvtInt converts the signed integer of width from (32 or 64 bits) in r to
+// a float of width to (W32: single, W64: double) in x.
+func (a *Asm) CvtInt(from, to Width, x XReg, r Reg) {
+	p := byte(0xf3)
+	if to == W64 {
+		p = 0xf2
+	}
+	a.sse(p, from == W64, 0x2a, Reg(x), r)
+}
+
+// CvtFloat converts the float in src to the other precision: to W64 from
+// single, to W32 from double.
+func (a *Asm) CvtFloat(to Width, dst, src XReg) {
+	p := byte(0xf2)
+	if to == W64 {
+		p = 0xf3
+	}
+	a.sse(p, false, 0x5a, Reg(dst), Reg(src))
+}
+
+// Rounding modes of Round.
+const (
+	RoundNearest = 0
+	RoundDown    = 1
+	RoundUp      = 2
+	RoundTrunc   = 3
+)
+
+// Round rounds src to an integral value in dst, in the given mode (SSE4.1).
+func (a *Asm) Round(w Width, mode uint8, dst, src XReg) {
+	op := byte(0x0a)
+	if w == W64 {
+		op = 0x0b
+	}
+	a.byte1(0x66)
+	a.rex(false, Reg(dst), 0, Reg(src), false)
+	a.byte1(0x0f, 0x3a, op)
+	a.modRR(Reg(dst), Reg(src))
+	a.byte1(mode)
+}

@@ -158,6 +158,10 @@ func cases() []encCase {
 			add("movq "+rn(W64, r)+", "+xn(x), func(a *Asm) { a.MovQFromX(r, x) })
 			add("movd "+xn(x)+", "+rn(W32, r), func(a *Asm) { a.MovDToX(x, r) })
 			add("movd "+rn(W32, r)+", "+xn(x), func(a *Asm) { a.MovDFromX(r, x) })
+			add("cvtsi2ss "+xn(x)+", "+rn(W32, r), func(a *Asm) { a.CvtInt(W32, W32, x, r) })
+			add("cvtsi2ss "+xn(x)+", "+rn(W64, r), func(a *Asm) { a.CvtInt(W64, W32, x, r) })
+			add("cvtsi2sd "+xn(x)+", "+rn(W32, r), func(a *Asm) { a.CvtInt(W32, W64, x, r) })
+			add("cvtsi2sd "+xn(x)+", "+rn(W64, r), func(a *Asm) { a.CvtInt(W64, W64, x, r) })
 		}
 		for _, y := range []XReg{X0, X2} {
 			for _, op := range []struct {
@@ -168,6 +172,12 @@ func cases() []encCase {
 				add(op.name+"sd "+xn(x)+", "+xn(y), func(a *Asm) { a.FArith(op.op, W64, x, y) })
 			}
 			add("ucomiss "+xn(x)+", "+xn(y), func(a *Asm) { a.UComis(W32, x, y) })
+			add("cvtss2sd "+xn(x)+", "+xn(y), func(a *Asm) { a.CvtFloat(W64, x, y) })
+			add("cvtsd2ss "+xn(x)+", "+xn(y), func(a *Asm) { a.CvtFloat(W32, x, y) })
+			for mode := uint8(0); mode < 4; mode++ {
+				add("roundss "+xn(x)+", "+xn(y)+", "+itoa(int64(mode)), func(a *Asm) { a.Round(W32, mode, x, y) })
+				add("roundsd "+xn(x)+", "+xn(y)+", "+itoa(int64(mode)), func(a *Asm) { a.Round(W64, mode, x, y) })
+			}
 			add("ucomisd "+xn(x)+", "+xn(y), func(a *Asm) { a.UComis(W64, x, y) })
 		}
 	}
