@@ -2,6 +2,7 @@ package wasm
 
 import (
 	"fmt"
+	"runtime"
 	"unsafe"
 
 	"ftvm/wasm/internal/amd64"
@@ -207,6 +208,12 @@ func emitPrologue(a *amd64.Asm) {
 	a.JmpMem(amd64.M(rCtx, ctxTarget))
 }
 
+// nativeSlice bounds the budget of one call of native code. A goroutine in
+// native code cannot be preempted (the garbage collector's stop-the-world
+// waits for it), so native code returns to Go after at most this many
+// instructions, a few milliseconds, whatever the budget of Run.
+const nativeSlice = 1 << 22
+
 // runCompiled is Run for an instance whose module has native code: native
 // code where it can be entered, the interpreter for single instructions in
 // between and for the rest of a budget too short for a segment.
@@ -235,9 +242,10 @@ func (in *Instance) runCompiled(budget uint64) (Stop, error) {
 		}
 		pc := e.cur.pc
 		if off := nf.entry[pc]; off != 0 && e.sp == e.cur.bp+int(nf.height[pc]) &&
-			e.cur.bp+cf.numLocals+cf.maxHeight <= len(e.stack) && len(e.stack) > 0 {
+			e.cur.bp+cf.numLocals+cf.maxHeight <= len(e.stack) {
 			inst := fn.inst
-			c.stack = unsafe.Pointer(&e.stack[0])
+			// nil if the stack is empty, when native code uses no slot.
+			c.stack = unsafe.Pointer(unsafe.SliceData(e.stack))
 			c.bp = uint64(e.cur.bp)
 			c.mem, c.memLen, c.dirty = nil, 0, nil
 			if m := inst.mem; m != nil && len(m.data) > 0 {
@@ -249,16 +257,36 @@ func (in *Instance) runCompiled(budget uint64) (Stop, error) {
 			if len(inst.globals) > 0 {
 				c.globals = unsafe.Pointer(&inst.globals[0])
 			}
-			c.remaining = left
+			slice := min(left, nativeSlice)
+			c.remaining = slice
 			c.target = nf.code.Addr(int(off))
 			nf.code.Call(nf.code.Addr(0), unsafe.Pointer(c))
-			e.count += left - c.remaining
-			e.nativeCount += left - c.remaining
-			left = c.remaining
+			used := slice - c.remaining
+			e.count += used
+			e.nativeCount += used
+			left -= used
 			e.cur.pc = int(c.exit >> 1)
 			e.sp = e.cur.bp + int(c.exitSP)
 			if c.exit&1 == exitBudget {
-				return in.run(left)
+				if used > 0 {
+					// Perhaps only the slice was short: let the scheduler
+					// and a waiting stop-the-world have the goroutine
+					// (native code and this loop have no preemption
+					// point), then enter again.
+					runtime.Gosched()
+					continue
+				}
+				// The segment at pc needs more than is left (or than a
+				// slice): the interpreter runs out the budget, a slice at a
+				// time.
+				n := min(left, nativeSlice)
+				c0 := e.count
+				st, err := in.run(n)
+				if err != nil || st.Reason != StopBudget {
+					return st, err
+				}
+				left -= e.count - c0
+				continue
 			}
 			if left == 0 {
 				break

@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sort"
+	"sync/atomic"
 	"testing"
 )
 
@@ -254,4 +256,63 @@ func FuzzTiers(f *testing.F) {
 	f.Fuzz(func(t *testing.T, bin []byte) {
 		compareTiers(t, "input", bin, []uint64{1, 5, 1 << 40}, []uint64{0, 3}, traceLimit{runs: 200, instrs: 5000}, &tierStats{})
 	})
+}
+
+// TestNativeYieldsToGC runs an endless loop on the compiler tier with a
+// budget of half a billion instructions while another goroutine runs the
+// garbage collector again and again. A goroutine in native code cannot be
+// stopped for the collector's stop-the-world, so native code must return to
+// Go every nativeSlice instructions: many collections complete during the
+// one Run.
+func TestNativeYieldsToGC(t *testing.T) {
+	if !CompilerAvailable() {
+		t.Skip("the compiler tier is not available on this platform")
+	}
+	var b modBuilder
+	ti := b.typ(nil, nil)
+	b.fn(ti, "spin", nil, 0x03, 0x40, 0x0c, 0x00, 0x0b) // loop; br 0; end
+	cm, err := Compile(b.bytes(), Config{Engine: EngineCompiler})
+	if err != nil {
+		t.Fatal(err)
+	}
+	in, err := NewStore().Instantiate(cm, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := in.Invoke(in.ExportedFunc("spin"), nil); err != nil {
+		t.Fatal(err)
+	}
+	const budget = 1 << 29
+	done := make(chan struct{})
+	var gcs atomic.Int64
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-done:
+				return
+			default:
+			}
+			runtime.GC()
+			if gcs.Add(1) == 1<<20 {
+				return
+			}
+		}
+	}()
+	st, err := in.Run(budget)
+	stop := gcs.Load()
+	if err != nil || st.Reason != StopBudget || in.Count() != budget {
+		t.Fatalf("Run: %v, %v, count %d", st.Reason, err, in.Count())
+	}
+	if in.exec.nativeCount != budget {
+		t.Fatalf("%d of %d instructions ran natively", in.exec.nativeCount, budget)
+	}
+	select {
+	case done <- struct{}{}:
+	case <-done:
+	}
+	if stop < 3 {
+		t.Fatalf("only %d garbage collections completed during a Run of %d instructions", stop, budget)
+	}
+	t.Logf("%d garbage collections completed during the Run", stop)
 }
