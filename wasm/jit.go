@@ -137,6 +137,11 @@ func (cm *CompiledModule) Engine() Engine {
 // interpreter).
 func compileNative(cm *CompiledModule) error {
 	var a amd64.Asm
+	n := 0
+	for _, f := range cm.funcs {
+		n += len(f.code)
+	}
+	a.Grow(n*nativeBytesPerInstr, n/2, n/2)
 	emitPrologue(&a)
 	exit := a.NewLabel()
 	a.Bind(exit)
@@ -163,6 +168,7 @@ func compileNative(cm *CompiledModule) error {
 	if err != nil {
 		return err
 	}
+	cm.nativeBytes = len(code)
 	nc, err := native.New(code)
 	if err != nil {
 		return err
@@ -184,6 +190,10 @@ func compileNative(cm *CompiledModule) error {
 	cm.native = true
 	return nil
 }
+
+// nativeBytesPerInstr is about how many bytes of native code an internal
+// instruction becomes, to size the buffer once.
+const nativeBytesPerInstr = 40
 
 // Registers of native code.
 const (
@@ -292,6 +302,11 @@ func (in *Instance) runCompiled(budget uint64) (Stop, error) {
 				break
 			}
 		}
+		if in.callOrReturn() {
+			e.count++
+			left--
+			continue
+		}
 		st, err := in.run(1)
 		if err != nil || st.Reason != StopBudget {
 			return st, err
@@ -299,4 +314,54 @@ func (in *Instance) runCompiled(budget uint64) (Stop, error) {
 		left--
 	}
 	return Stop{Reason: StopBudget}, nil
+}
+
+// callOrReturn executes the instruction at the current pc if it is a call
+// of a function defined in WebAssembly or a return to a caller, exactly as
+// the interpreter does (run's opCall and opReturn), and reports whether it
+// did; the caller counts the instruction. It leaves anything else, and a
+// call that traps, to the interpreter. Native code exits at every call and
+// return, so this is the compiler tier's hottest path between two stretches
+// of native code.
+func (in *Instance) callOrReturn() bool {
+	e := &in.exec
+	fn := e.cur.fn
+	cf := fn.code
+	ins := &cf.code[e.cur.pc]
+	switch ins.op {
+	case opCall:
+		callee := fn.inst.funcs[ins.a]
+		ccf := callee.code
+		if ccf == nil || len(e.frames) >= in.cfg.MaxCallDepth {
+			return false
+		}
+		sp := e.sp
+		nbp := sp - ccf.numParams
+		need := nbp + ccf.numLocals + ccf.maxHeight
+		if need > len(e.stack) {
+			if need > in.cfg.MaxStackValues {
+				return false
+			}
+			ns := make([]uint64, min(max(2*len(e.stack), need), in.cfg.MaxStackValues))
+			copy(ns, e.stack[:sp])
+			e.stack = ns
+		}
+		e.frames = append(e.frames, frame{fn, e.cur.pc + 1, e.cur.bp})
+		clear(e.stack[sp : nbp+ccf.numLocals])
+		e.sp = nbp + ccf.numLocals
+		e.cur = frame{fn: callee, bp: nbp}
+		return true
+	case opReturn:
+		if len(e.frames) == 0 {
+			return false
+		}
+		n := len(cf.typ.Results)
+		bp, sp := e.cur.bp, e.sp
+		copy(e.stack[bp:bp+n], e.stack[sp-n:sp])
+		e.sp = bp + n
+		e.cur = e.frames[len(e.frames)-1]
+		e.frames = e.frames[:len(e.frames)-1]
+		return true
+	}
+	return false
 }

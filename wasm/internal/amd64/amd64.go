@@ -11,6 +11,7 @@ package amd64
 import (
 	"encoding/binary"
 	"fmt"
+	"slices"
 )
 
 // Reg is a general-purpose register, numbered as in the instruction
@@ -602,4 +603,12 @@ func (a *Asm) Round(w Width, mode uint8, dst, src XReg) {
 	a.byte1(0x0f, 0x3a, op)
 	a.modRR(Reg(dst), Reg(src))
 	a.byte1(mode)
+}
+
+// Grow makes room for about n more bytes of code, jumps jumps and labels
+// labels without reallocating.
+func (a *Asm) Grow(n, jumps, labels int) {
+	a.b = slices.Grow(a.b, n)
+	a.fixups = slices.Grow(a.fixups, jumps)
+	a.labels = slices.Grow(a.labels, labels)
 }
