@@ -23,3 +23,7 @@ var testEngine = func() Engine {
 
 // EngineForTests is testEngine for the package's external tests.
 var EngineForTests = testEngine
+
+// NativeCountForTests returns how many of the instance's instructions ran
+// as native code.
+func NativeCountForTests(in *Instance) uint64 { return in.exec.nativeCount }

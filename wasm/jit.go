@@ -302,7 +302,8 @@ func (in *Instance) runCompiled(budget uint64) (Stop, error) {
 				break
 			}
 		}
-		if in.callOrReturn() {
+		if op := cf.code[e.cur.pc].op; (op == opReturn && in.returnToCaller()) ||
+			(op == opCall || op == opCallIndirect) && in.call() {
 			e.count++
 			left--
 			continue
@@ -316,26 +317,38 @@ func (in *Instance) runCompiled(budget uint64) (Stop, error) {
 	return Stop{Reason: StopBudget}, nil
 }
 
-// callOrReturn executes the instruction at the current pc if it is a call
-// of a function defined in WebAssembly or a return to a caller, exactly as
-// the interpreter does (run's opCall and opReturn), and reports whether it
-// did; the caller counts the instruction. It leaves anything else, and a
-// call that traps, to the interpreter. Native code exits at every call and
-// return, so this is the compiler tier's hottest path between two stretches
-// of native code.
-func (in *Instance) callOrReturn() bool {
+// call executes the instruction at the current pc if it is a call or an
+// indirect call of a function defined in WebAssembly, exactly as the
+// interpreter does (run's opCall, opCallIndirect and call), and reports
+// whether it did; the caller counts the instruction. It leaves anything
+// else, and a call that traps, to the interpreter. Native code exits at
+// every call and return, so this and returnToCaller are the compiler tier's
+// hottest path between two stretches of native code.
+func (in *Instance) call() bool {
 	e := &in.exec
 	fn := e.cur.fn
-	cf := fn.code
-	ins := &cf.code[e.cur.pc]
+	ins := &fn.code.code[e.cur.pc]
+	var callee *Function
+	sp := e.sp
 	switch ins.op {
 	case opCall:
-		callee := fn.inst.funcs[ins.a]
-		ccf := callee.code
-		if ccf == nil || len(e.frames) >= in.cfg.MaxCallDepth {
+		callee = fn.inst.funcs[ins.a]
+	case opCallIndirect:
+		// Any trap is the interpreter's to raise.
+		tab := fn.inst.tables[ins.b]
+		i := uint32(e.stack[sp-1])
+		if i >= uint32(len(tab.elems)) {
 			return false
 		}
-		sp := e.sp
+		callee = in.store.funcByRef(tab.elems[i])
+		if callee == nil || callee.typeID != fn.inst.typeIDs[ins.a] {
+			return false
+		}
+		sp--
+	default:
+		return false
+	}
+	if ccf := callee.code; ccf != nil && len(e.frames) < in.cfg.MaxCallDepth {
 		nbp := sp - ccf.numParams
 		need := nbp + ccf.numLocals + ccf.maxHeight
 		if need > len(e.stack) {
@@ -351,17 +364,23 @@ func (in *Instance) callOrReturn() bool {
 		e.sp = nbp + ccf.numLocals
 		e.cur = frame{fn: callee, bp: nbp}
 		return true
-	case opReturn:
-		if len(e.frames) == 0 {
-			return false
-		}
-		n := len(cf.typ.Results)
-		bp, sp := e.cur.bp, e.sp
-		copy(e.stack[bp:bp+n], e.stack[sp-n:sp])
-		e.sp = bp + n
-		e.cur = e.frames[len(e.frames)-1]
-		e.frames = e.frames[:len(e.frames)-1]
-		return true
 	}
 	return false
+}
+
+// returnToCaller executes a return to a caller, as run's opReturn does,
+// and reports whether it did (the return of the invoked function is the
+// interpreter's).
+func (in *Instance) returnToCaller() bool {
+	e := &in.exec
+	if len(e.frames) == 0 {
+		return false
+	}
+	n := len(e.cur.fn.code.typ.Results)
+	bp, sp := e.cur.bp, e.sp
+	copy(e.stack[bp:bp+n], e.stack[sp-n:sp])
+	e.sp = bp + n
+	e.cur = e.frames[len(e.frames)-1]
+	e.frames = e.frames[:len(e.frames)-1]
+	return true
 }
