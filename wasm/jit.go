@@ -75,11 +75,16 @@ var (
 // nativeFunc is the native code of one function.
 type nativeFunc struct {
 	code *native.Code // shared by the module's functions; keeps the memory mapped
-	// entry[pc] is the offset in code of native code that starts at pc, or
-	// 0 where native code cannot be entered.
-	entry []uint32
-	// height[pc] is sp - bp where entry[pc] is not 0.
-	height []uint32
+	// entry[pc] says where native code that starts at pc is; its offset
+	// is 0 where native code cannot be entered.
+	entry []nativeEntry
+}
+
+// nativeEntry is an entry point of native code: its offset in the code,
+// and the value stack's height above the frame base (sp - bp) it expects.
+// The two sit together because the loop that enters native code reads both.
+type nativeEntry struct {
+	off, height uint32
 }
 
 // Engine selects how a compiled module's code runs.
@@ -174,7 +179,7 @@ func compileNative(cm *CompiledModule) error {
 		return err
 	}
 	for _, d := range done {
-		nf := &nativeFunc{code: nc, entry: make([]uint32, len(d.f.code)), height: d.height}
+		nf := &nativeFunc{code: nc, entry: make([]nativeEntry, len(d.f.code))}
 		for pc, l := range d.labels {
 			if l < 0 {
 				continue
@@ -183,7 +188,7 @@ func compileNative(cm *CompiledModule) error {
 			if !ok {
 				return fmt.Errorf("wasm: native code of function %d: entry at %d not bound", d.f.idx, pc)
 			}
-			nf.entry[pc] = uint32(off)
+			nf.entry[pc] = nativeEntry{uint32(off), d.height[pc]}
 		}
 		d.f.native = nf
 	}
@@ -251,7 +256,7 @@ func (in *Instance) runCompiled(budget uint64) (Stop, error) {
 			continue
 		}
 		pc := e.cur.pc
-		if off := nf.entry[pc]; off != 0 && e.sp == e.cur.bp+int(nf.height[pc]) &&
+		if ent := nf.entry[pc]; ent.off != 0 && e.sp == e.cur.bp+int(ent.height) &&
 			e.cur.bp+cf.numLocals+cf.maxHeight <= len(e.stack) {
 			inst := fn.inst
 			// nil if the stack is empty, when native code uses no slot.
@@ -269,7 +274,7 @@ func (in *Instance) runCompiled(budget uint64) (Stop, error) {
 			}
 			slice := min(left, nativeSlice)
 			c.remaining = slice
-			c.target = nf.code.Addr(int(off))
+			c.target = nf.code.Addr(int(ent.off))
 			nf.code.Call(nf.code.Addr(0), unsafe.Pointer(c))
 			used := slice - c.remaining
 			e.count += used
