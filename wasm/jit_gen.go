@@ -277,6 +277,7 @@ func (g *funcGen) supported(ins instr) bool {
 		opcodeF64Eq, opcodeF64Ne, opcodeF64Lt, opcodeF64Gt, opcodeF64Le, opcodeF64Ge,
 		opcodeF32Abs, opcodeF32Neg, opcodeF32Sqrt, opcodeF32Add, opcodeF32Sub, opcodeF32Mul, opcodeF32Div, opcodeF32Copysign,
 		opcodeF64Abs, opcodeF64Neg, opcodeF64Sqrt, opcodeF64Add, opcodeF64Sub, opcodeF64Mul, opcodeF64Div, opcodeF64Copysign,
+		opcodeF32Min, opcodeF32Max, opcodeF64Min, opcodeF64Max,
 		opcodeF32ConvertI32S, opcodeF32ConvertI32U, opcodeF32ConvertI64S,
 		opcodeF64ConvertI32S, opcodeF64ConvertI32U, opcodeF64ConvertI64S,
 		opcodeF32DemoteF64, opcodeF64PromoteF32:
@@ -812,6 +813,8 @@ func (g *funcGen) float(op opcode, top func(int32) amd64.Mem) bool {
 		g.loadF(w, amd64.X1, top(0))
 		a.FArith(fop, w, amd64.X0, amd64.X1)
 		g.storeCanon(w, top(1), amd64.X0)
+	case opcodeF32Min, opcodeF32Max, opcodeF64Min, opcodeF64Max:
+		g.minMax(op, top(1), top(0))
 	case opcodeF32Sqrt, opcodeF64Sqrt:
 		w := width(op == opcodeF64Sqrt)
 		g.loadF(w, amd64.X0, top(0))
@@ -979,4 +982,45 @@ func (g *funcGen) setCC2(c1, c2 amd64.Cond, op amd64.ALU) {
 	a.MovZX8(amd64.RAX, amd64.RAX)
 	a.MovZX8(amd64.RCX, amd64.RCX)
 	a.ALURR(op, amd64.W32, amd64.RAX, amd64.RCX)
+}
+
+// minMax translates min and max as fmin and fmax define them: NaN (the
+// canonical one) if either operand is NaN, and -0 below +0. MINSS and
+// MAXSS give neither, so NaNs and equal operands (among them the zeros of
+// either sign) take their own paths: for equal operands the OR of the bits
+// is the minimum and the AND the maximum.
+func (g *funcGen) minMax(op opcode, x, y amd64.Mem) {
+	a := g.a
+	w := width(op == opcodeF64Min || op == opcodeF64Max)
+	isMin := op == opcodeF32Min || op == opcodeF64Min
+	nan, differ, done := a.NewLabel(), a.NewLabel(), a.NewLabel()
+	g.loadF(w, amd64.X0, x)
+	g.loadF(w, amd64.X1, y)
+	a.UComis(w, amd64.X0, amd64.X1)
+	a.Jcc(amd64.CondP, nan)
+	a.Jcc(amd64.CondNE, differ)
+	a.Load(amd64.W64, amd64.RAX, x)
+	if isMin {
+		a.ALURM(amd64.OR, amd64.W64, amd64.RAX, y)
+	} else {
+		a.ALURM(amd64.AND, amd64.W64, amd64.RAX, y)
+	}
+	a.Store(amd64.W64, x, amd64.RAX)
+	a.Jmp(done)
+	a.Bind(differ)
+	if isMin {
+		a.FArith(amd64.FMin, w, amd64.X0, amd64.X1)
+	} else {
+		a.FArith(amd64.FMax, w, amd64.X0, amd64.X1)
+	}
+	g.storeF(w, x, amd64.X0)
+	a.Jmp(done)
+	a.Bind(nan)
+	if w == amd64.W32 {
+		a.StoreImm(amd64.W64, x, canonNaN32)
+	} else {
+		a.MovImm(amd64.RAX, canonNaN64)
+		a.Store(amd64.W64, x, amd64.RAX)
+	}
+	a.Bind(done)
 }

@@ -542,7 +542,9 @@ const (
 	FAdd  FOp = 0x58
 	FMul  FOp = 0x59
 	FSub  FOp = 0x5c
+	FMin  FOp = 0x5d
 	FDiv  FOp = 0x5e
+	FMax  FOp = 0x5f
 )
 
 // FArith: dst = dst op src, in single (w 32) or double (w 64) precision;

@@ -167,7 +167,7 @@ func cases() []encCase {
 			for _, op := range []struct {
 				name string
 				op   FOp
-			}{{"add", FAdd}, {"sub", FSub}, {"mul", FMul}, {"div", FDiv}, {"sqrt", FSqrt}} {
+			}{{"add", FAdd}, {"sub", FSub}, {"mul", FMul}, {"div", FDiv}, {"sqrt", FSqrt}, {"min", FMin}, {"max", FMax}} {
 				add(op.name+"ss "+xn(x)+", "+xn(y), func(a *Asm) { a.FArith(op.op, W32, x, y) })
 				add(op.name+"sd "+xn(x)+", "+xn(y), func(a *Asm) { a.FArith(op.op, W64, x, y) })
 			}
