@@ -12,6 +12,7 @@ type modBuilder struct {
 	imports [][]byte
 	funcs   []uint32
 	mems    []byte
+	globals [][]byte
 	exports [][]byte
 	codes   [][]byte
 	nimp    uint32
@@ -101,6 +102,9 @@ func (b *modBuilder) bytes() []byte {
 	out = append(out, section(3, vec(fs))...)
 	if b.mems != nil {
 		out = append(out, section(5, append([]byte{1}, b.mems...))...)
+	}
+	if len(b.globals) > 0 {
+		out = append(out, section(6, vec(b.globals))...)
 	}
 	if len(b.exports) > 0 {
 		out = append(out, section(7, vec(b.exports))...)
