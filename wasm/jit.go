@@ -284,11 +284,13 @@ func (in *Instance) runCompiled(budget uint64) (Stop, error) {
 			e.sp = e.cur.bp + int(c.exitSP)
 			if c.exit&1 == exitBudget {
 				if used > 0 {
-					// Perhaps only the slice was short: let the scheduler
-					// and a waiting stop-the-world have the goroutine
-					// (native code and this loop have no preemption
-					// point), then enter again.
-					runtime.Gosched()
+					// Perhaps only the slice was short: if so, let the
+					// scheduler and a waiting stop-the-world have the
+					// goroutine (native code and this loop have no
+					// preemption point). Then enter again.
+					if slice < left+used {
+						runtime.Gosched()
+					}
 					continue
 				}
 				// The segment at pc needs more than is left (or than a

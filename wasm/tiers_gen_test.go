@@ -397,3 +397,19 @@ func TestTiersGenerated(t *testing.T) {
 	t.Logf("%d modules; on the compiler tier %d instructions, %d of them (%.0f%%) native",
 		n, stats.all, stats.native, 100*float64(stats.native)/float64(max(stats.all, 1)))
 }
+
+// FuzzTiersGenerated compares the tiers on the module genModule makes of
+// each seed.
+func FuzzTiersGenerated(f *testing.F) {
+	if !CompilerAvailable() {
+		f.Skip("the compiler tier is not available on this platform")
+	}
+	for seed := range uint64(8) {
+		f.Add(seed)
+	}
+	f.Fuzz(func(t *testing.T, seed uint64) {
+		bin := genModule(seed)
+		compareTiers(t, "generated module", bin, []uint64{1, 2, 5, 1 << 40}, []uint64{0, 1<<64 - 1},
+			traceLimit{runs: 400, instrs: 20000}, &tierStats{})
+	})
+}
