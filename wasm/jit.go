@@ -27,9 +27,12 @@ import (
 // would trap gives back the instructions of its segment from itself on, and
 // exits so that the interpreter executes it again and traps as usual.
 //
-// Instructions the compiler does not translate (calls, returns, memory.grow,
-// table instructions, most floating point) exit to the interpreter, which
-// executes exactly that one instruction and re-enters native code after it.
+// Native code exits at every instruction it does not translate: calls and
+// returns, which the tier's loop (runCompiled) executes itself as the
+// interpreter would, and the rest (host calls, memory.grow, the bulk memory
+// and table instructions, the float-to-integer conversions, ...), which the
+// interpreter executes, exactly that one instruction, before native code is
+// entered again after it.
 
 // nativeCtx is what native code reads and writes, through RDI. Native code
 // writes only the integer fields (remaining and the exit record); the
@@ -137,9 +140,9 @@ func (cm *CompiledModule) Engine() Engine {
 }
 
 // compileNative translates every function of cm to native code. A function
-// the translation cannot handle keeps no native code and is interpreted;
-// an error means no native code at all (the module runs on the
-// interpreter).
+// the translation cannot handle (one whose operand heights do not check
+// out, or too large for the exit record) keeps no native code and is
+// interpreted. An error (executable memory refused, say) fails Compile.
 func compileNative(cm *CompiledModule) error {
 	var a amd64.Asm
 	n := 0
