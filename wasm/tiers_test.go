@@ -307,3 +307,36 @@ func TestNativeYieldsToGC(t *testing.T) {
 		t.Fatal("a garbage collection asked for during Run completed only after it")
 	}
 }
+
+// TestEngineSelection: the interpreter is the default, the compiler tier
+// is what a module asked for it runs on where it is available, and engine
+// names parse.
+func TestEngineSelection(t *testing.T) {
+	var b modBuilder
+	ti := b.typ(nil, nil)
+	b.fn(ti, "f", nil)
+	for _, c := range []struct {
+		cfg  Config
+		want Engine
+	}{
+		{Config{}, EngineInterpreter},
+		{Config{Engine: EngineInterpreter}, EngineInterpreter},
+		{Config{Engine: EngineCompiler}, map[bool]Engine{true: EngineCompiler, false: EngineInterpreter}[CompilerAvailable()]},
+	} {
+		cm, err := Compile(b.bytes(), c.cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := cm.Engine(); got != c.want {
+			t.Errorf("Config.Engine %v: runs on %v, want %v", c.cfg.Engine, got, c.want)
+		}
+	}
+	for _, e := range []Engine{EngineInterpreter, EngineCompiler} {
+		if got, err := ParseEngine(e.String()); err != nil || got != e {
+			t.Errorf("ParseEngine(%q) = %v, %v", e.String(), got, err)
+		}
+	}
+	if _, err := ParseEngine("jit"); err == nil {
+		t.Error("ParseEngine accepted an unknown engine")
+	}
+}
