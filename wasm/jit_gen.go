@@ -30,6 +30,16 @@ type funcGen struct {
 	slowLabels map[int]amd64.Label
 	stubs      []func()
 	failed     bool
+
+	// RAX caching across two instructions: prevOK says that the
+	// instruction before ended by storing RAX to the frame slot at
+	// displacement prevDisp (and no label lies between), so the next one
+	// need not load that slot into RAX again if it starts by doing so.
+	prevOK     bool
+	prevDisp   int32
+	instrStart int // where the instruction being translated starts
+	storeEnd   int // where the last storeRAX to a frame slot ended
+	storeDisp  int32
 }
 
 // maxNativePC bounds the pcs an exit record can hold (pc<<1 in an int32).
@@ -336,11 +346,16 @@ func (g *funcGen) emit() {
 			continue
 		}
 		if !g.nat[pc] {
+			g.prevOK = false
 			if g.labels[pc] >= 0 {
 				a.Bind(g.labels[pc])
 				g.emitExit(pc, exitStep)
 			}
 			continue
+		}
+		if g.labels[pc] >= 0 || g.leader[pc] {
+			// A join point: RAX holds nothing known.
+			g.prevOK = false
 		}
 		if g.labels[pc] >= 0 {
 			a.Bind(g.labels[pc])
@@ -355,20 +370,46 @@ func (g *funcGen) emit() {
 				g.emitExit(pc, exitBudget)
 			})
 		}
+		g.instrStart, g.storeEnd = a.Len(), -1
 		g.instr(pc)
+		g.prevOK, g.prevDisp = g.storeEnd == a.Len(), g.storeDisp
 	}
+	g.prevOK = false // the stubs are reached from anywhere
 	for i := 0; i < len(g.stubs); i++ {
 		g.stubs[i]()
 	}
 	a.Int3()
 }
 
+// loadRAX is a.Load(w, RAX, m), left out when the instruction before
+// ended by storing RAX to the frame slot m and nothing of this one was
+// emitted yet (a 32-bit load becomes MOV EAX, EAX, which zero-extends as
+// the load would).
+func (g *funcGen) loadRAX(w amd64.Width, m amd64.Mem) {
+	if g.prevOK && m.Base == rFrame && m.Scale == 0 && m.Disp == g.prevDisp && g.a.Len() == g.instrStart {
+		if w == amd64.W32 {
+			g.a.MovRR(amd64.W32, amd64.RAX, amd64.RAX)
+		}
+		return
+	}
+	g.a.Load(w, amd64.RAX, m)
+}
+
+// storeRAX is a.Store(W64, m, RAX), remembered for loadRAX if m is a frame
+// slot.
+func (g *funcGen) storeRAX(m amd64.Mem) {
+	g.a.Store(amd64.W64, m, amd64.RAX)
+	if m.Base == rFrame && m.Scale == 0 {
+		g.storeEnd, g.storeDisp = g.a.Len(), m.Disp
+	}
+}
+
 // moveKeep does a branch's stack adjustment: the keep values on top of the
 // operand stack of height h move down by drop slots.
 func (g *funcGen) moveKeep(h, drop, keep int32) {
 	for i := range keep {
-		g.a.Load(amd64.W64, amd64.RAX, g.slot(h-keep+i))
-		g.a.Store(amd64.W64, g.slot(h-drop-keep+i), amd64.RAX)
+		g.loadRAX(amd64.W64, g.slot(h-keep+i))
+		g.storeRAX(g.slot(h - drop - keep + i))
 	}
 }
 
@@ -388,32 +429,32 @@ func (g *funcGen) instr(pc int) {
 	case opConst:
 		g.storeConst(push, ins.b)
 	case opLocalGet:
-		a.Load(amd64.W64, amd64.RAX, g.local(ins.a))
-		a.Store(amd64.W64, push, amd64.RAX)
+		g.loadRAX(amd64.W64, g.local(ins.a))
+		g.storeRAX(push)
 	case opLocalSet, opLocalTee:
-		a.Load(amd64.W64, amd64.RAX, top(0))
-		a.Store(amd64.W64, g.local(ins.a), amd64.RAX)
+		g.loadRAX(amd64.W64, top(0))
+		g.storeRAX(g.local(ins.a))
 	case opGlobalGet:
-		a.Load(amd64.W64, amd64.RAX, amd64.M(rCtx, ctxGlobals))
-		a.Load(amd64.W64, amd64.RAX, amd64.M(amd64.RAX, int32(8*ins.a)))
-		a.Load(amd64.W64, amd64.RAX, amd64.M(amd64.RAX, globalVal))
-		a.Store(amd64.W64, push, amd64.RAX)
+		g.loadRAX(amd64.W64, amd64.M(rCtx, ctxGlobals))
+		g.loadRAX(amd64.W64, amd64.M(amd64.RAX, int32(8*ins.a)))
+		g.loadRAX(amd64.W64, amd64.M(amd64.RAX, globalVal))
+		g.storeRAX(push)
 	case opGlobalSet:
-		a.Load(amd64.W64, amd64.RAX, amd64.M(rCtx, ctxGlobals))
-		a.Load(amd64.W64, amd64.RAX, amd64.M(amd64.RAX, int32(8*ins.a)))
+		g.loadRAX(amd64.W64, amd64.M(rCtx, ctxGlobals))
+		g.loadRAX(amd64.W64, amd64.M(amd64.RAX, int32(8*ins.a)))
 		a.Load(amd64.W64, amd64.RCX, top(0))
 		a.Store(amd64.W64, amd64.M(amd64.RAX, globalVal), amd64.RCX)
 	case opDrop:
 	case opSelect:
-		a.Load(amd64.W64, amd64.RAX, top(2))
+		g.loadRAX(amd64.W64, top(2))
 		a.Load(amd64.W64, amd64.RCX, top(1))
 		a.ALUMI(amd64.CMP, amd64.W32, top(0), 0)
 		a.CMov(amd64.CondE, amd64.W64, amd64.RAX, amd64.RCX)
-		a.Store(amd64.W64, top(2), amd64.RAX)
+		g.storeRAX(top(2))
 	case opMemorySize:
 		a.MovRR(amd64.W64, amd64.RAX, rMemLen)
 		a.ShiftImm(amd64.SHR, amd64.W64, amd64.RAX, 16)
-		a.Store(amd64.W64, push, amd64.RAX)
+		g.storeRAX(push)
 
 	case opBr:
 		a.Jmp(g.label(int(ins.a)))
@@ -421,14 +462,17 @@ func (g *funcGen) instr(pc int) {
 		g.moveKeep(h, int32(uint32(ins.b)), int32(ins.b>>32))
 		a.Jmp(g.label(int(ins.a)))
 	case opBrIf:
-		a.ALUMI(amd64.CMP, amd64.W32, top(0), 0)
+		g.loadRAX(amd64.W32, top(0))
+		a.TestRR(amd64.W32, amd64.RAX, amd64.RAX)
 		a.Jcc(amd64.CondNE, g.label(int(ins.a)))
 	case opBrUnless:
-		a.ALUMI(amd64.CMP, amd64.W32, top(0), 0)
+		g.loadRAX(amd64.W32, top(0))
+		a.TestRR(amd64.W32, amd64.RAX, amd64.RAX)
 		a.Jcc(amd64.CondE, g.label(int(ins.a)))
 	case opBrIfDrop:
 		skip := a.NewLabel()
-		a.ALUMI(amd64.CMP, amd64.W32, top(0), 0)
+		g.loadRAX(amd64.W32, top(0))
+		a.TestRR(amd64.W32, amd64.RAX, amd64.RAX)
 		a.Jcc(amd64.CondE, skip)
 		g.moveKeep(h-1, int32(uint32(ins.b)), int32(ins.b>>32))
 		a.Jmp(g.label(int(ins.a)))
@@ -437,43 +481,43 @@ func (g *funcGen) instr(pc int) {
 		g.brTable(ins, h)
 
 	case opLocalGet2:
-		a.Load(amd64.W64, amd64.RAX, g.local(ins.a))
-		a.Store(amd64.W64, push, amd64.RAX)
-		a.Load(amd64.W64, amd64.RAX, g.local(uint32(ins.b)))
-		a.Store(amd64.W64, g.slot(h+1), amd64.RAX)
+		g.loadRAX(amd64.W64, g.local(ins.a))
+		g.storeRAX(push)
+		g.loadRAX(amd64.W64, g.local(uint32(ins.b)))
+		g.storeRAX(g.slot(h + 1))
 	case opLocalGetConst:
-		a.Load(amd64.W64, amd64.RAX, g.local(ins.a))
-		a.Store(amd64.W64, push, amd64.RAX)
+		g.loadRAX(amd64.W64, g.local(ins.a))
+		g.storeRAX(push)
 		g.storeConst(g.slot(h+1), ins.b)
 	case opLocalSetGet:
-		a.Load(amd64.W64, amd64.RAX, top(0))
-		a.Store(amd64.W64, g.local(ins.a), amd64.RAX)
-		a.Load(amd64.W64, amd64.RAX, g.local(uint32(ins.b)))
-		a.Store(amd64.W64, top(0), amd64.RAX)
+		g.loadRAX(amd64.W64, top(0))
+		g.storeRAX(g.local(ins.a))
+		g.loadRAX(amd64.W64, g.local(uint32(ins.b)))
+		g.storeRAX(top(0))
 	case opI32AddConst:
-		a.Load(amd64.W32, amd64.RAX, top(0))
+		g.loadRAX(amd64.W32, top(0))
 		a.ALURI(amd64.ADD, amd64.W32, amd64.RAX, int32(uint32(ins.b)))
-		a.Store(amd64.W64, top(0), amd64.RAX)
+		g.storeRAX(top(0))
 	case opI64AddConst:
-		a.Load(amd64.W64, amd64.RAX, top(0))
+		g.loadRAX(amd64.W64, top(0))
 		g.add64(amd64.RAX, ins.b)
-		a.Store(amd64.W64, top(0), amd64.RAX)
+		g.storeRAX(top(0))
 	case opLocalI32AddConst:
-		a.Load(amd64.W32, amd64.RAX, g.local(ins.a))
+		g.loadRAX(amd64.W32, g.local(ins.a))
 		a.ALURI(amd64.ADD, amd64.W32, amd64.RAX, int32(uint32(ins.b)))
-		a.Store(amd64.W64, push, amd64.RAX)
+		g.storeRAX(push)
 	case opLocalI64AddConst:
-		a.Load(amd64.W64, amd64.RAX, g.local(ins.a))
+		g.loadRAX(amd64.W64, g.local(ins.a))
 		g.add64(amd64.RAX, ins.b)
-		a.Store(amd64.W64, push, amd64.RAX)
+		g.storeRAX(push)
 	case opLocalI32Load:
 		g.address(pc, g.local(ins.a), ins.b, 4)
-		a.Load(amd64.W32, amd64.RAX, amd64.MI(rMem, amd64.RAX, 1, 0))
-		a.Store(amd64.W64, push, amd64.RAX)
+		g.loadRAX(amd64.W32, amd64.MI(rMem, amd64.RAX, 1, 0))
+		g.storeRAX(push)
 	case opLocalI64Load:
 		g.address(pc, g.local(ins.a), ins.b, 8)
-		a.Load(amd64.W64, amd64.RAX, amd64.MI(rMem, amd64.RAX, 1, 0))
-		a.Store(amd64.W64, push, amd64.RAX)
+		g.loadRAX(amd64.W64, amd64.MI(rMem, amd64.RAX, 1, 0))
+		g.storeRAX(push)
 
 	case opcodeI32Eqz, opcodeI64Eqz:
 		w := amd64.W32
@@ -483,7 +527,7 @@ func (g *funcGen) instr(pc int) {
 		a.ALURR(amd64.XOR, amd64.W32, amd64.RAX, amd64.RAX)
 		a.ALUMI(amd64.CMP, w, top(0), 0)
 		a.SetCC(amd64.CondE, amd64.RAX)
-		a.Store(amd64.W64, top(0), amd64.RAX)
+		g.storeRAX(top(0))
 
 	case opcodeI32Add, opcodeI32Sub, opcodeI32And, opcodeI32Or, opcodeI32Xor,
 		opcodeI64Add, opcodeI64Sub, opcodeI64And, opcodeI64Or, opcodeI64Xor:
@@ -503,13 +547,13 @@ func (g *funcGen) instr(pc int) {
 		}
 		a.Load(w, amd64.RAX, top(1))
 		a.ALURM(alu, w, amd64.RAX, top(0))
-		a.Store(amd64.W64, top(1), amd64.RAX)
+		g.storeRAX(top(1))
 	case opcodeI32Mul, opcodeI64Mul:
 		w := width(op == opcodeI64Mul)
 		a.Load(w, amd64.RAX, top(1))
 		a.Load(w, amd64.RCX, top(0))
 		a.IMul(w, amd64.RAX, amd64.RCX)
-		a.Store(amd64.W64, top(1), amd64.RAX)
+		g.storeRAX(top(1))
 	case opcodeI32DivS, opcodeI64DivS, opcodeI32RemS, opcodeI64RemS:
 		g.divS(pc, op, top(1), top(0))
 	case opcodeI32DivU, opcodeI64DivU, opcodeI32RemU, opcodeI64RemU:
@@ -521,7 +565,7 @@ func (g *funcGen) instr(pc int) {
 		a.ALURR(amd64.XOR, amd64.W32, amd64.RDX, amd64.RDX)
 		a.Div(w, amd64.RCX)
 		if op == opcodeI32DivU || op == opcodeI64DivU {
-			a.Store(amd64.W64, top(1), amd64.RAX)
+			g.storeRAX(top(1))
 		} else {
 			a.Store(amd64.W64, top(1), amd64.RDX)
 		}
@@ -544,7 +588,7 @@ func (g *funcGen) instr(pc int) {
 		a.Load(w, amd64.RCX, top(0))
 		a.Load(w, amd64.RAX, top(1))
 		a.ShiftCL(sh, w, amd64.RAX)
-		a.Store(amd64.W64, top(1), amd64.RAX)
+		g.storeRAX(top(1))
 	case opcodeI32Clz, opcodeI64Clz:
 		w := width(op == opcodeI64Clz)
 		a.Load(w, amd64.RAX, top(0))
@@ -560,31 +604,31 @@ func (g *funcGen) instr(pc int) {
 		a.MovImm(amd64.RCX, uint64(w))
 		a.Bsf(w, amd64.RAX, amd64.RAX)
 		a.CMov(amd64.CondE, w, amd64.RAX, amd64.RCX)
-		a.Store(amd64.W64, top(0), amd64.RAX)
+		g.storeRAX(top(0))
 	case opcodeI32Popcnt, opcodeI64Popcnt:
 		w := width(op == opcodeI64Popcnt)
 		a.Load(w, amd64.RAX, top(0))
 		a.Popcnt(w, amd64.RAX, amd64.RAX)
-		a.Store(amd64.W64, top(0), amd64.RAX)
+		g.storeRAX(top(0))
 
 	case opcodeI32WrapI64:
-		a.Load(amd64.W32, amd64.RAX, top(0))
-		a.Store(amd64.W64, top(0), amd64.RAX)
+		g.loadRAX(amd64.W32, top(0))
+		g.storeRAX(top(0))
 	case opcodeI64ExtendI32S, opcodeI64Extend32S:
 		a.LoadSX(amd64.W32, amd64.W64, amd64.RAX, top(0))
-		a.Store(amd64.W64, top(0), amd64.RAX)
+		g.storeRAX(top(0))
 	case opcodeI32Extend8S:
 		a.LoadSX(amd64.W8, amd64.W32, amd64.RAX, top(0))
-		a.Store(amd64.W64, top(0), amd64.RAX)
+		g.storeRAX(top(0))
 	case opcodeI32Extend16S:
 		a.LoadSX(amd64.W16, amd64.W32, amd64.RAX, top(0))
-		a.Store(amd64.W64, top(0), amd64.RAX)
+		g.storeRAX(top(0))
 	case opcodeI64Extend8S:
 		a.LoadSX(amd64.W8, amd64.W64, amd64.RAX, top(0))
-		a.Store(amd64.W64, top(0), amd64.RAX)
+		g.storeRAX(top(0))
 	case opcodeI64Extend16S:
 		a.LoadSX(amd64.W16, amd64.W64, amd64.RAX, top(0))
-		a.Store(amd64.W64, top(0), amd64.RAX)
+		g.storeRAX(top(0))
 
 	default:
 		if g.float(op, top) {
@@ -621,7 +665,7 @@ func (g *funcGen) storeConst(m amd64.Mem, v uint64) {
 		return
 	}
 	g.a.MovImm(amd64.RAX, v)
-	g.a.Store(amd64.W64, m, amd64.RAX)
+	g.storeRAX(m)
 }
 
 // add64 adds the constant v to r (clobbering amd64.RCX for large constants).
@@ -640,7 +684,7 @@ func (g *funcGen) compare(w amd64.Width, c amd64.Cond, x, y amd64.Mem) {
 	a.ALURM(amd64.CMP, w, amd64.RAX, y)
 	a.SetCC(c, amd64.RAX)
 	a.MovZX8(amd64.RAX, amd64.RAX)
-	a.Store(amd64.W64, x, amd64.RAX)
+	g.storeRAX(x)
 }
 
 // divS translates the signed divisions and remainders: division by zero
@@ -673,7 +717,7 @@ func (g *funcGen) divS(pc int, op opcode, x, y amd64.Mem) {
 	a.SignExtendAX(w)
 	a.IDiv(w, amd64.RCX)
 	if isDiv {
-		a.Store(amd64.W64, x, amd64.RAX)
+		g.storeRAX(x)
 	} else {
 		a.Store(amd64.W64, x, amd64.RDX)
 	}
@@ -684,7 +728,7 @@ func (g *funcGen) divS(pc int, op opcode, x, y amd64.Mem) {
 // amd64.RAX, and takes the slow path if it is out of bounds. It clobbers amd64.RCX.
 func (g *funcGen) address(pc int, addr amd64.Mem, off uint64, size int32) {
 	a := g.a
-	a.Load(amd64.W32, amd64.RAX, addr)
+	g.loadRAX(amd64.W32, addr)
 	if off != 0 {
 		g.add64(amd64.RAX, off)
 	}
@@ -700,9 +744,9 @@ func (g *funcGen) load(pc int, op opcode, slot amd64.Mem, off uint64) {
 	m := amd64.MI(rMem, amd64.RAX, 1, 0)
 	switch op {
 	case opcodeI32Load, opcodeF32Load, opcodeI64Load32U:
-		a.Load(amd64.W32, amd64.RAX, m)
+		g.loadRAX(amd64.W32, m)
 	case opcodeI64Load, opcodeF64Load:
-		a.Load(amd64.W64, amd64.RAX, m)
+		g.loadRAX(amd64.W64, m)
 	case opcodeI32Load8S:
 		a.LoadSX(amd64.W8, amd64.W32, amd64.RAX, m)
 	case opcodeI32Load16S:
@@ -718,7 +762,7 @@ func (g *funcGen) load(pc int, op opcode, slot amd64.Mem, off uint64) {
 	case opcodeI64Load32S:
 		a.LoadSX(amd64.W32, amd64.W64, amd64.RAX, m)
 	}
-	a.Store(amd64.W64, slot, amd64.RAX)
+	g.storeRAX(slot)
 }
 
 // store translates a store and marks the pages it touched dirty, as
@@ -756,7 +800,7 @@ func (g *funcGen) brTable(ins instr, h int32) {
 	a := g.a
 	targets := g.f.brTargets[ins.a : uint64(ins.a)+ins.b]
 	table := a.NewLabel()
-	a.Load(amd64.W32, amd64.RAX, g.slot(h-1))
+	g.loadRAX(amd64.W32, g.slot(h-1))
 	a.MovImm(amd64.RCX, ins.b-1)
 	a.ALURR(amd64.CMP, amd64.W32, amd64.RAX, amd64.RCX)
 	a.CMov(amd64.CondA, amd64.W32, amd64.RAX, amd64.RCX)
@@ -865,7 +909,7 @@ func (g *funcGen) float(op opcode, top func(int32) amd64.Mem) bool {
 			a.UComis(w, amd64.X0, amd64.X1)
 			g.setCC(amd64.CondAE)
 		}
-		a.Store(amd64.W64, top(1), amd64.RAX)
+		g.storeRAX(top(1))
 
 	// abs, neg and copysign work on the bits, keeping NaN payloads.
 	case opcodeF32Abs:
@@ -873,29 +917,29 @@ func (g *funcGen) float(op opcode, top func(int32) amd64.Mem) bool {
 	case opcodeF32Neg:
 		a.ALUMI(amd64.XOR, amd64.W32, top(0), math.MinInt32)
 	case opcodeF32Copysign:
-		a.Load(amd64.W32, amd64.RAX, top(1))
+		g.loadRAX(amd64.W32, top(1))
 		a.ALURI(amd64.AND, amd64.W32, amd64.RAX, 0x7fffffff)
 		a.Load(amd64.W32, amd64.RCX, top(0))
 		a.ALURI(amd64.AND, amd64.W32, amd64.RCX, math.MinInt32)
 		a.ALURR(amd64.OR, amd64.W32, amd64.RAX, amd64.RCX)
-		a.Store(amd64.W64, top(1), amd64.RAX)
+		g.storeRAX(top(1))
 	case opcodeF64Abs:
-		a.Load(amd64.W64, amd64.RAX, top(0))
+		g.loadRAX(amd64.W64, top(0))
 		a.ShiftImm(amd64.SHL, amd64.W64, amd64.RAX, 1)
 		a.ShiftImm(amd64.SHR, amd64.W64, amd64.RAX, 1)
-		a.Store(amd64.W64, top(0), amd64.RAX)
+		g.storeRAX(top(0))
 	case opcodeF64Neg:
 		a.MovImm(amd64.RAX, 1<<63)
 		a.ALUMR(amd64.XOR, amd64.W64, top(0), amd64.RAX)
 	case opcodeF64Copysign:
-		a.Load(amd64.W64, amd64.RAX, top(1))
+		g.loadRAX(amd64.W64, top(1))
 		a.ShiftImm(amd64.SHL, amd64.W64, amd64.RAX, 1)
 		a.ShiftImm(amd64.SHR, amd64.W64, amd64.RAX, 1)
 		a.Load(amd64.W64, amd64.RCX, top(0))
 		a.ShiftImm(amd64.SHR, amd64.W64, amd64.RCX, 63)
 		a.ShiftImm(amd64.SHL, amd64.W64, amd64.RCX, 63)
 		a.ALURR(amd64.OR, amd64.W64, amd64.RAX, amd64.RCX)
-		a.Store(amd64.W64, top(1), amd64.RAX)
+		g.storeRAX(top(1))
 
 	// Conversions from integers: an unsigned 32-bit value is converted as
 	// the (non-negative) 64-bit integer it zero-extends to. None gives a
@@ -908,7 +952,7 @@ func (g *funcGen) float(op opcode, top func(int32) amd64.Mem) bool {
 		case opcodeF32ConvertI32S, opcodeF64ConvertI32S:
 			from = amd64.W32
 		}
-		a.Load(amd64.W64, amd64.RAX, top(0))
+		g.loadRAX(amd64.W64, top(0))
 		if op == opcodeF32ConvertI32U || op == opcodeF64ConvertI32U {
 			a.MovRR(amd64.W32, amd64.RAX, amd64.RAX)
 		}
@@ -945,7 +989,7 @@ func (g *funcGen) storeF(w amd64.Width, m amd64.Mem, x amd64.XReg) {
 	} else {
 		g.a.MovQFromX(amd64.RAX, x)
 	}
-	g.a.Store(amd64.W64, m, amd64.RAX)
+	g.storeRAX(m)
 }
 
 // storeCanon is storeF with a NaN replaced by the canonical NaN.
@@ -965,7 +1009,7 @@ func (g *funcGen) storeCanon(w amd64.Width, m amd64.Mem, x amd64.XReg) {
 		a.MovImm(amd64.RAX, canonNaN64)
 	}
 	a.Bind(ok)
-	a.Store(amd64.W64, m, amd64.RAX)
+	g.storeRAX(m)
 }
 
 // setCC sets RAX to 1 if c holds, else 0.
@@ -999,13 +1043,13 @@ func (g *funcGen) minMax(op opcode, x, y amd64.Mem) {
 	a.UComis(w, amd64.X0, amd64.X1)
 	a.Jcc(amd64.CondP, nan)
 	a.Jcc(amd64.CondNE, differ)
-	a.Load(amd64.W64, amd64.RAX, x)
+	g.loadRAX(amd64.W64, x)
 	if isMin {
 		a.ALURM(amd64.OR, amd64.W64, amd64.RAX, y)
 	} else {
 		a.ALURM(amd64.AND, amd64.W64, amd64.RAX, y)
 	}
-	a.Store(amd64.W64, x, amd64.RAX)
+	g.storeRAX(x)
 	a.Jmp(done)
 	a.Bind(differ)
 	if isMin {
@@ -1020,7 +1064,7 @@ func (g *funcGen) minMax(op opcode, x, y amd64.Mem) {
 		a.StoreImm(amd64.W64, x, canonNaN32)
 	} else {
 		a.MovImm(amd64.RAX, canonNaN64)
-		a.Store(amd64.W64, x, amd64.RAX)
+		g.storeRAX(x)
 	}
 	a.Bind(done)
 }
