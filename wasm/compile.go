@@ -55,10 +55,8 @@ type CompiledModule struct {
 	Hash  [32]byte
 	cfg   Config
 	funcs []*compiledFunc // defined functions, in order
-	// native: the functions have native code (see jit.go), of
-	// nativeBytes bytes.
-	native      bool
-	nativeBytes int
+	// native: the functions have native code (see jit.go).
+	native bool
 }
 
 // compiledFunc is the internal code of one function body.

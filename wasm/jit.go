@@ -176,7 +176,6 @@ func compileNative(cm *CompiledModule) error {
 	if err != nil {
 		return err
 	}
-	cm.nativeBytes = len(code)
 	nc, err := native.New(code)
 	if err != nil {
 		return err
