@@ -290,7 +290,9 @@ func (g *funcGen) supported(ins instr) bool {
 		opcodeF32Min, opcodeF32Max, opcodeF64Min, opcodeF64Max,
 		opcodeF32ConvertI32S, opcodeF32ConvertI32U, opcodeF32ConvertI64S,
 		opcodeF64ConvertI32S, opcodeF64ConvertI32U, opcodeF64ConvertI64S,
-		opcodeF32DemoteF64, opcodeF64PromoteF32:
+		opcodeF32DemoteF64, opcodeF64PromoteF32,
+		opcodeI32TruncF32S, opcodeI32TruncF32U, opcodeI32TruncF64S, opcodeI32TruncF64U,
+		opcodeI64TruncF32S, opcodeI64TruncF64S:
 		return true
 	case opcodeF32Ceil, opcodeF32Floor, opcodeF32Trunc, opcodeF32Nearest,
 		opcodeF64Ceil, opcodeF64Floor, opcodeF64Trunc, opcodeF64Nearest:
@@ -630,6 +632,9 @@ func (g *funcGen) instr(pc int) {
 		a.LoadSX(amd64.W16, amd64.W64, amd64.RAX, top(0))
 		g.storeRAX(top(0))
 
+	case opcodeI32TruncF32S, opcodeI32TruncF32U, opcodeI32TruncF64S, opcodeI32TruncF64U,
+		opcodeI64TruncF32S, opcodeI64TruncF64S:
+		g.truncate(pc, op, top(0))
 	default:
 		if g.float(op, top) {
 			return
@@ -958,6 +963,9 @@ func (g *funcGen) float(op opcode, top func(int32) amd64.Mem) bool {
 		}
 		a.CvtInt(from, to, amd64.X0, amd64.RAX)
 		g.storeF(to, top(0), amd64.X0)
+	case opcodeI32TruncF32S, opcodeI32TruncF32U, opcodeI32TruncF64S, opcodeI32TruncF64U,
+		opcodeI64TruncF32S, opcodeI64TruncF64S:
+		return false // translated by instr, which knows the pc for the slow path
 	case opcodeF32DemoteF64:
 		g.loadF(amd64.W64, amd64.X0, top(0))
 		a.CvtFloat(amd64.W32, amd64.X0, amd64.X0)
@@ -1067,4 +1075,57 @@ func (g *funcGen) minMax(op opcode, x, y amd64.Mem) {
 		g.storeRAX(x)
 	}
 	a.Bind(done)
+}
+
+// truncate translates the trapping float-to-integer conversions (but the
+// unsigned 64-bit ones) as truncate does: a NaN or a value out of the
+// result's range takes the slow path, where the interpreter traps; any
+// other is truncated by CVTTSD2SI (a single-precision operand is widened
+// first, exactly).
+func (g *funcGen) truncate(pc int, op opcode, m amd64.Mem) {
+	a := g.a
+	src := amd64.W64
+	switch op {
+	case opcodeI32TruncF32S, opcodeI32TruncF32U, opcodeI64TruncF32S:
+		src = amd64.W32
+	}
+	g.loadF(src, amd64.X0, m)
+	if src == amd64.W32 {
+		a.CvtFloat(amd64.W64, amd64.X0, amd64.X0)
+	}
+	// Bounds, as truncate has them: lo < f (lo <= f for i64) and f < hi.
+	var lo, hi float64
+	loIncl := false
+	switch op {
+	case opcodeI32TruncF32S, opcodeI32TruncF64S:
+		lo, hi = -2147483649.0, 2147483648.0
+	case opcodeI32TruncF32U, opcodeI32TruncF64U:
+		lo, hi = -1.0, 4294967296.0
+	default:
+		lo, hi, loIncl = -9223372036854775808.0, 9223372036854775808.0, true
+	}
+	slow := g.slow(pc)
+	a.MovImm(amd64.RAX, math.Float64bits(lo))
+	a.MovQToX(amd64.X1, amd64.RAX)
+	// UCOMISD sets CF (and ZF, PF) for NaN, so both jumps catch it.
+	a.UComis(amd64.W64, amd64.X0, amd64.X1)
+	if loIncl {
+		a.Jcc(amd64.CondB, slow)
+	} else {
+		a.Jcc(amd64.CondBE, slow)
+	}
+	a.MovImm(amd64.RAX, math.Float64bits(hi))
+	a.MovQToX(amd64.X1, amd64.RAX)
+	a.UComis(amd64.W64, amd64.X0, amd64.X1)
+	a.Jcc(amd64.CondAE, slow)
+	switch op {
+	case opcodeI32TruncF32S, opcodeI32TruncF64S:
+		a.CvttToInt(amd64.W32, amd64.RAX, amd64.X0)
+	case opcodeI32TruncF32U, opcodeI32TruncF64U:
+		a.CvttToInt(amd64.W64, amd64.RAX, amd64.X0)
+		a.MovRR(amd64.W32, amd64.RAX, amd64.RAX)
+	default:
+		a.CvttToInt(amd64.W64, amd64.RAX, amd64.X0)
+	}
+	g.storeRAX(m)
 }

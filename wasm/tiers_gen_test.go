@@ -8,8 +8,8 @@ import (
 )
 
 // progGen generates random valid modules that exercise what the compiler
-// tier translates: integer and float arithmetic with traps, loads and
-// stores of every width in and out of bounds, globals, locals, counted
+// tier translates: integer and float arithmetic and conversions with traps,
+// loads and stores of every width in and out of bounds, globals, locals, counted
 // loops, if/else, br_if with values to drop, br_table, select, calls of a
 // WebAssembly function and of a host function. The exported function
 // run(i32, i64) -> i64 does the work.
@@ -125,8 +125,13 @@ func (g *progGen) i32() {
 		g.i32()
 		g.emit([]byte{0x45, 0x67, 0x68, 0x69, 0xc0, 0xc1}[g.n(6)])
 	case 6:
-		g.i64()
-		g.emit(0xa7) // i32.wrap_i64
+		if g.n(10) == 0 {
+			g.f64()
+			g.emit(0xaa + byte(g.n(2))) // i32.trunc_f64_s, _u
+		} else {
+			g.i64()
+			g.emit(0xa7) // i32.wrap_i64
+		}
 	case 7:
 		g.addr()
 		g.emit([]byte{0x28, 0x2c, 0x2d, 0x2e, 0x2f}[g.n(5)])
@@ -187,7 +192,11 @@ func (g *progGen) i64() {
 		}
 	case 7:
 		g.f64()
-		g.emit(0xbd) // i64.reinterpret_f64
+		if g.n(10) == 0 {
+			g.emit(0xb0) // i64.trunc_f64_s
+		} else {
+			g.emit(0xbd) // i64.reinterpret_f64
+		}
 	case 8:
 		// br_if with a value to drop: block (result i64) e1 e2 c br_if 0 drop end
 		g.emit(0x02, byte(I64))

@@ -614,3 +614,7 @@ func (a *Asm) Grow(n, jumps, labels int) {
 	a.fixups = slices.Grow(a.fixups, jumps)
 	a.labels = slices.Grow(a.labels, labels)
 }
+
+// CvttToInt converts the double in x to a signed integer of width w in r,
+// truncating toward zero (CVTTSD2SI).
+func (a *Asm) CvttToInt(w Width, r Reg, x XReg) { a.sse(0xf2, w == W64, 0x2c, r, Reg(x)) }

@@ -159,6 +159,8 @@ func cases() []encCase {
 			add("movd "+xn(x)+", "+rn(W32, r), func(a *Asm) { a.MovDToX(x, r) })
 			add("movd "+rn(W32, r)+", "+xn(x), func(a *Asm) { a.MovDFromX(r, x) })
 			add("cvtsi2ss "+xn(x)+", "+rn(W32, r), func(a *Asm) { a.CvtInt(W32, W32, x, r) })
+			add("cvttsd2si "+rn(W32, r)+", "+xn(x), func(a *Asm) { a.CvttToInt(W32, r, x) })
+			add("cvttsd2si "+rn(W64, r)+", "+xn(x), func(a *Asm) { a.CvttToInt(W64, r, x) })
 			add("cvtsi2ss "+xn(x)+", "+rn(W64, r), func(a *Asm) { a.CvtInt(W64, W32, x, r) })
 			add("cvtsi2sd "+xn(x)+", "+rn(W32, r), func(a *Asm) { a.CvtInt(W32, W64, x, r) })
 			add("cvtsi2sd "+xn(x)+", "+rn(W64, r), func(a *Asm) { a.CvtInt(W64, W64, x, r) })
