@@ -2,6 +2,7 @@ package wasm_test
 
 import (
 	"bytes"
+	"slices"
 	"testing"
 
 	"ftvm/internal/guesttest"
@@ -15,8 +16,9 @@ var tierSchedule = []uint64{1, 7, 4_099, 99_991, 2, 1_000_003}
 
 // TestGuestsTiers runs each CPU-bound guest on both tiers, step by step on
 // the same schedule of budgets: the count must be equal after every step,
-// the whole machine's snapshot (engine state and memory) every 16 steps
-// and at the end, and output, exit status, count and memory at the end.
+// the whole machine's snapshot (engine state and memory) and the pages
+// dirtied since the last comparison every 16 steps, and output, exit
+// status, count and memory at the end.
 // Then a snapshot taken halfway under the interpreter is restored under
 // the compiler tier and finished, and the other way round: both must end
 // as the uninterrupted run did.
@@ -68,6 +70,11 @@ func TestGuestsTiers(t *testing.T) {
 				if !bytes.Equal(si, sc) {
 					t.Fatalf("step %d (count %d): the machines' snapshots differ", steps, mi.Instance().Count())
 				}
+				if di, dc := mi.Instance().Memory().DirtyPages(), mc.Instance().Memory().DirtyPages(); !slices.Equal(di, dc) {
+					t.Fatalf("step %d (count %d): dirty pages differ: interp %v, compiler %v", steps, mi.Instance().Count(), di, dc)
+				}
+				mi.Instance().Memory().ResetDirty()
+				mc.Instance().Memory().ResetDirty()
 				if half == nil && steps >= 48 {
 					half = si
 				}
