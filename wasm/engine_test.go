@@ -27,3 +27,15 @@ var EngineForTests = testEngine
 // NativeCountForTests returns how many of the instance's instructions ran
 // as native code.
 func NativeCountForTests(in *Instance) uint64 { return in.exec.nativeCount }
+
+// InterpretedFuncsForTests returns how many of cm's functions have no
+// native code.
+func InterpretedFuncsForTests(cm *CompiledModule) int {
+	n := 0
+	for _, f := range cm.funcs {
+		if f.native == nil {
+			n++
+		}
+	}
+	return n
+}

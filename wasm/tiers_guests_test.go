@@ -42,6 +42,9 @@ func TestGuestsTiers(t *testing.T) {
 			if cc.Engine() != wasm.EngineCompiler {
 				t.Fatalf("compiled for the compiler tier, runs on %v", cc.Engine())
 			}
+			if n := wasm.InterpretedFuncsForTests(cc); n != 0 {
+				t.Fatalf("%d functions have no native code", n)
+			}
 			mi, mc := startOn(t, ci, args), startOn(t, cc, args)
 			var steps int
 			var half []byte

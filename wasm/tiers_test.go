@@ -180,6 +180,12 @@ func compareTiers(t *testing.T, name string, bin []byte, budgets []uint64, args 
 		t.Errorf("%s: compiles for the interpreter but not for the compiler tier: %v", name, err)
 		return false
 	}
+	// The analysis of valid code never gives up on a function.
+	for _, f := range cc.funcs {
+		if f.native == nil {
+			t.Errorf("%s: function %d has no native code", name, f.idx)
+		}
+	}
 	for _, budget := range budgets {
 		for _, v := range args {
 			want := traceModule(ci, budget, v, lim, &tierStats{})
