@@ -12,6 +12,7 @@ type modBuilder struct {
 	imports [][]byte
 	funcs   []uint32
 	mems    []byte
+	globals [][]byte
 	exports [][]byte
 	codes   [][]byte
 	nimp    uint32
@@ -102,6 +103,9 @@ func (b *modBuilder) bytes() []byte {
 	if b.mems != nil {
 		out = append(out, section(5, append([]byte{1}, b.mems...))...)
 	}
+	if len(b.globals) > 0 {
+		out = append(out, section(6, vec(b.globals))...)
+	}
 	if len(b.exports) > 0 {
 		out = append(out, section(7, vec(b.exports))...)
 	}
@@ -113,7 +117,7 @@ func u32le(v uint32) []byte { return binary.LittleEndian.AppendUint32(nil, v) }
 
 func mustCompile(t testing.TB, bin []byte) *CompiledModule {
 	t.Helper()
-	cm, err := Compile(bin, Config{})
+	cm, err := Compile(bin, Config{Engine: testEngine})
 	if err != nil {
 		t.Fatalf("compile: %v", err)
 	}

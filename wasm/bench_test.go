@@ -7,12 +7,14 @@ import (
 	"time"
 
 	"ftvm/internal/guesttest"
+	"ftvm/wasm"
 )
 
 // BenchmarkGuests runs each CPU-bound guest at its benchmark size on ftvm's
 // engine (with the wasi package over a deterministic host, as ftvm's VMM
-// drives it), on wazero's interpreter and on wazero's compiler (each with
-// wazero's own WASI).
+// drives it) under its interpreter (ftvm) and its compiler tier
+// (ftvm-compiler, where available), on wazero's interpreter and on
+// wazero's compiler (each with wazero's own WASI).
 //
 // What one op measures: instantiation of the compiled module plus the whole
 // run of the guest (_start until proc_exit), including WASI calls. Building
@@ -26,7 +28,7 @@ import (
 // Besides ns/op (wall time), every sub-benchmark reports cpu-ns/op: the CPU
 // time of the whole process (all threads, so the Go garbage collector's
 // background work counts) per op, which other load on the machine disturbs
-// much less than wall time. The ftvm sub-benchmark also reports the guest's
+// much less than wall time. The ftvm sub-benchmarks also report the guest's
 // instruction count per run (instrs/op) and the engine's speed in millions
 // of instructions per second of wall time (Minstrs/s).
 func BenchmarkGuests(b *testing.B) {
@@ -45,32 +47,40 @@ func BenchmarkGuests(b *testing.B) {
 				}
 			}
 
-			b.Run("ftvm", func(b *testing.B) {
-				cm, err := guesttest.Compile(bin)
-				if err != nil {
-					b.Fatal(err)
+			for _, tier := range []struct {
+				name   string
+				engine wasm.Engine
+			}{{"ftvm", wasm.EngineInterpreter}, {"ftvm-compiler", wasm.EngineCompiler}} {
+				if tier.engine == wasm.EngineCompiler && !wasm.CompilerAvailable() {
+					continue
 				}
-				var count uint64
-				b.ResetTimer()
-				cpu0, cpuOK := guesttest.ProcessCPUTime()
-				for range b.N {
-					m, err := guesttest.Start(cm, args, nil)
+				b.Run(tier.name, func(b *testing.B) {
+					cm, err := compileGuest(bin, tier.engine)
 					if err != nil {
 						b.Fatal(err)
 					}
-					res, err := m.Finish(guesttest.DefaultBudget)
-					if err != nil {
-						b.Fatalf("%v\nstderr: %s", err, res.Stderr)
+					var count uint64
+					b.ResetTimer()
+					cpu0, cpuOK := guesttest.ProcessCPUTime()
+					for range b.N {
+						m, err := guesttest.Start(cm, args, nil)
+						if err != nil {
+							b.Fatal(err)
+						}
+						res, err := m.Finish(guesttest.DefaultBudget)
+						if err != nil {
+							b.Fatalf("%v\nstderr: %s", err, res.Stderr)
+						}
+						check(b, res)
+						count = m.Instance().Count()
 					}
-					check(b, res)
-					count = m.Instance().Count()
-				}
-				reportCPU(b, cpu0, cpuOK)
-				b.ReportMetric(float64(count), "instrs/op")
-				if s := b.Elapsed().Seconds(); s > 0 {
-					b.ReportMetric(float64(count)*float64(b.N)/s/1e6, "Minstrs/s")
-				}
-			})
+					reportCPU(b, cpu0, cpuOK)
+					b.ReportMetric(float64(count), "instrs/op")
+					if s := b.Elapsed().Seconds(); s > 0 {
+						b.ReportMetric(float64(count)*float64(b.N)/s/1e6, "Minstrs/s")
+					}
+				})
+			}
 			for _, engine := range []struct {
 				name     string
 				compiler bool

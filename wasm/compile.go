@@ -17,6 +17,9 @@ type Config struct {
 	// frames), in 8-byte slots; beyond it a call traps with
 	// TrapValueStackExhausted. Default 4 Mi slots (32 MiB).
 	MaxStackValues int
+	// Engine selects the interpreter (the zero value) or the compiler
+	// tier; see Engine.
+	Engine Engine
 }
 
 // Default limits.
@@ -52,6 +55,8 @@ type CompiledModule struct {
 	Hash  [32]byte
 	cfg   Config
 	funcs []*compiledFunc // defined functions, in order
+	// native: the functions have native code (see jit.go).
+	native bool
 }
 
 // compiledFunc is the internal code of one function body.
@@ -64,6 +69,7 @@ type compiledFunc struct {
 	code      []instr
 	offsets   []uint32 // module-binary offset of the instruction behind each code entry
 	brTargets []brTarget
+	native    *nativeFunc // nil: interpreted
 }
 
 // Compile decodes, validates and compiles a module.
@@ -82,6 +88,11 @@ func Compile(bin []byte, cfg Config) (*CompiledModule, error) {
 			return nil, fmt.Errorf("function %d%s: %w", idx, nameSuffix(m, idx), err)
 		}
 		cm.funcs[i] = f
+	}
+	if cm.cfg.Engine == EngineCompiler && CompilerAvailable() {
+		if err := compileNative(cm); err != nil {
+			return nil, fmt.Errorf("wasm: compiler tier: %w", err)
+		}
 	}
 	return cm, nil
 }

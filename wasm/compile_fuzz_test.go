@@ -16,7 +16,7 @@ func FuzzCompileAndRun(f *testing.F) {
 		f.Add(seed)
 	}
 	f.Fuzz(func(t *testing.T, bin []byte) {
-		cm, err := Compile(bin, Config{MaxMemoryPages: 16, MaxCallDepth: 200, MaxStackValues: 1 << 16})
+		cm, err := Compile(bin, Config{MaxMemoryPages: 16, MaxCallDepth: 200, MaxStackValues: 1 << 16, Engine: testEngine})
 		if err != nil {
 			return
 		}

@@ -27,6 +27,12 @@
 // code with resolved branch targets), then Store.Instantiate, then
 // Instance.Invoke and Instance.Run.
 //
+// Run interprets the internal code, or, with Config.Engine set to
+// EngineCompiler on linux/amd64, runs native code translated from it, with
+// the same counts, results, traps, snapshots and dirty pages: the
+// interpreter remains the reference and executes whatever the translation
+// leaves to it.
+//
 // Typical use by a hypervisor:
 //
 //	cm, err := wasm.Compile(bin, wasm.Config{})

@@ -115,6 +115,9 @@ type execState struct {
 	pending *Function // host call awaiting Resume
 	args    []uint64
 	count   uint64
+	nat     *nativeCtx // the compiler tier's context, allocated on first use
+	// nativeCount is how many of count's instructions native code ran.
+	nativeCount uint64
 }
 
 var (
@@ -215,6 +218,9 @@ func (in *Instance) Run(budget uint64) (Stop, error) {
 	}
 	if !e.active {
 		return Stop{}, errNotActive
+	}
+	if in.cm.native {
+		return in.runCompiled(budget)
 	}
 	return in.run(budget)
 }

@@ -296,7 +296,7 @@ func TestCallDepthLimitTraps(t *testing.T) {
 	var b modBuilder
 	ti := b.typ(nil, nil)
 	b.fn(ti, "rec", nil, 0x10, 0x00) // call 0 forever
-	cm, err := Compile(b.bytes(), Config{MaxCallDepth: 1000})
+	cm, err := Compile(b.bytes(), Config{MaxCallDepth: 1000, Engine: testEngine})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,7 +11,13 @@ import (
 	"testing"
 
 	"ftvm/internal/guesttest"
+	"ftvm/wasm"
 )
+
+// compileGuest compiles a guest with the default configuration on engine.
+func compileGuest(bin []byte, engine wasm.Engine) (*wasm.CompiledModule, error) {
+	return wasm.Compile(bin, wasm.Config{Engine: engine})
+}
 
 // cpuGuest is a CPU-bound Go guest of testdata/guests with the size argument
 // tests run it at and the size benchmarks run it at.
@@ -78,7 +84,7 @@ func finish(t testing.TB, m *guesttest.Machine, budget uint64) runOutcome {
 
 func start(t testing.TB, bin []byte, args []string) *guesttest.Machine {
 	t.Helper()
-	cm, err := guesttest.Compile(bin)
+	cm, err := compileGuest(bin, wasm.EngineForTests)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -193,7 +199,7 @@ func TestGuestSnapshotHelperProcess(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cm, err := guesttest.Compile(bin)
+	cm, err := compileGuest(bin, wasm.EngineForTests)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -25,7 +25,7 @@ func nestedModule(t testing.TB) *CompiledModule {
 		0x20, 0x00, 0x41, 0x01, 0x6b, 0x21, 0x00, // n--
 		0x0c, 0x00, 0x0b, 0x0b, // br 0, end, end
 		0x20, 0x01)
-	cm, err := Compile(b.bytes(), Config{MaxMemoryPages: 16, MaxCallDepth: 200, MaxStackValues: 1 << 16})
+	cm, err := Compile(b.bytes(), Config{MaxMemoryPages: 16, MaxCallDepth: 200, MaxStackValues: 1 << 16, Engine: testEngine})
 	if err != nil {
 		t.Fatal(err)
 	}

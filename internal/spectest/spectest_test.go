@@ -4,6 +4,8 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+
+	"ftvm/wasm"
 )
 
 // specDir returns where the converted spec suite is: $FTVM_WASM_SPEC, or
@@ -16,8 +18,19 @@ func specDir() string {
 }
 
 // TestSpecSuite runs every script of the WebAssembly spec suite through the
-// engine, one subtest per script.
+// engine, one subtest per script, under each of the engine's tiers (the
+// compiler tier where it is available).
 func TestSpecSuite(t *testing.T) {
+	engines := []wasm.Engine{wasm.EngineInterpreter}
+	if wasm.CompilerAvailable() {
+		engines = append(engines, wasm.EngineCompiler)
+	}
+	for _, engine := range engines {
+		t.Run(engine.String(), func(t *testing.T) { testSpecSuite(t, engine) })
+	}
+}
+
+func testSpecSuite(t *testing.T, engine wasm.Engine) {
 	dir := specDir()
 	if st, err := os.Stat(dir); err != nil || !st.IsDir() {
 		abs, _ := filepath.Abs(dir)
@@ -30,7 +43,7 @@ func TestSpecSuite(t *testing.T) {
 	for _, f := range files {
 		t.Run(ScriptName(f), func(t *testing.T) {
 			t.Parallel()
-			res := RunFile(t.Context(), f, Options{})
+			res := RunFile(t.Context(), f, Options{Config: wasm.Config{Engine: engine}})
 			for _, fl := range res.Failures {
 				t.Error(fl.String())
 			}

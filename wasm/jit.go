@@ -1,0 +1,395 @@
+package wasm
+
+import (
+	"fmt"
+	"runtime"
+	"unsafe"
+
+	"ftvm/wasm/internal/amd64"
+	"ftvm/wasm/internal/native"
+)
+
+// The compiler tier translates each function's internal code (ir.go, after
+// the peephole) to x86-64, one internal instruction at a time, and works on
+// the interpreter's own state: the value stack, the frames, the memory and
+// the globals. Native code is entered at some program counters, runs until
+// an exit, and leaves that state complete and current, so everything that
+// looks at the state (host calls, snapshots, Resume, the dirty pages) works
+// as under the interpreter, and the interpreter takes over at any exit.
+//
+// The unit of native execution is a segment: a run of natively compiled
+// instructions that starts at a leader (a branch target, the instruction
+// after a branch, or after one the interpreter must execute) and ends at a
+// branch or before the next leader. A segment's first instruction charges
+// the whole segment to the budget at once; when the budget is short, native
+// code exits before the segment and the interpreter runs out the budget, so
+// Run stops at exactly the count the interpreter would. An instruction that
+// would trap gives back the instructions of its segment from itself on, and
+// exits so that the interpreter executes it again and traps as usual.
+//
+// Native code exits at every instruction it does not translate: calls and
+// returns, which the tier's loop (runCompiled) executes itself as the
+// interpreter would, and the rest (host calls, memory.grow, the bulk memory
+// and table instructions, the float-to-integer conversions, ...), which the
+// interpreter executes, exactly that one instruction, before native code is
+// entered again after it.
+
+// nativeCtx is what native code reads and writes, through RDI. Native code
+// writes only the integer fields (remaining and the exit record); the
+// pointer fields are set by Go before each entry and keep what they point
+// to alive for the call.
+type nativeCtx struct {
+	stack     unsafe.Pointer // &stack[0]
+	bp        uint64         // frame base, in slots
+	mem       unsafe.Pointer // &memory[0], nil without memory or with size 0
+	memLen    uint64
+	dirty     unsafe.Pointer // &dirty bitmap[0]
+	globals   unsafe.Pointer // &inst.globals[0] ([]*Global)
+	remaining uint64         // budget left; native code updates it
+	target    uintptr        // address to enter at
+	exit      uint64         // pc<<1 | exitBudget or exitStep
+	exitSP    uint64         // sp - bp at the exit
+}
+
+// Exit reasons, in the low bit of nativeCtx.exit.
+const (
+	// exitStep: the interpreter executes the instruction at pc, then
+	// native code may go on.
+	exitStep = 0
+	// exitBudget: the segment at pc needs more budget than is left; the
+	// interpreter runs out the rest.
+	exitBudget = 1
+)
+
+var (
+	ctxStack     = int32(unsafe.Offsetof(nativeCtx{}.stack))
+	ctxBP        = int32(unsafe.Offsetof(nativeCtx{}.bp))
+	ctxMem       = int32(unsafe.Offsetof(nativeCtx{}.mem))
+	ctxMemLen    = int32(unsafe.Offsetof(nativeCtx{}.memLen))
+	ctxDirty     = int32(unsafe.Offsetof(nativeCtx{}.dirty))
+	ctxGlobals   = int32(unsafe.Offsetof(nativeCtx{}.globals))
+	ctxRemaining = int32(unsafe.Offsetof(nativeCtx{}.remaining))
+	ctxTarget    = int32(unsafe.Offsetof(nativeCtx{}.target))
+	ctxExit      = int32(unsafe.Offsetof(nativeCtx{}.exit))
+	ctxExitSP    = int32(unsafe.Offsetof(nativeCtx{}.exitSP))
+	globalVal    = int32(unsafe.Offsetof(Global{}.val))
+)
+
+// nativeFunc is the native code of one function.
+type nativeFunc struct {
+	code *native.Code // shared by the module's functions; keeps the memory mapped
+	// entry[pc] says where native code that starts at pc is; its offset
+	// is 0 where native code cannot be entered.
+	entry []nativeEntry
+}
+
+// nativeEntry is an entry point of native code: its offset in the code,
+// and the value stack's height above the frame base (sp - bp) it expects.
+// The two sit together because the loop that enters native code reads both.
+type nativeEntry struct {
+	off, height uint32
+}
+
+// Engine selects how a compiled module's code runs.
+type Engine uint8
+
+// Engines.
+const (
+	// EngineInterpreter interprets the internal code: the reference, and
+	// the engine on every platform.
+	EngineInterpreter Engine = iota
+	// EngineCompiler runs native code translated from the internal code,
+	// on linux/amd64; elsewhere it falls back to the interpreter (see
+	// CompilerAvailable). Counts, results, traps and snapshots are the
+	// interpreter's.
+	EngineCompiler
+)
+
+func (e Engine) String() string {
+	switch e {
+	case EngineInterpreter:
+		return "interp"
+	case EngineCompiler:
+		return "compiler"
+	}
+	return fmt.Sprintf("engine(%d)", int(e))
+}
+
+// ParseEngine parses "interp" or "compiler".
+func ParseEngine(s string) (Engine, error) {
+	switch s {
+	case "interp", "interpreter":
+		return EngineInterpreter, nil
+	case "compiler":
+		return EngineCompiler, nil
+	}
+	return 0, fmt.Errorf("wasm: unknown engine %q (want interp or compiler)", s)
+}
+
+// CompilerAvailable reports whether EngineCompiler runs native code on this
+// platform (linux/amd64).
+func CompilerAvailable() bool { return native.Available }
+
+// Engine returns the engine the module's code runs on: EngineCompiler only
+// if it was asked for and is available.
+func (cm *CompiledModule) Engine() Engine {
+	if cm.native {
+		return EngineCompiler
+	}
+	return EngineInterpreter
+}
+
+// compileNative translates every function of cm to native code. A function
+// the translation cannot handle (one whose operand heights do not check
+// out, or too large for the exit record) keeps no native code and is
+// interpreted. An error (executable memory refused, say) fails Compile.
+func compileNative(cm *CompiledModule) error {
+	var a amd64.Asm
+	n := 0
+	for _, f := range cm.funcs {
+		n += len(f.code)
+	}
+	a.Grow(n*nativeBytesPerInstr, n/2, n/2)
+	emitPrologue(&a)
+	exit := a.NewLabel()
+	a.Bind(exit)
+	a.Store(amd64.W64, amd64.M(amd64.RDI, ctxRemaining), rBudget)
+	a.Ret()
+	type fnLabels struct {
+		f      *compiledFunc
+		labels []amd64.Label // per pc, or -1
+		height []uint32
+	}
+	var done []fnLabels
+	for _, f := range cm.funcs {
+		g := newFuncGen(&a, cm.Module, f, exit)
+		if g == nil {
+			continue
+		}
+		g.emit()
+		if g.failed {
+			continue
+		}
+		done = append(done, fnLabels{f, g.entries, g.entryHeight})
+	}
+	code, err := a.Finish()
+	if err != nil {
+		return err
+	}
+	nc, err := native.New(code)
+	if err != nil {
+		return err
+	}
+	for _, d := range done {
+		nf := &nativeFunc{code: nc, entry: make([]nativeEntry, len(d.f.code))}
+		for pc, l := range d.labels {
+			if l < 0 {
+				continue
+			}
+			off, ok := a.Bound(l)
+			if !ok {
+				return fmt.Errorf("wasm: native code of function %d: entry at %d not bound", d.f.idx, pc)
+			}
+			nf.entry[pc] = nativeEntry{uint32(off), d.height[pc]}
+		}
+		d.f.native = nf
+	}
+	cm.native = true
+	return nil
+}
+
+// nativeBytesPerInstr is about how many bytes of native code an internal
+// instruction becomes, to size the buffer once.
+const nativeBytesPerInstr = 40
+
+// Registers of native code.
+const (
+	rCtx    = amd64.RDI // *nativeCtx
+	rFrame  = amd64.RBX // &stack[bp]
+	rMem    = amd64.R8  // &memory[0]
+	rMemLen = amd64.R9
+	rBudget = amd64.R10
+	rDirty  = amd64.R11
+)
+
+// emitPrologue emits the code every entry starts with: load the registers
+// from the context and jump to the target. It is at offset 0.
+func emitPrologue(a *amd64.Asm) {
+	a.Load(amd64.W64, rFrame, amd64.M(rCtx, ctxStack))
+	a.Load(amd64.W64, amd64.RAX, amd64.M(rCtx, ctxBP))
+	a.Lea(rFrame, amd64.MI(rFrame, amd64.RAX, 8, 0))
+	a.Load(amd64.W64, rMem, amd64.M(rCtx, ctxMem))
+	a.Load(amd64.W64, rMemLen, amd64.M(rCtx, ctxMemLen))
+	a.Load(amd64.W64, rDirty, amd64.M(rCtx, ctxDirty))
+	a.Load(amd64.W64, rBudget, amd64.M(rCtx, ctxRemaining))
+	a.JmpMem(amd64.M(rCtx, ctxTarget))
+}
+
+// nativeSlice bounds the budget of one call of native code. A goroutine in
+// native code cannot be preempted (the garbage collector's stop-the-world
+// waits for it), so native code returns to Go after at most this many
+// instructions, a few milliseconds, whatever the budget of Run.
+const nativeSlice = 1 << 22
+
+// runCompiled is Run for an instance whose module has native code: native
+// code where it can be entered, the interpreter for single instructions in
+// between and for the rest of a budget too short for a segment.
+func (in *Instance) runCompiled(budget uint64) (Stop, error) {
+	e := &in.exec
+	if e.nat == nil {
+		e.nat = new(nativeCtx)
+	}
+	c := e.nat
+	left := budget
+	for left > 0 {
+		fn := e.cur.fn
+		cf := fn.code
+		nf := cf.native
+		if nf == nil {
+			// Interpreted function: a slice of budget at a time, so native
+			// code is entered again soon after a return to it.
+			n := min(left, 256)
+			c0 := e.count
+			st, err := in.run(n)
+			if err != nil || st.Reason != StopBudget {
+				return st, err
+			}
+			left -= e.count - c0
+			continue
+		}
+		pc := e.cur.pc
+		if ent := nf.entry[pc]; ent.off != 0 && e.sp == e.cur.bp+int(ent.height) &&
+			e.cur.bp+cf.numLocals+cf.maxHeight <= len(e.stack) {
+			inst := fn.inst
+			// nil if the stack is empty, when native code uses no slot.
+			c.stack = unsafe.Pointer(unsafe.SliceData(e.stack))
+			c.bp = uint64(e.cur.bp)
+			c.mem, c.memLen, c.dirty = nil, 0, nil
+			if m := inst.mem; m != nil && len(m.data) > 0 {
+				c.mem = unsafe.Pointer(&m.data[0])
+				c.memLen = uint64(len(m.data))
+				c.dirty = unsafe.Pointer(&m.dirty[0])
+			}
+			c.globals = nil
+			if len(inst.globals) > 0 {
+				c.globals = unsafe.Pointer(&inst.globals[0])
+			}
+			slice := min(left, nativeSlice)
+			c.remaining = slice
+			c.target = nf.code.Addr(int(ent.off))
+			nf.code.Call(nf.code.Addr(0), unsafe.Pointer(c))
+			used := slice - c.remaining
+			e.count += used
+			e.nativeCount += used
+			left -= used
+			e.cur.pc = int(c.exit >> 1)
+			e.sp = e.cur.bp + int(c.exitSP)
+			if c.exit&1 == exitBudget {
+				if used > 0 {
+					// Perhaps only the slice was short: if so, let the
+					// scheduler and a waiting stop-the-world have the
+					// goroutine (native code and this loop have no
+					// preemption point). Then enter again.
+					if slice < left+used {
+						runtime.Gosched()
+					}
+					continue
+				}
+				// The segment at pc needs more than is left (or than a
+				// slice): the interpreter runs out the budget, a slice at a
+				// time.
+				n := min(left, nativeSlice)
+				c0 := e.count
+				st, err := in.run(n)
+				if err != nil || st.Reason != StopBudget {
+					return st, err
+				}
+				left -= e.count - c0
+				continue
+			}
+			if left == 0 {
+				break
+			}
+		}
+		if op := cf.code[e.cur.pc].op; (op == opReturn && in.returnToCaller()) ||
+			(op == opCall || op == opCallIndirect) && in.call() {
+			e.count++
+			left--
+			continue
+		}
+		st, err := in.run(1)
+		if err != nil || st.Reason != StopBudget {
+			return st, err
+		}
+		left--
+	}
+	return Stop{Reason: StopBudget}, nil
+}
+
+// call executes the instruction at the current pc if it is a call or an
+// indirect call of a function defined in WebAssembly, exactly as the
+// interpreter does (run's opCall, opCallIndirect and call), and reports
+// whether it did; the caller counts the instruction. It leaves anything
+// else, and a call that traps, to the interpreter. Native code exits at
+// every call and return, so this and returnToCaller are the compiler tier's
+// hottest path between two stretches of native code.
+func (in *Instance) call() bool {
+	e := &in.exec
+	fn := e.cur.fn
+	ins := &fn.code.code[e.cur.pc]
+	var callee *Function
+	sp := e.sp
+	switch ins.op {
+	case opCall:
+		callee = fn.inst.funcs[ins.a]
+	case opCallIndirect:
+		// Any trap is the interpreter's to raise.
+		tab := fn.inst.tables[ins.b]
+		i := uint32(e.stack[sp-1])
+		if i >= uint32(len(tab.elems)) {
+			return false
+		}
+		callee = in.store.funcByRef(tab.elems[i])
+		if callee == nil || callee.typeID != fn.inst.typeIDs[ins.a] {
+			return false
+		}
+		sp--
+	default:
+		return false
+	}
+	if ccf := callee.code; ccf != nil && len(e.frames) < in.cfg.MaxCallDepth {
+		nbp := sp - ccf.numParams
+		need := nbp + ccf.numLocals + ccf.maxHeight
+		if need > len(e.stack) {
+			if need > in.cfg.MaxStackValues {
+				return false
+			}
+			ns := make([]uint64, min(max(2*len(e.stack), need), in.cfg.MaxStackValues))
+			copy(ns, e.stack[:sp])
+			e.stack = ns
+		}
+		e.frames = append(e.frames, frame{fn, e.cur.pc + 1, e.cur.bp})
+		clear(e.stack[sp : nbp+ccf.numLocals])
+		e.sp = nbp + ccf.numLocals
+		e.cur = frame{fn: callee, bp: nbp}
+		return true
+	}
+	return false
+}
+
+// returnToCaller executes a return to a caller, as run's opReturn does,
+// and reports whether it did (the return of the invoked function is the
+// interpreter's).
+func (in *Instance) returnToCaller() bool {
+	e := &in.exec
+	if len(e.frames) == 0 {
+		return false
+	}
+	n := len(e.cur.fn.code.typ.Results)
+	bp, sp := e.cur.bp, e.sp
+	copy(e.stack[bp:bp+n], e.stack[sp-n:sp])
+	e.sp = bp + n
+	e.cur = e.frames[len(e.frames)-1]
+	e.frames = e.frames[:len(e.frames)-1]
+	return true
+}
