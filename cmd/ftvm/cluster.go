@@ -320,7 +320,7 @@ func runStart(ctx context.Context, env *cmdEnv, args []string) int {
 			}
 		})
 		if len(stray) > 0 {
-			fmt.Fprintf(env.stderr, "ftvm start: with --each, %s go on each VM's line of the file\n", strings.Join(stray, ", "))
+			fmt.Fprintf(env.stderr, "ftvm start: with --each, these flags belong on each VM's line of the file: %s\n", strings.Join(stray, ", "))
 			return 2
 		}
 	}

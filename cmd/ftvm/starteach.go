@@ -163,7 +163,7 @@ func startBatch(ctx context.Context, env *cmdEnv, dir storage.Store, starts []ho
 		if len(up) > 0 {
 			fmt.Fprintf(env.stderr, "ftvm start: %d pairs did not come up within %v (see ftvm status), the first: vm %s\n", len(up), wait, up[0].Spec.Name)
 			failed += len(up)
-		} else {
+		} else if failed == 0 {
 			fmt.Fprintf(env.stdout, "all pairs up in %v\n", time.Since(began).Round(time.Millisecond))
 		}
 	}

@@ -92,7 +92,7 @@ func TestStartEachBadLines(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(shared, "vms", "ok")); err == nil {
 		t.Error("a VM of a file with bad lines was started")
 	}
-	if code, _, errs := ftvm(t, "", "start", "--shared", shared, "--each", file, "--listen", "127.0.0.1:7003"); code != 2 || !strings.Contains(errs, "--listen go on each VM's line") {
+	if code, _, errs := ftvm(t, "", "start", "--shared", shared, "--each", file, "--listen", "127.0.0.1:7003"); code != 2 || !strings.Contains(errs, "belong on each VM's line of the file: --listen") {
 		t.Errorf("--each with --listen: status %d, %s", code, errs)
 	}
 	if code, _, errs := ftvm(t, "", "start", "--shared", shared, "--each", file, g); code != 2 || !strings.Contains(errs, "on its line of the file") {
