@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 )
 
@@ -23,11 +24,7 @@ func ListenerPorts(spec VMSpec) []int {
 		if err != nil || n <= 0 || n > 65535 {
 			continue
 		}
-		dup := false
-		for _, q := range ports {
-			dup = dup || q == n
-		}
-		if !dup {
+		if !slices.Contains(ports, n) {
 			ports = append(ports, n)
 		}
 	}

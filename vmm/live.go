@@ -190,9 +190,9 @@ func (s *LiveSource) Replayed(pos uint64) {
 // longer of Behind and how long ago the log first reached beyond the
 // position the replay last said it reached (Replayed).
 func (s *LiveSource) BehindAt(now time.Time) time.Duration {
-	d := s.Behind(now)
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	d := s.behindLocked(now)
 	if len(s.reached) == 0 {
 		return d
 	}
@@ -205,6 +205,10 @@ func (s *LiveSource) BehindAt(now time.Time) time.Duration {
 func (s *LiveSource) Behind(now time.Time) time.Duration {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	return s.behindLocked(now)
+}
+
+func (s *LiveSource) behindLocked(now time.Time) time.Duration {
 	if len(s.arrivals) == 0 {
 		return 0
 	}
