@@ -12,6 +12,9 @@ package ft
 // and stops at the first output for which it does not. A gate that was
 // discarded (its node halted) releases nothing.
 //
+// vmm.Gate also holds everything while its host's lease has run out
+// (vmm.Lease): a host taken for lost must be silent.
+//
 // vmm.Gate and the simulators call it, so that what the simulators check
 // is what the hosts do.
 func MayRelease(open bool, acked, tag uint64) bool {

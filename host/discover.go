@@ -94,6 +94,7 @@ func (h *Host) discover(ctx context.Context) {
 			default:
 				h.checkStarts()
 			}
+			h.retryRestarts(ctx)
 			h.expireSessions(now)
 		}
 	}

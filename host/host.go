@@ -22,6 +22,7 @@ import (
 	"ftvm/replog"
 	"ftvm/storage"
 	"ftvm/storage/backend"
+	"ftvm/vmm"
 )
 
 // Config describes a host daemon.
@@ -142,6 +143,7 @@ type Host struct {
 	modules    *moduleCache  // compiled modules, shared by the VMs of one binary
 	statusMu   sync.Mutex    // one status write at a time (see writeStatuses)
 	claims     atomic.Int32  // claims in flight, which clones wait for
+	lease      *vmm.Lease    // the right to let outputs out (see lease.go)
 
 	mu      sync.Mutex
 	runners map[string]*runner // by VM name
@@ -150,6 +152,9 @@ type Host struct {
 	// each commits or ends (a drain waits for them).
 	incoming map[string]int
 	lost     map[string]time.Time // when each VM was first seen with every replica lost
+	// restarts holds the VMs this host is to start again that wait for
+	// a host to be quiet (restartQuiet), and the host each waits for.
+	restarts map[string]string
 	peers    map[string]storage.HostInfo
 	alive    map[string]bool // each peer's liveness, as last read
 	// cloningTo counts the clones in flight from this host, by target.
@@ -206,6 +211,8 @@ func New(cfg Config) (*Host, error) {
 		runners:  make(map[string]*runner),
 		incoming: make(map[string]int),
 		lost:     make(map[string]time.Time),
+		lease:    vmm.NewLease(),
+		restarts: make(map[string]string),
 		peers:    make(map[string]storage.HostInfo),
 		alive:    make(map[string]bool),
 		conns:    make(map[*replog.Conn]string),
@@ -391,10 +398,13 @@ func (h *Host) Run(ctx context.Context) error {
 func (h *Host) refresh(put bool) (hosts []HostState, changed bool) {
 	if put {
 		info := h.self()
-		info.Seen = time.Now().UTC()
+		start := time.Now()
+		info.Seen = start.UTC()
 		info.VMs, info.Primaries, info.Counted, info.Runs = h.counts()
 		if err := h.dir.PutHost(info); err != nil {
 			h.log.Debug("registry refresh failed", "err", err)
+		} else {
+			h.renewLease(start)
 		}
 	}
 	hosts, err := Hosts(h.dir, time.Now())
@@ -490,6 +500,8 @@ func (h *Host) scanVM(ctx context.Context, name string, hosts []HostState) {
 	}
 	h.mu.Lock()
 	r := h.runners[name]
+	waitFor := h.restarts[name]
+	delete(h.restarts, name) // mayRestart puts it back if it still waits
 	h.mu.Unlock()
 	if spec.Stopped {
 		if r != nil && !r.finished() {
@@ -535,6 +547,12 @@ func (h *Host) scanVM(ctx context.Context, name string, hosts []HostState) {
 	case backup == h.cfg.Name:
 		role, peer = ft.Backup, owner.Host
 	default:
+		// Started elsewhere, since this host came up: started again
+		// here too if every replica is lost.
+		h.restartIfLost(spec, owner, hosts)
+		return
+	}
+	if owner.Reason == reasonRestart && !h.mayRestart(spec.Name, owner, waitFor) {
 		return
 	}
 	r, err = h.startRunner(ctx, spec, owner.Generation, role, peer)

@@ -139,6 +139,7 @@ func (r *runner) newPrimarySide(oh *wasi.OSHost, buf *logBuffer) *primarySide {
 	}
 	p.gate = vmm.NewGate(crashHost{oh, r.h.fp, armSent}, tag)
 	p.gate.OnWritten(buf.written)
+	p.gate.UseLease(r.h.lease)
 	if r.spec.LocalDisk() {
 		p.gate.LocalFiles(oh.IsFile)
 	}

@@ -136,19 +136,17 @@ func (h *Host) restartIfLost(spec storage.VMSpec, owner storage.Owner, hosts []H
 // running alone hears from no peer, and one whose planned clone is under
 // way watches no peer, so storage is where it learns it lost.
 func (h *Host) checkSuperseded(r *runner, owner storage.Owner) {
-	st := r.softState()
-	if st.Role != ft.Alone && st.Role != ft.Primary && st.Role != ft.HandingOver {
-		return
-	}
-	if st.Role == ft.HandingOver && owner.Generation == st.Gen+1 && r.namesFollower(owner) {
+	lost, follow := r.supersedes(owner)
+	if follow {
 		// The switchover took place: this host follows as the backup
 		// (told at every look until the node did).
 		r.event(ft.Event{Kind: ft.EvFollow, Gen: owner.Generation, Peer: owner.Host})
 		return
 	}
-	// Its own clone claims the next generation for itself. Once told, the
-	// node halts; a scan before it did tells it nothing new.
-	if owner.Generation > st.Gen+1 || owner.Generation == st.Gen+1 && owner.Host != h.cfg.Name {
+	st := r.softState()
+	// Once told, the node halts; a scan before it did tells it nothing
+	// new.
+	if lost {
 		for {
 			prev := r.superseded.Load()
 			if prev >= owner.Generation {

@@ -48,3 +48,63 @@ func TestLostCountsOnlyRunningReplicas(t *testing.T) {
 		}
 	}
 }
+
+// TestRestartWaitsForQuietHosts: a host named by a restart's claim starts
+// the VM only once every host that owned one of its generations since the
+// last that was not a restart is quiet: stale for longer than its lease,
+// seen since the claim not running the VM, or already in the restart's
+// generation. Backups do not count: they emit nothing unless they win a
+// claim, and the restart took the generation.
+func TestRestartWaitsForQuietHosts(t *testing.T) {
+	now := time.Now().UTC()
+	claimAt := now.Add(-2 * time.Second)
+	fresh := func(name string, runs ...string) HostState {
+		return HostState{HostInfo: storage.HostInfo{Name: name, Seen: now.Add(-100 * time.Millisecond), Runs: runs}, Alive: true}
+	}
+	staleFor := func(name string, d time.Duration) HostState {
+		return HostState{HostInfo: storage.HostInfo{Name: name, Seen: now.Add(-d), Runs: []string{"vm"}}}
+	}
+	owners := []storage.Owner{
+		{Generation: 1, Host: "a", Backup: "b", Reason: reasonStart},
+		{Generation: 2, Host: "c", Reason: reasonRestart}, // never ran: c was stalled too
+		{Generation: 3, Host: "me", Backup: "d", Reason: reasonRestart, Time: claimAt},
+	}
+	for _, c := range []struct {
+		name  string
+		hosts []HostState
+		sts   []storage.VMStatus
+		quiet bool
+		wait  string
+	}{
+		{"both owners long stale", []HostState{staleFor("a", 10*time.Second), fresh("b", "vm"), staleFor("c", 10*time.Second)}, nil, true, ""},
+		{"stale, but its lease may last", []HostState{staleFor("a", leaseTerm+leaseSkew/2), staleFor("c", 10*time.Second)}, nil, false, "a"},
+		{"back, still running it", []HostState{fresh("a", "vm"), staleFor("c", 10*time.Second)}, nil, false, "a"},
+		{"back, halted it", []HostState{fresh("a", "other"), staleFor("c", 10*time.Second)}, nil, true, ""},
+		{"the restart's earlier host back, running it", []HostState{staleFor("a", 10*time.Second), fresh("c", "vm")}, nil, false, "c"},
+		{"the earlier host in the new generation", []HostState{staleFor("a", 10*time.Second), fresh("c", "vm")},
+			[]storage.VMStatus{{VM: "vm", Host: "c", Generation: 3, State: "running"}}, true, ""},
+		{"never registered", []HostState{staleFor("c", 10*time.Second)}, nil, true, ""},
+	} {
+		dir, err := storage.Open(t.TempDir())
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, o := range owners {
+			if won, _, err := dir.Claim("vm", o); err != nil || !won {
+				t.Fatalf("claim %+v: %v %v", o, won, err)
+			}
+		}
+		for _, st := range c.sts {
+			if err := dir.PutStatus(st); err != nil {
+				t.Fatal(err)
+			}
+		}
+		h := &Host{cfg: Config{Name: "me"}, dir: dir, hosts: c.hosts}
+		latest, _, _ := dir.Latest("vm")
+		latest.Time = claimAt
+		quiet, wait := h.restartQuiet("vm", latest, now)
+		if quiet != c.quiet || wait != c.wait {
+			t.Errorf("%s: quiet %v waiting for %q, want %v, %q", c.name, quiet, wait, c.quiet, c.wait)
+		}
+	}
+}

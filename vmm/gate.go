@@ -45,6 +45,8 @@ type Gate struct {
 	// localFile, if set, says the guest's files are this replica's own
 	// (see LocalFiles) and tells a file's handle.
 	localFile func(wasi.Handle) bool
+	// lease, if set, must be valid for anything to leave (see Lease).
+	lease *Lease
 }
 
 // reserver is a Host that counts the bytes a Gate holds for a connection
@@ -92,6 +94,30 @@ func NewGate(inner wasi.Host, tag func() uint64) *Gate {
 	g.cond = sync.NewCond(&g.mu)
 	go g.release()
 	return g
+}
+
+// UseLease makes the Gate release outputs and let effects run only while
+// l is valid. Call it before the guest runs.
+func (g *Gate) UseLease(l *Lease) {
+	g.mu.Lock()
+	g.lease = l
+	g.mu.Unlock()
+	l.add(g)
+}
+
+// may reports whether what the guest produced when the log's last entry
+// was tag may leave now: the Output Rule (ft.MayRelease), under the
+// host's lease.
+func (g *Gate) may(tag uint64) bool {
+	return ft.MayRelease(g.open, g.acked, tag) && g.lease.Valid()
+}
+
+// wake makes the release goroutine and an effect at the barrier look
+// again: the lease was renewed.
+func (g *Gate) wake() {
+	g.mu.Lock()
+	g.cond.Broadcast()
+	g.mu.Unlock()
 }
 
 // OnDelay makes the Gate call f with how long each output it performs
@@ -268,7 +294,7 @@ func (g *Gate) push(o heldOutput) error {
 	// Wake the release goroutine only if o can leave now and is first in
 	// line: behind another output, it goes when that one does; and an
 	// output that waits for an ack is woken by the Ack.
-	if len(g.queue) == 1 && ft.MayRelease(g.open, g.acked, o.seq) {
+	if len(g.queue) == 1 && g.may(o.seq) {
 		g.cond.Broadcast()
 	}
 	g.mu.Unlock()
@@ -313,9 +339,17 @@ func (g *Gate) LocalFiles(isFile func(wasi.Handle) bool) {
 
 func (g *Gate) release() {
 	defer close(g.done)
+	defer func() {
+		g.mu.Lock()
+		l := g.lease
+		g.mu.Unlock()
+		if l != nil {
+			l.remove(g)
+		}
+	}()
 	g.mu.Lock()
 	for {
-		for len(g.queue) > 0 && ft.MayRelease(g.open, g.acked, g.queue[0].seq) {
+		for len(g.queue) > 0 && g.may(g.queue[0].seq) {
 			o := g.queue[0]
 			g.queue = g.queue[1:]
 			g.held.Outputs--

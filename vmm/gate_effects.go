@@ -1,7 +1,6 @@
 package vmm
 
 import (
-	"ftvm/ft"
 	"ftvm/wasi"
 )
 
@@ -13,7 +12,8 @@ import (
 // the backup has acknowledged the entries before it, then runs. A Gate that
 // is open (the primary runs alone) lets effects through at once; one that
 // was discarded (the primary lost) fails them with EIO, and the halting VM
-// never sees the answer leave. Files that are the replica's own (see
+// never sees the answer leave. Nothing passes while the host's lease has
+// run out (see Lease). Files that are the replica's own (see
 // LocalFiles) are internal state: their effects do not wait.
 
 // barrier waits until the effect about to run may run, and reports whether
@@ -29,7 +29,7 @@ func (g *Gate) barrier() bool {
 		return !g.closed
 	}
 	g.waiting = true
-	for !g.closed && (!ft.MayRelease(g.open, g.acked, tag) || g.releasing || len(g.queue) > 0 && g.queue[0].seq <= tag) {
+	for !g.closed && (!g.may(tag) || g.releasing || len(g.queue) > 0 && g.queue[0].seq <= tag) {
 		g.cond.Wait()
 	}
 	g.waiting = false
