@@ -600,9 +600,15 @@ func StopVM(dir storage.Store, name string) error {
 	if err != nil {
 		return err
 	}
+	if spec.Stopped {
+		return fmt.Errorf("vm %s: %w", name, ErrAlreadyStopped)
+	}
 	spec.Stopped = true
 	return dir.PutVM(spec, nil)
 }
+
+// ErrAlreadyStopped is StopVM's error for a VM stopped before.
+var ErrAlreadyStopped = errors.New("already stopped")
 
 // sameListener reports whether two listen addresses would share
 // connections (see listeners.Overlap); addresses that do not resolve are

@@ -162,9 +162,21 @@ func (d *Dir) wrap(op string, err error) error {
 }
 
 // validName keeps names usable as single path elements.
+// maxName is the longest name of a VM or host, in bytes: a file name
+// holds it and a suffix or two.
+const maxName = 128
+
 func validName(kind, name string) error {
-	if name == "" || name == "." || name == ".." || strings.ContainsAny(name, `/\`+"\x00") || len(name) > 128 {
+	if len(name) > maxName {
+		return fmt.Errorf("storage: invalid %s name %.40q...: %d bytes long, at most %d", kind, name, len(name), maxName)
+	}
+	if name == "" || name == "." || name == ".." || strings.ContainsAny(name, `/\`) {
 		return fmt.Errorf("storage: invalid %s name %q", kind, name)
+	}
+	// Control characters (a tab, a newline) would break every table
+	// and log line that shows the name.
+	if strings.ContainsFunc(name, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
+		return fmt.Errorf("storage: invalid %s name %q: it holds a control character", kind, name)
 	}
 	return nil
 }
@@ -830,6 +842,7 @@ func Size(n uint64) string {
 // CheckName reports whether name is a valid name of a kind ("vm", "host")
 // in any backend: usable as one element of a path or key.
 func CheckName(kind, name string) error { return validName(kind, name) }
+
 func writeSync(path string, b []byte, perm os.FileMode) error {
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, perm)
 	if err != nil {

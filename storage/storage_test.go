@@ -396,3 +396,21 @@ func TestVMsOnPort(t *testing.T) {
 	}
 	check("after the index was removed")
 }
+
+// TestNamesRefused: names that cannot be file names, or would break the
+// tables and log lines that show them, are refused with a clear error.
+func TestNamesRefused(t *testing.T) {
+	d, err := Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"", ".", "..", "a/b", `a\b`, "tab\there", "new\nline", "del\x7f", "nul\x00", strings.Repeat("x", 129)} {
+		err := d.PutVM(VMSpec{Name: name, Args: []string{"g"}}, []byte("\x00asm\x01\x00\x00\x00"))
+		if err == nil || !strings.Contains(err.Error(), "invalid vm name") {
+			t.Errorf("PutVM %q: %v, want an invalid name error", name, err)
+		}
+	}
+	if err := d.PutVM(VMSpec{Name: "ok-name_1.2", Args: []string{"g"}}, []byte("\x00asm\x01\x00\x00\x00")); err != nil {
+		t.Errorf("a plain name refused: %v", err)
+	}
+}

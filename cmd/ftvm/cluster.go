@@ -255,6 +255,9 @@ func checkModule(argv0 string, mod []byte) error {
 
 // describe describes the VM running a module that compiles.
 func (f *vmFlags) describe(name, argv0 string, mod []byte, args []string) (storage.VMSpec, []byte, error) {
+	if err := storage.CheckName("vm", name); err != nil {
+		return storage.VMSpec{}, nil, err
+	}
 	for _, kv := range f.env {
 		if !strings.Contains(kv, "=") {
 			return storage.VMSpec{}, nil, fmt.Errorf("--env %q: want K=V", kv)
@@ -475,6 +478,10 @@ func runStop(ctx context.Context, env *cmdEnv, args []string) int {
 	dir, _, err := sf.open(false)
 	if err == nil {
 		err = host.StopVM(dir, *name)
+	}
+	if errors.Is(err, host.ErrAlreadyStopped) {
+		fmt.Fprintf(env.stdout, "vm %s: already stopped\n", *name)
+		return 0
 	}
 	if err != nil {
 		fmt.Fprintf(env.stderr, "ftvm stop: %v\n", err)

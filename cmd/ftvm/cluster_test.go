@@ -168,6 +168,9 @@ func TestStartStatusStopFailpointCLI(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+	if code, out, errs := ftvm(t, "", "stop", "--shared", shared, "--name", "c"); code != 0 || !strings.Contains(out, "already stopped") {
+		t.Fatalf("stop of a stopped vm: %d %s%s; want 0 and 'already stopped'", code, out, errs)
+	}
 	// Stopped, it may start again (a new generation, a fresh guest).
 	code, out, errs = ftvm(t, "", "start", "--shared", shared, "--name", "c", "--listen", addr, g)
 	if code != 0 || !strings.Contains(out, "generation 2") {

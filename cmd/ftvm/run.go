@@ -160,7 +160,7 @@ func runRun(ctx context.Context, env *cmdEnv, args []string) int {
 	}
 	stop := func() int {
 		fmt.Fprintf(out, "ftvm run: stopping vm %s\n", *name)
-		if err := host.StopVM(dir, *name); err != nil {
+		if err := host.StopVM(dir, *name); err != nil && !errors.Is(err, host.ErrAlreadyStopped) {
 			fmt.Fprintf(out, "ftvm run: %v\n", err)
 		}
 		waitStopped(dir, *name, time.Second)
