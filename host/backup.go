@@ -10,6 +10,7 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"ftvm/ft"
@@ -43,7 +44,10 @@ type backupSide struct {
 	everUp atomic.Bool
 	ch     channel
 	aside  *stepAside
-	prio   *replayPriority // used by the replay goroutine only
+	prio   *replayPriority // used by the replay goroutine only, but for boost
+	// claiming is set once the node claims the next generation, to go
+	// live: the replay stays at the host's priority from then on.
+	claiming atomic.Bool
 	// ackLoop waits on kick while the replay stands still; a batch or the
 	// replay moving on wakes it.
 	kick    chan struct{}
@@ -155,7 +159,7 @@ func (b *backupSide) run() {
 	defer close(b.vmDone)
 	for {
 		res := stepOn
-		if b.prio.enabled() {
+		if b.prio.enabled() && !b.claiming.Load() {
 			res = b.backgroundSegment()
 		}
 		if res == stepOn {
@@ -222,6 +226,8 @@ func (b *backupSide) segment(background bool) stepResult {
 		if !b.prio.lower() {
 			return stepOn
 		}
+		// Before its thread ends, or is handed back (see boost).
+		defer b.prio.ended()
 	} else {
 		b.prio.atHostPriority()
 	}
@@ -371,14 +377,40 @@ const (
 	redialMax   = 100 * time.Millisecond
 )
 
+// refusedFresh is how long a refused dial of a peer host's address
+// stands for every VM's: after a host dies, each of its VMs' backups
+// dials it every few milliseconds until it goes live, thousands of dials
+// a second for one fact.
+const refusedFresh = 50 * time.Millisecond
+
+// noteRefused records that a dial of addr was refused now.
+func (h *Host) noteRefused(addr string) { h.refused.Store(addr, time.Now().UnixNano()) }
+
+// refusedLately reports whether a dial of addr was refused within
+// refusedFresh.
+func (h *Host) refusedLately(addr string) bool {
+	at, ok := h.refused.Load(addr)
+	return ok && time.Since(time.Unix(0, at.(int64))) < refusedFresh
+}
+
 // session runs one logging-channel connection: batches in, acks out. It
 // reports whether the channel came up (a batch arrived).
 func (b *backupSide) session(addr string) (up bool) {
 	r := b.r
+	if r.h.refusedLately(addr) {
+		// Its host refused another VM's dial a moment ago: its process
+		// is gone, and the hundreds of backups it leaves need not each
+		// hear so again (see refusedLately).
+		r.event(eventPeerGone)
+		return false
+	}
 	have, _ := b.src.Received()
 	ctx, cancel := context.WithTimeout(b.vmCtx, time.Second)
 	c, err := replog.Dial(ctx, addr, r.h.key, logHello{VM: r.vm, Gen: b.gen, Backup: r.h.cfg.Name, HaveSeq: have}.marshal())
 	cancel()
+	if errors.Is(err, syscall.ECONNREFUSED) {
+		r.h.noteRefused(addr)
+	}
 	if err != nil {
 		r.log.Debug("dial primary failed", "primary", b.peer, "err", err)
 		if peerEnded(err) && b.vmCtx.Err() == nil {
@@ -542,6 +574,14 @@ func (b *backupSide) ackLoop(ctx context.Context, c *replog.Conn) {
 		still = 0
 		t.Reset(tick)
 	}
+}
+
+// goingLive: the node claims the next generation, to go live. The
+// replay returns to the host's priority now, not once it wins: it must
+// then replay what is left and go live at once.
+func (b *backupSide) goingLive() {
+	b.claiming.Store(true)
+	b.prio.boost()
 }
 
 // won: the primary failed and this backup won the next generation. The

@@ -694,7 +694,7 @@ const MaxClones = 4
 // cloneSlot waits for a clone slot for r, saying so in r's status; false
 // if r ended first.
 func (h *Host) cloneSlot(r *runner) bool {
-	h.awaitClaims(r.ctx)
+	h.awaitTakeover(r.ctx)
 	select {
 	case h.cloneSlots <- struct{}{}:
 		return true
@@ -711,16 +711,36 @@ func (h *Host) cloneSlot(r *runner) bool {
 
 func (h *Host) releaseCloneSlot() { <-h.cloneSlots }
 
-// claimsFirst bounds how long a clone waits for the claims in flight.
-const claimsFirst = time.Second
+// Taking over. When a host has just lost a peer with hundreds of VMs, it
+// claims and goes live for each of them, and their clients wait for
+// nothing else. Until that is done (takingOver), what can wait does:
+// clones (which copy memory), status writes, the event history and the
+// dashboard's readings each wait up to takeoverFirst.
 
-// awaitClaims waits, up to claimsFirst, while this host has claims in
-// flight: a host that has just taken over hundreds of VMs goes live for
+// takeoverFirst bounds how long work that can wait waits for a take-over.
+const takeoverFirst = 2 * time.Second
+
+// takeoverTail is how long after its last claim ended a host still
+// counts as taking over: each winner's go-live follows its claim.
+const takeoverTail = 250 * time.Millisecond
+
+// takingOver reports whether the host has claims in flight, or ended one
+// within takeoverTail.
+func (h *Host) takingOver() bool {
+	return h.claims.Load() > 0 || time.Since(time.Unix(0, h.claimedAt.Load())) < takeoverTail
+}
+
+// TakingOver reports whether the host is taking VMs over from a failed
+// peer (see takingOver): a dashboard defers its readings meanwhile.
+func (h *Host) TakingOver() bool { return h.takingOver() }
+
+// awaitTakeover waits, up to takeoverFirst, while the host is taking
+// over: a host that has just taken over hundreds of VMs goes live for
 // them, which their clients wait for, before it spends CPU on copying
 // their memory.
-func (h *Host) awaitClaims(ctx context.Context) {
-	deadline := time.Now().Add(claimsFirst)
-	for h.claims.Load() > 0 && time.Now().Before(deadline) && ctx.Err() == nil {
+func (h *Host) awaitTakeover(ctx context.Context) {
+	deadline := time.Now().Add(takeoverFirst)
+	for h.takingOver() && time.Now().Before(deadline) && ctx.Err() == nil {
 		time.Sleep(5 * time.Millisecond)
 	}
 }

@@ -84,6 +84,9 @@ type eventSink struct {
 	gens sync.Map // vm name -> uint64
 	// metrics counts the events.
 	metrics *hostMetrics
+	// busy, if set, says the host is taking VMs over: the history waits
+	// (up to takeoverFirst), written in one batch after.
+	busy func() bool
 
 	mu      sync.Mutex
 	pending []storage.Event // at most maxPendingEvents; more are dropped
@@ -94,8 +97,8 @@ type eventSink struct {
 // best effort, and a store that is down must not grow the host's memory.
 const maxPendingEvents = 10000
 
-func newEventSink(dir storage.Store, host string, metrics *hostMetrics) *eventSink {
-	return &eventSink{dir: dir, host: host, metrics: metrics, kick: make(chan struct{}, 1)}
+func newEventSink(dir storage.Store, host string, metrics *hostMetrics, busy func() bool) *eventSink {
+	return &eventSink{dir: dir, host: host, metrics: metrics, busy: busy, kick: make(chan struct{}, 1)}
 }
 
 func (s *eventSink) append(e storage.Event) {
@@ -117,6 +120,15 @@ func (s *eventSink) run(ctx context.Context) {
 	for {
 		select {
 		case <-s.kick:
+			for deadline := time.Now().Add(takeoverFirst); s.busy != nil && s.busy() && time.Now().Before(deadline); {
+				select {
+				case <-ctx.Done():
+				case <-time.After(20 * time.Millisecond):
+				}
+				if ctx.Err() != nil {
+					break
+				}
+			}
 			s.flush()
 		case <-ctx.Done():
 			s.flush()
@@ -131,8 +143,8 @@ func (s *eventSink) flush() {
 	batch := s.pending
 	s.pending = nil
 	s.mu.Unlock()
-	for _, e := range batch {
-		_ = s.dir.AppendEvent(e) // history is best effort: storage may be down
+	if len(batch) > 0 {
+		_ = s.dir.AppendEvents(batch) // history is best effort: storage may be down
 	}
 }
 

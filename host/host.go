@@ -143,6 +143,8 @@ type Host struct {
 	modules    *moduleCache  // compiled modules, shared by the VMs of one binary
 	statusMu   sync.Mutex    // one status write at a time (see writeStatuses)
 	claims     atomic.Int32  // claims in flight, which clones wait for
+	claimedAt  atomic.Int64  // when the last claim ended, in Unix ns (see takingOver)
+	refused    sync.Map      // peer address: when a dial of it was last refused, Unix ns
 	lease      *vmm.Lease    // the right to let outputs out (see lease.go)
 
 	mu      sync.Mutex
@@ -272,7 +274,7 @@ func New(cfg Config) (*Host, error) {
 	}
 	dir.SetReachable(h.fp.StorageReachable)
 	h.dir = dir
-	h.events = newEventSink(dir, cfg.Name, h.metrics)
+	h.events = newEventSink(dir, cfg.Name, h.metrics, h.takingOver)
 	h.log = slog.New(newEventHandler(cfg.Logger.Handler(), h.events))
 	if h.key, err = dir.ClusterKey(); err != nil {
 		return nil, fmt.Errorf("host %s: cluster key: %w", cfg.Name, err)

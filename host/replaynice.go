@@ -2,6 +2,7 @@ package host
 
 import (
 	"log/slog"
+	"sync"
 	"time"
 )
 
@@ -37,6 +38,10 @@ type replayPriority struct {
 	behind    func(time.Time) time.Duration
 	log       *slog.Logger
 
+	// thread is the background thread, for boost, which any goroutine
+	// may call.
+	thread backgroundThread
+
 	background   bool // the replay runs in the background now
 	switchWanted bool // it should change priority at its next look
 	checkedAt    time.Time
@@ -60,6 +65,9 @@ func (p *replayPriority) lower() bool {
 	if err == nil {
 		err = setThreadNice(tid, min(nice+p.raise, 19))
 	}
+	if err == nil {
+		p.thread.set(tid, nice)
+	}
 	if err != nil {
 		p.log.Warn("backup replay stays at the host's priority", "err", err)
 		p.raise = 0
@@ -69,6 +77,43 @@ func (p *replayPriority) lower() bool {
 	p.background, p.switchWanted = true, false
 	p.checkedAt = time.Now()
 	return true
+}
+
+// ended notes that the background stretch's thread is about to end.
+func (p *replayPriority) ended() { p.thread.set(0, 0) }
+
+// boost returns the background thread, if any, to the host's priority at
+// once: the backup is about to go live, and its replay must wake and end
+// without waiting behind everything else the machine runs (among
+// hundreds of backups going live together, a background thread waited a
+// second for a CPU). Lowering a nice value needs privilege (CAP_SYS_NICE,
+// as root has): without it the thread keeps its priority, and the first
+// refusal stops the tries.
+func (p *replayPriority) boost() { p.thread.boost() }
+
+// backgroundThread is the thread of a background stretch, while it runs.
+type backgroundThread struct {
+	mu     sync.Mutex
+	tid    int // 0: none
+	nice   int // its nice before the stretch
+	denied bool
+}
+
+func (t *backgroundThread) set(tid, nice int) {
+	t.mu.Lock()
+	t.tid, t.nice = tid, nice
+	t.mu.Unlock()
+}
+
+func (t *backgroundThread) boost() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.tid == 0 || t.denied {
+		return
+	}
+	if setThreadNice(t.tid, t.nice) != nil {
+		t.denied = true
+	}
 }
 
 // atHostPriority notes that the replay goes on at the host's priority.

@@ -90,6 +90,22 @@ func TestReplayPriority(t *testing.T) {
 	if n, _ := threadNice(tid); n != base+7 {
 		t.Fatalf("check changed the thread's nice value to %d", n)
 	}
+	// A backup about to go live: any goroutine returns the thread to the
+	// host's priority, where lowering a nice value is allowed (root).
+	p.boost()
+	if n, _ := threadNice(tid); n != base && os.Geteuid() == 0 {
+		t.Fatalf("after boost, as root: nice %d, want %d", n, base)
+	}
+	do(func() { ok = p.lower() })
+	do(p.ended)
+	p.boost()        // the stretch ended: nothing to boost
+	want := base + 7 // boosted back to base, then lowered again
+	if os.Geteuid() != 0 {
+		want = min(base+14, 19)
+	}
+	if n, _ := threadNice(tid); n != want {
+		t.Fatalf("boost after the stretch ended changed the thread's nice to %d", n)
+	}
 	p.atHostPriority()
 	run("at the host's priority", []look{
 		{10 * time.Millisecond, true, false}, // not yet within 5 ms

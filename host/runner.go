@@ -396,6 +396,9 @@ func (r *runner) act(node *ft.Node, a ft.Action) {
 		} else {
 			r.log.Info("peer silent, claiming", "generation", a.Gen, "reason", a.Reason, "silence", node.PeerSilence().Round(time.Millisecond).String(), "channel_ended", node.PeerGone())
 		}
+		if b, ok := r.currentSide().(*backupSide); ok {
+			b.goingLive()
+		}
 		go r.claim(a.Gen, a.Reason, a.Peer)
 	case ft.ActGoLive:
 		if a.Peer != "" {
@@ -478,7 +481,10 @@ func (r *runner) role() ft.Role { return r.softState().Role }
 // over and claimed when its backup seemed silent).
 func (r *runner) claim(gen uint64, reason, backup string) {
 	r.h.claims.Add(1)
-	defer r.h.claims.Add(-1)
+	defer func() {
+		r.h.claimedAt.Store(time.Now().UnixNano())
+		r.h.claims.Add(-1)
+	}()
 	won, cur, err := r.h.dir.Claim(r.vm, storage.Owner{Generation: gen, Host: r.h.cfg.Name, Role: "primary", Reason: reason, Backup: backup})
 	ev := ft.Event{Kind: ft.EvClaimed, Gen: gen, Won: won}
 	if err != nil {

@@ -37,6 +37,7 @@ const (
 func (h *Host) statusLoop(ctx context.Context) {
 	t := time.NewTicker(statusInterval)
 	defer t.Stop()
+	var deferred time.Time // since when writes wait for a take-over
 	for {
 		select {
 		case <-ctx.Done():
@@ -44,7 +45,19 @@ func (h *Host) statusLoop(ctx context.Context) {
 		case <-t.C:
 		case <-h.statusKick:
 		}
-		h.writeStatuses(time.Now())
+		now := time.Now()
+		if h.takingOver() {
+			// Statuses are what operators read; the go-lives are
+			// what clients wait for (see takingOver).
+			if deferred.IsZero() {
+				deferred = now
+			}
+			if now.Sub(deferred) < takeoverFirst {
+				continue
+			}
+		}
+		deferred = time.Time{}
+		h.writeStatuses(now)
 	}
 }
 

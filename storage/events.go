@@ -33,22 +33,48 @@ func (d *Dir) eventsDir() string { return filepath.Join(d.root, "events") }
 
 // AppendEvent appends e to its host's event file. Each host appends only
 // to its own, so appends need no lock across hosts.
-func (d *Dir) AppendEvent(e Event) error {
-	if err := validName("host", e.Host); err != nil {
-		return err
+func (d *Dir) AppendEvent(e Event) error { return d.AppendEvents([]Event{e}) }
+
+// AppendEvents appends es, in order, to their hosts' event files: one
+// write per host's file, for the hundreds of events of a mass failover.
+func (d *Dir) AppendEvents(es []Event) error {
+	for _, e := range es {
+		if err := validName("host", e.Host); err != nil {
+			return err
+		}
 	}
 	if err := d.check(); err != nil {
 		return err
 	}
-	b, err := json.Marshal(e)
-	if err != nil {
-		return err
+	byHost := map[string][]byte{}
+	var hosts []string
+	for _, e := range es {
+		b, err := json.Marshal(e)
+		if err != nil {
+			return err
+		}
+		if _, ok := byHost[e.Host]; !ok {
+			hosts = append(hosts, e.Host)
+		}
+		byHost[e.Host] = append(append(byHost[e.Host], b...), '\n')
+	}
+	if len(hosts) == 0 {
+		return nil
 	}
 	dir := d.eventsDir()
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return d.wrap("events", err)
 	}
-	path := filepath.Join(dir, e.Host+".jsonl")
+	var errs []error
+	for _, host := range hosts {
+		errs = append(errs, d.appendLines(filepath.Join(dir, host+".jsonl"), byHost[host]))
+	}
+	return errors.Join(errs...)
+}
+
+// appendLines appends b to the event file path, which becomes the old one
+// first if b would take it to EventsMax.
+func (d *Dir) appendLines(path string, b []byte) error {
 	if fi, err := os.Stat(path); err == nil && fi.Size()+int64(len(b)) >= EventsMax {
 		if err := os.Rename(path, path+".1"); err != nil {
 			return d.wrap("events", err)
@@ -58,7 +84,7 @@ func (d *Dir) AppendEvent(e Event) error {
 	if err != nil {
 		return d.wrap("events", err)
 	}
-	_, err = f.Write(append(b, '\n'))
+	_, err = f.Write(b)
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}

@@ -288,6 +288,22 @@ func TestEvents(t *testing.T) {
 	if err := d.AppendEvent(Event{Host: "../x", Kind: "bad"}); err == nil {
 		t.Error("an event of host ../x was written")
 	}
+	// A batch, of two hosts' events: each in order, one write per host.
+	batch := []Event{
+		{Time: t0.Add(3 * time.Millisecond), Host: "b", VM: "vm2", Kind: "k1"},
+		{Time: t0.Add(4 * time.Millisecond), Host: "d", VM: "vm2", Kind: "k2"},
+		{Time: t0.Add(5 * time.Millisecond), Host: "b", VM: "vm2", Kind: "k3"},
+	}
+	if err := d.AppendEvents(batch); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.AppendEvents([]Event{{Host: "ok"}, {Host: "../x"}}); err == nil {
+		t.Error("a batch with an event of host ../x was written")
+	}
+	evs, err = d.Events()
+	if err != nil || len(evs) != 6 || evs[3].Kind != "k1" || evs[4].Kind != "k2" || evs[5].Kind != "k3" {
+		t.Fatalf("Events() after a batch = %+v, %v", evs, err)
+	}
 	// Bounded: a host's files hold at most twice EventsMax.
 	big := Event{Time: t0, Host: "c", Kind: "k", Detail: strings.Repeat("x", 4096)}
 	for range 3 * EventsMax / 4096 {

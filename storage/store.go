@@ -59,6 +59,9 @@ type Store interface {
 	// oldest first; EventsStamp returns a string that changes whenever
 	// it does.
 	AppendEvent(e Event) error
+	// AppendEvents appends several, in order (AppendEvent for each, in
+	// as few writes as the backend allows).
+	AppendEvents(es []Event) error
 	Events() ([]Event, error)
 	EventsStamp() (string, error)
 

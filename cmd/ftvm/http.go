@@ -30,6 +30,7 @@ func listenHTTP(addr string) (net.Listener, error) {
 // on ln until ctx is done, and with withPprof its Go profiles; it returns once the server has stopped.
 func serveHTTP(ctx context.Context, ln net.Listener, h *host.Host, name string, withPprof bool, log *slog.Logger) error {
 	dash := dashboard.New(h.Store(), name, log)
+	dash.DeferWhile(h.TakingOver)
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", h.MetricsHandler())
 	if withPprof {

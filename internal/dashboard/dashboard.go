@@ -73,6 +73,10 @@ type Server struct {
 	interval time.Duration
 	mux      *http.ServeMux
 
+	// busy, if set, says the host is busy with what cannot wait (taking
+	// VMs over): readings wait, up to the interval, while it is.
+	busy func() bool
+
 	refreshMu sync.Mutex // one refresh at a time
 	// Read and written by refresh only (under refreshMu).
 	eventsStamp string
@@ -105,6 +109,10 @@ func New(dir storage.Store, self string, log *slog.Logger) *Server {
 	return s
 }
 
+// DeferWhile makes Run put off each reading, by up to an interval, while
+// busy reports true. Call it before Run.
+func (s *Server) DeferWhile(busy func() bool) { s.busy = busy }
+
 // ServeHTTP serves the page (/), its assets (/static/), its event stream
 // (/events) and the current state as JSON (/api/state).
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
@@ -123,6 +131,13 @@ func (s *Server) Run(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		}
+		for deadline := time.Now().Add(s.interval); s.busy != nil && s.busy() && time.Now().Before(deadline); {
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(50 * time.Millisecond):
+			}
 		}
 	}
 }

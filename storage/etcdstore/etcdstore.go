@@ -677,6 +677,15 @@ func (s *Store) AppendEvent(e storage.Event) error {
 	return nil
 }
 
+// AppendEvents is AppendEvent for each of es, in order.
+func (s *Store) AppendEvents(es []storage.Event) error {
+	var errs []error
+	for _, e := range es {
+		errs = append(errs, s.AppendEvent(e))
+	}
+	return errors.Join(errs...)
+}
+
 // trimEvents deletes a host's events beyond the newest s.keep.
 func (s *Store) trimEvents(prefix string) error {
 	kvs, err := s.list("trim events", prefix, clientv3.WithKeysOnly(),

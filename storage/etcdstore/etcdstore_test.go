@@ -194,10 +194,17 @@ func TestStatusesEventsAndKey(t *testing.T) {
 	}
 	stamp0, _ := s.EventsStamp()
 	t0 := time.Now()
-	for i := range 50 {
+	for i := range 40 {
 		if err := s.AppendEvent(storage.Event{Time: t0.Add(time.Duration(i) * time.Millisecond), Host: "h1", Kind: fmt.Sprint(i)}); err != nil {
 			t.Fatal(err)
 		}
+	}
+	var batch []storage.Event
+	for i := 40; i < 50; i++ {
+		batch = append(batch, storage.Event{Time: t0.Add(time.Duration(i) * time.Millisecond), Host: "h1", Kind: fmt.Sprint(i)})
+	}
+	if err := s.AppendEvents(batch); err != nil {
+		t.Fatal(err)
 	}
 	evs, err := s.Events()
 	if err != nil {
