@@ -145,6 +145,7 @@ type Host struct {
 	claims     atomic.Int32  // claims in flight, which clones wait for
 	claimedAt  atomic.Int64  // when the last claim ended, in Unix ns (see takingOver)
 	refused    sync.Map      // peer address: when a dial of it was last refused, Unix ns
+	beatFrom   sync.Map      // peer host: its last heartbeat (beatSeen)
 	lease      *vmm.Lease    // the right to let outputs out (see lease.go)
 
 	mu      sync.Mutex
@@ -875,6 +876,7 @@ func (h *Host) beatLoop(ctx context.Context) {
 			continue
 		}
 		now := time.Now()
+		h.beatFrom.Store(hb.From, beatSeen{at: now, epoch: hb.Epoch})
 		for _, v := range hb.VMs {
 			if r := h.runner(v.VM); r != nil {
 				r.heard(hb.From, v.Gen, now)

@@ -79,6 +79,30 @@ func lost(owner storage.Owner, hosts []HostState, sts []storage.VMStatus) bool {
 	return true
 }
 
+// beatSeen is when a host's last heartbeat came, and the epoch (its
+// process's start) it carried.
+type beatSeen struct {
+	at    time.Time
+	epoch uint64
+}
+
+// ownerBeats reports whether the heartbeats of owner's host, from the
+// process that held owner's generation (started before it began), came
+// within AliveWindow. Such a host is alive, only its registry entry is
+// stale (a loaded machine delays its writes): restarting its VM would
+// lose the VM's memory for nothing (the lease fences it meanwhile: see
+// lease.go). This host hears the hosts it shares VMs with. The owner's
+// heartbeats alone count: a backup's host may be alive while the backup
+// failed, but an owner whose VM failed or ended says so in its status.
+func (h *Host) ownerBeats(owner storage.Owner, now time.Time) bool {
+	v, ok := h.beatFrom.Load(owner.Host)
+	if !ok {
+		return false
+	}
+	b := v.(beatSeen)
+	return now.Sub(b.at) < AliveWindow && b.epoch <= uint64(owner.Time.UnixNano())
+}
+
 // restartIfLost starts the VM again from its disk if every replica has
 // been lost for lostGrace, on the least loaded live hosts.
 func (h *Host) restartIfLost(spec storage.VMSpec, owner storage.Owner, hosts []HostState) {
@@ -91,7 +115,7 @@ func (h *Host) restartIfLost(spec storage.VMSpec, owner storage.Owner, hosts []H
 		delete(h.lost, spec.Name)
 		h.mu.Unlock()
 	}
-	if err != nil || !lost(owner, hosts, sts) {
+	if err != nil || !lost(owner, hosts, sts) || h.ownerBeats(owner, now) {
 		forget()
 		return
 	}

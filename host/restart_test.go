@@ -108,3 +108,35 @@ func TestRestartWaitsForQuietHosts(t *testing.T) {
 		}
 	}
 }
+
+// TestOwnerBeatsKeepAVMFromARestart: heartbeats from the owner's host,
+// from the process that held the generation, say it is alive whatever
+// the registry says; those of a process started since (it lost what it
+// ran), or heard too long ago, do not.
+func TestOwnerBeatsKeepAVMFromARestart(t *testing.T) {
+	now := time.Now()
+	owner := storage.Owner{Generation: 4, Host: "a", Time: now.Add(-time.Minute)}
+	h := &Host{}
+	if h.ownerBeats(owner, now) {
+		t.Fatal("beats from a host never heard")
+	}
+	for _, c := range []struct {
+		name  string
+		seen  beatSeen
+		alive bool
+	}{
+		{"heard lately, same process", beatSeen{at: now.Add(-100 * time.Millisecond), epoch: uint64(now.Add(-time.Hour).UnixNano())}, true},
+		{"heard lately, a process started since", beatSeen{at: now.Add(-100 * time.Millisecond), epoch: uint64(now.Add(-time.Second).UnixNano())}, false},
+		{"heard long ago", beatSeen{at: now.Add(-2 * AliveWindow), epoch: uint64(now.Add(-time.Hour).UnixNano())}, false},
+	} {
+		h.beatFrom.Store("a", c.seen)
+		if got := h.ownerBeats(owner, now); got != c.alive {
+			t.Errorf("%s: ownerBeats %v, want %v", c.name, got, c.alive)
+		}
+	}
+	h.beatFrom.Store("b", beatSeen{at: now, epoch: 1})
+	h.beatFrom.Delete("a")
+	if h.ownerBeats(owner, now) {
+		t.Error("another host's beats counted for the owner's")
+	}
+}
