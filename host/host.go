@@ -135,6 +135,8 @@ type Host struct {
 	started    time.Time
 	epoch      uint64
 	beats      atomic.Uint64
+	sent       beatRing    // when its heartbeat datagrams left (see vouch.go)
+	lapsed     atomic.Bool // the lease's running out was logged
 	pulse      pulse
 	statusKick chan struct{} // see statusLoop
 	hostsNow   chan struct{} // see readHosts
@@ -158,8 +160,12 @@ type Host struct {
 	// restarts holds the VMs this host is to start again that wait for
 	// a host to be quiet (restartQuiet), and the host each waits for.
 	restarts map[string]string
-	peers    map[string]storage.HostInfo
-	alive    map[string]bool // each peer's liveness, as last read
+	// quiet holds, per VM whose restart waits and host that backed it
+	// up, the registry time of the host's first entry since the claim
+	// that did not run it (see restartQuiet).
+	quiet map[string]time.Time
+	peers map[string]storage.HostInfo
+	alive map[string]bool // each peer's liveness, as last read
 	// cloningTo counts the clones in flight from this host, by target.
 	cloningTo map[string]int
 	hosts     []HostState             // the registry, as last read
@@ -216,6 +222,7 @@ func New(cfg Config) (*Host, error) {
 		lost:     make(map[string]time.Time),
 		lease:    vmm.NewLease(),
 		restarts: make(map[string]string),
+		quiet:    make(map[string]time.Time),
 		peers:    make(map[string]storage.HostInfo),
 		alive:    make(map[string]bool),
 		conns:    make(map[*replog.Conn]string),
@@ -406,6 +413,7 @@ func (h *Host) refresh(put bool) (hosts []HostState, changed bool) {
 		info.VMs, info.Primaries, info.Counted, info.Runs = h.counts()
 		if err := h.dir.PutHost(info); err != nil {
 			h.log.Debug("registry refresh failed", "err", err)
+			h.noteLapse()
 		} else {
 			h.renewLease(start)
 		}
@@ -876,10 +884,14 @@ func (h *Host) beatLoop(ctx context.Context) {
 			continue
 		}
 		now := time.Now()
-		h.beatFrom.Store(hb.From, beatSeen{at: now, epoch: hb.Epoch})
+		h.beatFrom.Store(hb.From, beatSeen{at: now, epoch: hb.Epoch, counter: hb.Counter})
+		until, grant := h.grantOf(hb)
 		for _, v := range hb.VMs {
 			if r := h.runner(v.VM); r != nil {
 				r.heard(hb.From, v.Gen, now)
+				if grant {
+					r.vouched(hb.From, v.Gen, until)
+				}
 			}
 		}
 		var gap time.Duration

@@ -3,6 +3,7 @@ package host
 import (
 	"context"
 	"slices"
+	"strings"
 	"time"
 
 	"ftvm/ft"
@@ -55,14 +56,26 @@ const (
 // read their owner records, the lease stays out until the next refresh.
 func (h *Host) renewLease(start time.Time) {
 	if h.lease.Granted() && !h.lease.Valid() {
-		h.log.Warn("the host's lease ran out (its registry entry went stale): checking that no vm of its was started elsewhere before letting outputs out",
-			"expired", h.lease.Expiry().Format(time.TimeOnly+".000"))
+		h.noteLapse()
+		h.log.Info("registry refreshed: checking that no vm of this host's was started elsewhere before letting outputs out")
 		if !h.verifyOwners() {
 			return
 		}
 		h.log.Info("lease renewed: outputs flow again")
 	}
+	h.lapsed.Store(false)
 	h.lease.Extend(start.Add(leaseTerm))
+}
+
+// noteLapse logs, once per lapse, that the host's lease ran out: its
+// primaries whose backup vouches for them serve on, the others hold their
+// outputs.
+func (h *Host) noteLapse() {
+	if !h.lease.Granted() || h.lease.Valid() || h.lapsed.Swap(true) {
+		return
+	}
+	h.log.Warn("the host's lease ran out (its registry entry went stale): vms with no fresh backup to vouch for them hold their outputs",
+		"expired", h.lease.Expiry().Format(time.TimeOnly+".000"))
 }
 
 // verifyOwners reads the owner record of every VM the host runs, halts
@@ -112,56 +125,98 @@ func (r *runner) supersedes(owner storage.Owner) (lost, follow bool) {
 // reason restart) may start: every other host that may still run it is
 // quiet (rule 2). If not, it names the host it waits for.
 func (h *Host) restartQuiet(vm string, owner storage.Owner, now time.Time) (bool, string) {
-	var suspects []string
+	// suspects are the owners, which let outputs out; backers, the
+	// backups, which let nothing out themselves but vouch for their
+	// owners' leases (vouch.go).
+	var suspects, backers []string
 	for gen := owner.Generation - 1; gen > 0 && gen+restartChain >= owner.Generation; gen-- {
 		prev, ok, err := h.dir.Owner(vm, gen)
 		if err != nil {
 			return false, "" // unknown: look again later
 		}
 		if ok {
-			// Its owner only: a backup lets nothing out unless it wins
-			// a claim, and the restart's claim took the generation.
 			if prev.Host != h.cfg.Name && !slices.Contains(suspects, prev.Host) {
 				suspects = append(suspects, prev.Host)
+			}
+			if prev.Backup != "" && prev.Backup != h.cfg.Name && !slices.Contains(backers, prev.Backup) {
+				backers = append(backers, prev.Backup)
 			}
 			if prev.Reason != reasonRestart {
 				break
 			}
 		}
 	}
-	if len(suspects) == 0 {
+	if len(suspects) == 0 && len(backers) == 0 {
 		return true, ""
 	}
 	h.mu.Lock()
 	hosts := h.hosts
 	h.mu.Unlock()
 	var sts []storage.VMStatus
-	for _, name := range suspects {
-		i := slices.IndexFunc(hosts, func(hs HostState) bool { return hs.Name == name })
-		if i < 0 {
-			continue // not registered: never ran anything
-		}
-		hs := hosts[i]
-		if gone(hs.HostInfo) || now.Sub(hs.Seen) > leaseTerm+leaseSkew {
-			continue
-		}
-		if hs.Seen.After(owner.Time.Add(leaseSkew)) && !slices.Contains(hs.Runs, vm) {
-			continue // seen since the claim, not running it
-		}
+	// moved reports whether host runs the VM in the restart's generation
+	// or a later one: whatever it ran before is stopped.
+	moved := func(host string) (bool, error) {
 		if sts == nil {
 			var err error
 			if sts, err = h.dir.Statuses(vm); err != nil {
+				return false, err
+			}
+		}
+		return slices.ContainsFunc(sts, func(st storage.VMStatus) bool {
+			return st.Host == host && st.Generation >= owner.Generation
+		}), nil
+	}
+	for i, name := range append(suspects, backers...) {
+		j := slices.IndexFunc(hosts, func(hs HostState) bool { return hs.Name == name })
+		if j < 0 {
+			continue // not registered: never ran anything
+		}
+		hs := hosts[j]
+		if gone(hs.HostInfo) || now.Sub(hs.Seen) > leaseTerm+leaseSkew {
+			continue
+		}
+		since := hs.Seen.After(owner.Time.Add(leaseSkew))
+		if i < len(suspects) {
+			if since && !slices.Contains(hs.Runs, vm) {
+				continue // seen since the claim, not running it
+			}
+			if m, err := moved(name); err != nil || !m {
+				return false, name
+			}
+			continue
+		}
+		// A backer: its last vouch may hold its owner's lease for up to
+		// a term after it stopped, which its entries since the claim
+		// show; the first such entry must be a term old.
+		if !since {
+			return false, name
+		}
+		m := !slices.Contains(hs.Runs, vm)
+		if !m {
+			var err error
+			if m, err = moved(name); err != nil {
 				return false, name
 			}
 		}
-		moved := slices.ContainsFunc(sts, func(st storage.VMStatus) bool {
-			return st.Host == name && st.Generation >= owner.Generation
-		})
-		if !moved {
+		if !m || now.Sub(h.quietSince(vm, name, hs.Seen)) <= leaseTerm+leaseSkew {
 			return false, name
 		}
 	}
 	return true, ""
+}
+
+// quietSince returns the registry time of the first entry of host, seen
+// since vm's restart claim, that did not run vm: seen is the current
+// entry's, which is the first if none was noted before.
+func (h *Host) quietSince(vm, host string, seen time.Time) time.Time {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	k := vm + "\x00" + host
+	if t, ok := h.quiet[k]; ok {
+		return t
+	}
+	h.quiet[k] = seen
+	return seen
 }
 
 // mayRestart is scanVM's rule 2 for a VM this host is named to start again
@@ -172,6 +227,13 @@ func (h *Host) restartQuiet(vm string, owner storage.Owner, now time.Time) (bool
 func (h *Host) mayRestart(vm string, owner storage.Owner, prev string) bool {
 	ok, waitFor := h.restartQuiet(vm, owner, time.Now())
 	if ok {
+		h.mu.Lock()
+		for k := range h.quiet {
+			if strings.HasPrefix(k, vm+"\x00") {
+				delete(h.quiet, k)
+			}
+		}
+		h.mu.Unlock()
 		return true
 	}
 	h.mu.Lock()

@@ -107,3 +107,47 @@ func TestStaleHostsAreFencedBeforeARestart(t *testing.T) {
 	t.Logf("storage cut at %s, restart claimed %s later, storage back %s later",
 		cut.Format(time.TimeOnly+".000"), claim.Time.Sub(cut).Round(time.Millisecond), back.Sub(cut).Round(time.Millisecond))
 }
+
+// TestCutPrimaryServesOnVouchedByItsBackup: the primary's host alone loses
+// the shared storage. Its lease runs out, but its backup, fresh in the
+// registry, vouches for it in its heartbeats (nobody restarts a VM while a
+// replica of it is alive in the registry), so it goes on letting its
+// outputs out: nothing fails over, nothing is restarted, and once the
+// storage is back the pair goes on as before.
+func TestCutPrimaryServesOnVouchedByItsBackup(t *testing.T) {
+	guest := guesttest.BuildC(t, "ft-lines")
+	c := newCluster(t)
+	outs := map[string]*stampedOut{}
+	for _, h := range []string{"h1", "h2", "h3"} {
+		outs[h] = &stampedOut{}
+		c.startHostWith(h, outs[h])
+	}
+	c.startVM("lines", guest, storage.VMSpec{Primary: "h1", Backup: "h2", Args: []string{"ft-lines", "5000"}})
+	c.waitFor(30*time.Second, "the backup running", func() bool { return c.status("lines", "h2").State == "running" })
+	before := c.owner("lines")
+	c.waitFor(30*time.Second, "h1 printing", func() bool { return outs["h1"].since(time.Time{}) > 50 })
+	c.failpoint("h1", "storage=unreachable")
+	var lapsed time.Time
+	c.waitFor(time.Minute, "h1's lease to run out", func() bool {
+		if grepLines(c.hosts["h1"].logs.String(), "lease ran out") == "" {
+			return false
+		}
+		lapsed = time.Now()
+		return true
+	})
+	c.waitFor(30*time.Second, "h1 printing after its lease ran out", func() bool { return outs["h1"].since(lapsed) > 50 })
+	c.failpoint("h1", "")
+	c.waitFor(30*time.Second, "h1's lease renewed", func() bool {
+		return grepLines(c.hosts["h1"].logs.String(), "lease renewed") != ""
+	})
+	back := time.Now()
+	c.waitFor(30*time.Second, "h1 printing after the storage came back", func() bool { return outs["h1"].since(back) > 50 })
+	if o := c.owner("lines"); o.Generation != before.Generation || o.Host != "h1" {
+		t.Fatalf("owner %+v, want generation %d on h1 still: the cut primary was replaced", o, before.Generation)
+	}
+	for _, h := range []string{"h2", "h3"} {
+		if n := outs[h].since(time.Time{}); n > 0 {
+			t.Errorf("%s printed %d lines", h, n)
+		}
+	}
+}

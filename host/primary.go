@@ -70,6 +70,8 @@ type primarySide struct {
 	// being lost on a run that ended (an idle guest would then wait in
 	// its next call, and the clone with it, until a client came).
 	pokeDue bool
+	// lease lets outputs out (see vouch.go).
+	lease *vmm.Lease
 }
 
 // paired reports whether the primary has a backup: its node is a primary's
@@ -139,7 +141,10 @@ func (r *runner) newPrimarySide(oh *wasi.OSHost, buf *logBuffer) *primarySide {
 	}
 	p.gate = vmm.NewGate(crashHost{oh, r.h.fp, armSent}, tag)
 	p.gate.OnWritten(buf.written)
-	p.gate.UseLease(r.h.lease)
+	// Its own lease, backed by the host's: the backup's heartbeats
+	// extend it (vouch.go).
+	p.lease = r.h.lease.Backed()
+	p.gate.UseLease(p.lease)
 	if r.spec.LocalDisk() {
 		p.gate.LocalFiles(oh.IsFile)
 	}

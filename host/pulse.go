@@ -148,10 +148,20 @@ func (h *Host) sendBeats(runners []*runner, now time.Time) {
 		if err != nil {
 			continue
 		}
-		for _, b := range beatDatagrams(h.key, h.epoch, func() uint64 { return h.beats.Add(1) }, h.cfg.Name, vms) {
+		hb := heartbeat{Epoch: h.epoch, From: h.cfg.Name}
+		hb.EchoEpoch, hb.Echo, hb.Vouch = h.vouchFor(peer, now)
+		for _, b := range beatDatagrams(h.key, hb, h.nextBeat, vms) {
 			_, _ = h.udp.WriteToUDP(b, addr)
 		}
 	}
+}
+
+// nextBeat numbers a heartbeat datagram about to leave, and remembers when
+// it left, for the echo of it that grants a lease (vouch.go).
+func (h *Host) nextBeat() uint64 {
+	c := h.beats.Add(1)
+	h.sent.note(c, time.Now())
+	return c
 }
 
 // readHosts asks discovery to read the registry now.

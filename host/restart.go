@@ -80,10 +80,12 @@ func lost(owner storage.Owner, hosts []HostState, sts []storage.VMStatus) bool {
 }
 
 // beatSeen is when a host's last heartbeat came, and the epoch (its
-// process's start) it carried.
+// process's start) and counter it carried.
 type beatSeen struct {
 	at    time.Time
 	epoch uint64
+	// counter is the heartbeat's, echoed back to its sender (vouch.go).
+	counter uint64
 }
 
 // ownerBeats reports whether the heartbeats of owner's host, from the

@@ -75,15 +75,23 @@ func TestRestartWaitsForQuietHosts(t *testing.T) {
 		sts   []storage.VMStatus
 		quiet bool
 		wait  string
+		// bQuiet is when b was first seen not running the VM since
+		// the claim, if before the look.
+		bQuiet time.Time
 	}{
-		{"both owners long stale", []HostState{staleFor("a", 10*time.Second), fresh("b", "vm"), staleFor("c", 10*time.Second)}, nil, true, ""},
-		{"stale, but its lease may last", []HostState{staleFor("a", leaseTerm+leaseSkew/2), staleFor("c", 10*time.Second)}, nil, false, "a"},
-		{"back, still running it", []HostState{fresh("a", "vm"), staleFor("c", 10*time.Second)}, nil, false, "a"},
-		{"back, halted it", []HostState{fresh("a", "other"), staleFor("c", 10*time.Second)}, nil, true, ""},
-		{"the restart's earlier host back, running it", []HostState{staleFor("a", 10*time.Second), fresh("c", "vm")}, nil, false, "c"},
+		{"both owners and the backer long stale", []HostState{staleFor("a", 10*time.Second), staleFor("b", 10*time.Second), staleFor("c", 10*time.Second)}, nil, true, "", time.Time{}},
+		{"the backer fresh, running it: it may vouch for its owner", []HostState{staleFor("a", 10*time.Second), fresh("b", "vm"), staleFor("c", 10*time.Second)}, nil, false, "b", time.Time{}},
+		{"the backer stopped running it just now", []HostState{staleFor("a", 10*time.Second), fresh("b", "other"), staleFor("c", 10*time.Second)}, nil, false, "b", time.Time{}},
+		{"the backer stopped running it a lease ago", []HostState{staleFor("a", 10*time.Second), fresh("b", "other"), staleFor("c", 10*time.Second)}, nil, true, "", now.Add(-leaseTerm - leaseSkew - time.Second)},
+		{"the backer in the new generation a lease ago", []HostState{staleFor("a", 10*time.Second), fresh("b", "vm"), staleFor("c", 10*time.Second)},
+			[]storage.VMStatus{{VM: "vm", Host: "b", Generation: 3, State: "running"}}, true, "", now.Add(-leaseTerm - leaseSkew - time.Second)},
+		{"stale, but its lease may last", []HostState{staleFor("a", leaseTerm+leaseSkew/2), staleFor("c", 10*time.Second)}, nil, false, "a", time.Time{}},
+		{"back, still running it", []HostState{fresh("a", "vm"), staleFor("c", 10*time.Second)}, nil, false, "a", time.Time{}},
+		{"back, halted it", []HostState{fresh("a", "other"), staleFor("c", 10*time.Second)}, nil, true, "", time.Time{}},
+		{"the restart's earlier host back, running it", []HostState{staleFor("a", 10*time.Second), fresh("c", "vm")}, nil, false, "c", time.Time{}},
 		{"the earlier host in the new generation", []HostState{staleFor("a", 10*time.Second), fresh("c", "vm")},
-			[]storage.VMStatus{{VM: "vm", Host: "c", Generation: 3, State: "running"}}, true, ""},
-		{"never registered", []HostState{staleFor("c", 10*time.Second)}, nil, true, ""},
+			[]storage.VMStatus{{VM: "vm", Host: "c", Generation: 3, State: "running"}}, true, "", time.Time{}},
+		{"never registered", []HostState{staleFor("c", 10*time.Second)}, nil, true, "", time.Time{}},
 	} {
 		dir, err := storage.Open(t.TempDir())
 		if err != nil {
@@ -99,7 +107,10 @@ func TestRestartWaitsForQuietHosts(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		h := &Host{cfg: Config{Name: "me"}, dir: dir, hosts: c.hosts}
+		h := &Host{cfg: Config{Name: "me"}, dir: dir, hosts: c.hosts, quiet: map[string]time.Time{}}
+		if !c.bQuiet.IsZero() {
+			h.quiet["vm\x00b"] = c.bQuiet
+		}
 		latest, _, _ := dir.Latest("vm")
 		latest.Time = claimAt
 		quiet, wait := h.restartQuiet("vm", latest, now)

@@ -94,6 +94,12 @@ func controlHello() []byte {
 //	epoch    uvarint   the sender's start time (Unix ns): a restart is newer
 //	counter  uvarint   increases with every datagram of this epoch
 //	from     string    the sending host (uvarint length, bytes)
+//	echo     uvarint ×2 the receiver's epoch and counter of the newest
+//	                   heartbeat the sender had from it (0, 0: none)
+//	vouch    uvarint   how long the sender's lease had to run when it sent
+//	                   this, in ms (0: run out): the receiver's VMs listed
+//	                   here may let outputs out until the echoed
+//	                   heartbeat's send time plus this (see lease.go)
 //	count    uvarint   how many VMs follow
 //	count ×  vm string, gen uvarint: a VM, and the generation the sender
 //	                   serves it in
@@ -104,7 +110,12 @@ func controlHello() []byte {
 type heartbeat struct {
 	Epoch, Counter uint64
 	From           string
-	VMs            []beatVM
+	// EchoEpoch and Echo name the receiver's newest heartbeat the sender
+	// had when it sent this one.
+	EchoEpoch, Echo uint64
+	// Vouch is how long the sender's lease had to run, in ms.
+	Vouch uint64
+	VMs   []beatVM
 }
 
 // beatVM is one VM a heartbeat vouches for.
@@ -137,6 +148,9 @@ func (h heartbeat) marshal(key []byte) []byte {
 	e.Uint(h.Epoch)
 	e.Uint(h.Counter)
 	e.String(h.From)
+	e.Uint(h.EchoEpoch)
+	e.Uint(h.Echo)
+	e.Uint(h.Vouch)
 	e.Uint(uint64(len(h.VMs)))
 	for _, v := range h.VMs {
 		e.String(v.VM)
@@ -146,11 +160,11 @@ func (h heartbeat) marshal(key []byte) []byte {
 }
 
 // beatDatagrams splits the heartbeat of vms into datagrams of at most
-// maxDatagram bytes, each with its own counter from next.
-func beatDatagrams(key []byte, epoch uint64, next func() uint64, from string, vms []beatVM) [][]byte {
-	// The fixed part: magic, two uvarints and a count (at most 10 bytes
+// maxDatagram bytes, each with hb's header and its own counter from next.
+func beatDatagrams(key []byte, hb heartbeat, next func() uint64, vms []beatVM) [][]byte {
+	// The fixed part: magic, five uvarints and a count (at most 10 bytes
 	// each), the sender's name and the tag.
-	room := maxDatagram - len(hbMagic) - 3*10 - (10 + len(from)) - hbTagSize
+	room := maxDatagram - len(hbMagic) - 6*10 - (10 + len(hb.From)) - hbTagSize
 	var out [][]byte
 	for len(vms) > 0 {
 		n, size := 0, 0
@@ -162,7 +176,8 @@ func beatDatagrams(key []byte, epoch uint64, next func() uint64, from string, vm
 			size += s
 			n++
 		}
-		out = append(out, heartbeat{Epoch: epoch, Counter: next(), From: from, VMs: vms[:n]}.marshal(key))
+		hb.Counter, hb.VMs = next(), vms[:n]
+		out = append(out, hb.marshal(key))
 		vms = vms[n:]
 	}
 	return out
@@ -177,7 +192,7 @@ func parseHeartbeat(key, b []byte) (heartbeat, error) {
 		return heartbeat{}, fmt.Errorf("%w: tag does not verify", errHeartbeat)
 	}
 	d := replog.NewDecoder(body[len(hbMagic):])
-	h := heartbeat{Epoch: d.Uint(), Counter: d.Uint(), From: d.String()}
+	h := heartbeat{Epoch: d.Uint(), Counter: d.Uint(), From: d.String(), EchoEpoch: d.Uint(), Echo: d.Uint(), Vouch: d.Uint()}
 	n := d.Uint()
 	// Each VM takes two bytes at least: a count past that is a lie, and
 	// allocating for it would let a peer with the key make this host

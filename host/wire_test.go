@@ -6,12 +6,13 @@ import (
 	"fmt"
 	"reflect"
 	"testing"
+	"time"
 )
 
 var testKey = bytes.Repeat([]byte{7}, 32)
 
 func TestHeartbeatRoundTripAndTamper(t *testing.T) {
-	hb := heartbeat{Epoch: 99, Counter: 3, From: "h1", VMs: []beatVM{{"counter", 2}, {"kv", 7}}}
+	hb := heartbeat{Epoch: 99, Counter: 3, From: "h1", EchoEpoch: 98, Echo: 41, Vouch: 2950, VMs: []beatVM{{"counter", 2}, {"kv", 7}}}
 	b := hb.marshal(testKey)
 	got, err := parseHeartbeat(testKey, b)
 	if err != nil || !reflect.DeepEqual(got, hb) {
@@ -43,7 +44,7 @@ func TestBeatDatagrams(t *testing.T) {
 	}
 	var counter uint64
 	next := func() uint64 { counter++; return counter }
-	dgs := beatDatagrams(testKey, 5, next, "host-one", vms)
+	dgs := beatDatagrams(testKey, heartbeat{Epoch: 5, From: "host-one", EchoEpoch: 1 << 62, Echo: 1 << 62, Vouch: 1 << 62}, next, vms)
 	if len(dgs) < 2 {
 		t.Fatalf("%d datagrams for 1000 vms", len(dgs))
 	}
@@ -53,7 +54,7 @@ func TestBeatDatagrams(t *testing.T) {
 			t.Fatalf("datagram %d is %d bytes, more than %d", i, len(b), maxDatagram)
 		}
 		hb, err := parseHeartbeat(testKey, b)
-		if err != nil || hb.Counter != uint64(i+1) || hb.From != "host-one" || hb.Epoch != 5 {
+		if err != nil || hb.Counter != uint64(i+1) || hb.From != "host-one" || hb.Epoch != 5 || hb.Echo != 1<<62 || hb.Vouch != 1<<62 {
 			t.Fatalf("datagram %d: %+v %v", i, hb, err)
 		}
 		got = append(got, hb.VMs...)
@@ -61,7 +62,7 @@ func TestBeatDatagrams(t *testing.T) {
 	if !reflect.DeepEqual(got, vms) {
 		t.Fatalf("the datagrams carry %d vms, not the 1000 given in order", len(got))
 	}
-	if dgs := beatDatagrams(testKey, 5, next, "h", nil); len(dgs) != 0 {
+	if dgs := beatDatagrams(testKey, heartbeat{Epoch: 5, From: "h"}, next, nil); len(dgs) != 0 {
 		t.Fatalf("no vms: %d datagrams", len(dgs))
 	}
 }
@@ -170,7 +171,7 @@ func FuzzFailpoints(f *testing.F) {
 }
 
 func FuzzParseHeartbeat(f *testing.F) {
-	f.Add(heartbeat{Epoch: 1, Counter: 2, From: "h", VMs: []beatVM{{"v", 1}}}.marshal(testKey))
+	f.Add(heartbeat{Epoch: 1, Counter: 2, From: "h", EchoEpoch: 3, Echo: 4, Vouch: 5, VMs: []beatVM{{"v", 1}}}.marshal(testKey))
 	f.Add(heartbeat{Epoch: 1, Counter: 2, From: "h"}.marshal(testKey))
 	f.Add([]byte("FTHB"))
 	f.Fuzz(func(t *testing.T, b []byte) {
@@ -200,4 +201,31 @@ func FuzzParseHello(f *testing.F) {
 			t.Fatalf("clone hello does not re-encode to itself: %x", b)
 		}
 	})
+}
+
+// TestVouchGrantsFromTheEchoedSendTime: a heartbeat's vouch extends this
+// host's primaries' leases from the send time of this host's heartbeat it
+// echoes, never from when it arrived; an echo of another process's
+// heartbeat, of one forgotten, or a vouch of 0 grants nothing.
+func TestVouchGrantsFromTheEchoedSendTime(t *testing.T) {
+	h := &Host{epoch: 7}
+	sent := time.Now().Add(-10 * time.Second)
+	h.sent.note(41, sent)
+	for _, c := range []struct {
+		name  string
+		hb    heartbeat
+		until time.Time
+	}{
+		{"echo of a heartbeat sent 10 s ago", heartbeat{EchoEpoch: 7, Echo: 41, Vouch: 3000}, sent.Add(3 * time.Second)},
+		{"no vouch", heartbeat{EchoEpoch: 7, Echo: 41}, time.Time{}},
+		{"another process's heartbeat", heartbeat{EchoEpoch: 6, Echo: 41, Vouch: 3000}, time.Time{}},
+		{"a heartbeat never sent", heartbeat{EchoEpoch: 7, Echo: 42, Vouch: 3000}, time.Time{}},
+		{"no echo", heartbeat{EchoEpoch: 7, Vouch: 3000}, time.Time{}},
+		{"one forgotten", heartbeat{EchoEpoch: 7, Echo: 41 + beatRingSize, Vouch: 3000}, time.Time{}},
+	} {
+		until, ok := h.grantOf(c.hb)
+		if ok != !c.until.IsZero() || !until.Equal(c.until) {
+			t.Errorf("%s: grant until %v (%v), want %v", c.name, until, ok, c.until)
+		}
+	}
 }

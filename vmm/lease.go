@@ -18,8 +18,16 @@ import (
 // the monotonic clock: a timer that fires late cannot let one through.
 //
 // A nil *Lease never runs out (a VM run by ftvm exec, record or run).
+//
+// A lease may back another (Backed): one VM's lease, valid while the host's
+// is or while its own grants last. A primary's backup that is still fresh
+// in the registry grants its primary's VM such a lease through its
+// heartbeats, since no host restarts a VM while a replica of it is alive
+// in the registry: a primary cut off from the storage alone goes on serving.
 type Lease struct {
 	base time.Time
+	// parent, if set, makes this lease valid while it is.
+	parent *Lease
 	// until is the expiry, in nanoseconds since base; 0 before the first
 	// grant.
 	until atomic.Int64
@@ -34,20 +42,28 @@ func NewLease() *Lease {
 	return &Lease{base: time.Now(), gates: make(map[*Gate]struct{})}
 }
 
+// Backed returns a lease that is valid while l is, or while its own
+// grants (Extend) last. The gates that use it are woken when either is
+// renewed.
+func (l *Lease) Backed() *Lease {
+	return &Lease{base: l.base, parent: l, gates: make(map[*Gate]struct{})}
+}
+
 // Valid reports whether the lease has not run out.
 func (l *Lease) Valid() bool {
 	if l == nil {
 		return true
 	}
 	until := l.until.Load()
-	return until > 0 && int64(time.Since(l.base)) < until
+	return until > 0 && int64(time.Since(l.base)) < until || l.parent != nil && l.parent.Valid()
 }
 
-// Granted reports whether the lease was ever extended.
+// Granted reports whether the lease was ever extended (its own grants:
+// not its parent's).
 func (l *Lease) Granted() bool { return l != nil && l.until.Load() > 0 }
 
-// Expiry returns when the lease runs out (the zero time before its first
-// grant).
+// Expiry returns when the lease's own grants run out (the zero time before
+// its first grant).
 func (l *Lease) Expiry() time.Time {
 	until := l.until.Load()
 	if until == 0 {
@@ -83,14 +99,20 @@ func (l *Lease) Extend(t time.Time) {
 	}
 }
 
+// add registers g to be woken when the lease, or the lease backing it, is
+// renewed.
 func (l *Lease) add(g *Gate) {
-	l.mu.Lock()
-	l.gates[g] = struct{}{}
-	l.mu.Unlock()
+	for ; l != nil; l = l.parent {
+		l.mu.Lock()
+		l.gates[g] = struct{}{}
+		l.mu.Unlock()
+	}
 }
 
 func (l *Lease) remove(g *Gate) {
-	l.mu.Lock()
-	delete(l.gates, g)
-	l.mu.Unlock()
+	for ; l != nil; l = l.parent {
+		l.mu.Lock()
+		delete(l.gates, g)
+		l.mu.Unlock()
+	}
 }

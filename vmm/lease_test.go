@@ -107,3 +107,55 @@ func TestGateDiscardedWithoutLease(t *testing.T) {
 		t.Errorf("the lease still wakes %d stopped gates", n)
 	}
 }
+
+// TestBackedLease: a VM's lease backed by the host's is valid while
+// either is; a gate on it holds outputs only while both have run out, and
+// releases them when either is renewed; a stopped gate is forgotten by
+// both.
+func TestBackedLease(t *testing.T) {
+	host := NewLease()
+	host.Extend(time.Now().Add(-time.Millisecond))
+	vm := host.Backed()
+	if vm.Valid() {
+		t.Fatal("a backed lease is valid with its host's out and no grant of its own")
+	}
+	host.Extend(time.Now().Add(time.Hour))
+	if !vm.Valid() || vm.Granted() {
+		t.Fatal("a backed lease is not valid with its host's valid, or counts the host's grant as its own")
+	}
+
+	for _, renew := range []string{"own", "host"} {
+		host, sink := NewLease(), &sinkHost{got: make(chan struct{}, 10)}
+		host.Extend(time.Now().Add(-time.Millisecond))
+		vm := host.Backed()
+		vm.Extend(time.Now().Add(-time.Millisecond))
+		g := NewGate(sink, func() uint64 { return 1 })
+		g.UseLease(vm)
+		g.Release()
+		g.Write(1, []byte("a"))
+		select {
+		case <-sink.got:
+			t.Fatalf("%s: output released with both leases out", renew)
+		case <-time.After(30 * time.Millisecond):
+		}
+		if renew == "own" {
+			vm.Extend(time.Now().Add(time.Hour))
+		} else {
+			host.Extend(time.Now().Add(time.Hour))
+		}
+		select {
+		case <-sink.got:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%s: output still held after a renewal", renew)
+		}
+		g.Stop()
+		for _, l := range []*Lease{host, vm} {
+			l.mu.Lock()
+			n := len(l.gates)
+			l.mu.Unlock()
+			if n != 0 {
+				t.Errorf("%s: a lease still wakes %d stopped gates", renew, n)
+			}
+		}
+	}
+}
