@@ -230,7 +230,7 @@ func (f *vmFlags) register(fs *flag.FlagSet) {
 }
 
 func (f *vmFlags) spec(name, guest string, args []string) (storage.VMSpec, []byte, error) {
-	mod, err := os.ReadFile(guest)
+	mod, err := readModule(guest)
 	if err != nil {
 		return storage.VMSpec{}, nil, err
 	}

@@ -79,7 +79,7 @@ func (g *guestFlags) wasiConfig(env *cmdEnv, guest string, args []string) (wasi.
 
 // loadGuest reads and compiles a guest module.
 func loadGuest(path string) (*wasm.CompiledModule, error) {
-	bin, err := os.ReadFile(path)
+	bin, err := readModule(path)
 	if err != nil {
 		return nil, err
 	}

@@ -52,7 +52,7 @@ func readStarts(r io.Reader, path string) ([]host.Start, error) {
 		st, err := parseStartLine(line, func(p string) ([]byte, error) {
 			g, ok := guests[p]
 			if !ok {
-				if g.mod, g.err = os.ReadFile(p); g.err == nil {
+				if g.mod, g.err = readModule(p); g.err == nil {
 					g.err = checkModule(filepath.Base(p), g.mod)
 				}
 				guests[p] = g
