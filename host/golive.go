@@ -3,6 +3,7 @@ package host
 import (
 	"fmt"
 	"net"
+	"time"
 
 	"ftvm/vmm"
 	"ftvm/wasi"
@@ -34,6 +35,22 @@ func (r *runner) promote(vm *vmm.VM, oldPrimary, pairWith string, kept *keptOutp
 		return nil, err
 	}
 	oh, err := wasi.NewOSHostAdopting(cfg, r.log, a)
+	for deadline, waited := time.Now().Add(listenWait), false; err != nil && listenTaken(err) && time.Now().Before(deadline); waited = true {
+		// Someone else still listens on the VM's address (an old
+		// primary frozen where it could not be fenced, or a program):
+		// going live fails only if it does not go away.
+		if r.ctx.Err() != nil {
+			break
+		}
+		if !waited {
+			r.log.Warn("go-live waits for the vm's listen address", "for_at_most", listenWait.String(), "err", explainListenErr(err, r.spec.Listeners))
+		}
+		select {
+		case <-r.ctx.Done():
+		case <-time.After(listenRetry):
+		}
+		oh, err = wasi.NewOSHostAdopting(cfg, r.log, a)
+	}
 	if err != nil {
 		return nil, explainListenErr(err, r.spec.Listeners)
 	}

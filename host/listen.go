@@ -49,11 +49,30 @@ func (h *Host) guardListener(addr string, ln net.Listener, peers []string) error
 		// just killed (the fence of another of its VMs killed it while
 		// frozen) whose descriptors the kernel is still releasing.
 		if !orphans || time.Now().After(deadline) {
-			return fmt.Errorf("listen address %s is taken: %s listens there too, and would get some of the VM's clients", addr, taken)
+			return fmt.Errorf("%w: %s listens there too, and would get some of the VM's clients", &takenError{addr}, taken)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// takenError is a VM's listen address that someone else listens on.
+type takenError struct{ addr string }
+
+func (e *takenError) Error() string { return "listen address " + e.addr + " is taken" }
+
+// listenTaken reports whether err is a VM's listen address in use by
+// someone else, which may be over soon.
+func listenTaken(err error) bool {
+	var t *takenError
+	return errors.As(err, &t) || errors.Is(err, syscall.EADDRINUSE)
+}
+
+const (
+	// listenWait is how long a go-live waits for its listen address to be
+	// free before it fails, and listenRetry how often it tries again.
+	listenWait  = 30 * time.Second
+	listenRetry = 250 * time.Millisecond
+)
 
 // orphanWait is how long a go-live waits for a socket on its address that
 // no process holds to go away.

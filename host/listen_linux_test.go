@@ -56,22 +56,33 @@ func TestListenAddressTakenAtStart(t *testing.T) {
 
 // TestListenAddressTakenAtGoLive: a program that joined the VM's address
 // while its primary served it is found when the backup goes live, which
-// refuses to share the address rather than split the clients.
+// refuses to share the address rather than split the clients; it waits
+// for the address, saying who holds it, and goes live once the program
+// has left, with the VM's state intact.
 func TestListenAddressTakenAtGoLive(t *testing.T) {
 	c := newCluster(t)
 	addr := counterPair(t, c, false)
-	if got := get(t, addr, 10*time.Second); got != 0 {
-		t.Fatalf("get = %d, want 0", got)
+	get(t, addr, 10*time.Second)
+	cc := &counterClient{lineClient{addr: addr}}
+	if got, err := cc.do("inc", 10*time.Second); err != nil || got != 1 {
+		t.Fatalf("inc = %d, %v; want 1", got, err)
 	}
+	cc.close()
 	ln, err := host.ReusePortListen(addr)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer ln.Close()
 	c.signal("h1", syscall.SIGKILL)
-	why := c.waitFailed("counter", "h2")
-	if !strings.Contains(why, addr+" is taken") {
-		t.Fatalf("failed with %q; want the address taken", why)
+	c.waitFor(30*time.Second, "h2 waiting for the address", func() bool {
+		return strings.Contains(grepLines(c.hosts["h2"].logs.String(), "go-live waits"), addr+" is taken")
+	})
+	if st := c.status("counter", "h2"); st.State == "running" && st.Role == "alone" {
+		t.Fatalf("h2 went live sharing the address with a stranger: %+v", st)
+	}
+	ln.Close()
+	if got := get(t, addr, 30*time.Second); got != 1 {
+		t.Fatalf("get = %d after the go-live, want 1", got)
 	}
 }
 
