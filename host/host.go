@@ -518,6 +518,16 @@ func (h *Host) scanVM(ctx context.Context, name string, hosts []HostState) {
 		if r != nil && !r.finished() {
 			r.shutdown("stopped", true)
 		}
+		if r != nil {
+			// Its last status is written (drive's last word): nothing
+			// of it need stay, its memory least of all.
+			h.mu.Lock()
+			if h.runners[name] == r {
+				delete(h.runners, name)
+			}
+			h.mu.Unlock()
+			h.metrics.forget(name)
+		}
 		return
 	}
 	owner, ok, err := h.dir.Latest(name)

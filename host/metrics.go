@@ -88,6 +88,23 @@ func (m *hostMetrics) watch(vm string, gate *vmm.Gate, buf *logBuffer) {
 	buf.observeRTT(func(d time.Duration) { rtt.Observe(d.Seconds()) })
 }
 
+// forget drops what the metrics hold of vm: it was stopped, and its
+// runner is gone.
+func (m *hostMetrics) forget(vm string) {
+	if m == nil {
+		return
+	}
+	m.outputDelay.DeleteLabelValues(vm)
+	m.logRTT.DeleteLabelValues(vm)
+	m.mu.Lock()
+	for k := range m.events {
+		if k.vm == vm {
+			delete(m.events, k)
+		}
+	}
+	m.mu.Unlock()
+}
+
 // event counts an event of the history.
 func (m *hostMetrics) event(vm, kind string) {
 	if m == nil {

@@ -144,6 +144,24 @@ func TestMetricsOfAFailover(t *testing.T) {
 	if _, ok := got[`ftvm_vm_role{role="backup",vm="counter"}`]; ok {
 		t.Errorf("h2 still reports the backup role")
 	}
+
+	// Stopped, the VM leaves the host: none of its series stays.
+	if err := host.StopVM(c.store, "counter"); err != nil {
+		t.Fatal(err)
+	}
+	c.waitMetrics("h2", map[string]float64{`ftvm_host_vms`: 0})
+	c.waitFor(30*time.Second, "the stopped vm's series gone", func() bool {
+		got, err := c.scrape("h2")
+		if err != nil {
+			return false
+		}
+		for k := range got {
+			if strings.Contains(k, `vm="counter"`) {
+				return false
+			}
+		}
+		return true
+	})
 }
 
 // TestMetricsLint: a host's registry is its own (two hosts in a process
