@@ -145,6 +145,16 @@ func vmStatesOf(dir storage.Store, now time.Time, hosts []HostState, names []str
 		if vs.Hosts, err = dir.Statuses(name); err != nil {
 			return nil, err
 		}
+		if ok && owner.Generation > 1 && !slices.ContainsFunc(vs.Hosts, func(st storage.VMStatus) bool {
+			return st.Host == owner.Host && st.Generation == owner.Generation
+		}) && slices.ContainsFunc(vs.Hosts, func(st storage.VMStatus) bool {
+			return st.Host == owner.Host && st.Generation == owner.Generation-1 && st.Role == "backup" && st.State == "running"
+		}) {
+			// Its backup won the generation and has not written its
+			// status as the primary yet: a host taking VMs over writes
+			// statuses last (see takingOver).
+			vs.State = "going live"
+		}
 		for _, st := range vs.Hosts {
 			if st.Host != vs.Primary || st.Generation != vs.Generation {
 				continue

@@ -89,6 +89,20 @@ func TestStateWhileGoingLive(t *testing.T) {
 	if err != nil || len(vms) != 1 || vms[0].State != "going live" {
 		t.Fatalf("VMs() = %+v, %v; want a going live", vms, err)
 	}
+
+	// Before it wrote a status in the new generation at all (a host
+	// taking VMs over writes them last): its status as the backup of
+	// the generation before says where it stands.
+	if won, _, err := dir.Claim("a", storage.Owner{Generation: 3, Host: "h1", Role: "primary"}); err != nil || !won {
+		t.Fatalf("claim: %v %v", won, err)
+	}
+	if err := dir.PutStatus(storage.VMStatus{VM: "a", Host: "h1", Generation: 2, Role: "backup", State: "running", Updated: now}); err != nil {
+		t.Fatal(err)
+	}
+	vms, err = host.VMs(dir, now)
+	if err != nil || len(vms) != 1 || vms[0].State != "going live" {
+		t.Fatalf("VMs() = %+v, %v; want a going live, its status as the primary not written yet", vms, err)
+	}
 }
 
 // TestConcurrentStartsOfOneVM: starts of one VM at the same time, each
