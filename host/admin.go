@@ -519,6 +519,12 @@ func placeVM(dir storage.Store, now time.Time, hosts []HostState, load map[strin
 		if draining > 0 {
 			return "", fmt.Errorf("need two live hosts that are not draining, have %d (%d more draining: ftvm drain --undo HOST, or run ftvm host on another)", len(cands), draining)
 		}
+		switch len(cands) {
+		case 0:
+			return "", errors.New("need two live hosts, have none: start ftvm host on two machines (or two on this one) with this shared storage")
+		case 1:
+			return "", fmt.Errorf("need two live hosts, have only %s: run ftvm host on another", cands[0])
+		}
 		return "", fmt.Errorf("need two live hosts, have %d (run ftvm host on another)", len(cands))
 	}
 	prev, hadPrev, err := dir.Latest(spec.Name)

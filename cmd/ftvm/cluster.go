@@ -327,8 +327,12 @@ func runStart(ctx context.Context, env *cmdEnv, args []string) int {
 			return 2
 		}
 	}
-	if *shared == "" || *name == "" && *each == "" {
+	switch {
+	case *shared == "":
 		fs.Usage()
+		return 2
+	case *name == "" && *each == "":
+		fmt.Fprintln(env.stderr, "ftvm start: --name NAME is required: the name the VM is known by (in ftvm status, stop, move)")
 		return 2
 	}
 	var batch []host.Start
