@@ -2,7 +2,10 @@ package host
 
 import (
 	"context"
+	"slices"
 	"sync"
+	"sync/atomic"
+	"time"
 )
 
 // cpuGate hands a host's processors to its guests in turn (vmm.CPU): at
@@ -11,24 +14,41 @@ import (
 // goroutines (heartbeats, logging channels, the pulse) wait behind at
 // most n guests, not behind every busy one; and the turns go round, so
 // each busy guest gets its share.
+//
+// A guest that waited for something (a request, a timer) since its last
+// turn goes before those that compute without pause (see cpuShare), as an
+// operating system's scheduler favours a thread that slept: a hundred
+// idle services with a few busy ones beside them answer in a turn, not
+// after every busy guest had a slice of the processors. A guest that
+// computes on uses its slices back to back and waits with the busy ones.
 type cpuGate struct {
-	mu      sync.Mutex
-	free    int
-	waiting []chan struct{} // oldest first; closed when handed a turn
+	mu   sync.Mutex
+	free int
+	// woke and busy wait, oldest first, each turn closed when handed
+	// one; woke goes first.
+	woke, busy []chan struct{}
 }
 
 func newCPUGate(n int) *cpuGate { return &cpuGate{free: max(n, 1)} }
 
-// Acquire waits for a turn, or until ctx is done.
-func (g *cpuGate) Acquire(ctx context.Context) error {
+// Acquire waits for a turn among the busy, or until ctx is done.
+func (g *cpuGate) Acquire(ctx context.Context) error { return g.acquire(ctx, false) }
+
+// acquire waits for a turn, among the guests that woke (those served
+// first) or the busy, or until ctx is done.
+func (g *cpuGate) acquire(ctx context.Context, woke bool) error {
 	g.mu.Lock()
-	if g.free > 0 && len(g.waiting) == 0 {
+	if g.free > 0 && len(g.woke)+len(g.busy) == 0 {
 		g.free--
 		g.mu.Unlock()
 		return nil
 	}
 	turn := make(chan struct{})
-	g.waiting = append(g.waiting, turn)
+	q := &g.busy
+	if woke {
+		q = &g.woke
+	}
+	*q = append(*q, turn)
 	g.mu.Unlock()
 	select {
 	case <-turn:
@@ -36,12 +56,10 @@ func (g *cpuGate) Acquire(ctx context.Context) error {
 	case <-ctx.Done():
 	}
 	g.mu.Lock()
-	for i, w := range g.waiting {
-		if w == turn {
-			g.waiting = append(g.waiting[:i], g.waiting[i+1:]...)
-			g.mu.Unlock()
-			return ctx.Err()
-		}
+	if i := slices.Index(*q, turn); i >= 0 {
+		*q = slices.Delete(*q, i, i+1)
+		g.mu.Unlock()
+		return ctx.Err()
 	}
 	g.mu.Unlock()
 	// Handed a turn as ctx ended: pass it on.
@@ -49,22 +67,53 @@ func (g *cpuGate) Acquire(ctx context.Context) error {
 	return ctx.Err()
 }
 
-// Release ends a turn: the oldest waiter's comes.
+// Release ends a turn: the oldest waiter's that woke comes, or else the
+// oldest busy one's.
 func (g *cpuGate) Release() {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if len(g.waiting) == 0 {
+	q := &g.woke
+	if len(g.woke) == 0 {
+		q = &g.busy
+	}
+	if len(*q) == 0 {
 		g.free++
 		return
 	}
-	close(g.waiting[0])
-	g.waiting[0] = nil
-	g.waiting = g.waiting[1:]
+	close((*q)[0])
+	(*q)[0] = nil
+	*q = (*q)[1:]
+}
+
+// wokeAfter is how long a guest must have been off the processors since
+// its last turn to count as one that waited for something: a guest that
+// computes on is back within the few microseconds a host call takes.
+const wokeAfter = time.Millisecond
+
+// cpuShare is one guest's use of the gate (its vmm.CPU): it tells the
+// gate whether the guest waited since its last turn.
+type cpuShare struct {
+	g *cpuGate
+	// released is when its last turn ended (UnixNano; 0 before the
+	// first).
+	released atomic.Int64
+}
+
+func (g *cpuGate) share() *cpuShare { return &cpuShare{g: g} }
+
+func (s *cpuShare) Acquire(ctx context.Context) error {
+	last := s.released.Load()
+	return s.g.acquire(ctx, last == 0 || time.Since(time.Unix(0, last)) >= wokeAfter)
+}
+
+func (s *cpuShare) Release() {
+	s.released.Store(time.Now().UnixNano())
+	s.g.Release()
 }
 
 // queued returns how many guests wait for a turn.
 func (g *cpuGate) queued() int {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	return len(g.waiting)
+	return len(g.woke) + len(g.busy)
 }

@@ -117,3 +117,89 @@ func TestCPUGateCancelledWaiter(t *testing.T) {
 		}
 	}
 }
+
+// A guest that waited since its last turn goes before the busy ones that
+// queued first; among each kind, turns go in order.
+func TestCPUGateServesWokenGuestsFirst(t *testing.T) {
+	g := newCPUGate(1)
+	if err := g.Acquire(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	order := make(chan string, 4)
+	queue := func(name string, woke bool) {
+		n := g.queued()
+		go func() {
+			if err := g.acquire(context.Background(), woke); err != nil {
+				t.Error(err)
+				return
+			}
+			order <- name
+			g.Release()
+		}()
+		for g.queued() != n+1 {
+			time.Sleep(time.Millisecond)
+		}
+	}
+	queue("busy1", false)
+	queue("busy2", false)
+	queue("woke1", true)
+	queue("woke2", true)
+	g.Release()
+	for _, want := range []string{"woke1", "woke2", "busy1", "busy2"} {
+		if got := <-order; got != want {
+			t.Fatalf("turn went to %s, want %s", got, want)
+		}
+	}
+	if g.free != 1 {
+		t.Fatalf("%d turns free after all ended, want 1", g.free)
+	}
+}
+
+// A share counts as woken at its first turn and after a pause, and as
+// busy when it asks again right after its turn.
+func TestCPUShareTellsWhetherItsGuestWaited(t *testing.T) {
+	g := newCPUGate(1)
+	s := g.share()
+	hold := func() {
+		if err := g.Acquire(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	queuedAs := func() string {
+		hold()
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			if err := s.Acquire(context.Background()); err != nil {
+				t.Error(err)
+				return
+			}
+			s.Release()
+		}()
+		for g.queued() != 1 {
+			time.Sleep(10 * time.Microsecond)
+		}
+		g.mu.Lock()
+		kind := "busy"
+		if len(g.woke) == 1 {
+			kind = "woke"
+		}
+		g.mu.Unlock()
+		g.Release()
+		<-done
+		return kind
+	}
+	if k := queuedAs(); k != "woke" {
+		t.Errorf("first turn asked as %s, want woke", k)
+	}
+	// Right after its turn ended: busy. (Its release is put ahead of the
+	// clock, so that a slow machine cannot make the ask come late.)
+	s.released.Store(time.Now().Add(time.Hour).UnixNano())
+	if k := queuedAs(); k != "busy" {
+		t.Errorf("a turn asked for right after the last: %s, want busy", k)
+	}
+	s.released.Store(time.Now().Add(-10 * wokeAfter).UnixNano())
+	if k := queuedAs(); k != "woke" {
+		t.Errorf("a turn asked for after a pause: %s, want woke", k)
+	}
+}

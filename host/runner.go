@@ -564,7 +564,7 @@ func (r *runner) waitVM() {
 
 // vmConfig completes a side's VM configuration with what the host adds.
 func (r *runner) vmConfig(cfg vmm.Config) vmm.Config {
-	cfg.Slice, cfg.Logger, cfg.CPU = chunk, r.log, r.h.cpu
+	cfg.Slice, cfg.Logger, cfg.CPU = chunk, r.log, r.h.cpu.share()
 	cfg.SessionInput = r.sessionInput
 	if r.h.cfg.Profiles != "" {
 		cfg.ProfilePeriod = vmm.DefaultProfilePeriod
