@@ -62,6 +62,8 @@ type backupSide struct {
 	// pairWith is the backup this side goes live paired with (a
 	// switchover's: the old primary), set before the log ends.
 	pairWith atomic.Pointer[string]
+	// cpu is the replaying VM's share of the host's processors.
+	cpu *cpuShare
 }
 
 // advance records that the replay reached pos, waking an idle ackLoop:
@@ -124,8 +126,11 @@ func (r *runner) newBackupSide(src *vmm.LiveSource) *backupSide {
 // vmConfig is the configuration of the backup's replaying VM: it keeps
 // its sessions' output for their clients.
 func (b *backupSide) vmConfig() vmm.Config {
-	return b.r.vmConfig(vmm.Config{WASI: b.wasiConfig(), Replay: trackedSource{b.src, b},
+	cfg := b.r.vmConfig(vmm.Config{WASI: b.wasiConfig(), Replay: trackedSource{b.src, b},
 		SessionOutput: b.kept.output, SessionClosed: b.kept.closed})
+	b.cpu = cfg.CPU.(*cpuShare)
+	b.cpu.replay.Store(true)
+	return cfg
 }
 
 // wasiConfig is the guest's system configuration for the backup: a backup
@@ -312,6 +317,9 @@ func (b *backupSide) goLive() *primarySide {
 		b.vm.Close()
 		return nil
 	}
+	// Its guest's own computation from here: its turns are weighed by
+	// its use like any other's.
+	b.cpu.replay.Store(false)
 	if pairWith != "" && r.h.fp.CrashOn("switched") {
 		crash()
 	}

@@ -1,63 +1,95 @@
 package host
 
 import (
+	"container/heap"
 	"context"
-	"slices"
+	"math"
 	"sync"
 	"sync/atomic"
 	"time"
 )
 
 // cpuGate hands a host's processors to its guests in turn (vmm.CPU): at
-// most n guests compute at once, and the others wait in the order they
-// asked. Waiting guests are not runnable goroutines, so the host's own
-// goroutines (heartbeats, logging channels, the pulse) wait behind at
-// most n guests, not behind every busy one; and the turns go round, so
-// each busy guest gets its share.
+// most n guests compute at once, and the others wait. Waiting guests are
+// not runnable goroutines, so the host's own goroutines (heartbeats,
+// logging channels, the pulse) wait behind at most n guests, not behind
+// every busy one.
 //
-// A guest that waited for something (a request, a timer) since its last
-// turn goes before those that compute without pause (see cpuShare), as an
-// operating system's scheduler favours a thread that slept: a hundred
-// idle services with a few busy ones beside them answer in a turn, not
-// after every busy guest had a slice of the processors. A guest that
-// computes on uses its slices back to back and waits with the busy ones.
+// The next turn goes to the waiting guest that used the processors least
+// lately (its use decays by half every useHalfLife), as a fair-share
+// scheduler does: busy guests take turns with each other, and a guest that
+// mostly waits for requests, which has used next to nothing, goes before
+// them all. A hundred idle services beside a few busy ones then answer
+// after at most the slices in progress, not after every busy guest's next
+// slice, and for each of the several host calls a request takes.
 type cpuGate struct {
-	mu   sync.Mutex
-	free int
-	// woke and busy wait, oldest first, each turn closed when handed
-	// one; woke goes first.
-	woke, busy []chan struct{}
+	mu      sync.Mutex
+	free    int
+	waiting waitHeap
+	seq     uint64 // arrivals, to keep equal uses in order
 }
 
 func newCPUGate(n int) *cpuGate { return &cpuGate{free: max(n, 1)} }
 
-// Acquire waits for a turn among the busy, or until ctx is done.
-func (g *cpuGate) Acquire(ctx context.Context) error { return g.acquire(ctx, false) }
+// waiter is a guest waiting for a turn: turn is closed when it is handed
+// one.
+type waiter struct {
+	turn  chan struct{}
+	use   float64 // its decayed use when it asked
+	seq   uint64
+	index int
+}
 
-// acquire waits for a turn, among the guests that woke (those served
-// first) or the busy, or until ctx is done.
-func (g *cpuGate) acquire(ctx context.Context, woke bool) error {
+// waitHeap orders the waiters by use, then by arrival.
+type waitHeap []*waiter
+
+func (h waitHeap) Len() int { return len(h) }
+func (h waitHeap) Less(i, j int) bool {
+	return h[i].use < h[j].use || h[i].use == h[j].use && h[i].seq < h[j].seq
+}
+func (h waitHeap) Swap(i, j int) {
+	h[i], h[j] = h[j], h[i]
+	h[i].index, h[j].index = i, j
+}
+func (h *waitHeap) Push(x any) {
+	w := x.(*waiter)
+	w.index = len(*h)
+	*h = append(*h, w)
+}
+func (h *waitHeap) Pop() any {
+	old := *h
+	w := old[len(old)-1]
+	old[len(old)-1] = nil
+	*h = old[:len(old)-1]
+	w.index = -1
+	return w
+}
+
+// Acquire waits for a turn as a guest that has used nothing lately, or
+// until ctx is done.
+func (g *cpuGate) Acquire(ctx context.Context) error { return g.acquire(ctx, 0) }
+
+// acquire waits for a turn for a guest whose decayed use is use, or until
+// ctx is done.
+func (g *cpuGate) acquire(ctx context.Context, use float64) error {
 	g.mu.Lock()
-	if g.free > 0 && len(g.woke)+len(g.busy) == 0 {
+	if g.free > 0 && len(g.waiting) == 0 {
 		g.free--
 		g.mu.Unlock()
 		return nil
 	}
-	turn := make(chan struct{})
-	q := &g.busy
-	if woke {
-		q = &g.woke
-	}
-	*q = append(*q, turn)
+	g.seq++
+	w := &waiter{turn: make(chan struct{}), use: use, seq: g.seq}
+	heap.Push(&g.waiting, w)
 	g.mu.Unlock()
 	select {
-	case <-turn:
+	case <-w.turn:
 		return nil
 	case <-ctx.Done():
 	}
 	g.mu.Lock()
-	if i := slices.Index(*q, turn); i >= 0 {
-		*q = slices.Delete(*q, i, i+1)
+	if w.index >= 0 {
+		heap.Remove(&g.waiting, w.index)
 		g.mu.Unlock()
 		return ctx.Err()
 	}
@@ -67,53 +99,76 @@ func (g *cpuGate) acquire(ctx context.Context, woke bool) error {
 	return ctx.Err()
 }
 
-// Release ends a turn: the oldest waiter's that woke comes, or else the
-// oldest busy one's.
+// Release ends a turn: the waiter that used least lately gets the next.
 func (g *cpuGate) Release() {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	q := &g.woke
-	if len(g.woke) == 0 {
-		q = &g.busy
-	}
-	if len(*q) == 0 {
+	if len(g.waiting) == 0 {
 		g.free++
 		return
 	}
-	close((*q)[0])
-	(*q)[0] = nil
-	*q = (*q)[1:]
-}
-
-// wokeAfter is how long a guest must have been off the processors since
-// its last turn to count as one that waited for something: a guest that
-// computes on is back within the few microseconds a host call takes.
-const wokeAfter = time.Millisecond
-
-// cpuShare is one guest's use of the gate (its vmm.CPU): it tells the
-// gate whether the guest waited since its last turn.
-type cpuShare struct {
-	g *cpuGate
-	// released is when its last turn ended (UnixNano; 0 before the
-	// first).
-	released atomic.Int64
-}
-
-func (g *cpuGate) share() *cpuShare { return &cpuShare{g: g} }
-
-func (s *cpuShare) Acquire(ctx context.Context) error {
-	last := s.released.Load()
-	return s.g.acquire(ctx, last == 0 || time.Since(time.Unix(0, last)) >= wokeAfter)
-}
-
-func (s *cpuShare) Release() {
-	s.released.Store(time.Now().UnixNano())
-	s.g.Release()
+	close(heap.Pop(&g.waiting).(*waiter).turn)
 }
 
 // queued returns how many guests wait for a turn.
 func (g *cpuGate) queued() int {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	return len(g.woke) + len(g.busy)
+	return len(g.waiting)
+}
+
+// useHalfLife is how fast a guest's use of the processors is forgotten:
+// a guest busy a second ago and idle since counts as idle.
+const useHalfLife = 100 * time.Millisecond
+
+// cpuShare is one guest's use of the gate (its vmm.CPU): it measures the
+// guest's turns, and asks for each with its use so far. One guest asks
+// for one turn at a time.
+//
+// A backup's replay asks as one that used nothing: its turns are short
+// (replayChunk), it computes only what its primary computed before, and
+// one that trails holds its primary back (the lag bound), so weighing its
+// catching up by its use would keep it trailing for good.
+type cpuShare struct {
+	g      *cpuGate
+	replay atomic.Bool
+	mu     sync.Mutex
+	// use is the guest's processor time in seconds, decayed, as of at.
+	use   float64
+	at    time.Time
+	start time.Time // when the current turn began
+}
+
+func (g *cpuGate) share() *cpuShare { return &cpuShare{g: g} }
+
+// decayed returns the share's use as of now. s.mu is held.
+func (s *cpuShare) decayed(now time.Time) float64 {
+	if s.use == 0 {
+		return 0
+	}
+	return s.use * math.Exp2(-float64(now.Sub(s.at))/float64(useHalfLife))
+}
+
+func (s *cpuShare) Acquire(ctx context.Context) error {
+	s.mu.Lock()
+	use := s.decayed(time.Now())
+	s.mu.Unlock()
+	if s.replay.Load() {
+		use = 0
+	}
+	if err := s.g.acquire(ctx, use); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	s.start = time.Now()
+	s.mu.Unlock()
+	return nil
+}
+
+func (s *cpuShare) Release() {
+	now := time.Now()
+	s.mu.Lock()
+	s.use, s.at = s.decayed(now)+now.Sub(s.start).Seconds(), now
+	s.mu.Unlock()
+	s.g.Release()
 }

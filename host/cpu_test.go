@@ -118,18 +118,18 @@ func TestCPUGateCancelledWaiter(t *testing.T) {
 	}
 }
 
-// A guest that waited since its last turn goes before the busy ones that
-// queued first; among each kind, turns go in order.
-func TestCPUGateServesWokenGuestsFirst(t *testing.T) {
+// The next turn goes to the waiter that used the processors least lately;
+// among equal uses, to the first that asked.
+func TestCPUGateServesTheLeastUsedFirst(t *testing.T) {
 	g := newCPUGate(1)
 	if err := g.Acquire(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	order := make(chan string, 4)
-	queue := func(name string, woke bool) {
+	order := make(chan string, 5)
+	queue := func(name string, use float64) {
 		n := g.queued()
 		go func() {
-			if err := g.acquire(context.Background(), woke); err != nil {
+			if err := g.acquire(context.Background(), use); err != nil {
 				t.Error(err)
 				return
 			}
@@ -140,12 +140,13 @@ func TestCPUGateServesWokenGuestsFirst(t *testing.T) {
 			time.Sleep(time.Millisecond)
 		}
 	}
-	queue("busy1", false)
-	queue("busy2", false)
-	queue("woke1", true)
-	queue("woke2", true)
+	queue("busy1", 0.5)
+	queue("busier", 0.9)
+	queue("busy2", 0.5)
+	queue("idle1", 0)
+	queue("idle2", 0)
 	g.Release()
-	for _, want := range []string{"woke1", "woke2", "busy1", "busy2"} {
+	for _, want := range []string{"idle1", "idle2", "busy1", "busy2", "busier"} {
 		if got := <-order; got != want {
 			t.Fatalf("turn went to %s, want %s", got, want)
 		}
@@ -155,51 +156,29 @@ func TestCPUGateServesWokenGuestsFirst(t *testing.T) {
 	}
 }
 
-// A share counts as woken at its first turn and after a pause, and as
-// busy when it asks again right after its turn.
-func TestCPUShareTellsWhetherItsGuestWaited(t *testing.T) {
+// A share's use grows with the time it holds its turns and halves every
+// useHalfLife it does not.
+func TestCPUShareMeasuresUse(t *testing.T) {
 	g := newCPUGate(1)
 	s := g.share()
-	hold := func() {
-		if err := g.Acquire(context.Background()); err != nil {
-			t.Fatal(err)
-		}
+	if err := s.Acquire(context.Background()); err != nil {
+		t.Fatal(err)
 	}
-	queuedAs := func() string {
-		hold()
-		done := make(chan struct{})
-		go func() {
-			defer close(done)
-			if err := s.Acquire(context.Background()); err != nil {
-				t.Error(err)
-				return
-			}
-			s.Release()
-		}()
-		for g.queued() != 1 {
-			time.Sleep(10 * time.Microsecond)
-		}
-		g.mu.Lock()
-		kind := "busy"
-		if len(g.woke) == 1 {
-			kind = "woke"
-		}
-		g.mu.Unlock()
-		g.Release()
-		<-done
-		return kind
+	s.mu.Lock()
+	s.start = s.start.Add(-50 * time.Millisecond) // a turn of 50 ms at least
+	s.mu.Unlock()
+	s.Release()
+	s.mu.Lock()
+	use := s.use
+	later := s.decayed(s.at.Add(2 * useHalfLife))
+	s.mu.Unlock()
+	if use < 0.05 || use > 10 {
+		t.Fatalf("use after a 50 ms turn: %v s", use)
 	}
-	if k := queuedAs(); k != "woke" {
-		t.Errorf("first turn asked as %s, want woke", k)
+	if want := use / 4; later < want*0.99 || later > want*1.01 {
+		t.Fatalf("use two half-lives later: %v, want %v", later, want)
 	}
-	// Right after its turn ended: busy. (Its release is put ahead of the
-	// clock, so that a slow machine cannot make the ask come late.)
-	s.released.Store(time.Now().Add(time.Hour).UnixNano())
-	if k := queuedAs(); k != "busy" {
-		t.Errorf("a turn asked for right after the last: %s, want busy", k)
-	}
-	s.released.Store(time.Now().Add(-10 * wokeAfter).UnixNano())
-	if k := queuedAs(); k != "woke" {
-		t.Errorf("a turn asked for after a pause: %s, want woke", k)
+	if g.free != 1 || g.queued() != 0 {
+		t.Fatalf("after the turn: %d free, %d waiting", g.free, g.queued())
 	}
 }
