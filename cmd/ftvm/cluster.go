@@ -466,8 +466,10 @@ func runStop(ctx context.Context, env *cmdEnv, args []string) int {
 	fs.SetOutput(env.stderr)
 	sf := addStoreFlags(fs)
 	shared := &sf.resolved
-	name := fs.String("name", "", "the VM's `NAME` (required)")
-	fs.Usage = usageFunc(fs, env.stderr, "stop --shared DIR --name VM", "Stops a VM on both its hosts.")
+	var names listFlag
+	fs.Var(&names, "name", "the VM's `NAME` (repeatable)")
+	all := fs.Bool("all", false, "stop every VM that is not stopped")
+	fs.Usage = usageFunc(fs, env.stderr, "stop --shared DIR --name VM [--name VM...] | --all", "Stops VMs on both their hosts.")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -475,24 +477,55 @@ func runStop(ctx context.Context, env *cmdEnv, args []string) int {
 		fmt.Fprintf(env.stderr, "ftvm %s: %v\n", fs.Name(), err)
 		return 2
 	}
-	if *shared == "" || *name == "" {
+	switch {
+	case *shared == "":
 		fs.Usage()
+		return 2
+	case len(names) == 0 && !*all:
+		fmt.Fprintln(env.stderr, "ftvm stop: name the VMs to stop (--name VM, repeatable), or --all")
+		return 2
+	case len(names) > 0 && *all:
+		fmt.Fprintln(env.stderr, "ftvm stop: --name or --all, not both")
+		return 2
+	case fs.NArg() > 0:
+		fmt.Fprintf(env.stderr, "ftvm stop: unexpected arguments %q (each VM takes its own --name)\n", fs.Args())
 		return 2
 	}
 	dir, _, err := sf.open(false)
-	if err == nil {
-		err = host.StopVM(dir, *name)
-	}
-	if errors.Is(err, host.ErrAlreadyStopped) {
-		fmt.Fprintf(env.stdout, "vm %s: already stopped\n", *name)
-		return 0
-	}
 	if err != nil {
 		fmt.Fprintf(env.stderr, "ftvm stop: %v\n", err)
 		return 1
 	}
-	fmt.Fprintf(env.stdout, "vm %s: stopping\n", *name)
-	return 0
+	if *all {
+		vms, err := host.VMs(dir, time.Now())
+		if err != nil {
+			fmt.Fprintf(env.stderr, "ftvm stop: %v\n", err)
+			return 1
+		}
+		for _, v := range vms {
+			if v.State != "stopped" {
+				names = append(names, v.Name)
+			}
+		}
+		if len(names) == 0 {
+			fmt.Fprintln(env.stdout, "no vm to stop")
+			return 0
+		}
+	}
+	code := 0
+	for _, name := range names {
+		err := host.StopVM(dir, name)
+		switch {
+		case errors.Is(err, host.ErrAlreadyStopped):
+			fmt.Fprintf(env.stdout, "vm %s: already stopped\n", name)
+		case err != nil:
+			fmt.Fprintf(env.stderr, "ftvm stop: %v\n", err)
+			code = 1
+		default:
+			fmt.Fprintf(env.stdout, "vm %s: stopping\n", name)
+		}
+	}
+	return code
 }
 
 // clusterStatus is ftvm status --json.

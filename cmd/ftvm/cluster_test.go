@@ -179,7 +179,17 @@ func TestStartStatusStopFailpointCLI(t *testing.T) {
 	if got := counterRequest(t, addr, "get"); got != "0" {
 		t.Fatalf("get after restart: %q", got)
 	}
-	ftvm(t, "", "stop", "--shared", shared, "--name", "c")
+	for _, bad := range [][]string{{}, {"--all", "--name", "c"}, {"c"}} {
+		if code, _, errs := ftvm(t, "", append([]string{"stop", "--shared", shared}, bad...)...); code != 2 || !strings.Contains(errs, "ftvm stop:") {
+			t.Errorf("stop %q: status %d, %q; want 2 and what is wrong", bad, code, errs)
+		}
+	}
+	if code, out, errs := ftvm(t, "", "stop", "--shared", shared, "--all"); code != 0 || !strings.Contains(out, "vm c: stopping") {
+		t.Fatalf("stop --all: %d %s%s", code, out, errs)
+	}
+	if code, out, errs := ftvm(t, "", "stop", "--shared", shared, "--name", "c", "--name", "nosuch"); code != 1 || !strings.Contains(out, "vm c: already stopped") || !strings.Contains(errs, "nosuch") {
+		t.Fatalf("stop of c and of no such vm: %d %s%s; want 1, c already stopped and nosuch refused", code, out, errs)
+	}
 }
 
 // TestRunEmbeddedDefault runs the README's main command as a real process:
