@@ -262,4 +262,12 @@ func TestClusterCommandsOnMissingThings(t *testing.T) {
 	if code, _, errs := ftvm(t, "", "host", "--shared", shared, "--name", "a", "--pprof"); code != 2 || !strings.Contains(errs, "--pprof serves on the --http address") {
 		t.Fatalf("host --pprof without --http: %d %q", code, errs)
 	}
+	if code, out, errs := ftvm(t, "", "rebalance", "--shared", shared); code != 0 || !strings.Contains(out, "nothing to move") {
+		t.Fatalf("rebalance of an empty cluster: %d %q %q", code, out, errs)
+	}
+	for _, bad := range [][]string{{"--parallel", "0"}, {"extra"}} {
+		if code, _, errs := ftvm(t, "", append([]string{"rebalance", "--shared", shared}, bad...)...); code != 2 || !strings.Contains(errs, "ftvm rebalance:") {
+			t.Errorf("rebalance %q: %d %q; want 2 and what is wrong", bad, code, errs)
+		}
+	}
 }

@@ -51,6 +51,7 @@ func commands() map[string]command {
 		"proxy":     {"a local gateway whose clients' connections survive failovers (sessions)", runProxy},
 		"where":     {"print where a VM's listeners are served now (its primary's addresses)", runWhere},
 		"drain":     {"move every VM off a host for maintenance", runDrain},
+		"rebalance": {"even out the VMs among the hosts after failures or new hosts", runRebalance},
 		"failpoint": {"show or set a running host's failpoints (tests)", runFailpoint},
 		"record":    {"run a guest and write its event log", runRecord},
 		"replay":    {"re-execute a guest from its event log", runReplay},
