@@ -16,6 +16,7 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+	"unicode"
 
 	"ftvm/ft"
 	"ftvm/host"
@@ -90,6 +91,10 @@ func runHost(ctx context.Context, env *cmdEnv, args []string) int {
 	}
 	if *shared == "" || *name == "" || fs.NArg() != 0 {
 		fs.Usage()
+		return 2
+	}
+	if err := checkNewName("host", *name); err != nil {
+		fmt.Fprintf(env.stderr, "ftvm host: %v\n", err)
 		return 2
 	}
 	var level slog.Level
@@ -253,9 +258,22 @@ func checkModule(argv0 string, mod []byte) error {
 	return nil
 }
 
+// checkNewName checks the name of a VM or host about to be created: a
+// name the storage takes, without white space, which would make it two
+// words in every table, log line and shell command that names it.
+func checkNewName(kind, name string) error {
+	if err := storage.CheckName(kind, name); err != nil {
+		return err
+	}
+	if strings.ContainsFunc(name, unicode.IsSpace) {
+		return fmt.Errorf("invalid %s name %q: it holds white space", kind, name)
+	}
+	return nil
+}
+
 // describe describes the VM running a module that compiles.
 func (f *vmFlags) describe(name, argv0 string, mod []byte, args []string) (storage.VMSpec, []byte, error) {
-	if err := storage.CheckName("vm", name); err != nil {
+	if err := checkNewName("vm", name); err != nil {
 		return storage.VMSpec{}, nil, err
 	}
 	for _, kv := range f.env {

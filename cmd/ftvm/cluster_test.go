@@ -262,6 +262,14 @@ func TestClusterCommandsOnMissingThings(t *testing.T) {
 	if code, _, errs := ftvm(t, "", "host", "--shared", shared, "--name", "a", "--pprof"); code != 2 || !strings.Contains(errs, "--pprof serves on the --http address") {
 		t.Fatalf("host --pprof without --http: %d %q", code, errs)
 	}
+	if code, _, errs := ftvm(t, "", "host", "--shared", shared, "--name", "h 1"); code != 2 || !strings.Contains(errs, "white space") {
+		t.Errorf("host named with a space: %d %q", code, errs)
+	}
+	for _, name := range []string{"a b", "tab\there", "new\nline", strings.Repeat("x", 129)} {
+		if code, _, errs := ftvm(t, "", "start", "--shared", shared, "--name", name, guestFile(t, "ft-counter")); code == 0 || !strings.Contains(errs, "invalid vm name") {
+			t.Errorf("start of a vm named %q: %d %q", name, code, errs)
+		}
+	}
 	if code, out, errs := ftvm(t, "", "rebalance", "--shared", shared); code != 0 || !strings.Contains(out, "nothing to move") {
 		t.Fatalf("rebalance of an empty cluster: %d %q %q", code, out, errs)
 	}
