@@ -25,10 +25,10 @@ func TestStartEach(t *testing.T) {
 	for i := range 20 {
 		addr := guesttest.FreeAddr(t)
 		addrs = append(addrs, addr)
-		lines = append(lines, fmt.Sprintf("--name 'vm %d' --listen %s --env \"GREETING=hello world\" %s", i, addr, g))
+		lines = append(lines, fmt.Sprintf("--name 'vm-%d' --listen %s --env \"GREETING=hello world\" %s", i, addr, g))
 	}
 	lines = append(lines, "", "# two that clash with the VMs above",
-		fmt.Sprintf("--name 'vm 3' --listen %s %s", guesttest.FreeAddr(t), g),
+		fmt.Sprintf("--name 'vm-3' --listen %s %s", guesttest.FreeAddr(t), g),
 		fmt.Sprintf("--name other --listen %s %s", addrs[7], g))
 	file := filepath.Join(t.TempDir(), "vms")
 	if err := os.WriteFile(file, []byte(strings.Join(lines, "\n")+"\n"), 0o644); err != nil {
@@ -38,7 +38,7 @@ func TestStartEach(t *testing.T) {
 	if code != 1 {
 		t.Fatalf("start --each: status %d, want 1 (two refused)\n%s%s", code, out, errs)
 	}
-	for _, want := range []string{"vm vm 3: not started: vm 3: vm is running", "vm other: not started: listener " + addrs[7] + " is vm vm 7's"} {
+	for _, want := range []string{"vm vm-3: not started: vm-3: vm is running", "vm other: not started: listener " + addrs[7] + " is vm vm-7's"} {
 		if !strings.Contains(errs, want) {
 			t.Errorf("stderr lacks %q:\n%s", want, errs)
 		}
