@@ -285,8 +285,9 @@ func (b *backupSide) guestEnded(exit vmm.Exit) {
 	case <-b.primaryEnded:
 	case <-b.wonCh:
 		stdout, stderr := b.vm.Unwritten()
-		_, _ = r.h.cfg.Stdout.Write(stdout)
-		_, _ = r.h.cfg.Stderr.Write(stderr)
+		wout, werr := r.output()
+		_, _ = wout.Write(stdout)
+		_, _ = werr.Write(stderr)
 		r.log.Info("the primary failed after its guest ended: wrote the output it may not have written",
 			"stdout_bytes", len(stdout), "stderr_bytes", len(stderr))
 	case <-b.vmCtx.Done():

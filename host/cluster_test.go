@@ -140,7 +140,9 @@ func (c *cluster) startHost(name string, env ...string) *hostProc {
 // going to stdout, if not nil, rather than to the host's out buffer.
 func (c *cluster) startHostWith(name string, stdout io.Writer, env ...string) *hostProc {
 	c.t.Helper()
-	args := []string{"host", "--shared", c.loc, "--name", name, "--log-level", "debug"}
+	// The guests' output as they write it, unless c.args say otherwise:
+	// the tests read it line by line.
+	args := []string{"host", "--shared", c.loc, "--name", name, "--log-level", "debug", "--label-output=false"}
 	if _, bench := c.t.(*testing.B); !bench {
 		// Every clone of the tests checks the memory it restored (the
 		// benchmarks measure pauses without the hashing).

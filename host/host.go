@@ -96,7 +96,10 @@ type Config struct {
 	// Stdout and Stderr receive the output of the guests this host runs
 	// live; nil discards it.
 	Stdout, Stderr io.Writer
-	Logger         *slog.Logger
+	// LabelOutput starts each line the guests write to Stdout and Stderr
+	// with the VM's name and "| ".
+	LabelOutput bool
+	Logger      *slog.Logger
 }
 
 // Defaults.
@@ -132,6 +135,8 @@ type Host struct {
 	sln        net.Listener // sessions
 	udp        *net.UDPConn
 	fp         *Failpoints
+	// labeled are the guests' stdout and stderr with LabelOutput.
+	labeled    [2]*labeledOutput
 	started    time.Time
 	epoch      uint64
 	beats      atomic.Uint64
@@ -228,6 +233,9 @@ func New(cfg Config) (*Host, error) {
 		conns:    make(map[*replog.Conn]string),
 	}
 	h.epoch = uint64(h.started.UnixNano())
+	if cfg.LabelOutput {
+		h.labeled = [2]*labeledOutput{{w: cfg.Stdout}, {w: cfg.Stderr}}
+	}
 	h.pulse.resched = make(chan struct{}, 1)
 	h.statusKick = make(chan struct{}, 1)
 	h.hostsNow = make(chan struct{}, 1)

@@ -15,11 +15,12 @@ import (
 	"ftvm/vmm"
 )
 
-// lines parses the numbers a host's ft-lines guest printed; a last line
-// cut short is left out.
+// lines parses the numbers a host's ft-lines guest printed, labeled with
+// its VM's name or not; a last line cut short is left out.
 func lines(out string) []uint64 {
 	var ns []uint64
 	for l := range strings.Lines(out) {
+		l = strings.TrimPrefix(l, "lines| ")
 		if n, err := strconv.ParseUint(strings.TrimRight(l, ".\n"), 10, 64); err == nil && strings.HasSuffix(l, "\n") {
 			ns = append(ns, n)
 		}
@@ -63,6 +64,7 @@ func TestFailoverLosesNoHeldOutput(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			cl := newCluster(t)
+			cl.args = append(cl.args, "--label-output") // as ftvm host labels them
 			r, w, err := os.Pipe()
 			if err != nil {
 				t.Fatal(err)
@@ -123,6 +125,7 @@ func TestFailoverLosesNoOutput(t *testing.T) {
 	for i := range runs {
 		t.Run(strconv.Itoa(i), func(t *testing.T) {
 			c := newCluster(t)
+			c.args = append(c.args, "--label-output") // as ftvm host labels them
 			c.startHost("h1")
 			c.startHost("h2")
 			c.startVM("lines", guest, storage.VMSpec{Primary: "h1", Backup: "h2", Args: []string{"ft-lines", "100"}})

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -186,11 +187,21 @@ func (h *Host) newRunner(ctx context.Context, spec storage.VMSpec, node *ft.Node
 	return r
 }
 
+// output returns the writers of the guest's stdout and stderr: the host's,
+// its lines labeled with the VM's name if the host labels them.
+func (r *runner) output() (stdout, stderr io.Writer) {
+	if o := r.h.labeled; o[0] != nil {
+		return o[0].forVM(r.vm), o[1].forVM(r.vm)
+	}
+	return r.h.cfg.Stdout, r.h.cfg.Stderr
+}
+
 // wasiConfig is the guest's system configuration on this host. The
 // listeners may share their addresses only with the host processes of
 // peers (an old primary going down).
 func (r *runner) wasiConfig(peers ...string) wasi.Config {
-	cfg := wasi.Config{Args: r.spec.Args, Env: r.spec.Env, Stdout: r.h.cfg.Stdout, Stderr: r.h.cfg.Stderr, Coalesce: r.h.cfg.Coalesce}
+	stdout, stderr := r.output()
+	cfg := wasi.Config{Args: r.spec.Args, Env: r.spec.Env, Stdout: stdout, Stderr: stderr, Coalesce: r.h.cfg.Coalesce}
 	switch {
 	case r.spec.LocalDisk():
 		cfg.Preopens = []wasi.Preopen{{GuestPath: "/disk", HostDir: r.h.localDiskDir(r.vm)}}

@@ -76,11 +76,13 @@ func runHost(ctx context.Context, env *cmdEnv, args []string) int {
 	pprofOn := fs.Bool("pprof", false, "with --http, also serve the host process's Go profiles (/debug/pprof/: CPU, heap, goroutines) for performance work")
 	sessions := fs.String("sessions", "", "TCP `HOST:PORT` where clients' sessions (ftvm proxy, package client) reach the guests this host runs; \"\": the --addr IP, a free port (the registry records it)")
 	data := fs.String("data", "", "this host's own `DIR`, where it keeps its copies of the VMs' local disks (ftvm start --disk local); default: SHARED/local/NAME with a directory store, none with etcd (local disks refused)")
+	label := fs.Bool("label-output", true, "start each line the guests write to stdout and stderr with the VM's name and \"| \" (false: as the guests write them)")
 	var hf hostFlags
 	hf.register(fs)
 	fs.Usage = usageFunc(fs, env.stderr, "host --shared DIR --name NAME [flags]",
 		"Runs a host daemon: it registers in shared storage, runs the VMs placed on it as primary or\n"+
-			"backup, and takes over when a peer fails. Guest output goes to stdout; events to stderr.\n"+
+			"backup, and takes over when a peer fails. Guest output goes to stdout and stderr, each line\n"+
+			"labeled with its VM's name; events to stderr.\n"+
 			"Failpoints for tests: "+host.EnvFailpoints+"=SPEC or 'ftvm failpoint'.")
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -126,7 +128,7 @@ func runHost(ctx context.Context, env *cmdEnv, args []string) int {
 		ClonePause: hf.clonePause, VerifyClones: hf.verifyClones, MaxClones: hf.maxClones,
 		Profiles:   hf.guestProfiles,
 		Failpoints: os.Getenv(host.EnvFailpoints),
-		Stdout:     env.stdout, Stderr: env.stderr, Logger: logger,
+		Stdout:     env.stdout, Stderr: env.stderr, LabelOutput: *label, Logger: logger,
 	})
 	if err != nil {
 		if httpLn != nil {

@@ -78,8 +78,7 @@ func waitHosts(t *testing.T, shared string, names ...string) {
 
 func TestStartStatusStopFailpointCLI(t *testing.T) {
 	shared := t.TempDir()
-	hostInProcess(t, shared, "a")
-	hostInProcess(t, shared, "b")
+	logs := map[string]*guesttest.SyncBuffer{"a": hostInProcess(t, shared, "a"), "b": hostInProcess(t, shared, "b")}
 	g := guestFile(t, "ft-counter")
 	addr := guesttest.FreeAddr(t)
 	waitHosts(t, shared, "a", "b")
@@ -106,6 +105,10 @@ func TestStartStatusStopFailpointCLI(t *testing.T) {
 	}
 	if len(st.Hosts) != 2 || len(st.VMs) != 1 || st.VMs[0].Generation != 1 || st.VMs[0].Primary == st.VMs[0].Backup || st.VMs[0].Backup == "" {
 		t.Fatalf("status: %+v", st)
+	}
+	// A host labels its guests' lines with their VM's name.
+	if l := logs[st.VMs[0].Primary].String(); !strings.Contains(l, "\nc| ft-counter listening, value 0\n") {
+		t.Errorf("primary's output lacks the guest's labeled line:\n%s", l)
 	}
 	// The Output Rule's cost shows while the guest answers: every reply
 	// waited for the backup's acknowledgement.

@@ -285,7 +285,8 @@ type hostProc struct {
 }
 
 func spawnHost(exe, shared, name, httpAddr string, hf *hostFlags, stdout io.Writer, events *lineWriter, exited chan<- *hostProc) (*hostProc, error) {
-	args := append([]string{"host", "--shared", shared, "--name", name}, hf.args()...)
+	// One VM: its output as it writes it.
+	args := append([]string{"host", "--shared", shared, "--name", name, "--label-output=false"}, hf.args()...)
 	if httpAddr != "" {
 		args = append(args, "--http", httpAddr)
 	}
