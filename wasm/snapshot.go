@@ -23,7 +23,12 @@ import (
 //
 // All integers are little-endian. The program counters are positions in the
 // engine's internal code, so a snapshot names the version of the compiler
-// that produced it (codeVersion) and is refused by any other.
+// that produced it (codeVersion) and is refused by any other. The tier
+// that ran the instance is not recorded, on purpose: both tiers stop at
+// the same positions with the same state, so one state has one snapshot,
+// byte for byte, whichever tier took it (the tiers' differential tests
+// compare them so, and a snapshot of either restores on either). The log
+// header records the tier (replog.Header).
 // CodeVersion names the compiler's output: positions (instruction counts)
 // and snapshot program counters are only meaningful between engines of the
 // same CodeVersion, so snapshots and event logs record it. Any change to
