@@ -340,6 +340,7 @@ func New(cfg Config) (*Host, error) {
 		HTTP:      cfg.HTTP,
 		Sessions:  h.sln.Addr().String(),
 		Data:      cfg.Data != "",
+		Engine:    h.modules.engine.String(),
 	}
 	return h, nil
 }

@@ -568,7 +568,7 @@ func runStatus(ctx context.Context, env *cmdEnv, args []string) int {
 	shared := &sf.resolved
 	asJSON := fs.Bool("json", false, "print JSON")
 	watch := fs.Bool("watch", false, "redraw every second until interrupted (on a terminal, in place; with --json, one object a line)")
-	fs.Usage = usageFunc(fs, env.stderr, "status --shared DIR [--json] [--watch]", "Shows the hosts (address, pid, alive) and the VMs: generation, primary, backup, state,\n"+
+	fs.Usage = usageFunc(fs, env.stderr, "status --shared DIR [--json] [--watch]", "Shows the hosts (address, pid, alive, engine tier) and the VMs: generation, primary, backup, state,\n"+
 		"how far the backup trails, the outputs the Output Rule holds, and over the last 10 s how\n"+
 		"long outputs waited for the backup (OUTPUT DELAY) and the logging channel's round trip.")
 	if err := fs.Parse(args); err != nil {
@@ -691,7 +691,7 @@ func printStatus(w io.Writer, st clusterStatus, now time.Time) {
 			protected++
 		}
 	}
-	fmt.Fprintln(tw, "HOST\tADDRESS\tPID\tALIVE\tSEEN\tPRIMARIES\tBACKUPS")
+	fmt.Fprintln(tw, "HOST\tADDRESS\tPID\tALIVE\tSEEN\tPRIMARIES\tBACKUPS\tENGINE")
 	for _, h := range st.Hosts {
 		alive := "no"
 		if h.Alive {
@@ -700,7 +700,11 @@ func printStatus(w io.Writer, st clusterStatus, now time.Time) {
 		if h.Draining {
 			alive += " (draining)"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s ago\t%d\t%d\n", h.Name, h.Addr, h.PID, alive, now.Sub(h.Seen).Round(100*time.Millisecond), primaries[h.Name], backups[h.Name])
+		engine := h.Engine
+		if engine == "" {
+			engine = "-" // a host from before the registry said
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s ago\t%d\t%d\t%s\n", h.Name, h.Addr, h.PID, alive, now.Sub(h.Seen).Round(100*time.Millisecond), primaries[h.Name], backups[h.Name], engine)
 	}
 	if len(st.VMs) > 0 {
 		vms := "VMs"
