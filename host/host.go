@@ -253,6 +253,11 @@ func New(cfg Config) (*Host, error) {
 	if cfg.Engine != nil {
 		engine = *cfg.Engine
 	}
+	if !wasm.CompilerAvailable() {
+		// The compiler would run the interpreter here: the host says
+		// the tier its guests do run on.
+		engine = wasm.EngineInterpreter
+	}
 	h.modules = newModuleCache(engine)
 	h.cloningTo = make(map[string]int)
 	// Heartbeats are the pulse's, per peer host (see pulse.go).
