@@ -66,6 +66,8 @@ type cluster struct {
 	key   []byte
 	hosts map[string]*hostProc
 	args  []string // extra flags for every host
+	// hostArgs are extra flags for one host, after args.
+	hostArgs map[string][]string
 }
 
 type hostProc struct {
@@ -153,7 +155,11 @@ func (c *cluster) startHostWith(name string, stdout io.Writer, env ...string) *h
 		// local disks.
 		args = append(args, "--data", filepath.Join(c.dir, "data", name))
 	}
+	// The tier $FTVM_WASM_ENGINE names; a test's own --engine, later,
+	// overrides it.
+	args = append(args, guesttest.EngineArgs()...)
 	args = append(args, c.args...)
+	args = append(args, c.hostArgs[name]...)
 	cmd := exec.Command(c.bin, args...)
 	logs, out := &guesttest.SyncBuffer{}, &guesttest.SyncBuffer{}
 	cmd.Stdout, cmd.Stderr = io.MultiWriter(logs, out), logs

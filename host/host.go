@@ -23,6 +23,7 @@ import (
 	"ftvm/storage"
 	"ftvm/storage/backend"
 	"ftvm/vmm"
+	"ftvm/wasm"
 )
 
 // Config describes a host daemon.
@@ -71,6 +72,11 @@ type Config struct {
 	// memory against (a clone that differs fails): a check for tests and
 	// the wary, which lengthens the final pause by the hashing.
 	VerifyClones bool
+	// Engine, if set, is the engine tier every VM this host runs (primary,
+	// backup replay, clone) compiles its guest for; nil means
+	// wasm.DefaultEngine(). The tiers count alike, so the replicas of a VM
+	// may run different ones.
+	Engine *wasm.Engine
 	// Profiles, if set, is a directory where each VM this host runs
 	// writes a profile of its guest (vmm.VM.WriteProfile) when its run
 	// here ends, named VM-genN-HOST.pprof.
@@ -251,7 +257,16 @@ func New(cfg Config) (*Host, error) {
 		guests = runtime.GOMAXPROCS(0)
 	}
 	h.cpu = newCPUGate(guests)
-	h.modules = newModuleCache()
+	engine := wasm.DefaultEngine()
+	if cfg.Engine != nil {
+		engine = *cfg.Engine
+	}
+	if !wasm.CompilerAvailable() {
+		// The compiler would run the interpreter here: the host says
+		// the tier its guests do run on.
+		engine = wasm.EngineInterpreter
+	}
+	h.modules = newModuleCache(engine)
 	h.cloningTo = make(map[string]int)
 	// Heartbeats are the pulse's, per peer host (see pulse.go).
 	h.cfg.Node.HostHeartbeats = true
@@ -338,6 +353,7 @@ func New(cfg Config) (*Host, error) {
 		HTTP:      cfg.HTTP,
 		Sessions:  h.sln.Addr().String(),
 		Data:      cfg.Data != "",
+		Engine:    h.modules.engine.String(),
 	}
 	return h, nil
 }
@@ -392,7 +408,7 @@ func (h *Host) Run(ctx context.Context) error {
 	go func() { defer wg.Done(); h.beatLoop(ctx) }()
 	go func() { defer wg.Done(); h.pulseLoop(ctx) }()
 	go func() { defer wg.Done(); h.statusLoop(ctx) }()
-	h.log.Info("host up", "host", h.cfg.Name, "addr", h.info.Addr, "sessions", h.info.Sessions, "shared", h.cfg.Shared, "failpoints", h.fp.String())
+	h.log.Info("host up", "host", h.cfg.Name, "engine", h.modules.engine.String(), "addr", h.info.Addr, "sessions", h.info.Sessions, "shared", h.cfg.Shared, "failpoints", h.fp.String())
 	h.discover(ctx)
 	h.ln.Close()
 	h.sln.Close()

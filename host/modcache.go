@@ -2,6 +2,7 @@ package host
 
 import (
 	"crypto/sha256"
+	"fmt"
 	"runtime"
 	"sync"
 	"weak"
@@ -13,11 +14,20 @@ import (
 // of one binary compile it once and hold one copy of its code (a Go
 // guest's is megabytes), not a hundred. An entry lives as long as some
 // VM holds its module (a weak pointer), and concurrent compiles of one
-// binary wait for the first.
+// binary wait for the first. Its entries are keyed by the binary and the
+// engine tier, whose compiled modules differ (native code or none).
 type moduleCache struct {
+	// engine is the tier compile compiles for: the host's.
+	engine   wasm.Engine
 	mu       sync.Mutex
-	done     map[[32]byte]weak.Pointer[wasm.CompiledModule]
-	inflight map[[32]byte]*compileCall
+	done     map[moduleKey]weak.Pointer[wasm.CompiledModule]
+	inflight map[moduleKey]*compileCall
+}
+
+// moduleKey names a compiled module: the binary's SHA-256 and the tier.
+type moduleKey struct {
+	sum    [32]byte
+	engine wasm.Engine
 }
 
 type compileCall struct {
@@ -26,14 +36,19 @@ type compileCall struct {
 	err  error
 }
 
-func newModuleCache() *moduleCache {
-	return &moduleCache{done: map[[32]byte]weak.Pointer[wasm.CompiledModule]{}, inflight: map[[32]byte]*compileCall{}}
+func newModuleCache(engine wasm.Engine) *moduleCache {
+	return &moduleCache{engine: engine, done: map[moduleKey]weak.Pointer[wasm.CompiledModule]{}, inflight: map[moduleKey]*compileCall{}}
 }
 
-// compile returns bin compiled, from the cache if a VM of this host still
-// holds it.
+// compile returns bin compiled for the cache's engine, from the cache if a
+// VM of this host still holds it.
 func (c *moduleCache) compile(bin []byte) (*wasm.CompiledModule, error) {
-	key := sha256.Sum256(bin)
+	return c.compileFor(bin, c.engine)
+}
+
+// compileFor is compile for a given engine.
+func (c *moduleCache) compileFor(bin []byte, engine wasm.Engine) (*wasm.CompiledModule, error) {
+	key := moduleKey{sha256.Sum256(bin), engine}
 	c.mu.Lock()
 	if cm := c.done[key].Value(); cm != nil {
 		c.mu.Unlock()
@@ -48,7 +63,10 @@ func (c *moduleCache) compile(bin []byte) (*wasm.CompiledModule, error) {
 	c.inflight[key] = call
 	c.mu.Unlock()
 
-	call.cm, call.err = wasm.Compile(bin, wasm.Config{})
+	call.cm, call.err = wasm.Compile(bin, wasm.Config{Engine: engine})
+	if call.err != nil {
+		call.err = fmt.Errorf("compile the guest (%v): %w", engine, call.err)
+	}
 	c.mu.Lock()
 	delete(c.inflight, key)
 	if call.err == nil {
@@ -62,7 +80,7 @@ func (c *moduleCache) compile(bin []byte) (*wasm.CompiledModule, error) {
 }
 
 type cacheEntry struct {
-	key [32]byte
+	key moduleKey
 	wp  weak.Pointer[wasm.CompiledModule]
 }
 

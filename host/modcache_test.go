@@ -13,7 +13,7 @@ import (
 // VMs of one binary share its compiled module, compiled once even when
 // they start at once; once no VM holds it, the cache lets it go.
 func TestModuleCacheShares(t *testing.T) {
-	c := newModuleCache()
+	c := newModuleCache(wasm.DefaultEngine())
 	bin := defaultguest.Counter()
 	const vms = 8
 	cms := make([]*wasm.CompiledModule, vms)
@@ -53,4 +53,37 @@ func TestModuleCacheShares(t *testing.T) {
 	if err != nil || cm == nil || c.len() != 1 {
 		t.Fatalf("compile after the cache let go: %v, %d held", err, c.len())
 	}
+}
+
+// The cache keys modules by tier too: a binary compiled for one tier is
+// not handed out for the other.
+func TestModuleCacheKeyedByEngine(t *testing.T) {
+	c := newModuleCache(wasm.EngineInterpreter)
+	bin := defaultguest.Counter()
+	interp, err := c.compile(bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	comp, err := c.compileFor(bin, wasm.EngineCompiler)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if interp == comp {
+		t.Fatal("one module for both tiers")
+	}
+	if interp.Engine() != wasm.EngineInterpreter {
+		t.Errorf("interpreter's module runs on %v", interp.Engine())
+	}
+	if want := wasm.DefaultEngine(); comp.Engine() != want {
+		t.Errorf("compiler's module runs on %v, want %v here", comp.Engine(), want)
+	}
+	if again, err := c.compileFor(bin, wasm.EngineCompiler); err != nil || again != comp {
+		t.Errorf("the compiler's module again: %p, %v; want the cached %p", again, err, comp)
+	}
+	if n := c.len(); n != 2 {
+		t.Errorf("cache holds %d modules, want 2", n)
+	}
+	// Held to here: the cache lets go of modules no one holds.
+	runtime.KeepAlive(interp)
+	runtime.KeepAlive(comp)
 }

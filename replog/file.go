@@ -25,6 +25,12 @@ type Header struct {
 	// Extra is opaque configuration of the recording layer (preopens,
 	// listeners), encoded by it.
 	Extra []byte
+	// Tier names the engine tier that recorded the run ("interp" or
+	// "compiler", wasm.Engine's String), for the record: the tiers count
+	// alike, so a log replays under either. "" in logs written before the
+	// field, which end after Extra; it is encoded only when set, so such
+	// logs and new ones without a tier have the same bytes.
+	Tier string
 }
 
 func (h Header) marshal() []byte {
@@ -33,7 +39,12 @@ func (h Header) marshal() []byte {
 	b = appendStrings(b, h.Args)
 	b = appendStrings(b, h.Env)
 	b = binary.AppendUvarint(b, uint64(len(h.Extra)))
-	return append(b, h.Extra...)
+	b = append(b, h.Extra...)
+	if h.Tier != "" {
+		b = binary.AppendUvarint(b, uint64(len(h.Tier)))
+		b = append(b, h.Tier...)
+	}
+	return b
 }
 
 func appendStrings(b []byte, ss []string) []byte {
@@ -53,6 +64,12 @@ func parseHeader(p []byte) (Header, error) {
 	h.Args = d.Strings()
 	h.Env = d.Strings()
 	h.Extra = d.Blob()
+	if d.Err() == nil && d.Len() > 0 {
+		// Optional: older logs end here.
+		if h.Tier = d.String(); h.Tier == "" && d.Err() == nil {
+			return Header{}, fmt.Errorf("log header: %w: empty tier", ErrCorrupt)
+		}
+	}
 	if err := d.Finish(); err != nil {
 		return Header{}, fmt.Errorf("log header: %w", err)
 	}

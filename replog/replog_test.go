@@ -9,7 +9,7 @@ import (
 )
 
 func sampleHeader() Header {
-	h := Header{Args: []string{"guest.wasm", "-x"}, Env: []string{"A=1"}, Extra: []byte{1, 2, 3}}
+	h := Header{Args: []string{"guest.wasm", "-x"}, Env: []string{"A=1"}, Extra: []byte{1, 2, 3}, Tier: "compiler"}
 	h.Module[0], h.Module[31] = 0xab, 0xcd
 	return h
 }
@@ -161,6 +161,10 @@ func FuzzDecodeEntry(f *testing.F) {
 
 func FuzzReader(f *testing.F) {
 	f.Add(writeLogF(f))
+	// A header without a tier, as logs before the field have.
+	h := sampleHeader()
+	h.Tier = ""
+	f.Add(append([]byte(fileMagic), AppendFrame(nil, h.marshal())...))
 	f.Add([]byte(fileMagic))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		r, err := NewReader(bytes.NewReader(b))
@@ -190,4 +194,55 @@ func writeLogF(f *testing.F) []byte {
 		f.Fatal(err)
 	}
 	return buf.Bytes()
+}
+
+// TestHeaderTier checks the optional tier: a header with one round-trips,
+// and one without it (every log written before the field) encodes to the
+// bytes it always did and still decodes, with no tier.
+func TestHeaderTier(t *testing.T) {
+	for _, tier := range []string{"", "interp", "compiler"} {
+		h := sampleHeader()
+		h.Engine = 7
+		h.Tier = tier
+		var buf bytes.Buffer
+		w, err := NewWriter(&buf, h)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := w.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		r, err := NewReader(bytes.NewReader(buf.Bytes()))
+		if err != nil {
+			t.Fatalf("tier %q: %v", tier, err)
+		}
+		got := r.Header()
+		if got.Tier != tier || got.Engine != 7 || got.Module != h.Module || !bytes.Equal(got.Extra, h.Extra) {
+			t.Fatalf("tier %q: header = %+v", tier, got)
+		}
+	}
+
+	// A header as logs before the tier encoded it, written out by hand:
+	// module, code version, args, env, extra, and nothing after.
+	old := append(bytes.Repeat([]byte{0xab}, 32), 3) // code version 3
+	old = append(old, 1, 1, 'g')                     // args ["g"]
+	old = append(old, 0)                             // env []
+	old = append(old, 2, 9, 9)                       // extra [9 9]
+	if got := (Header{Module: [32]byte(old[:32]), Engine: 3, Args: []string{"g"}, Extra: []byte{9, 9}}).marshal(); !bytes.Equal(got, old) {
+		t.Fatalf("a header without a tier encodes as % x, want the old % x", got, old)
+	}
+	b := append([]byte(fileMagic), AppendFrame(nil, old)...)
+	r, err := NewReader(bytes.NewReader(b))
+	if err != nil {
+		t.Fatalf("old log: %v", err)
+	}
+	if h := r.Header(); h.Tier != "" || h.Engine != 3 || len(h.Args) != 1 || h.Args[0] != "g" || !bytes.Equal(h.Extra, []byte{9, 9}) {
+		t.Fatalf("old log's header = %+v", h)
+	}
+
+	// A tier present but empty is not what any writer encodes.
+	bad := append([]byte(fileMagic), AppendFrame(nil, append(append([]byte(nil), old...), 0))...)
+	if _, err := NewReader(bytes.NewReader(bad)); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("empty tier: %v, want ErrCorrupt", err)
+	}
 }

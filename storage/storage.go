@@ -88,6 +88,9 @@ type HostInfo struct {
 	// Data is set on a host with a data directory of its own (ftvm host
 	// --data), which can hold copies of local disks.
 	Data bool `json:"data,omitempty"`
+	// Engine is the engine tier the host runs its VMs on ("interp" or
+	// "compiler"); "" from hosts before the field.
+	Engine string `json:"engine,omitempty"`
 	// VMs and Primaries count the VMs the host runs, and of them those it
 	// is the primary of (or runs alone), as of Seen: its load, which
 	// placement reads here rather than from every VM's records.

@@ -35,7 +35,7 @@ func (s *countSink) entries() int { return int(s.n.Load()) }
 func BenchmarkRecordCPU(b *testing.B) {
 	bin := guesttest.Build(b, "cpu-sha256")
 	args := []string{"cpu-sha256", "2000000"}
-	cm, err := wasm.Compile(bin, wasm.Config{})
+	cm, err := wasm.Compile(bin, guesttest.Config())
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -120,7 +120,7 @@ func startEcho(b *testing.B, cm *wasm.CompiledModule, conns int, sink vmm.Sink) 
 // request of 64 bytes and its echo, over one connection, with and without
 // recording; it reports log bytes per request and per second.
 func BenchmarkRecordEcho(b *testing.B) {
-	cm, err := wasm.Compile(guesttest.Build(b, "wasi-echo"), wasm.Config{})
+	cm, err := wasm.Compile(guesttest.Build(b, "wasi-echo"), guesttest.Config())
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -167,7 +167,7 @@ func BenchmarkRecordEcho(b *testing.B) {
 // BenchmarkRecordIdle measures the log an idle server produces: the echo
 // guest waiting for a connection for one second per op.
 func BenchmarkRecordIdle(b *testing.B) {
-	cm, err := wasm.Compile(guesttest.Build(b, "wasi-echo"), wasm.Config{})
+	cm, err := wasm.Compile(guesttest.Build(b, "wasi-echo"), guesttest.Config())
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -20,7 +20,7 @@ import (
 func FuzzCloneFinish(f *testing.F) {
 	// Memory is capped, as a host's would be, so that a chunk claiming a
 	// memory of the module's largest size does not exhaust the fuzzer's.
-	cm, err := wasm.Compile(guesttest.Build(f, "wasi-basics"), wasm.Config{MaxMemoryPages: 1024})
+	cm, err := wasm.Compile(guesttest.Build(f, "wasi-basics"), wasm.Config{MaxMemoryPages: 1024, Engine: guesttest.EnvEngine()})
 	if err != nil {
 		f.Fatal(err)
 	}

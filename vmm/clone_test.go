@@ -140,7 +140,7 @@ func TestCloneMidRun(t *testing.T) {
 			} else {
 				bin = guesttest.Build(t, c.guest)
 			}
-			cm, err := wasm.Compile(bin, wasm.Config{})
+			cm, err := wasm.Compile(bin, guesttest.Config())
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -232,7 +232,7 @@ func cloneThenGoLive(t *testing.T, cm *wasm.CompiledModule, args, paths []string
 // its log ending there, goes live and finishes the run as an
 // uninterrupted one would.
 func TestReplaying(t *testing.T) {
-	cm, err := wasm.Compile(guesttest.BuildC(t, "wasi-effects"), wasm.Config{})
+	cm, err := wasm.Compile(guesttest.BuildC(t, "wasi-effects"), guesttest.Config())
 	if err != nil {
 		t.Fatal(err)
 	}

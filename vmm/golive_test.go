@@ -229,7 +229,7 @@ func checkJournal(t *testing.T, cut int, a wasi.Adoption) {
 // effect happened exactly once and every result the guest checked was the
 // one an uninterrupted run gets.
 func TestGoLiveExactlyOnce(t *testing.T) {
-	cm, err := wasm.Compile(guesttest.BuildC(t, "wasi-effects"), wasm.Config{})
+	cm, err := wasm.Compile(guesttest.BuildC(t, "wasi-effects"), guesttest.Config())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -528,7 +528,7 @@ func TestGoLiveRefused(t *testing.T) {
 // primary's stdout and the survivor's together are the guest's whole
 // output, nothing lost and, with an exact report, nothing repeated.
 func TestGoLiveRewritesUnwrittenOutput(t *testing.T) {
-	cm, err := wasm.Compile(guesttest.BuildC(t, "wasi-effects"), wasm.Config{})
+	cm, err := wasm.Compile(guesttest.BuildC(t, "wasi-effects"), guesttest.Config())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -42,7 +42,7 @@ func mirrorOf(t *testing.T, paths, dirs []string) *wasi.OSHost {
 // run: output, exit status and the backup's copy are those of an
 // uninterrupted run.
 func TestGoLiveLocalDisk(t *testing.T) {
-	cm, err := wasm.Compile(guesttest.BuildC(t, "wasi-effects"), wasm.Config{})
+	cm, err := wasm.Compile(guesttest.BuildC(t, "wasi-effects"), guesttest.Config())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -85,7 +85,7 @@ func TestMirrorKeepsCopy(t *testing.T) {
 // the primary's had not) stops with a divergence that names the entry and
 // its own disk, rather than go on with a copy that differs.
 func TestMirrorDivergence(t *testing.T) {
-	cm, err := wasm.Compile(guesttest.BuildC(t, "wasi-effects"), wasm.Config{})
+	cm, err := wasm.Compile(guesttest.BuildC(t, "wasi-effects"), guesttest.Config())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -30,7 +30,7 @@ func TestRecordReplayCAndRust(t *testing.T) {
 			[]string{"read: from Rust\nappended", "list: rsub", "escape refused", "served 9 bytes"}},
 	} {
 		t.Run(g.name, func(t *testing.T) {
-			cm, err := wasm.Compile(g.build(t, g.name), wasm.Config{})
+			cm, err := wasm.Compile(g.build(t, g.name), guesttest.Config())
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -81,7 +81,7 @@ func TestRecordReplayCAndRust(t *testing.T) {
 // directories, and replays them: the replay must see the same rights and
 // so the same refusals.
 func TestRecordReplayRights(t *testing.T) {
-	cm, err := wasm.Compile(guesttest.BuildC(t, "wasi-dirops"), wasm.Config{})
+	cm, err := wasm.Compile(guesttest.BuildC(t, "wasi-dirops"), guesttest.Config())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -52,7 +52,7 @@ type run struct {
 
 func compile(t testing.TB, name string) *wasm.CompiledModule {
 	t.Helper()
-	cm, err := wasm.Compile(guesttest.Build(t, name), wasm.Config{})
+	cm, err := wasm.Compile(guesttest.Build(t, name), guesttest.Config())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -321,7 +321,7 @@ func TestUnknownImportIsRefused(t *testing.T) {
 		1, 4, 1, 0x60, 0, 0, // type () -> ()
 		2, 11, 1, 3, 'e', 'n', 'v', 3, 'f', 'o', 'o', 0, 0, // import env.foo
 	}
-	cm, err := wasm.Compile(bin, wasm.Config{})
+	cm, err := wasm.Compile(bin, guesttest.Config())
 	if err != nil {
 		t.Fatal(err)
 	}

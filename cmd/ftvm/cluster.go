@@ -33,6 +33,7 @@ type hostFlags struct {
 	replayNice, maxClones                                                       int
 	logLevel, guestProfiles                                                     string
 	verifyClones                                                                bool
+	engine                                                                      engineFlag
 }
 
 func (f *hostFlags) register(fs *flag.FlagSet) {
@@ -49,6 +50,7 @@ func (f *hostFlags) register(fs *flag.FlagSet) {
 	fs.DurationVar(&f.sessionTimeout, "session-timeout", host.DefaultSessionTimeout, "how long a session (ftvm proxy, package client) outlives its client's last connection to this host before it ends and the guest sees its connection reset (0: the default)")
 	fs.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fs.StringVar(&f.guestProfiles, "guest-profiles", "", "write a profile of each guest this host runs to `DIR`/VM-genN-HOST.pprof when it stops (see exec --profile)")
+	f.engine.register(fs)
 }
 
 func (f *hostFlags) args() []string {
@@ -58,6 +60,7 @@ func (f *hostFlags) args() []string {
 		"--coalesce", f.coalesce.String(), "--clone-pause", f.clonePause.String(), "--replay-nice", strconv.Itoa(f.replayNice),
 		"--log-level", f.logLevel, "--verify-clones=" + strconv.FormatBool(f.verifyClones),
 		"--session-timeout", f.sessionTimeout.String(), "--max-clones", strconv.Itoa(f.maxClones),
+		"--engine", f.engine.String(),
 	}
 	if f.guestProfiles != "" {
 		args = append(args, "--guest-profiles", f.guestProfiles)
@@ -127,6 +130,7 @@ func runHost(ctx context.Context, env *cmdEnv, args []string) int {
 		GuestCPUs:  runtime.GOMAXPROCS(0) - env.spareProcs,
 		ClonePause: hf.clonePause, VerifyClones: hf.verifyClones, MaxClones: hf.maxClones,
 		Profiles:   hf.guestProfiles,
+		Engine:     &hf.engine.e,
 		Failpoints: os.Getenv(host.EnvFailpoints),
 		Stdout:     env.stdout, Stderr: env.stderr, LabelOutput: *label, Logger: logger,
 	})
@@ -252,7 +256,9 @@ func (f *vmFlags) specOf(name, argv0 string, mod []byte, args []string) (storage
 	return f.describe(name, argv0, mod, args)
 }
 
-// checkModule reports whether mod compiles.
+// checkModule reports whether mod compiles. It only checks: the hosts
+// compile the guest again for their own engine tier, so the interpreter's
+// compile, the quicker, is enough here.
 func checkModule(argv0 string, mod []byte) error {
 	if _, err := wasm.Compile(mod, wasm.Config{}); err != nil {
 		return fmt.Errorf("%s: %w", argv0, err)
@@ -564,7 +570,7 @@ func runStatus(ctx context.Context, env *cmdEnv, args []string) int {
 	shared := &sf.resolved
 	asJSON := fs.Bool("json", false, "print JSON")
 	watch := fs.Bool("watch", false, "redraw every second until interrupted (on a terminal, in place; with --json, one object a line)")
-	fs.Usage = usageFunc(fs, env.stderr, "status --shared DIR [--json] [--watch]", "Shows the hosts (address, pid, alive) and the VMs: generation, primary, backup, state,\n"+
+	fs.Usage = usageFunc(fs, env.stderr, "status --shared DIR [--json] [--watch]", "Shows the hosts (address, pid, alive, engine tier) and the VMs: generation, primary, backup, state,\n"+
 		"how far the backup trails, the outputs the Output Rule holds, and over the last 10 s how\n"+
 		"long outputs waited for the backup (OUTPUT DELAY) and the logging channel's round trip.")
 	if err := fs.Parse(args); err != nil {
@@ -687,7 +693,7 @@ func printStatus(w io.Writer, st clusterStatus, now time.Time) {
 			protected++
 		}
 	}
-	fmt.Fprintln(tw, "HOST\tADDRESS\tPID\tALIVE\tSEEN\tPRIMARIES\tBACKUPS")
+	fmt.Fprintln(tw, "HOST\tADDRESS\tPID\tALIVE\tSEEN\tPRIMARIES\tBACKUPS\tENGINE")
 	for _, h := range st.Hosts {
 		alive := "no"
 		if h.Alive {
@@ -696,7 +702,11 @@ func printStatus(w io.Writer, st clusterStatus, now time.Time) {
 		if h.Draining {
 			alive += " (draining)"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s ago\t%d\t%d\n", h.Name, h.Addr, h.PID, alive, now.Sub(h.Seen).Round(100*time.Millisecond), primaries[h.Name], backups[h.Name])
+		engine := h.Engine
+		if engine == "" {
+			engine = "-" // a host from before the registry said
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s ago\t%d\t%d\t%s\n", h.Name, h.Addr, h.PID, alive, now.Sub(h.Seen).Round(100*time.Millisecond), primaries[h.Name], backups[h.Name], engine)
 	}
 	if len(st.VMs) > 0 {
 		vms := "VMs"

@@ -24,7 +24,7 @@ func hostInProcess(t *testing.T, shared, name string) *guesttest.SyncBuffer {
 	logs := &guesttest.SyncBuffer{}
 	done := make(chan int)
 	go func() {
-		done <- run(ctx, &cmdEnv{stdin: strings.NewReader(""), stdout: logs, stderr: logs}, []string{"host", "--shared", shared, "--name", name})
+		done <- run(ctx, &cmdEnv{stdin: strings.NewReader(""), stdout: logs, stderr: logs}, append([]string{"host", "--shared", shared, "--name", name}, guesttest.EngineArgs()...))
 	}()
 	t.Cleanup(func() {
 		cancel()
@@ -110,6 +110,11 @@ func TestStartStatusStopFailpointCLI(t *testing.T) {
 	if l := logs[st.VMs[0].Primary].String(); !strings.Contains(l, "\nc| ft-counter listening, value 0\n") {
 		t.Errorf("primary's output lacks the guest's labeled line:\n%s", l)
 	}
+	for _, h := range st.Hosts {
+		if want := guesttest.EnvEngine().String(); h.Engine != want {
+			t.Errorf("host %s runs engine %q, want %q", h.Name, h.Engine, want)
+		}
+	}
 	// The Output Rule's cost shows while the guest answers: every reply
 	// waited for the backup's acknowledgement.
 	deadline := time.Now().Add(10 * time.Second)
@@ -127,7 +132,7 @@ func TestStartStatusStopFailpointCLI(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	if _, out, _ = ftvm(t, "", "status", "--shared", shared); !strings.Contains(out, "OUTPUT DELAY") {
+	if _, out, _ = ftvm(t, "", "status", "--shared", shared); !strings.Contains(out, "OUTPUT DELAY") || !strings.Contains(out, "ENGINE") {
 		t.Fatalf("status table without the output delay:\n%s", out)
 	}
 	primary := st.VMs[0].Primary

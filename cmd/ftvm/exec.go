@@ -27,6 +27,7 @@ type guestFlags struct {
 	dirs, env, listen listFlag
 	coalesce          time.Duration
 	prof              profileFlags
+	engine            engineFlag
 }
 
 func (g *guestFlags) register(fs *flag.FlagSet) {
@@ -35,6 +36,7 @@ func (g *guestFlags) register(fs *flag.FlagSet) {
 	fs.Var(&g.listen, "listen", "preopen a TCP listener on `ADDR` (repeatable; fds follow the directories)")
 	fs.DurationVar(&g.coalesce, "coalesce", 0, "after waiting in poll_oneoff, wait this much more for other inputs to report at once, while inputs come from more than one connection (0: off)")
 	g.prof.register(fs)
+	g.engine.register(fs)
 }
 
 // wasiConfig builds the guest's configuration from the flags and the
@@ -77,13 +79,13 @@ func (g *guestFlags) wasiConfig(env *cmdEnv, guest string, args []string) (wasi.
 	return cfg, nil
 }
 
-// loadGuest reads and compiles a guest module.
-func loadGuest(path string) (*wasm.CompiledModule, error) {
+// loadGuest reads and compiles a guest module for engine.
+func loadGuest(path string, engine wasm.Engine) (*wasm.CompiledModule, error) {
 	bin, err := readModule(path)
 	if err != nil {
 		return nil, err
 	}
-	cm, err := wasm.Compile(bin, wasm.Config{})
+	cm, err := wasm.Compile(bin, wasm.Config{Engine: engine})
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
@@ -154,7 +156,7 @@ func runGuest(ctx context.Context, env *cmdEnv, g *guestFlags, guest string, arg
 		fmt.Fprintf(env.stderr, "ftvm: %v\n", err)
 		return 1
 	}
-	cm, err := loadGuest(guest)
+	cm, err := loadGuest(guest, g.engine.e)
 	if err != nil {
 		return fail(err)
 	}
@@ -215,7 +217,8 @@ func exitStatus(env *cmdEnv, exit vmm.Exit) int {
 
 // logHeader describes the recorded run so that replay can rebuild the
 // guest's configuration: preopens' guest paths and listener count travel
-// in Extra.
+// in Extra. The tier is the one the guest ran on (the compiler falls back
+// to the interpreter where it has no native code), for the record only.
 func logHeader(cm *wasm.CompiledModule, cfg wasi.Config) replog.Header {
 	var enc replog.Encoder
 	enc.Uint(uint64(len(cfg.Preopens)))
@@ -226,7 +229,7 @@ func logHeader(cm *wasm.CompiledModule, cfg wasi.Config) replog.Header {
 	for _, l := range cfg.Listeners {
 		enc.String(l.Name)
 	}
-	return replog.Header{Module: cm.Hash, Engine: wasm.CodeVersion, Args: cfg.Args, Env: cfg.Env, Extra: enc.B}
+	return replog.Header{Module: cm.Hash, Engine: wasm.CodeVersion, Args: cfg.Args, Env: cfg.Env, Extra: enc.B, Tier: cm.Engine().String()}
 }
 
 // configFromHeader is the inverse of logHeader, for replay.

@@ -50,7 +50,12 @@ func showLog(ctx context.Context, w io.Writer, r io.Reader, stats bool) error {
 		return err
 	}
 	h := lr.Header()
-	fmt.Fprintf(w, "module sha256 %s\nengine code version %d\nargs   %q\n", hex.EncodeToString(h.Module[:]), h.Engine, h.Args)
+	fmt.Fprintf(w, "module sha256 %s\nengine code version %d\n", hex.EncodeToString(h.Module[:]), h.Engine)
+	if h.Tier != "" {
+		// Logs before the field have none to say.
+		fmt.Fprintf(w, "engine tier %s\n", h.Tier)
+	}
+	fmt.Fprintf(w, "args   %q\n", h.Args)
 	if len(h.Env) > 0 {
 		fmt.Fprintf(w, "env    %q\n", h.Env)
 	}

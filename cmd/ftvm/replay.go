@@ -22,10 +22,13 @@ func runReplay(ctx context.Context, env *cmdEnv, args []string) int {
 	from := fs.String("from", "", "resume from `SNAPSHOT` instead of starting the guest")
 	var prof profileFlags
 	prof.register(fs)
-	fs.Usage = usageFunc(fs, env.stderr, "replay --log FILE [--until POS --save SNAPSHOT] [--from SNAPSHOT] [--profile FILE] GUEST.wasm",
+	var engine engineFlag
+	engine.register(fs)
+	fs.Usage = usageFunc(fs, env.stderr, "replay --log FILE [--until POS --save SNAPSHOT] [--from SNAPSHOT] [--profile FILE] [--engine TIER] GUEST.wasm",
 		"Re-executes a recorded guest from its log alone: no real clock, randomness, network or\n"+
 			"file reads. It writes the recorded run's stdout and stderr and exits with its status;\n"+
-			"it checks every entry's position and type and stops at the first divergence.")
+			"it checks every entry's position and type and stops at the first divergence. A log\n"+
+			"replays under either engine tier, whichever recorded it.")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -41,7 +44,7 @@ func runReplay(ctx context.Context, env *cmdEnv, args []string) int {
 		fmt.Fprintf(env.stderr, "ftvm replay: %v\n", err)
 		return 1
 	}
-	cm, err := loadGuest(fs.Arg(0))
+	cm, err := loadGuest(fs.Arg(0), engine.e)
 	if err != nil {
 		return fail(err)
 	}

@@ -7,9 +7,10 @@ import (
 	"regexp"
 
 	"ftvm/internal/spectest"
+	"ftvm/wasm"
 )
 
-// runSpectest implements "ftvm spectest [-v] [-run REGEXP] DIR...": it runs
+// runSpectest implements "ftvm spectest [-v] [-run REGEXP] [--engine TIER] DIR...": it runs
 // wast2json output (each DIR holds NAME.json and its NAME.N.wasm modules, or
 // is a single .json file) and prints a line per file, the failures, the skip
 // reasons and the totals. The exit status is 0 iff no command failed.
@@ -18,8 +19,10 @@ func runSpectest(ctx context.Context, env *cmdEnv, args []string) int {
 	fs.SetOutput(env.stderr)
 	verbose := fs.Bool("v", false, "print every command (and calls of the spectest print functions)")
 	runExpr := fs.String("run", "", "run only the files whose name matches `REGEXP` (e.g. \"^i32$\" or \"^memory\")")
+	var engine engineFlag
+	engine.register(fs)
 	fs.Usage = func() {
-		fmt.Fprintln(env.stderr, "usage: ftvm spectest [-v] [-run REGEXP] DIR...")
+		fmt.Fprintln(env.stderr, "usage: ftvm spectest [-v] [-run REGEXP] [--engine TIER] DIR...")
 		fmt.Fprintln(env.stderr, "\nRuns the WebAssembly spec tests converted by wast2json: each DIR holds")
 		fmt.Fprintln(env.stderr, "NAME.json and NAME.N.wasm files (directories are searched recursively),")
 		fmt.Fprintln(env.stderr, "or is a single .json file.")
@@ -55,7 +58,7 @@ func runSpectest(ctx context.Context, env *cmdEnv, args []string) int {
 		return 1
 	}
 	var writeErr error
-	sum := spectest.RunFiles(ctx, files, spectest.Options{Verbose: *verbose}, 0, func(r *spectest.Result) {
+	sum := spectest.RunFiles(ctx, files, spectest.Options{Verbose: *verbose, Config: wasm.Config{Engine: engine.e}}, 0, func(r *spectest.Result) {
 		if err := r.WriteReport(env.stdout, *verbose); err != nil && writeErr == nil {
 			writeErr = err
 		}

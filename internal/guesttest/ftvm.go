@@ -28,9 +28,10 @@ type Machine struct {
 	calls  uint64 // host calls so far
 }
 
-// Compile compiles a guest for ftvm's engine with the default configuration.
+// Compile compiles a guest for ftvm's engine with the default limits, on
+// the engine EnvEngine names.
 func Compile(bin []byte) (*wasm.CompiledModule, error) {
-	cm, err := wasm.Compile(bin, wasm.Config{})
+	cm, err := wasm.Compile(bin, Config())
 	if err != nil {
 		return nil, fmt.Errorf("guesttest: compile: %w", err)
 	}
