@@ -11,6 +11,7 @@ import (
 // funcGen translates one function's internal code to native code.
 type funcGen struct {
 	a    *amd64.Asm
+	cm   *CompiledModule
 	m    *Module
 	f    *compiledFunc
 	exit amd64.Label // stores the budget and returns
@@ -48,12 +49,13 @@ const maxNativePC = 1 << 29
 // newFuncGen analyses f: the operand height at every reachable pc, branch
 // targets, which instructions are translated, and the segments. It returns
 // nil if f is not to be translated.
-func newFuncGen(a *amd64.Asm, m *Module, f *compiledFunc, exit amd64.Label) *funcGen {
+func newFuncGen(a *amd64.Asm, cm *CompiledModule, f *compiledFunc, exit amd64.Label) *funcGen {
+	m := cm.Module
 	n := len(f.code)
 	if n == 0 || n >= maxNativePC || int64(f.numLocals+f.maxHeight)*8 >= math.MaxInt32 {
 		return nil
 	}
-	g := &funcGen{a: a, m: m, f: f, exit: exit, n: n, nl: int32(f.numLocals)}
+	g := &funcGen{a: a, cm: cm, m: m, f: f, exit: exit, n: n, nl: int32(f.numLocals)}
 	if !g.heights() {
 		return nil
 	}
@@ -102,11 +104,12 @@ func (g *funcGen) needsExitStub(pc int) bool {
 	return g.target[pc] || pc > 0 && g.nat[pc-1] && !isJump(g.f.code[pc-1].op)
 }
 
-// endsSegment reports whether op is a branch: the instruction after it
-// starts a segment of its own.
+// endsSegment reports whether op is a branch or a call: the instruction
+// after it starts a segment of its own (after a call, because the callee
+// charges its own instructions before the caller's next ones run).
 func endsSegment(op opcode) bool {
 	switch op {
-	case opBr, opBrDrop, opBrIf, opBrIfDrop, opBrUnless, opBrTable:
+	case opBr, opBrDrop, opBrIf, opBrIfDrop, opBrUnless, opBrTable, opCall:
 		return true
 	}
 	return false
@@ -266,8 +269,11 @@ func (g *funcGen) supported(ins instr) bool {
 		opMemorySize,
 		opBr, opBrDrop, opBrIf, opBrIfDrop, opBrUnless, opBrTable,
 		opLocalGet2, opLocalGetConst, opLocalSetGet, opI32AddConst, opI64AddConst,
-		opLocalI32AddConst, opLocalI64AddConst, opLocalI32Load, opLocalI64Load:
+		opLocalI32AddConst, opLocalI64AddConst, opLocalI32Load, opLocalI64Load,
+		opReturn:
 		return true
+	case opCall:
+		return g.callee(ins.a) != nil
 	case opcodeI32Popcnt, opcodeI64Popcnt:
 		return cpu.X86.HasPOPCNT
 	}
@@ -301,6 +307,84 @@ func (g *funcGen) supported(ins instr) bool {
 	return false
 }
 
+// callee returns the function a native call of function idx enters: one
+// defined in the module (an import exits to Go), else nil.
+func (g *funcGen) callee(idx uint32) *compiledFunc {
+	if idx < g.m.NumImportedFuncs || idx-g.m.NumImportedFuncs >= uint32(len(g.cm.funcs)) {
+		return nil
+	}
+	return g.cm.funcs[idx-g.m.NumImportedFuncs]
+}
+
+// call translates a call of a function defined in the module: it pushes
+// the caller's frame record and enters the callee at its start, as the
+// interpreter's call does. A call that the interpreter would make
+// differently (beyond the records or the call depth, with a value stack to
+// grow, or of a function without native code at its start) exits, and Go
+// or the interpreter makes it.
+func (g *funcGen) call(pc int, ins instr, h int32) {
+	a := g.a
+	cf := g.callee(ins.a)
+	slow := g.slow(pc)
+	p, l, m := int32(cf.numParams), int32(cf.numLocals), int32(cf.maxHeight)
+	nbp := 8 * (g.nl + h - p) // the callee's frame, from the caller's
+	a.Load(amd64.W64, amd64.RCX, amd64.M(rCtx, ctxFP))
+	a.ALURM(amd64.CMP, amd64.W64, amd64.RCX, amd64.M(rCtx, ctxFPEnd))
+	a.Jcc(amd64.CondAE, slow)
+	a.Lea(amd64.RDX, amd64.M(rFrame, nbp+8*(l+m)))
+	a.ALURM(amd64.CMP, amd64.W64, amd64.RDX, amd64.M(rCtx, ctxStackEnd))
+	a.Jcc(amd64.CondA, slow)
+	a.Load(amd64.W64, amd64.RAX, amd64.M(rCtx, ctxFuncs))
+	a.Load(amd64.W64, amd64.RAX, amd64.M(amd64.RAX, int32(8*ins.a)))
+	a.TestRR(amd64.W64, amd64.RAX, amd64.RAX)
+	a.Jcc(amd64.CondE, slow)
+	a.MovImm(amd64.RDX, uint64(g.f.idx)<<32|uint64(pc+1))
+	a.Store(amd64.W64, amd64.M(amd64.RCX, 0), amd64.RDX)
+	a.Store(amd64.W64, amd64.M(amd64.RCX, 8), rFrame)
+	a.LeaRIP(amd64.RDX, g.label(pc+1))
+	a.Store(amd64.W64, amd64.M(amd64.RCX, 16), amd64.RDX)
+	a.ALURI(amd64.ADD, amd64.W64, amd64.RCX, nativeFrameSize)
+	a.Store(amd64.W64, amd64.M(rCtx, ctxFP), amd64.RCX)
+	a.Lea(rFrame, amd64.M(rFrame, nbp))
+	// The locals past the parameters start at zero.
+	if l-p <= 16 {
+		for i := p; i < l; i++ {
+			a.StoreImm(amd64.W64, g.local(uint32(i)), 0)
+		}
+	} else {
+		loop := a.NewLabel()
+		a.Lea(amd64.RDX, g.local(uint32(p)))
+		a.Lea(amd64.RSI, g.local(uint32(l)))
+		a.Bind(loop)
+		a.StoreImm(amd64.W64, amd64.M(amd64.RDX, 0), 0)
+		a.ALURI(amd64.ADD, amd64.W64, amd64.RDX, 8)
+		a.ALURR(amd64.CMP, amd64.W64, amd64.RDX, amd64.RSI)
+		a.Jcc(amd64.CondB, loop)
+	}
+	a.JmpReg(amd64.RAX)
+}
+
+// ret translates a return: to a caller with a frame record, natively, as
+// the interpreter's return does; without one, native code exits and Go
+// returns.
+func (g *funcGen) ret(pc int, h int32) {
+	a := g.a
+	n := int32(len(g.f.typ.Results))
+	a.Load(amd64.W64, amd64.RCX, amd64.M(rCtx, ctxFP))
+	a.ALURM(amd64.CMP, amd64.W64, amd64.RCX, amd64.M(rCtx, ctxFPStart))
+	a.Jcc(amd64.CondBE, g.slow(pc))
+	a.ALURI(amd64.SUB, amd64.W64, amd64.RCX, nativeFrameSize)
+	a.Store(amd64.W64, amd64.M(rCtx, ctxFP), amd64.RCX)
+	for i := range n {
+		if g.nl+h-n+i != i {
+			g.loadRAX(amd64.W64, g.slot(h-n+i))
+			g.storeRAX(g.local(uint32(i)))
+		}
+	}
+	a.Load(amd64.W64, rFrame, amd64.M(amd64.RCX, 8))
+	a.JmpMem(amd64.M(amd64.RCX, 16))
+}
+
 // local is the slot of local i; slot the operand slot at height h.
 func (g *funcGen) local(i uint32) amd64.Mem { return amd64.M(rFrame, int32(8*i)) }
 func (g *funcGen) slot(h int32) amd64.Mem   { return amd64.M(rFrame, 8*(g.nl+h)) }
@@ -318,6 +402,8 @@ func (g *funcGen) label(pc int) amd64.Label {
 // emitExit stores the exit record for pc and returns to Go.
 func (g *funcGen) emitExit(pc int, reason int32) {
 	a := g.a
+	a.StoreImm(amd64.W64, amd64.M(rCtx, ctxExitFn), int32(g.f.idx))
+	a.Store(amd64.W64, amd64.M(rCtx, ctxExitFrame), rFrame)
 	a.StoreImm(amd64.W64, amd64.M(rCtx, ctxExit), int32(pc)<<1|reason)
 	a.StoreImm(amd64.W64, amd64.M(rCtx, ctxExitSP), g.nl+g.height[pc])
 	a.Jmp(g.exit)
@@ -481,6 +567,10 @@ func (g *funcGen) instr(pc int) {
 		a.Bind(skip)
 	case opBrTable:
 		g.brTable(ins, h)
+	case opCall:
+		g.call(pc, ins, h)
+	case opReturn:
+		g.ret(pc, h)
 
 	case opLocalGet2:
 		g.loadRAX(amd64.W64, g.local(ins.a))
