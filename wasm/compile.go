@@ -57,9 +57,9 @@ type CompiledModule struct {
 	funcs []*compiledFunc // defined functions, in order
 	// native: the functions have native code (see jit.go).
 	native bool
-	// nativeEntry is the address of each function's native code at its
-	// start, by function index; 0 if it has none.
-	nativeEntry []uint64
+	// nativeCallees is what native calls need of each function, by
+	// function index (see nativeCallee).
+	nativeCallees []nativeCallee
 }
 
 // compiledFunc is the internal code of one function body.

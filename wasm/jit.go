@@ -52,7 +52,13 @@ type nativeCtx struct {
 
 	// Native calls and returns (see nativeFrame).
 	stackEnd  uint64         // address of &stack[len(stack)]
-	funcs     unsafe.Pointer // &CompiledModule.nativeEntry[0]
+	funcs     unsafe.Pointer // &CompiledModule.nativeCallees[0]
+	inst      uint64         // the *Instance native code runs for, as a number to compare
+	table     unsafe.Pointer // &tables[0].elems[0], nil if none or empty
+	tableLen  uint64
+	refs      unsafe.Pointer // &store.funcs[0] (read only), nil if none
+	refsLen   uint64
+	typeIDs   unsafe.Pointer // &inst.typeIDs[0] (read only), nil if none
 	fpStart   uint64         // address of the first frame record
 	fp        uint64         // address of the next free frame record
 	fpEnd     uint64         // address past the last record a call may push
@@ -75,6 +81,20 @@ type nativeFrame struct {
 	ret   uint64 // native address of the entry at pc
 	_     uint64
 }
+
+// nativeCallee is what a native call needs of the function it calls: the
+// address of its native code at its start (0 if it has none: imports,
+// functions without native code), the value-stack bytes its frame needs
+// beyond its base ((locals + maxHeight) * 8), and its locals, parameters
+// included.
+type nativeCallee struct {
+	entry  uint64
+	need   uint32
+	locals uint32
+}
+
+// nativeCalleeSize is the size of a nativeCallee (a power of two).
+const nativeCalleeSize = 16
 
 // nativeFrameSize is the size of a nativeFrame (a power of two).
 const nativeFrameSize = 32
@@ -116,6 +136,18 @@ var (
 	ctxFPEnd     = int32(unsafe.Offsetof(nativeCtx{}.fpEnd))
 	ctxExitFn    = int32(unsafe.Offsetof(nativeCtx{}.exitFn))
 	ctxExitFrame = int32(unsafe.Offsetof(nativeCtx{}.exitFrame))
+	ctxInst      = int32(unsafe.Offsetof(nativeCtx{}.inst))
+	ctxTable     = int32(unsafe.Offsetof(nativeCtx{}.table))
+	ctxTableLen  = int32(unsafe.Offsetof(nativeCtx{}.tableLen))
+	ctxRefs      = int32(unsafe.Offsetof(nativeCtx{}.refs))
+	ctxRefsLen   = int32(unsafe.Offsetof(nativeCtx{}.refsLen))
+	ctxTypeIDs   = int32(unsafe.Offsetof(nativeCtx{}.typeIDs))
+	fnTypeID     = int32(unsafe.Offsetof(Function{}.typeID))
+	fnInst       = int32(unsafe.Offsetof(Function{}.inst))
+	fnCode       = int32(unsafe.Offsetof(Function{}.code))
+	cfIdx        = int32(unsafe.Offsetof(compiledFunc{}.idx))
+	calleeNeed   = int32(unsafe.Offsetof(nativeCallee{}.need))
+	calleeLocals = int32(unsafe.Offsetof(nativeCallee{}.locals))
 	globalVal    = int32(unsafe.Offsetof(Global{}.val))
 )
 
@@ -226,7 +258,7 @@ func compileNative(cm *CompiledModule) error {
 	}
 	// The entry of every function at its start, for native calls; 0 where
 	// there is none (imports, functions without native code).
-	cm.nativeEntry = make([]uint64, int(cm.Module.NumImportedFuncs)+len(cm.funcs))
+	cm.nativeCallees = make([]nativeCallee, int(cm.Module.NumImportedFuncs)+len(cm.funcs))
 	for _, d := range done {
 		nf := &nativeFunc{code: nc, entry: make([]nativeEntry, len(d.f.code))}
 		for pc, l := range d.labels {
@@ -239,7 +271,11 @@ func compileNative(cm *CompiledModule) error {
 			}
 			nf.entry[pc] = nativeEntry{uint32(off), d.height[pc]}
 			if pc == 0 {
-				cm.nativeEntry[d.f.idx] = uint64(nc.Addr(off))
+				cm.nativeCallees[d.f.idx] = nativeCallee{
+					entry:  uint64(nc.Addr(off)),
+					need:   uint32(8 * (d.f.numLocals + d.f.maxHeight)),
+					locals: uint32(d.f.numLocals),
+				}
 			}
 		}
 		d.f.native = nf
@@ -326,7 +362,22 @@ func (in *Instance) runCompiled(budget uint64) (Stop, error) {
 			if len(inst.globals) > 0 {
 				c.globals = unsafe.Pointer(&inst.globals[0])
 			}
-			c.funcs = unsafe.Pointer(&inst.cm.nativeEntry[0])
+			c.funcs = unsafe.Pointer(&inst.cm.nativeCallees[0])
+			c.inst = uint64(uintptr(unsafe.Pointer(inst)))
+			c.table, c.tableLen = nil, 0
+			if len(inst.tables) > 0 && len(inst.tables[0].elems) > 0 {
+				c.table = unsafe.Pointer(&inst.tables[0].elems[0])
+				c.tableLen = uint64(len(inst.tables[0].elems))
+			}
+			c.refs, c.refsLen = nil, 0
+			if fs := in.store.funcs; len(fs) > 0 {
+				c.refs = unsafe.Pointer(&fs[0])
+				c.refsLen = uint64(len(fs))
+			}
+			c.typeIDs = nil
+			if len(inst.typeIDs) > 0 {
+				c.typeIDs = unsafe.Pointer(&inst.typeIDs[0])
+			}
 			in.enterFrames(inst, base)
 			slice := min(left, nativeSlice)
 			c.remaining = slice

@@ -30,6 +30,35 @@ func downModule() []byte {
 	return b.bytes()
 }
 
+// indirectModule is a module whose function ind(n) calls itself n deep
+// through call_indirect (table elements 0 and 1), and whose n above 1000
+// picks the element n-1000 at the top: itself, the host function, a
+// function of another type, null elements and indices out of bounds.
+func indirectModule() []byte {
+	var b modBuilder
+	ti := b.typ([]ValType{I32}, []ValType{I32})
+	tv := b.typ(nil, nil)
+	b.importFunc("env", "h", ti)
+	b.fn(ti, "ind", nil,
+		0x20, 0x00, 0x45, // local.get 0; i32.eqz
+		0x04, 0x7f, // if (result i32)
+		0x20, 0x00, 0x10, 0x00, // local.get 0; call h
+		0x05,                         // else
+		0x20, 0x00, 0x41, 0x01, 0x6b, // local.get 0; i32.const 1; i32.sub
+		0x20, 0x00, 0x41, 0xe8, 0x07, 0x6b, // local.get 0; i32.const 1000; i32.sub
+		0x20, 0x00, 0x41, 0x01, 0x71, // local.get 0; i32.const 1; i32.and
+		0x20, 0x00, 0x41, 0xe8, 0x07, 0x4b, // local.get 0; i32.const 1000; i32.gt_u
+		0x1b,             // select
+		0x11, 0x00, 0x00, // call_indirect (type 0) (table 0)
+		0x41, 0x01, 0x6a, // i32.const 1; i32.add
+		0x0b, // end
+	)
+	b.fn(tv, "", nil)
+	b.tables = []byte{1, 0x70, 0x00, 6}                        // one funcref table of 6
+	b.elems = []byte{1, 0x00, 0x41, 0x00, 0x0b, 4, 1, 1, 0, 2} // at 0: ind, ind, h, the other
+	return b.bytes()
+}
+
 // TestTiersDeepCalls: calls and returns made by native code leave the same
 // frames, counts and stops as the interpreter's, at every budget, around
 // the depth of the frames made into records at an entry, and at the call
@@ -43,6 +72,10 @@ func TestTiersDeepCalls(t *testing.T) {
 	budgets := []uint64{1, 2, 7, 100, 1 << 20}
 	if !compareTiers(t, "down", downModule(), budgets, args, traceLimit{runs: 5000, instrs: 1 << 20}, stats) {
 		t.Fatal("down does not compile")
+	}
+	args = append(args, 1001, 1002, 1003, 1004, 1005, 1006, 1007)
+	if !compareTiers(t, "ind", indirectModule(), budgets, args, traceLimit{runs: 5000, instrs: 1 << 20}, stats) {
+		t.Fatal("ind does not compile")
 	}
 	if stats.native < stats.all/2 {
 		t.Errorf("%d of %d instructions ran natively", stats.native, stats.all)

@@ -109,7 +109,7 @@ func (g *funcGen) needsExitStub(pc int) bool {
 // charges its own instructions before the caller's next ones run).
 func endsSegment(op opcode) bool {
 	switch op {
-	case opBr, opBrDrop, opBrIf, opBrIfDrop, opBrUnless, opBrTable, opCall:
+	case opBr, opBrDrop, opBrIf, opBrIfDrop, opBrUnless, opBrTable, opCall, opCallIndirect:
 		return true
 	}
 	return false
@@ -274,6 +274,8 @@ func (g *funcGen) supported(ins instr) bool {
 		return true
 	case opCall:
 		return g.callee(ins.a) != nil
+	case opCallIndirect:
+		return ins.b == 0 && ins.a < uint32(len(g.m.Types))
 	case opcodeI32Popcnt, opcodeI64Popcnt:
 		return cpu.X86.HasPOPCNT
 	}
@@ -328,16 +330,35 @@ func (g *funcGen) call(pc int, ins instr, h int32) {
 	slow := g.slow(pc)
 	p, l, m := int32(cf.numParams), int32(cf.numLocals), int32(cf.maxHeight)
 	nbp := 8 * (g.nl + h - p) // the callee's frame, from the caller's
-	a.Load(amd64.W64, amd64.RCX, amd64.M(rCtx, ctxFP))
-	a.ALURM(amd64.CMP, amd64.W64, amd64.RCX, amd64.M(rCtx, ctxFPEnd))
-	a.Jcc(amd64.CondAE, slow)
 	a.Lea(amd64.RDX, amd64.M(rFrame, nbp+8*(l+m)))
 	a.ALURM(amd64.CMP, amd64.W64, amd64.RDX, amd64.M(rCtx, ctxStackEnd))
 	a.Jcc(amd64.CondA, slow)
 	a.Load(amd64.W64, amd64.RAX, amd64.M(rCtx, ctxFuncs))
-	a.Load(amd64.W64, amd64.RAX, amd64.M(amd64.RAX, int32(8*ins.a)))
+	a.Load(amd64.W64, amd64.RAX, amd64.M(amd64.RAX, int32(nativeCalleeSize*ins.a)))
+	g.pushFrame(pc, slow, nbp)
+	// The locals past the parameters start at zero.
+	if l-p <= 16 {
+		for i := p; i < l; i++ {
+			a.StoreImm(amd64.W64, g.local(uint32(i)), 0)
+		}
+	} else {
+		a.Lea(amd64.RDX, g.local(uint32(p)))
+		a.Lea(amd64.RSI, g.local(uint32(l)))
+		g.clearLoop()
+	}
+	a.JmpReg(amd64.RAX)
+}
+
+// pushFrame takes the slow path if the callee's entry in RAX is 0 or no
+// record may be pushed, else pushes the caller's record (resuming at
+// pc+1) and moves the frame base nbp bytes up, to the callee's frame.
+func (g *funcGen) pushFrame(pc int, slow amd64.Label, nbp int32) {
+	a := g.a
 	a.TestRR(amd64.W64, amd64.RAX, amd64.RAX)
 	a.Jcc(amd64.CondE, slow)
+	a.Load(amd64.W64, amd64.RCX, amd64.M(rCtx, ctxFP))
+	a.ALURM(amd64.CMP, amd64.W64, amd64.RCX, amd64.M(rCtx, ctxFPEnd))
+	a.Jcc(amd64.CondAE, slow)
 	a.MovImm(amd64.RDX, uint64(g.f.idx)<<32|uint64(pc+1))
 	a.Store(amd64.W64, amd64.M(amd64.RCX, 0), amd64.RDX)
 	a.Store(amd64.W64, amd64.M(amd64.RCX, 8), rFrame)
@@ -346,21 +367,70 @@ func (g *funcGen) call(pc int, ins instr, h int32) {
 	a.ALURI(amd64.ADD, amd64.W64, amd64.RCX, nativeFrameSize)
 	a.Store(amd64.W64, amd64.M(rCtx, ctxFP), amd64.RCX)
 	a.Lea(rFrame, amd64.M(rFrame, nbp))
-	// The locals past the parameters start at zero.
-	if l-p <= 16 {
-		for i := p; i < l; i++ {
-			a.StoreImm(amd64.W64, g.local(uint32(i)), 0)
-		}
-	} else {
-		loop := a.NewLabel()
-		a.Lea(amd64.RDX, g.local(uint32(p)))
-		a.Lea(amd64.RSI, g.local(uint32(l)))
-		a.Bind(loop)
-		a.StoreImm(amd64.W64, amd64.M(amd64.RDX, 0), 0)
-		a.ALURI(amd64.ADD, amd64.W64, amd64.RDX, 8)
-		a.ALURR(amd64.CMP, amd64.W64, amd64.RDX, amd64.RSI)
-		a.Jcc(amd64.CondB, loop)
-	}
+}
+
+// clearLoop zeroes the slots from RDX up to RSI (none if RSI <= RDX),
+// clobbering RDX.
+func (g *funcGen) clearLoop() {
+	a := g.a
+	loop, done := a.NewLabel(), a.NewLabel()
+	a.ALURR(amd64.CMP, amd64.W64, amd64.RDX, amd64.RSI)
+	a.Jcc(amd64.CondAE, done)
+	a.Bind(loop)
+	a.StoreImm(amd64.W64, amd64.M(amd64.RDX, 0), 0)
+	a.ALURI(amd64.ADD, amd64.W64, amd64.RDX, 8)
+	a.ALURR(amd64.CMP, amd64.W64, amd64.RDX, amd64.RSI)
+	a.Jcc(amd64.CondB, loop)
+	a.Bind(done)
+}
+
+// callIndirect translates call_indirect through table 0: the element, the
+// function its reference names and the type check as the interpreter has
+// them, then the call as call makes it, of a function of this instance.
+// Anything else (a trap, a function of another instance or a host
+// function) exits, and the interpreter or Go makes the call.
+func (g *funcGen) callIndirect(pc int, ins instr, h int32) {
+	a := g.a
+	slow := g.slow(pc)
+	p := int32(len(g.m.Types[ins.a].Params))
+	nbp := 8 * (g.nl + h - 1 - p)
+	g.loadRAX(amd64.W32, g.slot(h-1))
+	a.ALURM(amd64.CMP, amd64.W64, amd64.RAX, amd64.M(rCtx, ctxTableLen))
+	a.Jcc(amd64.CondAE, slow)
+	a.Load(amd64.W64, amd64.RDX, amd64.M(rCtx, ctxTable))
+	a.Load(amd64.W64, amd64.RAX, amd64.MI(amd64.RDX, amd64.RAX, 8, 0))
+	// A null reference (0) becomes the largest index, out of range too.
+	a.ALURI(amd64.SUB, amd64.W64, amd64.RAX, 1)
+	a.ALURM(amd64.CMP, amd64.W64, amd64.RAX, amd64.M(rCtx, ctxRefsLen))
+	a.Jcc(amd64.CondAE, slow)
+	a.Load(amd64.W64, amd64.RDX, amd64.M(rCtx, ctxRefs))
+	a.Load(amd64.W64, amd64.RAX, amd64.MI(amd64.RDX, amd64.RAX, 8, 0)) // *Function
+	a.Load(amd64.W32, amd64.RDX, amd64.M(amd64.RAX, fnTypeID))
+	a.Load(amd64.W64, amd64.RSI, amd64.M(rCtx, ctxTypeIDs))
+	a.ALURM(amd64.CMP, amd64.W32, amd64.RDX, amd64.M(amd64.RSI, int32(4*ins.a)))
+	a.Jcc(amd64.CondNE, slow)
+	a.Load(amd64.W64, amd64.RDX, amd64.M(amd64.RAX, fnInst))
+	a.ALURM(amd64.CMP, amd64.W64, amd64.RDX, amd64.M(rCtx, ctxInst))
+	a.Jcc(amd64.CondNE, slow)
+	a.Load(amd64.W64, amd64.RDX, amd64.M(amd64.RAX, fnCode))
+	a.TestRR(amd64.W64, amd64.RDX, amd64.RDX)
+	a.Jcc(amd64.CondE, slow)
+	a.Load(amd64.W32, amd64.RDX, amd64.M(amd64.RDX, cfIdx))
+	a.ShiftImm(amd64.SHL, amd64.W64, amd64.RDX, 4) // * nativeCalleeSize
+	a.ALURM(amd64.ADD, amd64.W64, amd64.RDX, amd64.M(rCtx, ctxFuncs))
+	// RDX: the callee's nativeCallee. Its frame must fit the value stack.
+	a.Load(amd64.W32, amd64.RSI, amd64.M(amd64.RDX, calleeNeed))
+	a.Lea(amd64.RSI, amd64.MI(rFrame, amd64.RSI, 1, nbp))
+	a.ALURM(amd64.CMP, amd64.W64, amd64.RSI, amd64.M(rCtx, ctxStackEnd))
+	a.Jcc(amd64.CondA, slow)
+	a.Load(amd64.W32, amd64.RSI, amd64.M(amd64.RDX, calleeLocals))
+	a.Load(amd64.W64, amd64.RAX, amd64.M(amd64.RDX, 0))
+	g.pushFrame(pc, slow, nbp)
+	// The locals past the parameters start at zero: from p up to the
+	// callee's count, in RSI.
+	a.Lea(amd64.RSI, amd64.MI(rFrame, amd64.RSI, 8, 0))
+	a.Lea(amd64.RDX, g.local(uint32(p)))
+	g.clearLoop()
 	a.JmpReg(amd64.RAX)
 }
 
@@ -569,6 +639,8 @@ func (g *funcGen) instr(pc int) {
 		g.brTable(ins, h)
 	case opCall:
 		g.call(pc, ins, h)
+	case opCallIndirect:
+		g.callIndirect(pc, ins, h)
 	case opReturn:
 		g.ret(pc, h)
 
