@@ -270,7 +270,7 @@ func (g *funcGen) supported(ins instr) bool {
 		opBr, opBrDrop, opBrIf, opBrIfDrop, opBrUnless, opBrTable,
 		opLocalGet2, opLocalGetConst, opLocalSetGet, opI32AddConst, opI64AddConst,
 		opLocalI32AddConst, opLocalI64AddConst, opLocalI32Load, opLocalI64Load,
-		opReturn:
+		opReturn, opMemoryCopy, opMemoryFill:
 		return true
 	case opCall:
 		return g.callee(ins.a) != nil
@@ -641,6 +641,10 @@ func (g *funcGen) instr(pc int) {
 		g.call(pc, ins, h)
 	case opCallIndirect:
 		g.callIndirect(pc, ins, h)
+	case opMemoryCopy:
+		g.memoryCopy(pc, top(2), top(1), top(0))
+	case opMemoryFill:
+		g.memoryFill(pc, top(2), top(1), top(0))
 	case opReturn:
 		g.ret(pc, h)
 
@@ -953,12 +957,105 @@ func (g *funcGen) markDirty(r amd64.Reg) {
 	a := g.a
 	a.MovRR(amd64.W64, amd64.RDX, r)
 	a.ShiftImm(amd64.SHR, amd64.W64, amd64.RDX, dirtyShift)
-	a.MovRR(amd64.W64, amd64.RSI, amd64.RDX)
-	a.ShiftImm(amd64.SHR, amd64.W64, amd64.RSI, 6)
-	word := amd64.MI(rDirty, amd64.RSI, 8, 0)
-	a.Load(amd64.W64, amd64.R12, word)
-	a.Bts(amd64.W64, amd64.R12, amd64.RDX)
-	a.Store(amd64.W64, word, amd64.R12)
+	g.markPage(amd64.RDX, amd64.RSI, amd64.R12)
+}
+
+// markPage sets the dirty bit of page p, clobbering t1 and t2. A page
+// already dirty (the common case: stores cluster) is not written again.
+func (g *funcGen) markPage(p, t1, t2 amd64.Reg) {
+	a := g.a
+	done := a.NewLabel()
+	a.MovRR(amd64.W64, t1, p)
+	a.ShiftImm(amd64.SHR, amd64.W64, t1, 6)
+	word := amd64.MI(rDirty, t1, 8, 0)
+	a.Load(amd64.W64, t2, word)
+	a.Bts(amd64.W64, t2, p)
+	a.Jcc(amd64.CondB, done) // CF: the bit was set
+	a.Store(amd64.W64, word, t2)
+	a.Bind(done)
+}
+
+// markPages marks the pages from first to last (registers, first <= last)
+// dirty, as Memory.MarkDirty does, clobbering first, RSI and RDX.
+func (g *funcGen) markPages(first, last amd64.Reg) {
+	a := g.a
+	loop := a.NewLabel()
+	a.Bind(loop)
+	g.markPage(first, amd64.RSI, amd64.RDX)
+	a.ALURI(amd64.ADD, amd64.W64, first, 1)
+	a.ALURR(amd64.CMP, amd64.W64, first, last)
+	a.Jcc(amd64.CondBE, loop)
+}
+
+// memoryCopy translates memory.copy as the interpreter runs it: bounds of
+// both ranges (else the slow path, which traps), then a copy as memmove
+// makes it (backwards if the destination overlaps the source from above)
+// and the destination's pages marked dirty. RDI, the context, is kept in
+// RAX while the string instruction needs it.
+func (g *funcGen) memoryCopy(pc int, d, src, n amd64.Mem) {
+	a := g.a
+	slow := g.slow(pc)
+	done, fwd, copied := a.NewLabel(), a.NewLabel(), a.NewLabel()
+	a.Load(amd64.W32, amd64.R12, d)
+	a.Load(amd64.W32, amd64.R13, src)
+	a.Load(amd64.W32, amd64.RCX, n)
+	a.Lea(amd64.RAX, amd64.MI(amd64.R12, amd64.RCX, 1, 0))
+	a.ALURR(amd64.CMP, amd64.W64, amd64.RAX, rMemLen)
+	a.Jcc(amd64.CondA, slow)
+	a.Lea(amd64.RAX, amd64.MI(amd64.R13, amd64.RCX, 1, 0))
+	a.ALURR(amd64.CMP, amd64.W64, amd64.RAX, rMemLen)
+	a.Jcc(amd64.CondA, slow)
+	a.TestRR(amd64.W64, amd64.RCX, amd64.RCX)
+	a.Jcc(amd64.CondE, done)
+	a.MovRR(amd64.W64, amd64.RAX, rCtx)
+	a.Lea(amd64.RDI, amd64.MI(rMem, amd64.R12, 1, 0))
+	a.Lea(amd64.RSI, amd64.MI(rMem, amd64.R13, 1, 0))
+	a.MovRR(amd64.W64, amd64.RDX, amd64.R12)
+	a.ALURR(amd64.SUB, amd64.W64, amd64.RDX, amd64.R13)
+	a.Lea(amd64.R13, amd64.MI(amd64.R12, amd64.RCX, 1, -1))
+	a.ShiftImm(amd64.SHR, amd64.W64, amd64.R13, dirtyShift)
+	a.ShiftImm(amd64.SHR, amd64.W64, amd64.R12, dirtyShift)
+	// d - src below n (unsigned): the destination starts inside the
+	// source, so a forward copy would read bytes it already wrote.
+	a.ALURR(amd64.CMP, amd64.W64, amd64.RDX, amd64.RCX)
+	a.Jcc(amd64.CondAE, fwd)
+	a.Lea(amd64.RSI, amd64.MI(amd64.RSI, amd64.RCX, 1, -1))
+	a.Lea(amd64.RDI, amd64.MI(amd64.RDI, amd64.RCX, 1, -1))
+	a.Std()
+	a.RepMovsb()
+	a.Cld()
+	a.Jmp(copied)
+	a.Bind(fwd)
+	a.RepMovsb()
+	a.Bind(copied)
+	a.MovRR(amd64.W64, rCtx, amd64.RAX)
+	g.markPages(amd64.R12, amd64.R13)
+	a.Bind(done)
+}
+
+// memoryFill translates memory.fill as the interpreter runs it (see
+// memoryCopy).
+func (g *funcGen) memoryFill(pc int, d, v, n amd64.Mem) {
+	a := g.a
+	slow := g.slow(pc)
+	done := a.NewLabel()
+	a.Load(amd64.W32, amd64.R12, d)
+	a.Load(amd64.W32, amd64.RCX, n)
+	a.Lea(amd64.RAX, amd64.MI(amd64.R12, amd64.RCX, 1, 0))
+	a.ALURR(amd64.CMP, amd64.W64, amd64.RAX, rMemLen)
+	a.Jcc(amd64.CondA, slow)
+	a.TestRR(amd64.W64, amd64.RCX, amd64.RCX)
+	a.Jcc(amd64.CondE, done)
+	a.MovRR(amd64.W64, amd64.RDX, rCtx)
+	a.Lea(amd64.RDI, amd64.MI(rMem, amd64.R12, 1, 0))
+	a.LoadZX(amd64.W8, amd64.RAX, v)
+	a.Lea(amd64.R13, amd64.MI(amd64.R12, amd64.RCX, 1, -1))
+	a.ShiftImm(amd64.SHR, amd64.W64, amd64.R13, dirtyShift)
+	a.ShiftImm(amd64.SHR, amd64.W64, amd64.R12, dirtyShift)
+	a.RepStosb()
+	a.MovRR(amd64.W64, rCtx, amd64.RDX)
+	g.markPages(amd64.R12, amd64.R13)
+	a.Bind(done)
 }
 
 // brTable jumps through a table of 32-bit offsets; targets that drop
