@@ -499,8 +499,9 @@ func (g *funcGen) slow(pc int) amd64.Label {
 // emit translates the function.
 func (g *funcGen) emit() {
 	a := g.a
+	skip := -1
 	for pc := range g.n {
-		if g.height[pc] < 0 {
+		if g.height[pc] < 0 || pc == skip {
 			continue
 		}
 		if !g.nat[pc] {
@@ -529,6 +530,14 @@ func (g *funcGen) emit() {
 			})
 		}
 		g.instrStart, g.storeEnd = a.Len(), -1
+		if g.fusable(pc) {
+			g.compareBranch(pc)
+			g.prevOK = false
+			// The branch is done too. (Not pc++: the closures of the
+			// stubs hold this iteration's pc.)
+			skip = pc + 1
+			continue
+		}
 		g.instr(pc)
 		g.prevOK, g.prevDisp = g.storeEnd == a.Len(), g.storeDisp
 	}
@@ -537,6 +546,50 @@ func (g *funcGen) emit() {
 		g.stubs[i]()
 	}
 	a.Int3()
+}
+
+// fusable reports whether the instruction at pc is an integer comparison
+// that the next one, br_if or br_unless in the same segment and reached
+// from nowhere else, consumes: then the two become a compare and a
+// conditional jump, without the boolean on the value stack (which the
+// branch pops, so nothing can see it).
+func (g *funcGen) fusable(pc int) bool {
+	op := g.f.code[pc].op
+	if !(op >= opcodeI32Eqz && op <= opcodeI64GeU) || pc+1 >= g.n {
+		return false
+	}
+	next := g.f.code[pc+1].op
+	return (next == opBrIf || next == opBrUnless) && g.nat[pc+1] && !g.leader[pc+1] &&
+		g.labels[pc+1] < 0 && g.height[pc+1] >= 0
+}
+
+// compareBranch translates the comparison at pc and the branch after it
+// (see fusable).
+func (g *funcGen) compareBranch(pc int) {
+	a := g.a
+	op := g.f.code[pc].op
+	h := g.height[pc]
+	var c amd64.Cond
+	switch {
+	case op == opcodeI32Eqz || op == opcodeI64Eqz:
+		w := width(op == opcodeI64Eqz)
+		g.loadRAX(w, g.slot(h-1))
+		a.TestRR(w, amd64.RAX, amd64.RAX)
+		c = amd64.CondE
+	case op >= opcodeI32Eq && op <= opcodeI32GeU:
+		g.loadRAX(amd64.W32, g.slot(h-2))
+		a.ALURM(amd64.CMP, amd64.W32, amd64.RAX, g.slot(h-1))
+		c = cmpConds[op-opcodeI32Eq]
+	default:
+		g.loadRAX(amd64.W64, g.slot(h-2))
+		a.ALURM(amd64.CMP, amd64.W64, amd64.RAX, g.slot(h-1))
+		c = cmpConds[op-opcodeI64Eq]
+	}
+	br := g.f.code[pc+1]
+	if br.op == opBrUnless {
+		c ^= 1 // x86 encodes each condition's negation in the low bit
+	}
+	a.Jcc(c, g.label(int(br.a)))
 }
 
 // loadRAX is a.Load(w, RAX, m), left out when the instruction before
