@@ -27,12 +27,26 @@ import (
 // would trap gives back the instructions of its segment from itself on, and
 // exits so that the interpreter executes it again and traps as usual.
 //
-// Native code exits at every instruction it does not translate: calls and
-// returns, which the tier's loop (runCompiled) executes itself as the
-// interpreter would, and the rest (host calls, memory.grow, the bulk memory
-// and table instructions, the float-to-integer conversions, ...), which the
-// interpreter executes, exactly that one instruction, before native code is
-// entered again after it.
+// Native code makes calls and returns itself, without a machine stack:
+// a call of a function of the same instance (direct, or through table 0
+// after the interpreter's checks) pushes a frame record (nativeFrame: the
+// caller's interpreter frame and the native address to return to), moves
+// the frame base to the callee's frame, zeroes its locals and jumps to the
+// callee's entry; a return copies the results down, pops the record and
+// jumps back. Go turns the records into the interpreter's frames at every
+// exit and the innermost frames back into records at every entry
+// (enterFrames, exitFrames), so the frames are the interpreter's at every
+// exit. A call ends its segment (the callee charges its own instructions).
+// A call that needs Go (an import or host function, another instance's
+// function, a value stack to grow, records or call depth run out) exits
+// before it, and so does a return without a record; the tier's loop
+// (runCompiled) makes those as the interpreter would.
+//
+// Native code exits at every other instruction it does not translate (host
+// calls, memory.grow, memory.init, the table instructions, the saturating
+// and unsigned 64-bit float conversions, ...), which the interpreter
+// executes, exactly that one instruction, before native code is entered
+// again after it.
 
 // nativeCtx is what native code reads and writes, through RDI. Native code
 // writes only the integer fields (remaining and the exit record); the
