@@ -78,7 +78,17 @@ type nativeCtx struct {
 	fpEnd     uint64         // address past the last record a call may push
 	exitFn    uint64         // function index of the frame at the exit
 	exitFrame uint64         // address of that frame's base, &stack[bp]
+
+	// gvals holds the addresses of the values of the first globals
+	// (&inst.globals[i].val), so that global.get and global.set of them
+	// load one address from the context rather than chase two pointers.
+	// The globals are held by the instance.
+	gvals [nativeFixedGlobals]uint64
 }
+
+// nativeFixedGlobals is how many globals have their addresses in the
+// context.
+const nativeFixedGlobals = 32
 
 // nativeFrame is the record of a caller that native code called from: the
 // interpreter's frame (function index and resume pc in info, the base as
@@ -156,6 +166,7 @@ var (
 	ctxRefs      = int32(unsafe.Offsetof(nativeCtx{}.refs))
 	ctxRefsLen   = int32(unsafe.Offsetof(nativeCtx{}.refsLen))
 	ctxTypeIDs   = int32(unsafe.Offsetof(nativeCtx{}.typeIDs))
+	ctxGVals     = int32(unsafe.Offsetof(nativeCtx{}.gvals))
 	fnTypeID     = int32(unsafe.Offsetof(Function{}.typeID))
 	fnInst       = int32(unsafe.Offsetof(Function{}.inst))
 	fnCode       = int32(unsafe.Offsetof(Function{}.code))
@@ -375,6 +386,9 @@ func (in *Instance) runCompiled(budget uint64) (Stop, error) {
 			c.globals = nil
 			if len(inst.globals) > 0 {
 				c.globals = unsafe.Pointer(&inst.globals[0])
+			}
+			for i, gl := range inst.globals[:min(len(inst.globals), nativeFixedGlobals)] {
+				c.gvals[i] = uint64(uintptr(unsafe.Pointer(&gl.val)))
 			}
 			c.funcs = unsafe.Pointer(&inst.cm.nativeCallees[0])
 			c.inst = uint64(uintptr(unsafe.Pointer(inst)))

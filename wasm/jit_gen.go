@@ -455,6 +455,19 @@ func (g *funcGen) ret(pc int, h int32) {
 	a.JmpMem(amd64.M(amd64.RCX, 16))
 }
 
+// global loads the address of global i's value into RAX, from the
+// context for the first ones, else through the instance's globals; it
+// returns the operand that holds it.
+func (g *funcGen) global(i uint32) amd64.Mem {
+	if i < nativeFixedGlobals {
+		return amd64.M(rCtx, ctxGVals+int32(8*i))
+	}
+	g.loadRAX(amd64.W64, amd64.M(rCtx, ctxGlobals))
+	g.loadRAX(amd64.W64, amd64.M(amd64.RAX, int32(8*i)))
+	g.a.Lea(amd64.RAX, amd64.M(amd64.RAX, globalVal))
+	return amd64.M(amd64.RAX, 0)
+}
+
 // local is the slot of local i; slot the operand slot at height h.
 func (g *funcGen) local(i uint32) amd64.Mem { return amd64.M(rFrame, int32(8*i)) }
 func (g *funcGen) slot(h int32) amd64.Mem   { return amd64.M(rFrame, 8*(g.nl+h)) }
@@ -646,15 +659,13 @@ func (g *funcGen) instr(pc int) {
 		g.loadRAX(amd64.W64, top(0))
 		g.storeRAX(g.local(ins.a))
 	case opGlobalGet:
-		g.loadRAX(amd64.W64, amd64.M(rCtx, ctxGlobals))
-		g.loadRAX(amd64.W64, amd64.M(amd64.RAX, int32(8*ins.a)))
-		g.loadRAX(amd64.W64, amd64.M(amd64.RAX, globalVal))
+		g.loadRAX(amd64.W64, g.global(ins.a))
+		g.loadRAX(amd64.W64, amd64.M(amd64.RAX, 0))
 		g.storeRAX(push)
 	case opGlobalSet:
-		g.loadRAX(amd64.W64, amd64.M(rCtx, ctxGlobals))
-		g.loadRAX(amd64.W64, amd64.M(amd64.RAX, int32(8*ins.a)))
+		g.loadRAX(amd64.W64, g.global(ins.a))
 		a.Load(amd64.W64, amd64.RCX, top(0))
-		a.Store(amd64.W64, amd64.M(amd64.RAX, globalVal), amd64.RCX)
+		a.Store(amd64.W64, amd64.M(amd64.RAX, 0), amd64.RCX)
 	case opDrop:
 	case opSelect:
 		g.loadRAX(amd64.W64, top(2))
