@@ -300,8 +300,11 @@ func (g *funcGen) supported(ins instr) bool {
 		opcodeF64ConvertI32S, opcodeF64ConvertI32U, opcodeF64ConvertI64S,
 		opcodeF32DemoteF64, opcodeF64PromoteF32,
 		opcodeI32TruncF32S, opcodeI32TruncF32U, opcodeI32TruncF64S, opcodeI32TruncF64U,
-		opcodeI64TruncF32S, opcodeI64TruncF64S:
+		opcodeI64TruncF32S, opcodeI64TruncF64S,
+		opcodeF32ConvertI64U, opcodeF64ConvertI64U:
 		return true
+	case opTruncSat:
+		return ins.a <= opcodeMiscI64TruncSatF64U
 	case opcodeF32Ceil, opcodeF32Floor, opcodeF32Trunc, opcodeF32Nearest,
 		opcodeF64Ceil, opcodeF64Floor, opcodeF64Trunc, opcodeF64Nearest:
 		return cpu.X86.HasSSE41
@@ -865,6 +868,10 @@ func (g *funcGen) instr(pc int) {
 	case opcodeI32TruncF32S, opcodeI32TruncF32U, opcodeI32TruncF64S, opcodeI32TruncF64U,
 		opcodeI64TruncF32S, opcodeI64TruncF64S:
 		g.truncate(pc, op, top(0))
+	case opTruncSat:
+		g.truncSat(ins.a, top(0))
+	case opcodeF32ConvertI64U, opcodeF64ConvertI64U:
+		g.convertU64(width(op == opcodeF64ConvertI64U), top(0))
 	default:
 		if g.float(op, top) {
 			return
@@ -1398,6 +1405,101 @@ func (g *funcGen) minMax(op opcode, x, y amd64.Mem) {
 		g.storeRAX(x)
 	}
 	a.Bind(done)
+}
+
+// truncSat translates the saturating conversions as truncSat does them:
+// NaN gives 0, a value at or beyond a bound of the result's range that
+// bound, any other is truncated by CVTTSD2SI (a single-precision operand is
+// widened first, exactly; an unsigned 64-bit result of 2^63 or more is
+// converted from the value less 2^63, as f2u64 does).
+func (g *funcGen) truncSat(sub uint32, m amd64.Mem) {
+	a := g.a
+	src := amd64.W64
+	if sub&2 == 0 {
+		src = amd64.W32
+	}
+	signed, is64 := sub&1 == 0, sub >= opcodeMiscI64TruncSatF32S
+	g.loadF(src, amd64.X0, m)
+	if src == amd64.W32 {
+		a.CvtFloat(amd64.W64, amd64.X0, amd64.X0)
+	}
+	var lo, hi float64
+	var loVal, hiVal uint64
+	switch {
+	case !is64 && signed:
+		lo, hi, loVal, hiVal = -2147483648.0, 2147483647.0, 1<<31, math.MaxInt32
+	case !is64:
+		lo, hi, loVal, hiVal = 0, 4294967295.0, 0, math.MaxUint32
+	case signed:
+		lo, hi, loVal, hiVal = -9223372036854775808.0, 9223372036854775807.0, 1<<63, math.MaxInt64
+	default:
+		lo, hi, loVal, hiVal = 0, 18446744073709551615.0, 0, math.MaxUint64
+	}
+	done, nan := a.NewLabel(), a.NewLabel()
+	a.UComis(amd64.W64, amd64.X0, amd64.X0)
+	a.Jcc(amd64.CondP, nan)
+	// The result is loaded before each comparison: MovImm of 0 is an XOR,
+	// which would clobber the flags.
+	a.MovImm(amd64.RCX, math.Float64bits(lo))
+	a.MovQToX(amd64.X1, amd64.RCX)
+	a.MovImm(amd64.RAX, loVal)
+	a.UComis(amd64.W64, amd64.X0, amd64.X1)
+	a.Jcc(amd64.CondBE, done)
+	a.MovImm(amd64.RCX, math.Float64bits(hi))
+	a.MovQToX(amd64.X1, amd64.RCX)
+	a.MovImm(amd64.RAX, hiVal)
+	a.UComis(amd64.W64, amd64.X0, amd64.X1)
+	a.Jcc(amd64.CondAE, done)
+	switch {
+	case !is64 && signed:
+		a.CvttToInt(amd64.W32, amd64.RAX, amd64.X0)
+	case !is64:
+		a.CvttToInt(amd64.W64, amd64.RAX, amd64.X0)
+		a.MovRR(amd64.W32, amd64.RAX, amd64.RAX)
+	case signed:
+		a.CvttToInt(amd64.W64, amd64.RAX, amd64.X0)
+	default:
+		big := a.NewLabel()
+		a.MovImm(amd64.RCX, math.Float64bits(9223372036854775808.0))
+		a.MovQToX(amd64.X1, amd64.RCX)
+		a.UComis(amd64.W64, amd64.X0, amd64.X1)
+		a.Jcc(amd64.CondAE, big)
+		a.CvttToInt(amd64.W64, amd64.RAX, amd64.X0)
+		a.Jmp(done)
+		a.Bind(big)
+		a.FArith(amd64.FSub, amd64.W64, amd64.X0, amd64.X1)
+		a.CvttToInt(amd64.W64, amd64.RAX, amd64.X0)
+		a.MovImm(amd64.RCX, 1<<63)
+		a.ALURR(amd64.OR, amd64.W64, amd64.RAX, amd64.RCX)
+	}
+	a.Jmp(done)
+	a.Bind(nan)
+	a.MovImm(amd64.RAX, 0)
+	a.Bind(done)
+	g.storeRAX(m)
+}
+
+// convertU64 translates the conversions of an unsigned 64-bit integer to
+// a float of width to, correctly rounded as Go's conversion and u64ToF32
+// are: a value below 2^63 is converted as a signed one; a larger one is
+// halved, keeping the lost bit as a sticky bit, converted and doubled.
+func (g *funcGen) convertU64(to amd64.Width, m amd64.Mem) {
+	a := g.a
+	big, done := a.NewLabel(), a.NewLabel()
+	g.loadRAX(amd64.W64, m)
+	a.TestRR(amd64.W64, amd64.RAX, amd64.RAX)
+	a.Jcc(amd64.CondS, big)
+	a.CvtInt(amd64.W64, to, amd64.X0, amd64.RAX)
+	a.Jmp(done)
+	a.Bind(big)
+	a.MovRR(amd64.W64, amd64.RCX, amd64.RAX)
+	a.ShiftImm(amd64.SHR, amd64.W64, amd64.RCX, 1)
+	a.ALURI(amd64.AND, amd64.W64, amd64.RAX, 1)
+	a.ALURR(amd64.OR, amd64.W64, amd64.RCX, amd64.RAX)
+	a.CvtInt(amd64.W64, to, amd64.X0, amd64.RCX)
+	a.FArith(amd64.FAdd, to, amd64.X0, amd64.X0)
+	a.Bind(done)
+	g.storeF(to, m, amd64.X0)
 }
 
 // truncate translates the trapping float-to-integer conversions (but the
