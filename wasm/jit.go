@@ -43,8 +43,8 @@ import (
 // (runCompiled) makes those as the interpreter would.
 //
 // Native code exits at every other instruction it does not translate (host
-// calls, memory.grow, memory.init, the table instructions, the trapping
-// conversions to unsigned 64-bit integers, ...), which the interpreter
+// calls, memory.grow, memory.init, data.drop and the table instructions),
+// which the interpreter
 // executes, exactly that one instruction, before native code is entered
 // again after it.
 

@@ -300,7 +300,7 @@ func (g *funcGen) supported(ins instr) bool {
 		opcodeF64ConvertI32S, opcodeF64ConvertI32U, opcodeF64ConvertI64S,
 		opcodeF32DemoteF64, opcodeF64PromoteF32,
 		opcodeI32TruncF32S, opcodeI32TruncF32U, opcodeI32TruncF64S, opcodeI32TruncF64U,
-		opcodeI64TruncF32S, opcodeI64TruncF64S,
+		opcodeI64TruncF32S, opcodeI64TruncF64S, opcodeI64TruncF32U, opcodeI64TruncF64U,
 		opcodeF32ConvertI64U, opcodeF64ConvertI64U:
 		return true
 	case opTruncSat:
@@ -866,7 +866,7 @@ func (g *funcGen) instr(pc int) {
 		g.storeRAX(top(0))
 
 	case opcodeI32TruncF32S, opcodeI32TruncF32U, opcodeI32TruncF64S, opcodeI32TruncF64U,
-		opcodeI64TruncF32S, opcodeI64TruncF64S:
+		opcodeI64TruncF32S, opcodeI64TruncF64S, opcodeI64TruncF32U, opcodeI64TruncF64U:
 		g.truncate(pc, op, top(0))
 	case opTruncSat:
 		g.truncSat(ins.a, top(0))
@@ -1294,7 +1294,7 @@ func (g *funcGen) float(op opcode, top func(int32) amd64.Mem) bool {
 		a.CvtInt(from, to, amd64.X0, amd64.RAX)
 		g.storeF(to, top(0), amd64.X0)
 	case opcodeI32TruncF32S, opcodeI32TruncF32U, opcodeI32TruncF64S, opcodeI32TruncF64U,
-		opcodeI64TruncF32S, opcodeI64TruncF64S:
+		opcodeI64TruncF32S, opcodeI64TruncF64S, opcodeI64TruncF32U, opcodeI64TruncF64U:
 		return false // translated by instr, which knows the pc for the slow path
 	case opcodeF32DemoteF64:
 		g.loadF(amd64.W64, amd64.X0, top(0))
@@ -1502,16 +1502,16 @@ func (g *funcGen) convertU64(to amd64.Width, m amd64.Mem) {
 	g.storeF(to, m, amd64.X0)
 }
 
-// truncate translates the trapping float-to-integer conversions (but the
-// unsigned 64-bit ones) as truncate does: a NaN or a value out of the
-// result's range takes the slow path, where the interpreter traps; any
-// other is truncated by CVTTSD2SI (a single-precision operand is widened
-// first, exactly).
+// truncate translates the trapping float-to-integer conversions as
+// truncate does: a NaN or a value out of the result's range takes the slow
+// path, where the interpreter traps; any other is truncated by CVTTSD2SI
+// (a single-precision operand is widened first, exactly; an unsigned
+// 64-bit result of 2^63 or more is converted as f2u64 does).
 func (g *funcGen) truncate(pc int, op opcode, m amd64.Mem) {
 	a := g.a
 	src := amd64.W64
 	switch op {
-	case opcodeI32TruncF32S, opcodeI32TruncF32U, opcodeI64TruncF32S:
+	case opcodeI32TruncF32S, opcodeI32TruncF32U, opcodeI64TruncF32S, opcodeI64TruncF32U:
 		src = amd64.W32
 	}
 	g.loadF(src, amd64.X0, m)
@@ -1526,6 +1526,8 @@ func (g *funcGen) truncate(pc int, op opcode, m amd64.Mem) {
 		lo, hi = -2147483649.0, 2147483648.0
 	case opcodeI32TruncF32U, opcodeI32TruncF64U:
 		lo, hi = -1.0, 4294967296.0
+	case opcodeI64TruncF32U, opcodeI64TruncF64U:
+		lo, hi = -1.0, 18446744073709551616.0
 	default:
 		lo, hi, loIncl = -9223372036854775808.0, 9223372036854775808.0, true
 	}
@@ -1549,6 +1551,21 @@ func (g *funcGen) truncate(pc int, op opcode, m amd64.Mem) {
 	case opcodeI32TruncF32U, opcodeI32TruncF64U:
 		a.CvttToInt(amd64.W64, amd64.RAX, amd64.X0)
 		a.MovRR(amd64.W32, amd64.RAX, amd64.RAX)
+	case opcodeI64TruncF32U, opcodeI64TruncF64U:
+		// As f2u64: from 2^63 on, convert the value less 2^63.
+		big, done := a.NewLabel(), a.NewLabel()
+		a.MovImm(amd64.RAX, math.Float64bits(9223372036854775808.0))
+		a.MovQToX(amd64.X1, amd64.RAX)
+		a.UComis(amd64.W64, amd64.X0, amd64.X1)
+		a.Jcc(amd64.CondAE, big)
+		a.CvttToInt(amd64.W64, amd64.RAX, amd64.X0)
+		a.Jmp(done)
+		a.Bind(big)
+		a.FArith(amd64.FSub, amd64.W64, amd64.X0, amd64.X1)
+		a.CvttToInt(amd64.W64, amd64.RAX, amd64.X0)
+		a.MovImm(amd64.RCX, 1<<63)
+		a.ALURR(amd64.OR, amd64.W64, amd64.RAX, amd64.RCX)
+		a.Bind(done)
 	default:
 		a.CvttToInt(amd64.W64, amd64.RAX, amd64.X0)
 	}
