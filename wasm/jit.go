@@ -42,11 +42,10 @@ import (
 // before it, and so does a return without a record; the tier's loop
 // (runCompiled) makes those as the interpreter would.
 //
-// Native code exits at every other instruction it does not translate (host
-// calls, memory.grow, memory.init, data.drop and the table instructions),
-// which the interpreter
-// executes, exactly that one instruction, before native code is entered
-// again after it.
+// Native code exits at every other instruction it does not translate
+// (memory.grow, memory.init, data.drop, the reference and table
+// instructions), which the interpreter executes, exactly that one
+// instruction, before native code is entered again after it.
 
 // nativeCtx is what native code reads and writes, through RDI. Native code
 // writes only the integer fields (remaining and the exit record); the
