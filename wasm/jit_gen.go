@@ -1015,15 +1015,21 @@ func (g *funcGen) store(pc int, op opcode, addr, val amd64.Mem, off uint64) {
 	g.address(pc, addr, off, int32(size))
 	a.Load(amd64.W64, amd64.RCX, val)
 	a.Store(amd64.Width(size*8), amd64.MI(rMem, amd64.RAX, 1, 0), amd64.RCX)
-	g.markDirty(amd64.RAX)
+	g.markDirty(amd64.RAX) // leaves the page in RDX
 	if size > 1 {
+		// The last byte's page, if it is another one.
+		same := a.NewLabel()
 		a.Lea(amd64.RAX, amd64.M(amd64.RAX, int32(size)-1))
-		g.markDirty(amd64.RAX)
+		a.ShiftImm(amd64.SHR, amd64.W64, amd64.RAX, dirtyShift)
+		a.ALURR(amd64.CMP, amd64.W64, amd64.RAX, amd64.RDX)
+		a.Jcc(amd64.CondE, same)
+		g.markPage(amd64.RAX, amd64.RSI, amd64.R12)
+		a.Bind(same)
 	}
 }
 
 // markDirty sets the dirty bit of the 4 KiB page of the address in r
-// (clobbering amd64.RDX, amd64.RSI and amd64.R12).
+// (clobbering amd64.RSI and amd64.R12), and leaves the page in amd64.RDX.
 func (g *funcGen) markDirty(r amd64.Reg) {
 	a := g.a
 	a.MovRR(amd64.W64, amd64.RDX, r)
