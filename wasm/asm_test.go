@@ -16,6 +16,8 @@ type modBuilder struct {
 	exports [][]byte
 	codes   [][]byte
 	nimp    uint32
+	tables  []byte // the table section's content, if any
+	elems   []byte // the element section's content, if any
 }
 
 func uleb(v uint64) []byte {
@@ -100,6 +102,9 @@ func (b *modBuilder) bytes() []byte {
 		fs = append(fs, uleb(uint64(f)))
 	}
 	out = append(out, section(3, vec(fs))...)
+	if b.tables != nil {
+		out = append(out, section(4, b.tables)...)
+	}
 	if b.mems != nil {
 		out = append(out, section(5, append([]byte{1}, b.mems...))...)
 	}
@@ -108,6 +113,9 @@ func (b *modBuilder) bytes() []byte {
 	}
 	if len(b.exports) > 0 {
 		out = append(out, section(7, vec(b.exports))...)
+	}
+	if b.elems != nil {
+		out = append(out, section(9, b.elems)...)
 	}
 	out = append(out, section(10, vec(b.codes))...)
 	return out

@@ -57,6 +57,9 @@ type CompiledModule struct {
 	funcs []*compiledFunc // defined functions, in order
 	// native: the functions have native code (see jit.go).
 	native bool
+	// nativeCallees is what native calls need of each function, by
+	// function index (see nativeCallee).
+	nativeCallees []nativeCallee
 }
 
 // compiledFunc is the internal code of one function body.

@@ -116,6 +116,8 @@ type execState struct {
 	args    []uint64
 	count   uint64
 	nat     *nativeCtx // the compiler tier's context, allocated on first use
+	// natFrames holds the frame records of native code (see nativeFrame).
+	natFrames []nativeFrame
 	// nativeCount is how many of count's instructions native code ran.
 	nativeCount uint64
 }

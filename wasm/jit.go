@@ -27,12 +27,25 @@ import (
 // would trap gives back the instructions of its segment from itself on, and
 // exits so that the interpreter executes it again and traps as usual.
 //
-// Native code exits at every instruction it does not translate: calls and
-// returns, which the tier's loop (runCompiled) executes itself as the
-// interpreter would, and the rest (host calls, memory.grow, the bulk memory
-// and table instructions, the float-to-integer conversions, ...), which the
-// interpreter executes, exactly that one instruction, before native code is
-// entered again after it.
+// Native code makes calls and returns itself, without a machine stack:
+// a call of a function of the same instance (direct, or through table 0
+// after the interpreter's checks) pushes a frame record (nativeFrame: the
+// caller's interpreter frame and the native address to return to), moves
+// the frame base to the callee's frame, zeroes its locals and jumps to the
+// callee's entry; a return copies the results down, pops the record and
+// jumps back. Go turns the records into the interpreter's frames at every
+// exit and the innermost frames back into records at every entry
+// (enterFrames, exitFrames), so the frames are the interpreter's at every
+// exit. A call ends its segment (the callee charges its own instructions).
+// A call that needs Go (an import or host function, another instance's
+// function, a value stack to grow, records or call depth run out) exits
+// before it, and so does a return without a record; the tier's loop
+// (runCompiled) makes those as the interpreter would.
+//
+// Native code exits at every other instruction it does not translate
+// (memory.grow, memory.init, data.drop, the reference and table
+// instructions), which the interpreter executes, exactly that one
+// instruction, before native code is entered again after it.
 
 // nativeCtx is what native code reads and writes, through RDI. Native code
 // writes only the integer fields (remaining and the exit record); the
@@ -49,7 +62,74 @@ type nativeCtx struct {
 	target    uintptr        // address to enter at
 	exit      uint64         // pc<<1 | exitBudget or exitStep
 	exitSP    uint64         // sp - bp at the exit
+
+	// Native calls and returns (see nativeFrame).
+	stackEnd  uint64         // address of &stack[len(stack)]
+	funcs     unsafe.Pointer // &CompiledModule.nativeCallees[0]
+	inst      uint64         // the *Instance native code runs for, as a number to compare
+	table     unsafe.Pointer // &tables[0].elems[0], nil if none or empty
+	tableLen  uint64
+	refs      unsafe.Pointer // &store.funcs[0] (read only), nil if none
+	refsLen   uint64
+	typeIDs   unsafe.Pointer // &inst.typeIDs[0] (read only), nil if none
+	fpStart   uint64         // address of the first frame record
+	fp        uint64         // address of the next free frame record
+	fpEnd     uint64         // address past the last record a call may push
+	exitFn    uint64         // function index of the frame at the exit
+	exitFrame uint64         // address of that frame's base, &stack[bp]
+
+	// gvals holds the addresses of the values of the first globals
+	// (&inst.globals[i].val), so that global.get and global.set of them
+	// load one address from the context rather than chase two pointers.
+	// The globals are held by the instance.
+	gvals [nativeFixedGlobals]uint64
 }
+
+// nativeFixedGlobals is how many globals have their addresses in the
+// context.
+const nativeFixedGlobals = 32
+
+// nativeFrame is the record of a caller that native code called from: the
+// interpreter's frame (function index and resume pc in info, the base as
+// an address into the value stack) and the native address that its return
+// jumps to. Native code pushes one at every call and pops one at every
+// return; Go turns them into the interpreter's frames at every exit, and
+// turns the innermost frames back into records at every entry, so that
+// returns to them stay native too. Records hold no Go pointers: the value
+// stack they point into is held by nativeCtx.stack for the whole entry and
+// never moves during it (it grows only in Go).
+type nativeFrame struct {
+	info  uint64 // function index<<32 | pc
+	frame uint64 // &stack[bp]
+	ret   uint64 // native address of the entry at pc
+	_     uint64
+}
+
+// nativeCallee is what a native call needs of the function it calls: the
+// address of its native code at its start (0 if it has none: imports,
+// functions without native code), the value-stack bytes its frame needs
+// beyond its base ((locals + maxHeight) * 8), and its locals, parameters
+// included.
+type nativeCallee struct {
+	entry  uint64
+	need   uint32
+	locals uint32
+}
+
+// nativeCalleeSize is the size of a nativeCallee (a power of two).
+const nativeCalleeSize = 16
+
+// nativeFrameSize is the size of a nativeFrame (a power of two).
+const nativeFrameSize = 32
+
+const (
+	// nativeFrameRecords bounds the frames native code may push in one
+	// entry (past them, the call exits and Go makes it).
+	nativeFrameRecords = 1024
+	// nativeFramesMoved bounds the innermost interpreter frames made into
+	// records again at an entry.
+	nativeFramesMoved = 64
+)
 
 // Exit reasons, in the low bit of nativeCtx.exit.
 const (
@@ -72,6 +152,26 @@ var (
 	ctxTarget    = int32(unsafe.Offsetof(nativeCtx{}.target))
 	ctxExit      = int32(unsafe.Offsetof(nativeCtx{}.exit))
 	ctxExitSP    = int32(unsafe.Offsetof(nativeCtx{}.exitSP))
+	ctxStackEnd  = int32(unsafe.Offsetof(nativeCtx{}.stackEnd))
+	ctxFuncs     = int32(unsafe.Offsetof(nativeCtx{}.funcs))
+	ctxFPStart   = int32(unsafe.Offsetof(nativeCtx{}.fpStart))
+	ctxFP        = int32(unsafe.Offsetof(nativeCtx{}.fp))
+	ctxFPEnd     = int32(unsafe.Offsetof(nativeCtx{}.fpEnd))
+	ctxExitFn    = int32(unsafe.Offsetof(nativeCtx{}.exitFn))
+	ctxExitFrame = int32(unsafe.Offsetof(nativeCtx{}.exitFrame))
+	ctxInst      = int32(unsafe.Offsetof(nativeCtx{}.inst))
+	ctxTable     = int32(unsafe.Offsetof(nativeCtx{}.table))
+	ctxTableLen  = int32(unsafe.Offsetof(nativeCtx{}.tableLen))
+	ctxRefs      = int32(unsafe.Offsetof(nativeCtx{}.refs))
+	ctxRefsLen   = int32(unsafe.Offsetof(nativeCtx{}.refsLen))
+	ctxTypeIDs   = int32(unsafe.Offsetof(nativeCtx{}.typeIDs))
+	ctxGVals     = int32(unsafe.Offsetof(nativeCtx{}.gvals))
+	fnTypeID     = int32(unsafe.Offsetof(Function{}.typeID))
+	fnInst       = int32(unsafe.Offsetof(Function{}.inst))
+	fnCode       = int32(unsafe.Offsetof(Function{}.code))
+	cfIdx        = int32(unsafe.Offsetof(compiledFunc{}.idx))
+	calleeNeed   = int32(unsafe.Offsetof(nativeCallee{}.need))
+	calleeLocals = int32(unsafe.Offsetof(nativeCallee{}.locals))
 	globalVal    = int32(unsafe.Offsetof(Global{}.val))
 )
 
@@ -162,7 +262,7 @@ func compileNative(cm *CompiledModule) error {
 	}
 	var done []fnLabels
 	for _, f := range cm.funcs {
-		g := newFuncGen(&a, cm.Module, f, exit)
+		g := newFuncGen(&a, cm, f, exit)
 		if g == nil {
 			continue
 		}
@@ -180,6 +280,9 @@ func compileNative(cm *CompiledModule) error {
 	if err != nil {
 		return err
 	}
+	// The entry of every function at its start, for native calls; 0 where
+	// there is none (imports, functions without native code).
+	cm.nativeCallees = make([]nativeCallee, int(cm.Module.NumImportedFuncs)+len(cm.funcs))
 	for _, d := range done {
 		nf := &nativeFunc{code: nc, entry: make([]nativeEntry, len(d.f.code))}
 		for pc, l := range d.labels {
@@ -191,6 +294,13 @@ func compileNative(cm *CompiledModule) error {
 				return fmt.Errorf("wasm: native code of function %d: entry at %d not bound", d.f.idx, pc)
 			}
 			nf.entry[pc] = nativeEntry{uint32(off), d.height[pc]}
+			if pc == 0 {
+				cm.nativeCallees[d.f.idx] = nativeCallee{
+					entry:  uint64(nc.Addr(off)),
+					need:   uint32(8 * (d.f.numLocals + d.f.maxHeight)),
+					locals: uint32(d.f.numLocals),
+				}
+			}
 		}
 		d.f.native = nf
 	}
@@ -263,6 +373,8 @@ func (in *Instance) runCompiled(budget uint64) (Stop, error) {
 			inst := fn.inst
 			// nil if the stack is empty, when native code uses no slot.
 			c.stack = unsafe.Pointer(unsafe.SliceData(e.stack))
+			base := uint64(uintptr(c.stack))
+			c.stackEnd = base + 8*uint64(len(e.stack))
 			c.bp = uint64(e.cur.bp)
 			c.mem, c.memLen, c.dirty = nil, 0, nil
 			if m := inst.mem; m != nil && len(m.data) > 0 {
@@ -274,15 +386,36 @@ func (in *Instance) runCompiled(budget uint64) (Stop, error) {
 			if len(inst.globals) > 0 {
 				c.globals = unsafe.Pointer(&inst.globals[0])
 			}
+			for i, gl := range inst.globals[:min(len(inst.globals), nativeFixedGlobals)] {
+				c.gvals[i] = uint64(uintptr(unsafe.Pointer(&gl.val)))
+			}
+			c.funcs = unsafe.Pointer(&inst.cm.nativeCallees[0])
+			c.inst = uint64(uintptr(unsafe.Pointer(inst)))
+			c.table, c.tableLen = nil, 0
+			if len(inst.tables) > 0 && len(inst.tables[0].elems) > 0 {
+				c.table = unsafe.Pointer(&inst.tables[0].elems[0])
+				c.tableLen = uint64(len(inst.tables[0].elems))
+			}
+			c.refs, c.refsLen = nil, 0
+			if fs := in.store.funcs; len(fs) > 0 {
+				c.refs = unsafe.Pointer(&fs[0])
+				c.refsLen = uint64(len(fs))
+			}
+			c.typeIDs = nil
+			if len(inst.typeIDs) > 0 {
+				c.typeIDs = unsafe.Pointer(&inst.typeIDs[0])
+			}
+			in.enterFrames(inst, base)
 			slice := min(left, nativeSlice)
 			c.remaining = slice
 			c.target = nf.code.Addr(int(ent.off))
 			nf.code.Call(nf.code.Addr(0), unsafe.Pointer(c))
+			in.exitFrames(inst, base)
 			used := slice - c.remaining
 			e.count += used
 			e.nativeCount += used
 			left -= used
-			e.cur.pc = int(c.exit >> 1)
+			e.cur = frame{fn: inst.funcs[c.exitFn], pc: int(c.exit >> 1), bp: int((c.exitFrame - base) / 8)}
 			e.sp = e.cur.bp + int(c.exitSP)
 			if c.exit&1 == exitBudget {
 				if used > 0 {
@@ -311,7 +444,8 @@ func (in *Instance) runCompiled(budget uint64) (Stop, error) {
 				break
 			}
 		}
-		if op := cf.code[e.cur.pc].op; (op == opReturn && in.returnToCaller()) ||
+		// Native code may have exited in another function than it entered.
+		if op := e.cur.fn.code.code[e.cur.pc].op; (op == opReturn && in.returnToCaller()) ||
 			(op == opCall || op == opCallIndirect) && in.call() {
 			e.count++
 			left--
@@ -324,6 +458,56 @@ func (in *Instance) runCompiled(budget uint64) (Stop, error) {
 		left--
 	}
 	return Stop{Reason: StopBudget}, nil
+}
+
+// enterFrames makes the innermost frames of the interpreter that native code
+// can return to (frames of inst's functions whose resume pc has an entry)
+// into frame records, up to nativeFramesMoved of them, and sets the bounds
+// of the records for the entry: native code may push records as long as the
+// interpreter's frames and the records stay below MaxCallDepth, so that a
+// call beyond it exits and the interpreter raises the same trap at the same
+// count.
+func (in *Instance) enterFrames(inst *Instance, base uint64) {
+	e := &in.exec
+	c := e.nat
+	if e.natFrames == nil {
+		e.natFrames = make([]nativeFrame, nativeFramesMoved+nativeFrameRecords)
+	}
+	k := 0
+	for k < nativeFramesMoved && k < len(e.frames) {
+		fr := e.frames[len(e.frames)-1-k]
+		if fr.fn.inst != inst || fr.fn.code == nil || fr.fn.code.native == nil ||
+			fr.pc >= len(fr.fn.code.native.entry) || fr.fn.code.native.entry[fr.pc].off == 0 {
+			break
+		}
+		k++
+	}
+	recs := e.natFrames
+	for i, fr := range e.frames[len(e.frames)-k:] {
+		nf := fr.fn.code.native
+		recs[i] = nativeFrame{
+			info:  uint64(fr.fn.code.idx)<<32 | uint64(fr.pc),
+			frame: base + 8*uint64(fr.bp),
+			ret:   uint64(nf.code.Addr(int(nf.entry[fr.pc].off))),
+		}
+	}
+	e.frames = e.frames[:len(e.frames)-k]
+	start := uint64(uintptr(unsafe.Pointer(&recs[0])))
+	n := min(len(recs), max(0, in.cfg.MaxCallDepth-len(e.frames)))
+	c.fpStart = start
+	c.fp = start + nativeFrameSize*uint64(k)
+	c.fpEnd = start + nativeFrameSize*uint64(n)
+}
+
+// exitFrames makes the frame records native code left into the
+// interpreter's frames again.
+func (in *Instance) exitFrames(inst *Instance, base uint64) {
+	e := &in.exec
+	c := e.nat
+	n := int((c.fp - c.fpStart) / nativeFrameSize)
+	for _, r := range e.natFrames[:n] {
+		e.frames = append(e.frames, frame{fn: inst.funcs[r.info>>32], pc: int(uint32(r.info)), bp: int((r.frame - base) / 8)})
+	}
 }
 
 // call executes the instruction at the current pc if it is a call or an

@@ -11,6 +11,7 @@ import (
 // funcGen translates one function's internal code to native code.
 type funcGen struct {
 	a    *amd64.Asm
+	cm   *CompiledModule
 	m    *Module
 	f    *compiledFunc
 	exit amd64.Label // stores the budget and returns
@@ -48,12 +49,13 @@ const maxNativePC = 1 << 29
 // newFuncGen analyses f: the operand height at every reachable pc, branch
 // targets, which instructions are translated, and the segments. It returns
 // nil if f is not to be translated.
-func newFuncGen(a *amd64.Asm, m *Module, f *compiledFunc, exit amd64.Label) *funcGen {
+func newFuncGen(a *amd64.Asm, cm *CompiledModule, f *compiledFunc, exit amd64.Label) *funcGen {
+	m := cm.Module
 	n := len(f.code)
 	if n == 0 || n >= maxNativePC || int64(f.numLocals+f.maxHeight)*8 >= math.MaxInt32 {
 		return nil
 	}
-	g := &funcGen{a: a, m: m, f: f, exit: exit, n: n, nl: int32(f.numLocals)}
+	g := &funcGen{a: a, cm: cm, m: m, f: f, exit: exit, n: n, nl: int32(f.numLocals)}
 	if !g.heights() {
 		return nil
 	}
@@ -102,11 +104,12 @@ func (g *funcGen) needsExitStub(pc int) bool {
 	return g.target[pc] || pc > 0 && g.nat[pc-1] && !isJump(g.f.code[pc-1].op)
 }
 
-// endsSegment reports whether op is a branch: the instruction after it
-// starts a segment of its own.
+// endsSegment reports whether op is a branch or a call: the instruction
+// after it starts a segment of its own (after a call, because the callee
+// charges its own instructions before the caller's next ones run).
 func endsSegment(op opcode) bool {
 	switch op {
-	case opBr, opBrDrop, opBrIf, opBrIfDrop, opBrUnless, opBrTable:
+	case opBr, opBrDrop, opBrIf, opBrIfDrop, opBrUnless, opBrTable, opCall, opCallIndirect:
 		return true
 	}
 	return false
@@ -266,8 +269,13 @@ func (g *funcGen) supported(ins instr) bool {
 		opMemorySize,
 		opBr, opBrDrop, opBrIf, opBrIfDrop, opBrUnless, opBrTable,
 		opLocalGet2, opLocalGetConst, opLocalSetGet, opI32AddConst, opI64AddConst,
-		opLocalI32AddConst, opLocalI64AddConst, opLocalI32Load, opLocalI64Load:
+		opLocalI32AddConst, opLocalI64AddConst, opLocalI32Load, opLocalI64Load,
+		opReturn, opMemoryCopy, opMemoryFill:
 		return true
+	case opCall:
+		return g.callee(ins.a) != nil
+	case opCallIndirect:
+		return ins.b == 0 && ins.a < uint32(len(g.m.Types))
 	case opcodeI32Popcnt, opcodeI64Popcnt:
 		return cpu.X86.HasPOPCNT
 	}
@@ -292,13 +300,175 @@ func (g *funcGen) supported(ins instr) bool {
 		opcodeF64ConvertI32S, opcodeF64ConvertI32U, opcodeF64ConvertI64S,
 		opcodeF32DemoteF64, opcodeF64PromoteF32,
 		opcodeI32TruncF32S, opcodeI32TruncF32U, opcodeI32TruncF64S, opcodeI32TruncF64U,
-		opcodeI64TruncF32S, opcodeI64TruncF64S:
+		opcodeI64TruncF32S, opcodeI64TruncF64S, opcodeI64TruncF32U, opcodeI64TruncF64U,
+		opcodeF32ConvertI64U, opcodeF64ConvertI64U:
 		return true
+	case opTruncSat:
+		return ins.a <= opcodeMiscI64TruncSatF64U
 	case opcodeF32Ceil, opcodeF32Floor, opcodeF32Trunc, opcodeF32Nearest,
 		opcodeF64Ceil, opcodeF64Floor, opcodeF64Trunc, opcodeF64Nearest:
 		return cpu.X86.HasSSE41
 	}
 	return false
+}
+
+// callee returns the function a native call of function idx enters: one
+// defined in the module (an import exits to Go), else nil.
+func (g *funcGen) callee(idx uint32) *compiledFunc {
+	if idx < g.m.NumImportedFuncs || idx-g.m.NumImportedFuncs >= uint32(len(g.cm.funcs)) {
+		return nil
+	}
+	return g.cm.funcs[idx-g.m.NumImportedFuncs]
+}
+
+// call translates a call of a function defined in the module: it pushes
+// the caller's frame record and enters the callee at its start, as the
+// interpreter's call does. A call that the interpreter would make
+// differently (beyond the records or the call depth, with a value stack to
+// grow, or of a function without native code at its start) exits, and Go
+// or the interpreter makes it.
+func (g *funcGen) call(pc int, ins instr, h int32) {
+	a := g.a
+	cf := g.callee(ins.a)
+	slow := g.slow(pc)
+	p, l, m := int32(cf.numParams), int32(cf.numLocals), int32(cf.maxHeight)
+	nbp := 8 * (g.nl + h - p) // the callee's frame, from the caller's
+	a.Lea(amd64.RDX, amd64.M(rFrame, nbp+8*(l+m)))
+	a.ALURM(amd64.CMP, amd64.W64, amd64.RDX, amd64.M(rCtx, ctxStackEnd))
+	a.Jcc(amd64.CondA, slow)
+	a.Load(amd64.W64, amd64.RAX, amd64.M(rCtx, ctxFuncs))
+	a.Load(amd64.W64, amd64.RAX, amd64.M(amd64.RAX, int32(nativeCalleeSize*ins.a)))
+	g.pushFrame(pc, slow, nbp)
+	// The locals past the parameters start at zero.
+	if l-p <= 16 {
+		for i := p; i < l; i++ {
+			a.StoreImm(amd64.W64, g.local(uint32(i)), 0)
+		}
+	} else {
+		a.Lea(amd64.RDX, g.local(uint32(p)))
+		a.Lea(amd64.RSI, g.local(uint32(l)))
+		g.clearLoop()
+	}
+	a.JmpReg(amd64.RAX)
+}
+
+// pushFrame takes the slow path if the callee's entry in RAX is 0 or no
+// record may be pushed, else pushes the caller's record (resuming at
+// pc+1) and moves the frame base nbp bytes up, to the callee's frame.
+func (g *funcGen) pushFrame(pc int, slow amd64.Label, nbp int32) {
+	a := g.a
+	a.TestRR(amd64.W64, amd64.RAX, amd64.RAX)
+	a.Jcc(amd64.CondE, slow)
+	a.Load(amd64.W64, amd64.RCX, amd64.M(rCtx, ctxFP))
+	a.ALURM(amd64.CMP, amd64.W64, amd64.RCX, amd64.M(rCtx, ctxFPEnd))
+	a.Jcc(amd64.CondAE, slow)
+	a.MovImm(amd64.RDX, uint64(g.f.idx)<<32|uint64(pc+1))
+	a.Store(amd64.W64, amd64.M(amd64.RCX, 0), amd64.RDX)
+	a.Store(amd64.W64, amd64.M(amd64.RCX, 8), rFrame)
+	a.LeaRIP(amd64.RDX, g.label(pc+1))
+	a.Store(amd64.W64, amd64.M(amd64.RCX, 16), amd64.RDX)
+	a.ALURI(amd64.ADD, amd64.W64, amd64.RCX, nativeFrameSize)
+	a.Store(amd64.W64, amd64.M(rCtx, ctxFP), amd64.RCX)
+	a.Lea(rFrame, amd64.M(rFrame, nbp))
+}
+
+// clearLoop zeroes the slots from RDX up to RSI (none if RSI <= RDX),
+// clobbering RDX.
+func (g *funcGen) clearLoop() {
+	a := g.a
+	loop, done := a.NewLabel(), a.NewLabel()
+	a.ALURR(amd64.CMP, amd64.W64, amd64.RDX, amd64.RSI)
+	a.Jcc(amd64.CondAE, done)
+	a.Bind(loop)
+	a.StoreImm(amd64.W64, amd64.M(amd64.RDX, 0), 0)
+	a.ALURI(amd64.ADD, amd64.W64, amd64.RDX, 8)
+	a.ALURR(amd64.CMP, amd64.W64, amd64.RDX, amd64.RSI)
+	a.Jcc(amd64.CondB, loop)
+	a.Bind(done)
+}
+
+// callIndirect translates call_indirect through table 0: the element, the
+// function its reference names and the type check as the interpreter has
+// them, then the call as call makes it, of a function of this instance.
+// Anything else (a trap, a function of another instance or a host
+// function) exits, and the interpreter or Go makes the call.
+func (g *funcGen) callIndirect(pc int, ins instr, h int32) {
+	a := g.a
+	slow := g.slow(pc)
+	p := int32(len(g.m.Types[ins.a].Params))
+	nbp := 8 * (g.nl + h - 1 - p)
+	g.loadRAX(amd64.W32, g.slot(h-1))
+	a.ALURM(amd64.CMP, amd64.W64, amd64.RAX, amd64.M(rCtx, ctxTableLen))
+	a.Jcc(amd64.CondAE, slow)
+	a.Load(amd64.W64, amd64.RDX, amd64.M(rCtx, ctxTable))
+	a.Load(amd64.W64, amd64.RAX, amd64.MI(amd64.RDX, amd64.RAX, 8, 0))
+	// A null reference (0) becomes the largest index, out of range too.
+	a.ALURI(amd64.SUB, amd64.W64, amd64.RAX, 1)
+	a.ALURM(amd64.CMP, amd64.W64, amd64.RAX, amd64.M(rCtx, ctxRefsLen))
+	a.Jcc(amd64.CondAE, slow)
+	a.Load(amd64.W64, amd64.RDX, amd64.M(rCtx, ctxRefs))
+	a.Load(amd64.W64, amd64.RAX, amd64.MI(amd64.RDX, amd64.RAX, 8, 0)) // *Function
+	a.Load(amd64.W32, amd64.RDX, amd64.M(amd64.RAX, fnTypeID))
+	a.Load(amd64.W64, amd64.RSI, amd64.M(rCtx, ctxTypeIDs))
+	a.ALURM(amd64.CMP, amd64.W32, amd64.RDX, amd64.M(amd64.RSI, int32(4*ins.a)))
+	a.Jcc(amd64.CondNE, slow)
+	a.Load(amd64.W64, amd64.RDX, amd64.M(amd64.RAX, fnInst))
+	a.ALURM(amd64.CMP, amd64.W64, amd64.RDX, amd64.M(rCtx, ctxInst))
+	a.Jcc(amd64.CondNE, slow)
+	a.Load(amd64.W64, amd64.RDX, amd64.M(amd64.RAX, fnCode))
+	a.TestRR(amd64.W64, amd64.RDX, amd64.RDX)
+	a.Jcc(amd64.CondE, slow)
+	a.Load(amd64.W32, amd64.RDX, amd64.M(amd64.RDX, cfIdx))
+	a.ShiftImm(amd64.SHL, amd64.W64, amd64.RDX, 4) // * nativeCalleeSize
+	a.ALURM(amd64.ADD, amd64.W64, amd64.RDX, amd64.M(rCtx, ctxFuncs))
+	// RDX: the callee's nativeCallee. Its frame must fit the value stack.
+	a.Load(amd64.W32, amd64.RSI, amd64.M(amd64.RDX, calleeNeed))
+	a.Lea(amd64.RSI, amd64.MI(rFrame, amd64.RSI, 1, nbp))
+	a.ALURM(amd64.CMP, amd64.W64, amd64.RSI, amd64.M(rCtx, ctxStackEnd))
+	a.Jcc(amd64.CondA, slow)
+	a.Load(amd64.W32, amd64.RSI, amd64.M(amd64.RDX, calleeLocals))
+	a.Load(amd64.W64, amd64.RAX, amd64.M(amd64.RDX, 0))
+	g.pushFrame(pc, slow, nbp)
+	// The locals past the parameters start at zero: from p up to the
+	// callee's count, in RSI.
+	a.Lea(amd64.RSI, amd64.MI(rFrame, amd64.RSI, 8, 0))
+	a.Lea(amd64.RDX, g.local(uint32(p)))
+	g.clearLoop()
+	a.JmpReg(amd64.RAX)
+}
+
+// ret translates a return: to a caller with a frame record, natively, as
+// the interpreter's return does; without one, native code exits and Go
+// returns.
+func (g *funcGen) ret(pc int, h int32) {
+	a := g.a
+	n := int32(len(g.f.typ.Results))
+	a.Load(amd64.W64, amd64.RCX, amd64.M(rCtx, ctxFP))
+	a.ALURM(amd64.CMP, amd64.W64, amd64.RCX, amd64.M(rCtx, ctxFPStart))
+	a.Jcc(amd64.CondBE, g.slow(pc))
+	a.ALURI(amd64.SUB, amd64.W64, amd64.RCX, nativeFrameSize)
+	a.Store(amd64.W64, amd64.M(rCtx, ctxFP), amd64.RCX)
+	for i := range n {
+		if g.nl+h-n+i != i {
+			g.loadRAX(amd64.W64, g.slot(h-n+i))
+			g.storeRAX(g.local(uint32(i)))
+		}
+	}
+	a.Load(amd64.W64, rFrame, amd64.M(amd64.RCX, 8))
+	a.JmpMem(amd64.M(amd64.RCX, 16))
+}
+
+// global loads the address of global i's value into RAX, from the
+// context for the first ones, else through the instance's globals; it
+// returns the operand that holds it.
+func (g *funcGen) global(i uint32) amd64.Mem {
+	if i < nativeFixedGlobals {
+		return amd64.M(rCtx, ctxGVals+int32(8*i))
+	}
+	g.loadRAX(amd64.W64, amd64.M(rCtx, ctxGlobals))
+	g.loadRAX(amd64.W64, amd64.M(amd64.RAX, int32(8*i)))
+	g.a.Lea(amd64.RAX, amd64.M(amd64.RAX, globalVal))
+	return amd64.M(amd64.RAX, 0)
 }
 
 // local is the slot of local i; slot the operand slot at height h.
@@ -318,6 +488,8 @@ func (g *funcGen) label(pc int) amd64.Label {
 // emitExit stores the exit record for pc and returns to Go.
 func (g *funcGen) emitExit(pc int, reason int32) {
 	a := g.a
+	a.StoreImm(amd64.W64, amd64.M(rCtx, ctxExitFn), int32(g.f.idx))
+	a.Store(amd64.W64, amd64.M(rCtx, ctxExitFrame), rFrame)
 	a.StoreImm(amd64.W64, amd64.M(rCtx, ctxExit), int32(pc)<<1|reason)
 	a.StoreImm(amd64.W64, amd64.M(rCtx, ctxExitSP), g.nl+g.height[pc])
 	a.Jmp(g.exit)
@@ -343,8 +515,9 @@ func (g *funcGen) slow(pc int) amd64.Label {
 // emit translates the function.
 func (g *funcGen) emit() {
 	a := g.a
+	skip := -1
 	for pc := range g.n {
-		if g.height[pc] < 0 {
+		if g.height[pc] < 0 || pc == skip {
 			continue
 		}
 		if !g.nat[pc] {
@@ -373,6 +546,14 @@ func (g *funcGen) emit() {
 			})
 		}
 		g.instrStart, g.storeEnd = a.Len(), -1
+		if g.fusable(pc) {
+			g.compareBranch(pc)
+			g.prevOK = false
+			// The branch is done too. (Not pc++: the closures of the
+			// stubs hold this iteration's pc.)
+			skip = pc + 1
+			continue
+		}
 		g.instr(pc)
 		g.prevOK, g.prevDisp = g.storeEnd == a.Len(), g.storeDisp
 	}
@@ -381,6 +562,50 @@ func (g *funcGen) emit() {
 		g.stubs[i]()
 	}
 	a.Int3()
+}
+
+// fusable reports whether the instruction at pc is an integer comparison
+// that the next one, br_if or br_unless in the same segment and reached
+// from nowhere else, consumes: then the two become a compare and a
+// conditional jump, without the boolean on the value stack (which the
+// branch pops, so nothing can see it).
+func (g *funcGen) fusable(pc int) bool {
+	op := g.f.code[pc].op
+	if !(op >= opcodeI32Eqz && op <= opcodeI64GeU) || pc+1 >= g.n {
+		return false
+	}
+	next := g.f.code[pc+1].op
+	return (next == opBrIf || next == opBrUnless) && g.nat[pc+1] && !g.leader[pc+1] &&
+		g.labels[pc+1] < 0 && g.height[pc+1] >= 0
+}
+
+// compareBranch translates the comparison at pc and the branch after it
+// (see fusable).
+func (g *funcGen) compareBranch(pc int) {
+	a := g.a
+	op := g.f.code[pc].op
+	h := g.height[pc]
+	var c amd64.Cond
+	switch {
+	case op == opcodeI32Eqz || op == opcodeI64Eqz:
+		w := width(op == opcodeI64Eqz)
+		g.loadRAX(w, g.slot(h-1))
+		a.TestRR(w, amd64.RAX, amd64.RAX)
+		c = amd64.CondE
+	case op >= opcodeI32Eq && op <= opcodeI32GeU:
+		g.loadRAX(amd64.W32, g.slot(h-2))
+		a.ALURM(amd64.CMP, amd64.W32, amd64.RAX, g.slot(h-1))
+		c = cmpConds[op-opcodeI32Eq]
+	default:
+		g.loadRAX(amd64.W64, g.slot(h-2))
+		a.ALURM(amd64.CMP, amd64.W64, amd64.RAX, g.slot(h-1))
+		c = cmpConds[op-opcodeI64Eq]
+	}
+	br := g.f.code[pc+1]
+	if br.op == opBrUnless {
+		c ^= 1 // x86 encodes each condition's negation in the low bit
+	}
+	a.Jcc(c, g.label(int(br.a)))
 }
 
 // loadRAX is a.Load(w, RAX, m), left out when the instruction before
@@ -437,15 +662,13 @@ func (g *funcGen) instr(pc int) {
 		g.loadRAX(amd64.W64, top(0))
 		g.storeRAX(g.local(ins.a))
 	case opGlobalGet:
-		g.loadRAX(amd64.W64, amd64.M(rCtx, ctxGlobals))
-		g.loadRAX(amd64.W64, amd64.M(amd64.RAX, int32(8*ins.a)))
-		g.loadRAX(amd64.W64, amd64.M(amd64.RAX, globalVal))
+		g.loadRAX(amd64.W64, g.global(ins.a))
+		g.loadRAX(amd64.W64, amd64.M(amd64.RAX, 0))
 		g.storeRAX(push)
 	case opGlobalSet:
-		g.loadRAX(amd64.W64, amd64.M(rCtx, ctxGlobals))
-		g.loadRAX(amd64.W64, amd64.M(amd64.RAX, int32(8*ins.a)))
+		g.loadRAX(amd64.W64, g.global(ins.a))
 		a.Load(amd64.W64, amd64.RCX, top(0))
-		a.Store(amd64.W64, amd64.M(amd64.RAX, globalVal), amd64.RCX)
+		a.Store(amd64.W64, amd64.M(amd64.RAX, 0), amd64.RCX)
 	case opDrop:
 	case opSelect:
 		g.loadRAX(amd64.W64, top(2))
@@ -481,6 +704,16 @@ func (g *funcGen) instr(pc int) {
 		a.Bind(skip)
 	case opBrTable:
 		g.brTable(ins, h)
+	case opCall:
+		g.call(pc, ins, h)
+	case opCallIndirect:
+		g.callIndirect(pc, ins, h)
+	case opMemoryCopy:
+		g.memoryCopy(pc, top(2), top(1), top(0))
+	case opMemoryFill:
+		g.memoryFill(pc, top(2), top(1), top(0))
+	case opReturn:
+		g.ret(pc, h)
 
 	case opLocalGet2:
 		g.loadRAX(amd64.W64, g.local(ins.a))
@@ -633,8 +866,12 @@ func (g *funcGen) instr(pc int) {
 		g.storeRAX(top(0))
 
 	case opcodeI32TruncF32S, opcodeI32TruncF32U, opcodeI32TruncF64S, opcodeI32TruncF64U,
-		opcodeI64TruncF32S, opcodeI64TruncF64S:
+		opcodeI64TruncF32S, opcodeI64TruncF64S, opcodeI64TruncF32U, opcodeI64TruncF64U:
 		g.truncate(pc, op, top(0))
+	case opTruncSat:
+		g.truncSat(ins.a, top(0))
+	case opcodeF32ConvertI64U, opcodeF64ConvertI64U:
+		g.convertU64(width(op == opcodeF64ConvertI64U), top(0))
 	default:
 		if g.float(op, top) {
 			return
@@ -778,25 +1015,124 @@ func (g *funcGen) store(pc int, op opcode, addr, val amd64.Mem, off uint64) {
 	g.address(pc, addr, off, int32(size))
 	a.Load(amd64.W64, amd64.RCX, val)
 	a.Store(amd64.Width(size*8), amd64.MI(rMem, amd64.RAX, 1, 0), amd64.RCX)
-	g.markDirty(amd64.RAX)
+	g.markDirty(amd64.RAX) // leaves the page in RDX
 	if size > 1 {
+		// The last byte's page, if it is another one.
+		same := a.NewLabel()
 		a.Lea(amd64.RAX, amd64.M(amd64.RAX, int32(size)-1))
-		g.markDirty(amd64.RAX)
+		a.ShiftImm(amd64.SHR, amd64.W64, amd64.RAX, dirtyShift)
+		a.ALURR(amd64.CMP, amd64.W64, amd64.RAX, amd64.RDX)
+		a.Jcc(amd64.CondE, same)
+		g.markPage(amd64.RAX, amd64.RSI, amd64.R12)
+		a.Bind(same)
 	}
 }
 
 // markDirty sets the dirty bit of the 4 KiB page of the address in r
-// (clobbering amd64.RDX, amd64.RSI and amd64.R12).
+// (clobbering amd64.RSI and amd64.R12), and leaves the page in amd64.RDX.
 func (g *funcGen) markDirty(r amd64.Reg) {
 	a := g.a
 	a.MovRR(amd64.W64, amd64.RDX, r)
 	a.ShiftImm(amd64.SHR, amd64.W64, amd64.RDX, dirtyShift)
-	a.MovRR(amd64.W64, amd64.RSI, amd64.RDX)
-	a.ShiftImm(amd64.SHR, amd64.W64, amd64.RSI, 6)
-	word := amd64.MI(rDirty, amd64.RSI, 8, 0)
-	a.Load(amd64.W64, amd64.R12, word)
-	a.Bts(amd64.W64, amd64.R12, amd64.RDX)
-	a.Store(amd64.W64, word, amd64.R12)
+	g.markPage(amd64.RDX, amd64.RSI, amd64.R12)
+}
+
+// markPage sets the dirty bit of page p, clobbering t1 and t2. A page
+// already dirty (the common case: stores cluster) is not written again.
+func (g *funcGen) markPage(p, t1, t2 amd64.Reg) {
+	a := g.a
+	done := a.NewLabel()
+	a.MovRR(amd64.W64, t1, p)
+	a.ShiftImm(amd64.SHR, amd64.W64, t1, 6)
+	word := amd64.MI(rDirty, t1, 8, 0)
+	a.Load(amd64.W64, t2, word)
+	a.Bts(amd64.W64, t2, p)
+	a.Jcc(amd64.CondB, done) // CF: the bit was set
+	a.Store(amd64.W64, word, t2)
+	a.Bind(done)
+}
+
+// markPages marks the pages from first to last (registers, first <= last)
+// dirty, as Memory.MarkDirty does, clobbering first, RSI and RDX.
+func (g *funcGen) markPages(first, last amd64.Reg) {
+	a := g.a
+	loop := a.NewLabel()
+	a.Bind(loop)
+	g.markPage(first, amd64.RSI, amd64.RDX)
+	a.ALURI(amd64.ADD, amd64.W64, first, 1)
+	a.ALURR(amd64.CMP, amd64.W64, first, last)
+	a.Jcc(amd64.CondBE, loop)
+}
+
+// memoryCopy translates memory.copy as the interpreter runs it: bounds of
+// both ranges (else the slow path, which traps), then a copy as memmove
+// makes it (backwards if the destination overlaps the source from above)
+// and the destination's pages marked dirty. RDI, the context, is kept in
+// RAX while the string instruction needs it.
+func (g *funcGen) memoryCopy(pc int, d, src, n amd64.Mem) {
+	a := g.a
+	slow := g.slow(pc)
+	done, fwd, copied := a.NewLabel(), a.NewLabel(), a.NewLabel()
+	a.Load(amd64.W32, amd64.R12, d)
+	a.Load(amd64.W32, amd64.R13, src)
+	a.Load(amd64.W32, amd64.RCX, n)
+	a.Lea(amd64.RAX, amd64.MI(amd64.R12, amd64.RCX, 1, 0))
+	a.ALURR(amd64.CMP, amd64.W64, amd64.RAX, rMemLen)
+	a.Jcc(amd64.CondA, slow)
+	a.Lea(amd64.RAX, amd64.MI(amd64.R13, amd64.RCX, 1, 0))
+	a.ALURR(amd64.CMP, amd64.W64, amd64.RAX, rMemLen)
+	a.Jcc(amd64.CondA, slow)
+	a.TestRR(amd64.W64, amd64.RCX, amd64.RCX)
+	a.Jcc(amd64.CondE, done)
+	a.MovRR(amd64.W64, amd64.RAX, rCtx)
+	a.Lea(amd64.RDI, amd64.MI(rMem, amd64.R12, 1, 0))
+	a.Lea(amd64.RSI, amd64.MI(rMem, amd64.R13, 1, 0))
+	a.MovRR(amd64.W64, amd64.RDX, amd64.R12)
+	a.ALURR(amd64.SUB, amd64.W64, amd64.RDX, amd64.R13)
+	a.Lea(amd64.R13, amd64.MI(amd64.R12, amd64.RCX, 1, -1))
+	a.ShiftImm(amd64.SHR, amd64.W64, amd64.R13, dirtyShift)
+	a.ShiftImm(amd64.SHR, amd64.W64, amd64.R12, dirtyShift)
+	// d - src below n (unsigned): the destination starts inside the
+	// source, so a forward copy would read bytes it already wrote.
+	a.ALURR(amd64.CMP, amd64.W64, amd64.RDX, amd64.RCX)
+	a.Jcc(amd64.CondAE, fwd)
+	a.Lea(amd64.RSI, amd64.MI(amd64.RSI, amd64.RCX, 1, -1))
+	a.Lea(amd64.RDI, amd64.MI(amd64.RDI, amd64.RCX, 1, -1))
+	a.Std()
+	a.RepMovsb()
+	a.Cld()
+	a.Jmp(copied)
+	a.Bind(fwd)
+	a.RepMovsb()
+	a.Bind(copied)
+	a.MovRR(amd64.W64, rCtx, amd64.RAX)
+	g.markPages(amd64.R12, amd64.R13)
+	a.Bind(done)
+}
+
+// memoryFill translates memory.fill as the interpreter runs it (see
+// memoryCopy).
+func (g *funcGen) memoryFill(pc int, d, v, n amd64.Mem) {
+	a := g.a
+	slow := g.slow(pc)
+	done := a.NewLabel()
+	a.Load(amd64.W32, amd64.R12, d)
+	a.Load(amd64.W32, amd64.RCX, n)
+	a.Lea(amd64.RAX, amd64.MI(amd64.R12, amd64.RCX, 1, 0))
+	a.ALURR(amd64.CMP, amd64.W64, amd64.RAX, rMemLen)
+	a.Jcc(amd64.CondA, slow)
+	a.TestRR(amd64.W64, amd64.RCX, amd64.RCX)
+	a.Jcc(amd64.CondE, done)
+	a.MovRR(amd64.W64, amd64.RDX, rCtx)
+	a.Lea(amd64.RDI, amd64.MI(rMem, amd64.R12, 1, 0))
+	a.LoadZX(amd64.W8, amd64.RAX, v)
+	a.Lea(amd64.R13, amd64.MI(amd64.R12, amd64.RCX, 1, -1))
+	a.ShiftImm(amd64.SHR, amd64.W64, amd64.R13, dirtyShift)
+	a.ShiftImm(amd64.SHR, amd64.W64, amd64.R12, dirtyShift)
+	a.RepStosb()
+	a.MovRR(amd64.W64, rCtx, amd64.RDX)
+	g.markPages(amd64.R12, amd64.R13)
+	a.Bind(done)
 }
 
 // brTable jumps through a table of 32-bit offsets; targets that drop
@@ -964,7 +1300,7 @@ func (g *funcGen) float(op opcode, top func(int32) amd64.Mem) bool {
 		a.CvtInt(from, to, amd64.X0, amd64.RAX)
 		g.storeF(to, top(0), amd64.X0)
 	case opcodeI32TruncF32S, opcodeI32TruncF32U, opcodeI32TruncF64S, opcodeI32TruncF64U,
-		opcodeI64TruncF32S, opcodeI64TruncF64S:
+		opcodeI64TruncF32S, opcodeI64TruncF64S, opcodeI64TruncF32U, opcodeI64TruncF64U:
 		return false // translated by instr, which knows the pc for the slow path
 	case opcodeF32DemoteF64:
 		g.loadF(amd64.W64, amd64.X0, top(0))
@@ -1077,16 +1413,111 @@ func (g *funcGen) minMax(op opcode, x, y amd64.Mem) {
 	a.Bind(done)
 }
 
-// truncate translates the trapping float-to-integer conversions (but the
-// unsigned 64-bit ones) as truncate does: a NaN or a value out of the
-// result's range takes the slow path, where the interpreter traps; any
-// other is truncated by CVTTSD2SI (a single-precision operand is widened
-// first, exactly).
+// truncSat translates the saturating conversions as truncSat does them:
+// NaN gives 0, a value at or beyond a bound of the result's range that
+// bound, any other is truncated by CVTTSD2SI (a single-precision operand is
+// widened first, exactly; an unsigned 64-bit result of 2^63 or more is
+// converted from the value less 2^63, as f2u64 does).
+func (g *funcGen) truncSat(sub uint32, m amd64.Mem) {
+	a := g.a
+	src := amd64.W64
+	if sub&2 == 0 {
+		src = amd64.W32
+	}
+	signed, is64 := sub&1 == 0, sub >= opcodeMiscI64TruncSatF32S
+	g.loadF(src, amd64.X0, m)
+	if src == amd64.W32 {
+		a.CvtFloat(amd64.W64, amd64.X0, amd64.X0)
+	}
+	var lo, hi float64
+	var loVal, hiVal uint64
+	switch {
+	case !is64 && signed:
+		lo, hi, loVal, hiVal = -2147483648.0, 2147483647.0, 1<<31, math.MaxInt32
+	case !is64:
+		lo, hi, loVal, hiVal = 0, 4294967295.0, 0, math.MaxUint32
+	case signed:
+		lo, hi, loVal, hiVal = -9223372036854775808.0, 9223372036854775807.0, 1<<63, math.MaxInt64
+	default:
+		lo, hi, loVal, hiVal = 0, 18446744073709551615.0, 0, math.MaxUint64
+	}
+	done, nan := a.NewLabel(), a.NewLabel()
+	a.UComis(amd64.W64, amd64.X0, amd64.X0)
+	a.Jcc(amd64.CondP, nan)
+	// The result is loaded before each comparison: MovImm of 0 is an XOR,
+	// which would clobber the flags.
+	a.MovImm(amd64.RCX, math.Float64bits(lo))
+	a.MovQToX(amd64.X1, amd64.RCX)
+	a.MovImm(amd64.RAX, loVal)
+	a.UComis(amd64.W64, amd64.X0, amd64.X1)
+	a.Jcc(amd64.CondBE, done)
+	a.MovImm(amd64.RCX, math.Float64bits(hi))
+	a.MovQToX(amd64.X1, amd64.RCX)
+	a.MovImm(amd64.RAX, hiVal)
+	a.UComis(amd64.W64, amd64.X0, amd64.X1)
+	a.Jcc(amd64.CondAE, done)
+	switch {
+	case !is64 && signed:
+		a.CvttToInt(amd64.W32, amd64.RAX, amd64.X0)
+	case !is64:
+		a.CvttToInt(amd64.W64, amd64.RAX, amd64.X0)
+		a.MovRR(amd64.W32, amd64.RAX, amd64.RAX)
+	case signed:
+		a.CvttToInt(amd64.W64, amd64.RAX, amd64.X0)
+	default:
+		big := a.NewLabel()
+		a.MovImm(amd64.RCX, math.Float64bits(9223372036854775808.0))
+		a.MovQToX(amd64.X1, amd64.RCX)
+		a.UComis(amd64.W64, amd64.X0, amd64.X1)
+		a.Jcc(amd64.CondAE, big)
+		a.CvttToInt(amd64.W64, amd64.RAX, amd64.X0)
+		a.Jmp(done)
+		a.Bind(big)
+		a.FArith(amd64.FSub, amd64.W64, amd64.X0, amd64.X1)
+		a.CvttToInt(amd64.W64, amd64.RAX, amd64.X0)
+		a.MovImm(amd64.RCX, 1<<63)
+		a.ALURR(amd64.OR, amd64.W64, amd64.RAX, amd64.RCX)
+	}
+	a.Jmp(done)
+	a.Bind(nan)
+	a.MovImm(amd64.RAX, 0)
+	a.Bind(done)
+	g.storeRAX(m)
+}
+
+// convertU64 translates the conversions of an unsigned 64-bit integer to
+// a float of width to, correctly rounded as Go's conversion and u64ToF32
+// are: a value below 2^63 is converted as a signed one; a larger one is
+// halved, keeping the lost bit as a sticky bit, converted and doubled.
+func (g *funcGen) convertU64(to amd64.Width, m amd64.Mem) {
+	a := g.a
+	big, done := a.NewLabel(), a.NewLabel()
+	g.loadRAX(amd64.W64, m)
+	a.TestRR(amd64.W64, amd64.RAX, amd64.RAX)
+	a.Jcc(amd64.CondS, big)
+	a.CvtInt(amd64.W64, to, amd64.X0, amd64.RAX)
+	a.Jmp(done)
+	a.Bind(big)
+	a.MovRR(amd64.W64, amd64.RCX, amd64.RAX)
+	a.ShiftImm(amd64.SHR, amd64.W64, amd64.RCX, 1)
+	a.ALURI(amd64.AND, amd64.W64, amd64.RAX, 1)
+	a.ALURR(amd64.OR, amd64.W64, amd64.RCX, amd64.RAX)
+	a.CvtInt(amd64.W64, to, amd64.X0, amd64.RCX)
+	a.FArith(amd64.FAdd, to, amd64.X0, amd64.X0)
+	a.Bind(done)
+	g.storeF(to, m, amd64.X0)
+}
+
+// truncate translates the trapping float-to-integer conversions as
+// truncate does: a NaN or a value out of the result's range takes the slow
+// path, where the interpreter traps; any other is truncated by CVTTSD2SI
+// (a single-precision operand is widened first, exactly; an unsigned
+// 64-bit result of 2^63 or more is converted as f2u64 does).
 func (g *funcGen) truncate(pc int, op opcode, m amd64.Mem) {
 	a := g.a
 	src := amd64.W64
 	switch op {
-	case opcodeI32TruncF32S, opcodeI32TruncF32U, opcodeI64TruncF32S:
+	case opcodeI32TruncF32S, opcodeI32TruncF32U, opcodeI64TruncF32S, opcodeI64TruncF32U:
 		src = amd64.W32
 	}
 	g.loadF(src, amd64.X0, m)
@@ -1101,6 +1532,8 @@ func (g *funcGen) truncate(pc int, op opcode, m amd64.Mem) {
 		lo, hi = -2147483649.0, 2147483648.0
 	case opcodeI32TruncF32U, opcodeI32TruncF64U:
 		lo, hi = -1.0, 4294967296.0
+	case opcodeI64TruncF32U, opcodeI64TruncF64U:
+		lo, hi = -1.0, 18446744073709551616.0
 	default:
 		lo, hi, loIncl = -9223372036854775808.0, 9223372036854775808.0, true
 	}
@@ -1124,6 +1557,21 @@ func (g *funcGen) truncate(pc int, op opcode, m amd64.Mem) {
 	case opcodeI32TruncF32U, opcodeI32TruncF64U:
 		a.CvttToInt(amd64.W64, amd64.RAX, amd64.X0)
 		a.MovRR(amd64.W32, amd64.RAX, amd64.RAX)
+	case opcodeI64TruncF32U, opcodeI64TruncF64U:
+		// As f2u64: from 2^63 on, convert the value less 2^63.
+		big, done := a.NewLabel(), a.NewLabel()
+		a.MovImm(amd64.RAX, math.Float64bits(9223372036854775808.0))
+		a.MovQToX(amd64.X1, amd64.RAX)
+		a.UComis(amd64.W64, amd64.X0, amd64.X1)
+		a.Jcc(amd64.CondAE, big)
+		a.CvttToInt(amd64.W64, amd64.RAX, amd64.X0)
+		a.Jmp(done)
+		a.Bind(big)
+		a.FArith(amd64.FSub, amd64.W64, amd64.X0, amd64.X1)
+		a.CvttToInt(amd64.W64, amd64.RAX, amd64.X0)
+		a.MovImm(amd64.RCX, 1<<63)
+		a.ALURR(amd64.OR, amd64.W64, amd64.RAX, amd64.RCX)
+		a.Bind(done)
 	default:
 		a.CvttToInt(amd64.W64, amd64.RAX, amd64.X0)
 	}

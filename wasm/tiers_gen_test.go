@@ -9,8 +9,8 @@ import (
 
 // progGen generates random valid modules that exercise what the compiler
 // tier translates: integer and float arithmetic and conversions with traps,
-// loads and stores of every width in and out of bounds, globals, locals, counted
-// loops, if/else, br_if with values to drop, br_table, select, calls of a
+// loads and stores of every width in and out of bounds, memory.copy and
+// memory.fill, globals, locals, counted loops, if/else, br_if with values to drop, br_table, select, calls of a
 // WebAssembly function and of a host function. The exported function
 // run(i32, i64) -> i64 does the work.
 type progGen struct {
@@ -273,7 +273,7 @@ func (g *progGen) stmt() {
 		g.emit(0x21, genI64a)
 		return
 	}
-	switch g.n(12) {
+	switch g.n(13) {
 	case 0:
 		g.i32()
 		g.emit(0x21, []byte{genI32a, genI32b}[g.n(2)])
@@ -350,6 +350,27 @@ func (g *progGen) stmt() {
 	case 10:
 		g.i32()
 		g.emit(0x1a) // drop
+	case 11:
+		// memory.copy or memory.fill, mostly in bounds, over up to 3
+		// pages' worth of dirty tracking
+		g.addr()
+		isCopy := g.n(2) == 0
+		if isCopy {
+			g.addr()
+		} else {
+			g.i32()
+		}
+		if g.n(8) == 0 {
+			g.i32()
+		} else {
+			g.emit(0x41)
+			g.emit(sleb(int64(g.n(9000)))...)
+		}
+		if isCopy {
+			g.emit(0xfc, 0x0a, 0x00, 0x00)
+		} else {
+			g.emit(0xfc, 0x0b, 0x00)
+		}
 	default:
 		g.f64()
 		g.emit(0x1a)

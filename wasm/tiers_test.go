@@ -346,3 +346,22 @@ func TestEngineSelection(t *testing.T) {
 		t.Error("ParseEngine accepted an unknown engine")
 	}
 }
+
+// TestTiersStoreAcrossPages: a store whose bytes straddle two 4 KiB pages
+// marks both dirty under either tier, one within a page only its own.
+func TestTiersStoreAcrossPages(t *testing.T) {
+	if !CompilerAvailable() {
+		t.Skip("the compiler tier is not available on this platform")
+	}
+	var b modBuilder
+	ti := b.typ([]ValType{I32}, nil)
+	b.memory(1)
+	b.fn(ti, "st", nil,
+		0x20, 0x00, 0x42, 0x7f, 0x37, 0x00, 0x00, // local.get 0; i64.const -1; i64.store
+		0x20, 0x00, 0x41, 0x7f, 0x3b, 0x01, 0x86, 0x40, // local.get 0; i32.const -1; i32.store16 offset=8198
+	)
+	args := []uint64{0, 4088, 4089, 4093, 4095, 4096, 8190, 65528, 65529}
+	if !compareTiers(t, "st", b.bytes(), []uint64{1, 1 << 10}, args, traceLimit{runs: 100, instrs: 1 << 10}, &tierStats{}) {
+		t.Fatal("st does not compile")
+	}
+}

@@ -501,6 +501,21 @@ func (a *Asm) JmpMem(m Mem) { a.opRM(false, []byte{0xff}, 4, m) }
 // Ret returns.
 func (a *Asm) Ret() { a.byte1(0xc3) }
 
+// RepMovsb copies RCX bytes from [RSI] to [RDI] (backwards if the
+// direction flag is set), advancing both and counting RCX down to 0.
+func (a *Asm) RepMovsb() { a.byte1(0xf3, 0xa4) }
+
+// RepStosb stores AL to RCX bytes at [RDI], advancing it and counting RCX
+// down to 0.
+func (a *Asm) RepStosb() { a.byte1(0xf3, 0xaa) }
+
+// Std sets the direction flag (string instructions go down); Cld clears it
+// again, as Go and the ABI expect it.
+func (a *Asm) Std() { a.byte1(0xfd) }
+
+// Cld clears the direction flag.
+func (a *Asm) Cld() { a.byte1(0xfc) }
+
 // Int3 emits a breakpoint (padding that must never run).
 func (a *Asm) Int3() { a.byte1(0xcc) }
 
