@@ -338,8 +338,13 @@ func emitPrologue(a *amd64.Asm) {
 // nativeSlice bounds the budget of one call of native code. A goroutine in
 // native code cannot be preempted (the garbage collector's stop-the-world
 // waits for it), so native code returns to Go after at most this many
-// instructions, a few milliseconds, whatever the budget of Run.
-const nativeSlice = 1 << 22
+// instructions, about a millisecond, whatever the budget of Run. Short,
+// because the wait is the whole process's: a backup's replay runs on a
+// thread of lower priority (host/replaynice_linux.go), which a busy machine
+// may leave without a CPU for many times its slice's length, while every
+// goroutine of its host, heartbeats included, waits for the collection.
+// An entry costs well under a microsecond, a thousandth of a slice.
+const nativeSlice = 1 << 20
 
 // runCompiled is Run for an instance whose module has native code: native
 // code where it can be entered, the interpreter for single instructions in

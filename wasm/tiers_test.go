@@ -11,7 +11,6 @@ import (
 	"sort"
 	"sync/atomic"
 	"testing"
-	"time"
 )
 
 // The tests of this file run the same modules on both tiers and compare
@@ -265,12 +264,15 @@ func FuzzTiers(f *testing.F) {
 	})
 }
 
-// TestNativeYieldsToGC runs an endless loop on the compiler tier with a
-// budget of two billion instructions (about a second) while another
-// goroutine asks for a garbage collection. A goroutine in native code
+// TestNativeYieldsToGC runs an endless loop on the compiler tier, in Runs
+// of 2^27 instructions (a tenth of a second or so), while another
+// goroutine asks for garbage collections. A goroutine in native code
 // cannot be stopped for the collector's stop-the-world, so native code
-// must return to Go every nativeSlice instructions and yield: the
-// collection completes while Run is still running.
+// must return to Go every nativeSlice instructions and yield: some
+// collection starts and completes within one Run. Were native code not to
+// yield, every collection would wait for the end of a Run, so none could
+// complete within one. No clock is involved: on a loaded machine it takes
+// more Runs, not a different outcome.
 func TestNativeYieldsToGC(t *testing.T) {
 	if !CompilerAvailable() {
 		t.Skip("the compiler tier is not available on this platform")
@@ -289,29 +291,54 @@ func TestNativeYieldsToGC(t *testing.T) {
 	if err := in.Invoke(in.ExportedFunc("spin"), nil); err != nil {
 		t.Fatal(err)
 	}
-	const budget = 1 << 31
-	var returned, gcDuringRun atomic.Bool
-	started, gcDone := make(chan struct{}), make(chan struct{})
+	const (
+		budget  = 1 << 27
+		maxRuns = 1000
+	)
+	// run is twice the number of the Run in progress, plus one while it
+	// runs.
+	var run atomic.Uint64
+	var within atomic.Bool
+	stop, gcDone := make(chan struct{}), make(chan struct{})
 	go func() {
 		defer close(gcDone)
-		<-started
-		time.Sleep(50 * time.Millisecond) // into the Run
-		runtime.GC()
-		gcDuringRun.Store(!returned.Load())
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			r := run.Load()
+			if r%2 == 0 {
+				runtime.Gosched()
+				continue
+			}
+			runtime.GC()
+			if run.Load() == r {
+				within.Store(true)
+				return
+			}
+		}
 	}()
-	close(started)
-	st, err := in.Run(budget)
-	returned.Store(true)
+	runs := 0
+	for ; runs < maxRuns && !within.Load(); runs++ {
+		run.Add(1)
+		c0 := in.Count()
+		st, err := in.Run(budget)
+		run.Add(1)
+		if err != nil || st.Reason != StopBudget || in.Count()-c0 != budget {
+			t.Fatalf("Run: %v, %v, count %d", st.Reason, err, in.Count()-c0)
+		}
+	}
+	close(stop)
 	<-gcDone
-	if err != nil || st.Reason != StopBudget || in.Count() != budget {
-		t.Fatalf("Run: %v, %v, count %d", st.Reason, err, in.Count())
+	if in.exec.nativeCount != in.Count() {
+		t.Fatalf("%d of %d instructions ran natively", in.exec.nativeCount, in.Count())
 	}
-	if in.exec.nativeCount != budget {
-		t.Fatalf("%d of %d instructions ran natively", in.exec.nativeCount, budget)
+	if !within.Load() {
+		t.Fatalf("in %d Runs of %d instructions, no garbage collection started and completed within one", runs, budget)
 	}
-	if !gcDuringRun.Load() {
-		t.Fatal("a garbage collection asked for during Run completed only after it")
-	}
+	t.Logf("a collection started and completed within Run %d", runs)
 }
 
 // TestEngineSelection: the interpreter is the default, the compiler tier
