@@ -130,6 +130,10 @@ func (b *backupSide) vmConfig() vmm.Config {
 		SessionOutput: b.kept.output, SessionClosed: b.kept.closed})
 	b.cpu = cfg.CPU.(*cpuShare)
 	b.cpu.replay.Store(true)
+	// Trailing as the replay's priority says it trails: by a quarter of
+	// the lag bound.
+	trails := b.prio.high
+	b.cpu.trailing = func() bool { return b.src.BehindAt(time.Now()) >= trails }
 	return cfg
 }
 

@@ -99,7 +99,8 @@ func counts(ls []*lineCounter) (map[string]int64, int64) {
 // least and most (of the tags in want; 0 for none).
 type busyRate struct {
 	hashesPerSec float64
-	least, most  float64 // hashes per second of one VM
+	least, most  float64  // hashes per second of one VM
+	stalled      []string // the VMs that printed nothing in the window
 }
 
 func measureBusy(ls []*lineCounter, want []string, settle, window time.Duration) busyRate {
@@ -112,6 +113,9 @@ func measureBusy(ls []*lineCounter, want []string, settle, window time.Duration)
 		var ran []int64
 		for _, tag := range want {
 			ran = append(ran, after[tag]-before[tag])
+			if after[tag] == before[tag] {
+				r.stalled = append(r.stalled, tag)
+			}
 		}
 		r.least = float64(slices.Min(ran)) * busyEvery / window.Seconds()
 		r.most = float64(slices.Max(ran)) * busyEvery / window.Seconds()
@@ -139,6 +143,13 @@ func busyFT(b *testing.B, guest []byte, n int) (rate busyRate, failovers int) {
 		gens[vm] = c.owner(vm).Generation
 	}
 	rate = measureBusy(outs, names, 2*time.Second, 10*time.Second)
+	for _, vm := range rate.stalled {
+		for _, h := range []string{"h1", "h2"} {
+			st := c.status(vm, h)
+			b.Logf("%s made no progress in the window: on %s: %s, role %s, generation %d, position %d, lag %.0f ms, held %d bytes, connected %v",
+				vm, h, st.State, st.Role, st.Generation, st.Pos, st.LagMillis, st.HeldBytes, st.Connected)
+		}
+	}
 	for _, vm := range names {
 		if c.owner(vm).Generation != gens[vm] {
 			failovers++

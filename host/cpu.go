@@ -26,26 +26,42 @@ type cpuGate struct {
 	mu      sync.Mutex
 	free    int
 	waiting waitHeap
-	seq     uint64 // arrivals, to keep equal uses in order
+	seq     uint64    // arrivals, to keep equal uses in order
+	epoch   time.Time // the origin of the waiters' ranks
 }
 
-func newCPUGate(n int) *cpuGate { return &cpuGate{free: max(n, 1)} }
+func newCPUGate(n int) *cpuGate { return &cpuGate{free: max(n, 1), epoch: time.Now()} }
 
 // waiter is a guest waiting for a turn: turn is closed when it is handed
 // one.
 type waiter struct {
 	turn  chan struct{}
-	use   float64 // its decayed use when it asked
+	rank  float64 // its use, comparable across arrivals: see rank
 	seq   uint64
 	index int
 }
 
-// waitHeap orders the waiters by use, then by arrival.
+// rank is a waiter's place in line: the lower, the sooner. Uses decay
+// while their guests wait, all at one rate, so the waiter of least use now
+// is the one of least use*2^((asked-epoch)/useHalfLife), whenever now is;
+// rank is that product's logarithm (the product itself would overflow
+// after minutes). Comparing the uses as they were when each asked would
+// leave a guest that asked right after a long turn behind every later
+// arrival for good, its use never decaying in line: a few of a hundred
+// busy guests made no progress at all.
+func (g *cpuGate) rank(use float64, asked time.Time) float64 {
+	if use <= 0 {
+		return math.Inf(-1)
+	}
+	return math.Log2(use) + float64(asked.Sub(g.epoch))/float64(useHalfLife)
+}
+
+// waitHeap orders the waiters by rank, then by arrival.
 type waitHeap []*waiter
 
 func (h waitHeap) Len() int { return len(h) }
 func (h waitHeap) Less(i, j int) bool {
-	return h[i].use < h[j].use || h[i].use == h[j].use && h[i].seq < h[j].seq
+	return h[i].rank < h[j].rank || h[i].rank == h[j].rank && h[i].seq < h[j].seq
 }
 func (h waitHeap) Swap(i, j int) {
 	h[i], h[j] = h[j], h[i]
@@ -67,11 +83,11 @@ func (h *waitHeap) Pop() any {
 
 // Acquire waits for a turn as a guest that has used nothing lately, or
 // until ctx is done.
-func (g *cpuGate) Acquire(ctx context.Context) error { return g.acquire(ctx, 0) }
+func (g *cpuGate) Acquire(ctx context.Context) error { return g.acquire(ctx, 0, time.Now()) }
 
-// acquire waits for a turn for a guest whose decayed use is use, or until
-// ctx is done.
-func (g *cpuGate) acquire(ctx context.Context, use float64) error {
+// acquire waits for a turn for a guest whose decayed use is use as of
+// now, or until ctx is done.
+func (g *cpuGate) acquire(ctx context.Context, use float64, now time.Time) error {
 	g.mu.Lock()
 	if g.free > 0 && len(g.waiting) == 0 {
 		g.free--
@@ -79,7 +95,7 @@ func (g *cpuGate) acquire(ctx context.Context, use float64) error {
 		return nil
 	}
 	g.seq++
-	w := &waiter{turn: make(chan struct{}), use: use, seq: g.seq}
+	w := &waiter{turn: make(chan struct{}), rank: g.rank(use, now), seq: g.seq}
 	heap.Push(&g.waiting, w)
 	g.mu.Unlock()
 	select {
@@ -125,14 +141,21 @@ const useHalfLife = 100 * time.Millisecond
 // guest's turns, and asks for each with its use so far. One guest asks
 // for one turn at a time.
 //
-// A backup's replay asks as one that used nothing: its turns are short
-// (replayChunk), it computes only what its primary computed before, and
-// one that trails holds its primary back (the lag bound), so weighing its
-// catching up by its use would keep it trailing for good.
+// A backup's replay that trails its primary (trailing) asks as one that
+// used nothing: one that trails holds its primary back (the lag bound),
+// and catching up takes more than its primary's share, which weighing by
+// its use would not give it. A replay that keeps up asks with its use, as
+// the guests do: first always, the replays of a host's backups, which
+// replay as much as their primaries elsewhere compute, took every turn of
+// a host whose own primaries were busy too, and those made no progress at
+// all.
 type cpuShare struct {
-	g      *cpuGate
-	replay atomic.Bool
-	mu     sync.Mutex
+	g *cpuGate
+	// replay is set while the guest is a backup's replay, whose
+	// trailing, if set, says whether it trails.
+	replay   atomic.Bool
+	trailing func() bool
+	mu       sync.Mutex
 	// use is the guest's processor time in seconds, decayed, as of at.
 	use   float64
 	at    time.Time
@@ -150,13 +173,14 @@ func (s *cpuShare) decayed(now time.Time) float64 {
 }
 
 func (s *cpuShare) Acquire(ctx context.Context) error {
+	now := time.Now()
 	s.mu.Lock()
-	use := s.decayed(time.Now())
+	use := s.decayed(now)
 	s.mu.Unlock()
-	if s.replay.Load() {
+	if s.replay.Load() && s.trailing != nil && s.trailing() {
 		use = 0
 	}
-	if err := s.g.acquire(ctx, use); err != nil {
+	if err := s.g.acquire(ctx, use, now); err != nil {
 		return err
 	}
 	s.mu.Lock()

@@ -126,10 +126,11 @@ func TestCPUGateServesTheLeastUsedFirst(t *testing.T) {
 		t.Fatal(err)
 	}
 	order := make(chan string, 5)
+	now := time.Now()
 	queue := func(name string, use float64) {
 		n := g.queued()
 		go func() {
-			if err := g.acquire(context.Background(), use); err != nil {
+			if err := g.acquire(context.Background(), use, now); err != nil {
 				t.Error(err)
 				return
 			}
@@ -153,6 +154,43 @@ func TestCPUGateServesTheLeastUsedFirst(t *testing.T) {
 	}
 	if g.free != 1 {
 		t.Fatalf("%d turns free after all ended, want 1", g.free)
+	}
+}
+
+// TestCPUGateDecaysUseInLine: a guest's use decays while it waits, so one
+// that asked right after a long turn goes before a later arrival whose use
+// is now greater than its own has become, though less than its own was.
+// (Ranked by the uses as they were when each asked, a guest that asked
+// after a long turn waited behind every later one, for good.)
+func TestCPUGateDecaysUseInLine(t *testing.T) {
+	g := newCPUGate(1)
+	if err := g.Acquire(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Now()
+	order := make(chan string, 2)
+	queue := func(name string, use float64, at time.Time) {
+		n := g.queued()
+		go func() {
+			if err := g.acquire(context.Background(), use, at); err != nil {
+				t.Error(err)
+				return
+			}
+			order <- name
+			g.Release()
+		}()
+		for g.queued() != n+1 {
+			time.Sleep(time.Millisecond)
+		}
+	}
+	// After a second in line, 1 s of use has decayed to a thousandth.
+	queue("long turn, a second ago", 1, t0)
+	queue("busy now", 0.01, t0.Add(time.Second))
+	g.Release()
+	for _, want := range []string{"long turn, a second ago", "busy now"} {
+		if got := <-order; got != want {
+			t.Fatalf("turn went to %q, want %q", got, want)
+		}
 	}
 }
 
