@@ -127,20 +127,7 @@ func TestCPUGateServesTheLeastUsedFirst(t *testing.T) {
 	}
 	order := make(chan string, 5)
 	now := time.Now()
-	queue := func(name string, use float64) {
-		n := g.queued()
-		go func() {
-			if err := g.acquire(context.Background(), use, now); err != nil {
-				t.Error(err)
-				return
-			}
-			order <- name
-			g.Release()
-		}()
-		for g.queued() != n+1 {
-			time.Sleep(time.Millisecond)
-		}
-	}
+	queue := func(name string, use float64) { queueTurn(t, g, order, name, use, now) }
 	queue("busy1", 0.5)
 	queue("busier", 0.9)
 	queue("busy2", 0.5)
@@ -169,23 +156,9 @@ func TestCPUGateDecaysUseInLine(t *testing.T) {
 	}
 	t0 := time.Now()
 	order := make(chan string, 2)
-	queue := func(name string, use float64, at time.Time) {
-		n := g.queued()
-		go func() {
-			if err := g.acquire(context.Background(), use, at); err != nil {
-				t.Error(err)
-				return
-			}
-			order <- name
-			g.Release()
-		}()
-		for g.queued() != n+1 {
-			time.Sleep(time.Millisecond)
-		}
-	}
 	// After a second in line, 1 s of use has decayed to a thousandth.
-	queue("long turn, a second ago", 1, t0)
-	queue("busy now", 0.01, t0.Add(time.Second))
+	queueTurn(t, g, order, "long turn, a second ago", 1, t0)
+	queueTurn(t, g, order, "busy now", 0.01, t0.Add(time.Second))
 	g.Release()
 	for _, want := range []string{"long turn, a second ago", "busy now"} {
 		if got := <-order; got != want {
@@ -218,5 +191,24 @@ func TestCPUShareMeasuresUse(t *testing.T) {
 	}
 	if g.free != 1 || g.queued() != 0 {
 		t.Fatalf("after the turn: %d free, %d waiting", g.free, g.queued())
+	}
+}
+
+// queueTurn has a guest named name ask g for a turn with use as of at, and
+// returns once it waits in line; given the turn, it sends its name on
+// order and ends the turn.
+func queueTurn(t *testing.T, g *cpuGate, order chan<- string, name string, use float64, at time.Time) {
+	t.Helper()
+	n := g.queued()
+	go func() {
+		if err := g.acquire(context.Background(), use, at); err != nil {
+			t.Error(err)
+			return
+		}
+		order <- name
+		g.Release()
+	}()
+	for g.queued() != n+1 {
+		time.Sleep(time.Millisecond)
 	}
 }

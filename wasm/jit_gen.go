@@ -1465,18 +1465,7 @@ func (g *funcGen) truncSat(sub uint32, m amd64.Mem) {
 	case signed:
 		a.CvttToInt(amd64.W64, amd64.RAX, amd64.X0)
 	default:
-		big := a.NewLabel()
-		a.MovImm(amd64.RCX, math.Float64bits(9223372036854775808.0))
-		a.MovQToX(amd64.X1, amd64.RCX)
-		a.UComis(amd64.W64, amd64.X0, amd64.X1)
-		a.Jcc(amd64.CondAE, big)
-		a.CvttToInt(amd64.W64, amd64.RAX, amd64.X0)
-		a.Jmp(done)
-		a.Bind(big)
-		a.FArith(amd64.FSub, amd64.W64, amd64.X0, amd64.X1)
-		a.CvttToInt(amd64.W64, amd64.RAX, amd64.X0)
-		a.MovImm(amd64.RCX, 1<<63)
-		a.ALURR(amd64.OR, amd64.W64, amd64.RAX, amd64.RCX)
+		truncU64(a)
 	}
 	a.Jmp(done)
 	a.Bind(nan)
@@ -1558,22 +1547,29 @@ func (g *funcGen) truncate(pc int, op opcode, m amd64.Mem) {
 		a.CvttToInt(amd64.W64, amd64.RAX, amd64.X0)
 		a.MovRR(amd64.W32, amd64.RAX, amd64.RAX)
 	case opcodeI64TruncF32U, opcodeI64TruncF64U:
-		// As f2u64: from 2^63 on, convert the value less 2^63.
-		big, done := a.NewLabel(), a.NewLabel()
-		a.MovImm(amd64.RAX, math.Float64bits(9223372036854775808.0))
-		a.MovQToX(amd64.X1, amd64.RAX)
-		a.UComis(amd64.W64, amd64.X0, amd64.X1)
-		a.Jcc(amd64.CondAE, big)
-		a.CvttToInt(amd64.W64, amd64.RAX, amd64.X0)
-		a.Jmp(done)
-		a.Bind(big)
-		a.FArith(amd64.FSub, amd64.W64, amd64.X0, amd64.X1)
-		a.CvttToInt(amd64.W64, amd64.RAX, amd64.X0)
-		a.MovImm(amd64.RCX, 1<<63)
-		a.ALURR(amd64.OR, amd64.W64, amd64.RAX, amd64.RCX)
-		a.Bind(done)
+		truncU64(a)
 	default:
 		a.CvttToInt(amd64.W64, amd64.RAX, amd64.X0)
 	}
 	g.storeRAX(m)
+}
+
+// truncU64 converts the float64 in X0, in [0, 2^64), to the uint64 in
+// RAX, as f2u64 does: CVTTSD2SI converts up to 2^63, so from 2^63 on it
+// converts the value less 2^63 and sets the top bit. It clobbers X1 and
+// RCX.
+func truncU64(a *amd64.Asm) {
+	big, done := a.NewLabel(), a.NewLabel()
+	a.MovImm(amd64.RCX, math.Float64bits(1<<63))
+	a.MovQToX(amd64.X1, amd64.RCX)
+	a.UComis(amd64.W64, amd64.X0, amd64.X1)
+	a.Jcc(amd64.CondAE, big)
+	a.CvttToInt(amd64.W64, amd64.RAX, amd64.X0)
+	a.Jmp(done)
+	a.Bind(big)
+	a.FArith(amd64.FSub, amd64.W64, amd64.X0, amd64.X1)
+	a.CvttToInt(amd64.W64, amd64.RAX, amd64.X0)
+	a.MovImm(amd64.RCX, 1<<63)
+	a.ALURR(amd64.OR, amd64.W64, amd64.RAX, amd64.RCX)
+	a.Bind(done)
 }
