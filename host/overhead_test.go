@@ -304,7 +304,9 @@ func startExecSide(b *testing.B, guest []byte, run guestRun, prof, name string, 
 	s := &side{name: name, addr: guesttest.FreeAddr(b)}
 	path := filepath.Join(b.TempDir(), "counter.wasm")
 	writeFile(b, path, guest)
-	args = append([]string{"exec", "--listen", s.addr}, args...)
+	// On the tier the hosts run ($FTVM_WASM_ENGINE), so that the two
+	// sides compare the pair's costs, not the tiers.
+	args = append(append([]string{"exec", "--listen", s.addr}, guesttest.EngineArgs()...), args...)
 	if run.disk {
 		args = append(args, "--dir", b.TempDir()+":/disk")
 	}
