@@ -183,6 +183,11 @@ func vmStatesOf(dir storage.Store, now time.Time, hosts []HostState, names []str
 			if vs.Primary != "" && !alive[vs.Primary] {
 				vs.State = "primary's host down"
 			}
+		}
+		// A generation whose replicas all failed before either wrote a
+		// status in it (a primary killed as its clone began) is lost too,
+		// not starting for ever.
+		if strings.HasPrefix(vs.State, "running") || slices.Contains([]string{"primary's host silent", "primary's host down", "starting", "going live"}, vs.State) {
 			if ok && lost(owner, hosts, vs.Hosts) {
 				vs.State = "lost: every replica failed, its memory with them"
 				switch {

@@ -271,6 +271,12 @@ func (b *backupSide) step(n uint64) stepResult {
 	case !paused:
 		b.guestEnded(exit)
 		return stepDone
+	case b.src.Drained():
+		// The log ended and the replay consumed it all: go live here,
+		// rather than at the guest's next call, which a guest that only
+		// computes may not make for minutes (it stayed going live, and
+		// unprotected, all that time).
+		return stepLogEnded
 	}
 	return stepOn
 }

@@ -166,14 +166,19 @@ func memCheck(t *testing.T, addr string) string {
 func (c *cluster) waitCloning(vm, host string, not ...string) string {
 	c.t.Helper()
 	var target string
+	// From the primary's log, which says so as a clone starts: its status
+	// says so only at its next write, after a clone of a few hundred
+	// milliseconds may have ended.
+	prefix := `msg="cloning to restore redundancy" vm=` + vm + " target="
 	c.waitFor(30*time.Second, vm+" cloning", func() bool {
-		st := c.status(vm, host)
-		_, after, ok := strings.Cut(st.Protection, "cloning to ")
-		if !ok {
-			return false
+		for l := range strings.Lines(c.hosts[host].logs.String()) {
+			if _, after, ok := strings.Cut(l, prefix); ok {
+				if t, _, _ := strings.Cut(after, " "); !slices.Contains(not, t) {
+					target = t
+				}
+			}
 		}
-		target, _, _ = strings.Cut(after, ":")
-		return target != "" && !slices.Contains(not, target)
+		return target != ""
 	})
 	return target
 }

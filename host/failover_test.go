@@ -589,3 +589,35 @@ func TestEventsOfAFailover(t *testing.T) {
 		return at[2] < at[3] // the claim won before going live
 	})
 }
+
+// TestComputingGuestGoesLive: a guest that computes without end and makes
+// no call after its first line (no clock, no output): its primary killed,
+// the backup goes live without waiting for a call at which its replay
+// would meet the end of the log, and it runs alone, not "going live".
+func TestComputingGuestGoesLive(t *testing.T) {
+	src := filepath.Join(t.TempDir(), "computing", "main.c")
+	if err := os.MkdirAll(filepath.Dir(src), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	prog := "#include <stdio.h>\nint main(void) { printf(\"computing\\n\"); fflush(stdout); volatile unsigned long x = 0; for (;;) x++; }\n"
+	if err := os.WriteFile(src, []byte(prog), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	guest := guesttest.BuildCFile(t, src)
+	c := newCluster(t)
+	c.startHost("h1")
+	c.startHost("h2")
+	c.startVM("computing", guest, storage.VMSpec{Primary: "h1", Backup: "h2"})
+	c.waitFor(30*time.Second, "the backup replaying the computation", func() bool {
+		st := c.status("computing", "h2")
+		return st.Connected && st.Pos > 1<<24
+	})
+	c.signal("h1", syscall.SIGKILL)
+	c.waitFor(60*time.Second, "the backup live", func() bool {
+		st := c.status("computing", "h2")
+		return st.Generation == 2 && st.Role == "alone" && st.State == "running"
+	})
+	if !strings.Contains(c.hosts["h2"].logs.String(), "msg=live") {
+		t.Fatalf("h2 did not log going live:\n%s", c.hosts["h2"].logs.String())
+	}
+}

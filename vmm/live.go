@@ -123,6 +123,17 @@ func (s *LiveSource) Ended() bool {
 	return s.ended
 }
 
+// Drained reports whether the log has ended and its every entry was
+// consumed: a replay past that point needs nothing more from the log, and
+// may go live wherever it stands, between two instructions as well as at a
+// call (GoLive). A guest that only computes makes no call at which its
+// replay would find the end.
+func (s *LiveSource) Drained() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.ended && len(s.queue) == 0
+}
+
 // Received returns the sequence number of the last entry received and the
 // position through which the log is complete.
 func (s *LiveSource) Received() (seq, pos uint64) {
