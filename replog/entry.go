@@ -75,14 +75,21 @@ func AppendFrame(b, payload []byte) []byte {
 // the number of bytes consumed. It reports ErrTruncated when b ends inside
 // the frame and ErrCorrupt for a bad length or checksum.
 func DecodeFrame(b []byte) (payload []byte, n int, err error) {
+	return DecodeFrameUpTo(b, MaxEntrySize)
+}
+
+// DecodeFrameUpTo is DecodeFrame for a frame whose payload may be up to
+// limit bytes long: a VM snapshot, whose memory alone may be far larger
+// than any entry, read whole before it is decoded.
+func DecodeFrameUpTo(b []byte, limit uint64) (payload []byte, n int, err error) {
 	size, k := binary.Uvarint(b)
 	switch {
 	case k == 0:
 		return nil, 0, ErrTruncated
 	case k < 0:
 		return nil, 0, fmt.Errorf("%w: bad length", ErrCorrupt)
-	case size > MaxEntrySize:
-		return nil, 0, fmt.Errorf("%w: length %d exceeds the limit of %d", ErrCorrupt, size, MaxEntrySize)
+	case size > limit:
+		return nil, 0, fmt.Errorf("%w: length %d exceeds the limit of %d", ErrCorrupt, size, limit)
 	}
 	end := k + int(size) + 4
 	if len(b) < end {

@@ -51,7 +51,8 @@ func Restore(ctx context.Context, cm *wasm.CompiledModule, cfg Config, snap []by
 	if cfg.Replay == nil {
 		return nil, errors.New("vmm: a restored VM must replay from a log")
 	}
-	payload, n, err := replog.DecodeFrame(snap)
+	// Its whole length is in hand: no limit but that.
+	payload, n, err := replog.DecodeFrameUpTo(snap, uint64(len(snap)))
 	if err != nil || n != len(snap) {
 		return nil, fmt.Errorf("vmm: not a VM snapshot or corrupt: %v", errOr(err, "trailing bytes"))
 	}

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"ftvm/internal/guesttest"
+	"ftvm/replog"
 	"ftvm/storage"
 )
 
@@ -441,5 +442,64 @@ func TestProxyUsageErrors(t *testing.T) {
 	}
 	if code, _, errs := ftvm(t, "", "proxy", "--shared", shared+"/nosuch", "--name", "x", "--listen", "127.0.0.1:0"); code != 1 || !strings.Contains(errs, "no such file") {
 		t.Errorf("proxy on missing storage: status %d, %q", code, errs)
+	}
+}
+
+// TestReplaySaveFromLargeMemory: a snapshot of a guest whose memory is
+// larger than any log entry may be (24 MiB, every page written) is saved
+// and restored (it was saved and then refused as corrupt).
+func TestReplaySaveFromLargeMemory(t *testing.T) {
+	dir := t.TempDir()
+	src := filepath.Join(dir, "bigmem", "main.c")
+	if err := os.MkdirAll(filepath.Dir(src), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	prog := `#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+int main(void) {
+	size_t n = 24 << 20;
+	unsigned char *p = malloc(n);
+	memset(p, 7, n);
+	for (size_t i = 0; i < n; i += 4096) p[i] = (unsigned char)(i >> 12);
+	printf("filled\n");
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	unsigned long s = 0;
+	for (size_t i = 0; i < n; i += 4096) s += p[i];
+	printf("%lu %ld\n", s, (long)(ts.tv_nsec & 1));
+	return 0;
+}
+`
+	if err := os.WriteFile(src, []byte(prog), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	g := filepath.Join(dir, "bigmem.wasm")
+	if err := os.WriteFile(g, guesttest.BuildCFile(t, src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	log := filepath.Join(dir, "run.log")
+	code, out, errs := ftvm(t, "", "record", "--log", log, g)
+	if code != 0 {
+		t.Fatalf("record: %s", errs)
+	}
+	_, show, _ := ftvm(t, "", "log", "show", log)
+	m := regexp.MustCompile(`(?m)^\s*\d+\s+(\d+)\s+end\s`).FindStringSubmatch(show)
+	if m == nil {
+		t.Fatalf("no end entry:\n%s", show)
+	}
+	end, _ := strconv.ParseUint(m[1], 10, 64)
+	snap := filepath.Join(dir, "late.snap")
+	code, first, errs := ftvm(t, "", "replay", "--log", log, "--until", strconv.FormatUint(end-1000, 10), "--save", snap, g)
+	if code != 0 || !strings.Contains(errs, "saved the VM at position") {
+		t.Fatalf("replay --until: status %d, stderr %s", code, errs)
+	}
+	if fi, err := os.Stat(snap); err != nil || fi.Size() <= replog.MaxEntrySize {
+		t.Fatalf("snapshot %v, %v: want more than %d bytes", fi, err, replog.MaxEntrySize)
+	}
+	code, second, errs := ftvm(t, "", "replay", "--log", log, "--from", snap, g)
+	if code != 0 || first+second != out {
+		t.Fatalf("replay --from: status %d, output %q + %q, want %q; stderr %s", code, first, second, out, errs)
 	}
 }
