@@ -168,22 +168,29 @@ func flip(b []byte, i int) []byte {
 }
 
 func TestReplayUntilSaveFrom(t *testing.T) {
-	g := guestFile(t, "wasi-basics")
+	replaySaveFrom(t, guestFile(t, "wasi-basics"), func(end uint64) uint64 { return end / 2 }, "clock")
+}
+
+// replaySaveFrom records guest g run with args, replays the log until the
+// position at(end) (end: the log's end entry's), saves the VM there, and
+// replays the rest from the snapshot: the two replays' outputs make the
+// recorded run's. It returns the snapshot's path.
+func replaySaveFrom(t *testing.T, g string, at func(end uint64) uint64, args ...string) string {
+	t.Helper()
 	dir := t.TempDir()
 	log := filepath.Join(dir, "run.log")
-	code, out, errs := ftvm(t, "", "record", "--log", log, g, "clock")
+	code, out, errs := ftvm(t, "", append([]string{"record", "--log", log, g}, args...)...)
 	if code != 0 {
 		t.Fatalf("record: %s", errs)
 	}
-	// Find the end position from the log, and stop halfway.
 	_, show, _ := ftvm(t, "", "log", "show", log)
 	m := regexp.MustCompile(`(?m)^\s*\d+\s+(\d+)\s+end\s`).FindStringSubmatch(show)
 	if m == nil {
 		t.Fatalf("no end entry:\n%s", show)
 	}
 	end, _ := strconv.ParseUint(m[1], 10, 64)
-	snap := filepath.Join(dir, "half.snap")
-	code, first, errs := ftvm(t, "", "replay", "--log", log, "--until", strconv.FormatUint(end/2, 10), "--save", snap, g)
+	snap := filepath.Join(dir, "vm.snap")
+	code, first, errs := ftvm(t, "", "replay", "--log", log, "--until", strconv.FormatUint(at(end), 10), "--save", snap, g)
 	if code != 0 || !strings.Contains(errs, "saved the VM at position") {
 		t.Fatalf("replay --until: status %d, stderr %s", code, errs)
 	}
@@ -191,6 +198,7 @@ func TestReplayUntilSaveFrom(t *testing.T) {
 	if code != 0 || first+second != out {
 		t.Fatalf("replay --from: status %d, output %q + %q, want %q; stderr %s", code, first, second, out, errs)
 	}
+	return snap
 }
 
 // TestExecSlowPeer: under exec, a client that does not read its replies
@@ -479,27 +487,9 @@ int main(void) {
 	if err := os.WriteFile(g, guesttest.BuildCFile(t, src), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	log := filepath.Join(dir, "run.log")
-	code, out, errs := ftvm(t, "", "record", "--log", log, g)
-	if code != 0 {
-		t.Fatalf("record: %s", errs)
-	}
-	_, show, _ := ftvm(t, "", "log", "show", log)
-	m := regexp.MustCompile(`(?m)^\s*\d+\s+(\d+)\s+end\s`).FindStringSubmatch(show)
-	if m == nil {
-		t.Fatalf("no end entry:\n%s", show)
-	}
-	end, _ := strconv.ParseUint(m[1], 10, 64)
-	snap := filepath.Join(dir, "late.snap")
-	code, first, errs := ftvm(t, "", "replay", "--log", log, "--until", strconv.FormatUint(end-1000, 10), "--save", snap, g)
-	if code != 0 || !strings.Contains(errs, "saved the VM at position") {
-		t.Fatalf("replay --until: status %d, stderr %s", code, errs)
-	}
+	// Late, with every page written.
+	snap := replaySaveFrom(t, g, func(end uint64) uint64 { return end - 1000 })
 	if fi, err := os.Stat(snap); err != nil || fi.Size() <= replog.MaxEntrySize {
 		t.Fatalf("snapshot %v, %v: want more than %d bytes", fi, err, replog.MaxEntrySize)
-	}
-	code, second, errs := ftvm(t, "", "replay", "--log", log, "--from", snap, g)
-	if code != 0 || first+second != out {
-		t.Fatalf("replay --from: status %d, output %q + %q, want %q; stderr %s", code, first, second, out, errs)
 	}
 }
