@@ -57,38 +57,24 @@ func TestNativeCallsUnderSignals(t *testing.T) {
 
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
-	wg.Go(func() {
-		for {
-			select {
-			case <-stop:
-				return
-			default:
-				_ = syscall.Kill(os.Getpid(), syscall.SIGURG)
-				runtime.Gosched()
+	// Until stop: signals (async preemption's SIGURG), collections, and
+	// garbage with scheduling.
+	for _, pester := range []func(){
+		func() { _ = syscall.Kill(os.Getpid(), syscall.SIGURG); runtime.Gosched() },
+		runtime.GC,
+		func() { _ = make([]byte, 1<<14); runtime.Gosched() },
+	} {
+		wg.Go(func() {
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+					pester()
+				}
 			}
-		}
-	})
-	wg.Go(func() {
-		for {
-			select {
-			case <-stop:
-				return
-			default:
-				runtime.GC()
-			}
-		}
-	})
-	wg.Go(func() {
-		for {
-			select {
-			case <-stop:
-				return
-			default:
-				_ = make([]byte, 1<<14) // garbage, and stack work in the scheduler
-				runtime.Gosched()
-			}
-		}
-	})
+		})
+	}
 	for i := range 20 {
 		res, count, nat := run(EngineCompiler)
 		if res != wantRes || count != wantCount {
