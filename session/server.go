@@ -394,16 +394,18 @@ func (s *ServerSession) end(err error) {
 	}
 	s.ended = true
 	s.endErr = err
-	if s.att != nil {
-		if s.att.err == nil {
-			s.att.err = err
-		}
-		s.att.c.Close()
+	if s.att != nil && s.att.err == nil {
+		s.att.err = err
 	}
 	s.guest.rdl.stop()
 	s.guest.wdl.stop()
 	close(s.done)
 	s.cond.Broadcast()
+	// Last: a client that sees its connection closed (the server's
+	// confirmation of a normal end) finds the session over here.
+	if s.att != nil {
+		s.att.c.Close()
+	}
 }
 
 // checkDone ends the session normally once both sides closed, everything

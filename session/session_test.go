@@ -239,10 +239,18 @@ func TestCloseReturnsOnceOver(t *testing.T) {
 	if _, err := io.ReadFull(c, got); err != nil {
 		t.Fatal(err)
 	}
+	srv := cl.current().session(c.ID()).s
 	if err := c.Close(); err != nil {
 		t.Fatalf("Close: %v", err)
 	}
-	if !cl.endedNormally(c.ID()) {
+	// The server's session itself, not the harness's note of its end,
+	// which a goroutine of its own writes after it.
+	select {
+	case <-srv.Done():
+	default:
 		t.Fatal("Close returned before the server ended the session")
+	}
+	if err := srv.Err(); err != nil {
+		t.Fatalf("the session ended with %v", err)
 	}
 }
