@@ -481,15 +481,19 @@ func (b *backupSide) serve(c *replog.Conn) (up bool) {
 				r.log.Warn("logging channel closed", "primary", b.peer, "reason", err)
 				return
 			}
-			if !up {
+			first := !up
+			if first {
 				r.log.Info("logging channel up", "primary", b.peer)
 				up = true
 				b.everUp.Store(true)
 			}
 			r.event(eventTraffic)
-			if len(batch.Entries) > 0 || b.src.Written() != ackedOut {
+			if first || len(batch.Entries) > 0 || b.src.Written() != ackedOut {
 				// Outputs wait for this ack, and a switchover for the
 				// output counts; progress alone is reported by ackLoop.
+				// The first batch is acknowledged even if empty: the
+				// primary counts itself protected only once it has heard
+				// its backup, and an idle guest may send nothing more.
 				ackedOut = b.sendAck(c)
 			}
 			b.aside.took()

@@ -445,7 +445,9 @@ func pairUp(dir storage.Store, spec storage.VMSpec, owner storage.Owner) (bool, 
 			if err := endOf(st); err != nil {
 				return false, err
 			}
-			if st.Connected {
+			// Protected, not only connected: the backup has answered,
+			// as ftvm status will then say.
+			if st.Connected && st.Protected {
 				return true, nil
 			}
 		}
