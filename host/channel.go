@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"sync"
 	"syscall"
 
@@ -80,7 +81,7 @@ func peerEnded(err error) bool {
 // exitDetail says how a guest ended.
 func exitDetail(exit vmm.Exit) string {
 	if exit.Trap != nil {
-		return "trap: " + exit.Trap.Error()
+		return "trapped: " + strings.TrimPrefix(exit.Trap.Error(), "wasm trap: ")
 	}
 	return fmt.Sprintf("exit status %d", exit.Code)
 }

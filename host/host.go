@@ -540,7 +540,7 @@ func (h *Host) scanVM(ctx context.Context, name string, hosts []HostState) {
 	h.mu.Unlock()
 	if spec.Stopped {
 		if r != nil && !r.finished() {
-			r.shutdown("stopped", true)
+			r.shutdown("on request", true)
 		}
 		if r != nil {
 			// Its last status is written (drive's last word): nothing

@@ -9,7 +9,8 @@ import (
 )
 
 // Every command that runs a guest takes --engine, and refuses a tier it
-// does not know, saying which it knows.
+// does not know, saying which it knows, and where to read the usage
+// rather than the whole of it.
 func TestEngineFlagRefusesUnknownTier(t *testing.T) {
 	for _, args := range [][]string{
 		{"exec", "--engine", "jit", "g.wasm"},
@@ -20,7 +21,8 @@ func TestEngineFlagRefusesUnknownTier(t *testing.T) {
 		{"run", "--engine", "jit", "g.wasm"},
 	} {
 		code, _, errs := ftvm(t, "", args...)
-		if code != 2 || !strings.Contains(errs, `invalid value "jit" for flag -engine`) || !strings.Contains(errs, "want interp or compiler") {
+		if code != 2 || !strings.Contains(errs, `invalid value "jit" for flag -engine`) || !strings.Contains(errs, "want interp or compiler") ||
+			!strings.Contains(errs, "run 'ftvm "+args[0]+" -h' for its usage") || strings.Contains(errs, "usage: ftvm") {
 			t.Errorf("%s: status %d, stderr %q", strings.Join(args, " "), code, errs)
 		}
 	}

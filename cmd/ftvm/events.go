@@ -17,7 +17,7 @@ func runEvents(ctx context.Context, env *cmdEnv, args []string) int {
 	fs.SetOutput(env.stderr)
 	sf := addStoreFlags(fs)
 	shared := &sf.resolved
-	vm := fs.String("vm", "", "only the events of VM `NAME` (and the hosts')")
+	vm := fs.String("vm", "", "only the events of VM `NAME`, and the ups and downs of the hosts it ran on")
 	follow := fs.Bool("follow", false, "print new events as they come, until interrupted")
 	asJSON := fs.Bool("json", false, "print one JSON object a line")
 	fs.Usage = usageFunc(fs, env.stderr, "events --shared DIR [--vm NAME] [--follow] [--json]",
@@ -43,6 +43,7 @@ func runEvents(ctx context.Context, env *cmdEnv, args []string) int {
 		return 1
 	}
 	seen := map[storage.Event]bool{}
+	ranOn := map[string]bool{} // with --vm: the hosts its events name
 	for first := true; ; first = false {
 		evs, err := dir.Events()
 		if err != nil {
@@ -58,8 +59,13 @@ func runEvents(ctx context.Context, env *cmdEnv, args []string) int {
 		}
 		next := make(map[storage.Event]bool, len(evs))
 		for _, e := range evs {
+			if e.VM != "" && e.VM == *vm {
+				ranOn[e.Host] = true
+			}
+		}
+		for _, e := range evs {
 			next[e] = true
-			if seen[e] || *vm != "" && e.VM != *vm && e.VM != "" {
+			if seen[e] || *vm != "" && e.VM != *vm && (e.VM != "" || !ranOn[e.Host]) {
 				continue
 			}
 			printEvent(env.stdout, e, *asJSON)

@@ -93,11 +93,33 @@ func loadGuest(path string, engine wasm.Engine) (*wasm.CompiledModule, error) {
 }
 
 func usageFunc(fs *flag.FlagSet, w io.Writer, synopsis, about string) func() {
+	out := &flagOutput{w: w}
+	fs.SetOutput(out)
 	return func() {
+		if out.said {
+			// The flag package has just said what is wrong with a
+			// flag: the whole usage would bury it.
+			out.said = false
+			fmt.Fprintf(w, "run 'ftvm %s -h' for its usage\n", fs.Name())
+			return
+		}
 		fmt.Fprintf(w, "usage: ftvm %s\n\n%s\n\nflags:\n", synopsis, about)
-		fs.SetOutput(w)
 		fs.PrintDefaults()
+		out.said = false
 	}
+}
+
+// flagOutput is a flag set's output. It notes whether the flag package
+// wrote to it, which it does only to report a bad flag, just before it
+// asks for the usage.
+type flagOutput struct {
+	w    io.Writer
+	said bool
+}
+
+func (o *flagOutput) Write(p []byte) (int, error) {
+	o.said = true
+	return o.w.Write(p)
 }
 
 // parseGuestCommand parses flags and returns GUEST.wasm and its arguments.
@@ -199,7 +221,7 @@ func runGuest(ctx context.Context, env *cmdEnv, g *guestFlags, guest string, arg
 		if ctx.Err() != nil && errors.Is(runErr, ctx.Err()) {
 			// Stopped by a signal (Ctrl-C, SIGTERM): not the guest's
 			// failure, and nothing to explain.
-			return 130
+			return signalStatus(ctx)
 		}
 		return fail(runErr)
 	}

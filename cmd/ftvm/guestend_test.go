@@ -40,7 +40,7 @@ var earlyEnds = []struct {
 	detail string
 }{
 	{"exit3", exit3Module, 3, "exit status 3"},
-	{"trap", trapModule, 134, "trap: "},
+	{"trap", trapModule, 134, "trapped: unreachable in "},
 }
 
 func moduleFile(t *testing.T, name string, bin []byte) string {

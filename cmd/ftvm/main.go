@@ -104,7 +104,7 @@ func usage(w io.Writer) {
 }
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := signalContext()
 	env := &cmdEnv{stdin: os.Stdin, stdout: os.Stdout, stderr: os.Stderr}
 	if n := runtime.GOMAXPROCS(0); n > 1 && len(os.Args) > 1 && os.Args[1] == "host" {
 		// A host's guests compute on as many Ps as it has CPUs; one P

@@ -390,20 +390,22 @@ func TestEventsCLI(t *testing.T) {
 		{Time: t0, Host: "h1", Kind: "host up"},
 		{Time: t0.Add(time.Millisecond), Host: "h1", VM: "a", Generation: 1, Kind: "started", Detail: "role=primary"},
 		{Time: t0.Add(2 * time.Millisecond), Host: "h2", VM: "b", Generation: 3, Kind: "went live"},
+		{Time: t0.Add(3 * time.Millisecond), Host: "h2", Kind: "host down"},
 	} {
 		if err := d.AppendEvent(e); err != nil {
 			t.Fatal(err)
 		}
 	}
 	code, out, _ := ftvm(t, "", "events", "--shared", shared, "--vm", "a")
-	if code != 0 || !strings.Contains(out, "h1     a          gen 1   started") || strings.Contains(out, "went live") || !strings.Contains(out, "host up") {
+	// VM a's events, and the ups and downs of h1, where it ran, not h2's.
+	if code != 0 || !strings.Contains(out, "h1     a          gen 1   started") || strings.Contains(out, "went live") || !strings.Contains(out, "host up") || strings.Contains(out, "host down") {
 		t.Fatalf("events --vm a: status %d\n%s", code, out)
 	}
 	if code, _, errOut := ftvm(t, "", "events", "--shared", shared, "--vm", "nosuch"); code != 1 || !strings.Contains(errOut, `no vm "nosuch"`) {
 		t.Fatalf("events --vm nosuch: status %d, %s", code, errOut)
 	}
 	code, out, _ = ftvm(t, "", "events", "--shared", shared, "--json")
-	if code != 0 || strings.Count(out, "\n") != 3 || !strings.Contains(out, `"kind":"went live"`) {
+	if code != 0 || strings.Count(out, "\n") != 4 || !strings.Contains(out, `"kind":"went live"`) {
 		t.Fatalf("events --json: status %d\n%s", code, out)
 	}
 	// --follow: the history, then a later event, then Ctrl-C.

@@ -21,14 +21,10 @@ func runSpectest(ctx context.Context, env *cmdEnv, args []string) int {
 	runExpr := fs.String("run", "", "run only the files whose name matches `REGEXP` (e.g. \"^i32$\" or \"^memory\")")
 	var engine engineFlag
 	engine.register(fs)
-	fs.Usage = func() {
-		fmt.Fprintln(env.stderr, "usage: ftvm spectest [-v] [-run REGEXP] [--engine TIER] DIR...")
-		fmt.Fprintln(env.stderr, "\nRuns the WebAssembly spec tests converted by wast2json: each DIR holds")
-		fmt.Fprintln(env.stderr, "NAME.json and NAME.N.wasm files (directories are searched recursively),")
-		fmt.Fprintln(env.stderr, "or is a single .json file.")
-		fmt.Fprintln(env.stderr, "\nflags:")
-		fs.PrintDefaults()
-	}
+	fs.Usage = usageFunc(fs, env.stderr, "spectest [-v] [-run REGEXP] [--engine TIER] DIR...",
+		"Runs the WebAssembly spec tests converted by wast2json: each DIR holds\n"+
+			"NAME.json and NAME.N.wasm files (directories are searched recursively),\n"+
+			"or is a single .json file.")
 	if err := fs.Parse(args); err != nil {
 		if err == flag.ErrHelp {
 			return 0
