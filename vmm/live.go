@@ -41,9 +41,14 @@ type mark struct {
 	at  time.Time
 }
 
-// The marks of reached: one per markEvery at most (what BehindAt may
-// underestimate by), and at most maxMarks (a replay that trails by more
-// is far behind whatever the exact figure).
+// The marks of reached: one per markEvery at most, and at most maxMarks
+// (a replay that trails by more is far behind whatever the exact figure).
+// A mark holds the first time of its window and the last position: it
+// overestimates BehindAt by up to markEvery, never underestimates it. (With
+// the first position instead, a replay past it but short of the last was
+// taken to be caught up; its primary, held back by the lag bound, sent no
+// more marks, and the replay, niced and last in line, stayed behind for
+// minutes.)
 const (
 	markEvery = 5 * time.Millisecond
 	maxMarks  = 4096
@@ -88,8 +93,10 @@ func (s *LiveSource) Push(b replog.Batch) error {
 	if b.Pos > s.known {
 		s.known = b.Pos
 		now := time.Now()
-		if n := len(s.reached); n < maxMarks && (n == 0 || now.Sub(s.reached[n-1].at) >= markEvery) {
+		if n := len(s.reached); n == 0 || n < maxMarks && now.Sub(s.reached[n-1].at) >= markEvery {
 			s.reached = append(s.reached, mark{b.Pos, now})
+		} else {
+			s.reached[n-1].pos = b.Pos
 		}
 	}
 	for i, n := range b.Out {

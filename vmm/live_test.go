@@ -253,3 +253,31 @@ func TestLiveSourceBehindAt(t *testing.T) {
 		t.Errorf("caught up: BehindAt = %v, want 0", d)
 	}
 }
+
+// TestLiveSourceBehindAtWithinAMark: positions that arrive within one
+// mark's spacing share the mark, and a replay past the first of them but
+// short of the last still trails: its primary may send nothing more until
+// it hears that the replay caught up.
+func TestLiveSourceBehindAtWithinAMark(t *testing.T) {
+	src := vmm.NewLiveSource(0)
+	first := time.Now()
+	for _, pos := range []uint64{10, 20, 30} {
+		if err := src.Push(replog.Batch{Pos: pos}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	later := time.Now().Add(time.Second)
+	for _, replayed := range []uint64{10, 25} {
+		src.Replayed(replayed)
+		if d := src.BehindAt(later); d < later.Sub(first)-markSpacing {
+			t.Errorf("replay at %d of 30: BehindAt = %v, want about %v", replayed, d, later.Sub(first))
+		}
+	}
+	src.Replayed(30)
+	if d := src.BehindAt(later); d != 0 {
+		t.Errorf("caught up: BehindAt = %v, want 0", d)
+	}
+}
+
+// markSpacing is the live source's markEvery, as far as a test must know.
+const markSpacing = 5 * time.Millisecond
