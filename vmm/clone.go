@@ -167,6 +167,7 @@ func copyPages(mem *wasm.Memory, pages []uint32) CloneChunk {
 		chunk.Runs = append(chunk.Runs, PageRun{First: pages[i], Data: append([]byte(nil), data[lo:hi]...)})
 		i = j
 	}
+	runtime.KeepAlive(mem) // data may lie in mem's mapping
 	return chunk
 }
 
