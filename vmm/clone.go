@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"runtime"
 	"slices"
 
 	"ftvm/replog"
@@ -166,6 +167,7 @@ func copyPages(mem *wasm.Memory, pages []uint32) CloneChunk {
 		chunk.Runs = append(chunk.Runs, PageRun{First: pages[i], Data: append([]byte(nil), data[lo:hi]...)})
 		i = j
 	}
+	runtime.KeepAlive(mem) // data may lie in mem's mapping
 	return chunk
 }
 
@@ -251,8 +253,8 @@ const cloneMagic = "FTVMCLN2"
 // that replays (cfg.Replay, with the entries after the one it returns)
 // from where vm stands, in this process: a primary that handed its VM
 // over becomes its new primary's backup. The state crosses as a clone's
-// final state would, but the memory moves to the new VM without a copy,
-// so vm must never run again. written and unwritten are as for Finish.
+// final state would, but the memory is copied straight from vm's, and vm
+// must never run again. written and unwritten are as for Finish.
 func (vm *VM) Replaying(cm *wasm.CompiledModule, cfg Config, written [2]uint64, unwritten [2][]byte) (*VM, uint64, error) {
 	if vm.rec == nil {
 		return nil, 0, errors.New("vmm: only a recording VM can become a replaying one")
@@ -262,9 +264,11 @@ func (vm *VM) Replaying(cm *wasm.CompiledModule, cfg Config, written [2]uint64, 
 	}
 	t := NewCloneTarget(cm)
 	if mem := vm.inst.Memory(); mem != nil {
-		// Finish then carries no pages: the target has them all.
+		// Finish then carries no pages: the target has them all. The
+		// target holds mem itself, not its bytes, which mem's mapping
+		// backs only while mem is reachable.
 		mem.ResetDirty()
-		t.mem = mem.Bytes()
+		t.img = mem
 	}
 	final, seq, err := (&CloneSource{vm: vm}).Finish(written, unwritten)
 	if err != nil {
@@ -320,9 +324,9 @@ func decodeChunk(d *replog.Decoder) CloneChunk {
 // CloneTarget is the new backup's side of a live clone: the image of the
 // guest's memory as the chunks build it.
 type CloneTarget struct {
-	mem   []byte
-	bytes uint64 // received
-	limit uint32 // the most 64 KiB pages the memory may have
+	img   *wasm.Memory // nil until the first chunk
+	bytes uint64       // received
+	limit uint32       // the most 64 KiB pages the memory may have
 }
 
 // NewCloneTarget returns a target for a clone of a VM of cm.
@@ -339,21 +343,20 @@ func (t *CloneTarget) Apply(c CloneChunk) error {
 	if c.Pages > t.limit {
 		return fmt.Errorf("vmm: clone: memory of %d pages, beyond the module's %d", c.Pages, t.limit)
 	}
-	size := uint64(c.Pages) * wasm.PageSize
-	if uint64(len(t.mem)) < size {
-		// A fresh allocation, not an append: memory the runtime takes
-		// from the system is zero already, and its pages are touched
-		// (faulted in) only as chunks fill them.
-		mem := make([]byte, size)
-		copy(mem, t.mem)
-		t.mem = mem
+	if t.img == nil {
+		// A wasm.Memory, for its backing: a mapping that grows in place,
+		// whose pages are touched only as chunks fill them.
+		t.img = wasm.NewMemory(0, t.limit)
+	}
+	if n := t.img.Pages(); n < c.Pages && t.img.Grow(c.Pages-n) < 0 {
+		return fmt.Errorf("vmm: clone: memory of %d pages cannot be had", c.Pages)
 	}
 	for _, r := range c.Runs {
 		off := uint64(r.First) * wasm.DirtyPageSize
-		if len(r.Data)%wasm.DirtyPageSize != 0 || off+uint64(len(r.Data)) > uint64(len(t.mem)) {
+		if len(r.Data)%wasm.DirtyPageSize != 0 || off+uint64(len(r.Data)) > uint64(t.img.Size()) {
 			return fmt.Errorf("vmm: clone: %d bytes at page %d do not fit a memory of %d pages", len(r.Data), r.First, c.Pages)
 		}
-		copy(t.mem[off:], r.Data)
+		t.img.Write(uint32(off), r.Data)
 		t.bytes += uint64(len(r.Data))
 	}
 	return nil
@@ -422,8 +425,10 @@ func (t *CloneTarget) Restore(cm *wasm.CompiledModule, cfg Config, s *CloneState
 	if err := t.Apply(s.pages); err != nil {
 		return nil, err
 	}
+	// Apply made t.img; t holds it while its bytes are in use.
+	mem := t.img.Bytes()
 	if len(s.memSum) != 0 {
-		if got := sha256.Sum256(t.mem); !bytes.Equal(got[:], s.memSum) {
+		if got := sha256.Sum256(mem); !bytes.Equal(got[:], s.memSum) {
 			return nil, fmt.Errorf("vmm: clone: the restored memory differs from the primary's at the clone point (sha256 %x, the primary's %x)", got[:8], s.memSum[:8])
 		}
 	}
@@ -433,15 +438,16 @@ func (t *CloneTarget) Restore(cm *wasm.CompiledModule, cfg Config, s *CloneState
 	}
 	var inst *wasm.Instance
 	if _, ok := cm.MemoryLimit(); ok {
-		inst, err = wasm.NewStore().RestoreWithMemory(cm, resolveWASI, s.eng, t.mem)
+		inst, err = wasm.NewStore().RestoreWithMemory(cm, resolveWASI, s.eng, mem)
 	} else {
 		inst, err = wasm.NewStore().Restore(cm, resolveWASI, s.eng)
 	}
+	runtime.KeepAlive(t.img) // the instance has copied mem
 	if err != nil {
 		vm.Close()
 		return nil, fmt.Errorf("vmm: clone: %w", err)
 	}
-	t.mem = nil
+	t.img = nil
 	vm.inst = inst
 	if err := vm.sys.UnmarshalState(s.sys); err != nil {
 		vm.Close()

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"math"
+	"runtime"
 	"slices"
 	"testing"
 )
@@ -165,6 +166,7 @@ func TestSnapshotRestoreMidRun(t *testing.T) {
 		if !bytes.Equal(re.Memory().Bytes(), wantMem) {
 			t.Fatalf("stop at %d: memory differs after restore", stopAt)
 		}
+		runtime.KeepAlive(re) // its memory's bytes are not on the heap
 	}
 }
 

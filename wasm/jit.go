@@ -50,7 +50,8 @@ import (
 // nativeCtx is what native code reads and writes, through RDI. Native code
 // writes only the integer fields (remaining and the exit record); the
 // pointer fields are set by Go before each entry and keep what they point
-// to alive for the call.
+// to alive for the call, but for mem, which may point into a mapping the GC
+// does not see: the instance, live across the call, keeps its Memory.
 type nativeCtx struct {
 	stack     unsafe.Pointer // &stack[0]
 	bp        uint64         // frame base, in slots

@@ -22,16 +22,25 @@ const dirtyShift = 12
 // A Memory is not safe for concurrent use; the VM that owns it serialises
 // guest execution and host calls.
 type Memory struct {
-	data  []byte
-	max   uint32 // pages, already clamped to the engine's limit
-	dirty []uint64
+	data []byte
+	// mapping, if not nil, is the address space reserved for the memory's
+	// maximum (linux): data is its accessible start and never moves. Else
+	// data is on the Go heap and a grow may move it.
+	mapping []byte
+	max     uint32 // pages, already clamped to the engine's limit
+	dirty   []uint64
 	// The declared maximum, for import matching.
 	declMax uint32
 	hasMax  bool
 }
 
 func newMemory(minPages, maxPages uint32) *Memory {
-	m := &Memory{data: make([]byte, int(minPages)*PageSize), max: maxPages}
+	m := &Memory{max: maxPages}
+	if !m.mapMemory(minPages) {
+		// No mapping (another system, or no address space for it): the
+		// heap serves, at the cost of copies on grow.
+		m.data = make([]byte, int(minPages)*PageSize)
+	}
 	m.dirty = make([]uint64, dirtyWords(len(m.data)))
 	return m
 }
@@ -51,8 +60,10 @@ func dirtyWords(n int) int {
 	return (pages + 63) / 64
 }
 
-// Bytes returns the memory's contents. The slice is invalidated by a grow.
-// A host that writes through it must call MarkDirty.
+// Bytes returns the memory's contents. The slice is invalidated by a grow,
+// and must not be used once m is unreachable: it may point into a mapping
+// that m's cleanup unmaps (keep m alive with it, or copy). A host that
+// writes through it must call MarkDirty.
 func (m *Memory) Bytes() []byte { return m.data }
 
 // Size returns the size in bytes.
@@ -64,7 +75,8 @@ func (m *Memory) Pages() uint32 { return uint32(len(m.data) / PageSize) }
 // MaxPages returns the most pages the memory may grow to.
 func (m *Memory) MaxPages() uint32 { return m.max }
 
-// Read returns a view of n bytes at off, or false if out of range.
+// Read returns a view of n bytes at off, or false if out of range. As for
+// Bytes, the view must not outlive m.
 func (m *Memory) Read(off, n uint32) ([]byte, bool) {
 	end := uint64(off) + uint64(n)
 	if end > uint64(len(m.data)) {
@@ -186,9 +198,16 @@ func (m *Memory) grow(delta uint32) int32 {
 		return int32(old)
 	}
 	newLen := int(old+delta) * PageSize
-	if newLen <= cap(m.data) {
+	switch {
+	case m.mapping != nil:
+		// In place: the new pages are fresh anonymous pages, zero.
+		if !m.commit(len(m.data), newLen) {
+			return -1 // the system refuses the memory (commit limit)
+		}
+		m.data = m.mapping[:newLen:newLen]
+	case newLen <= cap(m.data):
 		m.data = m.data[:newLen]
-	} else {
+	default:
 		nd := make([]byte, newLen, newLen+newLen/4)
 		copy(nd, m.data)
 		m.data = nd[:newLen]
@@ -203,3 +222,24 @@ func (m *Memory) grow(delta uint32) int32 {
 // Grow adds delta pages, as memory.grow does; it returns the old size in
 // pages, or -1.
 func (m *Memory) Grow(delta uint32) int32 { return m.grow(delta) }
+
+// zero clears the memory's contents, giving a mapping's pages back to the
+// system rather than writing them.
+func (m *Memory) zero() {
+	if m.mapping == nil || !m.release() {
+		clear(m.data)
+	}
+}
+
+// copyIn copies src to the start of the memory, whose contents are zero,
+// skipping the 4 KiB pages of src that are zero, so that a mapping commits
+// only the pages with contents. It does not mark the pages dirty.
+func (m *Memory) copyIn(src []byte) {
+	const ps = DirtyPageSize
+	for off := 0; off < len(src); off += ps {
+		p := src[off:min(off+ps, len(src))]
+		if !isZero(p) {
+			copy(m.data[off:], p)
+		}
+	}
+}

@@ -333,7 +333,7 @@ func (s *Store) Restore(cm *CompiledModule, resolve Resolver, snap []byte) (*Ins
 
 // RestoreWithMemory is Restore for a snapshot made by SnapshotState: mem is
 // the memory's contents, of the size the snapshot records, which the
-// instance takes over (the caller must not use mem afterwards).
+// instance copies (it keeps no reference to mem).
 func (s *Store) RestoreWithMemory(cm *CompiledModule, resolve Resolver, snap, mem []byte) (*Instance, error) {
 	if mem == nil {
 		mem = []byte{}
@@ -487,9 +487,12 @@ func (in *Instance) readMemory(r *snapReader) {
 		r.fail("memory of %d pages is outside the module's limits", pages)
 		return
 	}
-	in.mem.grow(pages - in.mem.Pages())
+	if in.mem.grow(pages-in.mem.Pages()) < 0 {
+		r.fail("memory of %d pages cannot be had", pages)
+		return
+	}
+	in.mem.zero()
 	data := in.mem.data
-	clear(data)
 	for r.err == nil {
 		first := r.u32()
 		if first == ^uint32(0) {
@@ -507,7 +510,9 @@ func (in *Instance) readMemory(r *snapReader) {
 	in.mem.ResetDirty()
 }
 
-// adoptMemory takes mem as the memory's contents, of the size r records.
+// adoptMemory copies mem in as the memory's contents, of the size r records:
+// the memory keeps its own backing (a mapping that never moves), and mem
+// stays the caller's.
 func (in *Instance) adoptMemory(r *snapReader, mem []byte) {
 	pages := r.u32()
 	switch {
@@ -520,8 +525,13 @@ func (in *Instance) adoptMemory(r *snapReader, mem []byte) {
 		r.fail("memory of %d pages given %d bytes", pages, len(mem))
 		return
 	}
-	in.mem.data = mem
-	in.mem.dirty = make([]uint64, dirtyWords(len(mem)))
+	if in.mem.grow(pages-in.mem.Pages()) < 0 {
+		r.fail("memory of %d pages cannot be had", pages)
+		return
+	}
+	in.mem.zero()
+	in.mem.copyIn(mem)
+	in.mem.ResetDirty()
 }
 
 func readDropped(r *snapReader, n int, drop func(int)) {
