@@ -325,6 +325,7 @@ func decodeChunk(d *replog.Decoder) CloneChunk {
 // guest's memory as the chunks build it.
 type CloneTarget struct {
 	img   *wasm.Memory // nil until the first chunk
+	own   bool         // img is the target's own, to free once restored
 	bytes uint64       // received
 	limit uint32       // the most 64 KiB pages the memory may have
 }
@@ -346,7 +347,7 @@ func (t *CloneTarget) Apply(c CloneChunk) error {
 	if t.img == nil {
 		// A wasm.Memory, for its backing: a mapping that grows in place,
 		// whose pages are touched only as chunks fill them.
-		t.img = wasm.NewMemory(0, t.limit)
+		t.img, t.own = wasm.NewMemory(0, t.limit), true
 	}
 	if n := t.img.Pages(); n < c.Pages && t.img.Grow(c.Pages-n) < 0 {
 		return fmt.Errorf("vmm: clone: memory of %d pages cannot be had", c.Pages)
@@ -442,7 +443,13 @@ func (t *CloneTarget) Restore(cm *wasm.CompiledModule, cfg Config, s *CloneState
 	} else {
 		inst, err = wasm.NewStore().Restore(cm, resolveWASI, s.eng)
 	}
-	runtime.KeepAlive(t.img) // the instance has copied mem
+	if t.own {
+		// The instance has copied it: its pages go back now, not at
+		// the next GC, or a clone of a large guest would hold its
+		// memory twice for a while.
+		t.img.Free()
+	}
+	runtime.KeepAlive(t.img)
 	if err != nil {
 		vm.Close()
 		return nil, fmt.Errorf("vmm: clone: %w", err)

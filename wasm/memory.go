@@ -3,6 +3,7 @@ package wasm
 import (
 	"encoding/binary"
 	"math/bits"
+	"runtime"
 )
 
 // PageSize is the size of a WebAssembly memory page.
@@ -27,7 +28,8 @@ type Memory struct {
 	// maximum (linux): data is its accessible start and never moves. Else
 	// data is on the Go heap and a grow may move it.
 	mapping []byte
-	max     uint32 // pages, already clamped to the engine's limit
+	cleanup runtime.Cleanup // unmaps mapping once m is unreachable
+	max     uint32          // pages, already clamped to the engine's limit
 	dirty   []uint64
 	// The declared maximum, for import matching.
 	declMax uint32
@@ -222,6 +224,14 @@ func (m *Memory) grow(delta uint32) int32 {
 // Grow adds delta pages, as memory.grow does; it returns the old size in
 // pages, or -1.
 func (m *Memory) Grow(delta uint32) int32 { return m.grow(delta) }
+
+// Free gives the memory's pages back to the system now rather than once
+// the memory is unreachable: for a memory its owner is done with, and
+// large. The memory is empty afterwards, and may not grow.
+func (m *Memory) Free() {
+	m.free()
+	m.mapping, m.data, m.dirty, m.max = nil, nil, nil, 0
+}
 
 // zero clears the memory's contents, giving a mapping's pages back to the
 // system rather than writing them.

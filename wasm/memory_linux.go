@@ -52,8 +52,16 @@ func (m *Memory) mapMemory(pages uint32) bool {
 	// Nothing keeps a view past the call that took it; snapshots, clones
 	// and restores copy. A cleanup, unlike a finalizer, cannot resurrect m
 	// and runs only once m is unreachable, so after every such use.
-	runtime.AddCleanup(m, unmapMemory, b)
+	m.cleanup = runtime.AddCleanup(m, unmapMemory, b)
 	return true
+}
+
+// free unmaps the mapping now, if there is one.
+func (m *Memory) free() {
+	if m.mapping != nil {
+		m.cleanup.Stop()
+		unmapMemory(m.mapping)
+	}
 }
 
 func unmapMemory(b []byte) {

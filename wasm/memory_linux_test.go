@@ -190,3 +190,25 @@ func peakRSS(t *testing.T) int {
 	t.Fatal("no VmHWM")
 	return 0
 }
+
+// TestMemoryFree: Free unmaps a memory's mapping at once, not at the GC, and
+// leaves the memory empty.
+func TestMemoryFree(t *testing.T) {
+	m := newMemory(16, 1024)
+	if m.mapping == nil {
+		t.Skip("no mapping here")
+	}
+	before := liveMappings.Load()
+	m.Free()
+	if got := liveMappings.Load(); got != before-1 {
+		t.Errorf("live mappings %d after Free, want %d", got, before-1)
+	}
+	if m.Size() != 0 || m.Grow(1) != -1 {
+		t.Errorf("freed memory: size %d, grows", m.Size())
+	}
+	runtime.GC()
+	runtime.GC()
+	if got := liveMappings.Load(); got != before-1 {
+		t.Errorf("live mappings %d after the GC, want %d: unmapped twice?", got, before-1)
+	}
+}

@@ -9,3 +9,5 @@ func (m *Memory) mapMemory(uint32) bool { return false }
 func (m *Memory) commit(int, int) bool { return false }
 
 func (m *Memory) release() bool { return false }
+
+func (m *Memory) free() {}
