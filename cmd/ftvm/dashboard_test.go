@@ -154,6 +154,7 @@ func TestDashboardShowsFailover(t *testing.T) {
 	waitJS(t, bctx, "the failover in the timeline",
 		`!!document.querySelector('#timeline li[data-kind="went live"][data-host="h2"]') && !!document.querySelector('#timeline li[data-kind="claim won"][data-host="h2"]')`)
 	waitJS(t, bctx, "h1 dead in the hosts table", `!!document.querySelector('#hosts tr[data-host="h1"][data-alive="false"]')`)
+	waitJS(t, bctx, "h2's engine tier in the hosts table", `/^(interp|compiler)$/.test(document.querySelectorAll('#hosts tr[data-host="h2"] td')[5].textContent)`)
 	// Redundancy restored: h3, the spare, is the new backup.
 	waitJS(t, bctx, "the new backup h3",
 		`(c => !!c && c.dataset.primary === "h2" && c.dataset.backup === "h3" && c.dataset.protected === "true")(`+card+`)`)

@@ -76,7 +76,7 @@ function renderHosts(st, now) {
       el('td', {}, el('span', { class: 'dot ' + alive }), h.name + (h.name === st.self ? ' (this page)' : '')),
       el('td', {}, h.addr), el('td', {}, String(h.pid)),
       el('td', {}, h.alive ? (h.draining ? 'yes (draining)' : 'yes') : 'no'),
-      el('td', {}, ago(Date.parse(h.seen), now)), el('td', {}, link));
+      el('td', {}, ago(Date.parse(h.seen), now)), el('td', {}, h.engine || '-'), el('td', {}, link));
   }));
 }
 
