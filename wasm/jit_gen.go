@@ -1076,12 +1076,8 @@ func (g *funcGen) memoryCopy(pc int, d, src, n amd64.Mem) {
 	a.Load(amd64.W32, amd64.R12, d)
 	a.Load(amd64.W32, amd64.R13, src)
 	a.Load(amd64.W32, amd64.RCX, n)
-	a.Lea(amd64.RAX, amd64.MI(amd64.R12, amd64.RCX, 1, 0))
-	a.ALURR(amd64.CMP, amd64.W64, amd64.RAX, rMemLen)
-	a.Jcc(amd64.CondA, slow)
-	a.Lea(amd64.RAX, amd64.MI(amd64.R13, amd64.RCX, 1, 0))
-	a.ALURR(amd64.CMP, amd64.W64, amd64.RAX, rMemLen)
-	a.Jcc(amd64.CondA, slow)
+	g.rangeCheck(amd64.R12, slow)
+	g.rangeCheck(amd64.R13, slow)
 	a.TestRR(amd64.W64, amd64.RCX, amd64.RCX)
 	a.Jcc(amd64.CondE, done)
 	a.MovRR(amd64.W64, amd64.RAX, rCtx)
@@ -1089,9 +1085,7 @@ func (g *funcGen) memoryCopy(pc int, d, src, n amd64.Mem) {
 	a.Lea(amd64.RSI, amd64.MI(rMem, amd64.R13, 1, 0))
 	a.MovRR(amd64.W64, amd64.RDX, amd64.R12)
 	a.ALURR(amd64.SUB, amd64.W64, amd64.RDX, amd64.R13)
-	a.Lea(amd64.R13, amd64.MI(amd64.R12, amd64.RCX, 1, -1))
-	a.ShiftImm(amd64.SHR, amd64.W64, amd64.R13, dirtyShift)
-	a.ShiftImm(amd64.SHR, amd64.W64, amd64.R12, dirtyShift)
+	g.pageSpan()
 	// d - src below n (unsigned): the destination starts inside the
 	// source, so a forward copy would read bytes it already wrote.
 	a.ALURR(amd64.CMP, amd64.W64, amd64.RDX, amd64.RCX)
@@ -1110,6 +1104,24 @@ func (g *funcGen) memoryCopy(pc int, d, src, n amd64.Mem) {
 	a.Bind(done)
 }
 
+// rangeCheck jumps to slow unless the RCX bytes at offset base (both
+// zero-extended 32-bit) lie in memory. It uses RAX.
+func (g *funcGen) rangeCheck(base amd64.Reg, slow amd64.Label) {
+	a := g.a
+	a.Lea(amd64.RAX, amd64.MI(base, amd64.RCX, 1, 0))
+	a.ALURR(amd64.CMP, amd64.W64, amd64.RAX, rMemLen)
+	a.Jcc(amd64.CondA, slow)
+}
+
+// pageSpan turns the range of RCX (non-zero) bytes at offset R12 into the
+// first and last dirty pages it touches, in R12 and R13, for markPages.
+func (g *funcGen) pageSpan() {
+	a := g.a
+	a.Lea(amd64.R13, amd64.MI(amd64.R12, amd64.RCX, 1, -1))
+	a.ShiftImm(amd64.SHR, amd64.W64, amd64.R13, dirtyShift)
+	a.ShiftImm(amd64.SHR, amd64.W64, amd64.R12, dirtyShift)
+}
+
 // memoryFill translates memory.fill as the interpreter runs it (see
 // memoryCopy).
 func (g *funcGen) memoryFill(pc int, d, v, n amd64.Mem) {
@@ -1118,17 +1130,13 @@ func (g *funcGen) memoryFill(pc int, d, v, n amd64.Mem) {
 	done := a.NewLabel()
 	a.Load(amd64.W32, amd64.R12, d)
 	a.Load(amd64.W32, amd64.RCX, n)
-	a.Lea(amd64.RAX, amd64.MI(amd64.R12, amd64.RCX, 1, 0))
-	a.ALURR(amd64.CMP, amd64.W64, amd64.RAX, rMemLen)
-	a.Jcc(amd64.CondA, slow)
+	g.rangeCheck(amd64.R12, slow)
 	a.TestRR(amd64.W64, amd64.RCX, amd64.RCX)
 	a.Jcc(amd64.CondE, done)
 	a.MovRR(amd64.W64, amd64.RDX, rCtx)
 	a.Lea(amd64.RDI, amd64.MI(rMem, amd64.R12, 1, 0))
 	a.LoadZX(amd64.W8, amd64.RAX, v)
-	a.Lea(amd64.R13, amd64.MI(amd64.R12, amd64.RCX, 1, -1))
-	a.ShiftImm(amd64.SHR, amd64.W64, amd64.R13, dirtyShift)
-	a.ShiftImm(amd64.SHR, amd64.W64, amd64.R12, dirtyShift)
+	g.pageSpan()
 	a.RepStosb()
 	a.MovRR(amd64.W64, rCtx, amd64.RDX)
 	g.markPages(amd64.R12, amd64.R13)
