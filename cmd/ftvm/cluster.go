@@ -53,6 +53,42 @@ func (f *hostFlags) register(fs *flag.FlagSet) {
 	f.engine.register(fs)
 }
 
+// check refuses values of the tuning flags that cannot work: a duration
+// that must be positive and is not, or a negative one (for those where 0
+// has a meaning), and a failure timeout so short that a live peer would be
+// failed over between two of its heartbeats.
+func (f *hostFlags) check() error {
+	for _, d := range []struct {
+		flag string
+		v    time.Duration
+	}{{"heartbeat", f.heartbeat}, {"timeout", f.timeout}, {"claim-retry", f.claimRetry}, {"lag-bound", f.lagBound}} {
+		if d.v <= 0 {
+			return fmt.Errorf("--%s %v: must be positive", d.flag, d.v)
+		}
+	}
+	for _, d := range []struct {
+		flag string
+		v    time.Duration
+	}{{"gone-timeout", f.goneTimeout}, {"coalesce", f.coalesce}, {"clone-pause", f.clonePause}, {"session-timeout", f.sessionTimeout}} {
+		if d.v < 0 {
+			return fmt.Errorf("--%s %v: must not be negative", d.flag, d.v)
+		}
+	}
+	if f.timeout < 2*f.heartbeat {
+		return fmt.Errorf("--timeout %v: at least two heartbeat intervals (--heartbeat %v), or a live peer is taken for failed between two of its heartbeats", f.timeout, f.heartbeat)
+	}
+	if f.goneTimeout > f.timeout {
+		return fmt.Errorf("--gone-timeout %v: at most --timeout (%v)", f.goneTimeout, f.timeout)
+	}
+	if f.maxClones < 0 {
+		return fmt.Errorf("--max-clones %d: must not be negative", f.maxClones)
+	}
+	if f.replayNice < 0 || f.replayNice > 19 {
+		return fmt.Errorf("--replay-nice %d: from 0 to 19", f.replayNice)
+	}
+	return nil
+}
+
 func (f *hostFlags) args() []string {
 	args := []string{
 		"--heartbeat", f.heartbeat.String(), "--timeout", f.timeout.String(), "--gone-timeout", f.goneTimeout.String(),
@@ -99,6 +135,10 @@ func runHost(ctx context.Context, env *cmdEnv, args []string) int {
 		return 2
 	}
 	if err := checkNewName("host", *name); err != nil {
+		fmt.Fprintf(env.stderr, "ftvm host: %v\n", err)
+		return 2
+	}
+	if err := hf.check(); err != nil {
 		fmt.Fprintf(env.stderr, "ftvm host: %v\n", err)
 		return 2
 	}
@@ -275,6 +315,10 @@ func checkNewName(kind, name string) error {
 	}
 	if strings.ContainsFunc(name, unicode.IsSpace) {
 		return fmt.Errorf("invalid %s name %q: it holds white space", kind, name)
+	}
+	if strings.HasPrefix(name, "-") {
+		// Commands would read it as a flag.
+		return fmt.Errorf("invalid %s name %q: it starts with '-'", kind, name)
 	}
 	return nil
 }

@@ -273,7 +273,23 @@ func TestClusterCommandsOnMissingThings(t *testing.T) {
 	if code, _, errs := ftvm(t, "", "host", "--shared", shared, "--name", "h 1"); code != 2 || !strings.Contains(errs, "white space") {
 		t.Errorf("host named with a space: %d %q", code, errs)
 	}
-	for _, name := range []string{"a b", "tab\there", "new\nline", strings.Repeat("x", 129)} {
+	// Tuning that cannot work is refused before anything starts.
+	for _, bad := range [][]string{
+		{"--heartbeat", "-1s"}, {"--heartbeat", "0s"}, {"--timeout", "0s"}, {"--timeout", "10ms"},
+		{"--lag-bound", "0s"}, {"--claim-retry", "-1s"}, {"--clone-pause", "-1ms"}, {"--max-clones", "-3"},
+		{"--session-timeout", "-1s"}, {"--gone-timeout", "1s"}, {"--replay-nice", "20"},
+	} {
+		for _, cmd := range []string{"host", "run"} {
+			args := append([]string{cmd, "--shared", shared, "--name", "h1"}, bad...)
+			if cmd == "run" {
+				args = append([]string{cmd, "--shared", t.TempDir()}, bad...)
+			}
+			if code, _, errs := ftvm(t, "", args...); code != 2 || !strings.Contains(errs, "--"+strings.TrimPrefix(bad[0], "--")+" ") {
+				t.Errorf("%s %s: %d %q", cmd, strings.Join(bad, " "), code, errs)
+			}
+		}
+	}
+	for _, name := range []string{"a b", "tab\there", "new\nline", strings.Repeat("x", 129), "-dash"} {
 		if code, _, errs := ftvm(t, "", "start", "--shared", shared, "--name", name, guestFile(t, "ft-counter")); code == 0 || !strings.Contains(errs, "invalid vm name") {
 			t.Errorf("start of a vm named %q: %d %q", name, code, errs)
 		}

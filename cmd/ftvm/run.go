@@ -74,8 +74,8 @@ func runRun(ctx context.Context, env *cmdEnv, args []string) int {
 		fmt.Fprintf(env.stderr, "ftvm run: --hosts %d: a pair needs at least 2 hosts\n", *nHosts)
 		return 2
 	}
-	if hf.sessionTimeout < 0 {
-		fmt.Fprintf(env.stderr, "ftvm run: --session-timeout %v: must not be negative\n", hf.sessionTimeout)
+	if err := hf.check(); err != nil {
+		fmt.Fprintf(env.stderr, "ftvm run: %v\n", err)
 		return 2
 	}
 	runHosts := runHostNames(*nHosts)
