@@ -150,6 +150,7 @@ type Host struct {
 	lapsed     atomic.Bool // the lease's running out was logged
 	pulse      pulse
 	statusKick chan struct{} // see statusLoop
+	gcDue      atomic.Bool   // see collectSoon
 	hostsNow   chan struct{} // see readHosts
 	cloneSlots chan struct{} // one per clone in flight (see cloneSlot)
 	cpu        *cpuGate      // the processors, in turn, to guests that compute
@@ -527,6 +528,20 @@ func (h *Host) scan(ctx context.Context, names []string) {
 // scanWorkers is how many VMs a scan looks at, or starts, at once.
 const scanWorkers = 4
 
+// collectSoon runs a garbage collection in a second, once for the calls
+// within it. A guest's memory lies outside the Go heap (a mapping of its
+// own, see wasm), unmapped once a collection finds its VM unreachable; a
+// host's heap grows too slowly to start one for minutes, so a stopped
+// guest of hundreds of MiB stayed resident that long.
+func (h *Host) collectSoon() {
+	if h.gcDue.CompareAndSwap(false, true) {
+		time.AfterFunc(time.Second, func() {
+			h.gcDue.Store(false)
+			runtime.GC()
+		})
+	}
+}
+
 // scanVM is scan of one VM.
 func (h *Host) scanVM(ctx context.Context, name string, hosts []HostState) {
 	spec, err := h.dir.VM(name)
@@ -551,6 +566,7 @@ func (h *Host) scanVM(ctx context.Context, name string, hosts []HostState) {
 			}
 			h.mu.Unlock()
 			h.metrics.forget(name)
+			h.collectSoon()
 		}
 		return
 	}

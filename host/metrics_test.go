@@ -16,6 +16,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"ftvm/host"
+	"ftvm/internal/guesttest"
+	"ftvm/storage"
 )
 
 // scrape reads the metrics of host name (its HTTP address from the
@@ -196,5 +198,35 @@ func TestMetricsLint(t *testing.T) {
 		if err != nil || n != 1 {
 			t.Errorf("ftvm_heartbeats_sent_total: %d series, %v", n, err)
 		}
+	}
+}
+
+// TestStoppedVMGivesItsMemoryBack: a stopped VM's guest memory leaves its
+// hosts' resident memory soon after the stop, not at a collection minutes
+// later (a guest's memory lies outside the Go heap, whose growth alone
+// would start that collection).
+func TestStoppedVMGivesItsMemoryBack(t *testing.T) {
+	guest := memGuest(t)
+	c := newCluster(t)
+	c.startHost("h1")
+	c.startHost("h2")
+	addr := guesttest.FreeAddr(t)
+	c.startVM("mem", guest, storage.VMSpec{Args: []string{"ft-mem", "256"}, Listeners: []string{addr}, Primary: "h1", Backup: "h2"})
+	memCheck(t, addr) // answered: the memory is filled, on both hosts
+	const guestMem = 256 << 20
+	rss := map[string]int64{}
+	for _, h := range []string{"h1", "h2"} {
+		c.waitFor(30*time.Second, h+" holding the guest's memory", func() bool {
+			rss[h] = procRSS(t, c.hosts[h].cmd.Process.Pid)
+			return rss[h] > guestMem
+		})
+	}
+	if err := host.StopVM(c.store, "mem"); err != nil {
+		t.Fatal(err)
+	}
+	for _, h := range []string{"h1", "h2"} {
+		c.waitFor(30*time.Second, h+" giving the guest's memory back", func() bool {
+			return procRSS(t, c.hosts[h].cmd.Process.Pid) < rss[h]-guestMem*3/4
+		})
 	}
 }
