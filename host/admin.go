@@ -456,7 +456,7 @@ const startWorkers = 16
 // has its name or one of its listeners.
 func batchClash(starts []Start, placed map[string]int, out []Started, spec storage.VMSpec) error {
 	if _, dup := placed[spec.Name]; dup {
-		return fmt.Errorf("%s: %w (started earlier in this batch)", spec.Name, ErrRunning)
+		return fmt.Errorf("%s: named twice in this batch; the first line of it is started", spec.Name)
 	}
 	for _, j := range placed {
 		for _, a := range spec.Listeners {

@@ -44,6 +44,10 @@ func (vm *VM) Snapshot() ([]byte, error) {
 	return replog.AppendFrame(nil, enc.B), nil
 }
 
+// maxSnapshotSize bounds a snapshot's frame: the engine's largest memory
+// (1 GiB) and its state, with room to spare.
+const maxSnapshotSize = 4 << 30
+
 // Restore recreates a VM from a snapshot. It must replay (cfg.Replay set):
 // the source's entries up to the snapshot's sequence number are skipped, and
 // the VM goes on from the snapshot's position.
@@ -51,9 +55,13 @@ func Restore(ctx context.Context, cm *wasm.CompiledModule, cfg Config, snap []by
 	if cfg.Replay == nil {
 		return nil, errors.New("vmm: a restored VM must replay from a log")
 	}
-	// Its whole length is in hand: no limit but that.
-	payload, n, err := replog.DecodeFrameUpTo(snap, uint64(len(snap)))
-	if err != nil || n != len(snap) {
+	// Its whole length is in hand: a frame longer says the file was cut
+	// short, not that its length is corrupt.
+	payload, n, err := replog.DecodeFrameUpTo(snap, maxSnapshotSize)
+	switch {
+	case errors.Is(err, replog.ErrTruncated):
+		return nil, fmt.Errorf("vmm: the snapshot is cut short (%d bytes): %w", len(snap), err)
+	case err != nil || n != len(snap):
 		return nil, fmt.Errorf("vmm: not a VM snapshot or corrupt: %v", errOr(err, "trailing bytes"))
 	}
 	d := replog.NewDecoder(payload)

@@ -315,6 +315,42 @@ func TestTimeTravelSnapshotsAtRandomPositions(t *testing.T) {
 	}
 }
 
+// TestRestoreCutSnapshot: a snapshot cut short, or with a byte changed,
+// is refused, and a cut one says so rather than that its length is
+// corrupt.
+func TestRestoreCutSnapshot(t *testing.T) {
+	cm := compile(t, "wasi-basics")
+	cfg := wasi.Config{Args: []string{"wasi-basics", "clock"}}
+	rec := record(t, cm, cfg)
+	vm, err := vmm.New(cm, vmm.Config{WASI: wasi.Config{Args: cfg.Args, Stdout: io.Discard, Stderr: io.Discard}, Replay: rec.log.reader()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := vm.RunUntil(context.Background(), rec.count/2); err != nil {
+		t.Fatal(err)
+	}
+	snap, err := vm.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad := bytes.Clone(snap)
+	bad[len(bad)/2] ^= 0x40
+	for _, c := range []struct {
+		name string
+		snap []byte
+		want string
+	}{
+		{"cut", snap[:len(snap)/3], "cut short"},
+		{"cut in its length", snap[:1], "cut short"},
+		{"flipped", bad, "corrupt"},
+	} {
+		_, err := vmm.Restore(context.Background(), cm, vmm.Config{WASI: cfg, Replay: rec.log.reader()}, c.snap)
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: %v, want an error that says %q", c.name, err, c.want)
+		}
+	}
+}
+
 func TestUnknownImportIsRefused(t *testing.T) {
 	// A module importing env.foo: a clear link error, not a crash.
 	bin := []byte{0, 'a', 's', 'm', 1, 0, 0, 0,

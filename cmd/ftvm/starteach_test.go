@@ -38,7 +38,7 @@ func TestStartEach(t *testing.T) {
 	if code != 1 {
 		t.Fatalf("start --each: status %d, want 1 (two refused)\n%s%s", code, out, errs)
 	}
-	for _, want := range []string{"vm vm-3: not started: vm-3: vm is running", "vm other: not started: listener " + addrs[7] + " is vm vm-7's"} {
+	for _, want := range []string{"vm vm-3: not started: vm-3: named twice in this batch", "vm other: not started: listener " + addrs[7] + " is vm vm-7's"} {
 		if !strings.Contains(errs, want) {
 			t.Errorf("stderr lacks %q:\n%s", want, errs)
 		}
