@@ -442,17 +442,32 @@ func (l *load) count() int {
 
 // checkCounter checks the invariants of a counter run: no value returned
 // twice, and the final value accounts for every reply seen.
+// It reports the first few of each kind of violation, and how many there
+// were: a lost memory repeats every value, thousands of lines of them.
 func checkCounter(t testing.TB, seen []uint64, final uint64) {
 	t.Helper()
+	const show = 5
 	dup := map[uint64]bool{}
+	var twice, beyond []uint64
+	nTwice, nBeyond := 0, 0
 	for _, v := range seen {
 		if dup[v] {
-			t.Errorf("value %d returned twice", v)
+			if nTwice++; len(twice) < show {
+				twice = append(twice, v)
+			}
 		}
 		dup[v] = true
 		if v > final {
-			t.Errorf("a client saw %d, but the final value is %d: an acknowledged increment was lost", v, final)
+			if nBeyond++; len(beyond) < show {
+				beyond = append(beyond, v)
+			}
 		}
+	}
+	if nTwice > 0 {
+		t.Errorf("%d values returned twice, such as %v", nTwice, twice)
+	}
+	if nBeyond > 0 {
+		t.Errorf("%d replies beyond the final value %d, such as %v: acknowledged increments were lost", nBeyond, final, beyond)
 	}
 	if uint64(len(seen)) > final {
 		t.Errorf("%d replies seen, final value %d", len(seen), final)
