@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"ftvm/wasm"
+	"ftvm/internal/guesttest"
 )
 
 // TestFailoverAcrossTiers: a pair whose primary runs one engine tier and
@@ -17,10 +17,7 @@ import (
 // the other's log and restored the other's clone. The tiers count
 // instructions alike, so none of this depends on them.
 func TestFailoverAcrossTiers(t *testing.T) {
-	if !wasm.CompilerAvailable() {
-		t.Skip("the compiler tier runs native code on linux/amd64 only: both tiers would be the interpreter")
-	}
-	for _, tiers := range [][2]wasm.Engine{{wasm.EngineCompiler, wasm.EngineInterpreter}, {wasm.EngineInterpreter, wasm.EngineCompiler}} {
+	for _, tiers := range guesttest.TierPairs(t) {
 		first, second := tiers[0].String(), tiers[1].String()
 		t.Run(first+"-primary", func(t *testing.T) {
 			c := newCluster(t)

@@ -16,9 +16,7 @@ import (
 // logs of two recordings differ whatever the tiers: a Go guest's runtime
 // reads the clock as often as time passes.)
 func TestRecordReplayAcrossTiers(t *testing.T) {
-	if !wasm.CompilerAvailable() {
-		t.Skip("the compiler tier runs native code on linux/amd64 only: both tiers would be the interpreter")
-	}
+	pairs := guesttest.TierPairs(t)
 	for _, g := range []struct {
 		name string
 		args []string
@@ -47,7 +45,7 @@ func TestRecordReplayAcrossTiers(t *testing.T) {
 				c.Stdin = strings.NewReader("the same input under both tiers\n")
 				return c
 			}
-			for _, pair := range [][2]wasm.Engine{{wasm.EngineCompiler, wasm.EngineInterpreter}, {wasm.EngineInterpreter, wasm.EngineCompiler}} {
+			for _, pair := range pairs {
 				from, to := pair[0], pair[1]
 				rec := record(t, cms[from], cfg())
 				if rec.exit.Code != 0 || rec.exit.Trap != nil {

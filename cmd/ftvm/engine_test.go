@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"ftvm/internal/guesttest"
 	"ftvm/wasm"
 )
 
@@ -33,7 +34,7 @@ func TestEngineFlagRefusesUnknownTier(t *testing.T) {
 // says which tier recorded it.
 func TestRecordReplayAcrossTiersCLI(t *testing.T) {
 	g := guestFile(t, "wasi-basics")
-	for _, tiers := range [][2]wasm.Engine{{wasm.EngineCompiler, wasm.EngineInterpreter}, {wasm.EngineInterpreter, wasm.EngineCompiler}} {
+	for _, tiers := range guesttest.TierPairs(t) {
 		rec, rep := tiers[0].String(), tiers[1].String()
 		t.Run(rec+"-"+rep, func(t *testing.T) {
 			dir := t.TempDir()

@@ -3,6 +3,7 @@ package guesttest
 import (
 	"fmt"
 	"os"
+	"testing"
 
 	"ftvm/wasm"
 )
@@ -35,3 +36,15 @@ func Config() wasm.Config { return wasm.Config{Engine: EnvEngine()} }
 // EngineArgs returns the ftvm flags that select EnvEngine, for tests that
 // run the command line (ftvm exec, record, replay, run, host).
 func EngineArgs() []string { return []string{"--engine", EnvEngine().String()} }
+
+// TierPairs returns the two engine tiers in both orders, for the tests of
+// a log, a snapshot or a pair that crosses from one tier to the other. It
+// skips t where the compiler runs no native code: both would be the
+// interpreter.
+func TierPairs(t testing.TB) [][2]wasm.Engine {
+	t.Helper()
+	if !wasm.CompilerAvailable() {
+		t.Skip("the compiler tier runs native code on linux/amd64 only: both tiers would be the interpreter")
+	}
+	return [][2]wasm.Engine{{wasm.EngineCompiler, wasm.EngineInterpreter}, {wasm.EngineInterpreter, wasm.EngineCompiler}}
+}
